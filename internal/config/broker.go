@@ -1,0 +1,326 @@
+package config
+
+import "slices"
+
+// Values of Sluice's log.flush.policy broker config.
+const (
+	// FlushPolicyAcksAll answers an acks=all produce only once its batch
+	// is fsynced (group commit: one fsync covers every batch appended
+	// meanwhile); acks=1 is answered after the append.
+	FlushPolicyAcksAll = "acks-all"
+	// FlushPolicyNone never fsyncs on produce, relying on the page cache
+	// and on replication.
+	FlushPolicyNone = "none"
+)
+
+// brokerDefs is the broker configs Sluice knows, sorted by name in init.
+// ReadOnly follows Kafka's update mode: "read-only" configs are ReadOnly,
+// "per-broker" and "cluster-wide" ones are not.
+var brokerDefs = []Def{
+	{
+		Name: "auto.create.topics.enable", Type: TypeBoolean, Default: "true", ReadOnly: true,
+		Doc: "Whether a topic is created automatically when a client asks for one that does not exist.",
+	},
+	{
+		Name: "broker.id", Type: TypeInt, Default: "-1", ReadOnly: true,
+		Doc: "The broker's id; in KRaft mode it must equal node.id.",
+	},
+	{
+		Name: "compression.gzip.level", Type: TypeInt, Default: "-1",
+		Doc:      "Default gzip compression level for topics (1-9, or -1 for the codec's default).",
+		Validate: betweenOr(1, 9, -1),
+	},
+	{
+		Name: "compression.lz4.level", Type: TypeInt, Default: "9",
+		Doc:      "Default lz4 compression level for topics.",
+		Validate: between(1, 17),
+	},
+	{
+		Name: "compression.type", Type: TypeString, Default: CompressionProducer,
+		Doc:      "Default final compression codec for topics: gzip, snappy, lz4, zstd, uncompressed, or producer to keep the producer's codec.",
+		Validate: oneOf(compressionTypes...),
+	},
+	{
+		Name: "compression.zstd.level", Type: TypeInt, Default: "3",
+		Doc:      "Default zstd compression level for topics.",
+		Validate: between(-131072, 22),
+	},
+	{
+		// Kafka leaves this unchecked; a replication factor below 1 is
+		// never usable, so it is rejected here.
+		Name: "default.replication.factor", Type: TypeInt, Default: "1", ReadOnly: true,
+		Doc:      "Replication factor of automatically created topics and of topics created with replication factor -1.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "delete.topic.enable", Type: TypeBoolean, Default: "true", ReadOnly: true,
+		Doc: "Whether topics can be deleted; when false, DeleteTopics has no effect.",
+	},
+	{
+		Name: "fetch.max.bytes", Type: TypeInt, Default: "57671680", ReadOnly: true,
+		Doc:      "Most bytes returned for one fetch request.",
+		Validate: atLeast(1024),
+	},
+	{
+		Name: "group.initial.rebalance.delay.ms", Type: TypeInt, Default: "3000", ReadOnly: true,
+		Doc: "How long the group coordinator waits for more members to join a new group before its first rebalance.",
+	},
+	{
+		Name: "group.max.session.timeout.ms", Type: TypeInt, Default: "1800000", ReadOnly: true,
+		Doc: "Longest session timeout a group member may ask for.",
+	},
+	{
+		Name: "group.max.size", Type: TypeInt, Default: maxInt, ReadOnly: true,
+		Doc:      "Most members one classic consumer group may have.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "group.min.session.timeout.ms", Type: TypeInt, Default: "6000", ReadOnly: true,
+		Doc: "Shortest session timeout a group member may ask for.",
+	},
+	{
+		Name: "log.cleaner.delete.retention.ms", Type: TypeLong, Default: "86400000",
+		Doc:      "Default time delete tombstones are kept in compacted topics.",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "log.cleaner.enable", Type: TypeBoolean, Default: "true", ReadOnly: true,
+		Doc: "Whether the log cleaner runs; compacted topics (including the offsets topic) grow without bound without it.",
+	},
+	{
+		Name: "log.cleaner.max.compaction.lag.ms", Type: TypeLong, Default: maxLong,
+		Doc:      "Default longest time a record may stay ineligible for compaction.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "log.cleaner.min.cleanable.ratio", Type: TypeDouble, Default: "0.5",
+		Doc:      "Default share of a compacted log that must be dirty before it is cleaned.",
+		Validate: ratio(0, 1),
+	},
+	{
+		Name: "log.cleaner.min.compaction.lag.ms", Type: TypeLong, Default: "0",
+		Doc:      "Default shortest time a record stays uncompacted.",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "log.cleanup.policy", Type: TypeList, Default: CleanupPolicyDelete,
+		Doc:      "Default cleanup policy of topics: a comma-separated list of delete and/or compact.",
+		Validate: listOf(CleanupPolicyCompact, CleanupPolicyDelete),
+	},
+	{
+		Name: "log.dirs", Type: TypeString, NullDefault: true, ReadOnly: true,
+		Doc: "Comma-separated directories where the broker keeps its log data.",
+	},
+	{
+		Name: "log.flush.interval.messages", Type: TypeLong, Default: maxLong,
+		Doc:      "Default number of messages appended to a partition before it is fsynced.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "log.flush.interval.ms", Type: TypeLong, NullDefault: true,
+		Doc: "Default longest time a message stays unsynced before the partition is fsynced; when unset, log.flush.scheduler.interval.ms is used.",
+	},
+	{
+		Name: "log.flush.policy", Type: TypeString, Default: FlushPolicyAcksAll,
+		Doc:      `Sluice: when produced data is fsynced. "acks-all": an acks=all produce is answered after its batch is fsynced (with group commit), acks=1 after the append; "none": never fsync on produce, relying on the page cache and replication.`,
+		Validate: oneOf(FlushPolicyAcksAll, FlushPolicyNone),
+	},
+	{
+		Name: "log.flush.scheduler.interval.ms", Type: TypeLong, Default: maxLong, ReadOnly: true,
+		Doc: "How often the log flusher checks whether any log needs an fsync.",
+	},
+	{
+		Name: "log.index.interval.bytes", Type: TypeInt, Default: "4096",
+		Doc:      "Default number of log bytes between two offset index entries.",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "log.index.size.max.bytes", Type: TypeInt, Default: "10485760",
+		Doc:      "Default largest size of a segment's offset index.",
+		Validate: atLeast(4),
+	},
+	{
+		Name: "log.local.retention.bytes", Type: TypeLong, Default: "-2",
+		Doc:      "Default most local bytes kept per partition with tiered storage; -2 means use log.retention.bytes.",
+		Validate: atLeast(-2),
+	},
+	{
+		Name: "log.local.retention.ms", Type: TypeLong, Default: "-2",
+		Doc:      "Default time local segments are kept with tiered storage; -2 means use log.retention.ms.",
+		Validate: atLeast(-2),
+	},
+	{
+		Name: "log.message.downconversion.enable", Type: TypeBoolean, Default: "true",
+		Doc: "Default of message.downconversion.enable (Kafka 3.x); accepted for compatibility, a no-op.",
+	},
+	{
+		Name: "log.message.timestamp.after.max.ms", Type: TypeLong, Default: "3600000",
+		Doc:      "Default of how far a record's timestamp may be ahead of the broker's clock under CreateTime.",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "log.message.timestamp.before.max.ms", Type: TypeLong, Default: maxLong,
+		Doc:      "Default of how far a record's timestamp may be behind the broker's clock under CreateTime.",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "log.message.timestamp.type", Type: TypeString, Default: TimestampCreateTime,
+		Doc:      "Default timestamp type of topics: CreateTime or LogAppendTime.",
+		Validate: oneOf(TimestampCreateTime, TimestampLogAppendTime),
+	},
+	{
+		Name: "log.preallocate", Type: TypeBoolean, Default: "false",
+		Doc: "Default of whether new segment files are preallocated.",
+	},
+	{
+		Name: "log.retention.bytes", Type: TypeLong, Default: "-1",
+		Doc: "Default largest size of a partition before old segments are deleted; -1 means no limit.",
+	},
+	{
+		Name: "log.retention.check.interval.ms", Type: TypeLong, Default: "300000", ReadOnly: true,
+		Doc:      "How often the broker checks whether any log segment is due for deletion.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "log.retention.hours", Type: TypeInt, Default: "168", ReadOnly: true,
+		Doc: "Default time segments are kept, in hours; used when neither log.retention.ms nor log.retention.minutes is set.",
+	},
+	{
+		Name: "log.retention.minutes", Type: TypeInt, NullDefault: true, ReadOnly: true,
+		Doc: "Default time segments are kept, in minutes; used when log.retention.ms is not set, and falls back to log.retention.hours.",
+	},
+	{
+		Name: "log.retention.ms", Type: TypeLong, NullDefault: true,
+		Doc: "Default time segments are kept, in milliseconds (-1: no limit); falls back to log.retention.minutes, then log.retention.hours.",
+	},
+	{
+		Name: "log.roll.hours", Type: TypeInt, Default: "168", ReadOnly: true,
+		Doc:      "Default time before the active segment is rolled, in hours; used when log.roll.ms is not set.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "log.roll.jitter.hours", Type: TypeInt, Default: "0", ReadOnly: true,
+		Doc:      "Default largest jitter subtracted from the segment roll time, in hours; used when log.roll.jitter.ms is not set.",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "log.roll.jitter.ms", Type: TypeLong, NullDefault: true,
+		Doc: "Default largest jitter subtracted from the segment roll time, in milliseconds; falls back to log.roll.jitter.hours.",
+	},
+	{
+		Name: "log.roll.ms", Type: TypeLong, NullDefault: true,
+		Doc: "Default time before the active segment is rolled, in milliseconds; falls back to log.roll.hours.",
+	},
+	{
+		Name: "log.segment.bytes", Type: TypeInt, Default: "1073741824",
+		Doc:      "Default size at which a segment file is rolled.",
+		Validate: atLeast(1048576),
+	},
+	{
+		Name: "log.segment.delete.delay.ms", Type: TypeLong, Default: "60000",
+		Doc:      "Default wait before a deleted segment's files are removed from the filesystem.",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "message.max.bytes", Type: TypeInt, Default: "1048588",
+		Doc:      "Default largest record batch a topic accepts, after compression (max.message.bytes per topic).",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "min.insync.replicas", Type: TypeInt, Default: "1",
+		Doc:      "Default fewest in-sync replicas that must have a write for an acks=all produce to succeed.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "node.id", Type: TypeInt, NullDefault: true, ReadOnly: true,
+		Doc:      "The node's id in the cluster; required.",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "num.partitions", Type: TypeInt, Default: "1", ReadOnly: true,
+		Doc:      "Default number of partitions of a new topic.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "offsets.retention.minutes", Type: TypeInt, Default: "10080", ReadOnly: true,
+		Doc:      "How long committed offsets are kept after a group becomes empty (or, for standalone consumers, after the last commit).",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "offsets.topic.num.partitions", Type: TypeInt, Default: "50", ReadOnly: true,
+		Doc:      "Number of partitions of the offsets topic; should not change after deployment.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "offsets.topic.replication.factor", Type: TypeShort, Default: "3", ReadOnly: true,
+		Doc:      "Replication factor of the offsets topic.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "offsets.topic.segment.bytes", Type: TypeInt, Default: "104857600", ReadOnly: true,
+		Doc:      "Segment size of the offsets topic, kept small for fast compaction and loading.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "replica.lag.time.max.ms", Type: TypeLong, Default: "30000", ReadOnly: true,
+		Doc: "A follower that has not fetched, or not caught up to the leader's log end, for this long is removed from the ISR.",
+	},
+	{
+		Name: "socket.request.max.bytes", Type: TypeInt, Default: "104857600", ReadOnly: true,
+		Doc:      "Largest request the broker accepts on a connection.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "transaction.max.timeout.ms", Type: TypeInt, Default: "900000", ReadOnly: true,
+		Doc:      "Largest transaction timeout a producer may ask for in InitProducerId.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "transaction.state.log.num.partitions", Type: TypeInt, Default: "50", ReadOnly: true,
+		Doc:      "Number of partitions of the transaction state topic; should not change after deployment.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "transaction.state.log.replication.factor", Type: TypeShort, Default: "3", ReadOnly: true,
+		Doc:      "Replication factor of the transaction state topic.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "transactional.id.expiration.ms", Type: TypeInt, Default: "604800000", ReadOnly: true,
+		Doc:      "How long a transactional id may go without a transaction status update before it expires.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "unclean.leader.election.enable", Type: TypeBoolean, Default: "false",
+		Doc: "Default of whether a replica outside the ISR may become leader as a last resort.",
+	},
+}
+
+var brokerIndex = indexDefs(brokerDefs)
+
+// BrokerDefs returns every broker config, sorted by name.
+func BrokerDefs() []Def { return slices.Clone(brokerDefs) }
+
+// BrokerDef returns the broker config called name.
+func BrokerDef(name string) (Def, bool) {
+	i, ok := brokerIndex[name]
+	if !ok {
+		return Def{}, false
+	}
+	return brokerDefs[i], true
+}
+
+// ValidateBrokerConfigs checks broker configs (static, or dynamic ones as
+// given to AlterConfigs/IncrementalAlterConfigs): every name must be a broker
+// config (ErrUnknownConfig) and every value valid (ErrInvalidValue); and
+// log.cleaner.min.compaction.lag.ms must not exceed
+// log.cleaner.max.compaction.lag.ms. It does not refuse ReadOnly configs:
+// they are valid statically, and a handler altering dynamic configs must
+// reject them itself. Keys are checked in sorted order and the first error
+// is returned.
+func ValidateBrokerConfigs(configs map[string]string) error {
+	if err := validate(configs, BrokerDef, "broker"); err != nil {
+		return err
+	}
+	return checkLagOrder(configs, "log.cleaner.min.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", BrokerDef)
+}
