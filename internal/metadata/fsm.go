@@ -1,0 +1,251 @@
+package metadata
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// fsm is the raft.FSM. hashicorp/raft calls Apply, Snapshot and Restore from
+// one goroutine (its FSM goroutine), never concurrently, so those methods own
+// the right to publish images. fsmSnapshot.Persist runs on another goroutine
+// concurrently with Apply; it only reads an image, which is immutable.
+//
+// Readers use image (atomic) and changes (under mu) from any goroutine.
+type fsm struct {
+	log   *slog.Logger
+	image atomic.Pointer[Image]
+
+	mu      sync.Mutex    // guards changes
+	changes chan struct{} // closed by the next publish
+}
+
+var _ raft.FSM = (*fsm)(nil)
+
+func newFSM(log *slog.Logger) *fsm {
+	f := &fsm{log: log, changes: make(chan struct{})}
+	f.image.Store(emptyImage())
+	return f
+}
+
+// publish makes img current and wakes every Changes waiter. The image is
+// stored before the old channel is closed, so a waiter that took its channel
+// before the call sees img (or newer) when it re-reads.
+func (f *fsm) publish(img *Image) {
+	f.mu.Lock()
+	f.image.Store(img)
+	old := f.changes
+	f.changes = make(chan struct{})
+	f.mu.Unlock()
+	close(old)
+}
+
+// changesCh returns the channel that the next publish closes.
+func (f *fsm) changesCh() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changes
+}
+
+// Apply applies one committed log entry and returns an *applyResult.
+//
+// A record that cannot be decoded (a version or type from a newer node, or a
+// damaged log) is refused with an error, logged at error level, and leaves the
+// image unchanged: every node decides the same way, so voters stay identical,
+// but the change is lost, so a node must never be downgraded below the record
+// version its quorum writes.
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return &applyResult{}
+	}
+	r, err := decodeRecord(l.Data)
+	if err != nil {
+		f.log.Error("metadata: refusing undecodable record", "index", l.Index, "err", err)
+		return &applyResult{err: err}
+	}
+	next, res := apply(f.image.Load(), r, l.Index)
+	if res.err != nil {
+		return &res
+	}
+	f.publish(next)
+	return &res
+}
+
+// Snapshot captures the current image; Persist encodes it later on another
+// goroutine, which is safe because images are immutable.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{img: f.image.Load()}, nil
+}
+
+// Restore replaces the whole state with a snapshot written by Persist.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	img, err := decodeSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	f.publish(img)
+	return nil
+}
+
+type fsmSnapshot struct{ img *Image }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	w := bufio.NewWriter(sink)
+	err := encodeSnapshot(w, s.img)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("metadata: persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}
+
+// snapshotVersion is the first byte of an encoded snapshot.
+const snapshotVersion byte = 1
+
+// snapshotImage is the encoded form of an Image: slices in a fixed order
+// instead of maps keyed by non-strings, and TopicsByID left out (rebuilt).
+type snapshotImage struct {
+	ClusterID      string            `json:"clusterId"`
+	ControllerID   int32             `json:"controllerId"`
+	Brokers        []Broker          `json:"brokers"`
+	Topics         []*Topic          `json:"topics"`
+	BrokerConfigs  map[string]string `json:"brokerConfigs"`
+	NextProducerID int64             `json:"nextProducerId"`
+	Index          uint64            `json:"index"`
+}
+
+func encodeSnapshot(w io.Writer, img *Image) error {
+	s := snapshotImage{
+		ClusterID:      img.ClusterID,
+		ControllerID:   img.ControllerID,
+		BrokerConfigs:  img.BrokerConfigs,
+		NextProducerID: img.NextProducerID,
+		Index:          img.Index,
+	}
+	for _, b := range img.Brokers {
+		s.Brokers = append(s.Brokers, b)
+	}
+	slices.SortFunc(s.Brokers, func(a, b Broker) int { return int(a.NodeID) - int(b.NodeID) })
+	for _, t := range img.Topics {
+		s.Topics = append(s.Topics, t)
+	}
+	slices.SortFunc(s.Topics, func(a, b *Topic) int { return strings.Compare(a.Name, b.Name) })
+	if _, err := w.Write([]byte{snapshotVersion}); err != nil {
+		return err
+	}
+	return json.NewEncoder(w).Encode(&s)
+}
+
+// decodeSnapshot reads what encodeSnapshot wrote. The bytes come from disk
+// (or, with more voters, from the leader), so every invariant of an Image is
+// checked before it is published (FuzzDecodeSnapshot).
+func decodeSnapshot(r io.Reader) (*Image, error) {
+	br := bufio.NewReader(io.LimitReader(r, maxSnapshotBytes+1))
+	v, err := br.ReadByte()
+	if err != nil {
+		return nil, fmt.Errorf("metadata: read snapshot: %w", err)
+	}
+	if v != snapshotVersion {
+		return nil, fmt.Errorf("metadata: snapshot version %d, this node knows only %d; upgrade this node", v, snapshotVersion)
+	}
+	b, err := io.ReadAll(br)
+	if err != nil {
+		return nil, fmt.Errorf("metadata: read snapshot: %w", err)
+	}
+	// The limit is on the whole snapshot, version byte included; the
+	// LimitReader lets one byte more through so that an oversized snapshot
+	// is reported as such instead of as truncated JSON.
+	if 1+len(b) > maxSnapshotBytes {
+		return nil, fmt.Errorf("metadata: snapshot larger than %d bytes", maxSnapshotBytes)
+	}
+	var s snapshotImage
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("metadata: decode snapshot: %w", err)
+	}
+	img := emptyImage()
+	img.ClusterID = s.ClusterID
+	img.ControllerID = s.ControllerID
+	img.NextProducerID = s.NextProducerID
+	img.Index = s.Index
+	img.BrokerConfigs = cloneConfigs(s.BrokerConfigs)
+	if s.NextProducerID < 0 {
+		return nil, errors.New("metadata: snapshot: negative next producer id")
+	}
+	if s.ControllerID < -1 {
+		return nil, fmt.Errorf("metadata: snapshot: controller id %d", s.ControllerID)
+	}
+	for _, b := range s.Brokers {
+		if err := validBroker(b); err != nil {
+			return nil, fmt.Errorf("metadata: snapshot: %w", err)
+		}
+		if _, dup := img.Brokers[b.NodeID]; dup {
+			return nil, fmt.Errorf("metadata: snapshot: broker %d twice", b.NodeID)
+		}
+		img.Brokers[b.NodeID] = b
+	}
+	for _, t := range s.Topics {
+		if err := validSnapshotTopic(t); err != nil {
+			return nil, fmt.Errorf("metadata: snapshot: %w", err)
+		}
+		if _, dup := img.Topics[t.Name]; dup {
+			return nil, fmt.Errorf("metadata: snapshot: topic %q twice", t.Name)
+		}
+		if _, dup := img.TopicsByID[t.ID]; dup {
+			return nil, fmt.Errorf("metadata: snapshot: topic id %s twice", t.ID)
+		}
+		t.Configs = cloneConfigs(t.Configs)
+		img.Topics[t.Name] = t
+		img.TopicsByID[t.ID] = t
+	}
+	return img, nil
+}
+
+func validSnapshotTopic(t *Topic) error {
+	if t == nil {
+		return errors.New("null topic")
+	}
+	if !validTopicName(t.Name) {
+		return fmt.Errorf("%w: %q", ErrInvalidTopic, t.Name)
+	}
+	if t.ID.IsZero() {
+		return fmt.Errorf("topic %q has the zero id", t.Name)
+	}
+	if len(t.Partitions) == 0 || len(t.Partitions) > maxPartitionsPerTopic {
+		return fmt.Errorf("%w: topic %q has %d", ErrInvalidPartitions, t.Name, len(t.Partitions))
+	}
+	for i, p := range t.Partitions {
+		if p.ID != int32(i) {
+			return fmt.Errorf("topic %q: partition %d at index %d", t.Name, p.ID, i)
+		}
+		if err := validReplicas(p.Replicas); err != nil {
+			return fmt.Errorf("topic %q partition %d: %w", t.Name, i, err)
+		}
+		if p.Leader != -1 && !slices.Contains(p.Replicas, p.Leader) {
+			return fmt.Errorf("topic %q partition %d: leader %d is not a replica", t.Name, i, p.Leader)
+		}
+		if p.LeaderEpoch < 0 {
+			return fmt.Errorf("topic %q partition %d: negative leader epoch %d", t.Name, i, p.LeaderEpoch)
+		}
+		for j, r := range p.ISR {
+			if !slices.Contains(p.Replicas, r) || slices.Contains(p.ISR[:j], r) {
+				return fmt.Errorf("topic %q partition %d: ISR %v is not a set of replicas %v", t.Name, i, p.ISR, p.Replicas)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+// Package metadata holds the cluster metadata (brokers, topics, partitions,
+// leaders, ISR, dynamic configs, producer id blocks) as records in a Raft log,
+// and the immutable in-memory Image that the records build.
+//
+// Who owns what:
+//   - The Store owns the Raft node, its log/stable store (bolt, <Dir>/raft.db),
+//     its snapshots (<Dir>/snapshots) and the FSM.
+//   - Only the FSM goroutine of hashicorp/raft builds images: it applies one
+//     record to the current Image, producing a new Image (copy on write), and
+//     publishes it through an atomic pointer. Readers (request handlers, the
+//     controller, replication) call Store.Image and use the result without
+//     locks; an Image and everything it points to is never mutated after it is
+//     published, so callers must not mutate it either.
+//   - Writers call the Store's mutation methods, which propose a record; every
+//     check that depends on the current state (topic exists, unknown topic,
+//     partition count) runs inside the FSM, so it is decided once, in log order,
+//     identically on every voter.
+package metadata
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// Sentinel errors. The Kafka API layer turns them into Kafka error codes.
+var (
+	ErrTopicExists       = errors.New("metadata: topic already exists")
+	ErrUnknownTopic      = errors.New("metadata: unknown topic")
+	ErrInvalidPartitions = errors.New("metadata: invalid partition count")
+	ErrNotController     = errors.New("metadata: not the active controller")
+
+	// ErrInvalidTopic: a topic name Kafka would refuse (empty, ".", "..", longer
+	// than 249 characters, or characters outside [a-zA-Z0-9._-]). Names become
+	// directory names on disk, so this is enforced here, not only in the API.
+	ErrInvalidTopic = errors.New("metadata: invalid topic name")
+	// ErrInvalidReplicas: an empty replica list, a duplicate or negative
+	// broker id, or more than maxReplicationFactor replicas.
+	ErrInvalidReplicas = errors.New("metadata: invalid replica assignment")
+	// ErrInvalidBroker: a broker registration with a negative node id or an
+	// out-of-range port.
+	ErrInvalidBroker = errors.New("metadata: invalid broker registration")
+	// ErrInvalidProducerIDCount: AllocateProducerIDs with count <= 0 or more
+	// than maxProducerIDBlock.
+	ErrInvalidProducerIDCount = errors.New("metadata: invalid producer id count")
+	// ErrProducerIDsExhausted: the int64 producer id space is used up.
+	ErrProducerIDsExhausted = errors.New("metadata: producer ids exhausted")
+	// ErrRecordTooLarge: the change does not fit in one metadata record
+	// (maxRecordBytes); split it into smaller changes.
+	ErrRecordTooLarge = errors.New("metadata: record too large")
+	// ErrClosed: the Store was closed.
+	ErrClosed = errors.New("metadata: store closed")
+)
+
+// Limits. Each is checked before anything of that size is allocated, both
+// when a record is proposed and when it is applied.
+const (
+	maxTopicNameLen       = 249     // Kafka's limit on topic name length
+	maxPartitionsPerTopic = 100_000 // partitions in one topic; Kafka has no hard cap, this is far above any real use
+	maxReplicationFactor  = 64      // replicas per partition
+	maxProducerIDBlock    = 1 << 20 // producer ids reserved by one AllocateProducerIDs call
+	maxRecordBytes        = 1 << 20 // one encoded metadata record (Raft log entry)
+	maxSnapshotBytes      = 1 << 30 // one encoded snapshot; Restore refuses bigger ones
+)
+
+// TopicID is Kafka's topic id (a UUID). It is never all-zero for a real topic.
+type TopicID [16]byte
+
+// String returns the id as Kafka prints it: URL-safe base64 without padding
+// (22 characters).
+func (id TopicID) String() string {
+	return base64.RawURLEncoding.EncodeToString(id[:])
+}
+
+// IsZero reports whether id is the all-zero id, which Kafka uses for "none".
+func (id TopicID) IsZero() bool { return id == TopicID{} }
+
+// MarshalText encodes the id like String, so JSON shows what Kafka shows.
+func (id TopicID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText parses the form that MarshalText writes.
+func (id *TopicID) UnmarshalText(b []byte) error {
+	if base64.RawURLEncoding.DecodedLen(len(b)) != len(id) {
+		return fmt.Errorf("metadata: topic id %q: want %d base64 characters", b, base64.RawURLEncoding.EncodedLen(len(id)))
+	}
+	var out TopicID
+	// Strict: the 4 unused bits of the last character must be zero, so each
+	// id has exactly one text form and UnmarshalText inverts String.
+	n, err := base64.RawURLEncoding.Strict().Decode(out[:], b)
+	if err != nil || n != len(out) {
+		return fmt.Errorf("metadata: topic id %q is not URL-safe base64", b)
+	}
+	*id = out
+	return nil
+}
+
+// Partition is one partition of a topic as the metadata sees it.
+type Partition struct {
+	ID          int32
+	Leader      int32 // node id of the leader, -1 if none
+	LeaderEpoch int32 // starts at 0; bumps on each leader change
+	Replicas    []int32
+	ISR         []int32
+}
+
+// Topic is one topic. Partitions[i].ID == i.
+type Topic struct {
+	Name       string
+	ID         TopicID
+	Partitions []Partition       // index == partition id
+	Configs    map[string]string // dynamic topic configs (only what was set explicitly); never nil in an Image
+}
+
+// Broker is a registered broker and where clients reach it.
+type Broker struct {
+	NodeID int32
+	Host   string
+	Port   int32
+	Rack   string
+}
+
+// Image is an immutable snapshot of the metadata. Never mutate one after it is
+// published: it is shared by every reader without locks. Maps are never nil.
+type Image struct {
+	ClusterID      string // generated once, by the first active controller (22-char base64 UUID like Kafka)
+	ControllerID   int32  // node id of the active controller, -1 before one has announced itself
+	Brokers        map[int32]Broker
+	Topics         map[string]*Topic
+	TopicsByID     map[TopicID]*Topic
+	BrokerConfigs  map[string]string // dynamic cluster-wide broker configs
+	NextProducerID int64             // next unallocated producer id; starts at 0
+	Index          uint64            // raft index of the last applied record
+}
+
+// emptyImage is the image before any record: what a fresh FSM starts from.
+func emptyImage() *Image {
+	return &Image{
+		ControllerID:  -1,
+		Brokers:       map[int32]Broker{},
+		Topics:        map[string]*Topic{},
+		TopicsByID:    map[TopicID]*Topic{},
+		BrokerConfigs: map[string]string{},
+	}
+}
+
+// shallowClone copies the top-level maps so that a record can replace entries
+// without touching img. Topics themselves are shared until one is changed;
+// then the changed one is replaced by a copy (cloneTopic). The cost is
+// O(topics + brokers) per applied record, fine for metadata change rates.
+func (img *Image) shallowClone() *Image {
+	out := *img
+	out.Brokers = maps.Clone(img.Brokers)
+	out.Topics = maps.Clone(img.Topics)
+	out.TopicsByID = maps.Clone(img.TopicsByID)
+	out.BrokerConfigs = maps.Clone(img.BrokerConfigs)
+	return &out
+}
+
+// cloneTopic deep-copies t so that the copy can be changed.
+func cloneTopic(t *Topic) *Topic {
+	out := *t
+	out.Partitions = make([]Partition, len(t.Partitions))
+	for i, p := range t.Partitions {
+		p.Replicas = slices.Clone(p.Replicas)
+		p.ISR = slices.Clone(p.ISR)
+		out.Partitions[i] = p
+	}
+	out.Configs = maps.Clone(t.Configs)
+	return &out
+}
+
+// validTopicName reports whether Kafka would accept name as a topic name.
+func validTopicName(name string) bool {
+	if name == "" || name == "." || name == ".." || len(name) > maxTopicNameLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validReplicas checks a replica list for a partition.
+func validReplicas(replicas []int32) error {
+	if len(replicas) == 0 || len(replicas) > maxReplicationFactor {
+		return fmt.Errorf("%w: %d replicas, want 1..%d", ErrInvalidReplicas, len(replicas), maxReplicationFactor)
+	}
+	for i, r := range replicas {
+		if r < 0 {
+			return fmt.Errorf("%w: negative broker id %d", ErrInvalidReplicas, r)
+		}
+		if slices.Contains(replicas[:i], r) {
+			return fmt.Errorf("%w: broker %d listed twice", ErrInvalidReplicas, r)
+		}
+	}
+	return nil
+}
