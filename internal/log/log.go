@@ -1,0 +1,802 @@
+// Package log is one partition's append-only log on disk: a directory of
+// segments whose .log files hold record batches byte-for-byte as they travel
+// on the wire, with sparse offset and time indexes beside them.
+//
+// The log assigns offsets, rolls segments, recovers after a crash by cutting
+// the first torn or corrupt batch, deletes old segments for retention and
+// makes appends durable with group commit: many callers waiting on SyncTo
+// share one fsync.
+package log
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"log/slog"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-io/sluice/internal/record"
+	"github.com/sluice-io/sluice/internal/vfs"
+)
+
+// Errors callers map to Kafka error codes.
+var (
+	// ErrOffsetOutOfRange: the offset is below the log start or above the end.
+	ErrOffsetOutOfRange = errors.New("log: offset out of range")
+	// ErrStorage: an earlier write or fsync failed; the log takes no more
+	// writes until the broker restarts and recovers it (KAFKA_STORAGE_ERROR).
+	ErrStorage = errors.New("log: storage failed")
+	// ErrClosed: the log was closed.
+	ErrClosed = errors.New("log: closed")
+)
+
+// Config holds the topic configs the log obeys. Zero values mean the
+// defaults of DefaultConfig.
+type Config struct {
+	SegmentBytes       int64         // segment.bytes: roll when the active segment would exceed it
+	SegmentMs          int64         // segment.ms: roll when the active segment is older
+	IndexIntervalBytes int           // index.interval.bytes: bytes between offset index entries
+	RetentionMs        int64         // retention.ms: -1 keeps forever
+	RetentionBytes     int64         // retention.bytes: -1 keeps everything
+	FileDeleteDelay    time.Duration // file.delete.delay.ms: how long readers may still use a deleted segment
+}
+
+// DefaultConfig returns Kafka's defaults.
+func DefaultConfig() Config {
+	return Config{
+		SegmentBytes:       1 << 30,
+		SegmentMs:          7 * 24 * 3600 * 1000,
+		IndexIntervalBytes: 4096,
+		RetentionMs:        7 * 24 * 3600 * 1000,
+		RetentionBytes:     -1,
+		FileDeleteDelay:    time.Minute,
+	}
+}
+
+// Options configure Open.
+type Options struct {
+	FS     vfs.FS
+	Dir    string
+	Config Config
+	// RecoveryPoint is the offset below which the log was known durable
+	// (from the broker's checkpoint): segments wholly below it are trusted.
+	RecoveryPoint int64
+	// LogStartOffset from the broker's checkpoint (DeleteRecords, retention).
+	LogStartOffset int64
+	// Clean says the broker shut down cleanly: no segment is rescanned
+	// unless its index files are missing or damaged.
+	Clean  bool
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Log is one partition's log. All methods are safe for concurrent use.
+//
+// Lock order: mu before syncMu. SyncTo never holds mu while it fsyncs.
+type pendingClose struct {
+	timer *time.Timer
+	file  vfs.File
+}
+
+type Log struct {
+	fs     vfs.FS
+	dir    string
+	logger *slog.Logger
+	now    func() time.Time
+
+	mu       sync.RWMutex
+	cfg      Config
+	segments []*segment // sorted by base offset; the last is active
+	logStart int64
+	next     atomic.Int64 // log end offset; written under mu
+	failed   error        // sticky storage failure
+	closed   bool
+	pending  []pendingClose // deleted segments whose files close later
+
+	syncMu   sync.Mutex
+	syncCond *sync.Cond
+	syncing  bool
+	durable  atomic.Int64 // offsets below are fsynced
+}
+
+// Open opens or creates the log in opts.Dir and recovers it.
+func Open(opts Options) (*Log, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Log{fs: opts.FS, dir: opts.Dir, logger: opts.Logger, now: opts.Now, cfg: withDefaults(opts.Config)}
+	l.syncCond = sync.NewCond(&l.syncMu)
+	if err := l.fs.MkdirAll(l.dir); err != nil {
+		return nil, fmt.Errorf("log: create %s: %w", l.dir, err)
+	}
+	if err := l.recover(opts); err != nil {
+		l.closeFiles()
+		return nil, err
+	}
+	return l, nil
+}
+
+func withDefaults(c Config) Config {
+	d := DefaultConfig()
+	if c.SegmentBytes <= 0 {
+		c.SegmentBytes = d.SegmentBytes
+	}
+	if c.SegmentMs <= 0 {
+		c.SegmentMs = d.SegmentMs
+	}
+	if c.IndexIntervalBytes <= 0 {
+		c.IndexIntervalBytes = d.IndexIntervalBytes
+	}
+	if c.RetentionMs == 0 {
+		c.RetentionMs = d.RetentionMs
+	}
+	if c.RetentionBytes == 0 {
+		c.RetentionBytes = d.RetentionBytes
+	}
+	if c.FileDeleteDelay < 0 {
+		c.FileDeleteDelay = 0
+	}
+	return c
+}
+
+// recover loads the segments, rescanning those that may hold unsynced
+// bytes, and cuts the log at the first bad batch.
+func (l *Log) recover(opts Options) error {
+	names, err := l.fs.List(l.dir)
+	if err != nil {
+		return fmt.Errorf("log: list %s: %w", l.dir, err)
+	}
+	var bases []int64
+	for _, name := range names {
+		if strings.HasSuffix(name, ".tmp") {
+			_ = l.fs.Remove(l.dir + "/" + name)
+			continue
+		}
+		if base, ok := parseSegmentName(name); ok {
+			bases = append(bases, base)
+		}
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	now := l.now()
+	for i, base := range bases {
+		seg, err := newSegment(l.fs, l.dir, base, now)
+		if err != nil {
+			return err
+		}
+		l.segments = append(l.segments, seg)
+		// A segment is trusted if a later one starts at or below the
+		// recovery point: all of it was durable.
+		trusted := opts.Clean || i+1 < len(bases) && bases[i+1] <= opts.RecoveryPoint
+		if trusted {
+			if err := seg.loadIndexes(l.fs); err == nil {
+				continue
+			} else {
+				l.logger.Warn("rebuilding index", "dir", l.dir, "segment", base, "reason", err)
+			}
+		}
+		size, err := seg.file.Size()
+		if err != nil {
+			return fmt.Errorf("log: size of segment %d: %w", base, err)
+		}
+		validEnd, reason := seg.scan(l.cfg.IndexIntervalBytes)
+		if validEnd < size {
+			l.logger.Warn("cut log at a torn or corrupt batch", "dir", l.dir, "segment", base,
+				"position", validEnd, "bytes_cut", size-validEnd, "reason", reason)
+			if err := seg.file.Truncate(validEnd); err != nil {
+				return fmt.Errorf("log: truncate segment %d: %w", base, err)
+			}
+			if err := seg.file.Sync(); err != nil {
+				return fmt.Errorf("log: sync segment %d: %w", base, err)
+			}
+			seg.size.Store(validEnd)
+			// Everything after the cut is gone too.
+			for _, later := range bases[i+1:] {
+				l.logger.Warn("deleting segment after the cut", "dir", l.dir, "segment", later)
+				for _, ext := range []string{".log", ".index", ".timeindex"} {
+					if err := l.fs.Remove(l.dir + "/" + segmentName(later, ext)); err != nil && !isNotExist(err) {
+						return fmt.Errorf("log: remove segment %d: %w", later, err)
+					}
+				}
+			}
+			if err := l.fs.SyncDir(l.dir); err != nil {
+				return fmt.Errorf("log: sync dir: %w", err)
+			}
+			break
+		} else if reason != nil {
+			return fmt.Errorf("log: scan segment %d: %w", base, reason)
+		}
+		seg.size.Store(validEnd)
+	}
+	// Drop empty segments other than the last: a crash right after a roll
+	// can leave one, and its base may not match the next segment.
+	for len(l.segments) > 1 && l.segments[len(l.segments)-1].size.Load() == 0 &&
+		l.segments[len(l.segments)-2].nextOffset > l.segments[len(l.segments)-1].baseOffset {
+		last := l.segments[len(l.segments)-1]
+		l.segments = l.segments[:len(l.segments)-1]
+		last.file.Close()
+		_ = l.fs.Remove(last.path(".log"))
+	}
+	if len(l.segments) == 0 {
+		seg, err := newSegment(l.fs, l.dir, max(opts.LogStartOffset, 0), now)
+		if err != nil {
+			return err
+		}
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return fmt.Errorf("log: sync dir: %w", err)
+		}
+		l.segments = []*segment{seg}
+	}
+	active := l.segments[len(l.segments)-1]
+	l.next.Store(active.nextOffset)
+	l.logStart = max(opts.LogStartOffset, l.segments[0].baseOffset)
+	if l.logStart > l.next.Load() {
+		l.logStart = l.next.Load()
+	}
+	if err := active.file.Sync(); err != nil {
+		return fmt.Errorf("log: sync active segment: %w", err)
+	}
+	l.durable.Store(l.next.Load())
+	return nil
+}
+
+func isNotExist(err error) bool { return errors.Is(err, iofs.ErrNotExist) }
+
+// AppendResult tells where a batch went.
+type AppendResult struct {
+	BaseOffset int64
+	LastOffset int64
+	Position   int64 // byte position in its segment
+}
+
+// Append writes one batch, whose header the caller has validated, at the
+// log end offset: it rewrites the batch's base offset in place (the CRC does
+// not cover it) and returns the offsets it got. The bytes are in the page
+// cache when Append returns; SyncTo makes them durable.
+func (l *Log) Append(batch []byte) (AppendResult, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return AppendResult{}, ErrClosed
+	}
+	if l.failed != nil {
+		return AppendResult{}, fmt.Errorf("%w: %v", ErrStorage, l.failed)
+	}
+	h, err := record.ParseHeader(batch)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	if h.Size() != len(batch) {
+		return AppendResult{}, fmt.Errorf("log: batch length %d does not match its %d bytes", h.Size(), len(batch))
+	}
+	base := l.next.Load()
+	record.SetBaseOffset(batch, base)
+	h.BaseOffset = base
+	if err := l.maybeRoll(len(batch), &h); err != nil {
+		return AppendResult{}, err
+	}
+	seg := l.segments[len(l.segments)-1]
+	pos := seg.size.Load()
+	if _, err := seg.file.Write(batch); err != nil {
+		l.fail(err)
+		// A short write leaves a torn batch; cut it so that readers and
+		// the next start see none of it.
+		_ = seg.file.Truncate(pos)
+		return AppendResult{}, fmt.Errorf("%w: append to segment %d: %v", ErrStorage, seg.baseOffset, err)
+	}
+	seg.noteBatch(&h, pos, l.cfg.IndexIntervalBytes)
+	seg.size.Store(pos + int64(len(batch)))
+	l.next.Store(h.LastOffset() + 1)
+	return AppendResult{BaseOffset: base, LastOffset: h.LastOffset(), Position: pos}, nil
+}
+
+func (l *Log) fail(err error) {
+	if l.failed == nil {
+		l.failed = err
+		l.logger.Error("log storage failed; no more writes until restart", "dir", l.dir, "err", err)
+	}
+}
+
+// maybeRoll starts a new segment when the active one is full, too old, or
+// cannot index the batch (relative offsets and positions are 32-bit).
+func (l *Log) maybeRoll(size int, h *record.Header) error {
+	seg := l.segments[len(l.segments)-1]
+	cur := seg.size.Load()
+	if cur == 0 {
+		return nil
+	}
+	full := cur+int64(size) > l.cfg.SegmentBytes || cur+int64(size) > math.MaxInt32
+	old := l.now().Sub(seg.created) >= time.Duration(l.cfg.SegmentMs)*time.Millisecond
+	wide := h.LastOffset()-seg.baseOffset > math.MaxInt32
+	if !full && !old && !wide {
+		return nil
+	}
+	return l.roll()
+}
+
+// roll makes the active segment read-only (fsynced, indexes written) and
+// opens a new one at the log end offset. Called with mu held.
+func (l *Log) roll() error {
+	seg := l.segments[len(l.segments)-1]
+	if err := seg.file.Sync(); err != nil {
+		l.fail(err)
+		return fmt.Errorf("%w: sync segment %d: %v", ErrStorage, seg.baseOffset, err)
+	}
+	if err := seg.writeIndexes(l.fs); err != nil {
+		l.fail(err)
+		return fmt.Errorf("%w: write indexes of segment %d: %v", ErrStorage, seg.baseOffset, err)
+	}
+	next, err := newSegment(l.fs, l.dir, l.next.Load(), l.now())
+	if err != nil {
+		l.fail(err)
+		return fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		next.file.Close()
+		l.fail(err)
+		return fmt.Errorf("%w: sync dir: %v", ErrStorage, err)
+	}
+	l.segments = append(l.segments, next)
+	l.advanceDurable(l.next.Load())
+	return nil
+}
+
+func (l *Log) advanceDurable(off int64) {
+	for {
+		cur := l.durable.Load()
+		if off <= cur || l.durable.CompareAndSwap(cur, off) {
+			return
+		}
+	}
+}
+
+// SyncTo returns once every offset below off is fsynced. Concurrent callers
+// share fsyncs: while one runs, the others wait, and the next one covers
+// everything appended meanwhile (group commit).
+func (l *Log) SyncTo(off int64) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	for {
+		if l.durable.Load() >= off {
+			return nil
+		}
+		if !l.syncing {
+			break
+		}
+		l.syncCond.Wait()
+	}
+	l.syncing = true
+	l.syncMu.Unlock()
+
+	l.mu.RLock()
+	var (
+		file vfs.File
+		end  = l.next.Load()
+		err  = l.failed
+	)
+	if l.closed {
+		err = ErrClosed
+	} else {
+		file = l.segments[len(l.segments)-1].file
+	}
+	l.mu.RUnlock()
+	if err == nil {
+		if serr := file.Sync(); serr != nil {
+			l.mu.Lock()
+			l.fail(serr)
+			l.mu.Unlock()
+			err = fmt.Errorf("%w: fsync: %v", ErrStorage, serr)
+		}
+	} else if !errors.Is(err, ErrClosed) {
+		err = fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+
+	l.syncMu.Lock()
+	l.syncing = false
+	l.syncCond.Broadcast()
+	if err != nil {
+		return err
+	}
+	l.advanceDurable(end)
+	if end < off {
+		// Cannot happen: callers sync what they appended.
+		return fmt.Errorf("log: sync to %d past the log end %d", off, end)
+	}
+	return nil
+}
+
+// Sync makes everything appended so far durable.
+func (l *Log) Sync() error { return l.SyncTo(l.next.Load()) }
+
+// EndOffset is the log end offset: the offset the next batch gets.
+func (l *Log) EndOffset() int64 { return l.next.Load() }
+
+// DurableOffset is the offset below which everything is fsynced: the
+// recovery point the broker checkpoints.
+func (l *Log) DurableOffset() int64 { return l.durable.Load() }
+
+// StartOffset is the log start offset.
+func (l *Log) StartOffset() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.logStart
+}
+
+// Size is the bytes of all segments.
+func (l *Log) Size() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var n int64
+	for _, s := range l.segments {
+		n += s.size.Load()
+	}
+	return n
+}
+
+// Segments is the number of segments.
+func (l *Log) Segments() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.segments)
+}
+
+// SetConfig changes the configs (after an AlterConfigs).
+func (l *Log) SetConfig(c Config) {
+	l.mu.Lock()
+	l.cfg = withDefaults(c)
+	l.mu.Unlock()
+}
+
+// ReadResult is a byte range of one segment file holding whole batches,
+// except that the last may be cut short by maxBytes, as Kafka sends it:
+// clients drop a partial trailing batch.
+type ReadResult struct {
+	File     vfs.File // valid for at least FileDeleteDelay after the segment is deleted
+	Position int64
+	Size     int64
+	// FirstBatchHeader is the header of the first batch in the range.
+	FirstBatch record.Header
+}
+
+// Read returns the bytes of the batches from the one holding offset,
+// stopping before maxOffset (the high watermark) and after maxBytes. With
+// minOneBatch the first batch is returned whole even if it is larger than
+// maxBytes (KIP-74). An offset equal to the end gives an empty result.
+func (l *Log) Read(offset int64, maxBytes int, maxOffset int64, minOneBatch bool) (ReadResult, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ReadResult{}, ErrClosed
+	}
+	end := l.next.Load()
+	if offset < l.logStart || offset > end {
+		return ReadResult{}, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, l.logStart, end)
+	}
+	if offset >= maxOffset || offset == end {
+		return ReadResult{}, nil
+	}
+	i := sort.Search(len(l.segments), func(i int) bool { return l.segments[i].baseOffset > offset }) - 1
+	if i < 0 {
+		i = 0
+	}
+	for ; i < len(l.segments); i++ {
+		seg := l.segments[i]
+		size := seg.size.Load()
+		pos, h, ok, err := seg.positionOf(offset, size)
+		if err != nil {
+			return ReadResult{}, err
+		}
+		if !ok {
+			continue // offset is past this segment's batches
+		}
+		if h.BaseOffset >= maxOffset {
+			return ReadResult{}, nil
+		}
+		endPos := size
+		if maxOffset < seg.nextOffset {
+			p, _, found, err := seg.positionOf(maxOffset, size)
+			if err != nil {
+				return ReadResult{}, err
+			}
+			if found {
+				endPos = p
+			}
+		}
+		n := endPos - pos
+		if n > int64(maxBytes) {
+			n = int64(maxBytes)
+		}
+		if n < int64(h.Size()) {
+			if !minOneBatch {
+				return ReadResult{}, nil
+			}
+			n = int64(h.Size())
+		}
+		return ReadResult{File: seg.file, Position: pos, Size: n, FirstBatch: h}, nil
+	}
+	return ReadResult{}, nil
+}
+
+// ReadBatches returns a copy of whole batches from offset, at most maxBytes
+// (but at least one batch). For internal readers: idempotence replay, tests,
+// ListOffsets by time.
+func (l *Log) ReadBatches(offset int64, maxBytes int) ([]byte, error) {
+	r, err := l.Read(offset, maxBytes, math.MaxInt64, true)
+	if err != nil || r.Size == 0 {
+		return nil, err
+	}
+	b := make([]byte, r.Size)
+	if _, err := r.File.ReadAt(b, r.Position); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("log: read at %d: %w", r.Position, err)
+	}
+	// Cut a partial trailing batch.
+	it := record.NewIter(b)
+	for {
+		if _, _, ok := it.Next(); !ok {
+			break
+		}
+	}
+	return b[:it.Pos()], nil
+}
+
+// OffsetForTimestamp returns the first offset whose record timestamp is at
+// or after ts, and that timestamp; found is false when none is.
+func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool, err error) {
+	l.mu.RLock()
+	var start int64 = -1
+	if l.closed {
+		l.mu.RUnlock()
+		return 0, 0, false, ErrClosed
+	}
+	for _, seg := range l.segments {
+		if seg.maxTimestamp >= ts && seg.size.Load() > 0 {
+			start = seg.baseOffset + int64(seg.timeIndex.lookup(ts))
+			break
+		}
+	}
+	logStart := l.logStart
+	l.mu.RUnlock()
+	if start < 0 {
+		return 0, 0, false, nil
+	}
+	start = max(start, logStart)
+	for {
+		b, err := l.ReadBatches(start, 1<<20)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		if len(b) == 0 {
+			return 0, 0, false, nil
+		}
+		it := record.NewIter(b)
+		for {
+			batch, h, ok := it.Next()
+			if !ok {
+				break
+			}
+			start = h.LastOffset() + 1
+			if h.MaxTimestamp < ts {
+				continue
+			}
+			recs, err := record.Records(batch, h, maxBatchBytes)
+			if err != nil {
+				return 0, 0, false, fmt.Errorf("log: decode batch at %d: %w", h.BaseOffset, err)
+			}
+			for _, r := range recs {
+				rts := h.BaseTimestamp + r.TimestampDelta
+				if h.Attributes&record.AttrLogAppendTime != 0 {
+					rts = h.MaxTimestamp
+				}
+				off := h.BaseOffset + int64(r.OffsetDelta)
+				if rts >= ts && off >= logStart {
+					return off, rts, true, nil
+				}
+			}
+		}
+		if err := it.Err(); err != nil {
+			return 0, 0, false, err
+		}
+	}
+}
+
+// MaxTimestamp returns the largest timestamp in the log and its offset
+// (ListOffsets with timestamp -3, KIP-734), or -1, -1 when empty.
+func (l *Log) MaxTimestamp() (ts, offset int64) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	ts, offset = -1, -1
+	for _, seg := range l.segments {
+		if seg.maxTimestamp > ts {
+			ts, offset = seg.maxTimestamp, seg.offsetOfMaxTimestamp
+		}
+	}
+	return ts, offset
+}
+
+// DeleteRecordsBefore moves the log start offset up to off (DeleteRecords)
+// and deletes segments wholly below it. off must be at most hw.
+func (l *Log) DeleteRecordsBefore(off, hw int64) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, ErrClosed
+	}
+	if off < 0 || off > hw || off > l.next.Load() {
+		return 0, fmt.Errorf("%w: %d above the high watermark %d", ErrOffsetOutOfRange, off, hw)
+	}
+	if off > l.logStart {
+		l.logStart = off
+	}
+	l.deleteSegmentsLocked(func(s *segment, _ int64) bool { return s.nextOffset <= l.logStart })
+	return l.logStart, nil
+}
+
+// Retain deletes segments past retention.ms or beyond retention.bytes,
+// rolling the active segment when it alone is too old. It returns the
+// number of segments deleted.
+func (l *Log) Retain() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.failed != nil {
+		return 0
+	}
+	nowMs := l.now().UnixMilli()
+	expired := func(s *segment) bool {
+		return l.cfg.RetentionMs >= 0 && s.maxTimestamp >= 0 && nowMs-s.maxTimestamp > l.cfg.RetentionMs
+	}
+	active := l.segments[len(l.segments)-1]
+	if len(l.segments) == 1 && active.size.Load() > 0 && expired(active) {
+		if err := l.roll(); err != nil {
+			return 0
+		}
+	}
+	return l.deleteSegmentsLocked(func(s *segment, remaining int64) bool {
+		if expired(s) {
+			return true
+		}
+		return l.cfg.RetentionBytes >= 0 && remaining-s.size.Load() >= l.cfg.RetentionBytes
+	})
+}
+
+// deleteSegmentsLocked deletes segments from the front while del says so,
+// never the active one. remaining is the log's size before s goes.
+func (l *Log) deleteSegmentsLocked(del func(s *segment, remaining int64) bool) int {
+	var total int64
+	for _, s := range l.segments {
+		total += s.size.Load()
+	}
+	n := 0
+	for len(l.segments) > 1 && del(l.segments[0], total) {
+		s := l.segments[0]
+		l.segments = l.segments[1:]
+		total -= s.size.Load()
+		n++
+		if l.segments[0].baseOffset > l.logStart {
+			l.logStart = l.segments[0].baseOffset
+		}
+		// Unlink now; readers holding the file keep reading it until the
+		// delayed close.
+		for _, ext := range []string{".log", ".index", ".timeindex"} {
+			if err := l.fs.Remove(s.path(ext)); err != nil && !isNotExist(err) {
+				l.logger.Warn("remove segment file", "path", s.path(ext), "err", err)
+			}
+		}
+		f := s.file
+		l.pending = append(l.pending, pendingClose{time.AfterFunc(l.cfg.FileDeleteDelay, func() { f.Close() }), f})
+		l.logger.Info("deleted segment", "dir", l.dir, "segment", s.baseOffset)
+	}
+	if n > 0 {
+		_ = l.fs.SyncDir(l.dir)
+	}
+	return n
+}
+
+// Close syncs the log, writes the active segment's indexes and closes every
+// file. A cleanly closed log needs no rescan at the next Open.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	// Wait out a sync in flight, then keep others from starting.
+	l.syncMu.Lock()
+	for l.syncing {
+		l.syncCond.Wait()
+	}
+	l.syncing = true
+	l.syncMu.Unlock()
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var err error
+	if l.failed == nil {
+		active := l.segments[len(l.segments)-1]
+		if serr := active.file.Sync(); serr != nil {
+			err = fmt.Errorf("log: sync on close: %w", serr)
+		} else {
+			l.advanceDurable(l.next.Load())
+		}
+		for _, s := range l.segments {
+			if werr := s.writeIndexes(l.fs); werr != nil && err == nil {
+				err = fmt.Errorf("log: write indexes on close: %w", werr)
+			}
+		}
+	} else {
+		err = fmt.Errorf("%w: %v", ErrStorage, l.failed)
+	}
+	l.closeFiles()
+	l.syncMu.Lock()
+	l.syncing = false
+	l.syncCond.Broadcast()
+	l.syncMu.Unlock()
+	return err
+}
+
+// Delete closes the log and removes its directory (DeleteTopics).
+func (l *Log) Delete() error {
+	l.mu.Lock()
+	l.closed = true
+	l.closeFiles()
+	l.mu.Unlock()
+	if err := l.fs.RemoveAll(l.dir); err != nil {
+		return fmt.Errorf("log: delete %s: %w", l.dir, err)
+	}
+	return nil
+}
+
+func (l *Log) closeFiles() {
+	for _, p := range l.pending {
+		if p.timer.Stop() {
+			p.file.Close()
+		}
+	}
+	l.pending = nil
+	for _, s := range l.segments {
+		s.file.Close()
+	}
+	l.segments = nil
+}
+
+// WalkHeaders calls fn with the header of every batch from the one holding
+// offset from to the end, reading headers only. It is how producer state is
+// rebuilt from the log tail.
+func (l *Log) WalkHeaders(from int64, fn func(h record.Header) error) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	from = max(from, l.logStart)
+	for _, seg := range l.segments {
+		if seg.nextOffset <= from {
+			continue
+		}
+		size := seg.size.Load()
+		pos, _, ok, err := seg.positionOf(from, size)
+		if err != nil {
+			return err
+		}
+		for ok && pos < size {
+			h, err := seg.headerAt(pos)
+			if err != nil {
+				return err
+			}
+			if err := fn(h); err != nil {
+				return err
+			}
+			pos += int64(h.Size())
+		}
+	}
+	return nil
+}

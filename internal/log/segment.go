@@ -1,0 +1,289 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-io/sluice/internal/record"
+	"github.com/sluice-io/sluice/internal/vfs"
+)
+
+// maxBatchBytes bounds the size of one stored batch that recovery will read
+// into memory: a length field above it is corruption (socket.request.max.bytes).
+const maxBatchBytes = 100 << 20
+
+// scanChunkBytes is the read size used when scanning a segment at recovery.
+const scanChunkBytes = 1 << 20
+
+// segment is one .log file with its sparse indexes. The log's lock guards
+// every field but size, which readers load atomically so that they never see
+// bytes of a write in progress.
+type segment struct {
+	baseOffset int64
+	dir        string
+	file       vfs.File
+	size       atomic.Int64
+	nextOffset int64 // offset after the last batch in this segment
+
+	index     offsetIndex
+	timeIndex timeIndex
+	// bytesSinceIndex counts bytes appended since the last index entry.
+	bytesSinceIndex int
+
+	maxTimestamp         int64 // largest batch max timestamp, -1 if none
+	offsetOfMaxTimestamp int64
+	firstTimestamp       int64 // first batch's max timestamp, for segment.ms; -1 if empty
+	created              time.Time
+	indexDirty           bool // in-memory indexes differ from the files
+}
+
+func segmentName(base int64, ext string) string {
+	return fmt.Sprintf("%020d%s", base, ext)
+}
+
+func parseSegmentName(name string) (int64, bool) {
+	if !strings.HasSuffix(name, ".log") || len(name) != 24 {
+		return 0, false
+	}
+	base, err := strconv.ParseInt(strings.TrimSuffix(name, ".log"), 10, 64)
+	if err != nil || base < 0 {
+		return 0, false
+	}
+	return base, true
+}
+
+func (s *segment) path(ext string) string {
+	return filepath.Join(s.dir, segmentName(s.baseOffset, ext))
+}
+
+func newSegment(fs vfs.FS, dir string, base int64, now time.Time) (*segment, error) {
+	s := &segment{baseOffset: base, dir: dir, nextOffset: base, maxTimestamp: -1, offsetOfMaxTimestamp: -1, firstTimestamp: -1, created: now}
+	f, err := fs.OpenAppend(s.path(".log"))
+	if err != nil {
+		return nil, fmt.Errorf("log: create segment %d: %w", base, err)
+	}
+	s.file = f
+	return s, nil
+}
+
+// noteBatch updates the in-memory indexes and counters for a batch written at pos.
+func (s *segment) noteBatch(h *record.Header, pos int64, indexInterval int) {
+	rel := uint32(h.BaseOffset - s.baseOffset)
+	if s.bytesSinceIndex >= indexInterval || len(s.index.entries) == 0 && pos > 0 {
+		s.index.add(rel, uint32(pos))
+		s.bytesSinceIndex = 0
+		s.indexDirty = true
+	}
+	s.bytesSinceIndex += h.Size()
+	if h.MaxTimestamp > s.maxTimestamp {
+		s.maxTimestamp = h.MaxTimestamp
+		s.offsetOfMaxTimestamp = h.LastOffset()
+		s.timeIndex.add(h.MaxTimestamp, uint32(h.LastOffset()-s.baseOffset))
+		s.indexDirty = true
+	}
+	if s.firstTimestamp < 0 {
+		s.firstTimestamp = h.MaxTimestamp
+	}
+	s.nextOffset = h.LastOffset() + 1
+}
+
+// scan reads the segment from the start, checking every batch (length,
+// magic, CRC, offsets increasing), and rebuilds the indexes. It returns the
+// position of the first bad byte, or the file size when all is well, and the
+// reason it stopped.
+func (s *segment) scan(indexInterval int) (validEnd int64, reason error) {
+	size, err := s.file.Size()
+	if err != nil {
+		return 0, fmt.Errorf("log: size of segment %d: %w", s.baseOffset, err)
+	}
+	s.index = offsetIndex{}
+	s.timeIndex = timeIndex{}
+	s.bytesSinceIndex = 0
+	s.maxTimestamp, s.offsetOfMaxTimestamp, s.firstTimestamp = -1, -1, -1
+	s.nextOffset = s.baseOffset
+	s.indexDirty = true
+
+	buf := make([]byte, scanChunkBytes)
+	var pos int64
+	for pos < size {
+		n, err := s.file.ReadAt(buf[:min(int64(len(buf)), size-pos)], pos)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return pos, fmt.Errorf("read at %d: %w", pos, err)
+		}
+		chunk := buf[:n]
+		consumed := 0
+		for {
+			rest := chunk[consumed:]
+			bsize, ok := record.PeekSize(rest)
+			if !ok {
+				break
+			}
+			if bsize < record.HeaderSize || bsize > maxBatchBytes {
+				return pos + int64(consumed), fmt.Errorf("batch length %d at position %d", bsize, pos+int64(consumed))
+			}
+			if pos+int64(consumed)+int64(bsize) > size {
+				return pos + int64(consumed), fmt.Errorf("torn batch at position %d: %d bytes claimed, %d left", pos+int64(consumed), bsize, size-pos-int64(consumed))
+			}
+			if bsize > len(rest) {
+				if consumed == 0 {
+					// A batch larger than the buffer: grow for it.
+					buf = make([]byte, bsize)
+				}
+				break
+			}
+			h, err := record.Parse(rest[:bsize])
+			if err != nil {
+				return pos + int64(consumed), fmt.Errorf("at position %d: %w", pos+int64(consumed), err)
+			}
+			if h.BaseOffset < s.nextOffset || h.LastOffset() < h.BaseOffset {
+				return pos + int64(consumed), fmt.Errorf("at position %d: offset %d goes backwards (expected at least %d)", pos+int64(consumed), h.BaseOffset, s.nextOffset)
+			}
+			s.noteBatch(&h, pos+int64(consumed), indexInterval)
+			consumed += bsize
+		}
+		if consumed == 0 && len(chunk) < record.LogOverhead {
+			return pos, fmt.Errorf("torn batch header at position %d", pos)
+		}
+		pos += int64(consumed)
+	}
+	return pos, nil
+}
+
+// loadIndexes reads the .index and .timeindex files, checking them against
+// the segment. On any problem it reports an error and the caller rescans.
+func (s *segment) loadIndexes(fs vfs.FS) error {
+	size, err := s.file.Size()
+	if err != nil {
+		return err
+	}
+	s.size.Store(size)
+	ib, err := readAll(fs, s.path(".index"))
+	if err != nil {
+		return err
+	}
+	idx, err := unmarshalOffsetIndex(ib, size)
+	if err != nil {
+		return err
+	}
+	tb, err := readAll(fs, s.path(".timeindex"))
+	if err != nil {
+		return err
+	}
+	// The last batch tells the segment's next offset; the time index
+	// cannot point past it.
+	start := int64(0)
+	if n := len(idx.entries); n > 0 {
+		start = int64(idx.entries[n-1].position)
+	}
+	last, err := s.lastBatchFrom(start, size)
+	if err != nil {
+		return err
+	}
+	tidx, err := unmarshalTimeIndex(tb, uint32(last.LastOffset()-s.baseOffset))
+	if err != nil {
+		return err
+	}
+	s.index, s.timeIndex = idx, tidx
+	s.nextOffset = last.LastOffset() + 1
+	if n := len(tidx.entries); n > 0 {
+		s.maxTimestamp = tidx.entries[n-1].timestamp
+		s.offsetOfMaxTimestamp = s.baseOffset + int64(tidx.entries[n-1].relOffset)
+	}
+	first, err := s.headerAt(0)
+	if err != nil {
+		return err
+	}
+	s.firstTimestamp = first.MaxTimestamp
+	return nil
+}
+
+// lastBatchFrom walks batch headers from pos to the end and returns the last.
+func (s *segment) lastBatchFrom(pos, size int64) (record.Header, error) {
+	var last record.Header
+	found := false
+	for pos < size {
+		h, err := s.headerAt(pos)
+		if err != nil {
+			return last, err
+		}
+		last, found = h, true
+		pos += int64(h.Size())
+	}
+	if !found || pos != size {
+		return last, fmt.Errorf("log: segment %d does not end on a batch boundary", s.baseOffset)
+	}
+	return last, nil
+}
+
+// headerAt reads the batch header at pos without checking the CRC.
+func (s *segment) headerAt(pos int64) (record.Header, error) {
+	var b [record.HeaderSize]byte
+	if _, err := s.file.ReadAt(b[:], pos); err != nil {
+		return record.Header{}, fmt.Errorf("log: read batch header at %d of segment %d: %w", pos, s.baseOffset, err)
+	}
+	return record.ParseHeader(b[:])
+}
+
+// writeIndexes persists the in-memory indexes (write temp, fsync, rename).
+func (s *segment) writeIndexes(fs vfs.FS) error {
+	if !s.indexDirty {
+		return nil
+	}
+	if err := vfs.WriteFileAtomic(fs, s.dir, s.path(".index"), s.index.marshal()); err != nil {
+		return err
+	}
+	if err := vfs.WriteFileAtomic(fs, s.dir, s.path(".timeindex"), s.timeIndex.marshal()); err != nil {
+		return err
+	}
+	s.indexDirty = false
+	return nil
+}
+
+// positionOf returns the byte position of the first batch that holds an
+// offset at or above off, or the segment's size when there is none.
+func (s *segment) positionOf(off int64, size int64) (int64, record.Header, bool, error) {
+	if off < s.baseOffset {
+		off = s.baseOffset
+	}
+	pos := int64(s.index.lookup(uint32(off - s.baseOffset)))
+	for pos < size {
+		h, err := s.headerAt(pos)
+		if err != nil {
+			return 0, h, false, err
+		}
+		if h.LastOffset() >= off {
+			return pos, h, true, nil
+		}
+		pos += int64(h.Size())
+	}
+	return size, record.Header{}, false, nil
+}
+
+func readAll(fs vfs.FS, name string) ([]byte, error) {
+	f, err := fs.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	if size > maxIndexFileBytes {
+		return nil, fmt.Errorf("log: %s is %d bytes, above the %d limit", name, size, maxIndexFileBytes)
+	}
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b, nil
+}
+
+// maxIndexFileBytes bounds what is read of an index or checkpoint file.
+const maxIndexFileBytes = 64 << 20

@@ -1,0 +1,433 @@
+// Package partition is one partition replica on this broker: its log plus
+// what Kafka keeps beside it — the idempotent producers' state, the leader
+// epoch history and the high watermark — and the rules a produced batch
+// must pass before it is appended.
+package partition
+
+import (
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"log/slog"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-io/sluice/internal/log"
+	"github.com/sluice-io/sluice/internal/record"
+	"github.com/sluice-io/sluice/internal/vfs"
+)
+
+// Errors of a produce; the api package turns them into Kafka codes.
+var (
+	ErrUnknownProducerID    = errors.New("partition: unknown producer id")
+	ErrInvalidProducerEpoch = errors.New("partition: producer epoch is old")
+	ErrOutOfOrderSequence   = errors.New("partition: out of order sequence number")
+	ErrUnsupportedMagic     = errors.New("partition: unsupported record batch magic")
+	ErrInvalidRecord        = errors.New("partition: invalid record")
+	ErrCorruptMessage       = errors.New("partition: corrupt record batch")
+	ErrMessageTooLarge      = errors.New("partition: record batch too large")
+	ErrInvalidTimestamp     = errors.New("partition: timestamp out of range")
+	ErrStorage              = errors.New("partition: storage error")
+)
+
+// Config is what the partition enforces on produce, from the topic configs.
+type Config struct {
+	Log             log.Config
+	MaxMessageBytes int32 // max.message.bytes: largest batch accepted
+	LogAppendTime   bool  // message.timestamp.type=LogAppendTime
+	// TimestampBeforeMaxMs / AfterMaxMs bound CreateTime timestamps
+	// relative to now (message.timestamp.before/after.max.ms); MaxInt64 is off.
+	TimestampBeforeMaxMs int64
+	TimestampAfterMaxMs  int64
+}
+
+// DefaultConfig is Kafka's defaults.
+func DefaultConfig() Config {
+	return Config{
+		Log:                  log.DefaultConfig(),
+		MaxMessageBytes:      1048588,
+		TimestampBeforeMaxMs: math.MaxInt64,
+		TimestampAfterMaxMs:  math.MaxInt64,
+	}
+}
+
+// Options configure Open.
+type Options struct {
+	FS             vfs.FS
+	Dir            string
+	Config         Config
+	RecoveryPoint  int64
+	LogStartOffset int64
+	Clean          bool
+	LeaderEpoch    int32
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Partition is one partition replica. Safe for concurrent use.
+type Partition struct {
+	fs     vfs.FS
+	dir    string
+	log    *log.Log
+	logger *slog.Logger
+	now    func() time.Time
+
+	mu          sync.Mutex // serializes appends: checks, offset assignment, producer state
+	cfg         Config
+	producers   map[int64]*producerState
+	epochs      epochCache
+	leaderEpoch int32
+	snapshotAt  int64 // log end offset of the last producer snapshot written
+
+	notifyMu sync.Mutex
+	notify   chan struct{} // closed and replaced on every append
+}
+
+// Open opens the partition's log, recovering it, and rebuilds the producer
+// state from the latest snapshot plus the log after it.
+func Open(opts Options) (*Partition, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	l, err := log.Open(log.Options{
+		FS: opts.FS, Dir: opts.Dir, Config: opts.Config.Log,
+		RecoveryPoint: opts.RecoveryPoint, LogStartOffset: opts.LogStartOffset,
+		Clean: opts.Clean, Logger: opts.Logger, Now: opts.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p := &Partition{
+		fs: opts.FS, dir: opts.Dir, log: l, logger: opts.Logger, now: opts.Now,
+		cfg: opts.Config, producers: map[int64]*producerState{},
+		notify: make(chan struct{}), snapshotAt: -1,
+	}
+	if err := p.loadEpochs(); err != nil {
+		p.logger.Warn("leader epoch checkpoint unreadable; starting it anew", "dir", p.dir, "err", err)
+		p.epochs = epochCache{}
+	}
+	if err := p.loadProducers(); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := p.BecomeLeader(opts.LeaderEpoch); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Partition) loadEpochs() error {
+	b, err := readSmall(p.fs, filepath.Join(p.dir, epochCheckpointFile))
+	if err != nil {
+		if isNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	c, err := unmarshalEpochCache(b)
+	if err != nil {
+		return err
+	}
+	// Drop entries past the log end: the log was cut at recovery.
+	end := p.log.EndOffset()
+	for len(c.entries) > 0 && c.entries[len(c.entries)-1].StartOffset > end {
+		c.entries = c.entries[:len(c.entries)-1]
+	}
+	p.epochs = c
+	return nil
+}
+
+// loadProducers reads the newest usable snapshot at or below the log end
+// and replays the batch headers after it.
+func (p *Partition) loadProducers() error {
+	names, err := p.fs.List(p.dir)
+	if err != nil {
+		return fmt.Errorf("partition: list %s: %w", p.dir, err)
+	}
+	end := p.log.EndOffset()
+	var offs []int64
+	for _, n := range names {
+		if off, ok := parseSnapshotName(n); ok {
+			offs = append(offs, off)
+		}
+	}
+	from := p.log.StartOffset()
+	for i := len(offs) - 1; i >= 0; i-- {
+		if offs[i] > end {
+			continue
+		}
+		b, err := readSmall(p.fs, filepath.Join(p.dir, snapshotName(offs[i])))
+		if err == nil {
+			var m map[int64]*producerState
+			if m, err = unmarshalSnapshot(b); err == nil {
+				p.producers, from, p.snapshotAt = m, offs[i], offs[i]
+				break
+			}
+		}
+		p.logger.Warn("producer snapshot unusable", "dir", p.dir, "offset", offs[i], "err", err)
+	}
+	for _, off := range offs {
+		if off != from {
+			_ = p.fs.Remove(filepath.Join(p.dir, snapshotName(off)))
+		}
+	}
+	err = p.log.WalkHeaders(from, func(h record.Header) error {
+		if h.BaseOffset < from || !h.HasProducer() || h.IsControl() {
+			return nil
+		}
+		s := p.producers[h.ProducerID]
+		if s == nil {
+			s = &producerState{epoch: h.ProducerEpoch, txnFirstOffset: -1}
+			p.producers[h.ProducerID] = s
+		}
+		s.update(&h, h.BaseOffset)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("partition: replay producer state in %s: %w", p.dir, err)
+	}
+	return nil
+}
+
+func snapshotName(off int64) string { return fmt.Sprintf("%020d.snapshot", off) }
+
+func parseSnapshotName(name string) (int64, bool) {
+	if !strings.HasSuffix(name, ".snapshot") || len(name) != 29 {
+		return 0, false
+	}
+	off, err := strconv.ParseInt(strings.TrimSuffix(name, ".snapshot"), 10, 64)
+	return off, err == nil && off >= 0
+}
+
+// BecomeLeader records a leader epoch (from the metadata) so that batches
+// carry it and OffsetForLeaderEpoch can answer.
+func (p *Partition) BecomeLeader(epoch int32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.leaderEpoch = epoch
+	if !p.epochs.assign(epoch, p.log.EndOffset()) {
+		return nil
+	}
+	if err := vfs.WriteFileAtomic(p.fs, p.dir, filepath.Join(p.dir, epochCheckpointFile), p.epochs.marshal()); err != nil {
+		return fmt.Errorf("partition: write %s: %w", epochCheckpointFile, err)
+	}
+	return nil
+}
+
+// SetConfig applies changed topic configs.
+func (p *Partition) SetConfig(c Config) {
+	p.mu.Lock()
+	p.cfg = c
+	p.mu.Unlock()
+	p.log.SetConfig(c.Log)
+}
+
+// Log is the partition's log, for reads.
+func (p *Partition) Log() *log.Log { return p.log }
+
+// HighWatermark is the offset below which records are committed. On one
+// node every appended batch is committed; a cluster will move it as
+// followers catch up.
+func (p *Partition) HighWatermark() int64 { return p.log.EndOffset() }
+
+// LastStableOffset is the high watermark until transactions exist.
+func (p *Partition) LastStableOffset() int64 { return p.HighWatermark() }
+
+// LeaderEpoch is the current leader epoch.
+func (p *Partition) LeaderEpoch() int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.leaderEpoch
+}
+
+// EndOffsetForEpoch answers OffsetForLeaderEpoch.
+func (p *Partition) EndOffsetForEpoch(epoch int32) (int32, int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.epochs.endOffsetFor(epoch, p.log.EndOffset())
+}
+
+// Watch returns a channel closed at the next append: long-polling fetches
+// wait on it. Take it before checking for data, so no append is missed.
+func (p *Partition) Watch() <-chan struct{} {
+	p.notifyMu.Lock()
+	defer p.notifyMu.Unlock()
+	return p.notify
+}
+
+func (p *Partition) wake() {
+	p.notifyMu.Lock()
+	close(p.notify)
+	p.notify = make(chan struct{})
+	p.notifyMu.Unlock()
+}
+
+// AppendResult is what a produce response reports for a batch.
+type AppendResult struct {
+	BaseOffset     int64
+	LastOffset     int64
+	LogAppendTime  int64 // -1 unless the topic uses LogAppendTime
+	LogStartOffset int64
+	Duplicate      bool // a retry answered with the original offsets
+}
+
+// Append checks a produced batch (CRC, magic, size, timestamps, producer
+// sequence) and appends it. Errors wrap the kerr error to answer with.
+// The batch's bytes are rewritten in place (offset, leader epoch, and the
+// timestamp under LogAppendTime); the caller must not reuse them.
+func (p *Partition) Append(batch []byte) (AppendResult, error) {
+	h, err := record.ValidateProduced(batch)
+	if err != nil {
+		switch {
+		case errors.Is(err, record.ErrUnsupportedMagic):
+			return AppendResult{}, fmt.Errorf("%w: %v", ErrUnsupportedMagic, err)
+		case errors.Is(err, record.ErrInvalidRecord):
+			return AppendResult{}, fmt.Errorf("%w: %v", ErrInvalidRecord, err)
+		default:
+			return AppendResult{}, fmt.Errorf("%w: %v", ErrCorruptMessage, err)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(batch) > int(p.cfg.MaxMessageBytes) {
+		return AppendResult{}, fmt.Errorf("%w: batch of %d bytes is above max.message.bytes %d",
+			ErrMessageTooLarge, len(batch), p.cfg.MaxMessageBytes)
+	}
+	now := p.now().UnixMilli()
+	appendTime := int64(-1)
+	if p.cfg.LogAppendTime {
+		appendTime = now
+	} else if err := p.checkTimestamps(&h, now); err != nil {
+		return AppendResult{}, err
+	}
+	var ps *producerState
+	if h.HasProducer() {
+		ps = p.producers[h.ProducerID]
+		verdict, err := ps.check(&h)
+		if err != nil {
+			return AppendResult{}, err
+		}
+		if d := verdict.duplicate; d != nil {
+			return AppendResult{BaseOffset: d.firstOffset, LastOffset: d.lastOffset, LogAppendTime: appendTime,
+				LogStartOffset: p.log.StartOffset(), Duplicate: true}, nil
+		}
+	}
+	record.SetLeaderEpoch(batch, p.leaderEpoch)
+	if appendTime >= 0 {
+		record.SetLogAppendTime(batch, appendTime)
+	}
+	res, err := p.log.Append(batch)
+	if err != nil {
+		if errors.Is(err, log.ErrStorage) {
+			return AppendResult{}, fmt.Errorf("%w: %v", ErrStorage, err)
+		}
+		return AppendResult{}, err
+	}
+	if h.HasProducer() {
+		if ps == nil {
+			ps = &producerState{epoch: h.ProducerEpoch, txnFirstOffset: -1}
+			p.producers[h.ProducerID] = ps
+		}
+		ps.update(&h, res.BaseOffset)
+	}
+	p.wake()
+	return AppendResult{BaseOffset: res.BaseOffset, LastOffset: res.LastOffset, LogAppendTime: appendTime,
+		LogStartOffset: p.log.StartOffset()}, nil
+}
+
+func (p *Partition) checkTimestamps(h *record.Header, now int64) error {
+	if p.cfg.TimestampBeforeMaxMs != math.MaxInt64 && now-h.BaseTimestamp > p.cfg.TimestampBeforeMaxMs {
+		return fmt.Errorf("%w: timestamp %d is more than message.timestamp.before.max.ms=%d before now",
+			ErrInvalidTimestamp, h.BaseTimestamp, p.cfg.TimestampBeforeMaxMs)
+	}
+	if p.cfg.TimestampAfterMaxMs != math.MaxInt64 && h.MaxTimestamp-now > p.cfg.TimestampAfterMaxMs {
+		return fmt.Errorf("%w: timestamp %d is more than message.timestamp.after.max.ms=%d after now",
+			ErrInvalidTimestamp, h.MaxTimestamp, p.cfg.TimestampAfterMaxMs)
+	}
+	return nil
+}
+
+// WaitDurable returns once the batch ending at lastOffset is fsynced.
+func (p *Partition) WaitDurable(lastOffset int64) error {
+	if err := p.log.SyncTo(lastOffset + 1); err != nil {
+		return fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	return nil
+}
+
+// Checkpoint writes a producer-state snapshot at the log end offset when it
+// changed since the last one, and removes older snapshots. Called on a timer
+// and at close, so that restarts replay only a short tail.
+func (p *Partition) Checkpoint() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.checkpointLocked()
+}
+
+func (p *Partition) checkpointLocked() error {
+	end := p.log.EndOffset()
+	if end == p.snapshotAt {
+		return nil
+	}
+	// The snapshot describes offsets below end; they must be durable first
+	// or a crash could leave a snapshot ahead of the log.
+	if err := p.log.SyncTo(end); err != nil {
+		return err
+	}
+	name := filepath.Join(p.dir, snapshotName(end))
+	if err := vfs.WriteFileAtomic(p.fs, p.dir, name, marshalSnapshot(p.producers)); err != nil {
+		return fmt.Errorf("partition: write producer snapshot: %w", err)
+	}
+	if p.snapshotAt >= 0 {
+		_ = p.fs.Remove(filepath.Join(p.dir, snapshotName(p.snapshotAt)))
+	}
+	p.snapshotAt = end
+	return nil
+}
+
+// Close snapshots the producer state and closes the log cleanly.
+func (p *Partition) Close() error {
+	p.mu.Lock()
+	err := p.checkpointLocked()
+	p.mu.Unlock()
+	if cerr := p.log.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Delete removes the partition's directory and everything in it.
+func (p *Partition) Delete() error { return p.log.Delete() }
+
+func isNotExist(err error) bool { return errors.Is(err, iofs.ErrNotExist) }
+
+func readSmall(fs vfs.FS, name string) ([]byte, error) {
+	f, err := fs.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	if size > maxSmallFileBytes {
+		return nil, fmt.Errorf("partition: %s is %d bytes, above %d", name, size, maxSmallFileBytes)
+	}
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, 0); err != nil && size > 0 {
+		return nil, err
+	}
+	return b, nil
+}
+
+// maxSmallFileBytes bounds checkpoint and snapshot reads.
+const maxSmallFileBytes = 64 << 20
