@@ -1,0 +1,572 @@
+// Package broker ties one node together: the metadata store (a Raft quorum,
+// of one for now), the partitions this node leads, their directories and
+// checkpoints, and the background work (checkpoints, retention). Protocol
+// handlers (internal/server/api) read the metadata image and the partitions
+// through it.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-io/sluice/internal/config"
+	"github.com/sluice-io/sluice/internal/log"
+	"github.com/sluice-io/sluice/internal/metadata"
+	"github.com/sluice-io/sluice/internal/partition"
+	"github.com/sluice-io/sluice/internal/vfs"
+)
+
+// File names in the data directory, as Kafka names them.
+const (
+	recoveryCheckpointFile = "recovery-point-offset-checkpoint"
+	logStartCheckpointFile = "log-start-offset-checkpoint"
+	cleanShutdownFile      = ".kafka_cleanshutdown"
+	partitionMetadataFile  = "partition.metadata"
+	metaDir                = "meta"
+)
+
+// Background intervals (Kafka's defaults).
+const (
+	// checkpointInterval is log.flush.offset.checkpoint.interval.ms.
+	checkpointInterval = time.Minute
+	// defaultRetentionCheckInterval is log.retention.check.interval.ms.
+	defaultRetentionCheckInterval = 5 * time.Minute
+	// metadataTimeout bounds one metadata write.
+	metadataTimeout = 30 * time.Second
+)
+
+// Config configures a broker.
+type Config struct {
+	NodeID  int32
+	DataDir string
+	// Host and Port are what clients are told to connect to.
+	Host string
+	Port int32
+	// Static are broker configs from the command line (server.properties).
+	Static map[string]string
+	FS     vfs.FS // nil: the OS
+	Logger *slog.Logger
+	Now    func() time.Time
+	// RetentionCheckInterval overrides log.retention.check.interval.ms.
+	RetentionCheckInterval time.Duration
+}
+
+// TopicPartition names a partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// Broker is one node. Safe for concurrent use.
+type Broker struct {
+	cfg    Config
+	fs     vfs.FS
+	logger *slog.Logger
+	meta   *metadata.Store
+
+	// recMu serializes reconciles; mu guards parts.
+	recMu sync.Mutex
+	mu    sync.RWMutex
+	parts map[TopicPartition]*replica
+
+	recovery map[TopicPartition]int64 // from the checkpoint at start
+	logStart map[TopicPartition]int64
+	clean    bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ready  chan struct{}
+}
+
+// replica is an open partition and the topic id it belongs to.
+type replica struct {
+	p       *partition.Partition
+	topicID metadata.TopicID
+}
+
+// Open starts the broker: metadata quorum, broker registration, and every
+// partition it leads, recovered.
+func Open(cfg Config) (*Broker, error) {
+	if cfg.FS == nil {
+		cfg.FS = vfs.OS()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RetentionCheckInterval <= 0 {
+		cfg.RetentionCheckInterval = defaultRetentionCheckInterval
+	}
+	if cfg.Static == nil {
+		cfg.Static = map[string]string{}
+	}
+	if err := config.ValidateBrokerConfigs(cfg.Static); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b := &Broker{cfg: cfg, fs: cfg.FS, logger: cfg.Logger, parts: map[TopicPartition]*replica{}, ready: make(chan struct{})}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	if err := b.fs.MkdirAll(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("broker: create data dir %s: %w (check the path and its permissions)", cfg.DataDir, err)
+	}
+	if _, err := b.fs.Stat(filepath.Join(cfg.DataDir, cleanShutdownFile)); err == nil {
+		b.clean = true
+		if err := b.fs.Remove(filepath.Join(cfg.DataDir, cleanShutdownFile)); err != nil {
+			return nil, fmt.Errorf("broker: remove clean-shutdown marker: %w", err)
+		}
+		if err := b.fs.SyncDir(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("broker: sync data dir: %w", err)
+		}
+	}
+	var err error
+	if b.recovery, err = readCheckpoint(b.fs, filepath.Join(cfg.DataDir, recoveryCheckpointFile)); err != nil {
+		b.logger.Warn("recovery checkpoint unreadable; every segment will be scanned", "err", err)
+		b.recovery, b.clean = map[TopicPartition]int64{}, false
+	}
+	if b.logStart, err = readCheckpoint(b.fs, filepath.Join(cfg.DataDir, logStartCheckpointFile)); err != nil {
+		b.logger.Warn("log start checkpoint unreadable", "err", err)
+		b.logStart = map[TopicPartition]int64{}
+	}
+	b.meta, err = metadata.Open(metadata.Config{Dir: filepath.Join(cfg.DataDir, metaDir), NodeID: cfg.NodeID, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("broker: open metadata: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, metadataTimeout)
+	defer cancel()
+	if err := b.meta.WaitReady(ctx); err != nil {
+		b.meta.Close()
+		return nil, fmt.Errorf("broker: metadata quorum not ready: %w", err)
+	}
+	if err := b.meta.RegisterBroker(ctx, metadata.Broker{NodeID: cfg.NodeID, Host: cfg.Host, Port: cfg.Port}); err != nil {
+		b.meta.Close()
+		return nil, fmt.Errorf("broker: register: %w", err)
+	}
+	if err := b.Reconcile(); err != nil {
+		b.closePartitions()
+		b.meta.Close()
+		return nil, err
+	}
+	close(b.ready)
+	b.wg.Add(2)
+	go b.watchMetadata()
+	go b.background()
+	return b, nil
+}
+
+// Meta is the metadata store.
+func (b *Broker) Meta() *metadata.Store { return b.meta }
+
+// Image is the current metadata image.
+func (b *Broker) Image() *metadata.Image { return b.meta.Image() }
+
+// NodeID is this broker's id.
+func (b *Broker) NodeID() int32 { return b.cfg.NodeID }
+
+// DataDir is where the data lives.
+func (b *Broker) DataDir() string { return b.cfg.DataDir }
+
+// Ready is closed once recovery has finished and metadata is loaded.
+func (b *Broker) Ready() <-chan struct{} { return b.ready }
+
+// Partition returns the open partition, if this broker leads it.
+func (b *Broker) Partition(topic string, p int32) (*partition.Partition, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	r, ok := b.parts[TopicPartition{topic, p}]
+	if !ok {
+		return nil, false
+	}
+	return r.p, true
+}
+
+// Partitions returns every open partition.
+func (b *Broker) Partitions() map[TopicPartition]*partition.Partition {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make(map[TopicPartition]*partition.Partition, len(b.parts))
+	for tp, r := range b.parts {
+		out[tp] = r.p
+	}
+	return out
+}
+
+// BrokerConfigs is the static and dynamic broker configs.
+func (b *Broker) BrokerConfigs() config.Broker {
+	return config.Broker{Static: b.cfg.Static, Dynamic: b.meta.Image().BrokerConfigs}
+}
+
+// TopicConfig resolves a topic's configs.
+func (b *Broker) TopicConfig(t *metadata.Topic) (config.Topic, error) {
+	return config.TopicConfig(t.Configs, b.BrokerConfigs())
+}
+
+// partitionConfig turns topic configs into what a partition enforces.
+func partitionConfig(tc config.Topic) partition.Config {
+	return partition.Config{
+		Log: log.Config{
+			SegmentBytes:       tc.SegmentBytes,
+			SegmentMs:          tc.SegmentMs,
+			IndexIntervalBytes: int(tc.IndexIntervalBytes),
+			RetentionMs:        tc.RetentionMs,
+			RetentionBytes:     tc.RetentionBytes,
+			FileDeleteDelay:    time.Duration(tc.FileDeleteDelayMs) * time.Millisecond,
+		},
+		MaxMessageBytes:      tc.MaxMessageBytes,
+		LogAppendTime:        tc.LogAppendTime,
+		TimestampBeforeMaxMs: tc.MessageTimestampBeforeMaxMs,
+		TimestampAfterMaxMs:  tc.MessageTimestampAfterMaxMs,
+	}
+}
+
+func partitionDir(tp TopicPartition) string {
+	return tp.Topic + "-" + strconv.Itoa(int(tp.Partition))
+}
+
+// Reconcile makes the open partitions match the metadata image: opens those
+// this node leads, closes and deletes those of deleted topics, applies
+// config changes. Handlers call it after a metadata write so that a topic
+// they created is ready when they answer.
+func (b *Broker) Reconcile() error {
+	b.recMu.Lock()
+	defer b.recMu.Unlock()
+	img := b.meta.Image()
+	want := map[TopicPartition]*metadata.Topic{}
+	for _, t := range img.Topics {
+		for _, p := range t.Partitions {
+			if p.Leader == b.cfg.NodeID {
+				want[TopicPartition{t.Name, p.ID}] = t
+			}
+		}
+	}
+	// Close and delete what is gone (a deleted, or deleted and recreated, topic).
+	b.mu.RLock()
+	var gone []TopicPartition
+	for tp, r := range b.parts {
+		if t, ok := want[tp]; !ok || t.ID != r.topicID {
+			gone = append(gone, tp)
+		}
+	}
+	b.mu.RUnlock()
+	for _, tp := range gone {
+		b.mu.Lock()
+		r := b.parts[tp]
+		delete(b.parts, tp)
+		b.mu.Unlock()
+		if err := r.p.Delete(); err != nil {
+			b.logger.Error("delete partition", "partition", partitionDir(tp), "err", err)
+		}
+		b.logger.Info("deleted partition", "partition", partitionDir(tp))
+	}
+	if len(gone) > 0 {
+		_ = b.fs.SyncDir(b.cfg.DataDir)
+	}
+	// Remove directories of topics deleted while we were down.
+	if err := b.removeStrayDirs(want); err != nil {
+		return err
+	}
+	var errs []error
+	for tp, t := range want {
+		tc, err := b.TopicConfig(t)
+		if err != nil {
+			b.logger.Warn("topic configs invalid; using defaults", "topic", t.Name, "err", err)
+			tc, _ = config.TopicConfig(nil, b.BrokerConfigs())
+		}
+		pc := partitionConfig(tc)
+		b.mu.RLock()
+		r, ok := b.parts[tp]
+		b.mu.RUnlock()
+		if ok {
+			r.p.SetConfig(pc)
+			if err := r.p.BecomeLeader(t.Partitions[tp.Partition].LeaderEpoch); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		p, err := b.openPartition(tp, t, pc)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		b.mu.Lock()
+		b.parts[tp] = &replica{p: p, topicID: t.ID}
+		b.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partition.Config) (*partition.Partition, error) {
+	dir := filepath.Join(b.cfg.DataDir, partitionDir(tp))
+	if err := b.fs.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("broker: create %s: %w", dir, err)
+	}
+	if err := b.checkPartitionMetadata(dir, t.ID); err != nil {
+		return nil, err
+	}
+	p, err := partition.Open(partition.Options{
+		FS: b.fs, Dir: dir, Config: pc,
+		RecoveryPoint:  b.recovery[tp],
+		LogStartOffset: b.logStart[tp],
+		Clean:          b.clean,
+		LeaderEpoch:    t.Partitions[tp.Partition].LeaderEpoch,
+		Logger:         b.logger.With("partition", partitionDir(tp)),
+		Now:            b.cfg.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: open partition %s: %w", partitionDir(tp), err)
+	}
+	return p, nil
+}
+
+// checkPartitionMetadata writes partition.metadata (topic id) for a new
+// directory, and for an old one wipes it if it belongs to an older topic of
+// the same name.
+func (b *Broker) checkPartitionMetadata(dir string, id metadata.TopicID) error {
+	name := filepath.Join(dir, partitionMetadataFile)
+	want := fmt.Sprintf("version: 0\ntopic_id: %s\n", id)
+	f, err := b.fs.Open(name)
+	if err == nil {
+		buf := make([]byte, 256)
+		n, _ := f.ReadAt(buf, 0)
+		f.Close()
+		if string(buf[:n]) == want {
+			return nil
+		}
+		b.logger.Warn("partition directory belongs to an older topic; wiping it", "dir", dir)
+		if err := b.fs.RemoveAll(dir); err != nil {
+			return fmt.Errorf("broker: wipe %s: %w", dir, err)
+		}
+		if err := b.fs.MkdirAll(dir); err != nil {
+			return fmt.Errorf("broker: create %s: %w", dir, err)
+		}
+	} else if !errors.Is(err, iofs.ErrNotExist) {
+		return fmt.Errorf("broker: read %s: %w", name, err)
+	}
+	if err := vfs.WriteFileAtomic(b.fs, dir, name, []byte(want)); err != nil {
+		return fmt.Errorf("broker: write %s: %w", name, err)
+	}
+	return b.fs.SyncDir(b.cfg.DataDir)
+}
+
+// removeStrayDirs deletes partition directories no topic owns.
+func (b *Broker) removeStrayDirs(want map[TopicPartition]*metadata.Topic) error {
+	names, err := b.fs.List(b.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("broker: list %s: %w", b.cfg.DataDir, err)
+	}
+	wantDirs := map[string]bool{}
+	for tp := range want {
+		wantDirs[partitionDir(tp)] = true
+	}
+	for _, n := range names {
+		i := strings.LastIndexByte(n, '-')
+		if i <= 0 || wantDirs[n] {
+			continue
+		}
+		if _, err := strconv.Atoi(n[i+1:]); err != nil {
+			continue
+		}
+		if _, err := b.fs.Stat(filepath.Join(b.cfg.DataDir, n, partitionMetadataFile)); err != nil {
+			continue // not ours
+		}
+		b.logger.Info("removing directory of a deleted topic", "dir", n)
+		if err := b.fs.RemoveAll(filepath.Join(b.cfg.DataDir, n)); err != nil {
+			return fmt.Errorf("broker: remove %s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+func (b *Broker) watchMetadata() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.meta.Changes():
+			if err := b.Reconcile(); err != nil {
+				b.logger.Error("applying metadata", "err", err)
+			}
+		}
+	}
+}
+
+// background writes checkpoints and enforces retention.
+func (b *Broker) background() {
+	defer b.wg.Done()
+	cp := time.NewTicker(checkpointInterval)
+	defer cp.Stop()
+	ret := time.NewTicker(b.cfg.RetentionCheckInterval)
+	defer ret.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-cp.C:
+			if err := b.Checkpoint(); err != nil {
+				b.logger.Error("checkpoint", "err", err)
+			}
+		case <-ret.C:
+			b.EnforceRetention()
+		}
+	}
+}
+
+// EnforceRetention deletes segments past retention in every partition.
+func (b *Broker) EnforceRetention() {
+	for tp, p := range b.Partitions() {
+		if n := p.Log().Retain(); n > 0 {
+			b.logger.Info("retention deleted segments", "partition", partitionDir(tp), "segments", n)
+		}
+	}
+}
+
+// Checkpoint writes producer snapshots and the recovery-point and
+// log-start-offset checkpoints.
+func (b *Broker) Checkpoint() error {
+	parts := b.Partitions()
+	rec := make(map[TopicPartition]int64, len(parts))
+	start := make(map[TopicPartition]int64, len(parts))
+	var errs []error
+	for tp, p := range parts {
+		if err := p.Checkpoint(); err != nil {
+			errs = append(errs, err)
+		}
+		rec[tp] = p.Log().DurableOffset()
+		start[tp] = p.Log().StartOffset()
+	}
+	if err := writeCheckpoint(b.fs, b.cfg.DataDir, recoveryCheckpointFile, rec); err != nil {
+		errs = append(errs, err)
+	}
+	if err := writeCheckpoint(b.fs, b.cfg.DataDir, logStartCheckpointFile, start); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops background work, closes every partition cleanly, writes the
+// checkpoints and the clean-shutdown marker, and closes the metadata store.
+func (b *Broker) Close() error {
+	b.cancel()
+	b.wg.Wait()
+	b.recMu.Lock()
+	defer b.recMu.Unlock()
+	var errs []error
+	parts := b.Partitions()
+	rec := make(map[TopicPartition]int64, len(parts))
+	start := make(map[TopicPartition]int64, len(parts))
+	for tp, p := range parts {
+		start[tp] = p.Log().StartOffset()
+		if err := p.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", partitionDir(tp), err))
+		}
+		rec[tp] = p.Log().DurableOffset()
+	}
+	b.mu.Lock()
+	b.parts = map[TopicPartition]*replica{}
+	b.mu.Unlock()
+	if err := writeCheckpoint(b.fs, b.cfg.DataDir, recoveryCheckpointFile, rec); err != nil {
+		errs = append(errs, err)
+	}
+	if err := writeCheckpoint(b.fs, b.cfg.DataDir, logStartCheckpointFile, start); err != nil {
+		errs = append(errs, err)
+	}
+	if err := b.meta.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		if err := vfs.WriteFileAtomic(b.fs, b.cfg.DataDir, filepath.Join(b.cfg.DataDir, cleanShutdownFile), nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (b *Broker) closePartitions() {
+	for _, p := range b.Partitions() {
+		p.Close()
+	}
+}
+
+// writeCheckpoint writes Kafka's offset checkpoint format: a version line,
+// a count line, then "topic partition offset" lines.
+func writeCheckpoint(fs vfs.FS, dir, name string, offs map[TopicPartition]int64) error {
+	tps := make([]TopicPartition, 0, len(offs))
+	for tp := range offs {
+		tps = append(tps, tp)
+	}
+	sort.Slice(tps, func(i, j int) bool {
+		if tps[i].Topic != tps[j].Topic {
+			return tps[i].Topic < tps[j].Topic
+		}
+		return tps[i].Partition < tps[j].Partition
+	})
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "0\n%d\n", len(tps))
+	for _, tp := range tps {
+		fmt.Fprintf(&sb, "%s %d %d\n", tp.Topic, tp.Partition, offs[tp])
+	}
+	if err := vfs.WriteFileAtomic(fs, dir, filepath.Join(dir, name), []byte(sb.String())); err != nil {
+		return fmt.Errorf("broker: write %s: %w", name, err)
+	}
+	return nil
+}
+
+// maxCheckpointBytes bounds what is read of a checkpoint file.
+const maxCheckpointBytes = 64 << 20
+
+func readCheckpoint(fs vfs.FS, name string) (map[TopicPartition]int64, error) {
+	out := map[TopicPartition]int64{}
+	f, err := fs.Open(name)
+	if errors.Is(err, iofs.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	if size > maxCheckpointBytes {
+		return nil, fmt.Errorf("%s is %d bytes, above %d", name, size, maxCheckpointBytes)
+	}
+	buf := make([]byte, size)
+	if size > 0 {
+		if _, err := f.ReadAt(buf, 0); err != nil {
+			return nil, err
+		}
+	}
+	lines := strings.Split(strings.TrimRight(string(buf), "\n"), "\n")
+	if len(lines) < 2 || lines[0] != "0" {
+		return nil, fmt.Errorf("%s: bad header", name)
+	}
+	n, err := strconv.Atoi(lines[1])
+	if err != nil || n != len(lines)-2 {
+		return nil, fmt.Errorf("%s: count %q does not match %d lines", name, lines[1], len(lines)-2)
+	}
+	for _, line := range lines[2:] {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			return nil, fmt.Errorf("%s: bad line %q", name, line)
+		}
+		p, err1 := strconv.ParseInt(f[1], 10, 32)
+		off, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("%s: bad line %q", name, line)
+		}
+		out[TopicPartition{f[0], int32(p)}] = off
+	}
+	return out, nil
+}

@@ -1,0 +1,136 @@
+package api
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/metadata"
+	"github.com/sluice-io/sluice/internal/partition"
+	"github.com/sluice-io/sluice/internal/record"
+	"github.com/sluice-io/sluice/internal/server"
+)
+
+// Produce v3-13.
+//
+// Each partition's records must be exactly one magic-2 batch (as Kafka
+// requires since v3); it is validated (CRC-32C, sizes, producer sequence)
+// and appended on the connection's reader goroutine, so batches of one
+// connection keep their order. acks=0 gets no response; acks=1 is answered
+// after the append; acks=-1 (all) after the batch is fsynced when
+// log.flush.policy is acks-all (the default), sharing fsyncs with
+// concurrent producers (group commit). v13 names topics by id. Unknown
+// topics are created when auto.create.topics.enable allows.
+func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply func(server.Reply)) {
+	resp := r.ResponseKind().(*kmsg.ProduceResponse)
+	if r.Acks != 0 && r.Acks != 1 && r.Acks != -1 {
+		for _, rt := range r.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		reply(server.Reply{Msg: resp})
+		return
+	}
+	type pending struct {
+		p    *partition.Partition
+		last int64
+		sp   *kmsg.ProduceResponseTopicPartition
+	}
+	var waits []pending
+	img := h.b.Image()
+	for _, rt := range r.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		var t *metadata.Topic
+		var topicErr error
+		if r.Version >= 13 {
+			if t = img.TopicsByID[metadata.TopicID(rt.TopicID)]; t == nil {
+				topicErr = kerr.UnknownTopicID
+			}
+		} else if t = img.Topics[rt.Topic]; t == nil {
+			t, topicErr = h.autoCreate(ctx, rt.Topic)
+		}
+		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		for i, rp := range rt.Partitions {
+			sp := &st.Partitions[i]
+			sp.Default()
+			sp.Partition = rp.Partition
+			sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = -1, -1, -1
+			if topicErr != nil {
+				sp.ErrorCode = errorCode(topicErr)
+				continue
+			}
+			p, ok := h.b.Partition(t.Name, rp.Partition)
+			if !ok {
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				if int(rp.Partition) < len(t.Partitions) && rp.Partition >= 0 {
+					sp.ErrorCode = kerr.NotLeaderForPartition.Code
+				}
+				continue
+			}
+			res, err := h.appendOne(p, rp.Records)
+			if err != nil {
+				sp.ErrorCode = errorCode(err)
+				sp.ErrorMessage = errorMessage(err)
+				if res.LogStartOffset > 0 {
+					sp.LogStartOffset = res.LogStartOffset
+				}
+				continue
+			}
+			sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = res.BaseOffset, res.LogAppendTime, res.LogStartOffset
+			if r.Acks == -1 && h.flushOnAcksAll() {
+				waits = append(waits, pending{p, res.LastOffset, sp})
+			}
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	switch {
+	case r.Acks == 0:
+		reply(server.Reply{None: true})
+	case len(waits) == 0:
+		reply(server.Reply{Msg: resp})
+	default:
+		// Wait for the fsyncs off the reader goroutine: the connection
+		// reads on, and the next requests' appends join the same fsync.
+		go func() {
+			for _, w := range waits {
+				if err := w.p.WaitDurable(w.last); err != nil {
+					w.sp.ErrorCode = kerr.KafkaStorageError.Code
+					w.sp.ErrorMessage = errorMessage(err)
+					w.sp.BaseOffset = -1
+				}
+			}
+			reply(server.Reply{Msg: resp})
+		}()
+	}
+}
+
+// appendOne appends the single batch of one partition.
+func (h *Handler) appendOne(p *partition.Partition, records []byte) (partition.AppendResult, error) {
+	if len(records) == 0 {
+		return partition.AppendResult{}, fmt.Errorf("%w: no record batch", kerr.InvalidRecord)
+	}
+	size, ok := record.PeekSize(records)
+	if !ok || size != len(records) {
+		if ok && size < len(records) {
+			return partition.AppendResult{}, fmt.Errorf("%w: more than one record batch for a partition", kerr.InvalidRecord)
+		}
+		return partition.AppendResult{}, fmt.Errorf("%w: record batch length does not match its %d bytes", kerr.CorruptMessage, len(records))
+	}
+	return p.Append(records)
+}
+
+// flushOnAcksAll says whether acks=all waits for fsync (log.flush.policy).
+func (h *Handler) flushOnAcksAll() bool {
+	v, _ := h.b.BrokerConfigs().Value("log.flush.policy")
+	return v != "none"
+}

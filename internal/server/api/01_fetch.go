@@ -1,0 +1,182 @@
+package api
+
+import (
+	"context"
+	"encoding/binary"
+	"math/rand/v2"
+	"reflect"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/metadata"
+	"github.com/sluice-io/sluice/internal/partition"
+	"github.com/sluice-io/sluice/internal/server"
+)
+
+// Limits of a fetch.
+const (
+	// maxFetchResponseBytes is the broker's fetch.max.bytes: a response
+	// holds at most this much record data, whatever the client asks.
+	maxFetchResponseBytes = 55 << 20
+	// maxFetchWait bounds max.wait.ms.
+	maxFetchWait = 5 * time.Minute
+)
+
+// Fetch v4-18.
+//
+// Reads each partition from the batch holding the fetch offset up to the
+// high watermark (or, for read_committed, the last stable offset, equal
+// while there are no transactions), within the partition's and the
+// response's byte limits; the first batch of the first partition with data
+// is sent whole even when larger (KIP-74). A fetch that finds less than
+// min.bytes waits up to max.wait.ms and is woken by appends, not by polling.
+// v13+ name topics by id. Fetch sessions (KIP-227) are not kept: the
+// response's session id 0 tells clients to send full requests. Follower
+// fetches come with replication.
+func (h *Handler) fetch(ctx context.Context, r *kmsg.FetchRequest, reply func(server.Reply)) {
+	maxBytes := int(r.MaxBytes)
+	if r.Version < 3 || maxBytes <= 0 || maxBytes > maxFetchResponseBytes {
+		maxBytes = maxFetchResponseBytes
+	}
+	wait := time.Duration(r.MaxWaitMillis) * time.Millisecond
+	wait = min(max(wait, 0), maxFetchWait)
+
+	resp, n, watches, regions := h.readFetch(r, maxBytes)
+	if n >= int(r.MinBytes) || wait == 0 || len(watches) == 0 || hasError(resp) {
+		reply(server.Reply{Msg: resp, Regions: regions})
+		return
+	}
+	go func() {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		for {
+			cases := make([]reflect.SelectCase, 0, len(watches)+2)
+			cases = append(cases,
+				reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
+				reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
+			for _, w := range watches {
+				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
+			}
+			chosen, _, _ := reflect.Select(cases)
+			if chosen == 1 {
+				reply(server.Reply{None: true})
+				return
+			}
+			resp, n, watches, regions = h.readFetch(r, maxBytes)
+			if chosen == 0 || n >= int(r.MinBytes) || len(watches) == 0 || hasError(resp) {
+				reply(server.Reply{Msg: resp, Regions: regions})
+				return
+			}
+		}
+	}()
+}
+
+// hasError says whether any partition carries an error: such a response is
+// sent at once so the client can act on it.
+func hasError(resp *kmsg.FetchResponse) bool {
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// readFetch builds a response from what the logs hold now. It returns the
+// record bytes found, for the partitions read channels that close at their
+// next append (taken before reading, so no append is missed), and the file
+// regions the writer sends in place of the records' markers.
+func (h *Handler) readFetch(r *kmsg.FetchRequest, maxBytes int) (*kmsg.FetchResponse, int, []<-chan struct{}, []server.Region) {
+	resp := r.ResponseKind().(*kmsg.FetchResponse)
+	img := h.b.Image()
+	total := 0
+	var watches []<-chan struct{}
+	var regions []server.Region
+	for _, rt := range r.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		var t *metadata.Topic
+		topicErr := kerr.UnknownTopicOrPartition
+		if r.Version >= 13 {
+			t = img.TopicsByID[metadata.TopicID(rt.TopicID)]
+			topicErr = kerr.UnknownTopicID
+		} else {
+			t = img.Topics[rt.Topic]
+		}
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			sp.PreferredReadReplica = -1
+			if t == nil {
+				sp.ErrorCode = topicErr.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			p, ok := h.b.Partition(t.Name, rp.Partition)
+			if !ok {
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				if rp.Partition >= 0 && int(rp.Partition) < len(t.Partitions) {
+					sp.ErrorCode = kerr.NotLeaderForPartition.Code
+				}
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			watches = append(watches, p.Watch())
+			region, err := readPartition(p, &rp, &sp, r.IsolationLevel, min(int(rp.PartitionMaxBytes), maxBytes-total), total == 0)
+			if err != nil {
+				sp.ErrorCode = errorCode(err)
+			} else if region.Size > 0 {
+				sp.RecordBatches = region.Marker
+				regions = append(regions, region)
+				total += int(region.Size)
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, total, watches, regions
+}
+
+// readPartition fills one partition of the response but its records,
+// which it returns as a file region.
+func readPartition(p *partition.Partition, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, isolation int8, maxBytes int, first bool) (server.Region, error) {
+	if err := checkLeaderEpoch(p, rp.CurrentLeaderEpoch); err != nil {
+		return server.Region{}, err
+	}
+	hw := p.HighWatermark()
+	lso := p.LastStableOffset()
+	sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = hw, lso, p.Log().StartOffset()
+	limit := hw
+	if isolation == 1 {
+		limit = lso
+		sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+	}
+	res, err := p.Log().Read(rp.FetchOffset, max(maxBytes, 0), limit, first)
+	if err != nil || res.Size == 0 {
+		return server.Region{}, err
+	}
+	marker := make([]byte, 16)
+	binary.BigEndian.PutUint64(marker, rand.Uint64())
+	binary.BigEndian.PutUint64(marker[8:], rand.Uint64())
+	return server.Region{Marker: marker, File: res.File, Pos: res.Position, Size: res.Size}, nil
+}
+
+// checkLeaderEpoch compares a client's current leader epoch (-1: no check)
+// with ours, as Kafka does for fetches and offset lookups.
+func checkLeaderEpoch(p *partition.Partition, epoch int32) error {
+	if epoch < 0 {
+		return nil
+	}
+	switch ours := p.LeaderEpoch(); {
+	case epoch > ours:
+		return kerr.UnknownLeaderEpoch
+	case epoch < ours:
+		return kerr.FencedLeaderEpoch
+	}
+	return nil
+}

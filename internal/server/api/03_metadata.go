@@ -1,0 +1,117 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"sort"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/metadata"
+)
+
+// noAuthorizedOperations is Kafka's value for "not requested".
+const noAuthorizedOperations = -2147483648
+
+// Metadata v0-13.
+//
+// Brokers, cluster id, controller, and the topics asked for: all of them
+// for a null list (v1+) or an empty one (v0). A topic asked for by name
+// that does not exist is created when auto.create.topics.enable is true and
+// the request allows it (always before v4), with num.partitions partitions;
+// topics asked for by id (v10+) are never created. Invalid names get
+// INVALID_TOPIC_EXCEPTION.
+func (h *Handler) metadata(ctx context.Context, r *kmsg.MetadataRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.MetadataResponse)
+	img := h.b.Image()
+	ids := make([]int32, 0, len(img.Brokers))
+	for id := range img.Brokers {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		b := img.Brokers[id]
+		rb := kmsg.NewMetadataResponseBroker()
+		rb.NodeID, rb.Host, rb.Port = b.NodeID, b.Host, b.Port
+		if b.Rack != "" {
+			rack := b.Rack
+			rb.Rack = &rack
+		}
+		resp.Brokers = append(resp.Brokers, rb)
+	}
+	cluster := img.ClusterID
+	resp.ClusterID = &cluster
+	resp.ControllerID = img.ControllerID
+	resp.AuthorizedOperations = noAuthorizedOperations
+
+	all := r.Topics == nil || r.Version == 0 && len(r.Topics) == 0
+	if all {
+		names := make([]string, 0, len(img.Topics))
+		for name := range img.Topics {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			resp.Topics = append(resp.Topics, topicMetadata(img.Topics[name], r.Version))
+		}
+		return resp
+	}
+	allowCreate := r.Version < 4 || r.AllowAutoTopicCreation
+	for _, rt := range r.Topics {
+		var t *metadata.Topic
+		if rt.Topic == nil {
+			t = img.TopicsByID[metadata.TopicID(rt.TopicID)]
+			if t == nil {
+				mt := kmsg.NewMetadataResponseTopic()
+				mt.TopicID = rt.TopicID
+				mt.ErrorCode = kerr.UnknownTopicID.Code
+				mt.AuthorizedOperations = noAuthorizedOperations
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
+		} else if t = img.Topics[*rt.Topic]; t == nil {
+			var err error = kerr.UnknownTopicOrPartition
+			if allowCreate {
+				t, err = h.autoCreate(ctx, *rt.Topic)
+			}
+			if err != nil {
+				mt := kmsg.NewMetadataResponseTopic()
+				name := *rt.Topic
+				mt.Topic = &name
+				mt.ErrorCode = errorCode(err)
+				if errors.Is(err, kerr.InvalidReplicationFactor) || errors.Is(err, kerr.InvalidPartitions) {
+					mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				}
+				mt.AuthorizedOperations = noAuthorizedOperations
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
+		}
+		resp.Topics = append(resp.Topics, topicMetadata(t, r.Version))
+	}
+	return resp
+}
+
+func topicMetadata(t *metadata.Topic, version int16) kmsg.MetadataResponseTopic {
+	mt := kmsg.NewMetadataResponseTopic()
+	name := t.Name
+	mt.Topic = &name
+	mt.TopicID = t.ID
+	mt.IsInternal = t.Name == "__consumer_offsets" || t.Name == "__transaction_state"
+	mt.AuthorizedOperations = noAuthorizedOperations
+	for _, p := range t.Partitions {
+		mp := kmsg.NewMetadataResponseTopicPartition()
+		mp.Partition = p.ID
+		mp.Leader = p.Leader
+		mp.LeaderEpoch = p.LeaderEpoch
+		mp.Replicas = append([]int32(nil), p.Replicas...)
+		mp.ISR = append([]int32(nil), p.ISR...)
+		mp.OfflineReplicas = []int32{}
+		if p.Leader < 0 {
+			mp.ErrorCode = kerr.LeaderNotAvailable.Code
+		}
+		mt.Partitions = append(mt.Partitions, mp)
+	}
+	return mt
+}

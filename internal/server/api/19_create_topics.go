@@ -1,0 +1,341 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/config"
+	"github.com/sluice-io/sluice/internal/metadata"
+)
+
+// CreateTopics v0-7.
+//
+// Each topic is checked in Kafka's order, and the first failure is its
+// answer, with an ErrorMessage (v1+):
+//   - a name given more than once in the request: one INVALID_REQUEST
+//     answer for that name, and it is not created;
+//   - an illegal name, or one that differs from an existing topic's only
+//     in '.' versus '_': INVALID_TOPIC_EXCEPTION;
+//   - an existing topic: TOPIC_ALREADY_EXISTS;
+//   - a manual ReplicaAssignment needs NumPartitions and ReplicationFactor
+//     of -1 (else INVALID_REQUEST), partitions 0..n-1 each once, and
+//     replica lists that are non-empty, without duplicates, of registered
+//     brokers and of one length (else INVALID_REPLICA_ASSIGNMENT);
+//   - without one, NumPartitions and ReplicationFactor of -1 take
+//     num.partitions and default.replication.factor (KIP-464, v4+; like
+//     Kafka's broker, lower versions are not refused for it); other values
+//     must be positive (INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR)
+//     and the factor at most the registered brokers;
+//   - Configs must be known topic configs with valid values, none null
+//     (INVALID_CONFIG).
+//
+// ValidateOnly (v1+) runs every check and creates nothing. Otherwise the
+// topic is written through the metadata quorum and the broker opens its
+// partitions before the answer; a partition that fails to open turns the
+// answer into KAFKA_STORAGE_ERROR (the topic exists then). v5+ answers
+// carry NumPartitions, ReplicationFactor and the topic's configs as
+// DescribeConfigs shows them; v7 the TopicID (zero for ValidateOnly).
+//
+// Deviations: TimeoutMillis is not used (a metadata write is bounded by
+// metadataWriteTimeout instead), and every partition of a topic gets the
+// same replicas, so a manual assignment whose partitions differ is refused
+// with INVALID_REPLICA_ASSIGNMENT (on one broker all valid ones agree).
+func (h *Handler) createTopics(ctx context.Context, r *kmsg.CreateTopicsRequest) *kmsg.CreateTopicsResponse {
+	resp := r.ResponseKind().(*kmsg.CreateTopicsResponse)
+	resp.ThrottleMillis = 0
+	validateOnly := r.ValidateOnly && r.Version >= 1
+
+	seen := make(map[string]int, len(r.Topics))
+	for _, rt := range r.Topics {
+		seen[rt.Topic]++
+	}
+	img := h.b.Image()
+	// Names normalized for '.'/'_' collisions: existing topics, then
+	// those this request creates.
+	normalized := make(map[string]string, len(img.Topics))
+	for name := range img.Topics {
+		normalized[collisionName(name)] = name
+	}
+
+	type made struct {
+		i int // index in resp.Topics
+		t *metadata.Topic
+	}
+	var created []made
+	answeredDup := map[string]bool{}
+	for i := range r.Topics {
+		rt := &r.Topics[i]
+		st := kmsg.NewCreateTopicsResponseTopic()
+		st.Topic = rt.Topic
+		if seen[rt.Topic] > 1 {
+			if answeredDup[rt.Topic] {
+				continue
+			}
+			answeredDup[rt.Topic] = true
+			st.ErrorCode = kerr.InvalidRequest.Code
+			st.ErrorMessage = kmsg.StringPtr("Duplicate topic name.")
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
+		plan, err := h.planTopic(img, rt, normalized)
+		if err == nil && !validateOnly {
+			var t *metadata.Topic
+			t, err = h.writeTopic(ctx, rt.Topic, plan)
+			if err == nil {
+				created = append(created, made{len(resp.Topics), t})
+			}
+		}
+		if err != nil {
+			st.ErrorCode = errorCode(err)
+			st.ErrorMessage = errorMessage(err)
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
+		normalized[collisionName(rt.Topic)] = rt.Topic
+		st.NumPartitions = plan.partitions
+		st.ReplicationFactor = int16(len(plan.replicas))
+		for _, e := range config.ResolveTopic(plan.configs, h.b.BrokerConfigs()) {
+			c := kmsg.NewCreateTopicsResponseTopicConfig()
+			c.Name = e.Name
+			if !e.Null {
+				c.Value = kmsg.StringPtr(e.Value)
+			}
+			c.ReadOnly = e.ReadOnly
+			c.Source = int8(e.Source)
+			c.IsSensitive = e.Sensitive
+			st.Configs = append(st.Configs, c)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+
+	if len(created) == 0 {
+		return resp
+	}
+	rerr := h.b.Reconcile()
+	for _, m := range created {
+		st := &resp.Topics[m.i]
+		st.TopicID = m.t.ID
+		if err := h.checkOpened(m.t, 0, rerr); err != nil {
+			st.ErrorCode = errorCode(err)
+			st.ErrorMessage = errorMessage(err)
+		}
+	}
+	return resp
+}
+
+// topicPlan is what a CreateTopics entry resolves to.
+type topicPlan struct {
+	partitions int32
+	replicas   []int32 // of every partition
+	configs    map[string]string
+}
+
+// planTopic checks one CreateTopics entry against img and resolves its
+// partition count, replicas and configs. normalized maps collision-folded
+// names to the topic holding them.
+func (h *Handler) planTopic(img *metadata.Image, rt *kmsg.CreateTopicsRequestTopic, normalized map[string]string) (topicPlan, error) {
+	var plan topicPlan
+	if err := checkTopicName(rt.Topic); err != nil {
+		return plan, err
+	}
+	if _, ok := img.Topics[rt.Topic]; ok {
+		return plan, codeErr(kerr.TopicAlreadyExists, "Topic '%s' already exists.", rt.Topic)
+	}
+	if other, ok := normalized[collisionName(rt.Topic)]; ok && other != rt.Topic {
+		return plan, codeErr(kerr.InvalidTopicException, "Topic '%s' collides with existing topic: %s", rt.Topic, other)
+	}
+
+	if len(rt.ReplicaAssignment) > 0 {
+		if rt.ReplicationFactor != -1 {
+			return plan, codeErr(kerr.InvalidRequest, "A manual partition assignment was specified, but replication factor was not set to -1.")
+		}
+		if rt.NumPartitions != -1 {
+			return plan, codeErr(kerr.InvalidRequest, "A manual partition assignment was specified, but numPartitions was not set to -1.")
+		}
+		byPartition := make(map[int32][]int32, len(rt.ReplicaAssignment))
+		rf := -1
+		for _, a := range rt.ReplicaAssignment {
+			if _, dup := byPartition[a.Partition]; dup {
+				return plan, codeErr(kerr.InvalidReplicaAssignment, "Found multiple manual partition assignments for partition %d", a.Partition)
+			}
+			if err := checkReplicaList(a.Replicas, rf, img.Brokers); err != nil {
+				return plan, err
+			}
+			rf = len(a.Replicas)
+			byPartition[a.Partition] = a.Replicas
+		}
+		n := int32(len(byPartition))
+		for p := range n {
+			if _, ok := byPartition[p]; !ok {
+				return plan, codeErr(kerr.InvalidReplicaAssignment, "partitions should be a consecutive 0-based integer sequence")
+			}
+		}
+		for p := int32(1); p < n; p++ {
+			if !slices.Equal(byPartition[p], byPartition[0]) {
+				return plan, codeErr(kerr.InvalidReplicaAssignment,
+					"partition %d is assigned to %v and partition 0 to %v: this broker places every partition of a topic on the same replicas",
+					p, byPartition[p], byPartition[0])
+			}
+		}
+		plan.partitions, plan.replicas = n, slices.Clone(byPartition[0])
+	} else {
+		n := rt.NumPartitions
+		if n == -1 {
+			n = int32(h.brokerInt("num.partitions"))
+		}
+		if n <= 0 {
+			return plan, codeErr(kerr.InvalidPartitions, "Number of partitions was set to an invalid non-positive value.")
+		}
+		rf := rt.ReplicationFactor
+		if rf == -1 {
+			rf = int16(h.brokerInt("default.replication.factor"))
+		}
+		if rf <= 0 {
+			return plan, codeErr(kerr.InvalidReplicationFactor, "Replication factor must be larger than 0, or -1 to use the default value.")
+		}
+		replicas, err := h.placeReplicas(img, int(rf))
+		if err != nil {
+			return plan, err
+		}
+		plan.partitions, plan.replicas = n, replicas
+	}
+
+	configs := make(map[string]string, len(rt.Configs))
+	var nulls []string
+	for _, c := range rt.Configs {
+		if c.Value == nil {
+			nulls = append(nulls, c.Name)
+			continue
+		}
+		configs[c.Name] = *c.Value
+	}
+	if len(nulls) > 0 {
+		return plan, codeErr(kerr.InvalidConfig, "Null value not supported for topic configs: %s", strings.Join(nulls, ","))
+	}
+	if err := config.ValidateTopicConfigs(configs); err != nil {
+		return plan, err
+	}
+	plan.configs = configs
+	return plan, nil
+}
+
+// writeTopic creates the planned topic through the metadata quorum.
+func (h *Handler) writeTopic(ctx context.Context, name string, plan topicPlan) (*metadata.Topic, error) {
+	ctx, cancel := context.WithTimeout(ctx, metadataWriteTimeout)
+	defer cancel()
+	t, err := h.b.Meta().CreateTopic(ctx, name, plan.partitions, plan.replicas, plan.configs)
+	if err != nil {
+		h.logger.Info("creating topic failed", "topic", name, "err", err)
+		return nil, err
+	}
+	h.logger.Info("created topic", "topic", name, "partitions", plan.partitions, "replicas", plan.replicas)
+	return t, nil
+}
+
+// checkOpened reports a KAFKA_STORAGE_ERROR if a partition of t from
+// index from on that this broker leads is not open after a Reconcile that
+// returned rerr.
+func (h *Handler) checkOpened(t *metadata.Topic, from int32, rerr error) error {
+	for _, p := range t.Partitions[from:] {
+		if p.Leader != h.b.NodeID() {
+			continue
+		}
+		if _, ok := h.b.Partition(t.Name, p.ID); !ok {
+			h.logger.Error("new partition did not open", "topic", t.Name, "partition", p.ID, "err", rerr)
+			return codeErr(kerr.KafkaStorageError, "topic %s is in the metadata, but its partition %d could not be opened: %v", t.Name, p.ID, rerr)
+		}
+	}
+	return nil
+}
+
+// placeReplicas picks rf registered brokers for new partitions: this node
+// first (it leads them), then the others by id.
+func (h *Handler) placeReplicas(img *metadata.Image, rf int) ([]int32, error) {
+	if rf > len(img.Brokers) {
+		return nil, codeErr(kerr.InvalidReplicationFactor,
+			"Unable to replicate the partition %d time(s): The target replication factor of %d cannot be reached because only %d broker(s) are registered.",
+			rf, rf, len(img.Brokers))
+	}
+	self := h.b.NodeID()
+	ids := make([]int32, 0, len(img.Brokers))
+	for id := range img.Brokers {
+		if id != self {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	if _, ok := img.Brokers[self]; ok {
+		ids = append([]int32{self}, ids...)
+	}
+	return ids[:rf], nil
+}
+
+// checkReplicaList checks a manual replica assignment of one partition:
+// non-empty, no broker twice, every broker registered, and rf replicas
+// unless rf is -1.
+func checkReplicaList(replicas []int32, rf int, brokers map[int32]metadata.Broker) error {
+	if len(replicas) == 0 {
+		return codeErr(kerr.InvalidReplicaAssignment, "The manual partition assignment includes an empty replica list.")
+	}
+	for i, id := range replicas {
+		if slices.Contains(replicas[:i], id) {
+			return codeErr(kerr.InvalidReplicaAssignment, "The manual partition assignment includes the broker %d more than once.", id)
+		}
+		if _, ok := brokers[id]; !ok {
+			return codeErr(kerr.InvalidReplicaAssignment, "The manual partition assignment includes broker %d, but no such broker is registered.", id)
+		}
+	}
+	if rf != -1 && len(replicas) != rf {
+		return codeErr(kerr.InvalidReplicaAssignment,
+			"The manual partition assignment includes a partition with %d replica(s), but this is not consistent with previous partitions, which have %d replica(s).",
+			len(replicas), rf)
+	}
+	return nil
+}
+
+// checkTopicName refuses, with INVALID_TOPIC_EXCEPTION and Kafka's
+// messages, a name Kafka's Topic.validate refuses.
+func checkTopicName(name string) error {
+	switch {
+	case name == "":
+		return codeErr(kerr.InvalidTopicException, "Topic name is illegal, it can't be empty")
+	case name == "." || name == "..":
+		return codeErr(kerr.InvalidTopicException, `Topic name cannot be "." or ".."`)
+	case len(name) > 249:
+		return codeErr(kerr.InvalidTopicException, "Topic name is illegal, it can't be longer than 249 characters, topic name: %s", name)
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return codeErr(kerr.InvalidTopicException,
+				"Topic name %q is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'", name)
+		}
+	}
+	return nil
+}
+
+// collisionName folds '.' into '_': two topics with the same folded name
+// would share metric names in Kafka, which refuses the second.
+func collisionName(name string) string { return strings.ReplaceAll(name, ".", "_") }
+
+// codeError is an error answered with a given Kafka code and, where the
+// response has one, a message for the client: errorCode finds the code
+// through Unwrap and errorMessage sends msg.
+type codeError struct {
+	code *kerr.Error
+	msg  string
+}
+
+func (e *codeError) Error() string { return e.msg }
+func (e *codeError) Unwrap() error { return e.code }
+
+func codeErr(code *kerr.Error, format string, args ...any) error {
+	return &codeError{code: code, msg: fmt.Sprintf(format, args...)}
+}

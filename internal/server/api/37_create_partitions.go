@@ -1,0 +1,138 @@
+package api
+
+import (
+	"context"
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/metadata"
+)
+
+// CreatePartitions v0-3.
+//
+// Grows each topic to Count partitions. Like Kafka's controller, per topic:
+//   - a topic given more than once: one INVALID_REQUEST answer for it, and
+//     it is not changed;
+//   - an unknown topic: UNKNOWN_TOPIC_OR_PARTITION;
+//   - a Count that is not above the current count: INVALID_PARTITIONS, with
+//     a message saying how many there are;
+//   - a non-null Assignment must have one replica list per new partition,
+//     each non-empty, without duplicates, of registered brokers and as long
+//     as the topic's replication factor (INVALID_REPLICA_ASSIGNMENT).
+//
+// Without an Assignment the new partitions are placed like CreateTopics
+// places them, with the replication factor of partition 0. ValidateOnly
+// checks and changes nothing. Otherwise the change is written through the
+// metadata quorum and the broker opens the new partitions before the
+// answer (KAFKA_STORAGE_ERROR if one does not open). Answers are in request
+// order, with an ErrorMessage on errors.
+//
+// Deviations: TimeoutMillis is not used, and all new partitions get the
+// same replicas, so an Assignment whose lists differ is refused with
+// INVALID_REPLICA_ASSIGNMENT (on one broker all valid ones agree).
+func (h *Handler) createPartitions(ctx context.Context, r *kmsg.CreatePartitionsRequest) *kmsg.CreatePartitionsResponse {
+	resp := r.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	resp.ThrottleMillis = 0
+	seen := make(map[string]int, len(r.Topics))
+	for _, rt := range r.Topics {
+		seen[rt.Topic]++
+	}
+	type grown struct {
+		i    int // index in resp.Topics
+		name string
+		from int32 // first new partition
+	}
+	var changed []grown
+	answeredDup := map[string]bool{}
+	for _, rt := range r.Topics {
+		st := kmsg.NewCreatePartitionsResponseTopic()
+		st.Topic = rt.Topic
+		if seen[rt.Topic] > 1 {
+			if answeredDup[rt.Topic] {
+				continue
+			}
+			answeredDup[rt.Topic] = true
+			st.ErrorCode = kerr.InvalidRequest.Code
+			st.ErrorMessage = kmsg.StringPtr("Duplicate topic name.")
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
+		img := h.b.Image()
+		replicas, err := h.planPartitions(img, &rt)
+		if err == nil && !r.ValidateOnly {
+			err = h.growTopic(ctx, rt.Topic, rt.Count, replicas)
+			if err == nil {
+				changed = append(changed, grown{len(resp.Topics), rt.Topic, int32(len(img.Topics[rt.Topic].Partitions))})
+			}
+		}
+		st.ErrorCode = errorCode(err)
+		st.ErrorMessage = errorMessage(err)
+		resp.Topics = append(resp.Topics, st)
+	}
+
+	if len(changed) == 0 {
+		return resp
+	}
+	rerr := h.b.Reconcile()
+	img := h.b.Image()
+	for _, g := range changed {
+		t, ok := img.Topics[g.name]
+		if !ok || int(g.from) > len(t.Partitions) {
+			continue // deleted meanwhile
+		}
+		if err := h.checkOpened(t, g.from, rerr); err != nil {
+			resp.Topics[g.i].ErrorCode = errorCode(err)
+			resp.Topics[g.i].ErrorMessage = errorMessage(err)
+		}
+	}
+	return resp
+}
+
+// planPartitions checks one CreatePartitions entry against img and returns
+// the replicas of the new partitions.
+func (h *Handler) planPartitions(img *metadata.Image, rt *kmsg.CreatePartitionsRequestTopic) ([]int32, error) {
+	t, ok := img.Topics[rt.Topic]
+	if !ok {
+		return nil, codeErr(kerr.UnknownTopicOrPartition, "The topic '%s' does not exist.", rt.Topic)
+	}
+	cur := int32(len(t.Partitions))
+	switch {
+	case rt.Count == cur:
+		return nil, codeErr(kerr.InvalidPartitions, "Topic already has %d partition(s).", cur)
+	case rt.Count < cur:
+		return nil, codeErr(kerr.InvalidPartitions, "The topic %s currently has %d partition(s); %d would not be an increase.", rt.Topic, cur, rt.Count)
+	}
+	add := rt.Count - cur
+	rf := len(t.Partitions[0].Replicas)
+	if rt.Assignment == nil {
+		return h.placeReplicas(img, rf)
+	}
+	if int64(len(rt.Assignment)) != int64(add) {
+		return nil, codeErr(kerr.InvalidReplicaAssignment, "Attempted to add %d additional partition(s), but only %d assignment(s) were specified.", add, len(rt.Assignment))
+	}
+	for i, a := range rt.Assignment {
+		if err := checkReplicaList(a.Replicas, rf, img.Brokers); err != nil {
+			return nil, err
+		}
+		if !slices.Equal(a.Replicas, rt.Assignment[0].Replicas) {
+			return nil, codeErr(kerr.InvalidReplicaAssignment,
+				"new partition %d is assigned to %v and partition %d to %v: this broker places every new partition on the same replicas",
+				cur+int32(i), a.Replicas, cur, rt.Assignment[0].Replicas)
+		}
+	}
+	return slices.Clone(rt.Assignment[0].Replicas), nil
+}
+
+// growTopic adds the partitions through the metadata quorum.
+func (h *Handler) growTopic(ctx context.Context, name string, total int32, replicas []int32) error {
+	ctx, cancel := context.WithTimeout(ctx, metadataWriteTimeout)
+	defer cancel()
+	if err := h.b.Meta().CreatePartitions(ctx, name, total, replicas); err != nil {
+		h.logger.Info("creating partitions failed", "topic", name, "count", total, "err", err)
+		return err
+	}
+	h.logger.Info("created partitions", "topic", name, "count", total, "replicas", replicas)
+	return nil
+}

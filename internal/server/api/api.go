@@ -1,0 +1,174 @@
+// Package api implements the Kafka APIs, one file per API key (NN_name.go),
+// each opening with the versions it serves and how it behaves. Our errors
+// become Kafka error codes here (errorCode) and nowhere else.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sort"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/broker"
+	"github.com/sluice-io/sluice/internal/config"
+	"github.com/sluice-io/sluice/internal/log"
+	"github.com/sluice-io/sluice/internal/metadata"
+	"github.com/sluice-io/sluice/internal/partition"
+	"github.com/sluice-io/sluice/internal/server"
+)
+
+// versions is every API served, with its version range: exactly what
+// ApiVersions advertises. The lower bounds are what Kafka 4.0 still serves
+// or lower; the upper bounds are the highest kmsg knows.
+var versions = map[int16][2]int16{
+	0:  {3, 13}, // Produce: v3 is the first with magic 2 batches
+	1:  {4, 18}, // Fetch: v4 is the first with magic 2 only and LSO
+	2:  {1, 11}, // ListOffsets
+	3:  {0, 13}, // Metadata
+	18: {0, 5},  // ApiVersions
+	19: {0, 7},  // CreateTopics
+	20: {0, 6},  // DeleteTopics
+	21: {0, 2},  // DeleteRecords
+	22: {0, 5},  // InitProducerID
+	23: {0, 4},  // OffsetForLeaderEpoch
+	32: {0, 4},  // DescribeConfigs
+	33: {0, 2},  // AlterConfigs
+	35: {0, 5},  // DescribeLogDirs
+	37: {0, 3},  // CreatePartitions
+	44: {0, 1},  // IncrementalAlterConfigs
+	60: {0, 2},  // DescribeCluster
+}
+
+// Handler serves the Kafka APIs on top of a broker.
+type Handler struct {
+	b      *broker.Broker
+	logger *slog.Logger
+}
+
+var _ server.Handler = (*Handler)(nil)
+
+// New returns the handler for b.
+func New(b *broker.Broker, logger *slog.Logger) *Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{b: b, logger: logger}
+}
+
+// Supports implements server.Handler.
+func (h *Handler) Supports(key, version int16) bool {
+	r, ok := versions[key]
+	return ok && version >= r[0] && version <= r[1]
+}
+
+// apiKeys lists the served APIs for ApiVersions, sorted by key.
+func apiKeys() []kmsg.ApiVersionsResponseApiKey {
+	keys := make([]kmsg.ApiVersionsResponseApiKey, 0, len(versions))
+	for k, r := range versions {
+		keys = append(keys, kmsg.ApiVersionsResponseApiKey{ApiKey: k, MinVersion: r[0], MaxVersion: r[1]})
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].ApiKey < keys[j].ApiKey })
+	return keys
+}
+
+// Handle implements server.Handler.
+func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(server.Reply)) {
+	now := func(resp kmsg.Response) {
+		resp.SetVersion(req.Version)
+		reply(server.Reply{Msg: resp})
+	}
+	switch m := req.Msg.(type) {
+	case *kmsg.ProduceRequest:
+		h.produce(ctx, m, reply)
+	case *kmsg.FetchRequest:
+		h.fetch(ctx, m, reply)
+	case *kmsg.ListOffsetsRequest:
+		now(h.listOffsets(m))
+	case *kmsg.MetadataRequest:
+		now(h.metadata(ctx, m))
+	case *kmsg.ApiVersionsRequest:
+		reply(server.Reply{Msg: h.apiVersions(m)})
+	case *kmsg.CreateTopicsRequest:
+		now(h.createTopics(ctx, m))
+	case *kmsg.DeleteTopicsRequest:
+		now(h.deleteTopics(ctx, m))
+	case *kmsg.DeleteRecordsRequest:
+		now(h.deleteRecords(m))
+	case *kmsg.InitProducerIDRequest:
+		now(h.initProducerID(ctx, m))
+	case *kmsg.OffsetForLeaderEpochRequest:
+		now(h.offsetForLeaderEpoch(m))
+	case *kmsg.DescribeConfigsRequest:
+		now(h.describeConfigs(m))
+	case *kmsg.AlterConfigsRequest:
+		now(h.alterConfigs(ctx, m))
+	case *kmsg.DescribeLogDirsRequest:
+		now(h.describeLogDirs(m))
+	case *kmsg.CreatePartitionsRequest:
+		now(h.createPartitions(ctx, m))
+	case *kmsg.IncrementalAlterConfigsRequest:
+		now(h.incrementalAlterConfigs(ctx, m))
+	case *kmsg.DescribeClusterRequest:
+		now(h.describeCluster(m))
+	default:
+		// Supports let through a key with no case here: a programmer error.
+		h.logger.Error("BUG: no handler for a supported api", "key", req.Key)
+		reply(server.Reply{Close: true})
+	}
+}
+
+// errorCode turns an error from the layers below into a Kafka error code.
+func errorCode(err error) int16 {
+	if err == nil {
+		return 0
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Code
+	}
+	for _, m := range errorCodes {
+		if errors.Is(err, m.err) {
+			return m.code.Code
+		}
+	}
+	return kerr.UnknownServerError.Code
+}
+
+var errorCodes = []struct {
+	err  error
+	code *kerr.Error
+}{
+	{partition.ErrUnknownProducerID, kerr.UnknownProducerID},
+	{partition.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
+	{partition.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
+	{partition.ErrUnsupportedMagic, kerr.UnsupportedForMessageFormat},
+	{partition.ErrInvalidRecord, kerr.InvalidRecord},
+	{partition.ErrCorruptMessage, kerr.CorruptMessage},
+	{partition.ErrMessageTooLarge, kerr.MessageTooLarge},
+	{partition.ErrInvalidTimestamp, kerr.InvalidTimestamp},
+	{partition.ErrStorage, kerr.KafkaStorageError},
+	{log.ErrStorage, kerr.KafkaStorageError},
+	{log.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
+	{log.ErrClosed, kerr.NotLeaderForPartition},
+	{metadata.ErrTopicExists, kerr.TopicAlreadyExists},
+	{metadata.ErrUnknownTopic, kerr.UnknownTopicOrPartition},
+	{metadata.ErrInvalidPartitions, kerr.InvalidPartitions},
+	{metadata.ErrNotController, kerr.NotController},
+	{metadata.ErrInvalidTopic, kerr.InvalidTopicException},
+	{metadata.ErrInvalidReplicas, kerr.InvalidReplicaAssignment},
+	{config.ErrUnknownConfig, kerr.InvalidConfig},
+	{config.ErrInvalidValue, kerr.InvalidConfig},
+	{context.DeadlineExceeded, kerr.RequestTimedOut},
+}
+
+// errorMessage is the message to send beside a code (nil when no error).
+func errorMessage(err error) *string {
+	if err == nil {
+		return nil
+	}
+	s := err.Error()
+	return &s
+}

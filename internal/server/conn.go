@@ -1,0 +1,347 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// apiVersionsKey is special: its response header never has tagged fields
+// (KIP-511), and an unsupported version is answered, not refused.
+const apiVersionsKey = 18
+
+// maxPooledWriteBytes is the largest response buffer kept for reuse.
+const maxPooledWriteBytes = 1 << 20
+
+// conn is one client connection.
+type conn struct {
+	s      *Server
+	nc     net.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	slots  chan *slot // requests in order, waiting for their replies
+	budget budget
+}
+
+// slot is the place of one request's reply in the connection's order.
+type slot struct {
+	key           int16
+	correlationID int32
+	done          chan struct{}
+	reply         Reply
+	once          sync.Once
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(s.ctx)
+	c := &conn{s: s, nc: nc, ctx: ctx, cancel: cancel, slots: make(chan *slot, maxInFlightPerConn)}
+	c.budget.init(maxBufferedBytesPerConn)
+	// A reader waiting for budget wakes when the connection ends.
+	context.AfterFunc(ctx, c.budget.close)
+	return c
+}
+
+func (c *conn) serve() {
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeLoop()
+	}()
+	err := c.readLoop()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, context.Canceled) {
+		c.s.logger.Info("closing connection", "remote", c.nc.RemoteAddr(), "reason", err)
+	}
+	close(c.slots)
+	<-writerDone
+	c.cancel()
+	c.budget.close()
+	c.nc.Close()
+}
+
+func (c *conn) readLoop() error {
+	r := bufio.NewReaderSize(c.nc, 64<<10)
+	var sizeBuf [4]byte
+	for {
+		if err := c.nc.SetReadDeadline(time.Now().Add(idleTimeout)); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(r, sizeBuf[:]); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("idle for %s", idleTimeout)
+			}
+			return err
+		}
+		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
+		if size < 8 || size > maxFrameBytes {
+			return fmt.Errorf("frame of %d bytes is outside [8, %d] (socket.request.max.bytes)", size, maxFrameBytes)
+		}
+		if err := c.budget.acquire(c.ctx, int(size)); err != nil {
+			return err
+		}
+		frame := make([]byte, size)
+		if _, err := io.ReadFull(r, frame); err != nil {
+			c.budget.release(int(size))
+			return fmt.Errorf("read frame of %d bytes: %w", size, err)
+		}
+		req, err := parseRequest(frame, c.s.handler)
+		if err != nil {
+			c.budget.release(int(size))
+			return err
+		}
+		req.Remote = c.nc.RemoteAddr()
+		sl := &slot{key: req.Key, correlationID: req.CorrelationID, done: make(chan struct{})}
+		select {
+		case c.slots <- sl:
+		case <-c.ctx.Done():
+			c.budget.release(int(size))
+			return c.ctx.Err()
+		}
+		n := int(size)
+		reply := func(rep Reply) {
+			sl.once.Do(func() {
+				sl.reply = rep
+				close(sl.done)
+				c.budget.release(n)
+			})
+		}
+		if err := c.handle(req, reply); err != nil {
+			return err
+		}
+	}
+}
+
+// handle calls the handler, turning a panic into a closed connection
+// rather than a dead broker.
+func (c *conn) handle(req *Request, reply func(Reply)) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.s.logger.Error("BUG: handler panicked", "api_key", req.Key, "version", req.Version, "panic", p)
+			reply(Reply{Close: true})
+			err = fmt.Errorf("handler panicked on api key %d v%d", req.Key, req.Version)
+		}
+	}()
+	c.s.handler.Handle(c.ctx, req, reply)
+	return nil
+}
+
+// parseRequest decodes the request header and body.
+func parseRequest(frame []byte, h Handler) (*Request, error) {
+	key := int16(binary.BigEndian.Uint16(frame[0:]))
+	version := int16(binary.BigEndian.Uint16(frame[2:]))
+	req := &Request{Key: key, Version: version, CorrelationID: int32(binary.BigEndian.Uint32(frame[4:])), Size: len(frame)}
+	rest := frame[8:]
+	if len(rest) < 2 {
+		return nil, fmt.Errorf("request header truncated")
+	}
+	idLen := int16(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if idLen >= 0 {
+		if int(idLen) > len(rest) {
+			return nil, fmt.Errorf("client id of %d bytes overruns the frame", idLen)
+		}
+		id := string(rest[:idLen])
+		req.ClientID = &id
+		rest = rest[idLen:]
+	} else if idLen != -1 {
+		return nil, fmt.Errorf("client id length %d", idLen)
+	}
+	msg := kmsg.RequestForKey(key)
+	if msg == nil {
+		return nil, fmt.Errorf("unknown api key %d", key)
+	}
+	msg.SetVersion(version)
+	req.Msg = msg
+	if !h.Supports(key, version) {
+		if key == apiVersionsKey {
+			// Answered with UNSUPPORTED_VERSION and our ranges (KIP-511);
+			// the body's format is unknown, so it is not parsed.
+			return req, nil
+		}
+		return nil, fmt.Errorf("unsupported version %d of api key %d (%s)", version, key, kmsg.NameForKey(key))
+	}
+	if msg.IsFlexible() {
+		var err error
+		if rest, err = skipTags(rest); err != nil {
+			return nil, fmt.Errorf("request header tags: %w", err)
+		}
+	}
+	if err := msg.ReadFrom(rest); err != nil {
+		return nil, fmt.Errorf("decode %s v%d: %w", kmsg.NameForKey(key), version, err)
+	}
+	return req, nil
+}
+
+// skipTags skips a tagged-field section.
+func skipTags(b []byte) ([]byte, error) {
+	n, b, err := uvarint(b)
+	if err != nil {
+		return nil, err
+	}
+	for i := uint64(0); i < n; i++ {
+		if _, b, err = uvarint(b); err != nil {
+			return nil, err
+		}
+		var size uint64
+		if size, b, err = uvarint(b); err != nil {
+			return nil, err
+		}
+		if size > uint64(len(b)) {
+			return nil, fmt.Errorf("tag of %d bytes overruns the header", size)
+		}
+		b = b[size:]
+	}
+	return b, nil
+}
+
+func uvarint(b []byte) (uint64, []byte, error) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, nil, fmt.Errorf("bad uvarint")
+	}
+	return v, b[n:], nil
+}
+
+func (c *conn) writeLoop() {
+	w := bufio.NewWriterSize(c.nc, 64<<10)
+	var buf []byte
+	flush := func() {
+		if w.Buffered() > 0 {
+			if err := w.Flush(); err != nil {
+				c.fail(err)
+			}
+		}
+	}
+	for {
+		// Flush before blocking: whatever is buffered must not wait for
+		// a reply that is not ready yet.
+		var sl *slot
+		var ok bool
+		select {
+		case sl, ok = <-c.slots:
+		default:
+			flush()
+			sl, ok = <-c.slots
+		}
+		if !ok {
+			flush()
+			return
+		}
+		select {
+		case <-sl.done:
+		default:
+			flush()
+			select {
+			case <-sl.done:
+			case <-c.ctx.Done():
+				continue // closing: drain without writing
+			}
+		}
+		if c.ctx.Err() != nil {
+			continue
+		}
+		rep := sl.reply
+		if rep.Close {
+			flush()
+			c.cancel()
+			c.nc.Close()
+			continue
+		}
+		if rep.None || rep.Msg == nil {
+			continue
+		}
+		buf = appendResponse(buf[:0], sl, rep.Msg)
+		if err := c.nc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+			c.fail(err)
+			continue
+		}
+		if len(rep.Regions) > 0 {
+			pieces, err := spliceRegions(buf, rep.Regions, rep.Msg.IsFlexible())
+			if err == nil {
+				err = writePieces(w, c.nc, pieces)
+			}
+			if err != nil {
+				c.fail(err)
+				continue
+			}
+		} else if _, err := w.Write(buf); err != nil {
+			c.fail(err)
+			continue
+		}
+		if cap(buf) > maxPooledWriteBytes {
+			buf = nil
+		}
+	}
+}
+
+func (c *conn) fail(err error) {
+	if c.ctx.Err() == nil {
+		c.s.logger.Info("write failed; closing connection", "remote", c.nc.RemoteAddr(), "err", err)
+	}
+	c.cancel()
+	c.nc.Close()
+}
+
+// appendResponse frames msg: size, correlation id, header tags for
+// flexible versions (never for ApiVersions), body.
+func appendResponse(buf []byte, sl *slot, msg kmsg.Response) []byte {
+	buf = append(buf, 0, 0, 0, 0)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(sl.correlationID))
+	if msg.IsFlexible() && sl.key != apiVersionsKey {
+		buf = append(buf, 0)
+	}
+	buf = msg.AppendTo(buf)
+	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
+	return buf
+}
+
+// budget bounds the request bytes a connection holds.
+type budget struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	free   int
+	closed bool
+}
+
+func (b *budget) init(n int) {
+	b.free = n
+	b.cond = sync.NewCond(&b.mu)
+}
+
+func (b *budget) acquire(ctx context.Context, n int) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.free < n && !b.closed {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		b.cond.Wait()
+	}
+	if b.closed {
+		return net.ErrClosed
+	}
+	b.free -= n
+	return nil
+}
+
+func (b *budget) release(n int) {
+	b.mu.Lock()
+	b.free += n
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+func (b *budget) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}

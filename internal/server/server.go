@@ -1,0 +1,184 @@
+// Package server is the Kafka protocol front door: it accepts connections,
+// reads size-prefixed frames within named limits, decodes request headers
+// and bodies with kmsg, hands each request to a Handler, and writes the
+// responses back in request order, as Kafka's protocol requires.
+//
+// Each connection has one reader goroutine and one writer goroutine. The
+// reader calls the Handler synchronously, so a handler sees the requests of
+// one connection in order (produce appends keep their order); a handler that
+// must wait (acks=all, long-poll fetch) answers later from its own
+// goroutine. The queue between reader and writer is bounded: when it is
+// full the reader stops reading the socket, which is the backpressure.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Limits, with their units. Zero is never "unlimited".
+const (
+	// maxFrameBytes is socket.request.max.bytes: the largest request frame.
+	maxFrameBytes = 100 << 20
+	// maxConnections is how many client connections are served at once;
+	// more are closed on accept.
+	maxConnections = 4096
+	// maxInFlightPerConn is how many requests of one connection may be
+	// read but not yet answered.
+	maxInFlightPerConn = 64
+	// maxBufferedBytesPerConn is how many request bytes one connection may
+	// hold in memory while they are being handled.
+	maxBufferedBytesPerConn = 256 << 20
+	// idleTimeout is connections.max.idle.ms: a connection that sends
+	// nothing for this long is closed.
+	idleTimeout = 10 * time.Minute
+	// writeTimeout bounds how long one response may take to write.
+	writeTimeout = 2 * time.Minute
+)
+
+// Request is one decoded request.
+type Request struct {
+	Key           int16
+	Version       int16
+	CorrelationID int32
+	ClientID      *string
+	Msg           kmsg.Request // its version set
+	Remote        net.Addr
+	// Size is the frame's size in bytes.
+	Size int
+}
+
+// Reply is a handler's answer.
+type Reply struct {
+	Msg kmsg.Response // version is set from the request
+	// None sends nothing (acks=0 produce): the next response answers the
+	// next request.
+	None bool
+	// Close closes the connection after earlier responses are written.
+	Close bool
+	// Regions are file ranges sent in place of their markers in Msg.
+	Regions []Region
+}
+
+// Handler serves requests. Handle is called on the connection's reader
+// goroutine in request order; it must call reply exactly once, from any
+// goroutine, now or later.
+type Handler interface {
+	Handle(ctx context.Context, req *Request, reply func(Reply))
+	// Supports says whether a version of an API is served. Requests for
+	// others close the connection, except ApiVersions, which Handle
+	// answers with UNSUPPORTED_VERSION and Msg's body unread.
+	Supports(key, version int16) bool
+}
+
+// Server accepts Kafka connections.
+type Server struct {
+	handler Handler
+	logger  *slog.Logger
+
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[*conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// New returns a server that hands requests to h.
+func New(h Handler, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{handler: h, logger: logger, conns: map[*conn]struct{}{}, ctx: ctx, cancel: cancel}
+}
+
+// Serve accepts connections on ln until Close. It returns nil after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			// EMFILE and the like: back off, keep serving those connected.
+			s.logger.Warn("accept failed", "err", err)
+			delay = min(max(delay*2, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		s.mu.Lock()
+		if s.closed || len(s.conns) >= maxConnections {
+			full := !s.closed
+			s.mu.Unlock()
+			if full {
+				s.logger.Warn("too many connections; closing the new one", "limit", maxConnections, "remote", nc.RemoteAddr())
+			}
+			nc.Close()
+			continue
+		}
+		c := newConn(s, nc)
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Connections is the number of open client connections.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Close stops accepting, closes every connection and waits for their
+// goroutines to end.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	var err error
+	if s.ln != nil {
+		err = s.ln.Close()
+	}
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("server: close listener: %w", err)
+	}
+	return nil
+}
