@@ -195,15 +195,28 @@ func decompressGzip(src []byte, maxBytes int) ([]byte, error) {
 	return out, err
 }
 
+// gzipWriters pools writers by level, gzip.StatelessCompression (-3)
+// through gzip.BestCompression (9).
+var gzipWriters [13]sync.Pool // *gzip.Writer
+
 func compressGzip(src []byte, level int) ([]byte, error) {
 	if level == 0 {
 		level = gzip.DefaultCompression
 	}
+	if level < gzip.StatelessCompression || level > gzip.BestCompression {
+		return nil, fmt.Errorf("record: gzip level %d out of range -3..9", level)
+	}
 	var buf bytes.Buffer
 	buf.Grow(len(src)/2 + 64)
-	zw, err := gzip.NewWriterLevel(&buf, level)
-	if err != nil {
-		return nil, fmt.Errorf("record: gzip level %d: %w", level, err)
+	pool := &gzipWriters[level-gzip.StatelessCompression]
+	zw, _ := pool.Get().(*gzip.Writer)
+	if zw == nil {
+		var err error
+		if zw, err = gzip.NewWriterLevel(&buf, level); err != nil {
+			return nil, fmt.Errorf("record: gzip level %d: %w", level, err)
+		}
+	} else {
+		zw.Reset(&buf)
 	}
 	if _, err := zw.Write(src); err != nil {
 		return nil, err
@@ -211,6 +224,8 @@ func compressGzip(src []byte, level int) ([]byte, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
+	zw.Reset(io.Discard)
+	pool.Put(zw)
 	return buf.Bytes(), nil
 }
 
@@ -300,16 +315,24 @@ func decompressLZ4(src []byte, maxBytes int) ([]byte, error) {
 var lz4Levels = [...]lz4.CompressionLevel{lz4.Fast, lz4.Level1, lz4.Level2, lz4.Level3,
 	lz4.Level4, lz4.Level5, lz4.Level6, lz4.Level7, lz4.Level8, lz4.Level9}
 
+var lz4Writers [len(lz4Levels)]sync.Pool // *lz4.Writer by level
+
 func compressLZ4(src []byte, level int) ([]byte, error) {
 	if level < 0 || level >= len(lz4Levels) {
 		return nil, fmt.Errorf("record: lz4 level %d out of range 0..9", level)
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(src)/2 + 64)
-	zw := lz4.NewWriter(&buf)
-	// 64 KiB blocks, as the Java client writes them.
-	if err := zw.Apply(lz4.BlockSizeOption(lz4.Block64Kb), lz4.CompressionLevelOption(lz4Levels[level])); err != nil {
-		return nil, err
+	pool := &lz4Writers[level]
+	zw, _ := pool.Get().(*lz4.Writer)
+	if zw == nil {
+		zw = lz4.NewWriter(&buf)
+		// 64 KiB blocks, as the Java client writes them.
+		if err := zw.Apply(lz4.BlockSizeOption(lz4.Block64Kb), lz4.CompressionLevelOption(lz4Levels[level])); err != nil {
+			return nil, err
+		}
+	} else {
+		zw.Reset(&buf)
 	}
 	if _, err := zw.Write(src); err != nil {
 		return nil, err
@@ -317,6 +340,8 @@ func compressLZ4(src []byte, level int) ([]byte, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
+	zw.Reset(nil)
+	pool.Put(zw)
 	return buf.Bytes(), nil
 }
 

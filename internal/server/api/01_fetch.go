@@ -112,6 +112,8 @@ func (h *Handler) readFetch(r *kmsg.FetchRequest, maxBytes int) (*kmsg.FetchResp
 			sp.Partition = rp.Partition
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
 			sp.PreferredReadReplica = -1
+			// Empty, not null: librdkafka refuses a null record set.
+			sp.RecordBatches = []byte{}
 			if t == nil {
 				sp.ErrorCode = topicErr.Code
 				st.Partitions = append(st.Partitions, sp)
