@@ -58,6 +58,8 @@ type Config struct {
 	Now    func() time.Time
 	// RetentionCheckInterval overrides log.retention.check.interval.ms.
 	RetentionCheckInterval time.Duration
+	// OnFsync, if set, is told each log fsync's duration (metrics).
+	OnFsync func(time.Duration)
 }
 
 // TopicPartition names a partition.
@@ -321,6 +323,7 @@ func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partitio
 		LeaderEpoch:    t.Partitions[tp.Partition].LeaderEpoch,
 		Logger:         b.logger.With("partition", partitionDir(tp)),
 		Now:            b.cfg.Now,
+		OnSync:         b.cfg.OnFsync,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: open partition %s: %w", partitionDir(tp), err)

@@ -17,18 +17,20 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-io/sluice/internal/broker"
+	"github.com/sluice-io/sluice/internal/httpapi"
 	"github.com/sluice-io/sluice/internal/server"
 	"github.com/sluice-io/sluice/internal/server/api"
 )
 
 // testBroker is a broker serving on a random loopback port.
 type testBroker struct {
-	t    *testing.T
-	dir  string
-	addr string
-	b    *broker.Broker
-	srv  *server.Server
-	done chan struct{}
+	t       *testing.T
+	metrics *httpapi.Metrics
+	dir     string
+	addr    string
+	b       *broker.Broker
+	srv     *server.Server
+	done    chan struct{}
 }
 
 func logger(t *testing.T) *slog.Logger {
@@ -57,14 +59,19 @@ func start(t *testing.T, dir, addr string, static map[string]string) *testBroker
 	}
 	host, portStr, _ := net.SplitHostPort(ln.Addr().String())
 	port, _ := strconv.Atoi(portStr)
+	m := httpapi.NewMetrics()
 	b, err := broker.Open(broker.Config{NodeID: 1, DataDir: dir, Host: host, Port: int32(port), Static: static,
-		Logger: logger(t), RetentionCheckInterval: time.Hour})
+		Logger: logger(t), RetentionCheckInterval: time.Hour, OnFsync: m.Fsync})
 	if err != nil {
 		ln.Close()
 		t.Fatalf("open broker: %v", err)
 	}
-	tb := &testBroker{t: t, dir: dir, addr: ln.Addr().String(), b: b, done: make(chan struct{})}
-	tb.srv = server.New(api.New(b, logger(t)), logger(t))
+	m.SetBroker(b)
+	tb := &testBroker{t: t, metrics: m, dir: dir, addr: ln.Addr().String(), b: b, done: make(chan struct{})}
+	h := api.New(b, logger(t))
+	h.SetObserver(m)
+	tb.srv = server.New(h, logger(t))
+	tb.srv.SetObserver(m)
 	go func() {
 		defer close(tb.done)
 		tb.srv.Serve(ln)

@@ -43,6 +43,15 @@ func (x *offsetIndex) lookup(rel uint32) uint32 {
 	return x.entries[i-1].position
 }
 
+// positionAtOrBelow returns the largest indexed position at or below pos, or 0.
+func (x *offsetIndex) positionAtOrBelow(pos uint32) uint32 {
+	i := sort.Search(len(x.entries), func(i int) bool { return x.entries[i].position > pos })
+	if i == 0 {
+		return 0
+	}
+	return x.entries[i-1].position
+}
+
 func (x *offsetIndex) add(rel, pos uint32) {
 	if n := len(x.entries); n > 0 && (x.entries[n-1].relOffset >= rel || x.entries[n-1].position >= pos) {
 		return

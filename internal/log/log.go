@@ -74,6 +74,8 @@ type Options struct {
 	Clean  bool
 	Logger *slog.Logger
 	Now    func() time.Time
+	// OnSync, if set, is told how long each fsync of a segment took.
+	OnSync func(time.Duration)
 }
 
 // Log is one partition's log. All methods are safe for concurrent use.
@@ -89,6 +91,7 @@ type Log struct {
 	dir    string
 	logger *slog.Logger
 	now    func() time.Time
+	onSync func(time.Duration)
 
 	mu       sync.RWMutex
 	cfg      Config
@@ -113,7 +116,10 @@ func Open(opts Options) (*Log, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Log{fs: opts.FS, dir: opts.Dir, logger: opts.Logger, now: opts.Now, cfg: withDefaults(opts.Config)}
+	if opts.OnSync == nil {
+		opts.OnSync = func(time.Duration) {}
+	}
+	l := &Log{fs: opts.FS, dir: opts.Dir, logger: opts.Logger, now: opts.Now, onSync: opts.OnSync, cfg: withDefaults(opts.Config)}
 	l.syncCond = sync.NewCond(&l.syncMu)
 	if err := l.fs.MkdirAll(l.dir); err != nil {
 		return nil, fmt.Errorf("log: create %s: %w", l.dir, err)
@@ -389,7 +395,10 @@ func (l *Log) SyncTo(off int64) error {
 	}
 	l.mu.RUnlock()
 	if err == nil {
-		if serr := file.Sync(); serr != nil {
+		began := time.Now()
+		serr := file.Sync()
+		l.onSync(time.Since(began))
+		if serr != nil {
 			l.mu.Lock()
 			l.fail(serr)
 			l.mu.Unlock()
@@ -462,8 +471,10 @@ type ReadResult struct {
 	File     vfs.File // valid for at least FileDeleteDelay after the segment is deleted
 	Position int64
 	Size     int64
-	// FirstBatchHeader is the header of the first batch in the range.
+	// FirstBatch is the header of the first batch in the range.
 	FirstBatch record.Header
+	// NextOffset is the offset after the last whole batch in the range.
+	NextOffset int64
 }
 
 // Read returns the bytes of the batches from the one holding offset,
@@ -520,7 +531,30 @@ func (l *Log) Read(offset int64, maxBytes int, maxOffset int64, minOneBatch bool
 			}
 			n = int64(h.Size())
 		}
-		return ReadResult{File: seg.file, Position: pos, Size: n, FirstBatch: h}, nil
+		next := h.LastOffset() + 1
+		switch {
+		case n == endPos-pos && endPos == size:
+			next = seg.nextOffset
+		case n == endPos-pos:
+			next = maxOffset
+		default:
+			// Cut by maxBytes: walk the headers of the last index
+			// interval to find the last whole batch.
+			cut := pos + n
+			p := max(int64(seg.index.positionAtOrBelow(uint32(cut))), pos)
+			for p < cut {
+				bh, err := seg.headerAt(p)
+				if err != nil {
+					return ReadResult{}, err
+				}
+				if p+int64(bh.Size()) > cut {
+					break
+				}
+				next = bh.LastOffset() + 1
+				p += int64(bh.Size())
+			}
+		}
+		return ReadResult{File: seg.file, Position: pos, Size: n, FirstBatch: h, NextOffset: next}, nil
 	}
 	return ReadResult{}, nil
 }

@@ -66,6 +66,7 @@ type Options struct {
 	LeaderEpoch    int32
 	Logger         *slog.Logger
 	Now            func() time.Time
+	OnSync         func(time.Duration) // told each fsync's duration
 }
 
 // Partition is one partition replica. Safe for concurrent use.
@@ -99,7 +100,7 @@ func Open(opts Options) (*Partition, error) {
 	l, err := log.Open(log.Options{
 		FS: opts.FS, Dir: opts.Dir, Config: opts.Config.Log,
 		RecoveryPoint: opts.RecoveryPoint, LogStartOffset: opts.LogStartOffset,
-		Clean: opts.Clean, Logger: opts.Logger, Now: opts.Now,
+		Clean: opts.Clean, Logger: opts.Logger, Now: opts.Now, OnSync: opts.OnSync,
 	})
 	if err != nil {
 		return nil, err

@@ -106,8 +106,10 @@ func (c *conn) readLoop() error {
 			return c.ctx.Err()
 		}
 		n := int(size)
+		started := time.Now()
 		reply := func(rep Reply) {
 			sl.once.Do(func() {
+				c.s.observer.Request(req.Key, req.Version, time.Since(started))
 				sl.reply = rep
 				close(sl.done)
 				c.budget.release(n)

@@ -23,6 +23,9 @@ type Region struct {
 	File   vfs.File
 	Pos    int64
 	Size   int64
+	// Records is how many records from the fetch offset the region holds
+	// whole, for metrics.
+	Records int
 }
 
 // regionMarkerBytes is the size of a Region's marker.

@@ -77,10 +77,27 @@ type Handler interface {
 	Supports(key, version int16) bool
 }
 
+// Observer is told about connections and requests, for metrics. Its
+// methods must be cheap and safe for concurrent use.
+type Observer interface {
+	ConnectionOpened()
+	ConnectionClosed()
+	// Request is called when a request's reply is ready, with the time
+	// since its frame was read.
+	Request(key, version int16, elapsed time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ConnectionOpened()                   {}
+func (nopObserver) ConnectionClosed()                   {}
+func (nopObserver) Request(int16, int16, time.Duration) {}
+
 // Server accepts Kafka connections.
 type Server struct {
-	handler Handler
-	logger  *slog.Logger
+	handler  Handler
+	logger   *slog.Logger
+	observer Observer
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -97,8 +114,11 @@ func New(h Handler, logger *slog.Logger) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{handler: h, logger: logger, conns: map[*conn]struct{}{}, ctx: ctx, cancel: cancel}
+	return &Server{handler: h, logger: logger, observer: nopObserver{}, conns: map[*conn]struct{}{}, ctx: ctx, cancel: cancel}
 }
+
+// SetObserver sets the observer; call before Serve.
+func (s *Server) SetObserver(o Observer) { s.observer = o }
 
 // Serve accepts connections on ln until Close. It returns nil after Close.
 func (s *Server) Serve(ln net.Listener) error {
@@ -141,12 +161,14 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
+		s.observer.ConnectionOpened()
 		go func() {
 			defer s.wg.Done()
 			c.serve()
 			s.mu.Lock()
 			delete(s.conns, c)
 			s.mu.Unlock()
+			s.observer.ConnectionClosed()
 		}()
 	}
 }

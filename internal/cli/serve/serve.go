@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-io/sluice/internal/broker"
+	"github.com/sluice-io/sluice/internal/httpapi"
 	"github.com/sluice-io/sluice/internal/server"
 	"github.com/sluice-io/sluice/internal/server/api"
 )
@@ -41,7 +42,7 @@ func Command() *cobra.Command {
 		Use:   "serve",
 		Short: "Run a broker (a single-node cluster with no flags)",
 		Long: `Run a Sluice broker: the Kafka protocol on --listen, data in --data-dir,
-health on --http-listen. With no flags it is a single-node cluster that any
+metrics and health on --http-listen. With no flags it is a single-node cluster that any
 Kafka client can use at 127.0.0.1:9092.
 
 By default acks=all produce requests are answered after the data is fsynced
@@ -55,7 +56,7 @@ By default acks=all produce requests are answered after the data is fsynced
 	f := cmd.Flags()
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:9092", "host:port for the Kafka protocol")
 	f.StringVar(&o.DataDir, "data-dir", "./sluice-data", "directory for logs and metadata")
-	f.StringVar(&o.HTTPListen, "http-listen", "127.0.0.1:9644", "host:port for HTTP (/healthz, /readyz)")
+	f.StringVar(&o.HTTPListen, "http-listen", "127.0.0.1:9644", "host:port for HTTP (/metrics, /healthz, /readyz)")
 	f.StringVar(&o.AdvertisedAddress, "advertised-address", "", "host:port clients are told to connect to (default: the --listen address)")
 	f.Int32Var(&o.NodeID, "node-id", 1, "this broker's node id")
 	f.StringArrayVarP(&o.Configs, "config", "c", nil, "broker config key=value (Kafka's names), repeatable")
@@ -107,16 +108,8 @@ func Run(ctx context.Context, o Options) error {
 	// Health answers while the broker recovers; readiness once it is done.
 	var b *broker.Broker
 	ready := make(chan struct{})
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		select {
-		case <-ready:
-			fmt.Fprintln(w, "ready")
-		default:
-			http.Error(w, "recovering", http.StatusServiceUnavailable)
-		}
-	})
+	metrics := httpapi.NewMetrics()
+	mux := httpapi.Handler(metrics, ready)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(httpLn)
 	defer func() {
@@ -127,13 +120,17 @@ func Run(ctx context.Context, o Options) error {
 
 	b, err = broker.Open(broker.Config{
 		NodeID: o.NodeID, DataDir: dataDir, Host: host, Port: int32(port),
-		Static: static, Logger: logger,
+		Static: static, Logger: logger, OnFsync: metrics.Fsync,
 	})
 	if err != nil {
 		return err
 	}
+	metrics.SetBroker(b)
 	close(ready)
-	srv := server.New(api.New(b, logger), logger)
+	handler := api.New(b, logger)
+	handler.SetObserver(metrics)
+	srv := server.New(handler, logger)
+	srv.SetObserver(metrics)
 	logger.Info("sluice serving", "kafka", ln.Addr().String(), "advertised", adv, "http", httpLn.Addr().String(),
 		"data_dir", dataDir, "node_id", o.NodeID)
 	errc := make(chan error, 1)

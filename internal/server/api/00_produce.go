@@ -87,6 +87,9 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 				continue
 			}
 			sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = res.BaseOffset, res.LogAppendTime, res.LogStartOffset
+			if !res.Duplicate {
+				h.observer.Produced(t.Name, len(rp.Records), int(res.LastOffset-res.BaseOffset+1))
+			}
 			if r.Acks == -1 && h.flushOnAcksAll() {
 				waits = append(waits, pending{p, res.LastOffset, sp})
 			}
@@ -101,7 +104,9 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 	default:
 		// Wait for the fsyncs off the reader goroutine: the connection
 		// reads on, and the next requests' appends join the same fsync.
+		h.observer.Purgatory("produce", 1)
 		go func() {
+			defer h.observer.Purgatory("produce", -1)
 			for _, w := range waits {
 				if err := w.p.WaitDurable(w.last); err != nil {
 					w.sp.ErrorCode = kerr.KafkaStorageError.Code

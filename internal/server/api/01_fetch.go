@@ -45,10 +45,13 @@ func (h *Handler) fetch(ctx context.Context, r *kmsg.FetchRequest, reply func(se
 
 	resp, n, watches, regions := h.readFetch(r, maxBytes)
 	if n >= int(r.MinBytes) || wait == 0 || len(watches) == 0 || hasError(resp) {
+		h.observeFetch(resp, regions)
 		reply(server.Reply{Msg: resp, Regions: regions})
 		return
 	}
+	h.observer.Purgatory("fetch", 1)
 	go func() {
+		defer h.observer.Purgatory("fetch", -1)
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
 		for {
@@ -66,11 +69,42 @@ func (h *Handler) fetch(ctx context.Context, r *kmsg.FetchRequest, reply func(se
 			}
 			resp, n, watches, regions = h.readFetch(r, maxBytes)
 			if chosen == 0 || n >= int(r.MinBytes) || len(watches) == 0 || hasError(resp) {
+				h.observeFetch(resp, regions)
 				reply(server.Reply{Msg: resp, Regions: regions})
 				return
 			}
 		}
 	}()
+}
+
+// observeFetch reports the bytes and records a response carries.
+func (h *Handler) observeFetch(resp *kmsg.FetchResponse, regions []server.Region) {
+	if len(regions) == 0 {
+		return
+	}
+	for _, t := range resp.Topics {
+		name := t.Topic
+		bytes, records := 0, 0
+		for _, p := range t.Partitions {
+			if len(p.RecordBatches) == 0 {
+				continue
+			}
+			for _, r := range regions {
+				if &r.Marker[0] == &p.RecordBatches[0] {
+					bytes += int(r.Size)
+					records += r.Records
+				}
+			}
+		}
+		if bytes > 0 {
+			if name == "" {
+				if tp, ok := h.b.Image().TopicsByID[metadata.TopicID(t.TopicID)]; ok {
+					name = tp.Name
+				}
+			}
+			h.observer.Fetched(name, bytes, records)
+		}
+	}
 }
 
 // hasError says whether any partition carries an error: such a response is
@@ -165,7 +199,8 @@ func readPartition(p *partition.Partition, rp *kmsg.FetchRequestTopicPartition, 
 	marker := make([]byte, 16)
 	binary.BigEndian.PutUint64(marker, rand.Uint64())
 	binary.BigEndian.PutUint64(marker[8:], rand.Uint64())
-	return server.Region{Marker: marker, File: res.File, Pos: res.Position, Size: res.Size}, nil
+	records := res.NextOffset - max(rp.FetchOffset, res.FirstBatch.BaseOffset)
+	return server.Region{Marker: marker, File: res.File, Pos: res.Position, Size: res.Size, Records: int(records)}, nil
 }
 
 // checkLeaderEpoch compares a client's current leader epoch (-1: no check)

@@ -42,11 +42,32 @@ var versions = map[int16][2]int16{
 	60: {0, 2},  // DescribeCluster
 }
 
+// Observer is told about data flowing through produce and fetch, for
+// metrics. Methods must be cheap and safe for concurrent use.
+type Observer interface {
+	Produced(topic string, bytes, records int)
+	Fetched(topic string, bytes, records int)
+	// Purgatory is called with +1 when a request starts waiting (acks=all
+	// fsync, long-poll fetch) and -1 when it is answered. api is
+	// "produce" or "fetch".
+	Purgatory(api string, delta int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Produced(string, int, int) {}
+func (nopObserver) Fetched(string, int, int)  {}
+func (nopObserver) Purgatory(string, int)     {}
+
 // Handler serves the Kafka APIs on top of a broker.
 type Handler struct {
-	b      *broker.Broker
-	logger *slog.Logger
+	b        *broker.Broker
+	logger   *slog.Logger
+	observer Observer
 }
+
+// SetObserver sets the observer; call before serving.
+func (h *Handler) SetObserver(o Observer) { h.observer = o }
 
 var _ server.Handler = (*Handler)(nil)
 
@@ -55,7 +76,7 @@ func New(b *broker.Broker, logger *slog.Logger) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{b: b, logger: logger}
+	return &Handler{b: b, logger: logger, observer: nopObserver{}}
 }
 
 // Supports implements server.Handler.

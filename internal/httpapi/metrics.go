@@ -1,0 +1,172 @@
+// Package httpapi is the broker's HTTP side: Prometheus metrics on
+// /metrics, liveness on /healthz and readiness on /readyz.
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/broker"
+)
+
+// Metrics holds every sluice_ metric in its own registry (no globals). It
+// implements server.Observer and api.Observer.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	connections    prometheus.Gauge
+	requests       *prometheus.CounterVec
+	requestSeconds *prometheus.HistogramVec
+	bytesIn        *prometheus.CounterVec
+	recordsIn      *prometheus.CounterVec
+	bytesOut       *prometheus.CounterVec
+	recordsOut     *prometheus.CounterVec
+	purgatory      *prometheus.GaugeVec
+	fsyncSeconds   prometheus.Histogram
+
+	// Label values are cached: building them per request would allocate.
+	mu     sync.Mutex
+	labels map[[2]int16][2]string
+}
+
+// NewMetrics registers the metrics. b may be nil until the broker is open;
+// call SetBroker then so per-partition gauges appear.
+func NewMetrics() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), labels: map[[2]int16][2]string{}}
+	m.connections = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sluice_connections", Help: "Open Kafka client connections."})
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_requests_total", Help: "Kafka requests answered, by API and version."}, []string{"api", "version"})
+	m.requestSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "sluice_request_duration_seconds", Help: "Time from reading a request to its reply being ready, by API and version.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14)}, []string{"api", "version"})
+	m.bytesIn = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_topic_bytes_in_total", Help: "Record batch bytes appended, by topic."}, []string{"topic"})
+	m.recordsIn = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_topic_records_in_total", Help: "Records appended, by topic."}, []string{"topic"})
+	m.bytesOut = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_topic_bytes_out_total", Help: "Record batch bytes sent to consumers, by topic."}, []string{"topic"})
+	m.recordsOut = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_topic_records_out_total", Help: "Records sent to consumers from their fetch offsets, by topic."}, []string{"topic"})
+	m.purgatory = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_purgatory_size", Help: "Requests waiting: produce for fsync (acks=all), fetch for data (long poll)."}, []string{"api"})
+	m.fsyncSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "sluice_log_fsync_duration_seconds", Help: "Duration of each log segment fsync.",
+		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)})
+	m.reg.MustRegister(m.connections, m.requests, m.requestSeconds, m.bytesIn, m.recordsIn, m.bytesOut,
+		m.recordsOut, m.purgatory, m.fsyncSeconds,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// SetBroker adds the per-partition gauges read from b at scrape time.
+func (m *Metrics) SetBroker(b *broker.Broker) {
+	m.reg.MustRegister(&partitionCollector{b: b})
+}
+
+// ConnectionOpened implements server.Observer.
+func (m *Metrics) ConnectionOpened() { m.connections.Inc() }
+
+// ConnectionClosed implements server.Observer.
+func (m *Metrics) ConnectionClosed() { m.connections.Dec() }
+
+// Request implements server.Observer.
+func (m *Metrics) Request(key, version int16, elapsed time.Duration) {
+	l := m.label(key, version)
+	m.requests.WithLabelValues(l[0], l[1]).Inc()
+	m.requestSeconds.WithLabelValues(l[0], l[1]).Observe(elapsed.Seconds())
+}
+
+func (m *Metrics) label(key, version int16) [2]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.labels[[2]int16{key, version}]
+	if !ok {
+		name := kmsg.NameForKey(key)
+		if name == "" {
+			name = "Unknown" + strconv.Itoa(int(key))
+		}
+		l = [2]string{name, strconv.Itoa(int(version))}
+		m.labels[[2]int16{key, version}] = l
+	}
+	return l
+}
+
+// Produced implements api.Observer.
+func (m *Metrics) Produced(topic string, bytes, records int) {
+	m.bytesIn.WithLabelValues(topic).Add(float64(bytes))
+	m.recordsIn.WithLabelValues(topic).Add(float64(records))
+}
+
+// Fetched implements api.Observer.
+func (m *Metrics) Fetched(topic string, bytes, records int) {
+	m.bytesOut.WithLabelValues(topic).Add(float64(bytes))
+	m.recordsOut.WithLabelValues(topic).Add(float64(records))
+}
+
+// Purgatory implements api.Observer.
+func (m *Metrics) Purgatory(api string, delta int) {
+	m.purgatory.WithLabelValues(api).Add(float64(delta))
+}
+
+// Fsync is the log's fsync hook.
+func (m *Metrics) Fsync(d time.Duration) { m.fsyncSeconds.Observe(d.Seconds()) }
+
+// partitionCollector reports per-partition state at scrape time.
+type partitionCollector struct{ b *broker.Broker }
+
+var (
+	descPartitions = prometheus.NewDesc("sluice_partitions", "Partitions this broker leads.", nil, nil)
+	descUnderRepl  = prometheus.NewDesc("sluice_under_replicated_partitions", "Partitions with fewer in-sync replicas than replicas (always 0 on one node).", nil, nil)
+	descLogSize    = prometheus.NewDesc("sluice_log_size_bytes", "Bytes of a partition's log on disk.", []string{"topic", "partition"}, nil)
+	descLogStart   = prometheus.NewDesc("sluice_log_start_offset", "A partition's log start offset.", []string{"topic", "partition"}, nil)
+	descLogEnd     = prometheus.NewDesc("sluice_log_end_offset", "A partition's log end offset.", []string{"topic", "partition"}, nil)
+	descHW         = prometheus.NewDesc("sluice_high_watermark", "A partition's high watermark.", []string{"topic", "partition"}, nil)
+	descSegments   = prometheus.NewDesc("sluice_log_segments", "A partition's segment count.", []string{"topic", "partition"}, nil)
+)
+
+func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPartitions, descUnderRepl, descLogSize, descLogStart, descLogEnd, descHW, descSegments} {
+		ch <- d
+	}
+}
+
+func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
+	parts := c.b.Partitions()
+	ch <- prometheus.MustNewConstMetric(descPartitions, prometheus.GaugeValue, float64(len(parts)))
+	ch <- prometheus.MustNewConstMetric(descUnderRepl, prometheus.GaugeValue, 0)
+	for tp, p := range parts {
+		part := strconv.Itoa(int(tp.Partition))
+		l := p.Log()
+		ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(l.Size()), tp.Topic, part)
+		ch <- prometheus.MustNewConstMetric(descLogStart, prometheus.GaugeValue, float64(l.StartOffset()), tp.Topic, part)
+		ch <- prometheus.MustNewConstMetric(descLogEnd, prometheus.GaugeValue, float64(l.EndOffset()), tp.Topic, part)
+		ch <- prometheus.MustNewConstMetric(descHW, prometheus.GaugeValue, float64(p.HighWatermark()), tp.Topic, part)
+		ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(l.Segments()), tp.Topic, part)
+	}
+}
+
+// Handler serves /metrics, /healthz (the process is alive) and /readyz
+// (recovery finished and metadata loaded: ready is closed).
+func Handler(m *Metrics, ready <-chan struct{}) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-ready:
+			fmt.Fprintln(w, "ready")
+		default:
+			http.Error(w, "recovering", http.StatusServiceUnavailable)
+		}
+	})
+	return mux
+}
