@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strconv"
 	"testing"
@@ -72,5 +73,27 @@ func TestMetrics(t *testing.T) {
 	}
 	if !regexp.MustCompile(`sluice_requests_total\{api="Produce",version="\d+"\}`).MatchString(text) {
 		t.Errorf("no produce request counter")
+	}
+}
+
+// TestDashboardUsesRealNames: every sluice_ metric the Grafana dashboard
+// queries exists on /metrics.
+func TestDashboardUsesRealNames(t *testing.T) {
+	dash, err := os.ReadFile("../../deploy/grafana/sluice.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := start(t, t.TempDir(), "", nil)
+	createTopic(t, tb.admin(), "dash", 1, nil)
+	cl := tb.client(kgo.DefaultProduceTopic("dash"))
+	if err := cl.ProduceSync(ctxT(t), &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	consumeAll(t, tb, "dash", 1)
+	text := scrape(t, tb)
+	for _, name := range regexp.MustCompile(`sluice_[a-z_]+`).FindAllString(string(dash), -1) {
+		if !regexp.MustCompile(`(?m)^` + name + `[{ ]`).MatchString(text) {
+			t.Errorf("dashboard queries %s, which /metrics does not have", name)
+		}
 	}
 }
