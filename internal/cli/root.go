@@ -5,7 +5,13 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-io/sluice/internal/cli/bench"
+	"github.com/sluice-io/sluice/internal/cli/cluster"
+	"github.com/sluice-io/sluice/internal/cli/consume"
+	"github.com/sluice-io/sluice/internal/cli/produce"
 	"github.com/sluice-io/sluice/internal/cli/serve"
+	"github.com/sluice-io/sluice/internal/cli/topic"
+	versioncmd "github.com/sluice-io/sluice/internal/cli/version"
 )
 
 // Root returns the root command.
@@ -16,10 +22,21 @@ func Root() *cobra.Command {
 		Long: `Sluice speaks the Kafka protocol: any Kafka client works against it unchanged.
 
 Start a broker with data in ./sluice-data:
-  sluice serve`,
+  sluice serve
+
+The client commands (topic, produce, consume, cluster) reach the brokers in
+--brokers, or $SLUICE_BROKERS, or 127.0.0.1:9092.`,
+		Example: `  sluice serve
+  sluice topic create demo --partitions 3
+  seq 10 | sluice produce demo
+  sluice consume demo --from-beginning --exit-at-end
+  sluice cluster info`,
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.AddCommand(serve.Command())
+	root.AddCommand(bench.Command())
+	root.AddCommand(topic.Command(), produce.Command(), consume.Command(), cluster.Command(version), versioncmd.Command(version))
 	return root
 }

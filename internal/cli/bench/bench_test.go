@@ -1,0 +1,156 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-io/sluice/internal/benchref"
+)
+
+// runJSON runs o against addr and returns its one JSON line, parsed.
+func runJSON(t *testing.T, ctx context.Context, o Options) (Result, map[string]any) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	o.Stdout, o.Stderr = &out, &errb
+	if err := Run(ctx, o); err != nil {
+		t.Fatalf("%s: %v\nstderr:\n%s", o.Mode, err, errb.String())
+	}
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("%s: want exactly one stdout line, got %q", o.Mode, out.String())
+	}
+	var r Result
+	if err := json.Unmarshal([]byte(lines[0]), &r); err != nil {
+		t.Fatalf("%s: stdout %q: %v", o.Mode, lines[0], err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"mode", "records", "bytes", "seconds", "records_per_sec", "mib_per_sec", "p50_ms", "p99_ms", "p999_ms", "max_ms", "errors"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("%s: JSON line lacks %q: %s", o.Mode, k, lines[0])
+		}
+	}
+	if !strings.Contains(errb.String(), o.Mode+": ") {
+		t.Errorf("%s: no summary on stderr: %q", o.Mode, errb.String())
+	}
+	if r.Mode != o.Mode || r.Errors != 0 || r.Seconds <= 0 || r.RecordsPerSec <= 0 || r.MiBPerSec <= 0 {
+		t.Errorf("%s: implausible result %+v", o.Mode, r)
+	}
+	return r, raw
+}
+
+func TestProduceConsumeE2EAgainstKfake(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	addr, stop, err := benchref.Start(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	base := Options{Brokers: addr, Topic: "bench-test", Partitions: 3, Quiet: true}
+
+	p := base
+	p.Mode, p.Records, p.RecordSize, p.Producers, p.Acks, p.Compression = ModeProduce, 3001, 100, 2, "all", "lz4"
+	r, _ := runJSON(t, ctx, p)
+	if r.Records != 3001 || r.Bytes != 3001*100 || r.P50Ms == nil || *r.P50Ms <= 0 || *r.MaxMs < *r.P999Ms || *r.P999Ms < *r.P99Ms || *r.P99Ms < *r.P50Ms {
+		t.Errorf("produce: %+v", r)
+	}
+
+	p.Records, p.Producers, p.Acks, p.Compression = 999, 1, "1", "zstd"
+	if r, _ = runJSON(t, ctx, p); r.Records != 999 {
+		t.Errorf("produce acks=1: %+v", r)
+	}
+
+	c := base
+	c.Mode = ModeConsume
+	r, raw := runJSON(t, ctx, c)
+	if r.Records != 4000 || r.Bytes != 4000*100 {
+		t.Errorf("consume all: %+v", r)
+	}
+	if raw["p50_ms"] != nil {
+		t.Errorf("consume reports a latency: %v", raw["p50_ms"])
+	}
+	c.Records = 1500
+	if r, _ = runJSON(t, ctx, c); r.Records != 1500 {
+		t.Errorf("consume --records 1500: %+v", r)
+	}
+
+	e := base
+	e.Mode, e.Records, e.Rate, e.RecordSize, e.Acks = ModeE2E, 1000, 2000, 64, "all"
+	r, _ = runJSON(t, ctx, e)
+	if r.Records != 1000 || r.Bytes != 1000*64 || r.P50Ms == nil || *r.P50Ms <= 0 || *r.MaxMs > 10000 {
+		t.Errorf("e2e: %+v", r)
+	}
+
+	// Everything e2e produced is in the topic too: 5000 records from the start.
+	c.Records = 0
+	if r, _ = runJSON(t, ctx, c); r.Records != 5000 {
+		t.Errorf("consume after e2e: %+v", r)
+	}
+}
+
+func TestE2EByDuration(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr, stop, err := benchref.Start(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	o := Options{Mode: ModeE2E, Brokers: addr, Topic: "e2e-duration", Partitions: 2, RecordSize: 100,
+		Duration: time.Second, Rate: 500, Producers: 2, Acks: "all", Compression: "none", Quiet: true}
+	r, _ := runJSON(t, ctx, o)
+	if r.Records < 400 || r.Records > 510 {
+		t.Errorf("1 s at 500/s gave %d records", r.Records)
+	}
+}
+
+func TestDisk(t *testing.T) {
+	o := Options{Mode: ModeDisk, Dir: t.TempDir(), SizeMiB: 4, BlockSize: 64 << 10, SyncEvery: 4, Quiet: true}
+	r, _ := runJSON(t, context.Background(), o)
+	if r.Records != 64 || r.Bytes != 4<<20 || r.P50Ms == nil {
+		t.Errorf("disk: %+v", r)
+	}
+}
+
+func TestCommandFlags(t *testing.T) {
+	t.Setenv("SLUICE_BROKERS", "127.0.0.1:1")
+	cmd := Command()
+	for _, mode := range []string{"produce", "consume", "e2e", "disk"} {
+		sub, _, err := cmd.Find([]string{mode})
+		if err != nil || sub.Name() != mode {
+			t.Fatalf("no %s subcommand: %v", mode, err)
+		}
+		if mode == "disk" {
+			continue
+		}
+		if got := sub.Flags().Lookup("brokers").DefValue; got != "127.0.0.1:1" {
+			t.Errorf("%s --brokers default %q, want it from SLUICE_BROKERS", mode, got)
+		}
+	}
+	e2e, _, _ := cmd.Find([]string{"e2e"})
+	if got := e2e.Flags().Lookup("rate").DefValue; got != "1000" {
+		t.Errorf("e2e --rate default %s", got)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, o := range []Options{
+		{Mode: "nope"},
+		{Mode: ModeProduce, Brokers: "x:1", Topic: "t", Acks: "2", Compression: "none"},
+		{Mode: ModeProduce, Brokers: "x:1", Topic: "t", Acks: "all", Compression: "brotli"},
+		{Mode: ModeE2E, Brokers: "x:1", Topic: "t", Acks: "all", Compression: "none", RecordSize: 4},
+		{Mode: ModeProduce, Brokers: "", Topic: "t", Acks: "all", Compression: "none"},
+		{Mode: ModeDisk, SizeMiB: 0, BlockSize: 1},
+	} {
+		if err := Run(context.Background(), o); err == nil {
+			t.Errorf("%+v: no error", o)
+		}
+	}
+}

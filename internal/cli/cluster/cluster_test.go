@@ -1,0 +1,63 @@
+package cluster
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/sluice-io/sluice/internal/cli/clitest"
+)
+
+func TestInfo(t *testing.T) {
+	b := clitest.Start(t, nil)
+	ctx := clitest.Ctx(t)
+	c, io := clitest.Common(b.Addr, nil)
+	if err := RunInfo(ctx, InfoOptions{Common: c, Output: "json", Version: "v9.9.9"}); err != nil {
+		t.Fatal(err)
+	}
+	var info Info
+	if err := json.Unmarshal(io.Out.Bytes(), &info); err != nil {
+		t.Fatalf("%v\n%s", err, io.Out)
+	}
+	if info.ClusterID == "" || info.Controller != 1 || info.Version != "v9.9.9" || len(info.Brokers) != 1 {
+		t.Fatalf("info: %+v", info)
+	}
+	br := info.Brokers[0]
+	if br.ID != 1 || br.Host+":"+itoa(br.Port) != b.Addr || br.Error != "" {
+		t.Fatalf("broker: %+v (addr %s)", br, b.Addr)
+	}
+	apis := map[string]API{}
+	for _, a := range br.APIs {
+		apis[a.Name] = a
+	}
+	if a := apis["Produce"]; a.Key != 0 || a.Max < 3 {
+		t.Fatalf("Produce: %+v in %+v", a, br.APIs)
+	}
+	if a, ok := apis["ApiVersions"]; !ok || a.Key != 18 || a.Min != 0 {
+		t.Fatalf("ApiVersions: %+v", a)
+	}
+
+	c, io = clitest.Common(b.Addr, nil)
+	if err := RunInfo(ctx, InfoOptions{Common: c, Version: "dev"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CLUSTER", info.ClusterID, "CONTROLLER", "SLUICE-VERSION  dev (this binary)", "1*", "APIS OF BROKER 1", "Produce", "Fetch", "DescribeCluster"} {
+		if !strings.Contains(io.Out.String(), want) {
+			t.Fatalf("table lacks %q:\n%s", want, io.Out)
+		}
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	addr := clitest.DeadAddr(t)
+	c, _ := clitest.Common(addr, nil)
+	err := RunInfo(clitest.Ctx(t), InfoOptions{Common: c})
+	if err == nil || !strings.Contains(err.Error(), "cannot reach broker at "+addr) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func itoa(n int32) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
