@@ -14,7 +14,11 @@ import (
 	"github.com/sluice-io/sluice/internal/server"
 )
 
-// Produce v3-13.
+// Produce v0-13; v3-13 served.
+//
+// v0-2 (magic 0 and 1 batches) are advertised but every partition is
+// answered UNSUPPORTED_VERSION, as Kafka 4.0 does (KAFKA-18659): librdkafka
+// 2.0 compresses gzip and snappy only when the broker lists Produce v0.
 //
 // Each partition's records must be exactly one magic-2 batch (as Kafka
 // requires since v3); it is validated (CRC-32C, sizes, producer sequence)
@@ -26,17 +30,25 @@ import (
 // topics are created when auto.create.topics.enable allows.
 func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply func(server.Reply)) {
 	resp := r.ResponseKind().(*kmsg.ProduceResponse)
-	if r.Acks != 0 && r.Acks != 1 && r.Acks != -1 {
+	if code := int16(0); r.Version < 3 || r.Acks != 0 && r.Acks != 1 && r.Acks != -1 {
+		code = kerr.InvalidRequiredAcks.Code
+		if r.Version < 3 {
+			code = kerr.UnsupportedVersion.Code
+		}
 		for _, rt := range r.Topics {
 			st := kmsg.NewProduceResponseTopic()
 			st.Topic, st.TopicID = rt.Topic, rt.TopicID
 			for _, rp := range rt.Partitions {
 				sp := kmsg.NewProduceResponseTopicPartition()
 				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+				sp.ErrorCode = code
 				st.Partitions = append(st.Partitions, sp)
 			}
 			resp.Topics = append(resp.Topics, st)
+		}
+		if r.Acks == 0 {
+			reply(server.Reply{None: true})
+			return
 		}
 		reply(server.Reply{Msg: resp})
 		return

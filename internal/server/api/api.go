@@ -24,7 +24,7 @@ import (
 // ApiVersions advertises. The lower bounds are what Kafka 4.0 still serves
 // or lower; the upper bounds are the highest kmsg knows.
 var versions = map[int16][2]int16{
-	0:  {3, 13}, // Produce: v3 is the first with magic 2 batches
+	0:  {0, 13}, // Produce: v0-2 answered UNSUPPORTED_VERSION (see 00_produce.go)
 	1:  {4, 18}, // Fetch: v4 is the first with magic 2 only and LSO
 	2:  {1, 11}, // ListOffsets
 	3:  {0, 13}, // Metadata

@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Benchmarks `sluice serve` against franz-go's in-memory kfake (the reference,
+# internal/benchref) and the disk's own sequential write speed, with the same
+# client (`sluice bench`), interleaved, ROUNDS rounds; prints a markdown table
+# of medians for BENCHMARKS.md. Raw JSON lines and logs stay in $OUT.
+#
+#   ROUNDS=3 scripts/bench.sh
+#
+# Environment:
+#   ROUNDS      rounds of every workload (default 3)
+#   BENCH_DIR   where brokers' data dirs and disk test files go: the disk under
+#               test (default ${TMPDIR:-/tmp}; must not be a tmpfs for honest figures)
+#   OUT         results directory (default: a new one under ${TMPDIR:-/tmp})
+#   RECORDS_A   records of workload (a), 100 B each (default 1000000)
+#   RECORDS_B   records of workload (b), 1 KiB each (default 200000)
+#   E2E_SECONDS duration of the end-to-end run at 1000 records/s (default 20)
+#   DISK_MIB    MiB written by each 1 MiB-block disk test (default 1024; the
+#               64 KiB-block tests write a quarter of it)
+#
+# Every broker is started by this script on 127.0.0.1 with a random port, and
+# only those processes (by PID) are stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+BENCH_DIR=${BENCH_DIR:-${TMPDIR:-/tmp}}
+OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench-results.XXXXXX")}
+RECORDS_A=${RECORDS_A:-1000000}
+RECORDS_B=${RECORDS_B:-200000}
+E2E_SECONDS=${E2E_SECONDS:-20}
+DISK_MIB=${DISK_MIB:-1024}
+
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+BENCHLOG=$OUT/bench.log
+: >"$RESULTS"
+: >"$BENCHLOG"
+
+log() { echo "bench.sh: $*" >&2; }
+
+for tool in go jq python3 dd; do
+	command -v "$tool" >/dev/null || { log "needs $tool"; exit 1; }
+done
+
+log "building bin/sluice and bin/benchref"
+go build -o bin/sluice ./cmd/sluice
+go build -o bin/benchref ./internal/benchref/cmd/benchref
+
+BROKER_PID=""
+BROKER_DIR=""
+BROKER_ADDR=""
+cleanup() {
+	if [ -n "$BROKER_PID" ]; then
+		kill -TERM "$BROKER_PID" 2>/dev/null || true
+		wait "$BROKER_PID" 2>/dev/null || true
+	fi
+	if [ -n "$BROKER_DIR" ]; then rm -rf "$BROKER_DIR"; fi
+}
+trap cleanup EXIT
+
+# start_broker sluice|kfake: a fresh broker; sets BROKER_PID and BROKER_ADDR.
+start_broker() {
+	local kind=$1 logf i
+	logf=$OUT/$kind-broker.log
+	: >"$logf"
+	if [ "$kind" = sluice ]; then
+		BROKER_DIR=$(mktemp -d "$BENCH_DIR/sluice-bench-data.XXXXXX")
+		./bin/sluice serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --data-dir "$BROKER_DIR" >"$logf" 2>&1 &
+	else
+		./bin/benchref --listen 127.0.0.1:0 --partitions 6 >"$logf" 2>&1 &
+	fi
+	BROKER_PID=$!
+	BROKER_ADDR=""
+	for i in $(seq 1 300); do
+		if [ "$kind" = sluice ]; then
+			BROKER_ADDR=$(grep -o 'msg="sluice serving" kafka=[^ ]*' "$logf" | sed 's/.*kafka=//' || true)
+		else
+			BROKER_ADDR=$(sed -n 's/^listening on //p' "$logf")
+		fi
+		[ -n "$BROKER_ADDR" ] && return 0
+		kill -0 "$BROKER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	log "$kind did not start; its log:"
+	cat "$logf" >&2
+	return 1
+}
+
+stop_broker() {
+	kill -TERM "$BROKER_PID" 2>/dev/null || true
+	wait "$BROKER_PID" 2>/dev/null || true
+	BROKER_PID=""
+	if [ -n "$BROKER_DIR" ]; then rm -rf "$BROKER_DIR"; fi
+	BROKER_DIR=""
+}
+
+# record WORKLOAD BROKER ROUND JSON: appends one tagged line to $RESULTS,
+# with the machine's 1-minute load average (other work on it shows there).
+record() {
+	echo "$4" | jq -c --arg w "$1" --arg b "$2" --argjson r "$3" --argjson l "$(cut -d' ' -f1 /proc/loadavg)" \
+		'. + {workload: $w, broker: $b, round: $r, load1: $l}' >>"$RESULTS"
+}
+
+# bench WORKLOAD BROKER ROUND ARGS...: runs `sluice bench ARGS` against the
+# current broker and records its JSON line (or a failure).
+bench() {
+	local w=$1 b=$2 r=$3 out rc=0 line
+	shift 3
+	echo "== round $r $b $w: sluice bench $*" >>"$BENCHLOG"
+	out=$(./bin/sluice bench "$@" --brokers "$BROKER_ADDR" --quiet 2>>"$BENCHLOG") || rc=$?
+	line=$(echo "$out" | grep '^{' | tail -1 || true)
+	if [ -z "$line" ] || [ "$rc" != 0 ]; then
+		log "round $r $b $w FAILED (exit $rc); see $BENCHLOG"
+		line=${line:-'{}'}
+		line=$(echo "$line" | jq -c --argjson rc "$rc" '. + {failed: true, rc: $rc}')
+	fi
+	record "$w" "$b" "$r" "$line"
+	log "round $r $b $w: $(echo "$line" | jq -r '"\(.records_per_sec // "-") rec/s \(.mib_per_sec // "-") MiB/s p99 \(.p99_ms // "-") ms errors \(.errors // "-")"')"
+}
+
+# dd_run WORKLOAD ROUND DD-ARGS...: a dd write to BENCH_DIR, as MiB/s.
+dd_run() {
+	local w=$1 r=$2 f last bytes secs
+	shift 2
+	f=$(mktemp "$BENCH_DIR/sluice-bench-dd.XXXXXX")
+	last=$(LC_ALL=C dd if=/dev/zero of="$f" "$@" 2>&1 | tail -1) || true
+	rm -f "$f"
+	bytes=$(echo "$last" | awk '{print $1}')
+	secs=$(echo "$last" | awk -F', ' '{print $3}' | awk '{print $1}')
+	if [ -z "$bytes" ] || [ -z "$secs" ]; then
+		log "dd $w failed: $last"
+		record "$w" disk "$r" '{"mode":"disk","failed":true}'
+		return
+	fi
+	record "$w" disk "$r" "$(jq -nc --argjson b "$bytes" --argjson s "$secs" \
+		'{mode: "disk", bytes: $b, seconds: $s, mib_per_sec: ($b / 1048576 / $s)}')"
+	log "round $r $w: $last"
+}
+
+disk_run() {
+	local w=$1 r=$2 out rc=0
+	shift 2
+	echo "== round $r disk $w: sluice bench disk $*" >>"$BENCHLOG"
+	out=$(./bin/sluice bench disk --dir "$BENCH_DIR" --quiet "$@" 2>>"$BENCHLOG") || rc=$?
+	if [ "$rc" != 0 ] || [ -z "$out" ]; then
+		log "disk $w failed (exit $rc)"
+		out='{"mode":"disk","failed":true}'
+	fi
+	record "$w" disk "$r" "$out"
+	log "round $r $w: $(echo "$out" | jq -r '"\(.mib_per_sec) MiB/s, write+fsync p50 \(.p50_ms) ms"')"
+}
+
+rss() { # rss KIND ROUND: VmRSS and VmHWM of the current broker, KiB
+	local st=/proc/$BROKER_PID/status
+	record rss-after-b "$1" "$2" "$(jq -nc --argjson rss "$(awk '/^VmRSS/{print $2}' "$st")" \
+		--argjson hwm "$(awk '/^VmHWM/{print $2}' "$st")" '{mode: "rss", rss_kib: $rss, hwm_kib: $hwm}')"
+}
+
+start=$(date +%s)
+for r in $(seq 1 "$ROUNDS"); do
+	# Alternate which broker goes first, so neither always runs on a
+	# machine warmed (or tired) by the other.
+	if [ $((r % 2)) = 1 ]; then order="sluice kfake"; else order="kfake sluice"; fi
+
+	dd_run dd-1MiB-fdatasync "$r" bs=1M count="$DISK_MIB" conv=fdatasync
+	dd_run dd-64KiB-dsync "$r" bs=64k count=$((DISK_MIB * 4)) oflag=dsync
+	disk_run disk-1MiB-fsync-each "$r" --size-mib "$DISK_MIB" --block-size 1048576 --sync-every 1
+	disk_run disk-64KiB-fsync-each "$r" --size-mib $((DISK_MIB / 4)) --block-size 65536 --sync-every 1
+
+	for codec in none lz4 zstd; do
+		for size in 100 1024; do
+			if [ "$size" = 100 ]; then n=$RECORDS_A; tag=a-100B; else n=$RECORDS_B; tag=b-1KiB; fi
+			for b in $order; do
+				start_broker "$b"
+				bench "produce-$tag-$codec" "$b" "$r" produce --records "$n" --record-size "$size" \
+					--partitions 6 --producers 1 --acks all --compression "$codec"
+				if [ "$codec" = none ]; then
+					bench "consume-$tag" "$b" "$r" consume
+					if [ "$size" = 1024 ]; then rss "$b" "$r"; fi
+				fi
+				stop_broker
+			done
+		done
+	done
+	for b in $order; do
+		start_broker "$b"
+		bench e2e-1000rps "$b" "$r" e2e --rate 1000 --duration "${E2E_SECONDS}s" --record-size 100 \
+			--partitions 6 --acks all --compression none
+		stop_broker
+	done
+done
+log "done in $(($(date +%s) - start)) s; raw results in $RESULTS"
+
+python3 - "$RESULTS" "$ROUNDS" <<'EOF'
+import json, statistics, sys
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rounds = int(sys.argv[2])
+
+def runs(w, b):
+    return [r for r in rows if r["workload"] == w and r["broker"] == b]
+
+def med(w, b, key):
+    vals = [r[key] for r in runs(w, b) if not r.get("failed") and r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+def ok(w, b):
+    rs = runs(w, b)
+    good = sum(1 for r in rs if not r.get("failed") and not r.get("errors"))
+    return f"{good}/{len(rs)}"
+
+def f(v, nd=1):
+    if v is None:
+        return "—"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{nd}f}"
+
+def ratio(a, b):
+    return "—" if a is None or not b else f"{a / b:.2f}×"
+
+disk_ref = med("disk-1MiB-fsync-each", "disk", "mib_per_sec")
+
+print(f"Medians of {rounds} rounds (sluice and kfake interleaved; each workload on a fresh broker).\n")
+print("### Throughput\n")
+print("| workload | sluice rec/s | sluice MiB/s | kfake rec/s | kfake MiB/s | sluice / kfake | sluice / raw disk | runs ok (sluice, kfake) |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+workloads = []
+for codec in ("none", "lz4", "zstd"):
+    for tag in ("a-100B", "b-1KiB"):
+        workloads.append(f"produce-{tag}-{codec}")
+workloads += ["consume-a-100B", "consume-b-1KiB", "e2e-1000rps"]
+for w in workloads:
+    s_r, s_m = med(w, "sluice", "records_per_sec"), med(w, "sluice", "mib_per_sec")
+    k_r, k_m = med(w, "kfake", "records_per_sec"), med(w, "kfake", "mib_per_sec")
+    vs_disk = ratio(s_m, disk_ref) if w.startswith("produce") and w.endswith("none") else "—"
+    print(f"| {w} | {f(s_r, 0)} | {f(s_m)} | {f(k_r, 0)} | {f(k_m)} | {ratio(s_r, k_r)} | {vs_disk} | {ok(w, 'sluice')}, {ok(w, 'kfake')} |")
+
+print("\n### Latency (ms; produce: send to ack, e2e: send to consume)\n")
+print("| workload | sluice p50 | p99 | p99.9 | max | kfake p50 | p99 | p99.9 | max | p99 sluice / kfake |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for w in workloads:
+    if w.startswith("consume"):
+        continue
+    s = [med(w, "sluice", k) for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms")]
+    k = [med(w, "kfake", k) for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms")]
+    print(f"| {w} | " + " | ".join(f(v, 2) for v in s + k) + f" | {ratio(s[1], k[1])} |")
+
+print("\n### Raw disk (sequential writes to the temp dir's disk)\n")
+print("| test | MiB/s | write+fsync ms p50 | p99 | max |")
+print("| --- | ---: | ---: | ---: | ---: |")
+for w, desc in (("dd-1MiB-fdatasync", "dd bs=1M conv=fdatasync (one fdatasync at the end)"),
+                ("dd-64KiB-dsync", "dd bs=64k oflag=dsync (O_DSYNC every 64 KiB)"),
+                ("disk-1MiB-fsync-each", "sluice bench disk: 1 MiB writes, fsync after each"),
+                ("disk-64KiB-fsync-each", "sluice bench disk: 64 KiB writes, fsync after each")):
+    print(f"| {desc} | {f(med(w, 'disk', 'mib_per_sec'))} | {f(med(w, 'disk', 'p50_ms'), 2)} | "
+          f"{f(med(w, 'disk', 'p99_ms'), 2)} | {f(med(w, 'disk', 'max_ms'), 2)} |")
+
+print("\n### Broker memory after workload (b) uncompressed and its consume\n")
+print("| broker | VmRSS MiB | VmHWM (peak) MiB |")
+print("| --- | ---: | ---: |")
+for b in ("sluice", "kfake"):
+    rss, hwm = med("rss-after-b", b, "rss_kib"), med("rss-after-b", b, "hwm_kib")
+    print(f"| {b} | {f(rss / 1024 if rss else None)} | {f(hwm / 1024 if hwm else None)} |")
+
+loads = [r["load1"] for r in rows if "load1" in r]
+if loads:
+    print(f"\n1-minute load average during the runs: median {statistics.median(loads):.2f}, max {max(loads):.2f} (2 cores).")
+
+failed = [r for r in rows if r.get("failed") or r.get("errors")]
+if failed:
+    print("\nFailed or erroring runs:")
+    for r in failed:
+        print(f"- round {r['round']} {r['broker']} {r['workload']}: {json.dumps(r)}")
+EOF

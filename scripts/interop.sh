@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# Cross-client interop test of a real `sluice serve`.
+#
+# Builds the broker, starts it on random 127.0.0.1 ports with a temporary
+# data dir, and checks with three independent clients:
+#   (a) `kcat -L` lists the broker;
+#   (b) for every codec (none gzip snappy lz4 zstd), records produced by one
+#       client and consumed by another come back byte for byte (keys,
+#       values, headers, timestamps, and the offsets the producer was told):
+#         kcat -> kafka-python, kafka-python -> confluent-kafka (librdkafka),
+#         confluent-kafka -> kcat;
+#       and every batch stored has the codec it was produced with;
+#   (c) a tailing `kcat -C -o end` started before producing receives what is
+#       produced after it started, the broker holding its empty fetches for
+#       fetch.wait.max.ms instead of answering at once.
+# Consumer groups are not served yet: every consumer assigns partitions.
+# A codec a client library version cannot do is skipped for that pair only,
+# with a SKIP line saying why. Any mismatch fails with a FAIL line, and the
+# broker's log is printed.
+#
+# Installs kcat, python3-confluent-kafka, python3-kafka and the Python codec
+# modules with apt-get when missing. INTEROP_PYTHON picks the interpreter
+# that has them (default /usr/bin/python3, where Debian installs them);
+# KEEP_TMP=1 keeps the temp dir.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HERE=$PWD/scripts/interop
+PY=${INTEROP_PYTHON:-/usr/bin/python3}
+export PYTHONDONTWRITEBYTECODE=1 # leave no __pycache__ in the work tree
+CODECS=(none gzip snappy lz4 zstd)
+T_START=$SECONDS
+
+say() { printf '%s\n' "$*"; }
+fail() {
+	printf 'FAIL: %s\n' "$*" >&2
+	exit 1
+}
+
+# ---- what the test needs --------------------------------------------------
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+if [ ! -x "$PY" ]; then
+	missing+=(python3 python3-confluent-kafka python3-kafka python3-snappy python3-lz4 python3-zstandard)
+else
+	"$PY" -c 'import confluent_kafka' 2>/dev/null || missing+=(python3-confluent-kafka)
+	"$PY" -c 'import kafka' 2>/dev/null || missing+=(python3-kafka)
+	# kafka-python's snappy, lz4 and zstd codecs.
+	"$PY" -c 'import snappy' 2>/dev/null || missing+=(python3-snappy)
+	"$PY" -c 'import lz4.frame' 2>/dev/null || missing+=(python3-lz4)
+	"$PY" -c 'import zstandard' 2>/dev/null || missing+=(python3-zstandard)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+	say "installing ${missing[*]}"
+	apt_install() {
+		$SUDO apt-get update -q &&
+			$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+	}
+	if ! apt_install "${missing[@]}"; then
+		say "apt-get install failed; retrying once"
+		sleep 5
+		apt_install "${missing[@]}" || fail "apt-get install ${missing[*]} failed twice"
+	fi
+fi
+command -v kcat >/dev/null 2>&1 || fail "kcat is not installed"
+"$PY" -c 'import confluent_kafka, kafka' || fail "$PY cannot import confluent_kafka and kafka"
+say "clients: $(kcat -V 2>&1 | grep -m1 -o 'Version [^ ]*' || true) ($(kcat -V 2>&1 | grep -o 'librdkafka [0-9.]*' | head -1));" \
+	"$("$PY" -c 'import kafka, confluent_kafka as c; print("kafka-python", kafka.__version__ + "; confluent-kafka", c.version()[0], "(librdkafka " + c.libversion()[0] + ")")')"
+
+# ---- the broker -----------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-interop.XXXXXX")
+BROKER_PID=""
+BG_PIDS=()
+SKIPPED=()
+FAILED=()
+cleanup() {
+	local rc=$?
+	set +e
+	for pid in "${BG_PIDS[@]}"; do
+		kill "$pid" 2>/dev/null
+	done
+	if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
+		kill -TERM "$BROKER_PID" 2>/dev/null
+		for _ in $(seq 100); do
+			kill -0 "$BROKER_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$BROKER_PID" 2>/dev/null
+		wait "$BROKER_PID" 2>/dev/null
+	fi
+	if [ "$rc" != 0 ]; then
+		for f in "${FAILED[@]}"; do printf 'FAILED: %s\n' "$f" >&2; done
+		if [ -s "$TMP/broker.log" ]; then
+			printf '\n---- broker log (%s, last 300 lines) ----\n' "$TMP/broker.log" >&2
+			tail -n 300 "$TMP/broker.log" >&2
+			printf -- '---- end of broker log ----\n' >&2
+		fi
+		printf 'interop: FAILED after %ds\n' $((SECONDS - T_START)) >&2
+	fi
+	if [ -n "${KEEP_TMP:-}" ]; then
+		say "kept $TMP"
+	else
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say "building sluice"
+go build -o "$TMP/sluice" ./cmd/sluice || fail "go build ./cmd/sluice failed"
+
+free_ports() {
+	"$PY" -c '
+import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])'
+}
+
+start_broker() {
+	local attempt
+	for attempt in 1 2 3; do
+		read -r KPORT HPORT < <(free_ports)
+		B=127.0.0.1:$KPORT
+		"$TMP/sluice" serve --listen "$B" --http-listen "127.0.0.1:$HPORT" --data-dir "$TMP/data" \
+			>>"$TMP/broker.log" 2>&1 &
+		BROKER_PID=$!
+		local deadline=$((SECONDS + 30))
+		while [ $SECONDS -lt $deadline ]; do
+			if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+				wait "$BROKER_PID" || true
+				BROKER_PID=""
+				if grep -q "address already in use" "$TMP/broker.log" && [ $attempt -lt 3 ]; then
+					say "port taken; retrying with others"
+					: >"$TMP/broker.log"
+					continue 2
+				fi
+				fail "the broker exited while starting"
+			fi
+			if grep -q "sluice serving" "$TMP/broker.log" && (exec 3<>"/dev/tcp/127.0.0.1/$KPORT") 2>/dev/null; then
+				say "broker pid $BROKER_PID serving on $B (http 127.0.0.1:$HPORT)"
+				return 0
+			fi
+			sleep 0.1
+		done
+		fail "the broker did not accept connections on $B within 30s"
+	done
+}
+start_broker
+
+# /readyz answers 200 once the broker has recovered.
+ready=$( (exec 3<>"/dev/tcp/127.0.0.1/$HPORT" && printf 'GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n' >&3 && head -n1 <&3) 2>/dev/null || true)
+case "$ready" in *" 200"*) say "ok   /readyz: $ready" | tr -d '\r' ;; *) fail "GET /readyz on 127.0.0.1:$HPORT answered '$ready', want 200" ;; esac
+
+# ---- (a) metadata --------------------------------------------------------
+timeout 30 kcat -L -b "$B" -m 10 >"$TMP/list.txt" 2>&1 || {
+	cat "$TMP/list.txt" >&2
+	fail "kcat -L -b $B failed"
+}
+grep -Eq "^ +broker [0-9]+ at 127\.0\.0\.1:$KPORT" "$TMP/list.txt" || {
+	cat "$TMP/list.txt" >&2
+	fail "kcat -L does not list the broker at 127.0.0.1:$KPORT"
+}
+say "ok   kcat -L lists $(grep -Eo "broker [0-9]+ at 127\.0\.0\.1:$KPORT" "$TMP/list.txt")"
+
+# ---- (b) cross-client roundtrips ------------------------------------------
+# check_failed MSG: a check failed; the others still run, the script fails at the end.
+check_failed() {
+	printf 'FAIL: %s\n' "$*" >&2
+	FAILED+=("$*")
+}
+# step DESC CMD...: returns 0 ok; 3 skipped (CMD printed "SKIP: why");
+# 1 failed (recorded; CMD printed "FAIL: why").
+step() {
+	local desc=$1 rc=0 why
+	shift
+	timeout 90 "$@" >"$TMP/step.out" 2>"$TMP/step.err" || rc=$?
+	cat "$TMP/step.out"
+	head -n 40 "$TMP/step.err" >&2
+	[ "$(wc -l <"$TMP/step.err")" -le 40 ] || printf '     ... %d more lines on stderr\n' $(($(wc -l <"$TMP/step.err") - 40)) >&2
+	why=$(grep -h -E '^(SKIP|FAIL): ' "$TMP/step.out" "$TMP/step.err" | tail -n 1 | sed -E 's/^(SKIP|FAIL): //' || true)
+	case $rc in
+	0) return 0 ;;
+	3)
+		SKIPPED+=("$desc: ${why:-no reason given}")
+		return 3
+		;;
+	124) FAILED+=("$desc: timed out after 90s") ;;
+	*) FAILED+=("$desc: ${why:-exit $rc}") ;;
+	esac
+	return 1
+}
+broker_alive() {
+	kill -0 "$BROKER_PID" 2>/dev/null || fail "the broker (pid $BROKER_PID) died"
+}
+topics=()
+for c in "${CODECS[@]}"; do topics+=("ix-kcat-kp-$c" "ix-kp-ck-$c" "ix-ck-kcat-$c"); done
+topics+=(ix-tail)
+step "create topics" "$PY" "$HERE/confluent.py" create "$B" "${topics[@]}" || fail "cannot create the test topics"
+
+mapfile -t HARGS < <("$PY" "$HERE/kcat_io.py" hargs)
+HFLAGS=()
+for h in "${HARGS[@]}"; do HFLAGS+=(-H "$h"); done
+KCAT_FORMAT=$("$PY" "$HERE/kcat_io.py" format)
+now_ms() { date +%s%3N; }
+
+for c in "${CODECS[@]}"; do
+	say "== codec $c"
+
+	# kcat -> kafka-python
+	T=ix-kcat-kp-$c
+	"$PY" "$HERE/kcat_io.py" input "$c" "$TMP/$T.json" "$TMP/$T.in"
+	t0=$(now_ms)
+	ok=1
+	for p in 0 1; do
+		timeout 60 kcat -P -b "$B" -t "$T" -p "$p" -K '\x1f' -D '\x1e' "${HFLAGS[@]}" \
+			-X compression.codec="$c" -X acks=all -X linger.ms=100 <"$TMP/$T.in.p$p" ||
+			{
+				check_failed "kcat -P to $T [$p] ($c) failed"
+				ok=""
+			}
+	done
+	t1=$(now_ms)
+	if [ -n "$ok" ]; then
+		say "     kcat produced to $T ($c)"
+		step "$T: stored batches are $c" "$PY" "$HERE/kafka_python.py" batches "$B" "$T" "$c" librdkafka || true
+		step "kcat -> kafka-python ($c)" "$PY" "$HERE/kafka_python.py" consume "$B" "$T" "$c" "$TMP/$T.json" "$t0" "$t1" || true
+	fi
+
+	# kafka-python -> confluent-kafka
+	T=ix-kp-ck-$c
+	if step "kafka-python -> confluent-kafka ($c)" "$PY" "$HERE/kafka_python.py" produce "$B" "$T" "$c" "$TMP/$T.json"; then
+		step "$T: stored batches are $c" "$PY" "$HERE/kafka_python.py" batches "$B" "$T" "$c" kafka-python || true
+		step "kafka-python -> confluent-kafka ($c)" "$PY" "$HERE/confluent.py" consume "$B" "$T" "$c" "$TMP/$T.json" || true
+	fi
+
+	# confluent-kafka -> kcat
+	T=ix-ck-kcat-$c
+	if step "confluent-kafka -> kcat ($c)" "$PY" "$HERE/confluent.py" produce "$B" "$T" "$c" "$TMP/$T.json"; then
+		step "$T: stored batches are $c" "$PY" "$HERE/kafka_python.py" batches "$B" "$T" "$c" librdkafka || true
+		rc=0
+		timeout 15 kcat -C -b "$B" -t "$T" -o beginning -e -q -f "$KCAT_FORMAT" >"$TMP/$T.out" 2>"$TMP/$T.err" || rc=$?
+		step "confluent-kafka -> kcat ($c)" "$PY" "$HERE/kcat_io.py" check "$T" "$c" "$TMP/$T.json" "$TMP/$T.out" || true
+		if [ $rc != 0 ]; then
+			head -n 6 "$TMP/$T.err" >&2
+			if [ $rc = 124 ]; then
+				check_failed "kcat -C -e on $T ($c) did not reach the end of the partitions within 15s ($(grep -c . "$TMP/$T.err") lines on its stderr, first above)"
+			else
+				check_failed "kcat -C -e on $T ($c) exited $rc"
+			fi
+		fi
+	fi
+	broker_alive
+done
+
+# ---- (c) a tailing consumer -------------------------------------------------
+# The tail asks for fetch.wait.max.ms=WAIT, much longer than the test waits:
+# while the partition is idle the broker must hold each empty fetch (one
+# answering at once shows up as a stream of fetch requests), and an append
+# must wake the held fetch at once, not when WAIT runs out.
+say "== tailing kcat -C -o end"
+T=ix-tail
+WAIT=10000
+timeout 60 kcat -C -b "$B" -t "$T" -p 0 -o end -c 3 -u -d fetch -X fetch.wait.max.ms=$WAIT \
+	-f 'TAIL %o %s\n' >"$TMP/tail.out" 2>"$TMP/tail.err" &
+TAIL_PID=$!
+BG_PIDS+=("$TAIL_PID")
+# Wait until the tail has sent its first fetch at the end offset.
+deadline=$((SECONDS + 20))
+until grep -q "Fetch topic $T \[0\] at offset" "$TMP/tail.err" 2>/dev/null; do
+	kill -0 "$TAIL_PID" 2>/dev/null || {
+		cat "$TMP/tail.err" >&2
+		fail "tailing kcat exited before fetching"
+	}
+	[ $SECONDS -lt $deadline ] || {
+		tail -n 30 "$TMP/tail.err" >&2
+		fail "tailing kcat sent no fetch for $T [0] within 20s"
+	}
+	sleep 0.1
+done
+IDLE=3 # seconds the partition stays idle while the tail waits
+before=$(grep -c "Fetch topic $T \[0\] at offset" "$TMP/tail.err" || true)
+sleep $IDLE
+after=$(grep -c "Fetch topic $T \[0\] at offset" "$TMP/tail.err" || true)
+idle_fetches=$((after - before))
+# Held fetches: at most 1 in IDLE < WAIT; answered at once: thousands.
+if [ "$idle_fetches" -gt 4 ]; then
+	tail -n 30 "$TMP/tail.err" >&2
+	fail "the tail sent $idle_fetches fetches in ${IDLE}s on an idle partition with fetch.wait.max.ms=$WAIT: the broker answers empty fetches at once instead of holding them"
+fi
+say "ok   idle partition: $idle_fetches fetch requests in ${IDLE}s with fetch.wait.max.ms=$WAIT (held, not answered at once)"
+printf 'tail-1\x1etail-2\x1etail-3\x1e' | timeout 30 kcat -P -b "$B" -t "$T" -p 0 -D '\x1e' -X acks=all ||
+	fail "kcat -P to $T failed"
+t_prod=$(now_ms)
+deadline=$((SECONDS + 20))
+until [ "$(grep -c '^TAIL ' "$TMP/tail.out" || true)" -ge 3 ]; do
+	[ $SECONDS -lt $deadline ] || fail "the tailing kcat did not receive 3 records within 20s of producing them; it got: '$(cat "$TMP/tail.out")'"
+	sleep 0.02
+done
+t_recv=$(now_ms)
+wait "$TAIL_PID" || fail "tailing kcat (-c 3) failed: $(tail -n 20 "$TMP/tail.err")"
+BG_PIDS=()
+expect=$'TAIL 0 tail-1\nTAIL 1 tail-2\nTAIL 2 tail-3'
+[ "$(cat "$TMP/tail.out")" = "$expect" ] || fail "the tail received '$(cat "$TMP/tail.out")', want '$expect'"
+latency=$((t_recv - t_prod))
+# An append must wake the held fetch: without that the records wait for the
+# rest of WAIT (some 7s here).
+if [ $latency -ge 2000 ]; then
+	fail "the tail got the records ${latency}ms after they were acknowledged (fetch.wait.max.ms=$WAIT): appends do not wake held fetches"
+fi
+say "ok   tail received the 3 records produced after it started, ${latency}ms after they were acknowledged"
+
+# ---- clean shutdown --------------------------------------------------------
+kill -TERM "$BROKER_PID"
+deadline=$((SECONDS + 20))
+while kill -0 "$BROKER_PID" 2>/dev/null; do
+	[ $SECONDS -lt $deadline ] || fail "the broker did not exit within 20s of SIGTERM"
+	sleep 0.1
+done
+rc=0
+wait "$BROKER_PID" || rc=$?
+BROKER_PID=""
+[ $rc = 0 ] || fail "the broker exited $rc after SIGTERM"
+grep -q "stopped cleanly" "$TMP/broker.log" || fail "the broker exited 0 but did not log \"stopped cleanly\""
+say "ok   broker exited 0 on SIGTERM"
+
+for s in "${SKIPPED[@]}"; do say "SKIP: $s"; done
+[ ${#FAILED[@]} = 0 ] || fail "${#FAILED[@]} interop checks failed (listed below)"
+say "interop: all checks passed in $((SECONDS - T_START))s (${#SKIPPED[@]} skipped)"
