@@ -247,8 +247,12 @@ func (l *Log) recover(opts Options) error {
 	if l.logStart > l.next.Load() {
 		l.logStart = l.next.Load()
 	}
-	if err := active.file.Sync(); err != nil {
-		return fmt.Errorf("log: sync active segment: %w", err)
+	// After a crash the recovered tail may sit only in the page cache:
+	// make it durable before calling it so. A clean close already did.
+	if !opts.Clean {
+		if err := active.file.Sync(); err != nil {
+			return fmt.Errorf("log: sync active segment: %w", err)
+		}
 	}
 	l.durable.Store(l.next.Load())
 	return nil

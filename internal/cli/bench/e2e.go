@@ -110,12 +110,19 @@ func runE2E(ctx context.Context, o Options) (Result, error) {
 			}
 			perSec := o.Rate / float64(o.Producers)
 			for n := int64(0); n != limit; n++ {
-				if perSec > 0 && !sleepUntil(ctx, start.Add(time.Duration(float64(n)*1e9/perSec))) {
+				now := time.Now()
+				due := now // when this record is due: now, or its slot at --rate
+				if perSec > 0 {
+					due = start.Add(time.Duration(float64(n) * 1e9 / perSec))
+				}
+				if ctx.Err() != nil || (!deadline.IsZero() && !due.Before(deadline)) {
 					break
 				}
-				now := time.Now()
-				if ctx.Err() != nil || (!deadline.IsZero() && !now.Before(deadline)) {
-					break
+				if perSec > 0 {
+					if !sleepUntil(ctx, due) {
+						break
+					}
+					now = time.Now()
 				}
 				v := make([]byte, size)
 				binary.BigEndian.PutUint64(v, uint64(now.UnixNano()))

@@ -84,12 +84,19 @@ func runProduce(ctx context.Context, o Options) (Result, error) {
 			}
 			perSec := o.Rate / float64(o.Producers)
 			for n := int64(0); n != limit; n++ {
-				if perSec > 0 && !sleepUntil(ctx, start.Add(time.Duration(float64(n)*1e9/perSec))) {
+				sent := time.Now()
+				due := sent // when this record is due: now, or its slot at --rate
+				if perSec > 0 {
+					due = start.Add(time.Duration(float64(n) * 1e9 / perSec))
+				}
+				if ctx.Err() != nil || (!deadline.IsZero() && !due.Before(deadline)) {
 					break
 				}
-				sent := time.Now()
-				if ctx.Err() != nil || (!deadline.IsZero() && !sent.Before(deadline)) {
-					break
+				if perSec > 0 {
+					if !sleepUntil(ctx, due) {
+						break
+					}
+					sent = time.Now()
 				}
 				v := pl.next(r)
 				cl.Produce(ctx, &kgo.Record{Value: v}, func(_ *kgo.Record, err error) {
