@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -41,6 +42,22 @@ type segment struct {
 	firstTimestamp       int64 // first batch's max timestamp, for segment.ms; -1 if empty
 	created              time.Time
 	indexDirty           bool // in-memory indexes differ from the files
+
+	// recent remembers where the last recentBatches batches are, so that
+	// fetches at the tail (consumers that keep up) find their position
+	// without walking batch headers from the last index entry.
+	recent     [recentBatches]batchPos
+	recentNext int // next slot to write; entries are in offset order from it
+	recentLen  int
+}
+
+// recentBatches is how many of a segment's last batches are remembered.
+const recentBatches = 64
+
+type batchPos struct {
+	base, last int64
+	pos        int64
+	size       int32
 }
 
 func segmentName(base int64, ext string) string {
@@ -91,6 +108,26 @@ func (s *segment) noteBatch(h *record.Header, pos int64, indexInterval int) {
 		s.firstTimestamp = h.MaxTimestamp
 	}
 	s.nextOffset = h.LastOffset() + 1
+	s.recent[s.recentNext] = batchPos{base: h.BaseOffset, last: h.LastOffset(), pos: pos, size: int32(h.Size())}
+	s.recentNext = (s.recentNext + 1) % recentBatches
+	s.recentLen = min(s.recentLen+1, recentBatches)
+}
+
+// recentAt returns the i-th remembered batch, oldest first.
+func (s *segment) recentAt(i int) *batchPos {
+	return &s.recent[(s.recentNext-s.recentLen+i+recentBatches)%recentBatches]
+}
+
+// findRecent looks off up among the remembered batches.
+func (s *segment) findRecent(off int64) (batchPos, bool) {
+	if s.recentLen == 0 || off < s.recentAt(0).base {
+		return batchPos{}, false
+	}
+	i := sort.Search(s.recentLen, func(i int) bool { return s.recentAt(i).last >= off })
+	if i == s.recentLen {
+		return batchPos{}, false
+	}
+	return *s.recentAt(i), true
 }
 
 // scan reads the segment from the start, checking every batch (length,
@@ -108,6 +145,7 @@ func (s *segment) scan(indexInterval int) (validEnd int64, reason error) {
 	s.maxTimestamp, s.offsetOfMaxTimestamp, s.firstTimestamp = -1, -1, -1
 	s.nextOffset = s.baseOffset
 	s.indexDirty = true
+	s.recentLen, s.recentNext = 0, 0
 
 	buf := make([]byte, scanChunkBytes)
 	var pos int64
@@ -249,10 +287,15 @@ func (s *segment) writeIndexes(fs vfs.FS) error {
 }
 
 // positionOf returns the byte position of the first batch that holds an
-// offset at or above off, or the segment's size when there is none.
+// offset at or above off, or the segment's size when there is none. For a
+// recent batch the header returned carries only its offsets and length.
 func (s *segment) positionOf(off int64, size int64) (int64, record.Header, bool, error) {
 	if off < s.baseOffset {
 		off = s.baseOffset
+	}
+	if b, ok := s.findRecent(off); ok && b.pos+int64(b.size) <= size {
+		h := record.Header{BaseOffset: b.base, LastOffsetDelta: int32(b.last - b.base), BatchLength: b.size - record.LogOverhead}
+		return b.pos, h, true, nil
 	}
 	pos := int64(s.index.lookup(uint32(off - s.baseOffset)))
 	for pos < size {
