@@ -94,32 +94,24 @@ func cloneKeepNil(b []byte) []byte {
 }
 
 // latest returns key's latest record (which may be a tombstone), or nil.
-// A key normally lives in one partition, the one its hash picks; if it is
-// in several (records produced to a chosen partition), the record with the
-// latest timestamp wins, then the one in the key's own partition, then the
-// lowest partition.
+// A key lives in the partition its hash picks, where put and delete write
+// it: a record there decides. Only a key that has no record there (it was
+// produced to a chosen partition, or with another partitioner) is looked up
+// in the other partitions, where the record with the latest timestamp wins
+// (on a tie, the lowest partition's).
 func (ix *index) latest(key string) *entry {
-	var best *entry
-	home := int32(-1)
 	if len(ix.order) != len(ix.parts) {
 		ix.order = slices.Sorted(maps.Keys(ix.parts))
 	}
+	if len(ix.order) == 0 {
+		return nil
+	}
+	if e, ok := ix.parts[partitionOf(ix.topic, []byte(key), ix.partitions)][key]; ok {
+		return e
+	}
+	var best *entry
 	for _, p := range ix.order {
-		e, ok := ix.parts[p][key]
-		if !ok {
-			continue
-		}
-		if best == nil {
-			best = e
-			continue
-		}
-		if home < 0 {
-			home = partitionOf(ix.topic, []byte(key), ix.partitions)
-		}
-		switch {
-		case e.timestamp.After(best.timestamp):
-			best = e
-		case e.timestamp.Equal(best.timestamp) && e.partition == home:
+		if e, ok := ix.parts[p][key]; ok && (best == nil || e.timestamp.After(best.timestamp)) {
 			best = e
 		}
 	}

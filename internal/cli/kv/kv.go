@@ -37,8 +37,10 @@ get and scan read every partition from its start to the end offset it has when
 the command starts (no consumer group), and keep the latest record of each key
 in memory; a tombstone (a record with a null value) deletes the key. put and
 delete produce one record with acks=all to the partition the key's hash picks
-(as Kafka's Java client and franz-go do), so a key always lands in the same
-partition.`,
+(murmur2, as Kafka's Java client and franz-go do), so a key always lands in the
+same partition, and the record there is the key's value. A key with no record
+in that partition (produced by a client with another partitioner) is looked up
+in the others: the record with the latest timestamp wins.`,
 		Example: `  sluice topic create users -p 3 -c cleanup.policy=compact
   sluice kv put users alice '{"plan":"pro"}'
   sluice kv get users alice

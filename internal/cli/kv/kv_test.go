@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-io/sluice/internal/cli/clientopts"
 	"github.com/sluice-io/sluice/internal/cli/clitest"
@@ -165,4 +169,66 @@ func TestKV(t *testing.T) {
 func mustCommon(addr string) clientopts.Common {
 	c, _ := clitest.Common(addr, nil)
 	return c
+}
+
+// TestKeyInSeveralPartitions: the record in the key's own partition
+// decides; others only count when it has none there.
+func TestKeyInSeveralPartitions(t *testing.T) {
+	b := clitest.Start(t, nil)
+	create(t, b.Addr, "multi", 3)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	home := partitionOf("multi", []byte("x"), 3)
+	at := func(p int32, v string, ts time.Time) {
+		t.Helper()
+		if err := cl.ProduceSync(clitest.Ctx(t), &kgo.Record{Topic: "multi", Partition: p, Key: []byte("x"), Value: []byte(v), Timestamp: ts}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	want := func(v string) {
+		t.Helper()
+		out, err := get(t, b.Addr, "multi", "x", "")
+		if v == "" {
+			if !errors.Is(err, ErrNotFound) {
+				t.Fatalf("get x: %q %v, want not found", out, err)
+			}
+			return
+		}
+		if err != nil || out != v+"\n" {
+			t.Fatalf("get x: %q %v, want %q", out, err, v)
+		}
+	}
+	at((home+1)%3, "elsewhere", now)
+	want("elsewhere")
+	at((home+2)%3, "later elsewhere", now.Add(time.Second))
+	want("later elsewhere")
+	put(t, b.Addr, "multi", "x", "home")
+	want("home")
+	at((home+1)%3, "newer elsewhere", now.Add(time.Hour))
+	want("home")
+	del(t, b.Addr, "multi", "x")
+	want("")
+	if out, _ := scan(t, b.Addr, "multi", "", ""); strings.Contains(out, "\nx ") {
+		t.Fatalf("scan shows a deleted key:\n%s", out)
+	}
+}
+
+func TestExamples(t *testing.T) {
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Example == "" {
+			t.Errorf("%q has no Example", c.CommandPath())
+		}
+		if c.Runnable() && c.Flags().Lookup("brokers") == nil {
+			t.Errorf("%q has no --brokers", c.CommandPath())
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(Command())
 }

@@ -1,0 +1,562 @@
+package backupcmd
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/backup"
+	"github.com/sluice-io/sluice/internal/cli/clientopts"
+	"github.com/sluice-io/sluice/internal/cli/topicread"
+)
+
+// RestoreOptions are the flags of `sluice restore`.
+type RestoreOptions struct {
+	clientopts.Common
+	Topic   string // the topic to restore into
+	From    string // directory
+	Force   bool
+	Configs []string // key=value for a topic that restore creates; key= leaves key out
+	// Source, when set, is used instead of the directory From.
+	Source backup.Target
+}
+
+// RestoreCommand returns `sluice restore`.
+func RestoreCommand() *cobra.Command {
+	o := RestoreOptions{}
+	cmd := &cobra.Command{
+		Use:   "restore TOPIC --from DIR",
+		Short: "Restore a back-up into a topic (created when missing)",
+		Long: `Restore the back-up in DIR (written by sluice backup) into TOPIC, whose name
+may differ from the backed-up topic's. Every file of the back-up is read and
+checked first (manifest checksum, each data file's size, SHA-256, structure and
+record count): a damaged or partial back-up is refused, naming the file, before
+anything is written. A missing TOPIC is created with the back-up's partition
+count and configs (-c changes or, with key=, leaves out a config); an existing
+one must have the back-up's partition count. Each record goes to the partition
+it was in, with its key, value (null stays null), headers and timestamp; its
+offset is the target's next one.
+
+Compacted topics (the back-up's cleanup.policy contains compact): TOPIC is
+read first, then restore writes tombstones for the keys that TOPIC has in a
+partition and the back-up does not, then the back-up's records of every key
+whose latest record (value, headers, timestamp) differs from TOPIC's; keys
+that are already the same are not written again. Afterwards every partition
+holds the back-up's key-value content, whatever TOPIC held before.
+
+Other topics: TOPIC must be empty, or hold the first records of the back-up
+(a restore cut short), which are completed. A TOPIC with other records is
+refused, since appending would mix or duplicate records; --force appends the
+back-up's records to it anyway.
+
+Run twice, restore is idempotent: the second run finds nothing to write
+(except after --force on a non-compacted topic). A progress bar goes to
+stderr when it is a terminal.`,
+		Example: `  sluice restore users --from /backups/users-2024-05-01
+  sluice restore users-copy --from /backups/users-2024-05-01 --brokers dr-kafka:9092
+  sluice restore orders --from ./orders.bak -c retention.ms=-1
+  sluice restore orders --from ./orders.bak --force`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.SetStreams(cmd)
+			o.Topic = args[0]
+			return RunRestore(cmd.Context(), o)
+		},
+	}
+	clientopts.AddFlags(cmd.Flags(), &o.Common)
+	cmd.Flags().StringVar(&o.From, "from", "", "directory holding the back-up")
+	cmd.Flags().BoolVar(&o.Force, "force", false, "restore a non-compacted back-up into a topic that holds other records, appending")
+	cmd.Flags().StringArrayVarP(&o.Configs, "config", "c", nil, "config key=value for a topic that restore creates (key=: leave it out), repeatable")
+	return cmd
+}
+
+func (o RestoreOptions) source() (backup.Target, error) {
+	if o.Source != nil {
+		return o.Source, nil
+	}
+	if o.From == "" {
+		return nil, errors.New("--from DIR: say where the back-up is")
+	}
+	st, err := os.Stat(o.From)
+	if err != nil {
+		return nil, fmt.Errorf("--from %s: %w", o.From, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("--from %s: not a directory", o.From)
+	}
+	return backup.NewDir(o.From), nil
+}
+
+// digest identifies a record's content without its key: value (null
+// apart from empty) and headers; the timestamp is kept beside it.
+type digest [sha256.Size]byte
+
+// state is a key's latest record in a partition.
+type state struct {
+	digest  digest
+	ts      int64
+	deleted bool
+	records int64 // back-up only: how many records the key has
+}
+
+func (s state) same(t state, withTS bool) bool {
+	if s.deleted || t.deleted {
+		return s.deleted && t.deleted
+	}
+	return s.digest == t.digest && (!withTS || s.ts == t.ts)
+}
+
+func writeBytes(h hash.Hash, b []byte) {
+	var n [9]byte
+	if b == nil {
+		n[0] = 1
+		h.Write(n[:1])
+		return
+	}
+	binary.BigEndian.PutUint64(n[1:], uint64(len(b)))
+	h.Write(n[:])
+	h.Write(b)
+}
+
+func contentDigest(r *backup.Record, withKey, withTS bool) digest {
+	h := sha256.New()
+	if withKey {
+		writeBytes(h, r.Key)
+	}
+	writeBytes(h, r.Value)
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(r.Headers)))
+	h.Write(n[:])
+	for _, hd := range r.Headers {
+		writeBytes(h, []byte(hd.Key))
+		writeBytes(h, hd.Value)
+	}
+	if withTS {
+		binary.BigEndian.PutUint64(n[:], uint64(r.Timestamp))
+		h.Write(n[:])
+	}
+	var d digest
+	h.Sum(d[:0])
+	return d
+}
+
+type keyIndex map[int32]map[string]state
+
+func (ix keyIndex) add(p int32, r *backup.Record, count bool) {
+	m := ix[p]
+	if m == nil {
+		m = map[string]state{}
+		ix[p] = m
+	}
+	k := string(r.Key)
+	s := state{deleted: r.Value == nil, ts: r.Timestamp, records: m[k].records}
+	if !s.deleted {
+		s.digest = contentDigest(r, false, false)
+	}
+	if count {
+		s.records++
+	}
+	m[k] = s
+}
+
+type tombstone struct {
+	partition int32
+	key       []byte
+}
+
+// plan is what restore writes.
+type plan struct {
+	compacted  bool
+	tombstones []tombstone
+	keys       map[int32]map[string]bool // compacted: the keys to write
+	skip       map[int32]int64           // otherwise: records already in the partition
+	records    int64                     // back-up records to write
+	upToDate   int64                     // keys (compacted) or records already there
+	keyless    int64                     // compacted: records without a key, not written
+}
+
+// RunRestore restores the back-up and prints a summary.
+func RunRestore(ctx context.Context, o RestoreOptions) error {
+	src, err := o.source()
+	if err != nil {
+		return err
+	}
+	overrides := map[string]*string{}
+	for _, kv := range o.Configs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("-c %q: write it as key=value, or key= to leave the config out", kv)
+		}
+		if v == "" {
+			overrides[k] = nil
+		} else {
+			overrides[k] = kmsg.StringPtr(v)
+		}
+	}
+	refuse := func(err error) error {
+		return fmt.Errorf("back-up %s: %w; nothing was written", src, err)
+	}
+
+	// Everything in the back-up is read and checked before anything else.
+	m, err := backup.ReadManifest(src)
+	if err != nil {
+		return refuse(err)
+	}
+	compacted := m.Compacted()
+	bix := keyIndex{}
+	var maxRecord, keyless int64
+	err = backup.Verify(src, m, func(p int32, r *backup.Record) error {
+		size := int64(len(r.Key) + len(r.Value))
+		for _, h := range r.Headers {
+			size += int64(len(h.Key) + len(h.Value))
+		}
+		maxRecord = max(maxRecord, size)
+		if compacted {
+			if r.Key == nil {
+				keyless++
+				return nil
+			}
+			bix.add(p, r, true)
+		}
+		return nil
+	})
+	if err != nil {
+		return refuse(err)
+	}
+
+	cl, md, err := o.Connect(ctx, []string{o.Topic},
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchMaxBytes(int32(min(max(maxRecord+64<<10, 1<<20), 256<<20))),
+		kgo.MaxBufferedRecords(4096))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	exists, nparts, err := topicState(md, o.Topic)
+	if err != nil {
+		return err
+	}
+	withTS := m.TimestampType != "LogAppendTime"
+	pl := &plan{compacted: compacted, keyless: keyless, keys: map[int32]map[string]bool{}, skip: map[int32]int64{}}
+	if exists {
+		if nparts != int(m.Partitions) {
+			return fmt.Errorf("topic %s has %d partitions and the back-up %d: each record goes back to its partition, so they must match; restore into a new topic instead", o.Topic, nparts, m.Partitions)
+		}
+		actx, cancel := context.WithTimeout(ctx, o.Wait())
+		tc, err := describeConfigs(actx, adm, o.Topic)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if tc.effective["message.timestamp.type"] == "LogAppendTime" {
+			withTS = false
+		}
+		if compacted && !hasCompact(tc.effective["cleanup.policy"]) {
+			fmt.Fprintf(o.Stderr(), "note: the back-up is of a compacted topic and %s has cleanup.policy %s: it will keep superseded records\n",
+				o.Topic, tc.effective["cleanup.policy"])
+		}
+		if err := o.planExisting(ctx, cl, src, m, bix, withTS, pl); err != nil {
+			return interrupted(ctx, err)
+		}
+	} else {
+		o.planEmpty(m, bix, pl)
+	}
+
+	if !exists {
+		if err := o.create(ctx, adm, m, overrides); err != nil {
+			return err
+		}
+	}
+	written, err := o.produce(ctx, cl, src, m, pl)
+	if err != nil {
+		return interrupted(ctx, fmt.Errorf("restore into %s: %w (after writing %d records; run restore again to complete it)", o.Topic, err, written))
+	}
+
+	kind := "compacted"
+	if !compacted {
+		kind = "cleanup.policy " + m.CleanupPolicy
+	}
+	msg := fmt.Sprintf("restored %s (%s, %d partitions, %d records) from %s into %s: wrote %d records", m.Topic, kind, m.Partitions, m.Records, src, o.Topic, pl.records)
+	if compacted {
+		msg += fmt.Sprintf(" and %d tombstones; %d keys were already up to date", len(pl.tombstones), pl.upToDate)
+		if pl.keyless > 0 {
+			msg += fmt.Sprintf("; %d records without a key left out (a compacted topic refuses them)", pl.keyless)
+		}
+	} else {
+		msg += fmt.Sprintf("; %d were already there", pl.upToDate)
+	}
+	fmt.Fprintln(o.Stdout(), msg)
+	return nil
+}
+
+// planEmpty plans a restore into a topic that does not exist yet.
+func (o RestoreOptions) planEmpty(m *backup.Manifest, bix keyIndex, pl *plan) {
+	if !pl.compacted {
+		pl.records = m.Records
+		return
+	}
+	for p, keys := range bix {
+		for k, s := range keys {
+			if s.deleted {
+				pl.upToDate++ // absent already
+				continue
+			}
+			if pl.keys[p] == nil {
+				pl.keys[p] = map[string]bool{}
+			}
+			pl.keys[p][k] = true
+			pl.records += s.records
+		}
+	}
+}
+
+// planExisting reads the target topic and plans what makes it hold the
+// back-up's content; it refuses (writing nothing) when that cannot be done.
+func (o RestoreOptions) planExisting(ctx context.Context, cl *kgo.Client, src backup.Target, m *backup.Manifest, bix keyIndex, withTS bool, pl *plan) error {
+	parts := make([]int32, m.Partitions)
+	for i := range parts {
+		parts[i] = int32(i)
+	}
+	lctx, cancel := context.WithTimeout(ctx, o.Wait())
+	ranges, err := topicread.Ranges(lctx, cl, o.Topic, parts)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if pl.compacted {
+		tix := keyIndex{}
+		err := topicread.Read(ctx, cl, o.Topic, ranges, func(r *kgo.Record) error {
+			if r.Key != nil {
+				tix.add(r.Partition, toBackup(r), false)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, p := range slices.Sorted(maps.Keys(tix)) {
+			for _, k := range slices.Sorted(maps.Keys(tix[p])) {
+				if _, ok := bix[p][k]; !ok && !tix[p][k].deleted {
+					pl.tombstones = append(pl.tombstones, tombstone{partition: p, key: []byte(k)})
+				}
+			}
+		}
+		for p, keys := range bix {
+			for k, s := range keys {
+				t, ok := tix[p][k]
+				if !ok {
+					t = state{deleted: true}
+				}
+				if s.same(t, withTS) {
+					pl.upToDate++
+					continue
+				}
+				if pl.keys[p] == nil {
+					pl.keys[p] = map[string]bool{}
+				}
+				pl.keys[p][k] = true
+				pl.records += s.records
+			}
+		}
+		return nil
+	}
+
+	// Not compacted: compare each partition's records with the back-up's.
+	have := map[int32][]digest{}
+	err = topicread.Read(ctx, cl, o.Topic, ranges, func(r *kgo.Record) error {
+		have[r.Partition] = append(have[r.Partition], contentDigest(toBackup(r), true, withTS))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var conflicts []string
+	for _, f := range m.Files {
+		p := f.Partition
+		target := have[p]
+		var i int64
+		diverge := int64(-1)
+		if int64(len(target)) > f.Records {
+			diverge = f.Records
+		}
+		if len(target) > 0 && diverge < 0 {
+			err := backup.ReadFile(src, f, func(r *backup.Record) error {
+				if i < int64(len(target)) && diverge < 0 && contentDigest(r, true, withTS) != target[i] {
+					diverge = i
+				}
+				i++
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("back-up %s: %w; nothing was written", src, err)
+			}
+		}
+		switch {
+		case diverge >= 0:
+			conflicts = append(conflicts, fmt.Sprintf("partition %d (%d records; record %d differs from the back-up's)", p, len(target), diverge))
+			pl.records += f.Records
+		default:
+			pl.skip[p] = int64(len(target))
+			pl.upToDate += int64(len(target))
+			pl.records += f.Records - int64(len(target))
+		}
+	}
+	if len(conflicts) > 0 && !o.Force {
+		return fmt.Errorf("topic %s already holds records that are not the back-up's: %s; restoring would mix or duplicate records, "+
+			"so nothing was written. Restore into a new or empty topic, or use --force to append the back-up's records anyway",
+			o.Topic, strings.Join(conflicts, ", "))
+	}
+	return nil
+}
+
+// create creates the target topic with the back-up's partition count and
+// configs, and waits until every partition has a leader.
+func (o RestoreOptions) create(ctx context.Context, adm *kadm.Client, m *backup.Manifest, overrides map[string]*string) error {
+	configs := map[string]*string{}
+	for k, v := range m.Configs {
+		configs[k] = kmsg.StringPtr(v)
+	}
+	if _, ok := configs["cleanup.policy"]; !ok && m.CleanupPolicy != "" {
+		configs["cleanup.policy"] = kmsg.StringPtr(m.CleanupPolicy)
+	}
+	for k, v := range overrides {
+		if v == nil {
+			delete(configs, k)
+		} else {
+			configs[k] = v
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, o.Wait())
+	defer cancel()
+	resp, err := adm.CreateTopic(cctx, m.Partitions, -1, configs, o.Topic)
+	if err == nil {
+		err = clientopts.KafkaErr(resp.Err, resp.ErrMessage)
+	}
+	if err != nil {
+		return fmt.Errorf("create topic %s: %w", o.Topic, err)
+	}
+	var shown []string
+	for _, k := range slices.Sorted(maps.Keys(configs)) {
+		shown = append(shown, k+"="+*configs[k])
+	}
+	fmt.Fprintf(o.Stderr(), "created topic %s (%d partitions; %s)\n", o.Topic, m.Partitions, strings.Join(shown, ", "))
+	for {
+		tds, err := adm.ListTopics(cctx, o.Topic)
+		if err == nil && tds.Has(o.Topic) && tds[o.Topic].Err == nil && len(tds[o.Topic].Partitions) == int(m.Partitions) {
+			ready := true
+			for _, pd := range tds[o.Topic].Partitions {
+				ready = ready && pd.Leader >= 0 && pd.Err == nil
+			}
+			if ready {
+				return nil
+			}
+		}
+		select {
+		case <-cctx.Done():
+			return fmt.Errorf("topic %s was created but has no leader for every partition after %s", o.Topic, o.Wait())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// produce writes the plan: tombstones first, then the back-up's records,
+// each to the partition it was in. It returns how many were written.
+func (o RestoreOptions) produce(ctx context.Context, cl *kgo.Client, src backup.Target, m *backup.Manifest, pl *plan) (int64, error) {
+	bar := newProgress(o.Stderr(), int64(len(pl.tombstones))+pl.records, "restore "+o.Topic)
+	defer bar.done()
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu      sync.Mutex
+		first   error
+		written int64
+		wg      sync.WaitGroup
+	)
+	send := func(r *kgo.Record) error {
+		if err := context.Cause(pctx); err != nil {
+			return err
+		}
+		wg.Add(1)
+		cl.Produce(pctx, r, func(r *kgo.Record, err error) {
+			defer wg.Done()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if first == nil {
+					first = fmt.Errorf("partition %d: %w", r.Partition, err)
+					cancel(first)
+				}
+				return
+			}
+			written++
+			bar.add(1)
+		})
+		return nil
+	}
+	finish := func() error {
+		err := cl.Flush(pctx)
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		if first != nil {
+			return first
+		}
+		return err
+	}
+	count := func() int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return written
+	}
+
+	now := time.Now()
+	for _, t := range pl.tombstones {
+		if err := send(&kgo.Record{Topic: o.Topic, Partition: t.partition, Key: t.key, Timestamp: now}); err != nil {
+			finish()
+			return count(), err
+		}
+	}
+	if err := finish(); err != nil {
+		return count(), err
+	}
+	for _, f := range m.Files {
+		p := f.Partition
+		if pl.compacted && len(pl.keys[p]) == 0 || !pl.compacted && pl.skip[p] >= f.Records {
+			continue
+		}
+		var i int64
+		err := backup.ReadFile(src, f, func(r *backup.Record) error {
+			i++
+			if pl.compacted {
+				if r.Key == nil || !pl.keys[p][string(r.Key)] {
+					return nil
+				}
+			} else if i <= pl.skip[p] {
+				return nil
+			}
+			return send(toProduce(r, o.Topic, p))
+		})
+		if err != nil {
+			finish()
+			return count(), err
+		}
+	}
+	err := finish()
+	return count(), err
+}
