@@ -459,3 +459,42 @@ func TestExamples(t *testing.T) {
 		}
 	}
 }
+
+// execute runs cmd with args as a command line.
+func execute(t *testing.T, cmd *cobra.Command, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd.SetArgs(args)
+	cmd.SetIn(strings.NewReader(stdin))
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err := cmd.ExecuteContext(clitest.Ctx(t))
+	return out.String(), err
+}
+
+func TestCommandLines(t *testing.T) {
+	b := clitest.Start(t, nil)
+	t.Setenv("SLUICE_BROKERS", b.Addr)
+	create(t, b.Addr, "conf", 2, "cleanup.policy=compact")
+	if _, err := execute(t, kv.Command(), "from\nstdin", "put", "conf", "k", "-", "-H", "a=1"); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "bak")
+	if out, err := execute(t, BackupCommand(), "", "conf", "--to", dir); err != nil || !strings.HasPrefix(out, "backed up 1 records of conf") {
+		t.Fatalf("backup: %v %q", err, out)
+	}
+	if _, err := execute(t, BackupCommand(), "", "conf"); err == nil || !strings.Contains(err.Error(), "--to DIR") {
+		t.Fatalf("backup without --to: %v", err)
+	}
+	if out, err := execute(t, RestoreCommand(), "", "conf2", "--from", dir, "-c", "retention.ms=5000"); err != nil || !strings.Contains(out, "wrote 1 records") {
+		t.Fatalf("restore: %v %q", err, out)
+	}
+	if out, err := execute(t, kv.Command(), "", "get", "conf2", "k"); err != nil || out != "from\nstdin\n" {
+		t.Fatalf("get: %v %q", err, out)
+	}
+	dead := clitest.DeadAddr(t)
+	if _, err := execute(t, RestoreCommand(), "", "conf3", "--from", dir, "--brokers", dead); err == nil || !strings.Contains(err.Error(), "cannot reach broker at "+dead) {
+		t.Fatalf("restore against a dead broker: %v", err)
+	}
+}

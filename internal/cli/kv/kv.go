@@ -87,8 +87,14 @@ headers (json: null when null; value_base64 when not UTF-8).`,
 	return cmd
 }
 
-// ErrNotFound is wrapped by RunGet's error for a key that has no value.
+// ErrNotFound is what RunGet's error is (errors.Is) for a key that has no
+// value.
 var ErrNotFound = errors.New("key not found")
+
+type notFound struct{ msg string }
+
+func (e notFound) Error() string        { return e.msg }
+func (e notFound) Is(target error) bool { return target == ErrNotFound }
 
 // RunGet prints the key's latest value, or fails with ErrNotFound.
 func RunGet(ctx context.Context, o GetOptions) error {
@@ -105,10 +111,10 @@ func RunGet(ctx context.Context, o GetOptions) error {
 	e := ix.latest(o.Key)
 	switch {
 	case e == nil:
-		return fmt.Errorf("%w: %s has no key %s (%d records read from %d partitions)", ErrNotFound, o.Topic, strconv.Quote(o.Key), ix.records, ix.partitions)
+		return notFound{fmt.Sprintf("%s has no key %s (%d records read from %d partitions)", o.Topic, strconv.Quote(o.Key), ix.records, ix.partitions)}
 	case e.deleted:
-		return fmt.Errorf("%w: key %s was deleted from %s (tombstone at partition %d, offset %d, %s)", ErrNotFound,
-			strconv.Quote(o.Key), o.Topic, e.partition, e.offset, formatTime(e.timestamp))
+		return notFound{fmt.Sprintf("key %s was deleted from %s (tombstone at partition %d, offset %d, %s)",
+			strconv.Quote(o.Key), o.Topic, e.partition, e.offset, formatTime(e.timestamp))}
 	}
 	switch o.Output {
 	case clientopts.OutputJSON:
