@@ -5,9 +5,11 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-io/sluice/internal/cli/backupcmd"
 	"github.com/sluice-io/sluice/internal/cli/bench"
 	"github.com/sluice-io/sluice/internal/cli/cluster"
 	"github.com/sluice-io/sluice/internal/cli/consume"
+	"github.com/sluice-io/sluice/internal/cli/kv"
 	"github.com/sluice-io/sluice/internal/cli/produce"
 	"github.com/sluice-io/sluice/internal/cli/serve"
 	"github.com/sluice-io/sluice/internal/cli/topic"
@@ -37,6 +39,7 @@ The client commands (topic, produce, consume, cluster) reach the brokers in
 	}
 	root.AddCommand(serve.Command())
 	root.AddCommand(bench.Command())
+	root.AddCommand(kv.Command(), backupcmd.BackupCommand(), backupcmd.RestoreCommand())
 	root.AddCommand(topic.Command(), produce.Command(), consume.Command(), cluster.Command(version), versioncmd.Command(version))
 	return root
 }
