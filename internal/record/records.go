@@ -342,6 +342,11 @@ type BatchSpec struct {
 	BaseSequence         int32
 	Codec                int
 	Level                int
+	// LastOffsetDelta, when above the last record's offset delta (or when
+	// recs is empty), is written as the batch's lastOffsetDelta: the log
+	// cleaner keeps a compacted batch's original last offset so that the
+	// producer's last sequence survives, as Kafka does.
+	LastOffsetDelta int32
 }
 
 // BuildBatch encodes recs into a whole magic-2 batch: records compressed per
@@ -349,7 +354,7 @@ type BatchSpec struct {
 // CRC-32C filled in. The records' OffsetDelta must be non-negative and
 // strictly increasing (0, 1, 2... for a fresh batch); timestamps are taken
 // from spec and the records' deltas as given. An empty recs builds a batch
-// with no records and lastOffsetDelta 0.
+// with no records and lastOffsetDelta spec.LastOffsetDelta (0 by default).
 func BuildBatch(spec BatchSpec, recs []Record) ([]byte, error) {
 	if spec.Codec < CodecNone || spec.Codec > CodecZstd {
 		return nil, fmt.Errorf("%w: codec %d", ErrUnsupportedCodec, spec.Codec)
@@ -369,6 +374,9 @@ func BuildBatch(spec BatchSpec, recs []Record) ([]byte, error) {
 	var lastDelta int32
 	if len(recs) > 0 {
 		lastDelta = recs[len(recs)-1].OffsetDelta
+	}
+	if spec.LastOffsetDelta > lastDelta {
+		lastDelta = spec.LastOffsetDelta
 	}
 
 	var b []byte

@@ -150,6 +150,26 @@ func TestBuildBatchGapsAndEmpty(t *testing.T) {
 		if got, err = Records(b, h, 1<<20); err != nil || len(got) != 0 {
 			t.Fatalf("empty batch records: %v %v", got, err)
 		}
+
+		// A compacted batch keeps its original last offset.
+		b, err = BuildBatch(BatchSpec{Codec: codec, LastOffsetDelta: 12}, recs[:2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, err = Parse(b); err != nil || h.LastOffsetDelta != 12 || h.RecordCount != 2 {
+			t.Fatalf("batch with kept last offset: %+v %v", h, err)
+		}
+		if got, err = Records(b, h, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		requireRecords(t, got, recs[:2])
+		// A LastOffsetDelta below the last record's delta is ignored.
+		if b, err = BuildBatch(BatchSpec{Codec: codec, LastOffsetDelta: 1}, recs); err != nil {
+			t.Fatal(err)
+		}
+		if h, _ = Parse(b); h.LastOffsetDelta != 9 {
+			t.Fatalf("last offset delta %d, want 9", h.LastOffsetDelta)
+		}
 	}
 
 	for _, bad := range [][]Record{
