@@ -15,6 +15,7 @@ import (
 	iofs "io/fs"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -45,6 +46,16 @@ type Config struct {
 	RetentionMs        int64         // retention.ms: -1 keeps forever
 	RetentionBytes     int64         // retention.bytes: -1 keeps everything
 	FileDeleteDelay    time.Duration // file.delete.delay.ms: how long readers may still use a deleted segment
+
+	// cleanup.policy. The zero value is Kafka's default, delete: retention
+	// applies and the cleaner leaves the log alone.
+	Compact  bool // compact is in the policy: the cleaner keeps the last record of every key
+	NoDelete bool // delete is not in the policy: retention.ms and retention.bytes do not apply
+	// The cleaner's configs are taken as they are (0 is a valid value).
+	MinCompactionLagMs     int64   // min.compaction.lag.ms: younger records are not cleaned
+	MaxCompactionLagMs     int64   // max.compaction.lag.ms: an older uncleaned record makes the log due; 0 is none
+	DeleteRetentionMs      int64   // delete.retention.ms: how long tombstones stay once the cleaner has seen them
+	MinCleanableDirtyRatio float64 // min.cleanable.dirty.ratio: the log is due above this share of dirty bytes
 }
 
 // DefaultConfig returns Kafka's defaults.
@@ -56,6 +67,10 @@ func DefaultConfig() Config {
 		RetentionMs:        7 * 24 * 3600 * 1000,
 		RetentionBytes:     -1,
 		FileDeleteDelay:    time.Minute,
+
+		MaxCompactionLagMs:     math.MaxInt64,
+		DeleteRetentionMs:      24 * 3600 * 1000,
+		MinCleanableDirtyRatio: 0.5,
 	}
 }
 
@@ -76,16 +91,23 @@ type Options struct {
 	Now    func() time.Time
 	// OnSync, if set, is told how long each fsync of a segment took.
 	OnSync func(time.Duration)
+	// FirstDirtyOffset from the broker's cleaner-offset-checkpoint: the
+	// cleaner has compacted the log below it.
+	FirstDirtyOffset int64
+}
+
+// pendingClose is a file of a deleted or replaced segment, closed later.
+type pendingClose struct {
+	timer *time.Timer
+	file  vfs.File
+	done  *atomic.Bool // the timer has closed it
 }
 
 // Log is one partition's log. All methods are safe for concurrent use.
 //
-// Lock order: mu before syncMu. SyncTo never holds mu while it fsyncs.
-type pendingClose struct {
-	timer *time.Timer
-	file  vfs.File
-}
-
+// Lock order: cleanMu before mu before syncMu. SyncTo never holds mu while
+// it fsyncs; Clean holds cleanMu for a whole pass and mu only to read the
+// segment list and to swap segments.
 type Log struct {
 	fs     vfs.FS
 	dir    string
@@ -101,6 +123,14 @@ type Log struct {
 	failed   error        // sticky storage failure
 	closed   bool
 	pending  []pendingClose // deleted segments whose files close later
+
+	// cleanMu serializes cleaning passes. firstDirty (the cleaner offset
+	// checkpoint), horizon (the earliest delete horizon of kept
+	// tombstones, -1 if none) and horizonKnown are guarded by mu.
+	cleanMu      sync.Mutex
+	firstDirty   int64
+	horizon      int64
+	horizonKnown bool
 
 	syncMu   sync.Mutex
 	syncCond *sync.Cond
@@ -119,7 +149,8 @@ func Open(opts Options) (*Log, error) {
 	if opts.OnSync == nil {
 		opts.OnSync = func(time.Duration) {}
 	}
-	l := &Log{fs: opts.FS, dir: opts.Dir, logger: opts.Logger, now: opts.Now, onSync: opts.OnSync, cfg: withDefaults(opts.Config)}
+	l := &Log{fs: opts.FS, dir: opts.Dir, logger: opts.Logger, now: opts.Now, onSync: opts.OnSync, cfg: withDefaults(opts.Config),
+		firstDirty: opts.FirstDirtyOffset, horizon: -1}
 	l.syncCond = sync.NewCond(&l.syncMu)
 	if err := l.fs.MkdirAll(l.dir); err != nil {
 		return nil, fmt.Errorf("log: create %s: %w", l.dir, err)
@@ -151,6 +182,9 @@ func withDefaults(c Config) Config {
 	if c.FileDeleteDelay < 0 {
 		c.FileDeleteDelay = 0
 	}
+	if c.MaxCompactionLagMs <= 0 {
+		c.MaxCompactionLagMs = math.MaxInt64
+	}
 	return c
 }
 
@@ -159,6 +193,13 @@ func withDefaults(c Config) Config {
 func (l *Log) recover(opts Options) error {
 	names, err := l.fs.List(l.dir)
 	if err != nil {
+		return fmt.Errorf("log: list %s: %w", l.dir, err)
+	}
+	// A cleaning interrupted by a crash is rolled back or completed first.
+	if err := l.completeSwaps(names); err != nil {
+		return err
+	}
+	if names, err = l.fs.List(l.dir); err != nil {
 		return fmt.Errorf("log: list %s: %w", l.dir, err)
 	}
 	var bases []int64
@@ -679,15 +720,18 @@ func (l *Log) DeleteRecordsBefore(off, hw int64) (int64, error) {
 
 // Retain deletes segments past retention.ms or beyond retention.bytes,
 // rolling the active segment when it alone is too old. It returns the
-// number of segments deleted.
+// number of segments deleted. Only the delete cleanup policy has retention.
 func (l *Log) Retain() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed || l.failed != nil {
+	if l.closed || l.failed != nil || l.cfg.NoDelete {
 		return 0
 	}
 	nowMs := l.now().UnixMilli()
 	expired := func(s *segment) bool {
+		if s.size.Load() == 0 && s != l.segments[len(l.segments)-1] {
+			return true // emptied by the cleaner
+		}
 		return l.cfg.RetentionMs >= 0 && s.maxTimestamp >= 0 && nowMs-s.maxTimestamp > l.cfg.RetentionMs
 	}
 	active := l.segments[len(l.segments)-1]
@@ -727,14 +771,24 @@ func (l *Log) deleteSegmentsLocked(del func(s *segment, remaining int64) bool) i
 				l.logger.Warn("remove segment file", "path", s.path(ext), "err", err)
 			}
 		}
-		f := s.file
-		l.pending = append(l.pending, pendingClose{time.AfterFunc(l.cfg.FileDeleteDelay, func() { f.Close() }), f})
+		l.closeLater(s.file)
 		l.logger.Info("deleted segment", "dir", l.dir, "segment", s.baseOffset)
 	}
 	if n > 0 {
 		_ = l.fs.SyncDir(l.dir)
 	}
 	return n
+}
+
+// closeLater closes the file of a deleted segment after file.delete.delay.ms,
+// so that readers holding it finish. Called with mu held.
+func (l *Log) closeLater(f vfs.File) {
+	l.pending = slices.DeleteFunc(l.pending, func(p pendingClose) bool { return p.done.Load() })
+	done := new(atomic.Bool)
+	l.pending = append(l.pending, pendingClose{time.AfterFunc(l.cfg.FileDeleteDelay, func() {
+		f.Close()
+		done.Store(true)
+	}), f, done})
 }
 
 // Close syncs the log, writes the active segment's indexes and closes every

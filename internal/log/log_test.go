@@ -36,7 +36,7 @@ func open(t testing.TB, fs vfs.FS, cfg Config, recovery int64) *Log {
 	return l
 }
 
-// values reads every record value in the log.
+// values reads every record value in the log, in offset order.
 func values(t testing.TB, l *Log) []string {
 	t.Helper()
 	var out []string
@@ -46,14 +46,18 @@ func values(t testing.TB, l *Log) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if len(b) == 0 {
+			break
+		}
 		it := record.NewIter(b)
 		for {
 			raw, h, ok := it.Next()
 			if !ok {
 				break
 			}
-			if h.BaseOffset != off {
-				t.Fatalf("batch at %d, want %d", h.BaseOffset, off)
+			// Offsets increase; the cleaner may leave gaps.
+			if h.LastOffset() < off {
+				t.Fatalf("batch at %d..%d, want at least %d", h.BaseOffset, h.LastOffset(), off)
 			}
 			recs, err := record.Records(raw, h, 1<<20)
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -179,11 +180,12 @@ func (s *segment) scan(indexInterval int) (validEnd int64, reason error) {
 			if err != nil {
 				return pos + int64(consumed), fmt.Errorf("at position %d: %w", pos+int64(consumed), err)
 			}
-			// Offsets run on without gaps: the log assigns them so. (The
-			// compaction cleaner, when it comes, will write segments with
-			// gaps and must relax this for them.)
-			if h.BaseOffset != s.nextOffset || h.LastOffset() < h.BaseOffset {
-				return pos + int64(consumed), fmt.Errorf("at position %d: batch offset %d, expected %d", pos+int64(consumed), h.BaseOffset, s.nextOffset)
+			// Offsets never go backwards and stay within 32 bits of the
+			// segment's base (the index holds relative offsets). Gaps are
+			// fine: the log cleaner leaves them, as Kafka's does.
+			if h.BaseOffset < s.nextOffset || h.LastOffset() < h.BaseOffset || h.LastOffset()-s.baseOffset > math.MaxInt32 {
+				return pos + int64(consumed), fmt.Errorf("at position %d: batch offsets %d..%d, expected at least %d and at most %d",
+					pos+int64(consumed), h.BaseOffset, h.LastOffset(), s.nextOffset, s.baseOffset+math.MaxInt32)
 			}
 			s.noteBatch(&h, pos+int64(consumed), indexInterval)
 			consumed += bsize
