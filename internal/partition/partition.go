@@ -32,6 +32,9 @@ var (
 	ErrMessageTooLarge      = errors.New("partition: record batch too large")
 	ErrInvalidTimestamp     = errors.New("partition: timestamp out of range")
 	ErrStorage              = errors.New("partition: storage error")
+	// ErrCompactedNoKey: a compacted topic refuses records without a key
+	// (Kafka answers INVALID_RECORD).
+	ErrCompactedNoKey = errors.New("partition: compacted topic cannot accept a record without a key")
 )
 
 // Config is what the partition enforces on produce, from the topic configs.
@@ -67,6 +70,8 @@ type Options struct {
 	Logger         *slog.Logger
 	Now            func() time.Time
 	OnSync         func(time.Duration) // told each fsync's duration
+	// FirstDirtyOffset is the log cleaner's checkpoint for this partition.
+	FirstDirtyOffset int64
 }
 
 // Partition is one partition replica. Safe for concurrent use.
@@ -101,6 +106,7 @@ func Open(opts Options) (*Partition, error) {
 		FS: opts.FS, Dir: opts.Dir, Config: opts.Config.Log,
 		RecoveryPoint: opts.RecoveryPoint, LogStartOffset: opts.LogStartOffset,
 		Clean: opts.Clean, Logger: opts.Logger, Now: opts.Now, OnSync: opts.OnSync,
+		FirstDirtyOffset: opts.FirstDirtyOffset,
 	})
 	if err != nil {
 		return nil, err
@@ -301,6 +307,11 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 	if len(batch) > int(p.cfg.MaxMessageBytes) {
 		return AppendResult{}, fmt.Errorf("%w: batch of %d bytes is above max.message.bytes %d",
 			ErrMessageTooLarge, len(batch), p.cfg.MaxMessageBytes)
+	}
+	if p.cfg.Log.Compact && !h.IsControl() {
+		if err := checkKeys(batch, h); err != nil {
+			return AppendResult{}, err
+		}
 	}
 	now := p.now().UnixMilli()
 	appendTime := int64(-1)

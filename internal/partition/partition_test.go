@@ -1,10 +1,13 @@
 package partition
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/sluice-io/sluice/internal/log"
 	"github.com/sluice-io/sluice/internal/record"
 	"github.com/sluice-io/sluice/internal/vfs"
 )
@@ -168,4 +171,84 @@ func TestSnapshotCodec(t *testing.T) {
 			t.Fatalf("flipped byte %d accepted", i)
 		}
 	}
+}
+
+func keyedIdemBatch(t *testing.T, pid int64, seq int32, codec int, keys ...string) []byte {
+	t.Helper()
+	recs := make([]record.Record, len(keys))
+	for i, k := range keys {
+		recs[i] = record.Record{OffsetDelta: int32(i), Value: []byte("v")}
+		if k != "" {
+			recs[i].Key = []byte(k)
+		}
+	}
+	b, err := record.BuildBatch(record.BatchSpec{ProducerID: pid, ProducerEpoch: 0, BaseSequence: seq, Codec: codec}, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestCompactedTopicRefusesRecordsWithoutKey(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Log.Compact = true
+	p, err := Open(Options{FS: vfs.NewMem(), Dir: "t-0", Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, codec := range []int{record.CodecNone, record.CodecZstd} {
+		if _, err := p.Append(keyedIdemBatch(t, -1, -1, codec, "a", "", "b")); !errors.Is(err, ErrCompactedNoKey) {
+			t.Fatalf("codec %d: keyless record in a compacted topic: %v", codec, err)
+		}
+		if _, err := p.Append(keyedIdemBatch(t, -1, -1, codec, "a", "b")); err != nil {
+			t.Fatalf("codec %d: keyed records: %v", codec, err)
+		}
+	}
+	cfg.Log.Compact = false
+	p.SetConfig(cfg)
+	if _, err := p.Append(keyedIdemBatch(t, -1, -1, record.CodecNone, "")); err != nil {
+		t.Fatalf("keyless record after the topic stopped compacting: %v", err)
+	}
+}
+
+// TestCleanKeepsProducerState: the cleaner leaves the emptied last batch of
+// a producer, so that its state is rebuilt from the log without a snapshot.
+func TestCleanKeepsProducerState(t *testing.T) {
+	fs := vfs.NewMem()
+	cfg := DefaultConfig()
+	cfg.Log.Compact, cfg.Log.NoDelete, cfg.Log.SegmentBytes = true, true, 100
+	p, err := Open(Options{FS: fs, Dir: "t-0", Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend := func(b []byte) {
+		t.Helper()
+		if _, err := p.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustAppend(keyedIdemBatch(t, 7, 0, record.CodecNone, "a", "b"))
+	mustAppend(keyedIdemBatch(t, 8, 0, record.CodecNone, "a", "b"))
+	mustAppend(keyedIdemBatch(t, 8, 2, record.CodecNone, "c"))
+	res, err := p.Clean(context.Background(), log.CleanOptions{Map: log.NewOffsetMap(1<<16, 0.9), Force: true})
+	if err != nil || res.RecordsRemoved != 2 {
+		t.Fatalf("clean: %+v %v", res, err)
+	}
+	p.Close()
+	names, _ := fs.List("t-0")
+	for _, n := range names {
+		if strings.HasSuffix(n, ".snapshot") {
+			fs.Remove("t-0/" + n)
+		}
+	}
+	p, err = Open(Options{FS: fs, Dir: "t-0", Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.Append(keyedIdemBatch(t, 7, 5, record.CodecNone, "x")); !errors.Is(err, ErrOutOfOrderSequence) {
+		t.Fatalf("producer 7 forgotten after cleaning: %v", err)
+	}
+	mustAppend(keyedIdemBatch(t, 7, 2, record.CodecNone, "x"))
 }
