@@ -167,6 +167,7 @@ var errorCodes = []struct {
 	{partition.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
 	{partition.ErrUnsupportedMagic, kerr.UnsupportedForMessageFormat},
 	{partition.ErrInvalidRecord, kerr.InvalidRecord},
+	{partition.ErrCompactedNoKey, kerr.InvalidRecord},
 	{partition.ErrCorruptMessage, kerr.CorruptMessage},
 	{partition.ErrMessageTooLarge, kerr.MessageTooLarge},
 	{partition.ErrInvalidTimestamp, kerr.InvalidTimestamp},
