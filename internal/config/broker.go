@@ -79,6 +79,16 @@ var brokerDefs = []Def{
 		Doc: "Shortest session timeout a group member may ask for.",
 	},
 	{
+		Name: "log.cleaner.backoff.ms", Type: TypeLong, Default: "15000",
+		Doc:      "How long the log cleaner sleeps when no log is due for cleaning.",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "log.cleaner.dedupe.buffer.size", Type: TypeLong, Default: "134217728",
+		Doc:      "Memory for the log cleaner's offset maps (the keys of the logs being cleaned), shared among its threads; a log with more keys is cleaned over several passes.",
+		Validate: atLeast(0),
+	},
+	{
 		Name: "log.cleaner.delete.retention.ms", Type: TypeLong, Default: "86400000",
 		Doc:      "Default time delete tombstones are kept in compacted topics.",
 		Validate: atLeast(0),
@@ -86,6 +96,20 @@ var brokerDefs = []Def{
 	{
 		Name: "log.cleaner.enable", Type: TypeBoolean, Default: "true", ReadOnly: true,
 		Doc: "Whether the log cleaner runs; compacted topics (including the offsets topic) grow without bound without it.",
+	},
+	{
+		Name: "log.cleaner.io.buffer.load.factor", Type: TypeDouble, Default: "0.9",
+		Doc:      "Share of the log cleaner's offset map slots that may be filled; higher holds more keys per pass, with more hash probing.",
+		Validate: ratio(0, 1),
+	},
+	{
+		Name: "log.cleaner.io.buffer.size", Type: TypeInt, Default: "524288",
+		Doc:      "Size of the log cleaner's read and write buffers (each grows for a larger batch).",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "log.cleaner.io.max.bytes.per.second", Type: TypeDouble, Default: "1.7976931348623157E308",
+		Doc: "Most bytes per second the log cleaner reads and writes, all threads together, so that compaction never starves produce and fetch.",
 	},
 	{
 		Name: "log.cleaner.max.compaction.lag.ms", Type: TypeLong, Default: maxLong,
@@ -100,6 +124,11 @@ var brokerDefs = []Def{
 	{
 		Name: "log.cleaner.min.compaction.lag.ms", Type: TypeLong, Default: "0",
 		Doc:      "Default shortest time a record stays uncompacted.",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "log.cleaner.threads", Type: TypeInt, Default: "1",
+		Doc:      "Number of logs the log cleaner compacts at once (0 stops cleaning).",
 		Validate: atLeast(0),
 	},
 	{
