@@ -85,6 +85,8 @@ type Broker struct {
 	recovery map[TopicPartition]int64 // from the checkpoint at start
 	logStart map[TopicPartition]int64
 	clean    bool
+	// cleaner is the log cleaner (cleaner.go).
+	cleaner *cleaner
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -156,6 +158,7 @@ func Open(cfg Config) (*Broker, error) {
 		b.meta.Close()
 		return nil, fmt.Errorf("broker: register: %w", err)
 	}
+	b.cleaner = newCleaner(b)
 	if err := b.Reconcile(); err != nil {
 		b.closePartitions()
 		b.meta.Close()
@@ -165,6 +168,8 @@ func Open(cfg Config) (*Broker, error) {
 	b.wg.Add(2)
 	go b.watchMetadata()
 	go b.background()
+	b.wg.Add(1)
+	go b.cleaner.run(b.ctx)
 	return b, nil
 }
 
@@ -220,11 +225,18 @@ func partitionConfig(tc config.Topic) partition.Config {
 	return partition.Config{
 		Log: log.Config{
 			SegmentBytes:       tc.SegmentBytes,
-			SegmentMs:          tc.SegmentMs,
+			SegmentMs:          segmentMs(tc),
 			IndexIntervalBytes: int(tc.IndexIntervalBytes),
 			RetentionMs:        tc.RetentionMs,
 			RetentionBytes:     tc.RetentionBytes,
 			FileDeleteDelay:    time.Duration(tc.FileDeleteDelayMs) * time.Millisecond,
+
+			Compact:                tc.Compact,
+			NoDelete:               !tc.Delete,
+			MinCompactionLagMs:     tc.MinCompactionLagMs,
+			MaxCompactionLagMs:     tc.MaxCompactionLagMs,
+			DeleteRetentionMs:      tc.DeleteRetentionMs,
+			MinCleanableDirtyRatio: tc.MinCleanableDirtyRatio,
 		},
 		MaxMessageBytes:      tc.MaxMessageBytes,
 		LogAppendTime:        tc.LogAppendTime,
@@ -349,6 +361,8 @@ func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partitio
 		Logger:         b.logger.With("partition", partitionDir(tp)),
 		Now:            b.cfg.Now,
 		OnSync:         b.cfg.OnFsync,
+
+		FirstDirtyOffset: b.cleaner.checkpointed(tp),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: open partition %s: %w", partitionDir(tp), err)
@@ -479,6 +493,9 @@ func (b *Broker) Checkpoint() error {
 	if err := writeCheckpoint(b.fs, b.cfg.DataDir, logStartCheckpointFile, start); err != nil {
 		errs = append(errs, err)
 	}
+	if err := b.cleaner.writeCheckpoint(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -522,6 +539,9 @@ func (b *Broker) Close() error {
 		errs = append(errs, err)
 	}
 	if err := writeCheckpoint(b.fs, b.cfg.DataDir, logStartCheckpointFile, start); err != nil {
+		errs = append(errs, err)
+	}
+	if err := b.cleaner.writeCheckpointOf(parts); err != nil {
 		errs = append(errs, err)
 	}
 	if err := b.meta.Close(); err != nil {

@@ -132,10 +132,16 @@ var (
 	descLogEnd     = prometheus.NewDesc("sluice_log_end_offset", "A partition's log end offset.", []string{"topic", "partition"}, nil)
 	descHW         = prometheus.NewDesc("sluice_high_watermark", "A partition's high watermark.", []string{"topic", "partition"}, nil)
 	descSegments   = prometheus.NewDesc("sluice_log_segments", "A partition's segment count.", []string{"topic", "partition"}, nil)
+
+	descDirtyRatio   = prometheus.NewDesc("sluice_cleaner_dirty_ratio", "Share of a compacted partition's closed-segment bytes not yet cleaned (cleanable now).", []string{"topic", "partition"}, nil)
+	descCleanerLag   = prometheus.NewDesc("sluice_cleaner_lag_seconds", "Age, by record timestamp, of a compacted partition's oldest uncleaned record; 0 when all is clean.", []string{"topic", "partition"}, nil)
+	descBytesCleaned = prometheus.NewDesc("sluice_cleaner_bytes_cleaned_total", "Segment bytes the log cleaner has compacted.", nil, nil)
+	descCleanPasses  = prometheus.NewDesc("sluice_cleaner_passes_total", "Log cleaner passes run.", nil, nil)
 )
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPartitions, descUnderRepl, descLogSize, descLogStart, descLogEnd, descHW, descSegments} {
+	for _, d := range []*prometheus.Desc{descPartitions, descUnderRepl, descLogSize, descLogStart, descLogEnd, descHW, descSegments,
+		descDirtyRatio, descCleanerLag, descBytesCleaned, descCleanPasses} {
 		ch <- d
 	}
 }
@@ -144,6 +150,10 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	parts := c.b.Partitions()
 	ch <- prometheus.MustNewConstMetric(descPartitions, prometheus.GaugeValue, float64(len(parts)))
 	ch <- prometheus.MustNewConstMetric(descUnderRepl, prometheus.GaugeValue, 0)
+	cs := c.b.CleanerStats()
+	ch <- prometheus.MustNewConstMetric(descBytesCleaned, prometheus.CounterValue, float64(cs.BytesCleaned))
+	ch <- prometheus.MustNewConstMetric(descCleanPasses, prometheus.CounterValue, float64(cs.Passes))
+	nowMs := time.Now().UnixMilli()
 	for tp, p := range parts {
 		part := strconv.Itoa(int(tp.Partition))
 		l := p.Log()
@@ -152,6 +162,14 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLogEnd, prometheus.GaugeValue, float64(l.EndOffset()), tp.Topic, part)
 		ch <- prometheus.MustNewConstMetric(descHW, prometheus.GaugeValue, float64(p.HighWatermark()), tp.Topic, part)
 		ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(l.Segments()), tp.Topic, part)
+		if st := l.CleanerState(); st.Compact {
+			lag := 0.0
+			if st.OldestDirtyTimestamp >= 0 {
+				lag = max(float64(nowMs-st.OldestDirtyTimestamp)/1000, 0)
+			}
+			ch <- prometheus.MustNewConstMetric(descDirtyRatio, prometheus.GaugeValue, st.DirtyRatio, tp.Topic, part)
+			ch <- prometheus.MustNewConstMetric(descCleanerLag, prometheus.GaugeValue, lag, tp.Topic, part)
+		}
 	}
 }
 
