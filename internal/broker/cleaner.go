@@ -128,7 +128,6 @@ func (c *cleaner) run(ctx context.Context) {
 	running := 0
 	for {
 		s := c.settings()
-		c.throttle.SetRate(s.rate)
 		for running < s.threads {
 			tp, p, ok := c.grab()
 			if !ok {
@@ -207,6 +206,7 @@ func (c *cleaner) grab() (TopicPartition, *partition.Partition, bool) {
 // clean runs one pass on p (passes on one log are serialized by the log)
 // and records its outcome.
 func (c *cleaner) clean(ctx context.Context, tp TopicPartition, p *partition.Partition, s cleanerSettings, force bool) error {
+	c.throttle.SetRate(s.rate)
 	res, err := p.Clean(ctx, log.CleanOptions{
 		Map:           log.NewOffsetMap(s.mapBytes(), s.loadFactor),
 		Throttle:      c.throttle,
