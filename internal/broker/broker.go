@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sluice-io/sluice/internal/config"
+	"github.com/sluice-io/sluice/internal/group"
 	"github.com/sluice-io/sluice/internal/log"
 	"github.com/sluice-io/sluice/internal/metadata"
 	"github.com/sluice-io/sluice/internal/partition"
@@ -87,6 +88,10 @@ type Broker struct {
 	clean    bool
 	// cleaner is the log cleaner (cleaner.go).
 	cleaner *cleaner
+
+	// groups is the group coordinator; it reads and appends to the
+	// __consumer_offsets partitions and is closed before them.
+	groups *group.Coordinator
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -164,6 +169,7 @@ func Open(cfg Config) (*Broker, error) {
 		b.meta.Close()
 		return nil, err
 	}
+	b.openGroups()
 	close(b.ready)
 	b.wg.Add(2)
 	go b.watchMetadata()
@@ -172,6 +178,47 @@ func Open(cfg Config) (*Broker, error) {
 	go b.cleaner.run(b.ctx)
 	return b, nil
 }
+
+// openGroups creates the group coordinator from the broker configs and,
+// when __consumer_offsets exists, starts it loading the groups.
+func (b *Broker) openGroups() {
+	cfgs := b.BrokerConfigs()
+	num := func(name string) int64 {
+		v, _ := cfgs.Value(name)
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			def, _ := config.BrokerDef(name)
+			n, _ = strconv.ParseInt(def.Default, 10, 64)
+		}
+		return n
+	}
+	ms := func(name string) time.Duration { return time.Duration(num(name)) * time.Millisecond }
+	delay := ms("group.initial.rebalance.delay.ms")
+	if delay <= 0 {
+		delay = -1 // none
+	}
+	b.groups = group.New(group.Config{
+		Settings: group.Settings{
+			MinSessionTimeout:     ms("group.min.session.timeout.ms"),
+			MaxSessionTimeout:     ms("group.max.session.timeout.ms"),
+			InitialRebalanceDelay: delay,
+			MaxSize:               int(num("group.max.size")),
+			OffsetsRetention:      time.Duration(num("offsets.retention.minutes")) * time.Minute,
+			MaxMetadataBytes:      int(num("offset.metadata.max.bytes")),
+		},
+		RetentionCheckInterval: ms("offsets.retention.check.interval.ms"),
+		Partition:              func(p int32) (*partition.Partition, bool) { return b.Partition(group.Topic, p) },
+		Logger:                 b.logger.With("component", "group-coordinator"),
+		Now:                    b.cfg.Now,
+	})
+	if t, ok := b.Image().Topics[group.Topic]; ok {
+		b.groups.Start(len(t.Partitions))
+	}
+}
+
+// Groups is the group coordinator. It serves once started: at Open when
+// __consumer_offsets exists, else by whoever creates that topic.
+func (b *Broker) Groups() *group.Coordinator { return b.groups }
 
 // Meta is the metadata store.
 func (b *Broker) Meta() *metadata.Store { return b.meta }
@@ -499,9 +546,11 @@ func (b *Broker) Checkpoint() error {
 	return errors.Join(errs...)
 }
 
-// Close stops background work, closes every partition cleanly, writes the
-// checkpoints and the clean-shutdown marker, and closes the metadata store.
+// Close stops the group coordinator and background work, closes every
+// partition cleanly, writes the checkpoints and the clean-shutdown marker,
+// and closes the metadata store.
 func (b *Broker) Close() error {
+	b.groups.Close()
 	b.cancel()
 	b.wg.Wait()
 	b.recMu.Lock()

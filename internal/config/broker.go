@@ -271,6 +271,16 @@ var brokerDefs = []Def{
 		Validate: atLeast(1),
 	},
 	{
+		Name: "offset.metadata.max.bytes", Type: TypeInt, Default: "4096", ReadOnly: true,
+		Doc:      "Largest metadata string a committed offset may carry.",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "offsets.retention.check.interval.ms", Type: TypeLong, Default: "600000", ReadOnly: true,
+		Doc:      "How often the group coordinator removes expired offsets and empty groups.",
+		Validate: atLeast(1),
+	},
+	{
 		Name: "offsets.retention.minutes", Type: TypeInt, Default: "10080", ReadOnly: true,
 		Doc:      "How long committed offsets are kept after a group becomes empty (or, for standalone consumers, after the last commit).",
 		Validate: atLeast(1),

@@ -101,7 +101,8 @@ func New(cfg Config) *Coordinator {
 }
 
 // Start starts a runner for each of the n partitions of Topic, each loading
-// its partition. Later calls do nothing.
+// its partition, which must be open: a partition that is not answers
+// NOT_COORDINATOR for good. Later calls do nothing.
 func (c *Coordinator) Start(n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -420,7 +421,7 @@ func appendError(err error) error {
 func (r *runner) load(logger *slog.Logger) (*Shard, int, error) {
 	p, ok := r.c.cfg.Partition(r.p)
 	if !ok {
-		return nil, 0, fmt.Errorf("group: partition %s-%d is not open here", Topic, r.p)
+		return nil, 0, fmt.Errorf("group: partition %s-%d is not open here (start the coordinator once it is)", Topic, r.p)
 	}
 	s := NewShard(r.c.cfg.Settings)
 	n, bad := 0, 0

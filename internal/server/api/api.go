@@ -28,6 +28,15 @@ var versions = map[int16][2]int16{
 	1:  {4, 18}, // Fetch: v4 is the first with magic 2 only and LSO
 	2:  {1, 11}, // ListOffsets
 	3:  {0, 13}, // Metadata
+	8:  {0, 10}, // OffsetCommit
+	9:  {0, 10}, // OffsetFetch
+	10: {0, 6},  // FindCoordinator
+	11: {0, 9},  // JoinGroup
+	12: {0, 4},  // Heartbeat
+	13: {0, 5},  // LeaveGroup
+	14: {0, 5},  // SyncGroup
+	15: {0, 6},  // DescribeGroups
+	16: {0, 5},  // ListGroups
 	18: {0, 5},  // ApiVersions
 	19: {0, 7},  // CreateTopics
 	20: {0, 6},  // DeleteTopics
@@ -38,7 +47,9 @@ var versions = map[int16][2]int16{
 	33: {0, 2},  // AlterConfigs
 	35: {0, 5},  // DescribeLogDirs
 	37: {0, 3},  // CreatePartitions
+	42: {0, 3},  // DeleteGroups
 	44: {0, 1},  // IncrementalAlterConfigs
+	47: {0, 0},  // OffsetDelete
 	60: {0, 2},  // DescribeCluster
 }
 
@@ -110,6 +121,24 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 		now(h.listOffsets(m))
 	case *kmsg.MetadataRequest:
 		now(h.metadata(ctx, m))
+	case *kmsg.OffsetCommitRequest:
+		h.offsetCommit(m, reply)
+	case *kmsg.OffsetFetchRequest:
+		h.offsetFetch(m, reply)
+	case *kmsg.FindCoordinatorRequest:
+		now(h.findCoordinator(ctx, m))
+	case *kmsg.JoinGroupRequest:
+		h.joinGroup(req, m, reply)
+	case *kmsg.HeartbeatRequest:
+		h.heartbeat(m, reply)
+	case *kmsg.LeaveGroupRequest:
+		h.leaveGroup(m, reply)
+	case *kmsg.SyncGroupRequest:
+		h.syncGroup(m, reply)
+	case *kmsg.DescribeGroupsRequest:
+		h.describeGroups(m, reply)
+	case *kmsg.ListGroupsRequest:
+		h.listGroups(m, reply)
 	case *kmsg.ApiVersionsRequest:
 		reply(server.Reply{Msg: h.apiVersions(m)})
 	case *kmsg.CreateTopicsRequest:
@@ -134,6 +163,10 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 		now(h.incrementalAlterConfigs(ctx, m))
 	case *kmsg.DescribeClusterRequest:
 		now(h.describeCluster(m))
+	case *kmsg.DeleteGroupsRequest:
+		h.deleteGroups(m, reply)
+	case *kmsg.OffsetDeleteRequest:
+		h.offsetDelete(m, reply)
 	default:
 		// Supports let through a key with no case here: a programmer error.
 		h.logger.Error("BUG: no handler for a supported api", "key", req.Key)
