@@ -9,6 +9,7 @@ import (
 	"github.com/sluice-io/sluice/internal/cli/bench"
 	"github.com/sluice-io/sluice/internal/cli/cluster"
 	"github.com/sluice-io/sluice/internal/cli/consume"
+	"github.com/sluice-io/sluice/internal/cli/group"
 	"github.com/sluice-io/sluice/internal/cli/kv"
 	"github.com/sluice-io/sluice/internal/cli/produce"
 	"github.com/sluice-io/sluice/internal/cli/serve"
@@ -41,5 +42,6 @@ The client commands (topic, produce, consume, cluster) reach the brokers in
 	root.AddCommand(bench.Command())
 	root.AddCommand(kv.Command(), backupcmd.BackupCommand(), backupcmd.RestoreCommand())
 	root.AddCommand(topic.Command(), produce.Command(), consume.Command(), cluster.Command(version), versioncmd.Command(version))
+	root.AddCommand(group.Command())
 	return root
 }
