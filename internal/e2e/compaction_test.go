@@ -12,6 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-io/sluice/internal/record"
 )
 
 // produced is what a test wrote to a topic, for checking it after cleaning.
@@ -39,6 +41,41 @@ func (p *produced) add(rs []*kgo.Record) {
 		p.latest[kv.key] = kv
 		p.end[r.Partition] = max(p.end[r.Partition], r.Offset+1)
 	}
+}
+
+// merge adds what q wrote after p.
+func (p *produced) merge(q *produced) {
+	for part, offs := range q.byOffset {
+		for _, r := range offs {
+			if p.byOffset[part] == nil {
+				p.byOffset[part] = map[int64]kvRec{}
+			}
+			p.byOffset[part][r.offset] = r
+		}
+		p.end[part] = max(p.end[part], q.end[part])
+	}
+	for k, r := range q.latest {
+		p.latest[k] = r
+	}
+}
+
+// emptyBatches counts the batches without records in topic's partitions.
+func emptyBatches(t *testing.T, tb *testBroker, topic string, partitions int32) int {
+	t.Helper()
+	n := 0
+	for part := int32(0); part < partitions; part++ {
+		p, _ := tb.b.Partition(topic, part)
+		err := p.Log().WalkHeaders(0, func(h record.Header) error {
+			if h.RecordCount == 0 {
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
 }
 
 // produceKeyed writes n records over keys keys, every tenth a tombstone, in
@@ -193,8 +230,13 @@ func TestCompactionKeepsLastValueOfEveryKey(t *testing.T) {
 		"delete.retention.ms": ptr(fmt.Sprint(retention.Milliseconds())),
 	}
 	createTopic(t, adm, "kv", 2, configs)
-	cl := tb.client(kgo.DefaultProduceTopic("kv"), kgo.ProducerLinger(0))
-	p := produceKeyed(t, cl, "kv", 100_000, 1000, 1)
+	// Two idempotent producers, one after the other: every record of the
+	// first one's last batch is overwritten by the second, and that batch
+	// stays, empty, to keep the first producer's sequence numbers.
+	first := tb.client(kgo.DefaultProduceTopic("kv"), kgo.ProducerLinger(0))
+	p := produceKeyed(t, first, "kv", 50_000, 1000, 1)
+	second := tb.client(kgo.DefaultProduceTopic("kv"), kgo.ProducerLinger(0))
+	p.merge(produceKeyed(t, second, "kv", 50_000, 1000, 2))
 	want := p.wantView()
 
 	// A consumer reads while the cleaner runs.
@@ -229,6 +271,9 @@ func TestCompactionKeepsLastValueOfEveryKey(t *testing.T) {
 		t.Fatalf("after cleaning: %d records (%d below the cleaned offsets, %d tombstones)", total, kept, tombstones)
 	}
 	t.Logf("100,000 records -> %d (%d cleaned, %d tombstones)", total, kept, tombstones)
+	if empty := emptyBatches(t, tb, "kv", 2); empty == 0 {
+		t.Errorf("no empty batch kept for the first producer")
+	}
 
 	// Past delete.retention.ms the next pass drops the tombstones.
 	time.Sleep(retention + 100*time.Millisecond)

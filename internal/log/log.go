@@ -841,6 +841,10 @@ func (l *Log) Delete() error {
 	l.closed = true
 	l.closeFiles()
 	l.mu.Unlock()
+	// A cleaning pass in progress fails fast on the closed files; wait for
+	// it so that it creates no file in the directory being removed.
+	l.cleanMu.Lock()
+	defer l.cleanMu.Unlock()
 	if err := l.fs.RemoveAll(l.dir); err != nil {
 		return fmt.Errorf("log: delete %s: %w", l.dir, err)
 	}
