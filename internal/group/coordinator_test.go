@@ -172,3 +172,41 @@ func TestCoordinatorNotStarted(t *testing.T) {
 		t.Fatalf("join: %+v", j)
 	}
 }
+
+// TestCoordinatorExpiresOffsets: the runner's retention timer removes
+// offsets past offsets.retention.minutes and then their empty group,
+// writing tombstones.
+func TestCoordinatorExpiresOffsets(t *testing.T) {
+	l := openOffsetsLog(t, vfs.NewMem(), 1)
+	defer l.close()
+	c := New(Config{Settings: Settings{OffsetsRetention: time.Millisecond}, RetentionCheckInterval: 10 * time.Millisecond, Partition: l.partition})
+	defer c.Close()
+	c.Start(1)
+	<-c.Ready()
+	p, _ := l.partition(0)
+	grew := p.Watch()
+	cr := call(t, func(f func(CommitResult)) {
+		c.Commit(CommitRequest{Group: "simple", Generation: -1, RetentionMs: -1, Offsets: []CommitOffset{{TopicPartition: TopicPartition{"t", 0}, Offset: 5}}}, f)
+	})
+	if cr.Errs[0] != nil {
+		t.Fatalf("commit: %+v", cr)
+	}
+	// One commit record, then the offset's and the group's tombstones.
+	for p.HighWatermark() < 3 {
+		select {
+		case <-grew:
+			grew = p.Watch()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no tombstones; log end %d", p.HighWatermark())
+		}
+	}
+	if d := call(t, func(f func(Description)) { c.Describe("simple", f) }); d.State != "Dead" {
+		t.Fatalf("expired group: %+v", d)
+	}
+	f := call(t, func(f func(FetchResult)) {
+		c.FetchOffsets(FetchRequest{Group: "simple", Partitions: []TopicPartition{{"t", 0}}}, f)
+	})
+	if f.Offsets[0].Offset != -1 {
+		t.Fatalf("expired offset: %+v", f)
+	}
+}
