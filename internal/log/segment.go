@@ -206,6 +206,13 @@ func (s *segment) loadIndexes(fs vfs.FS) error {
 		return err
 	}
 	s.size.Store(size)
+	if size == 0 {
+		// An empty segment (a new partition, or the active segment just
+		// after a roll) has nothing to index.
+		s.index, s.timeIndex = offsetIndex{}, timeIndex{}
+		s.nextOffset = s.baseOffset
+		return nil
+	}
 	ib, err := readAll(fs, s.path(".index"))
 	if err != nil {
 		return err
