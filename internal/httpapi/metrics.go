@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
@@ -70,7 +71,7 @@ func NewMetrics() *Metrics {
 
 // SetBroker adds the per-partition gauges read from b at scrape time.
 func (m *Metrics) SetBroker(b *broker.Broker) {
-	m.reg.MustRegister(&partitionCollector{b: b})
+	m.reg.MustRegister(&partitionCollector{b: b}, &groupCollector{b: b})
 }
 
 // ConnectionOpened implements server.Observer.
@@ -169,6 +170,44 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(descDirtyRatio, prometheus.GaugeValue, st.DirtyRatio, tp.Topic, part)
 			ch <- prometheus.MustNewConstMetric(descCleanerLag, prometheus.GaugeValue, lag, tp.Topic, part)
+		}
+	}
+}
+
+// groupCollector reports consumer groups' members and lag at scrape time,
+// read from the group coordinator.
+type groupCollector struct{ b *broker.Broker }
+
+// groupScrapeTimeout bounds how long a scrape waits for the coordinator.
+const groupScrapeTimeout = 5 * time.Second
+
+var (
+	descGroupLag     = prometheus.NewDesc("sluice_group_lag", "A group's lag on a partition: log end offset minus committed offset (partitions with a committed offset only).", []string{"group", "topic", "partition"}, nil)
+	descGroupMembers = prometheus.NewDesc("sluice_group_members", "A group's members.", []string{"group"}, nil)
+)
+
+func (c *groupCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descGroupLag
+	ch <- descGroupMembers
+}
+
+func (c *groupCollector) Collect(ch chan<- prometheus.Metric) {
+	coord := c.b.Groups()
+	if coord == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), groupScrapeTimeout)
+	defer cancel()
+	for _, g := range coord.Stats(ctx) {
+		ch <- prometheus.MustNewConstMetric(descGroupMembers, prometheus.GaugeValue, float64(g.Members), g.Group)
+		for tp, committed := range g.Offsets {
+			p, ok := c.b.Partition(tp.Topic, tp.Partition)
+			if !ok {
+				continue
+			}
+			lag := max(p.Log().EndOffset()-committed, 0)
+			ch <- prometheus.MustNewConstMetric(descGroupLag, prometheus.GaugeValue, float64(lag),
+				g.Group, tp.Topic, strconv.Itoa(int(tp.Partition)))
 		}
 	}
 }
