@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,7 +105,7 @@ func (c *cleaner) settings() cleanerSettings {
 		return f
 	}
 	s := cleanerSettings{
-		enabled:    value("log.cleaner.enable") != "false",
+		enabled:    !strings.EqualFold(strings.TrimSpace(value("log.cleaner.enable")), "false"),
 		threads:    int(max(num("log.cleaner.threads"), 0)),
 		backoff:    time.Duration(max(num("log.cleaner.backoff.ms"), 1)) * time.Millisecond,
 		dedupe:     num("log.cleaner.dedupe.buffer.size"),

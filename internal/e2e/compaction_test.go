@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -383,4 +384,39 @@ func TestBackgroundCleaner(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameView(t, view(recs), p.wantView())
+}
+
+// TestAlterToCompact: a topic created with the delete policy and altered to
+// compact is compacted from then on (and then refuses keyless records).
+func TestAlterToCompact(t *testing.T) {
+	tb := start(t, t.TempDir(), "", map[string]string{"log.cleaner.threads": "0"})
+	adm := tb.admin()
+	createTopic(t, adm, "alter", 1, map[string]*string{"segment.bytes": ptr("16384")})
+	cl := tb.client(kgo.DefaultProduceTopic("alter"), kgo.RecordRetries(0))
+	p := produceKeyed(t, cl, "alter", 3000, 20, 4)
+	if err := tb.b.CleanNow(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	part, _ := tb.b.Partition("alter", 0)
+	if part.Log().FirstDirtyOffset() != 0 {
+		t.Fatal("a delete-policy topic was cleaned")
+	}
+	resp, err := adm.AlterTopicConfigs(ctxT(t), []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: ptr("compact")}}, "alter")
+	if err != nil || resp[0].Err != nil {
+		t.Fatalf("alter cleanup.policy: %v %v", err, resp)
+	}
+	if err := tb.b.CleanNow(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := readTopic(t, tb, "alter", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameView(t, view(recs), p.wantView())
+	if kept, _ := checkCompacted(t, tb, "alter", recs, true); kept > 20 {
+		t.Fatalf("%d records below the cleaned offset for 20 keys", kept)
+	}
+	if err := cl.ProduceSync(ctxT(t), &kgo.Record{Value: []byte("no key")}).FirstErr(); !errors.Is(err, kerr.InvalidRecord) {
+		t.Fatalf("keyless record after altering to compact: %v", err)
+	}
 }
