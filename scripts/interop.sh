@@ -13,7 +13,15 @@
 #   (c) a tailing `kcat -C -o end` started before producing receives what is
 #       produced after it started, the broker holding its empty fetches for
 #       fetch.wait.max.ms instead of answering at once.
-# Consumer groups are not served yet: every consumer assigns partitions.
+#   (d) consumer groups (classic protocol; the broker runs with
+#       group.initial.rebalance.delay.ms=0): two subscribed librdkafka
+#       consumers split a 4-partition topic with no overlap and read every
+#       record once, commit, and a third member resumes from the commits;
+#       a kafka-python group consumer commits and a new one resumes;
+#       `kcat -G` reads a group and commits, and resumes from there; and
+#       offsets committed by one client are read by another (kafka-python
+#       <-> confluent-kafka committed()).
+# The roundtrips in (b) and (c) assign partitions, joining no group.
 # A codec a client library version cannot do is skipped for that pair only,
 # with a SKIP line saying why. Any mismatch fails with a FAIL line, and the
 # broker's log is printed.
@@ -127,7 +135,7 @@ start_broker() {
 		read -r KPORT HPORT < <(free_ports)
 		B=127.0.0.1:$KPORT
 		"$TMP/sluice" serve --listen "$B" --http-listen "127.0.0.1:$HPORT" --data-dir "$TMP/data" \
-			>>"$TMP/broker.log" 2>&1 &
+			-c group.initial.rebalance.delay.ms=0 >>"$TMP/broker.log" 2>&1 &
 		BROKER_PID=$!
 		local deadline=$((SECONDS + 30))
 		while [ $SECONDS -lt $deadline ]; do
@@ -313,6 +321,54 @@ if [ $latency -ge 2000 ]; then
 	fail "the tail got the records ${latency}ms after they were acknowledged (fetch.wait.max.ms=$WAIT): appends do not wake held fetches"
 fi
 say "ok   tail received the 3 records produced after it started, ${latency}ms after they were acknowledged"
+
+# ---- (d) consumer groups ---------------------------------------------------
+say "== consumer groups"
+if step "create group topics" "$PY" "$HERE/groups.py" create "$B" 4 ix-grp-ck &&
+	step "create group topics" "$PY" "$HERE/groups.py" create "$B" 2 ix-grp-kp ix-grp-kcat; then
+	# librdkafka: two subscribed consumers split the partitions, commit; a
+	# third resumes; kafka-python reads what librdkafka committed.
+	if step "confluent-kafka group split/commit/resume" "$PY" "$HERE/groups.py" ck-split "$B" ix-grp-ck ix-grp-ck; then
+		step "kafka-python committed() of confluent-kafka's commits" "$PY" "$HERE/groups.py" committed kafka-python "$B" \
+			ix-grp-ck ix-grp-ck "committed by librdkafka" || true
+	fi
+	# kafka-python: commit and resume; confluent-kafka reads its commits.
+	step "kafka-python group commit/resume" "$PY" "$HERE/groups.py" kp-resume "$B" ix-grp-kp ix-grp-kp || true
+	# kcat -G: a balanced consumer reads to the end of its partitions (-e)
+	# and commits on close; a second run resumes from the commits.
+	T=ix-grp-kcat
+	kcat_group() { # N: kcat -G must read N records, each once
+		local n=$1 rc=0
+		timeout 30 kcat -b "$B" -G ix-grp-kcat -X auto.offset.reset=earliest -e -q -f '%p %o %s\n' "$T" \
+			>"$TMP/kcat-g.out" 2>"$TMP/kcat-g.err" || rc=$?
+		if [ $rc != 0 ]; then
+			head -n 6 "$TMP/kcat-g.err" >&2
+			check_failed "kcat -G ix-grp-kcat -e on $T exited $rc"
+			return 1
+		fi
+		if [ "$(wc -l <"$TMP/kcat-g.out")" != "$n" ] || [ "$(sort -u "$TMP/kcat-g.out" | wc -l)" != "$n" ]; then
+			check_failed "kcat -G ix-grp-kcat read $(wc -l <"$TMP/kcat-g.out") records ($(sort -u "$TMP/kcat-g.out" | wc -l) distinct), want $n: $(head -c 300 "$TMP/kcat-g.out")"
+			return 1
+		fi
+	}
+	if step "produce to $T" "$PY" "$HERE/groups.py" produce "$B" "$T" 20 kcat-first && kcat_group 20; then
+		say "ok   kcat -G ix-grp-kcat read the 20 records of $T once"
+		if step "kafka-python committed() of kcat -G's commits" "$PY" "$HERE/groups.py" committed kafka-python "$B" \
+			"$T" ix-grp-kcat "committed by kcat -G" &&
+			step "produce to $T" "$PY" "$HERE/groups.py" produce "$B" "$T" 6 kcat-second && kcat_group 6; then
+			if grep -q kcat-first "$TMP/kcat-g.out"; then
+				check_failed "a second kcat -G ix-grp-kcat reread records before the committed offsets"
+			else
+				say "ok   a second kcat -G ix-grp-kcat resumed from the committed offsets (read only the 6 later records)"
+				step "confluent-kafka committed() of kcat -G's commits" "$PY" "$HERE/groups.py" committed confluent "$B" \
+					"$T" ix-grp-kcat "committed by kcat -G" || true
+			fi
+		fi
+	fi
+else
+	check_failed "cannot create the group test topics"
+fi
+broker_alive
 
 # ---- clean shutdown --------------------------------------------------------
 kill -TERM "$BROKER_PID"

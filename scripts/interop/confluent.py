@@ -5,8 +5,8 @@
   confluent.py consume BROKER TOPIC CODEC EXPECTED_IN
 
 The consumer needs a group.id to be constructed but joins no group: it uses
-assign() with explicit offsets and enable.auto.commit=false, so it never
-needs the group coordinator (Sluice does not serve groups yet).
+assign() with explicit offsets and enable.auto.commit=false, so these
+roundtrips do not depend on the group coordinator (groups.py tests that).
 Exit 0 ok, 1 failure, 3 skipped (reason printed).
 """
 
