@@ -205,6 +205,9 @@ func (b *Broker) openGroups() {
 			MaxSize:               int(num("group.max.size")),
 			OffsetsRetention:      time.Duration(num("offsets.retention.minutes")) * time.Minute,
 			MaxMetadataBytes:      int(num("offset.metadata.max.bytes")),
+
+			ConsumerSessionTimeout:    ms("group.consumer.session.timeout.ms"),
+			ConsumerHeartbeatInterval: ms("group.consumer.heartbeat.interval.ms"),
 		},
 		RetentionCheckInterval: ms("offsets.retention.check.interval.ms"),
 		Partition:              func(p int32) (*partition.Partition, bool) { return b.Partition(group.Topic, p) },

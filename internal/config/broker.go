@@ -62,6 +62,16 @@ var brokerDefs = []Def{
 		Validate: atLeast(1024),
 	},
 	{
+		Name: "group.consumer.heartbeat.interval.ms", Type: TypeInt, Default: "5000", ReadOnly: true,
+		Doc:      "Heartbeat interval the coordinator gives members of consumer groups (KIP-848).",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "group.consumer.session.timeout.ms", Type: TypeInt, Default: "45000", ReadOnly: true,
+		Doc:      "Session timeout of members of consumer groups (KIP-848): a member that does not heartbeat for this long is removed.",
+		Validate: atLeast(1),
+	},
+	{
 		Name: "group.initial.rebalance.delay.ms", Type: TypeInt, Default: "3000", ReadOnly: true,
 		Doc: "How long the group coordinator waits for more members to join a new group before its first rebalance.",
 	},

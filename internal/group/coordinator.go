@@ -471,3 +471,17 @@ func (r *runner) load(logger *slog.Logger) (*Shard, int, error) {
 	}
 	return s, n, nil
 }
+
+// ConsumerHeartbeat handles a ConsumerGroupHeartbeat (KIP-848).
+func (c *Coordinator) ConsumerHeartbeat(r ConsumerHeartbeatRequest, reply func(ConsumerHeartbeatResult)) {
+	c.submit(r.Group, func(s *Shard, now time.Time) Output { return s.ConsumerHeartbeat(now, r, reply) },
+		func(err error) {
+			reply(ConsumerHeartbeatResult{Err: err, MemberID: r.MemberID, MemberEpoch: r.MemberEpoch})
+		})
+}
+
+// ConsumerDescribe handles one group of a ConsumerGroupDescribe.
+func (c *Coordinator) ConsumerDescribe(group string, reply func(ConsumerDescription)) {
+	c.submit(group, func(s *Shard, now time.Time) Output { return s.ConsumerDescribe(now, group, reply) },
+		func(err error) { reply(ConsumerDescription{Group: group, Err: err}) })
+}

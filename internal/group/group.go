@@ -167,6 +167,9 @@ type group struct {
 
 	offsets        map[TopicPartition]offset
 	pendingCommits int // commits appended but not yet durable
+
+	// cg is set for a consumer group (KIP-848, see consumer.go).
+	cg *consumerGroup
 }
 
 func newGroup(id string, now time.Time) *group {
@@ -358,7 +361,10 @@ func (g *group) validateMember(memberID string, instanceID *string) error {
 }
 
 // validateOffsetCommit is Kafka's ClassicGroup.validateOffsetCommit.
-func (g *group) validateOffsetCommit(memberID string, instanceID *string, generation int32) error {
+func (g *group) validateOffsetCommit(memberID string, instanceID *string, generation int32, v9 bool) error {
+	if g.cg != nil {
+		return g.cg.validateCommit(memberID, generation, v9)
+	}
 	if generation < 0 && g.state == Empty {
 		// Admin clients and consumers that assign partitions themselves.
 		return nil

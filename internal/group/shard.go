@@ -47,6 +47,11 @@ type Settings struct {
 	// NewMemberID returns a new member id; nil is Kafka's form,
 	// "<group.instance.id or client.id>-<uuid>".
 	NewMemberID func(clientID string, instanceID *string) string
+	// ConsumerSessionTimeout (group.consumer.session.timeout.ms) and
+	// ConsumerHeartbeatInterval (group.consumer.heartbeat.interval.ms) are
+	// the consumer group protocol's (KIP-848).
+	ConsumerSessionTimeout    time.Duration
+	ConsumerHeartbeatInterval time.Duration
 }
 
 func (c Settings) withDefaults() Settings {
@@ -70,6 +75,12 @@ func (c Settings) withDefaults() Settings {
 	}
 	if c.NewMemberJoinTimeout == 0 {
 		c.NewMemberJoinTimeout = defaultNewMemberJoinTimeout
+	}
+	if c.ConsumerSessionTimeout <= 0 {
+		c.ConsumerSessionTimeout = defaultConsumerSessionTimeout
+	}
+	if c.ConsumerHeartbeatInterval <= 0 {
+		c.ConsumerHeartbeatInterval = defaultConsumerHeartbeatInterval
 	}
 	if c.NewMemberID == nil {
 		c.NewMemberID = kafkaMemberID
@@ -264,6 +275,16 @@ func (s *Shard) join(r JoinRequest, reply func(JoinResult)) {
 		}
 		g = newGroup(r.Group, s.now)
 		s.groups[r.Group] = g
+	}
+	if g.cg != nil {
+		if len(g.cg.members) > 0 {
+			// A consumer group (KIP-848) with members takes no classic
+			// members.
+			fail(kerr.InconsistentGroupProtocol)
+			return
+		}
+		// An empty consumer group becomes a classic group again.
+		g.cg, g.subscribed = nil, nil
 	}
 	if !g.supportsProtocols(r.ProtocolType, r.Protocols) {
 		fail(kerr.InconsistentGroupProtocol)
@@ -904,7 +925,7 @@ func (s *Shard) commit(r CommitRequest, reply func(CommitResult)) {
 			return
 		}
 	}
-	if err := g.validateOffsetCommit(r.MemberID, r.InstanceID, r.Generation); err != nil {
+	if err := g.validateOffsetCommit(r.MemberID, r.InstanceID, r.Generation, r.GroupNotFound); err != nil {
 		fail(err)
 		return
 	}
@@ -1123,6 +1144,9 @@ func (s *Shard) describe(id string) Description {
 	if g == nil {
 		return Description{Group: id, Err: kerr.GroupIDNotFound, State: Dead.String()}
 	}
+	if g.cg != nil {
+		return g.cg.describeClassic(id)
+	}
 	d := Description{Group: id, State: g.state.String(), ProtocolType: g.protocolType, Members: []MemberDescription{}}
 	stable := g.state == Stable
 	if stable {
@@ -1163,6 +1187,14 @@ func (s *Shard) list(r ListRequest) ListResult {
 	out := []Listing{}
 	for _, id := range s.sortedGroups() {
 		g := s.groups[id]
+		if g.cg != nil {
+			st := g.cg.state()
+			if len(states) > 0 && !states[strings.ToLower(st)] || len(types) > 0 && !types["consumer"] {
+				continue
+			}
+			out = append(out, Listing{Group: id, ProtocolType: ConsumerProtocolType, State: st, Type: "consumer"})
+			continue
+		}
 		if len(states) > 0 && !states[strings.ToLower(g.state.String())] || len(types) > 0 && !types["classic"] {
 			continue
 		}

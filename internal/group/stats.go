@@ -21,7 +21,7 @@ func (s *Shard) Stats(now time.Time, reply func([]GroupStats)) Output {
 	if s.ready() == nil {
 		for _, id := range s.sortedGroups() {
 			g := s.groups[id]
-			st := GroupStats{Group: id, Members: len(g.members), Offsets: make(map[TopicPartition]int64, len(g.offsets))}
+			st := GroupStats{Group: id, Members: len(g.members) + g.consumerMembers(), Offsets: make(map[TopicPartition]int64, len(g.offsets))}
 			for tp, o := range g.offsets {
 				st.Offsets[tp] = o.Offset
 			}

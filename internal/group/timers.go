@@ -19,6 +19,7 @@ const (
 	timerJoin
 	// timerSync: members of a new generation that never sent SyncGroup.
 	timerSync
+	timerConsumerSession
 )
 
 // timer is one deadline. Its target (member, pending member or group)
@@ -74,6 +75,12 @@ func (s *Shard) live(t timer) bool {
 		return g.joinTimer == t.id
 	case timerSync:
 		return g.syncTimer == t.id
+	case timerConsumerSession:
+		if g.cg == nil {
+			return false
+		}
+		m := g.cg.members[t.member]
+		return m != nil && m.timer == t.id
 	}
 	return false
 }
@@ -118,6 +125,8 @@ func (s *Shard) Tick(now time.Time) Output {
 		case timerSync:
 			g.syncTimer = 0
 			s.expirePendingSync(g)
+		case timerConsumerSession:
+			s.expireConsumerMember(g, g.cg.members[t.member])
 		}
 	}
 	return s.end()

@@ -51,6 +51,8 @@ var versions = map[int16][2]int16{
 	44: {0, 1},  // IncrementalAlterConfigs
 	47: {0, 0},  // OffsetDelete
 	60: {0, 2},  // DescribeCluster
+	68: {0, 1},  // ConsumerGroupHeartbeat
+	69: {0, 1},  // ConsumerGroupDescribe
 }
 
 // Observer is told about data flowing through produce and fetch, for
@@ -167,6 +169,10 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 		h.deleteGroups(m, reply)
 	case *kmsg.OffsetDeleteRequest:
 		h.offsetDelete(m, reply)
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		h.consumerGroupHeartbeat(req, m, reply)
+	case *kmsg.ConsumerGroupDescribeRequest:
+		h.consumerGroupDescribe(m, reply)
 	default:
 		// Supports let through a key with no case here: a programmer error.
 		h.logger.Error("BUG: no handler for a supported api", "key", req.Key)
