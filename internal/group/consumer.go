@@ -141,6 +141,7 @@ type cmember struct {
 	assigned         tpSet
 	revoking         tpSet
 	timer            uint64
+	revokeTimer      uint64 // the rebalance timeout of a pending revocation
 	left             bool   // a static member that left with epoch -2
 	sent             string // the last assignment sent
 }
@@ -244,7 +245,7 @@ func (s *Shard) consumerHeartbeat(r ConsumerHeartbeatRequest) ConsumerHeartbeatR
 	}
 
 	var m *cmember
-	joining := r.MemberEpoch == 0
+	joining, replaced := r.MemberEpoch == 0, false
 	if joining {
 		id := r.MemberID
 		if id == "" {
@@ -267,7 +268,7 @@ func (s *Shard) consumerHeartbeat(r ConsumerHeartbeatRequest) ConsumerHeartbeatR
 						delete(cg.target, oldID)
 						cg.target[id] = t
 					}
-					m = old
+					m, replaced = old, true
 				}
 			}
 		}
@@ -284,7 +285,7 @@ func (s *Shard) consumerHeartbeat(r ConsumerHeartbeatRequest) ConsumerHeartbeatR
 			if len(cg.members) == 1 {
 				g.transition(Stable, s.now)
 			}
-		} else if !m.left || r.InstanceID == nil {
+		} else if !replaced {
 			// A member rejoining from scratch owns nothing now.
 			m.assigned, m.revoking, m.sent = tpSet{}, tpSet{}, ""
 			m.epoch, m.prevEpoch = 0, 0
@@ -345,7 +346,7 @@ func (s *Shard) consumerHeartbeat(r ConsumerHeartbeatRequest) ConsumerHeartbeatR
 	if changed && !joining {
 		cg.epoch++
 	}
-	if joining && cg.epoch == cg.assignmentEpoch {
+	if joining && !replaced && cg.epoch == cg.assignmentEpoch {
 		cg.epoch++
 	}
 	if sig := cg.topicsSignature(r.Topics); sig != cg.topicsSig {
@@ -357,7 +358,11 @@ func (s *Shard) consumerHeartbeat(r ConsumerHeartbeatRequest) ConsumerHeartbeatR
 	if cg.epoch > cg.assignmentEpoch {
 		s.computeTargetAssignment(g, r.Topics)
 	}
-	cg.reconcile(m, r.Owned, r.OwnedKnown)
+	if cg.reconcile(m, r.Owned, r.OwnedKnown) {
+		// A member that does not revoke within its rebalance timeout
+		// is removed, as Kafka fences it.
+		m.revokeTimer = s.schedule(timerConsumerRevoke, g, m.id, ms(max(m.rebalanceTimeout, 1)))
+	}
 	m.timer = s.scheduleConsumer(g, m.id, s.cfg.ConsumerSessionTimeout)
 
 	res := ConsumerHeartbeatResult{MemberID: m.id, MemberEpoch: m.epoch, HeartbeatInterval: int32(s.cfg.ConsumerHeartbeatInterval / time.Millisecond)}
@@ -581,18 +586,19 @@ func assignUniform(ids []string, members map[string]*cmember, topics map[string]
 // reconcile moves the member towards its target assignment, Kafka's
 // CurrentAssignmentBuilder: partitions it must give up are revoked first
 // (its epoch stays until it reports them gone); partitions still held by
-// another member are assigned once released.
-func (cg *consumerGroup) reconcile(m *cmember, owned []TopicPartition, ownedKnown bool) {
+// another member are assigned once released. It says whether a
+// revocation began.
+func (cg *consumerGroup) reconcile(m *cmember, owned []TopicPartition, ownedKnown bool) bool {
 	if len(m.revoking) > 0 {
 		if !ownedKnown {
-			return
+			return false
 		}
 		for _, tp := range owned {
 			if m.revoking[tp] {
-				return
+				return false
 			}
 		}
-		m.revoking = tpSet{}
+		m.revoking, m.revokeTimer = tpSet{}, 0
 	}
 	target := cg.target[m.id]
 	revoke := tpSet{}
@@ -606,7 +612,7 @@ func (cg *consumerGroup) reconcile(m *cmember, owned []TopicPartition, ownedKnow
 			delete(m.assigned, tp)
 		}
 		m.revoking = revoke
-		return
+		return true
 	}
 	held := map[TopicPartition]bool{}
 	for id, o := range cg.members {
@@ -628,6 +634,7 @@ func (cg *consumerGroup) reconcile(m *cmember, owned []TopicPartition, ownedKnow
 	if m.epoch != cg.assignmentEpoch {
 		m.prevEpoch, m.epoch = m.epoch, cg.assignmentEpoch
 	}
+	return false
 }
 
 // removeConsumerMember removes a member (left or expired) and computes the
@@ -639,7 +646,7 @@ func (s *Shard) removeConsumerMember(g *group, m *cmember) {
 	if m.instanceID != nil && cg.static[*m.instanceID] == m.id {
 		delete(cg.static, *m.instanceID)
 	}
-	m.timer = 0
+	m.timer, m.revokeTimer = 0, 0
 	cg.epoch++
 	if len(cg.members) == 0 {
 		cg.target = map[string]tpSet{}

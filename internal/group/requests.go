@@ -123,6 +123,10 @@ type FetchRequest struct {
 	Group string
 	// Partitions to fetch; nil fetches every committed offset.
 	Partitions []TopicPartition
+	// MemberID and MemberEpoch (OffsetFetch v9+; epoch -1 and no member
+	// id: not a member) are checked against a consumer group's member.
+	MemberID    *string
+	MemberEpoch int32
 }
 
 // FetchedOffset is a committed offset; Offset -1 when none is.

@@ -987,6 +987,16 @@ func (s *Shard) fetchOffsets(r FetchRequest) FetchResult {
 		return FetchResult{Err: err}
 	}
 	g := s.groups[r.Group]
+	if g != nil && g.cg != nil && r.MemberID != nil && r.MemberEpoch >= 0 {
+		// Kafka's ConsumerGroup.validateOffsetFetch.
+		m := g.cg.members[*r.MemberID]
+		if m == nil {
+			return FetchResult{Err: kerr.UnknownMemberID}
+		}
+		if r.MemberEpoch != m.epoch {
+			return FetchResult{Err: kerr.StaleMemberEpoch}
+		}
+	}
 	if r.Partitions == nil {
 		if g == nil {
 			return FetchResult{}

@@ -20,6 +20,7 @@ const (
 	// timerSync: members of a new generation that never sent SyncGroup.
 	timerSync
 	timerConsumerSession
+	timerConsumerRevoke
 )
 
 // timer is one deadline. Its target (member, pending member or group)
@@ -81,6 +82,12 @@ func (s *Shard) live(t timer) bool {
 		}
 		m := g.cg.members[t.member]
 		return m != nil && m.timer == t.id
+	case timerConsumerRevoke:
+		if g.cg == nil {
+			return false
+		}
+		m := g.cg.members[t.member]
+		return m != nil && m.revokeTimer == t.id && len(m.revoking) > 0
 	}
 	return false
 }
@@ -125,7 +132,7 @@ func (s *Shard) Tick(now time.Time) Output {
 		case timerSync:
 			g.syncTimer = 0
 			s.expirePendingSync(g)
-		case timerConsumerSession:
+		case timerConsumerSession, timerConsumerRevoke:
 			s.expireConsumerMember(g, g.cg.members[t.member])
 		}
 	}

@@ -132,6 +132,10 @@ func (h *Handler) offsetFetch(r *kmsg.OffsetFetchRequest, reply func(server.Repl
 			answer(group.FetchResult{Err: kerr.NotCoordinator})
 			continue
 		}
-		c.FetchOffsets(group.FetchRequest{Group: rg.Group, Partitions: tps}, answer)
+		fr := group.FetchRequest{Group: rg.Group, Partitions: tps, MemberEpoch: -1}
+		if r.Version >= 9 {
+			fr.MemberID, fr.MemberEpoch = rg.MemberID, rg.MemberEpoch
+		}
+		c.FetchOffsets(fr, answer)
 	}
 }
