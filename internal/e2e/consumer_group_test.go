@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -260,5 +262,68 @@ func TestConsumerGroupReconciliation(t *testing.T) {
 	d := describeConsumerGroup(t, tb, "recon-g")
 	if d.ErrorCode != 0 || len(d.Members) != 1 || d.Members[0].MemberID != "member-b" || d.State != "Stable" {
 		t.Errorf("described: %+v", d)
+	}
+}
+
+// TestConsumerGroupRestart: a KIP-848 group's committed offsets survive a
+// broker restart; its members, kept in memory, rejoin (UNKNOWN_MEMBER_ID,
+// then epoch 0) and resume at the committed offsets.
+func TestConsumerGroupRestart(t *testing.T) {
+	dir := t.TempDir()
+	tb := start(t, dir, "", consumerConfigs)
+	createTopic(t, tb.admin(), "resume848", 3, nil)
+	produceN(t, tb, "resume848", 60, 0)
+	w := newWatch()
+	m := tb.member(t, w, "g848", "resume848", kgo.ServerSideBalancer(), kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit())
+	w.until(t, "60 records", func() bool { return m.consumed() >= 60 })
+	if err := m.cl.CommitUncommittedOffsets(ctxT(t)); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	before := describeConsumerGroup(t, tb, "g848")
+	if len(before.Members) != 1 {
+		t.Fatalf("before restart: %+v", before)
+	}
+
+	addr := tb.addr
+	tb.stop()
+	tb = start(t, dir, addr, consumerConfigs)
+	offs, err := tb.admin().FetchOffsets(ctxT(t), "g848")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := int64(0)
+	for _, ps := range offs {
+		for _, o := range ps {
+			total += o.At
+		}
+	}
+	if total != 60 {
+		t.Errorf("committed offsets after restart add up to %d, want 60", total)
+	}
+	produceN(t, tb, "resume848", 30, 60)
+	w.until(t, "the 30 new records", func() bool { return m.consumed() >= 90 })
+	m.mu.Lock()
+	seen := map[string]int{}
+	for _, r := range m.records {
+		seen[string(r.Value)]++
+	}
+	m.mu.Unlock()
+	for i := 0; i < 90; i++ {
+		if n := seen[fmt.Sprintf("v%d", i)]; n != 1 {
+			t.Errorf("record v%d consumed %d times", i, n)
+		}
+	}
+	// The member rejoins on its next heartbeats.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		after := describeConsumerGroup(t, tb, "g848")
+		if after.ErrorCode == 0 && len(after.Members) == 1 && after.State == "Stable" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after restart the member did not rejoin: %+v", after)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
