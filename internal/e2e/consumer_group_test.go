@@ -327,3 +327,23 @@ func TestConsumerGroupRestart(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestConsumerGroupSessionTimeout: a KIP-848 member that vanishes without
+// leaving is removed after group.consumer.session.timeout.ms and the
+// survivor takes its partitions.
+func TestConsumerGroupSessionTimeout(t *testing.T) {
+	cfg := map[string]string{
+		"group.consumer.heartbeat.interval.ms": "100",
+		"group.consumer.session.timeout.ms":    "1000",
+	}
+	tb := start(t, t.TempDir(), "", cfg)
+	createTopic(t, tb.admin(), "st848", 4, nil)
+	w := newWatch()
+	opts := []kgo.Opt{kgo.ServerSideBalancer(), kgo.Balancers(kgo.CooperativeStickyBalancer())}
+	keep := tb.member(t, w, "g", "st848", opts...)
+	d := &killableDialer{}
+	gone := tb.member(t, w, "g", "st848", append(opts, kgo.Dialer(d.dial), kgo.RetryTimeout(time.Second))...)
+	w.until(t, "two members to split", func() bool { return split([]*groupMember{keep, gone}, 4) })
+	d.kill()
+	w.until(t, "the survivor to take every partition", func() bool { return len(keep.partitions()) == 4 })
+}
