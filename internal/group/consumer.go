@@ -400,9 +400,11 @@ func resolveSubscription(m *cmember, topics map[string]int32) []string {
 		}
 	}
 	if m.regex != nil {
-		if re, err := regexp.Compile(*m.regex); err == nil {
+		// As Kafka (RE2J's matches()): the whole topic name must match,
+		// internal topics included.
+		if re, err := regexp.Compile("^(?:" + *m.regex + ")$"); err == nil {
 			for t := range topics {
-				if !strings.HasPrefix(t, "__") && re.MatchString(t) {
+				if re.MatchString(t) {
 					set[t] = true
 				}
 			}

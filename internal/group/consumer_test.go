@@ -160,3 +160,16 @@ func TestConsumerErrors(t *testing.T) {
 		t.Errorf("offset fetch with the member's epoch: %v", f.Err)
 	}
 }
+
+func TestConsumerRegexMatchesWholeName(t *testing.T) {
+	re := "ord.*"
+	m := &cmember{regex: &re}
+	got := resolveSubscription(m, map[string]int32{"orders": 1, "big-orders": 1, "ord": 1, "__ord_internal": 1})
+	if !slices.Equal(got, []string{"ord", "orders"}) {
+		t.Errorf("resolved %v", got)
+	}
+	re = "__ord.*"
+	if got := resolveSubscription(m, map[string]int32{"__ord_internal": 1}); !slices.Equal(got, []string{"__ord_internal"}) {
+		t.Errorf("internal topic: resolved %v", got)
+	}
+}
