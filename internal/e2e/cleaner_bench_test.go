@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"sync"
@@ -78,15 +79,27 @@ func TestCleanerThroughput(t *testing.T) {
 		}
 		cl.Flush(context.Background())
 	}()
-	window := func(d time.Duration, until <-chan struct{}) (recPerSec, mbPerSec float64, took time.Duration) {
-		n0, b0, t0 := produced.Load(), producedBytes.Load(), time.Now()
+	// produceRequests counts Produce requests answered (the load's and
+	// nothing else's during a window).
+	produceRequests := func() float64 {
+		var n float64
+		for _, m := range regexp.MustCompile(`(?m)^sluice_requests_total\{api="Produce",version="\d+"\} (\S+)$`).FindAllStringSubmatch(scrape(t, tb), -1) {
+			v, _ := strconv.ParseFloat(m[1], 64)
+			n += v
+		}
+		return n
+	}
+	// window returns the load's records/s and records per produce request.
+	window := func(d time.Duration, until <-chan struct{}) (recPerSec, perRequest float64, took time.Duration) {
+		n0, r0, t0 := produced.Load(), produceRequests(), time.Now()
 		if until != nil {
 			<-until
 		} else {
 			time.Sleep(d)
 		}
 		el := time.Since(t0)
-		return float64(produced.Load()-n0) / el.Seconds(), float64(producedBytes.Load()-b0) / el.Seconds() / 1e6, el
+		n := float64(produced.Load() - n0)
+		return n / el.Seconds(), n / max(produceRequests()-r0, 1), el
 	}
 
 	type row struct {
@@ -97,6 +110,8 @@ func TestCleanerThroughput(t *testing.T) {
 		cleanMBs  float64
 		onRecs    float64 // produce rec/s during the pass
 		offRecs   float64 // produce rec/s in a 10 s window before it and one of its length after it
+		onPerReq  float64 // records per produce request during the pass
+		offPerReq float64 // and in the idle windows
 	}
 	var rows []row
 	for round := 1; round <= rounds; round++ {
@@ -109,7 +124,7 @@ func TestCleanerThroughput(t *testing.T) {
 			topic := fmt.Sprintf("dirty-%d-%s", round, mode)
 			fillDirty(t, tb, topic, dirtyMB, int64(round))
 			time.Sleep(time.Second) // let the fill settle
-			beforeRecs, _, beforeEl := window(10*time.Second, nil)
+			beforeRecs, beforePerReq, beforeEl := window(10*time.Second, nil)
 			before := tb.b.CleanerStats()
 			done := make(chan struct{})
 			var cerr error
@@ -117,16 +132,16 @@ func TestCleanerThroughput(t *testing.T) {
 				defer close(done)
 				cerr = tb.b.CleanNow(context.Background())
 			}()
-			onRecs, _, el := window(0, done)
+			onRecs, onPerReq, el := window(0, done)
 			if cerr != nil {
 				t.Fatal(cerr)
 			}
 			after := tb.b.CleanerStats()
 			cleaned := float64(after.BytesCleaned-before.BytesCleaned) / 1e6
-			afterRecs, _, afterEl := window(el, nil)
+			afterRecs, afterPerReq, afterEl := window(el, nil)
 			offRecs := (beforeRecs*beforeEl.Seconds() + afterRecs*afterEl.Seconds()) / (beforeEl + afterEl).Seconds()
 			rows = append(rows, row{mode: mode, round: round, cleanedMB: cleaned, took: el, cleanMBs: cleaned / el.Seconds(),
-				onRecs: onRecs, offRecs: offRecs})
+				onRecs: onRecs, offRecs: offRecs, onPerReq: onPerReq, offPerReq: (beforePerReq + afterPerReq) / 2})
 			// Free the disk for the next round.
 			if err := deleteTopic(t, tb, topic); err != nil {
 				t.Fatal(err)
@@ -136,12 +151,12 @@ func TestCleanerThroughput(t *testing.T) {
 	stopLoad()
 	wg.Wait()
 
-	t.Logf("%-9s %5s %10s %7s %12s %22s %21s %6s", "cleaner", "round", "cleaned MB", "pass s", "cleaner MB/s",
-		"produce rec/s, cleaning", "produce rec/s, idle", "ratio")
+	t.Logf("%-9s %5s %10s %7s %12s %22s %21s %6s %18s", "cleaner", "round", "cleaned MB", "pass s", "cleaner MB/s",
+		"produce rec/s, cleaning", "produce rec/s, idle", "ratio", "rec/request (idle)")
 	byMode := map[string][]row{}
 	for _, r := range rows {
-		t.Logf("%-9s %5d %10.1f %7.2f %12.1f %22.0f %21.0f %6.2f", r.mode, r.round, r.cleanedMB, r.took.Seconds(), r.cleanMBs,
-			r.onRecs, r.offRecs, r.onRecs/r.offRecs)
+		t.Logf("%-9s %5d %10.1f %7.2f %12.1f %22.0f %21.0f %6.2f %9.0f (%6.0f)", r.mode, r.round, r.cleanedMB, r.took.Seconds(), r.cleanMBs,
+			r.onRecs, r.offRecs, r.onRecs/r.offRecs, r.onPerReq, r.offPerReq)
 		byMode[r.mode] = append(byMode[r.mode], r)
 	}
 	median := func(rs []row, f func(row) float64) float64 {
