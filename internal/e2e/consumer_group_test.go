@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -262,6 +263,24 @@ func TestConsumerGroupReconciliation(t *testing.T) {
 	d := describeConsumerGroup(t, tb, "recon-g")
 	if d.ErrorCode != 0 || len(d.Members) != 1 || d.Members[0].MemberID != "member-b" || d.State != "Stable" {
 		t.Errorf("described: %+v", d)
+	}
+	// /metrics counts consumer group members too, and the committed lag.
+	text := scrape(t, tb)
+	if v := metricValue(t, text, `sluice_group_members{group="recon-g"}`); v != 1 {
+		t.Errorf("sluice_group_members %v, want 1", v)
+	}
+	if v := metricValue(t, text, `sluice_group_lag{group="recon-g",partition="`+strconv.Itoa(int(keepA[0]))+`",topic="recon"}`); v != 0 {
+		t.Errorf("lag %v, want 0 (empty partition, committed 5)", v)
+	}
+	// An empty member id is refused from v1: the client makes it up.
+	jreq := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	jreq.Group, jreq.RebalanceTimeoutMillis, jreq.SubscribedTopicNames = "recon-g", 1000, []string{"recon"}
+	hresp, err := jreq.RequestWith(ctxT(t), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hresp.ErrorCode != kerr.InvalidRequest.Code {
+		t.Errorf("v1 join without a member id: %v", kerr.ErrorForCode(hresp.ErrorCode))
 	}
 }
 

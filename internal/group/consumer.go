@@ -57,6 +57,9 @@ type ConsumerHeartbeatRequest struct {
 	OwnedKnown bool
 	ClientID   string
 	ClientHost string
+	// ClientMemberID (v1+): the client generates its member id, so an
+	// empty one is INVALID_REQUEST even when joining.
+	ClientMemberID bool
 	// Topics is the partition count of every topic, for assignment.
 	Topics map[string]int32
 }
@@ -185,7 +188,7 @@ func (s *Shard) consumerHeartbeat(r ConsumerHeartbeatRequest) ConsumerHeartbeatR
 		return consumerFail(kerr.InvalidRequest, "TopicPartitions must be empty when (re-)joining.")
 	case r.MemberEpoch == 0 && r.SubscribedTopics == nil && r.SubscribedRegex == nil:
 		return consumerFail(kerr.InvalidRequest, "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.")
-	case r.MemberEpoch != 0 && r.MemberID == "":
+	case (r.MemberEpoch != 0 || r.ClientMemberID) && r.MemberID == "":
 		return consumerFail(kerr.InvalidRequest, "MemberId can't be empty.")
 	case r.MemberEpoch == -2 && r.InstanceID == nil:
 		return consumerFail(kerr.InvalidRequest, "InstanceId can't be null when leaving with epoch -2.")

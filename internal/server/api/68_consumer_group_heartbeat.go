@@ -17,6 +17,8 @@ import (
 // server (uniform or range assignor). Epoch -1 leaves, -2 leaves a static
 // member's place for its restart. Topics travel by id: partitions of a
 // topic id not known here are dropped from what the member reports owning.
+// v0 members get their id from the coordinator; from v1 the client makes
+// it up (an empty one is INVALID_REQUEST).
 // Answered by the group coordinator's goroutine.
 func (h *Handler) consumerGroupHeartbeat(req *server.Request, r *kmsg.ConsumerGroupHeartbeatRequest, reply func(server.Reply)) {
 	answer := func(res group.ConsumerHeartbeatResult) {
@@ -74,6 +76,7 @@ func (h *Handler) consumerGroupHeartbeat(req *server.Request, r *kmsg.ConsumerGr
 		RebalanceTimeoutMs: r.RebalanceTimeoutMillis, SubscribedTopics: r.SubscribedTopicNames,
 		SubscribedRegex: r.SubscribedTopicRegex, ServerAssignor: r.ServerAssignor,
 		ClientID: deref(req.ClientID), ClientHost: clientHost(req.Remote), Topics: topics,
+		ClientMemberID: r.Version >= 1,
 	}
 	if r.Topics != nil {
 		gr.OwnedKnown = true
