@@ -264,6 +264,17 @@ func TestConsumerGroupReconciliation(t *testing.T) {
 	if d.ErrorCode != 0 || len(d.Members) != 1 || d.Members[0].MemberID != "member-b" || d.State != "Stable" {
 		t.Errorf("described: %+v", d)
 	}
+	// DescribeGroups (kadm, the sluice group CLI) reads it as a consumer
+	// group with its assignment.
+	dg, err := adm.DescribeGroups(ctxT(t), "recon-g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := dg["recon-g"]; g.Err != nil || g.ProtocolType != "consumer" || len(g.Members) != 1 {
+		t.Errorf("DescribeGroups: %+v", g)
+	} else if a, ok := g.Members[0].Assigned.AsConsumer(); !ok || len(a.Topics) != 1 || len(a.Topics[0].Partitions) != 6 {
+		t.Errorf("DescribeGroups assignment: %+v", g.Members[0].Assigned)
+	}
 	// /metrics counts consumer group members too, and the committed lag.
 	text := scrape(t, tb)
 	if v := metricValue(t, text, `sluice_group_members{group="recon-g"}`); v != 1 {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // The server-side assignors, by the name a member asks for.
@@ -764,6 +765,13 @@ func (s *Shard) consumerDescribe(id string) ConsumerDescription {
 	return d
 }
 
+func nonNilStrings(v []string) []string {
+	if v == nil {
+		return []string{}
+	}
+	return v
+}
+
 // consumerMembers is the number of members of a consumer group, 0 for a
 // classic one.
 func (g *group) consumerMembers() int {
@@ -774,7 +782,9 @@ func (g *group) consumerMembers() int {
 }
 
 // describeClassic is a consumer group as DescribeGroups shows it: protocol
-// type "consumer", its KIP-848 state, its members without metadata.
+// type "consumer", its KIP-848 state and assignor, and its members with
+// their subscriptions and assignments in the consumer protocol's formats,
+// so that tools reading classic groups read these too.
 func (cg *consumerGroup) describeClassic(id string) Description {
 	d := Description{Group: id, State: cg.state(), ProtocolType: ConsumerProtocolType, Protocol: cg.assignor, Members: []MemberDescription{}}
 	ids := make([]string, 0, len(cg.members))
@@ -784,8 +794,17 @@ func (cg *consumerGroup) describeClassic(id string) Description {
 	slices.Sort(ids)
 	for _, mid := range ids {
 		m := cg.members[mid]
+		md := kmsg.ConsumerMemberMetadata{Version: 3, Topics: nonNilStrings(m.resolved), Generation: m.epoch, Rack: m.rackID}
+		ma := kmsg.ConsumerMemberAssignment{Version: 3, Topics: []kmsg.ConsumerMemberAssignmentTopic{}}
+		for _, tp := range m.assigned.sorted() {
+			if n := len(ma.Topics); n == 0 || ma.Topics[n-1].Topic != tp.Topic {
+				ma.Topics = append(ma.Topics, kmsg.ConsumerMemberAssignmentTopic{Topic: tp.Topic})
+			}
+			at := &ma.Topics[len(ma.Topics)-1]
+			at.Partitions = append(at.Partitions, tp.Partition)
+		}
 		d.Members = append(d.Members, MemberDescription{MemberID: mid, InstanceID: m.instanceID, ClientID: m.clientID,
-			ClientHost: m.clientHost, Metadata: []byte{}, Assignment: []byte{}})
+			ClientHost: m.clientHost, Metadata: md.AppendTo(nil), Assignment: ma.AppendTo(nil)})
 	}
 	return d
 }
