@@ -1,7 +1,9 @@
 // Package group is the consumer group coordinator for Kafka's classic
-// group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) and for
-// committed offsets, kept as records in the compacted internal topic
-// __consumer_offsets in Kafka's own formats.
+// group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), for the
+// next-generation consumer group protocol (KIP-848, ConsumerGroupHeartbeat
+// with server-side assignment; see consumer.go) and for committed offsets,
+// kept as records in the compacted internal topic __consumer_offsets in
+// Kafka's own formats.
 //
 // A group belongs to the partition of __consumer_offsets that its id hashes
 // to (Kafka's hash, PartitionFor). Each partition has a Shard, the state
