@@ -71,7 +71,13 @@ func TestConsumerGroupKgo(t *testing.T) {
 			}
 			c := tb.member(t, w, group, topic, opts...)
 			w.until(t, "three members to split six partitions", check([]*groupMember{a, b, c}, 6))
+			// The members see the split before their next heartbeats
+			// acknowledge it: the group is Reconciling until then.
 			d := describeConsumerGroup(t, tb, group)
+			for deadline := time.Now().Add(15 * time.Second); d.State != "Stable" && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
+				d = describeConsumerGroup(t, tb, group)
+			}
 			if d.State != "Stable" || len(d.Members) != 3 || d.AssignorName != bal.name {
 				t.Errorf("described %s with %d members, assignor %s", d.State, len(d.Members), d.AssignorName)
 			}
