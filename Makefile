@@ -4,7 +4,7 @@ GO ?= go
 FUZZTIME ?= 10s
 LONGFUZZTIME ?= 5m
 
-.PHONY: test unit interop fuzz-short fuzz crash build vet
+.PHONY: test unit interop franz-go fuzz-short fuzz crash build vet
 
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice
@@ -15,13 +15,16 @@ vet:
 
 # Every test: unit and integration tests (race detector on), the crash
 # test, the cross-client interop script, and each fuzz target briefly.
-test: vet unit interop fuzz-short
+test: vet unit interop franz-go fuzz-short
 
 unit:
 	$(GO) test -race -timeout 20m ./...
 
 interop:
 	./scripts/interop.sh
+
+franz-go:
+	./scripts/franz-go-tests.sh
 
 fuzz-short:
 	@for t in $$($(GO) test -list '^Fuzz' ./internal/record | grep ^Fuzz); do \
