@@ -135,7 +135,8 @@ func (m *churnMember) vanish() {
 // TestGroupChurn: cooperative-sticky classic members join, leave cleanly
 // and vanish at random while a producer writes to a 6-partition topic.
 // Every produced record is consumed by some member at least once, and
-// every offset the group ends with committed is one a member committed.
+// every offset the group ends with committed, and each sampled with
+// OffsetFetch during the churn, is one a member committed.
 func TestGroupChurn(t *testing.T) {
 	const (
 		topic, group = "churn", "churn-g"
@@ -180,6 +181,40 @@ func TestGroupChurn(t *testing.T) {
 		}
 	}()
 
+	// A sampler fetches the group's committed offsets while the churn runs;
+	// each one seen is checked at the end, once every commit request a
+	// member made is in the ledger (autocommits are recorded from their
+	// callback, after the broker has the commit).
+	type sample struct {
+		p  int32
+		at int64
+	}
+	var samples []sample
+	stopSampling := make(chan struct{})
+	samplingDone := make(chan struct{})
+	sampler := tb.admin()
+	go func() {
+		defer close(samplingDone)
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			resp, err := sampler.FetchOffsets(ctx, group)
+			cancel()
+			if err != nil {
+				continue // e.g. the group is mid-rebalance or the request timed out
+			}
+			resp.Each(func(o kadm.OffsetResponse) {
+				if o.Err == nil && o.Topic == topic {
+					samples = append(samples, sample{o.Partition, o.At})
+				}
+			})
+		}
+	}()
+
 	var live []*churnMember
 	joins, leaves, vanishes := 0, 0, 0
 	explicit := false
@@ -209,6 +244,8 @@ func TestGroupChurn(t *testing.T) {
 		}
 	}
 	close(stopProducing)
+	close(stopSampling)
+	<-samplingDone
 	if err := <-produceDone; err != nil {
 		t.Fatalf("produce: %v", err)
 	}
@@ -262,9 +299,14 @@ func TestGroupChurn(t *testing.T) {
 	if seen == 0 {
 		t.Errorf("no committed offsets")
 	}
+	for _, s := range samples {
+		if !l.committed[s.p][s.at] {
+			t.Errorf("offset %d of partition %d, fetched during the churn, was never committed by a member", s.at, s.p)
+		}
+	}
 	n := 0
 	for _, offs := range l.produced {
 		n += len(offs)
 	}
-	t.Logf("%d records produced, %d offsets fetched", n, seen)
+	t.Logf("%d records produced, %d offsets fetched at the end, %d sampled during the churn", n, seen, len(samples))
 }
