@@ -25,11 +25,19 @@ func newHCLogAdapter(l *slog.Logger) *hclogAdapter {
 	return &hclogAdapter{log: l, name: "raft"}
 }
 
+// expectedElectionWarning is what raft warns at every start before the
+// first election.
+const expectedElectionWarning = "heartbeat timeout reached, starting election"
+
 func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	var lvl slog.Level
 	switch {
 	case level == hclog.Error: // not >=: hclog.Off means "do not log"
 		lvl = slog.LevelError
+	case level == hclog.Warn && msg == expectedElectionWarning:
+		// Every start of a quorum of one begins with an election:
+		// expected, not worth a warning.
+		lvl = slog.LevelDebug
 	case level == hclog.Warn:
 		lvl = slog.LevelWarn
 	default:
