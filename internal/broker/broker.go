@@ -78,10 +78,11 @@ type Broker struct {
 	logger *slog.Logger
 	meta   *metadata.Store
 
-	// recMu serializes reconciles; mu guards parts.
-	recMu sync.Mutex
-	mu    sync.RWMutex
-	parts map[TopicPartition]*replica
+	// recMu serializes reconciles and guards strayDirsRemoved; mu guards parts.
+	recMu            sync.Mutex
+	strayDirsRemoved bool
+	mu               sync.RWMutex
+	parts            map[TopicPartition]*replica
 
 	recovery map[TopicPartition]int64 // from the checkpoint at start
 	logStart map[TopicPartition]int64
@@ -337,9 +338,13 @@ func (b *Broker) Reconcile() error {
 	if len(gone) > 0 {
 		_ = b.fs.SyncDir(b.cfg.DataDir)
 	}
-	// Remove directories of topics deleted while we were down.
-	if err := b.removeStrayDirs(want); err != nil {
-		return err
+	// Remove directories of topics deleted while we were down: once, at
+	// the first reconcile; later deletions go through gone above.
+	if !b.strayDirsRemoved {
+		if err := b.removeStrayDirs(want); err != nil {
+			return err
+		}
+		b.strayDirsRemoved = true
 	}
 	// Open in parallel: each open is a few small file operations and
 	// fsyncs, which overlap well; one by one, 10,000 partitions take long.

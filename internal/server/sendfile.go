@@ -19,17 +19,14 @@ import (
 // a bytes field, e.g. a fetch partition's records); the writer finds it in
 // the encoded response and sends the file range in its place.
 type Region struct {
-	Marker []byte // regionMarkerBytes unique bytes
+	Marker []byte // RegionMarkerBytes random bytes, unique in the response
 	File   vfs.File
 	Pos    int64
 	Size   int64
-	// Records is how many records from the fetch offset the region holds
-	// whole, for metrics.
-	Records int
 }
 
-// regionMarkerBytes is the size of a Region's marker.
-const regionMarkerBytes = 16
+// RegionMarkerBytes is the size of a Region's marker.
+const RegionMarkerBytes = 16
 
 // copyRegionBytes is the size up to which a region is read into the
 // response instead of sent with sendfile: for a few KiB, one pread and one
@@ -64,13 +61,13 @@ func spliceRegions(buf []byte, regions []Region, flexible bool) ([]piece, error)
 		var prefix []byte
 		if flexible {
 			v, n := binary.Uvarint(buf[at-1:])
-			if n != 1 || v != regionMarkerBytes+1 {
+			if n != 1 || v != RegionMarkerBytes+1 {
 				return nil, fmt.Errorf("BUG: region marker %d not a whole compact bytes field", i)
 			}
 			prefixLen = 1
 			prefix = binary.AppendUvarint(nil, uint64(r.Size)+1)
 		} else {
-			if binary.BigEndian.Uint32(buf[at-4:]) != regionMarkerBytes {
+			if binary.BigEndian.Uint32(buf[at-4:]) != RegionMarkerBytes {
 				return nil, fmt.Errorf("BUG: region marker %d not a whole bytes field", i)
 			}
 			prefixLen = 4
@@ -86,8 +83,8 @@ func spliceRegions(buf []byte, regions []Region, flexible bool) ([]piece, error)
 		} else {
 			pieces = append(pieces, piece{region: r})
 		}
-		total += int64(len(prefix)) - int64(prefixLen) - regionMarkerBytes + r.Size
-		from = at + regionMarkerBytes
+		total += int64(len(prefix)) - int64(prefixLen) - RegionMarkerBytes + r.Size
+		from = at + RegionMarkerBytes
 		start = from
 	}
 	pieces = append(pieces, piece{b: buf[start:]})

@@ -60,6 +60,7 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 	}
 	var waits []pending
 	img := h.b.Image()
+	waitFsync := r.Acks == -1 && h.flushOnAcksAll()
 	for _, rt := range r.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
@@ -103,7 +104,7 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 			if !res.Duplicate {
 				h.observer.Produced(t.Name, len(rp.Records), int(res.LastOffset-res.BaseOffset+1))
 			}
-			if r.Acks == -1 && h.flushOnAcksAll() {
+			if waitFsync {
 				waits = append(waits, pending{p, res.LastOffset, sp})
 			}
 		}

@@ -43,10 +43,9 @@ func (h *Handler) fetch(ctx context.Context, r *kmsg.FetchRequest, reply func(se
 	wait := time.Duration(r.MaxWaitMillis) * time.Millisecond
 	wait = min(max(wait, 0), maxFetchWait)
 
-	resp, n, watches, regions := h.readFetch(r, maxBytes)
-	if n >= int(r.MinBytes) || wait == 0 || len(watches) == 0 || hasError(resp) {
-		h.observeFetch(resp, regions)
-		reply(server.Reply{Msg: resp, Regions: regions})
+	rd := h.readFetch(r, maxBytes)
+	if rd.bytes >= int(r.MinBytes) || wait == 0 || len(rd.watches) == 0 || hasError(rd.resp) {
+		h.answerFetch(rd, reply)
 		return
 	}
 	h.observer.Purgatory("fetch", 1)
@@ -55,11 +54,11 @@ func (h *Handler) fetch(ctx context.Context, r *kmsg.FetchRequest, reply func(se
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
 		for {
-			cases := make([]reflect.SelectCase, 0, len(watches)+2)
+			cases := make([]reflect.SelectCase, 0, len(rd.watches)+2)
 			cases = append(cases,
 				reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
 				reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
-			for _, w := range watches {
+			for _, w := range rd.watches {
 				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
 			}
 			chosen, _, _ := reflect.Select(cases)
@@ -67,44 +66,21 @@ func (h *Handler) fetch(ctx context.Context, r *kmsg.FetchRequest, reply func(se
 				reply(server.Reply{None: true})
 				return
 			}
-			resp, n, watches, regions = h.readFetch(r, maxBytes)
-			if chosen == 0 || n >= int(r.MinBytes) || len(watches) == 0 || hasError(resp) {
-				h.observeFetch(resp, regions)
-				reply(server.Reply{Msg: resp, Regions: regions})
+			rd = h.readFetch(r, maxBytes)
+			if chosen == 0 || rd.bytes >= int(r.MinBytes) || len(rd.watches) == 0 || hasError(rd.resp) {
+				h.answerFetch(rd, reply)
 				return
 			}
 		}
 	}()
 }
 
-// observeFetch reports the bytes and records a response carries.
-func (h *Handler) observeFetch(resp *kmsg.FetchResponse, regions []server.Region) {
-	if len(regions) == 0 {
-		return
+// answerFetch reports what a response carries to the observer and sends it.
+func (h *Handler) answerFetch(rd fetchRead, reply func(server.Reply)) {
+	for _, f := range rd.flows {
+		h.observer.Fetched(f.topic, f.bytes, f.records)
 	}
-	for _, t := range resp.Topics {
-		name := t.Topic
-		bytes, records := 0, 0
-		for _, p := range t.Partitions {
-			if len(p.RecordBatches) == 0 {
-				continue
-			}
-			for _, r := range regions {
-				if &r.Marker[0] == &p.RecordBatches[0] {
-					bytes += int(r.Size)
-					records += r.Records
-				}
-			}
-		}
-		if bytes > 0 {
-			if name == "" {
-				if tp, ok := h.b.Image().TopicsByID[metadata.TopicID(t.TopicID)]; ok {
-					name = tp.Name
-				}
-			}
-			h.observer.Fetched(name, bytes, records)
-		}
-	}
+	reply(server.Reply{Msg: rd.resp, Regions: rd.regions})
 }
 
 // hasError says whether any partition carries an error: such a response is
@@ -120,16 +96,28 @@ func hasError(resp *kmsg.FetchResponse) bool {
 	return false
 }
 
-// readFetch builds a response from what the logs hold now. It returns the
-// record bytes found, for the partitions read channels that close at their
-// next append (taken before reading, so no append is missed), and the file
-// regions the writer sends in place of the records' markers.
-func (h *Handler) readFetch(r *kmsg.FetchRequest, maxBytes int) (*kmsg.FetchResponse, int, []<-chan struct{}, []server.Region) {
-	resp := r.ResponseKind().(*kmsg.FetchResponse)
+// fetchRead is a fetch response built from what the logs hold now.
+type fetchRead struct {
+	resp  *kmsg.FetchResponse
+	bytes int // record bytes found
+	// watches close at the next append to the partitions read (taken
+	// before reading, so no append is missed).
+	watches []<-chan struct{}
+	// regions are sent by the writer in place of the records' markers.
+	regions []server.Region
+	flows   []topicFlow // per topic, for metrics
+}
+
+// topicFlow is what one topic of a fetch response carries.
+type topicFlow struct {
+	topic          string
+	bytes, records int
+}
+
+// readFetch builds a response from what the logs hold now.
+func (h *Handler) readFetch(r *kmsg.FetchRequest, maxBytes int) fetchRead {
+	rd := fetchRead{resp: r.ResponseKind().(*kmsg.FetchResponse)}
 	img := h.b.Image()
-	total := 0
-	var watches []<-chan struct{}
-	var regions []server.Region
 	for _, rt := range r.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
@@ -140,6 +128,10 @@ func (h *Handler) readFetch(r *kmsg.FetchRequest, maxBytes int) (*kmsg.FetchResp
 			topicErr = kerr.UnknownTopicID
 		} else {
 			t = img.Topics[rt.Topic]
+		}
+		flow := topicFlow{}
+		if t != nil {
+			flow.topic = t.Name
 		}
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
@@ -162,27 +154,33 @@ func (h *Handler) readFetch(r *kmsg.FetchRequest, maxBytes int) (*kmsg.FetchResp
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			watches = append(watches, p.Watch())
-			region, err := readPartition(p, &rp, &sp, r.IsolationLevel, min(int(rp.PartitionMaxBytes), maxBytes-total), total == 0)
+			rd.watches = append(rd.watches, p.Watch())
+			region, records, err := readPartition(p, &rp, &sp, r.IsolationLevel, min(int(rp.PartitionMaxBytes), maxBytes-rd.bytes), rd.bytes == 0)
 			if err != nil {
 				sp.ErrorCode = errorCode(err)
 			} else if region.Size > 0 {
 				sp.RecordBatches = region.Marker
-				regions = append(regions, region)
-				total += int(region.Size)
+				rd.regions = append(rd.regions, region)
+				rd.bytes += int(region.Size)
+				flow.bytes += int(region.Size)
+				flow.records += records
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}
-		resp.Topics = append(resp.Topics, st)
+		if flow.bytes > 0 {
+			rd.flows = append(rd.flows, flow)
+		}
+		rd.resp.Topics = append(rd.resp.Topics, st)
 	}
-	return resp, total, watches, regions
+	return rd
 }
 
 // readPartition fills one partition of the response but its records,
-// which it returns as a file region.
-func readPartition(p *partition.Partition, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, isolation int8, maxBytes int, first bool) (server.Region, error) {
+// which it returns as a file region, with the number of records in it
+// from the fetch offset (for metrics).
+func readPartition(p *partition.Partition, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, isolation int8, maxBytes int, first bool) (server.Region, int, error) {
 	if err := checkLeaderEpoch(p, rp.CurrentLeaderEpoch); err != nil {
-		return server.Region{}, err
+		return server.Region{}, 0, err
 	}
 	hw := p.HighWatermark()
 	lso := p.LastStableOffset()
@@ -194,13 +192,13 @@ func readPartition(p *partition.Partition, rp *kmsg.FetchRequestTopicPartition, 
 	}
 	res, err := p.Log().Read(rp.FetchOffset, max(maxBytes, 0), limit, first)
 	if err != nil || res.Size == 0 {
-		return server.Region{}, err
+		return server.Region{}, 0, err
 	}
-	marker := make([]byte, 16)
+	marker := make([]byte, server.RegionMarkerBytes)
 	binary.BigEndian.PutUint64(marker, rand.Uint64())
 	binary.BigEndian.PutUint64(marker[8:], rand.Uint64())
 	records := res.NextOffset - max(rp.FetchOffset, res.FirstBatch.BaseOffset)
-	return server.Region{Marker: marker, File: res.File, Pos: res.Position, Size: res.Size, Records: int(records)}, nil
+	return server.Region{Marker: marker, File: res.File, Pos: res.Position, Size: res.Size}, int(records), nil
 }
 
 // checkLeaderEpoch compares a client's current leader epoch (-1: no check)
