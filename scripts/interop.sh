@@ -120,44 +120,7 @@ trap 'exit 143' TERM
 say "building sluice"
 go build -o "$TMP/sluice" ./cmd/sluice || fail "go build ./cmd/sluice failed"
 
-free_ports() {
-	"$PY" -c '
-import socket
-ss = [socket.socket() for _ in range(2)]
-for s in ss:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])'
-}
-
-start_broker() {
-	local attempt
-	for attempt in 1 2 3; do
-		read -r KPORT HPORT < <(free_ports)
-		B=127.0.0.1:$KPORT
-		"$TMP/sluice" serve --listen "$B" --http-listen "127.0.0.1:$HPORT" --data-dir "$TMP/data" \
-			-c group.initial.rebalance.delay.ms=0 >>"$TMP/broker.log" 2>&1 &
-		BROKER_PID=$!
-		local deadline=$((SECONDS + 30))
-		while [ $SECONDS -lt $deadline ]; do
-			if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-				wait "$BROKER_PID" || true
-				BROKER_PID=""
-				if grep -q "address already in use" "$TMP/broker.log" && [ $attempt -lt 3 ]; then
-					say "port taken; retrying with others"
-					: >"$TMP/broker.log"
-					continue 2
-				fi
-				fail "the broker exited while starting"
-			fi
-			if grep -q "sluice serving" "$TMP/broker.log" && (exec 3<>"/dev/tcp/127.0.0.1/$KPORT") 2>/dev/null; then
-				say "broker pid $BROKER_PID serving on $B (http 127.0.0.1:$HPORT)"
-				return 0
-			fi
-			sleep 0.1
-		done
-		fail "the broker did not accept connections on $B within 30s"
-	done
-}
+. scripts/lib/broker.sh
 start_broker
 
 # /readyz answers 200 once the broker has recovered.
