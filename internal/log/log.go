@@ -648,7 +648,7 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool,
 	}
 	start = max(start, logStart)
 	for {
-		b, err := l.ReadBatches(start, 1<<20)
+		b, err := l.ReadBatches(start, timeLookupReadBytes)
 		if err != nil {
 			return 0, 0, false, err
 		}
@@ -685,6 +685,9 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool,
 		}
 	}
 }
+
+// timeLookupReadBytes is how much OffsetForTimestamp reads per step.
+const timeLookupReadBytes = 1 << 20
 
 // MaxTimestamp returns the largest timestamp in the log and its offset
 // (ListOffsets with timestamp -3, KIP-734), or -1, -1 when empty.

@@ -22,6 +22,9 @@ const apiVersionsKey = 18
 // maxPooledWriteBytes is the largest response buffer kept for reuse.
 const maxPooledWriteBytes = 1 << 20
 
+// connBufferBytes is the size of each connection's read and write buffers.
+const connBufferBytes = 64 << 10
+
 // conn is one client connection.
 type conn struct {
 	s      *Server
@@ -68,7 +71,7 @@ func (c *conn) serve() {
 }
 
 func (c *conn) readLoop() error {
-	r := bufio.NewReaderSize(c.nc, 64<<10)
+	r := bufio.NewReaderSize(c.nc, connBufferBytes)
 	var sizeBuf [4]byte
 	for {
 		if err := c.nc.SetReadDeadline(time.Now().Add(idleTimeout)); err != nil {
@@ -213,7 +216,7 @@ func uvarint(b []byte) (uint64, []byte, error) {
 }
 
 func (c *conn) writeLoop() {
-	w := bufio.NewWriterSize(c.nc, 64<<10)
+	w := bufio.NewWriterSize(c.nc, connBufferBytes)
 	var buf []byte
 	flush := func() {
 		if w.Buffered() > 0 {
