@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-io/sluice/internal/log"
 	"github.com/sluice-io/sluice/internal/metadata"
 	"github.com/sluice-io/sluice/internal/partition"
+	"github.com/sluice-io/sluice/internal/txn"
 	"github.com/sluice-io/sluice/internal/vfs"
 )
 
@@ -93,6 +94,8 @@ type Broker struct {
 	// groups is the group coordinator; it reads and appends to the
 	// __consumer_offsets partitions and is closed before them.
 	groups *group.Coordinator
+	// txns is the transaction coordinator (txn.go); closed before groups.
+	txns *txn.Coordinator
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -171,6 +174,12 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b.openGroups()
+	if err := b.openTxns(); err != nil {
+		b.groups.Close()
+		b.closePartitions()
+		b.meta.Close()
+		return nil, fmt.Errorf("broker: load transactions: %w", err)
+	}
 	close(b.ready)
 	b.wg.Add(2)
 	go b.watchMetadata()
@@ -505,10 +514,14 @@ func (b *Broker) background() {
 	defer cp.Stop()
 	ret := time.NewTicker(b.cfg.RetentionCheckInterval)
 	defer ret.Stop()
+	pexp := time.NewTicker(time.Duration(b.brokerInt("producer.id.expiration.check.interval.ms")) * time.Millisecond)
+	defer pexp.Stop()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
+		case <-pexp.C:
+			b.ExpireProducers()
 		case <-cp.C:
 			if err := b.Checkpoint(); err != nil {
 				b.logger.Error("checkpoint", "err", err)
@@ -558,6 +571,7 @@ func (b *Broker) Checkpoint() error {
 // partition cleanly, writes the checkpoints and the clean-shutdown marker,
 // and closes the metadata store.
 func (b *Broker) Close() error {
+	b.txns.Close()
 	b.groups.Close()
 	b.cancel()
 	b.wg.Wait()

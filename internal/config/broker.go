@@ -315,9 +315,34 @@ var brokerDefs = []Def{
 		Doc: "A follower that has not fetched, or not caught up to the leader's log end, for this long is removed from the ISR.",
 	},
 	{
+		Name: "producer.id.expiration.check.interval.ms", Type: TypeInt, Default: "600000", ReadOnly: true,
+		Doc:      "How often partitions forget producer ids past producer.id.expiration.ms.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "producer.id.expiration.ms", Type: TypeInt, Default: "86400000", ReadOnly: true,
+		Doc:      "How long a partition keeps the state of a producer id that wrote nothing and has no open transaction; its next write after that needs a new sequence.",
+		Validate: atLeast(1),
+	},
+	{
 		Name: "socket.request.max.bytes", Type: TypeInt, Default: "104857600", ReadOnly: true,
 		Doc:      "Largest request the broker accepts on a connection.",
 		Validate: atLeast(1),
+	},
+	{
+		Name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", Type: TypeInt, Default: "10000", ReadOnly: true,
+		Doc:      "How often the transaction coordinator aborts transactions open longer than their transaction.timeout.ms.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "transaction.remove.expired.transaction.cleanup.interval.ms", Type: TypeInt, Default: "3600000", ReadOnly: true,
+		Doc:      "How often the transaction coordinator removes transactional ids past transactional.id.expiration.ms.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "transaction.state.log.segment.bytes", Type: TypeInt, Default: "104857600", ReadOnly: true,
+		Doc:      "Segment size of the transaction state topic.",
+		Validate: atLeast(14),
 	},
 	{
 		Name: "transaction.max.timeout.ms", Type: TypeInt, Default: "900000", ReadOnly: true,

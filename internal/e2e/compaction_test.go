@@ -66,7 +66,7 @@ func emptyBatches(t *testing.T, tb *testBroker, topic string, partitions int32) 
 	n := 0
 	for part := int32(0); part < partitions; part++ {
 		p, _ := tb.b.Partition(topic, part)
-		err := p.Log().WalkHeaders(0, func(h record.Header) error {
+		err := p.Log().WalkHeaders(0, func(h record.Header, _ record.ControlType) error {
 			if h.RecordCount == 0 {
 				n++
 			}

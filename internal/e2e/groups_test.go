@@ -537,7 +537,7 @@ func TestGroupUnknownGroupAnswers(t *testing.T) {
 		resp.Members[0].ErrorCode != kerr.UnknownMemberID.Code || resp.Members[1].ErrorCode != kerr.UnknownMemberID.Code {
 		t.Errorf("leave: %+v %v", resp, err)
 	}
-	// FindCoordinator: batched group keys; transactions are not served yet.
+	// FindCoordinator: batched group keys, transactional ids, share groups (not served).
 	fc := kmsg.NewPtrFindCoordinatorRequest()
 	fc.CoordinatorKeys = []string{"a", "b"}
 	resp, err := fc.RequestWith(ctxT(t), cl)
@@ -550,8 +550,12 @@ func TestGroupUnknownGroupAnswers(t *testing.T) {
 		}
 	}
 	fc.CoordinatorType = 1
-	if resp, err := fc.RequestWith(ctxT(t), cl); err != nil || resp.Coordinators[0].ErrorCode != kerr.CoordinatorNotAvailable.Code {
+	if resp, err := fc.RequestWith(ctxT(t), cl); err != nil || resp.Coordinators[0].ErrorCode != 0 || resp.Coordinators[0].NodeID != 1 {
 		t.Errorf("find transaction coordinator: %+v %v", resp, err)
+	}
+	fc.CoordinatorType = 2 // share groups: not served
+	if resp, err := fc.RequestWith(ctxT(t), cl); err != nil || resp.Coordinators[0].ErrorCode != kerr.InvalidRequest.Code {
+		t.Errorf("find share coordinator: %+v %v", resp, err)
 	}
 }
 

@@ -292,6 +292,8 @@ type runner struct {
 	events chan event
 	done   chan appendDone
 	s      *Shard // touched by the run goroutine only
+	// afterLoad are events that wait for the shard to load (run goroutine only).
+	afterLoad []event
 }
 
 type appendDone struct {
@@ -339,6 +341,10 @@ func (r *runner) run() {
 		case s := <-loaded:
 			r.s = s
 			r.exec(s.Loaded(cfg.Now()))
+			for _, ev := range r.afterLoad {
+				r.exec(ev(r.s, cfg.Now()))
+			}
+			r.afterLoad = nil
 			if r.c.loading.Add(-1) == 0 {
 				close(r.c.ready)
 			}
@@ -378,13 +384,22 @@ func (r *runner) append(a Append) {
 	for i, rec := range a.Records {
 		recs[i] = record.Record{OffsetDelta: int32(i), Key: rec.Key, Value: rec.Value}
 	}
-	batch, err := record.BuildBatch(record.BatchSpec{FirstTimestamp: now, MaxTimestamp: now,
-		ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}, recs)
+	spec := record.BatchSpec{FirstTimestamp: now, MaxTimestamp: now, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}
+	if a.Producer != nil {
+		spec.Attributes = record.AttrTransactional
+		spec.ProducerID, spec.ProducerEpoch = a.Producer.ID, a.Producer.Epoch
+	}
+	batch, err := record.BuildBatch(spec, recs)
 	if err != nil {
 		fail(err)
 		return
 	}
-	res, err := p.Append(batch)
+	var res partition.AppendResult
+	if a.Producer != nil {
+		res, err = p.AppendFromCoordinator(batch)
+	} else {
+		res, err = p.Append(batch)
+	}
 	if err != nil {
 		fail(err)
 		return
@@ -412,6 +427,9 @@ func appendError(err error) error {
 		return ke
 	case errors.Is(err, partition.ErrMessageTooLarge):
 		return kerr.MessageTooLarge
+	case errors.Is(err, partition.ErrInvalidProducerEpoch):
+		// A transactional commit of a producer a newer epoch fenced.
+		return kerr.ProducerFenced
 	case errors.Is(err, partition.ErrStorage), errors.Is(err, log.ErrStorage), errors.Is(err, log.ErrClosed):
 		return kerr.NotCoordinator
 	}
@@ -447,6 +465,11 @@ func (r *runner) load(logger *slog.Logger) (*Shard, int, error) {
 			}
 			next := h.LastOffset() + 1
 			if h.IsControl() {
+				if h.BaseOffset >= off {
+					if err := replayMarker(s, batch, h); err != nil {
+						return nil, n, fmt.Errorf("group: %s-%d at %d: %w", Topic, r.p, h.BaseOffset, err)
+					}
+				}
 				off = next
 				continue
 			}
@@ -459,7 +482,11 @@ func (r *runner) load(logger *slog.Logger) (*Shard, int, error) {
 					continue
 				}
 				n++
-				if err := s.Replay(rec.Key, rec.Value); err != nil {
+				replay := s.Replay
+				if h.IsTransactional() {
+					replay = func(k, v []byte) error { return s.ReplayTxn(h.ProducerID, k, v) }
+				}
+				if err := replay(rec.Key, rec.Value); err != nil {
 					if bad++; bad <= 10 {
 						logger.Warn("skipping a record that does not decode", "offset", h.BaseOffset+int64(rec.OffsetDelta), "err", err)
 					}
@@ -472,6 +499,67 @@ func (r *runner) load(logger *slog.Logger) (*Shard, int, error) {
 		}
 	}
 	return s, n, nil
+}
+
+// replayMarker applies a transaction marker read while loading.
+func replayMarker(s *Shard, batch []byte, h record.Header) error {
+	recs, err := record.Records(batch, h, maxBatchRecordBytes)
+	if err != nil || len(recs) == 0 {
+		return fmt.Errorf("control batch with %d records: %v", len(recs), err)
+	}
+	typ, err := record.ParseControlKey(recs[0].Key)
+	if err != nil {
+		return err
+	}
+	if typ == record.ControlCommit || typ == record.ControlAbort {
+		s.ReplayMarker(h.ProducerID, typ == record.ControlCommit)
+	}
+	return nil
+}
+
+// TxnCommit handles a TxnOffsetCommit.
+func (c *Coordinator) TxnCommit(r TxnCommitRequest, reply func(CommitResult)) {
+	c.submit(r.Group, func(s *Shard, now time.Time) Output { return s.TxnCommit(now, r, reply) },
+		func(err error) {
+			errs := make([]error, len(r.Offsets))
+			for i := range errs {
+				errs[i] = err
+			}
+			reply(CommitResult{Errs: errs})
+		})
+}
+
+// CompleteTxn tells the runner of partition p of __consumer_offsets that
+// the marker of producerID's transaction is durable there. done is called
+// once applied (false: no such runner, or closing).
+func (c *Coordinator) CompleteTxn(p int32, producerID int64, commit bool, done func(ok bool)) {
+	c.mu.RLock()
+	var r *runner
+	if int(p) < len(c.shards) && p >= 0 {
+		r = c.shards[p]
+	}
+	c.mu.RUnlock()
+	if r == nil || c.ctx.Err() != nil {
+		done(false)
+		return
+	}
+	var ev event
+	ev = func(s *Shard, now time.Time) Output {
+		if !s.loaded && s.unavailable == nil {
+			// Still loading: apply once loaded (the load may already
+			// have read the marker; applying it twice changes nothing).
+			r.afterLoad = append(r.afterLoad, ev)
+			return Output{}
+		}
+		out := s.CompleteTxn(now, producerID, commit)
+		out.Replies = append(out.Replies, func() { done(true) })
+		return out
+	}
+	select {
+	case r.events <- ev:
+	case <-c.ctx.Done():
+		done(false)
+	}
 }
 
 // ConsumerHeartbeat handles a ConsumerGroupHeartbeat (KIP-848).

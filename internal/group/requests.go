@@ -127,6 +127,9 @@ type FetchRequest struct {
 	// id: not a member) are checked against a consumer group's member.
 	MemberID    *string
 	MemberEpoch int32
+	// RequireStable (OffsetFetch v7+): a partition with a transactional
+	// commit awaiting its marker answers UNSTABLE_OFFSET_COMMIT.
+	RequireStable bool
 }
 
 // FetchedOffset is a committed offset; Offset -1 when none is.
@@ -135,6 +138,7 @@ type FetchedOffset struct {
 	Offset      int64
 	LeaderEpoch int32
 	Metadata    string
+	Err         error // UNSTABLE_OFFSET_COMMIT (require_stable)
 }
 
 // FetchResult answers one group of an OffsetFetch.

@@ -109,6 +109,9 @@ func kafkaMemberID(clientID string, instanceID *string) string {
 type Append struct {
 	ID      uint64
 	Records []Record
+	// Producer, when set, makes the batch part of that producer's
+	// transaction (a TxnOffsetCommit).
+	Producer *Producer
 }
 
 // Output is what one event asks of the runner: the appends, in order, and
@@ -148,6 +151,10 @@ type Shard struct {
 	lastAppend uint64
 	appends    []pendingAppend // in id order
 	out        Output
+
+	// txns are transactional offset commits awaiting their transaction's
+	// marker, by producer id (see txn.go).
+	txns map[int64]txnOffsets
 }
 
 // NewShard returns an empty shard, still loading.
@@ -193,8 +200,18 @@ func (s *Shard) replyErr(reply func(error), err error) {
 // appendRecords asks for records to be appended; done, if not nil, is
 // called once they are durable or failed.
 func (s *Shard) appendRecords(recs []Record, done func(err error)) {
+	s.appendTxnRecords(recs, Producer{ID: -1}, done)
+}
+
+// appendTxnRecords is appendRecords as part of a producer's transaction
+// when p.ID >= 0.
+func (s *Shard) appendTxnRecords(recs []Record, p Producer, done func(err error)) {
 	s.lastAppend++
-	s.out.Appends = append(s.out.Appends, Append{ID: s.lastAppend, Records: recs})
+	a := Append{ID: s.lastAppend, Records: recs}
+	if p.ID >= 0 {
+		a.Producer = &p
+	}
+	s.out.Appends = append(s.out.Appends, a)
 	if done != nil {
 		s.appends = append(s.appends, pendingAppend{s.lastAppend, done})
 	}
@@ -1001,6 +1018,9 @@ func (s *Shard) fetchOffsets(r FetchRequest) FetchResult {
 		if g == nil {
 			return FetchResult{}
 		}
+		if r.RequireStable && s.unstable(r.Group, nil) {
+			return FetchResult{Err: kerr.UnstableOffsetCommit}
+		}
 		out := make([]FetchedOffset, 0, len(g.offsets))
 		for tp, o := range g.offsets {
 			out = append(out, FetchedOffset{TopicPartition: tp, Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata})
@@ -1013,6 +1033,10 @@ func (s *Shard) fetchOffsets(r FetchRequest) FetchResult {
 	out := make([]FetchedOffset, len(r.Partitions))
 	for i, tp := range r.Partitions {
 		out[i] = FetchedOffset{TopicPartition: tp, Offset: -1, LeaderEpoch: -1}
+		if r.RequireStable && s.unstable(r.Group, &tp) {
+			out[i].Err = kerr.UnstableOffsetCommit
+			continue
+		}
 		if g == nil {
 			continue
 		}

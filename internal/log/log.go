@@ -220,6 +220,10 @@ func (l *Log) recover(opts Options) error {
 			return err
 		}
 		l.segments = append(l.segments, seg)
+		if err := seg.loadTxnIndex(l.fs); err != nil {
+			l.logger.Warn("dropping unreadable txnindex", "dir", l.dir, "segment", base, "err", err)
+			_ = l.fs.Remove(seg.path(".txnindex"))
+		}
 		// A segment is trusted if a later one starts at or below the
 		// recovery point: all of it was durable.
 		trusted := opts.Clean || i+1 < len(bases) && bases[i+1] <= opts.RecoveryPoint
@@ -248,7 +252,7 @@ func (l *Log) recover(opts Options) error {
 			// Everything after the cut is gone too.
 			for _, later := range bases[i+1:] {
 				l.logger.Warn("deleting segment after the cut", "dir", l.dir, "segment", later)
-				for _, ext := range []string{".log", ".index", ".timeindex"} {
+				for _, ext := range []string{".log", ".index", ".timeindex", ".txnindex"} {
 					if err := l.fs.Remove(l.dir + "/" + segmentName(later, ext)); err != nil && !isNotExist(err) {
 						return fmt.Errorf("log: remove segment %d: %w", later, err)
 					}
@@ -271,6 +275,7 @@ func (l *Log) recover(opts Options) error {
 		l.segments = l.segments[:len(l.segments)-1]
 		last.file.Close()
 		_ = l.fs.Remove(last.path(".log"))
+		_ = l.fs.Remove(last.path(".txnindex"))
 	}
 	if len(l.segments) == 0 {
 		seg, err := newSegment(l.fs, l.dir, max(opts.LogStartOffset, 0), now)
@@ -284,6 +289,9 @@ func (l *Log) recover(opts Options) error {
 	}
 	active := l.segments[len(l.segments)-1]
 	l.next.Store(active.nextOffset)
+	if err := l.cutTxnIndexLocked(active.nextOffset); err != nil {
+		return err
+	}
 	l.logStart = max(opts.LogStartOffset, l.segments[0].baseOffset)
 	if l.logStart > l.next.Load() {
 		l.logStart = l.next.Load()
@@ -769,7 +777,7 @@ func (l *Log) deleteSegmentsLocked(del func(s *segment, remaining int64) bool) i
 		}
 		// Unlink now; readers holding the file keep reading it until the
 		// delayed close.
-		for _, ext := range []string{".log", ".index", ".timeindex"} {
+		for _, ext := range []string{".log", ".index", ".timeindex", ".txnindex"} {
 			if err := l.fs.Remove(s.path(ext)); err != nil && !isNotExist(err) {
 				l.logger.Warn("remove segment file", "path", s.path(ext), "err", err)
 			}
@@ -868,9 +876,10 @@ func (l *Log) closeFiles() {
 }
 
 // WalkHeaders calls fn with the header of every batch from the one holding
-// offset from to the end, reading headers only. It is how producer state is
-// rebuilt from the log tail.
-func (l *Log) WalkHeaders(from int64, fn func(h record.Header) error) error {
+// offset from to the end, reading headers only, and for a control batch
+// (a transaction marker) its type. It is how producer state is rebuilt from
+// the log tail.
+func (l *Log) WalkHeaders(from int64, fn func(h record.Header, control record.ControlType) error) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
@@ -891,7 +900,13 @@ func (l *Log) WalkHeaders(from int64, fn func(h record.Header) error) error {
 			if err != nil {
 				return err
 			}
-			if err := fn(h); err != nil {
+			var ctl record.ControlType
+			if h.IsControl() {
+				if ctl, err = seg.controlTypeAt(h, pos); err != nil {
+					return err
+				}
+			}
+			if err := fn(h, ctl); err != nil {
 				return err
 			}
 			pos += int64(h.Size())

@@ -50,6 +50,10 @@ type segment struct {
 	recent     [recentBatches]batchPos
 	recentNext int // next slot to write; entries are in offset order from it
 	recentLen  int
+
+	// aborted is the segment's transaction index (.txnindex), in marker
+	// order: the aborted transactions whose abort marker is in it.
+	aborted []AbortedTxn
 }
 
 // recentBatches is how many of a segment's last batches are remembered.

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-io/sluice/internal/log"
@@ -88,6 +89,11 @@ type Partition struct {
 	epochs      epochCache
 	leaderEpoch int32
 	snapshotAt  int64 // log end offset of the last producer snapshot written
+	// ongoing holds the first offset of each open transaction by producer
+	// id; firstUnstable is the smallest (MaxInt64 when none), read without
+	// the lock by fetches for the last stable offset.
+	ongoing       map[int64]int64
+	firstUnstable atomic.Int64
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced on every append
@@ -114,8 +120,9 @@ func Open(opts Options) (*Partition, error) {
 	p := &Partition{
 		fs: opts.FS, dir: opts.Dir, log: l, logger: opts.Logger, now: opts.Now,
 		cfg: opts.Config, producers: map[int64]*producerState{},
-		notify: make(chan struct{}), snapshotAt: -1,
+		notify: make(chan struct{}), snapshotAt: -1, ongoing: map[int64]int64{},
 	}
+	p.firstUnstable.Store(math.MaxInt64)
 	if err := p.loadEpochs(); err != nil {
 		p.logger.Warn("leader epoch checkpoint unreadable; starting it anew", "dir", p.dir, "err", err)
 		p.epochs = epochCache{}
@@ -186,20 +193,38 @@ func (p *Partition) loadProducers() error {
 			_ = p.fs.Remove(filepath.Join(p.dir, snapshotName(off)))
 		}
 	}
-	err = p.log.WalkHeaders(from, func(h record.Header) error {
-		if h.BaseOffset < from || !h.HasProducer() || h.IsControl() {
+	for id, s := range p.producers {
+		if s.txnFirstOffset >= 0 {
+			p.ongoing[id] = s.txnFirstOffset
+		}
+	}
+	var aborted []log.AbortedTxn
+	err = p.log.WalkHeaders(from, func(h record.Header, ctl record.ControlType) error {
+		if h.BaseOffset < from || !h.HasProducer() {
 			return nil
 		}
-		s := p.producers[h.ProducerID]
-		if s == nil {
-			s = &producerState{epoch: h.ProducerEpoch, txnFirstOffset: -1}
-			p.producers[h.ProducerID] = s
+		if h.IsControl() {
+			if ctl != record.ControlAbort && ctl != record.ControlCommit {
+				return nil
+			}
+			if a, ok := p.endTxnLocked(h.ProducerID, h.ProducerEpoch, -1, h.MaxTimestamp, ctl == record.ControlCommit, h.BaseOffset); ok {
+				aborted = append(aborted, a)
+			}
+			return nil
 		}
-		s.update(&h, h.BaseOffset)
+		p.noteBatchLocked(&h, h.BaseOffset)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("partition: replay producer state in %s: %w", p.dir, err)
+	}
+	p.updateFirstUnstableLocked()
+	// Aborts after the snapshot the transaction index may lack (it is
+	// written after the marker); entries it has are skipped.
+	for _, a := range aborted {
+		if err := p.log.AppendAborted(a); err != nil {
+			return fmt.Errorf("partition: rebuild the transaction index of %s: %w", p.dir, err)
+		}
 	}
 	return nil
 }
@@ -245,8 +270,12 @@ func (p *Partition) Log() *log.Log { return p.log }
 // followers catch up.
 func (p *Partition) HighWatermark() int64 { return p.log.EndOffset() }
 
-// LastStableOffset is the high watermark until transactions exist.
-func (p *Partition) LastStableOffset() int64 { return p.HighWatermark() }
+// LastStableOffset is the offset below which every transaction is decided:
+// the first offset of the oldest open transaction, or the high watermark.
+// read_committed consumers read up to it.
+func (p *Partition) LastStableOffset() int64 {
+	return min(p.firstUnstable.Load(), p.HighWatermark())
+}
 
 // LeaderEpoch is the current leader epoch.
 func (p *Partition) LeaderEpoch() int32 {
@@ -291,6 +320,18 @@ type AppendResult struct {
 // The batch's bytes are rewritten in place (offset, leader epoch, and the
 // timestamp under LogAppendTime); the caller must not reuse them.
 func (p *Partition) Append(batch []byte) (AppendResult, error) {
+	return p.append(batch, false)
+}
+
+// AppendFromCoordinator appends a batch written by a coordinator of this
+// broker (the group coordinator's transactional offset commits): it
+// carries a producer id and epoch but no sequence, so only the epoch is
+// checked, as Kafka does for its coordinators' appends.
+func (p *Partition) AppendFromCoordinator(batch []byte) (AppendResult, error) {
+	return p.append(batch, true)
+}
+
+func (p *Partition) append(batch []byte, coordinator bool) (AppendResult, error) {
 	h, err := record.ValidateProduced(batch)
 	if err != nil {
 		switch {
@@ -301,6 +342,9 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 		default:
 			return AppendResult{}, fmt.Errorf("%w: %v", ErrCorruptMessage, err)
 		}
+	}
+	if h.IsControl() && !coordinator {
+		return AppendResult{}, fmt.Errorf("%w: clients may not write control batches", ErrInvalidRecord)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -323,14 +367,23 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 	var ps *producerState
 	if h.HasProducer() {
 		ps = p.producers[h.ProducerID]
-		verdict, err := ps.check(&h)
-		if err != nil {
-			return AppendResult{}, err
+		if coordinator {
+			if ps != nil && h.ProducerEpoch < ps.epoch {
+				return AppendResult{}, fmt.Errorf("%w: producer %d epoch %d is older than %d",
+					ErrInvalidProducerEpoch, h.ProducerID, h.ProducerEpoch, ps.epoch)
+			}
+		} else {
+			verdict, err := ps.check(&h)
+			if err != nil {
+				return AppendResult{}, err
+			}
+			if d := verdict.duplicate; d != nil {
+				return AppendResult{BaseOffset: d.firstOffset, LastOffset: d.lastOffset, LogAppendTime: appendTime,
+					LogStartOffset: p.log.StartOffset(), Duplicate: true}, nil
+			}
 		}
-		if d := verdict.duplicate; d != nil {
-			return AppendResult{BaseOffset: d.firstOffset, LastOffset: d.lastOffset, LogAppendTime: appendTime,
-				LogStartOffset: p.log.StartOffset(), Duplicate: true}, nil
-		}
+	} else if h.IsTransactional() {
+		return AppendResult{}, fmt.Errorf("%w: transactional batch without a producer id", ErrInvalidRecord)
 	}
 	record.SetLeaderEpoch(batch, p.leaderEpoch)
 	if appendTime >= 0 {
@@ -344,11 +397,8 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 		return AppendResult{}, err
 	}
 	if h.HasProducer() {
-		if ps == nil {
-			ps = &producerState{epoch: h.ProducerEpoch, txnFirstOffset: -1}
-			p.producers[h.ProducerID] = ps
-		}
-		ps.update(&h, res.BaseOffset)
+		p.noteBatchLocked(&h, res.BaseOffset)
+		p.updateFirstUnstableLocked()
 	}
 	p.wake()
 	return AppendResult{BaseOffset: res.BaseOffset, LastOffset: res.LastOffset, LogAppendTime: appendTime,

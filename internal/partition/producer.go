@@ -23,13 +23,20 @@ type batchMeta struct {
 	timestamp               int64
 }
 
-// producerState is one producer id's state on a partition. Transactions
-// (a later issue) add the first offset of the open transaction here.
+// producerState is one producer id's state on a partition.
 type producerState struct {
 	epoch   int16
 	batches []batchMeta // oldest first, at most maxCachedBatches
 	// txnFirstOffset is the first offset of the ongoing transaction, -1 if none.
 	txnFirstOffset int64
+	// coordinatorEpoch is from the last transaction marker (-1: none).
+	coordinatorEpoch int32
+	// lastTimestamp is the newest batch or marker timestamp, for expiry.
+	lastTimestamp int64
+}
+
+func newProducerState(epoch int16) *producerState {
+	return &producerState{epoch: epoch, txnFirstOffset: -1, coordinatorEpoch: -1}
 }
 
 func (s *producerState) last() *batchMeta {
@@ -94,11 +101,16 @@ func (s *producerState) check(h *record.Header) (checkResult, error) {
 	return checkResult{}, nil
 }
 
-// update records an appended batch.
+// update records an appended batch. A batch without a sequence (a
+// coordinator's transactional offset commit) moves only the epoch.
 func (s *producerState) update(h *record.Header, firstOffset int64) {
 	if h.ProducerEpoch != s.epoch {
 		s.epoch = h.ProducerEpoch
 		s.batches = s.batches[:0]
+	}
+	s.lastTimestamp = max(s.lastTimestamp, h.MaxTimestamp)
+	if h.BaseSequence < 0 {
+		return
 	}
 	s.remember(batchMeta{
 		firstSeq: h.BaseSequence, lastSeq: h.LastSequence(),
@@ -173,10 +185,8 @@ func unmarshalSnapshot(b []byte) (map[int64]*producerState, error) {
 			return nil, fmt.Errorf("%w: truncated", errBadSnapshot)
 		}
 		id := int64(binary.BigEndian.Uint64(rest))
-		s := &producerState{
-			epoch:          int16(binary.BigEndian.Uint16(rest[8:])),
-			txnFirstOffset: int64(binary.BigEndian.Uint64(rest[10:])),
-		}
+		s := newProducerState(int16(binary.BigEndian.Uint16(rest[8:])))
+		s.txnFirstOffset = int64(binary.BigEndian.Uint64(rest[10:]))
 		nb := int(rest[18])
 		rest = rest[snapshotProdBytes:]
 		if nb > maxCachedBatches || len(rest) < nb*snapshotBatchBytes {
@@ -190,6 +200,7 @@ func unmarshalSnapshot(b []byte) (map[int64]*producerState, error) {
 				lastOffset:  int64(binary.BigEndian.Uint64(rest[16:])),
 				timestamp:   int64(binary.BigEndian.Uint64(rest[24:])),
 			})
+			s.lastTimestamp = max(s.lastTimestamp, s.batches[len(s.batches)-1].timestamp)
 			rest = rest[snapshotBatchBytes:]
 		}
 		out[id] = s

@@ -27,8 +27,8 @@ const (
 // Fetch v4-18.
 //
 // Reads each partition from the batch holding the fetch offset up to the
-// high watermark (or, for read_committed, the last stable offset, equal
-// while there are no transactions), within the partition's and the
+// high watermark (or, for read_committed, the last stable offset, with the
+// aborted transactions whose records the range holds), within the partition's and the
 // response's byte limits; the first batch of the first partition with data
 // is sent whole even when larger (KIP-74). A fetch that finds less than
 // min.bytes waits up to max.wait.ms and is woken by appends, not by polling.
@@ -193,6 +193,12 @@ func readPartition(p *partition.Partition, rp *kmsg.FetchRequestTopicPartition, 
 	res, err := p.Log().Read(rp.FetchOffset, max(maxBytes, 0), limit, first)
 	if err != nil || res.Size == 0 {
 		return server.Region{}, 0, err
+	}
+	if isolation == 1 {
+		for _, a := range p.AbortedTxns(rp.FetchOffset, res.NextOffset) {
+			sp.AbortedTransactions = append(sp.AbortedTransactions, kmsg.FetchResponseTopicPartitionAbortedTransaction{
+				ProducerID: a.ProducerID, FirstOffset: a.FirstOffset})
+		}
 	}
 	marker := make([]byte, server.RegionMarkerBytes)
 	binary.BigEndian.PutUint64(marker, rand.Uint64())

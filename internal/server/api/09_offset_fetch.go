@@ -19,7 +19,8 @@ import (
 // names topics by id (unknown ids: UNKNOWN_TOPIC_ID). A group-level error
 // (COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR) is per partition before
 // v2, at the top level in v2-v7, per group from v8. RequireStable (v7+)
-// waits for nothing: there are no transactional commits yet.
+// answers UNSTABLE_OFFSET_COMMIT (retriable) for a partition whose offset a
+// transaction committed and has not ended yet.
 func (h *Handler) offsetFetch(r *kmsg.OffsetFetchRequest, reply func(server.Reply)) {
 	resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
 	c, started := h.groups()
@@ -53,6 +54,8 @@ func (h *Handler) offsetFetch(r *kmsg.OffsetFetchRequest, reply func(server.Repl
 				rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata = o.Partition, o.Offset, o.LeaderEpoch, kmsg.StringPtr(o.Metadata)
 				if res.Err != nil {
 					rp.ErrorCode = resp.ErrorCode
+				} else if o.Err != nil {
+					rp.ErrorCode = errorCode(o.Err)
 				}
 				t := &resp.Topics[len(resp.Topics)-1]
 				t.Partitions = append(t.Partitions, rp)
@@ -63,7 +66,7 @@ func (h *Handler) offsetFetch(r *kmsg.OffsetFetchRequest, reply func(server.Repl
 			answer(group.FetchResult{Err: kerr.NotCoordinator})
 			return
 		}
-		c.FetchOffsets(group.FetchRequest{Group: r.Group, Partitions: tps}, answer)
+		c.FetchOffsets(group.FetchRequest{Group: r.Group, Partitions: tps, RequireStable: r.RequireStable}, answer)
 		return
 	}
 
@@ -121,6 +124,7 @@ func (h *Handler) offsetFetch(r *kmsg.OffsetFetchRequest, reply func(server.Repl
 					}
 					sp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
 					sp.Partition, sp.Offset, sp.LeaderEpoch, sp.Metadata = o.Partition, o.Offset, o.LeaderEpoch, kmsg.StringPtr(o.Metadata)
+					sp.ErrorCode = errorCode(o.Err)
 					st := &sg.Topics[len(sg.Topics)-1]
 					st.Partitions = append(st.Partitions, sp)
 				}
@@ -132,7 +136,7 @@ func (h *Handler) offsetFetch(r *kmsg.OffsetFetchRequest, reply func(server.Repl
 			answer(group.FetchResult{Err: kerr.NotCoordinator})
 			continue
 		}
-		fr := group.FetchRequest{Group: rg.Group, Partitions: tps, MemberEpoch: -1}
+		fr := group.FetchRequest{Group: rg.Group, Partitions: tps, MemberEpoch: -1, RequireStable: r.RequireStable}
 		if r.Version >= 9 {
 			fr.MemberID, fr.MemberEpoch = rg.MemberID, rg.MemberEpoch
 		}

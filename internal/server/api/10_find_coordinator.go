@@ -22,8 +22,8 @@ const (
 // that the group id hashes to (Kafka's hash), which on one node is this
 // broker. The topic is created on first use, as Kafka does, and the
 // request waits for its partitions to open. Key type 1 (transactional id)
-// answers COORDINATOR_NOT_AVAILABLE until transactions are served; any
-// other type (share groups, 2) INVALID_REQUEST. v4+ batch keys, each with
+// is the same for __transaction_state, loaded before the answer; any other
+// type (share groups, 2) INVALID_REQUEST. v4+ batch keys, each with
 // its own answer; before v4 the single answer is at the top level.
 func (h *Handler) findCoordinator(ctx context.Context, r *kmsg.FindCoordinatorRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.FindCoordinatorResponse)
@@ -69,7 +69,10 @@ func (h *Handler) coordinatorFor(ctx context.Context, keyType int8, key string) 
 		}
 		return nil
 	case coordinatorTransaction:
-		return fmt.Errorf("%w: transactions are not served yet", kerr.CoordinatorNotAvailable)
+		if _, err := h.ensureTxns(ctx); err != nil {
+			return err
+		}
+		return nil
 	}
 	return fmt.Errorf("%w: coordinator type %d is not served", kerr.InvalidRequest, keyType)
 }

@@ -43,6 +43,11 @@ var versions = map[int16][2]int16{
 	21: {0, 2},  // DeleteRecords
 	22: {0, 5},  // InitProducerID
 	23: {0, 4},  // OffsetForLeaderEpoch
+	24: {0, 5},  // AddPartitionsToTxn
+	25: {0, 4},  // AddOffsetsToTxn
+	26: {0, 5},  // EndTxn
+	27: {0, 2},  // WriteTxnMarkers
+	28: {0, 6},  // TxnOffsetCommit
 	32: {0, 4},  // DescribeConfigs
 	33: {0, 2},  // AlterConfigs
 	35: {0, 5},  // DescribeLogDirs
@@ -51,6 +56,9 @@ var versions = map[int16][2]int16{
 	44: {0, 1},  // IncrementalAlterConfigs
 	47: {0, 0},  // OffsetDelete
 	60: {0, 2},  // DescribeCluster
+	61: {0, 0},  // DescribeProducers
+	65: {0, 0},  // DescribeTransactions
+	66: {0, 2},  // ListTransactions
 	68: {0, 1},  // ConsumerGroupHeartbeat
 	69: {0, 1},  // ConsumerGroupDescribe
 }
@@ -151,6 +159,22 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 		now(h.deleteRecords(m))
 	case *kmsg.InitProducerIDRequest:
 		now(h.initProducerID(ctx, m))
+	case *kmsg.AddPartitionsToTxnRequest:
+		now(h.addPartitionsToTxn(ctx, m))
+	case *kmsg.AddOffsetsToTxnRequest:
+		now(h.addOffsetsToTxn(ctx, m))
+	case *kmsg.EndTxnRequest:
+		now(h.endTxn(ctx, m))
+	case *kmsg.WriteTxnMarkersRequest:
+		now(h.writeTxnMarkers(ctx, m))
+	case *kmsg.TxnOffsetCommitRequest:
+		h.txnOffsetCommit(m, reply)
+	case *kmsg.DescribeProducersRequest:
+		now(h.describeProducers(m))
+	case *kmsg.DescribeTransactionsRequest:
+		now(h.describeTransactions(m))
+	case *kmsg.ListTransactionsRequest:
+		now(h.listTransactions(m))
 	case *kmsg.OffsetForLeaderEpochRequest:
 		now(h.offsetForLeaderEpoch(m))
 	case *kmsg.DescribeConfigsRequest:

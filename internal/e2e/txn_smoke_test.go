@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestTxnSmoke: commit one transaction, abort another, restart, and read
+// back with both isolation levels.
+func TestTxnSmoke(t *testing.T) {
+	dir := t.TempDir()
+	tb := start(t, dir, "", nil)
+	createTopic(t, tb.admin(), "tx", 2, nil)
+	p := tb.client(kgo.TransactionalID("smoke"), kgo.DefaultProduceTopic("tx"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	ctx := ctxT(t)
+	for round, commit := range []bool{true, false, true} {
+		if err := p.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 10; i++ {
+			if err := p.ProduceSync(ctx, kgo.StringRecord(fmt.Sprintf("r%d-%d", round, i))).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatalf("end %d: %v", round, err)
+		}
+	}
+	check := func(tb *testBroker) {
+		for _, c := range []struct {
+			iso     kgo.IsolationLevel
+			want    int
+			aborted bool
+		}{{kgo.ReadCommitted(), 20, false}, {kgo.ReadUncommitted(), 30, true}} {
+			cl := tb.client(kgo.ConsumeTopics("tx"), kgo.FetchIsolationLevel(c.iso), kgo.FetchMaxWait(200*time.Millisecond))
+			c2, cancel := context.WithTimeout(ctx, 2*time.Second)
+			var got []string
+			sawAborted := false
+			for c2.Err() == nil {
+				fs := cl.PollFetches(c2)
+				fs.EachRecord(func(r *kgo.Record) {
+					got = append(got, string(r.Value))
+					sawAborted = sawAborted || strings.HasPrefix(string(r.Value), "r1-")
+				})
+			}
+			cancel()
+			cl.Close()
+			if len(got) != c.want || sawAborted != c.aborted {
+				t.Errorf("isolation %v: %d records (aborted ones: %v), want %d (%v)", c.iso, len(got), sawAborted, c.want, c.aborted)
+			}
+		}
+	}
+	check(tb)
+	tb.stop()
+	tb = start(t, dir, "", nil)
+	check(tb)
+}

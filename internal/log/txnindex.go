@@ -1,0 +1,191 @@
+package log
+
+import (
+	"encoding/binary"
+	"fmt"
+	"path/filepath"
+	"sort"
+
+	"github.com/sluice-io/sluice/internal/record"
+	"github.com/sluice-io/sluice/internal/vfs"
+)
+
+// AbortedTxn is one entry of a segment's transaction index (.txnindex): an
+// aborted transaction of a producer, from its first offset in this
+// partition to its abort marker (LastOffset), with the partition's last
+// stable offset when it was aborted. read_committed fetches hand these to
+// clients, which drop the aborted records.
+type AbortedTxn struct {
+	ProducerID       int64
+	FirstOffset      int64
+	LastOffset       int64
+	LastStableOffset int64
+}
+
+// A .txnindex entry, in Kafka's format: version int16 (0), producer id
+// int64, first offset int64, last offset int64, last stable offset int64.
+const (
+	txnIndexVersion    = 0
+	txnIndexEntryBytes = 2 + 8 + 8 + 8 + 8
+)
+
+func marshalTxnIndex(entries []AbortedTxn) []byte {
+	b := make([]byte, 0, len(entries)*txnIndexEntryBytes)
+	for _, e := range entries {
+		b = binary.BigEndian.AppendUint16(b, txnIndexVersion)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.ProducerID))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.FirstOffset))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.LastOffset))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.LastStableOffset))
+	}
+	return b
+}
+
+// unmarshalTxnIndex reads entries; a trailing partial entry is dropped (the
+// file is rewritten whole, so it can only come from another writer's torn
+// append), an entry of an unknown version or out of order is an error.
+func unmarshalTxnIndex(b []byte) ([]AbortedTxn, error) {
+	n := len(b) / txnIndexEntryBytes
+	out := make([]AbortedTxn, 0, n)
+	for i := 0; i < n; i++ {
+		e := b[i*txnIndexEntryBytes:]
+		if v := binary.BigEndian.Uint16(e); v != txnIndexVersion {
+			return nil, fmt.Errorf("log: txnindex entry %d has version %d", i, v)
+		}
+		a := AbortedTxn{
+			ProducerID:       int64(binary.BigEndian.Uint64(e[2:])),
+			FirstOffset:      int64(binary.BigEndian.Uint64(e[10:])),
+			LastOffset:       int64(binary.BigEndian.Uint64(e[18:])),
+			LastStableOffset: int64(binary.BigEndian.Uint64(e[26:])),
+		}
+		if a.FirstOffset > a.LastOffset || len(out) > 0 && out[len(out)-1].LastOffset >= a.LastOffset {
+			return nil, fmt.Errorf("log: txnindex entry %d (%d-%d) out of order", i, a.FirstOffset, a.LastOffset)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// loadTxnIndex reads the segment's .txnindex, if any. An unreadable one is
+// dropped with a warning by the caller: the partition rebuilds entries for
+// markers after its producer snapshot, so only older aborts are lost.
+func (s *segment) loadTxnIndex(fs vfs.FS) error {
+	b, err := readAll(fs, s.path(".txnindex"))
+	if err != nil {
+		if isNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	entries, err := unmarshalTxnIndex(b)
+	if err != nil {
+		return err
+	}
+	s.aborted = entries
+	return nil
+}
+
+// writeTxnIndex persists the segment's entries whole (write temp, fsync,
+// rename): aborts are rare, and a whole-file write never leaves a torn entry.
+func (s *segment) writeTxnIndex(fs vfs.FS) error {
+	if len(s.aborted) == 0 {
+		if err := fs.Remove(s.path(".txnindex")); err != nil && !isNotExist(err) {
+			return err
+		}
+		return nil
+	}
+	return vfs.WriteFileAtomic(fs, s.dir, s.path(".txnindex"), marshalTxnIndex(s.aborted))
+}
+
+// AppendAborted records an aborted transaction whose abort marker is at
+// e.LastOffset, in the .txnindex of the segment holding the marker. The
+// entry is durable when it returns. Entries must come in marker order; one
+// at or below the last recorded marker is ignored (a replay at start).
+func (l *Log) AppendAborted(e AbortedTxn) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if last, ok := l.lastAbortedLocked(); ok && e.LastOffset <= last.LastOffset {
+		return nil
+	}
+	i := sort.Search(len(l.segments), func(i int) bool { return l.segments[i].baseOffset > e.LastOffset }) - 1
+	if i < 0 {
+		return fmt.Errorf("log: abort marker %d is below the log start", e.LastOffset)
+	}
+	seg := l.segments[i]
+	seg.aborted = append(seg.aborted, e)
+	if err := seg.writeTxnIndex(l.fs); err != nil {
+		seg.aborted = seg.aborted[:len(seg.aborted)-1]
+		return fmt.Errorf("%w: write %s: %v", ErrStorage, filepath.Base(seg.path(".txnindex")), err)
+	}
+	return nil
+}
+
+func (l *Log) lastAbortedLocked() (AbortedTxn, bool) {
+	for i := len(l.segments) - 1; i >= 0; i-- {
+		if a := l.segments[i].aborted; len(a) > 0 {
+			return a[len(a)-1], true
+		}
+	}
+	return AbortedTxn{}, false
+}
+
+// AbortedTxns returns the aborted transactions that hold records in
+// [from, to): those whose marker is at or after from and whose first
+// offset is below to, in marker order (what a read_committed fetch of
+// that range needs).
+func (l *Log) AbortedTxns(from, to int64) []AbortedTxn {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var out []AbortedTxn
+	i := sort.Search(len(l.segments), func(i int) bool { return l.segments[i].baseOffset > from }) - 1
+	for i = max(i, 0); i < len(l.segments); i++ {
+		for _, e := range l.segments[i].aborted {
+			if e.LastOffset >= from && e.FirstOffset < to {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// cutTxnIndexLocked drops entries whose marker is at or past end (the log
+// was cut below them at recovery) and rewrites the files that changed.
+func (l *Log) cutTxnIndexLocked(end int64) error {
+	for _, s := range l.segments {
+		n := len(s.aborted)
+		for n > 0 && s.aborted[n-1].LastOffset >= end {
+			n--
+		}
+		if n == len(s.aborted) {
+			continue
+		}
+		s.aborted = s.aborted[:n]
+		if err := s.writeTxnIndex(l.fs); err != nil {
+			return fmt.Errorf("log: rewrite txnindex of segment %d: %w", s.baseOffset, err)
+		}
+	}
+	return nil
+}
+
+// controlTypeAt reads the type of the control batch h at pos (its first
+// record's key).
+func (s *segment) controlTypeAt(h record.Header, pos int64) (record.ControlType, error) {
+	if h.Size() > maxControlBatchBytes {
+		return 0, fmt.Errorf("log: control batch at %d of segment %d is %d bytes, above %d", h.BaseOffset, s.baseOffset, h.Size(), maxControlBatchBytes)
+	}
+	b := make([]byte, h.Size())
+	if _, err := s.file.ReadAt(b, pos); err != nil {
+		return 0, fmt.Errorf("log: read control batch at %d of segment %d: %w", h.BaseOffset, s.baseOffset, err)
+	}
+	recs, err := record.Records(b, h, maxControlBatchBytes)
+	if err != nil || len(recs) == 0 {
+		return 0, fmt.Errorf("log: control batch at %d of segment %d: %d records, %v", h.BaseOffset, s.baseOffset, len(recs), err)
+	}
+	return record.ParseControlKey(recs[0].Key)
+}
+
+// maxControlBatchBytes bounds a control batch read back (a marker is ~80 bytes).
+const maxControlBatchBytes = 64 << 10

@@ -1,0 +1,97 @@
+package api
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/group"
+	"github.com/sluice-io/sluice/internal/metadata"
+	"github.com/sluice-io/sluice/internal/server"
+)
+
+// TxnOffsetCommit v0-6.
+//
+// A transactional producer commits a group's offsets inside its
+// transaction: the group coordinator writes them to __consumer_offsets
+// with the producer's id and epoch and keeps them pending until the
+// transaction's marker (commit: they become the group's offsets; abort:
+// dropped). The producer must be the transactional id's current one
+// (PRODUCER_FENCED from v3, INVALID_PRODUCER_EPOCH before;
+// INVALID_PRODUCER_ID_MAPPING for another id). v3+ carry the member id and
+// generation, checked when given. Unknown topics answer
+// UNKNOWN_TOPIC_OR_PARTITION (v6 names topics by id: UNKNOWN_TOPIC_ID).
+func (h *Handler) txnOffsetCommit(r *kmsg.TxnOffsetCommitRequest, reply func(server.Reply)) {
+	resp := r.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+	img := h.b.Image()
+	type slot struct{ t, p int }
+	var (
+		offsets []group.CommitOffset
+		slots   []slot
+	)
+	for ti, rt := range r.Topics {
+		st := kmsg.NewTxnOffsetCommitResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		var t *metadata.Topic
+		topicErr := kerr.UnknownTopicOrPartition
+		if r.Version >= 6 {
+			t, topicErr = img.TopicsByID[metadata.TopicID(rt.TopicID)], kerr.UnknownTopicID
+		} else {
+			t = img.Topics[rt.Topic]
+		}
+		for pi, rp := range rt.Partitions {
+			sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+			sp.Partition = rp.Partition
+			switch {
+			case t == nil:
+				sp.ErrorCode = topicErr.Code
+			case rp.Partition < 0 || int(rp.Partition) >= len(t.Partitions):
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			default:
+				offsets = append(offsets, group.CommitOffset{TopicPartition: group.TopicPartition{Topic: t.Name, Partition: rp.Partition},
+					Offset: rp.Offset, LeaderEpoch: rp.LeaderEpoch, Metadata: deref(rp.Metadata)})
+				slots = append(slots, slot{ti, pi})
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	answer := func(errs []error) {
+		for i, s := range slots {
+			resp.Topics[s.t].Partitions[s.p].ErrorCode = errorCode(errs[i])
+		}
+		reply(server.Reply{Msg: resp})
+	}
+	fail := func(err error) {
+		errs := make([]error, len(offsets))
+		for i := range errs {
+			errs[i] = err
+		}
+		answer(errs)
+	}
+	if len(offsets) == 0 {
+		reply(server.Reply{Msg: resp})
+		return
+	}
+	tc, ok := h.txns()
+	if !ok {
+		fail(kerr.NotCoordinator)
+		return
+	}
+	if err := tc.CheckProducer(r.TransactionalID, r.ProducerID, r.ProducerEpoch); err != nil {
+		fail(fenced(err, r.Version, 3))
+		return
+	}
+	c, ok := h.groups()
+	if !ok {
+		fail(kerr.NotCoordinator)
+		return
+	}
+	c.TxnCommit(group.TxnCommitRequest{Group: r.Group, ProducerID: r.ProducerID, ProducerEpoch: r.ProducerEpoch,
+		MemberID: r.MemberID, InstanceID: r.InstanceID, Generation: r.Generation, Offsets: offsets},
+		func(res group.CommitResult) {
+			for i, err := range res.Errs {
+				res.Errs[i] = fenced(err, r.Version, 3)
+			}
+			answer(res.Errs)
+		})
+}

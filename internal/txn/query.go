@@ -1,0 +1,131 @@
+package txn
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Description is a transactional id's state (DescribeTransactions).
+type Description struct {
+	ID            string
+	State         State
+	TimeoutMs     int32
+	StartMs       int64 // -1 when no transaction is open
+	ProducerID    int64
+	ProducerEpoch int16
+	Partitions    []TopicPartition
+}
+
+// Describe answers DescribeTransactions for one id:
+// TRANSACTIONAL_ID_NOT_FOUND when unknown.
+func (c *Coordinator) Describe(id string) (Description, error) {
+	if err := c.ready(); err != nil {
+		return Description{}, err
+	}
+	e := c.lock(id, false)
+	if e == nil {
+		return Description{}, fmt.Errorf("%w: %q", kerr.TransactionalIDNotFound, id)
+	}
+	defer e.mu.Unlock()
+	return describe(&e.m), nil
+}
+
+func describe(m *meta) Description {
+	return Description{ID: m.id, State: m.state, TimeoutMs: m.timeoutMs, StartMs: m.startMs,
+		ProducerID: m.producerID, ProducerEpoch: m.epoch, Partitions: m.sortedPartitions()}
+}
+
+// Listing is one transactional id in ListTransactions.
+type Listing struct {
+	ID         string
+	ProducerID int64
+	State      State
+}
+
+// ListFilter selects ids for ListTransactions: empty filters match all.
+type ListFilter struct {
+	States      []State
+	ProducerIDs []int64
+	// MinDurationMs (v1+; -1: none) keeps transactions open at least this long.
+	MinDurationMs int64
+}
+
+// List answers ListTransactions, sorted by id.
+func (c *Coordinator) List(f ListFilter) ([]Listing, error) {
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
+	now := c.cfg.Now().UnixMilli()
+	var out []Listing
+	for _, e := range c.entries() {
+		e.mu.Lock()
+		m := e.m
+		removed := e.removed
+		e.mu.Unlock()
+		if removed || m.producerID < 0 {
+			continue
+		}
+		if len(f.States) > 0 && !slices.Contains(f.States, m.state) {
+			continue
+		}
+		if len(f.ProducerIDs) > 0 && !slices.Contains(f.ProducerIDs, m.producerID) {
+			continue
+		}
+		if f.MinDurationMs >= 0 && (m.startMs < 0 || now-m.startMs < f.MinDurationMs) {
+			continue
+		}
+		out = append(out, Listing{ID: m.id, ProducerID: m.producerID, State: m.state})
+	}
+	slices.SortFunc(out, func(a, b Listing) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// Verify says whether producerID at epoch has tp in its open transaction
+// (KIP-890 part 1: a transactional produce to a partition not added is
+// refused, so that a late write cannot open a transaction nobody will end).
+func (c *Coordinator) Verify(producerID int64, epoch int16, tp TopicPartition) error {
+	if err := c.ready(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	e := c.byPID[producerID]
+	c.mu.Unlock()
+	if e == nil {
+		return fmt.Errorf("%w: producer %d has no transactional id here", kerr.InvalidTxnState, producerID)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.m.producerID != producerID {
+		return fmt.Errorf("%w: producer %d was replaced", kerr.InvalidProducerEpoch, producerID)
+	}
+	if epoch < e.m.epoch {
+		return fmt.Errorf("%w: producer %d epoch %d, current %d", kerr.InvalidProducerEpoch, producerID, epoch, e.m.epoch)
+	}
+	if _, ok := e.m.partitions[tp]; !ok || e.m.state != Ongoing {
+		return fmt.Errorf("%w: %s-%d is not in an open transaction of producer %d", kerr.InvalidTxnState, tp.Topic, tp.Partition, producerID)
+	}
+	return nil
+}
+
+// CheckProducer says whether producerID at epoch is the current producer
+// of id (TxnOffsetCommit checks it before writing the offsets).
+func (c *Coordinator) CheckProducer(id string, producerID int64, epoch int16) error {
+	if err := c.ready(); err != nil {
+		return err
+	}
+	e := c.lock(id, false)
+	if e == nil {
+		return check(nil, id, producerID, epoch)
+	}
+	defer e.mu.Unlock()
+	if e.m.producerID != producerID {
+		return check(nil, id, producerID, epoch)
+	}
+	if epoch != e.m.epoch {
+		return fmt.Errorf("%w: producer %d epoch %d, current %d", kerr.ProducerFenced, producerID, epoch, e.m.epoch)
+	}
+	return nil
+}
