@@ -192,16 +192,7 @@ func Open(cfg Config) (*Broker, error) {
 // openGroups creates the group coordinator from the broker configs and,
 // when __consumer_offsets exists, starts it loading the groups.
 func (b *Broker) openGroups() {
-	cfgs := b.BrokerConfigs()
-	num := func(name string) int64 {
-		v, _ := cfgs.Value(name)
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			def, _ := config.BrokerDef(name)
-			n, _ = strconv.ParseInt(def.Default, 10, 64)
-		}
-		return n
-	}
+	num := b.brokerInt
 	ms := func(name string) time.Duration { return time.Duration(num(name)) * time.Millisecond }
 	delay := ms("group.initial.rebalance.delay.ms")
 	if delay <= 0 {
