@@ -24,7 +24,7 @@ interop:
 	./scripts/interop.sh
 
 franz-go:
-	./scripts/franz-go-tests.sh
+	./scripts/franz-suite.sh
 
 fuzz-short:
 	@for t in $$($(GO) test -list '^Fuzz' ./internal/record | grep ^Fuzz); do \

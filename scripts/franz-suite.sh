@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# franz-go's own integration tests (pkg/kgo) against one real `sluice serve`.
+#
+# Builds the broker, starts it on a random 127.0.0.1 port with a temporary
+# data dir (group.initial.rebalance.delay.ms=0 so groups form at once), copies
+# the franz-go module at FRANZ_GO_VERSION (default v1.22.2, the version
+# go.mod requires) out of the Go module cache (read-only, hence the copy)
+# and runs every pkg/kgo test that talks to a broker (those reaching
+# franz-go's KGO_SEEDS helpers: adm, newTestClient, testClientOpts,
+# getSeedBrokers, tmpTopic, tmpGroup, ...):
+#   producing       TestClient_Produce, TestClient_ProduceLargeMessages,
+#                   TestIssue* (TestIssue769, 831, ProduceBrokerTooOld..., ...)
+#   consuming       TestConsumeRegex, TestConsumeTopicRetrieval(_Many),
+#                   TestConsumeMaxDecompressBatchBytes, TestDirectPartitionPurge,
+#                   TestPauseIssue489, TestPauseIssueOct2023, TestPooling,
+#                   TestHookPollStart, TestAddRemovePartitions (CreatePartitions)
+#   groups          TestGroupSimple, TestGroupETL (classic and KIP-848),
+#                   Test848RegexBrokerResolves, TestUnknownGroupOffsetFetchPinned
+#   transactions    TestTxnEtl
+#   other           TestPing; share-group tests (TestShareGroup*,
+#                   TestConsumeRegexShareSkipsInternal) skip themselves
+#                   unless the broker serves ShareFetch/ShareAcknowledge v2
+# franz-go's unit tests (no broker) are not run: `go test` of franz-go does
+# that. TestSCRAMAuth* need a SCRAM listener and are left out.
+#
+# franz-go's helpers read KGO_SEEDS (the broker), KGO_TEST_RF (replication
+# factor of the topics the tests create; 1 here) and KGO_TEST_RECORDS
+# (records per test; FRANZ_GO_RECORDS below bounds the run time).
+# Downloading franz-go's test dependencies needs the Go module proxy.
+#
+# Environment:
+#   FRANZ_GO_RUN      go test -run pattern (default: the tests above)
+#   FRANZ_GO_RECORDS  KGO_TEST_RECORDS (default 50000)
+#   FRANZ_GO_TIMEOUT  -test.timeout of each test (default 3m)
+#   FRANZ_GO_JOBS     tests run at once (default 2)
+#   FRANZ_GO_VERSION  franz-go version (default v1.22.2)
+#   KEEP_TMP=1        keep the temp dir (broker log, go test output)
+# Prints a PASS/FAIL/SKIP line per top-level test at the end; exits non-zero
+# when any test failed, timed out or panicked.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FRANZ_GO_VERSION=${FRANZ_GO_VERSION:-v1.22.2}
+DEFAULT_RUN='^(TestPing|TestClient_Produce|TestClient_ProduceLargeMessages|TestIssue.*|TestConsumeRegex|TestConsumeRegexShareSkipsInternal|TestConsumeTopicRetrieval|TestConsumeTopicRetrieval_Many|TestConsumeMaxDecompressBatchBytes|TestDirectPartitionPurge|TestPauseIssue489|TestPauseIssueOct2023|TestPooling|TestHookPollStart|TestAddRemovePartitions|TestGroupSimple|TestGroupETL|Test848RegexBrokerResolves|TestUnknownGroupOffsetFetchPinned|TestTxnEtl|TestShareGroup.*)$'
+RUN=${FRANZ_GO_RUN:-$DEFAULT_RUN}
+RECORDS=${FRANZ_GO_RECORDS:-50000}
+TIMEOUT=${FRANZ_GO_TIMEOUT:-3m}
+JOBS=${FRANZ_GO_JOBS:-2}
+T_START=$SECONDS
+
+say() { printf '%s\n' "$*"; }
+fail() {
+	printf 'FAIL: %s\n' "$*" >&2
+	exit 1
+}
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-franz-suite.XXXXXX")
+BROKER_PID=""
+cleanup() {
+	local rc=$?
+	if [ -n "$BROKER_PID" ]; then
+		kill "$BROKER_PID" 2>/dev/null || true
+		wait "$BROKER_PID" 2>/dev/null || true
+	fi
+	if [ "$rc" != 0 ] && [ -f "$TMP/broker.log" ]; then
+		say "---- broker log (tail) ----"
+		tail -n 40 "$TMP/broker.log" || true
+	fi
+	if [ -n "${KEEP_TMP:-}" ]; then
+		say "kept $TMP"
+	else
+		chmod -R u+w "$TMP" 2>/dev/null || true
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say "building sluice"
+go build -o "$TMP/sluice" ./cmd/sluice || fail "go build ./cmd/sluice failed"
+
+say "fetching franz-go $FRANZ_GO_VERSION"
+SRC=$(go mod download -json "github.com/twmb/franz-go@$FRANZ_GO_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+[ -n "$SRC" ] && [ -d "$SRC/pkg/kgo" ] || fail "no module dir for github.com/twmb/franz-go@$FRANZ_GO_VERSION"
+cp -R "$SRC" "$TMP/franz-go"
+chmod -R u+w "$TMP/franz-go"
+# franz-go's tests learn what the broker serves (allow848 for KIP-848,
+# allowStaticMembership, allowShare) when adm() first runs; some check
+# before calling it (TestGroupSimple/848 skips itself when no other test
+# in the same process ran adm() first). Each test runs in a process of its
+# own here, so call adm() at start-up, as a whole-package run in effect does.
+cat >"$TMP/franz-go/pkg/kgo/zz_sluice_adm_test.go" <<'EOF'
+package kgo
+
+import "os"
+
+// Added by sluice's scripts/franz-suite.sh (see there).
+func init() {
+	if os.Getenv("KGO_SEEDS") != "" {
+		adm()
+	}
+}
+EOF
+
+# The tests are compiled once, then every top-level test runs as its own
+# process of that binary (FRANZ_GO_JOBS at a time) with its own timeout:
+# a test that hangs (TestTxnEtl, say, against a broker without
+# transactions) then fails alone instead of holding the slots franz-go's
+# tests share (-parallel, TestGroupETL/TestTxnEtl's etlSem) until the
+# whole binary times out.
+say "compiling franz-go's pkg/kgo tests"
+(cd "$TMP/franz-go" && GOFLAGS=-mod=mod go test -c -o "$TMP/kgo.test" ./pkg/kgo >"$TMP/compile.log" 2>&1) ||
+	{ cat "$TMP/compile.log"; fail "franz-go's tests do not compile"; }
+TESTS=$(cd "$TMP/franz-go/pkg/kgo" && "$TMP/kgo.test" -test.list "$RUN" | grep -E '^(Test|Example)' || true)
+[ -n "$TESTS" ] || fail "no franz-go test matches '$RUN'"
+
+. scripts/lib/broker.sh
+start_broker
+
+mkdir -p "$TMP/logs"
+run_one() {
+	local name=$1 rc=0
+	(cd "$TMP/franz-go/pkg/kgo" && KGO_SEEDS=$B KGO_TEST_RF=1 KGO_TEST_RECORDS=$RECORDS KGO_LOG_LEVEL=none \
+		"$TMP/kgo.test" -test.count=1 -test.v -test.timeout "$TIMEOUT" -test.run "^$name\$") \
+		>"$TMP/logs/$name.log" 2>&1 || rc=$?
+	echo "$rc" >"$TMP/logs/$name.rc"
+}
+
+say "franz-go $FRANZ_GO_VERSION pkg/kgo: $(echo "$TESTS" | wc -l) tests, $JOBS at a time, each with -timeout $TIMEOUT, KGO_TEST_RECORDS=$RECORDS"
+T_TEST=$SECONDS
+running=0
+for name in $TESTS; do
+	if [ "$running" -ge "$JOBS" ]; then
+		wait -n || true
+		running=$((running - 1))
+	fi
+	run_one "$name" &
+	running=$((running + 1))
+done
+while [ "$running" -gt 0 ]; do
+	wait -n || true
+	running=$((running - 1))
+done
+T_TEST=$((SECONDS - T_TEST))
+
+# One line per test: its own result line ("--- PASS: TestX (1.2s)",
+# unindented; subtests are indented), TIMEOUT when -timeout ended it,
+# PANIC, or FAIL when the process failed without saying.
+say "---- franz-go tests (${T_TEST}s; logs in \$TMP/logs) ----"
+npass=0 nfail=0 nskip=0
+failed=""
+for name in $TESTS; do
+	log=$TMP/logs/$name.log
+	line=$(grep -E "^--- (PASS|FAIL|SKIP): $name " "$log" | tail -n 1 || true)
+	res=$(printf '%s' "$line" | awk '{print $2}' | tr -d :)
+	dur=$(printf '%s' "$line" | awk '{print $4}')
+	rc=$(cat "$TMP/logs/$name.rc" 2>/dev/null || echo 1)
+	if grep -q '^panic: test timed out' "$log"; then
+		res=TIMEOUT dur="($TIMEOUT)"
+	elif [ -z "$res" ] || { [ "$rc" != 0 ] && [ "$res" != FAIL ]; }; then
+		if grep -q '^panic: ' "$log"; then res=PANIC; else res=FAIL; fi
+	fi
+	case $res in
+	PASS) npass=$((npass + 1)) ;;
+	SKIP) nskip=$((nskip + 1)) ;;
+	*) nfail=$((nfail + 1)) failed="$failed $name" ;;
+	esac
+	printf '%-8s %-56s %s\n' "$res" "$name" "$dur"
+done
+say "passed $npass, failed $nfail, skipped $nskip"
+
+if [ "$nfail" != 0 ]; then
+	for name in $failed; do
+		say "---- $name: errors ----"
+		grep -E '^ *--- FAIL|^panic|_test\.go:[0-9]+:|^\s+running tests|^\s+Test' "$TMP/logs/$name.log" | grep -v 'deleting topic' | head -n 25 || true
+	done
+	fail "franz-go's tests failed against sluice:$failed (logs: KEEP_TMP=1)"
+fi
+say "ok   franz-go suite ($((SECONDS - T_START))s)"
