@@ -62,6 +62,15 @@ type Options struct {
 	Producers   int
 	Rate        float64 // records per second over all producers; 0 is unlimited
 
+	// Transactional produce (produce mode): with TransactionalID set, each
+	// producer i uses the transactional id TransactionalID-i and commits
+	// when its open transaction is TxnCommitInterval old or holds
+	// TxnCommitRecords records, whichever comes first (0: that trigger is
+	// off; both 0: every 100 ms).
+	TransactionalID   string
+	TxnCommitInterval time.Duration
+	TxnCommitRecords  int64
+
 	// disk mode
 	Dir       string // directory to write the test file in
 	SizeMiB   int64  // total bytes written, in MiB
@@ -87,6 +96,17 @@ type Result struct {
 	P999Ms        *float64 `json:"p999_ms"`
 	MaxMs         *float64 `json:"max_ms"`
 	Errors        int64    `json:"errors"`
+
+	// Transactional produce only (absent otherwise): transactions
+	// committed, and per commit the time of EndTransaction (the EndTxn
+	// round trip, after the flush) and of the Flush before it (waiting for
+	// the transaction's records to be acknowledged).
+	Transactions   int64    `json:"transactions,omitempty"`
+	TxnCommitP50Ms *float64 `json:"txn_commit_p50_ms,omitempty"`
+	TxnCommitP99Ms *float64 `json:"txn_commit_p99_ms,omitempty"`
+	TxnCommitMaxMs *float64 `json:"txn_commit_max_ms,omitempty"`
+	TxnFlushP50Ms  *float64 `json:"txn_flush_p50_ms,omitempty"`
+	TxnFlushP99Ms  *float64 `json:"txn_flush_p99_ms,omitempty"`
 }
 
 // Command returns `sluice bench` and its modes.
@@ -101,8 +121,11 @@ Progress is shown live on stderr when it is a terminal (not with --quiet).
 At the end a summary goes to stderr and exactly one JSON line to stdout:
   {"mode":..,"records":..,"bytes":..,"seconds":..,"records_per_sec":..,
    "mib_per_sec":..,"p50_ms":..,"p99_ms":..,"p999_ms":..,"max_ms":..,"errors":..}
+Transactional produce adds "transactions", "txn_commit_p50_ms",
+"txn_commit_p99_ms", "txn_commit_max_ms", "txn_flush_p50_ms", "txn_flush_p99_ms".
 A run with errors still prints its JSON line, then exits non-zero.`,
 		Example: `  sluice bench produce --records 1000000 --record-size 100
+  sluice bench produce --records 200000 --record-size 1024 --transactional-id bench --txn-commit-interval 100ms
   sluice bench consume
   sluice bench e2e --rate 1000 --duration 20s
   sluice bench disk --dir /var/lib/sluice --block-size 65536 --sync-every 1`,
@@ -130,7 +153,22 @@ func modeCommand(mode string) *cobra.Command {
 
 Values are --record-size random letters (as kafka-producer-perf-test), keys nil.
 With neither --records nor --duration it produces 1,000,000 records; with both
-it stops at whichever comes first.`
+it stops at whichever comes first.
+
+With --transactional-id ID every record is produced in a transaction: producer
+i (of --producers) uses the transactional id ID-i, and commits its open
+transaction when it is --txn-commit-interval old or holds --txn-commit-records
+records, whichever comes first (with neither flag: every 100ms). A commit is
+Flush (wait for the transaction's records to be acknowledged) then
+EndTransaction; the JSON line adds the transactions committed and the commit
+(EndTransaction) and flush latencies. Needs --acks all.`
+		cmd.Example = `  # idempotent produce, then the same load committed every 100 ms and every 1,000 records
+  sluice bench produce --records 200000 --record-size 1024
+  sluice bench produce --records 200000 --record-size 1024 --transactional-id bench --txn-commit-interval 100ms
+  sluice bench produce --records 200000 --record-size 1024 --transactional-id bench --txn-commit-records 1000`
+		f.StringVar(&o.TransactionalID, "transactional-id", "", "produce in transactions; producer i uses the transactional id ID-i")
+		f.DurationVar(&o.TxnCommitInterval, "txn-commit-interval", 0, "commit a producer's transaction once it is this old (with --transactional-id; 0: off)")
+		f.Int64Var(&o.TxnCommitRecords, "txn-commit-records", 0, "commit a producer's transaction once it holds this many records (with --transactional-id; 0: off)")
 	case ModeConsume:
 		cmd.Short = "Read the topic from its start, by partition (no consumer group)"
 		cmd.Long = cmd.Short + `.
@@ -285,8 +323,37 @@ func (o *Options) validate() error {
 	if _, err := acksOpt(o.Acks); err != nil {
 		return err
 	}
+	if err := o.validateTxn(); err != nil {
+		return err
+	}
 	if _, err := codecOpt(o.Compression); err != nil {
 		return err
+	}
+	return nil
+}
+
+// defaultTxnCommitInterval is the commit trigger of a transactional run
+// given neither --txn-commit-interval nor --txn-commit-records.
+const defaultTxnCommitInterval = 100 * time.Millisecond
+
+func (o *Options) validateTxn() error {
+	if o.TxnCommitInterval < 0 || o.TxnCommitRecords < 0 {
+		return errors.New("--txn-commit-interval and --txn-commit-records must not be negative")
+	}
+	if o.TransactionalID == "" {
+		if o.TxnCommitInterval != 0 || o.TxnCommitRecords != 0 {
+			return errors.New("--txn-commit-interval and --txn-commit-records need --transactional-id")
+		}
+		return nil
+	}
+	if o.Mode != ModeProduce {
+		return errors.New("--transactional-id is for produce only")
+	}
+	if o.Acks != "all" && o.Acks != "-1" {
+		return fmt.Errorf("--transactional-id needs --acks all (transactions are idempotent), not %q", o.Acks)
+	}
+	if o.TxnCommitInterval == 0 && o.TxnCommitRecords == 0 {
+		o.TxnCommitInterval = defaultTxnCommitInterval
 	}
 	return nil
 }
@@ -385,6 +452,11 @@ type meter struct {
 	errors  atomic.Int64
 	hist    histogram
 
+	// transactional produce
+	txns       atomic.Int64
+	commitHist histogram // EndTransaction
+	flushHist  histogram // Flush before it
+
 	errOnce  sync.Once
 	firstErr error
 }
@@ -420,6 +492,12 @@ func (m *meter) result(mode string, elapsed time.Duration, latency bool) Result 
 		r.P50Ms, r.P99Ms, r.P999Ms = ms(m.hist.Quantile(0.5)), ms(m.hist.Quantile(0.99)), ms(m.hist.Quantile(0.999))
 		r.MaxMs = ms(m.hist.Max())
 	}
+	if m.commitHist.Count() > 0 {
+		ms := func(d time.Duration) *float64 { v := round(float64(d)/1e6, 3); return &v }
+		r.Transactions = m.txns.Load()
+		r.TxnCommitP50Ms, r.TxnCommitP99Ms, r.TxnCommitMaxMs = ms(m.commitHist.Quantile(0.5)), ms(m.commitHist.Quantile(0.99)), ms(m.commitHist.Max())
+		r.TxnFlushP50Ms, r.TxnFlushP99Ms = ms(m.flushHist.Quantile(0.5)), ms(m.flushHist.Quantile(0.99))
+	}
 	return r
 }
 
@@ -438,6 +516,10 @@ func printSummary(w io.Writer, r Result) {
 	if r.P50Ms != nil {
 		what := map[string]string{ModeProduce: "ack", ModeE2E: "end-to-end", ModeDisk: "write+fsync"}[r.Mode]
 		fmt.Fprintf(w, "; %s latency ms p50 %.3f p99 %.3f p99.9 %.3f max %.3f", what, *r.P50Ms, *r.P99Ms, *r.P999Ms, *r.MaxMs)
+	}
+	if r.TxnCommitP50Ms != nil {
+		fmt.Fprintf(w, "; %d transactions, commit (EndTransaction) ms p50 %.3f p99 %.3f max %.3f, flush before it ms p50 %.3f p99 %.3f",
+			r.Transactions, *r.TxnCommitP50Ms, *r.TxnCommitP99Ms, *r.TxnCommitMaxMs, *r.TxnFlushP50Ms, *r.TxnFlushP99Ms)
 	}
 	fmt.Fprintf(w, "; %d errors\n", r.Errors)
 }

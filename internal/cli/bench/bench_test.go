@@ -95,6 +95,46 @@ func TestProduceConsumeE2EAgainstKfake(t *testing.T) {
 	}
 }
 
+func TestTransactionalProduce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	addr, stop, err := benchref.Start(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	// Two producers of 1,250 records each, committing every 500: 3 commits
+	// each (500, 500, 250).
+	o := Options{Mode: ModeProduce, Brokers: addr, Topic: "txn-test", Partitions: 3, Records: 2500, RecordSize: 50,
+		Producers: 2, Acks: "all", Compression: "none", Quiet: true, TransactionalID: "bench-test", TxnCommitRecords: 500}
+	r, raw := runJSON(t, ctx, o)
+	if r.Records != 2500 || r.Transactions != 6 || r.TxnCommitP50Ms == nil || *r.TxnCommitMaxMs < *r.TxnCommitP99Ms ||
+		*r.TxnCommitP99Ms < *r.TxnCommitP50Ms || r.TxnFlushP50Ms == nil || r.TxnFlushP99Ms == nil {
+		t.Errorf("transactional produce: %+v", r)
+	}
+	for _, k := range []string{"transactions", "txn_commit_p50_ms", "txn_commit_p99_ms", "txn_commit_max_ms", "txn_flush_p50_ms", "txn_flush_p99_ms"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("JSON line lacks %q", k)
+		}
+	}
+	// By interval only (never reached here): one transaction, committed at the end.
+	o.Records, o.Producers, o.TxnCommitRecords, o.TxnCommitInterval = 300, 1, 0, time.Hour
+	if r, _ = runJSON(t, ctx, o); r.Records != 300 || r.Transactions != 1 {
+		t.Errorf("transactional produce by interval: %+v", r)
+	}
+	// consume reads all 2,800 records; the transaction markers between them
+	// take offsets but are not counted.
+	c := Options{Mode: ModeConsume, Brokers: addr, Topic: "txn-test", Quiet: true}
+	if r, _ = runJSON(t, ctx, c); r.Records != 2800 {
+		t.Errorf("consume after transactional produce: %+v", r)
+	}
+	// A plain run's JSON line has no transaction fields.
+	o.TransactionalID, o.TxnCommitInterval, o.Records = "", 0, 10
+	if _, raw = runJSON(t, ctx, o); raw["transactions"] != nil || raw["txn_commit_p50_ms"] != nil {
+		t.Errorf("idempotent run reports transactions: %v", raw)
+	}
+}
+
 func TestE2EByDuration(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -148,6 +188,10 @@ func TestValidate(t *testing.T) {
 		{Mode: ModeE2E, Brokers: "x:1", Topic: "t", Acks: "all", Compression: "none", RecordSize: 4},
 		{Mode: ModeProduce, Brokers: "", Topic: "t", Acks: "all", Compression: "none"},
 		{Mode: ModeDisk, SizeMiB: 0, BlockSize: 1},
+		{Mode: ModeProduce, Brokers: "x:1", Topic: "t", Acks: "all", Compression: "none", TxnCommitRecords: 10},
+		{Mode: ModeProduce, Brokers: "x:1", Topic: "t", Acks: "1", Compression: "none", TransactionalID: "x"},
+		{Mode: ModeProduce, Brokers: "x:1", Topic: "t", Acks: "all", Compression: "none", TransactionalID: "x", TxnCommitInterval: -1},
+		{Mode: ModeE2E, Brokers: "x:1", Topic: "t", Acks: "all", Compression: "none", RecordSize: 64, TransactionalID: "x"},
 	} {
 		if err := Run(context.Background(), o); err == nil {
 			t.Errorf("%+v: no error", o)

@@ -68,6 +68,9 @@ func runConsume(ctx context.Context, o Options) (Result, error) {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(o.seeds()...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.Topic: from}),
+		// Transaction markers take offsets too: see them, so that the end
+		// offsets are reached when a marker is last; they are not counted.
+		kgo.KeepControlRecords(),
 	)
 	if err != nil {
 		return Result{}, err
@@ -116,6 +119,10 @@ func runConsume(ctx context.Context, o Options) (Result, error) {
 				}
 				if o.Records == 0 && r.Offset >= ends[fp.Partition] {
 					return // past the end seen at the start
+				}
+				if r.Attrs.IsControl() {
+					next[fp.Partition] = r.Offset + 1
+					continue
 				}
 				m.ok(len(r.Key)+len(r.Value), -1)
 				next[fp.Partition] = r.Offset + 1

@@ -58,7 +58,11 @@ func runProduce(ctx context.Context, o Options) (Result, error) {
 		}
 	}()
 	for i := range clients {
-		cl, err := kgo.NewClient(o.producerOpts()...)
+		opts := o.producerOpts()
+		if o.TransactionalID != "" {
+			opts = append(opts, kgo.TransactionalID(fmt.Sprintf("%s-%d", o.TransactionalID, i)))
+		}
+		cl, err := kgo.NewClient(opts...)
 		if err != nil {
 			return Result{}, err
 		}
@@ -83,6 +87,47 @@ func runProduce(ctx context.Context, o Options) (Result, error) {
 				limit = share(o.Records, o.Producers, i)
 			}
 			perSec := o.Rate / float64(o.Producers)
+			tx := o.TransactionalID != ""
+			var (
+				txStart time.Time
+				inTxn   int64 // records produced in the open transaction
+			)
+			begin := func() bool {
+				if err := cl.BeginTransaction(); err != nil {
+					m.fail(fmt.Errorf("begin transaction: %w", err))
+					return false
+				}
+				txStart, inTxn = time.Now(), 0
+				return true
+			}
+			// commit flushes the open transaction's records and commits
+			// it; on failure it aborts it (best effort) and reports false.
+			commit := func() bool {
+				t0 := time.Now()
+				if err := cl.Flush(ctx); err != nil {
+					m.fail(fmt.Errorf("flush before commit: %w", err))
+					return false
+				}
+				t1 := time.Now()
+				err := cl.EndTransaction(ctx, kgo.TryCommit)
+				t2 := time.Now()
+				if err != nil {
+					m.fail(fmt.Errorf("commit transaction: %w", err))
+					if aerr := cl.EndTransaction(ctx, kgo.TryAbort); aerr != nil {
+						fmt.Fprintf(o.Stderr, "producer %d: abort after failed commit: %v\n", i, aerr)
+					}
+					return false
+				}
+				if inTxn > 0 { // an empty transaction sends nothing
+					m.txns.Add(1)
+					m.flushHist.Record(t1.Sub(t0))
+					m.commitHist.Record(t2.Sub(t1))
+				}
+				return true
+			}
+			if tx && !begin() {
+				return
+			}
 			for n := int64(0); n != limit; n++ {
 				sent := time.Now()
 				due := sent // when this record is due: now, or its slot at --rate
@@ -106,6 +151,19 @@ func runProduce(ctx context.Context, o Options) (Result, error) {
 					}
 					m.ok(len(v), time.Since(sent))
 				})
+				if tx {
+					inTxn++
+					if (o.TxnCommitRecords > 0 && inTxn >= o.TxnCommitRecords) ||
+						(o.TxnCommitInterval > 0 && time.Since(txStart) >= o.TxnCommitInterval) {
+						if !commit() || !begin() {
+							return
+						}
+					}
+				}
+			}
+			if tx {
+				commit()
+				return
 			}
 			if err := cl.Flush(ctx); err != nil {
 				m.fail(err)

@@ -66,6 +66,9 @@ func startProgress(o Options, m *meter, label string, total int64, latency bool)
 					desc += fmt.Sprintf("  p50 %.2f p99 %.2f max %.2f ms",
 						ms(m.hist.Quantile(0.5)), ms(m.hist.Quantile(0.99)), ms(m.hist.Max()))
 				}
+				if t := m.txns.Load(); t > 0 {
+					desc += fmt.Sprintf("  %d txns", t)
+				}
 				if e := m.errors.Load(); e > 0 {
 					desc += fmt.Sprintf("  %d errors", e)
 				}
