@@ -5,8 +5,16 @@
 # of medians for BENCHMARKS.md. Raw JSON lines and logs stay in $OUT.
 #
 #   ROUNDS=3 scripts/bench.sh
+#   SUITE=txn ROUNDS=5 scripts/bench.sh    # transactions vs idempotent produce
+#
+# SUITE=txn measures instead, on one `sluice serve` (fresh data dir, default
+# durability), idempotent produce (acks=all) against transactional produce
+# committing every 100 ms and every 1,000 records, interleaved in ROUNDS
+# rounds (the order of the three rotates), at 100 B (RECORDS_A records) and
+# 1 KiB (RECORDS_B); it prints the medians and the ratios to idempotent.
 #
 # Environment:
+#   SUITE       main (default: sluice vs kfake vs disk) or txn
 #   ROUNDS      rounds of every workload (default 3)
 #   BENCH_DIR   where brokers' data dirs and disk test files go: the disk under
 #               test (default ${TMPDIR:-/tmp}; must not be a tmpfs for honest figures)
@@ -29,6 +37,8 @@ RECORDS_A=${RECORDS_A:-1000000}
 RECORDS_B=${RECORDS_B:-200000}
 E2E_SECONDS=${E2E_SECONDS:-20}
 DISK_MIB=${DISK_MIB:-1024}
+SUITE=${SUITE:-main}
+case "$SUITE" in main | txn) ;; *) echo "bench.sh: SUITE must be main or txn" >&2; exit 1 ;; esac
 
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
@@ -155,6 +165,110 @@ rss() { # rss KIND ROUND: VmRSS and VmHWM of the current broker, KiB
 	record rss-after-b "$1" "$2" "$(jq -nc --argjson rss "$(awk '/^VmRSS/{print $2}' "$st")" \
 		--argjson hwm "$(awk '/^VmHWM/{print $2}' "$st")" '{mode: "rss", rss_kib: $rss, hwm_kib: $hwm}')"
 }
+
+# broker_cpu: user+system CPU seconds the current broker has used so far.
+broker_cpu() {
+	awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); print ($12 + $13) / hz}' "/proc/$BROKER_PID/stat"
+}
+
+# txn_suite: idempotent vs transactional produce on one sluice broker.
+txn_suite() {
+	local start r size n tag i c cases cpu0 cpu1 line
+	start=$(date +%s)
+	start_broker sluice
+	log "sluice pid $BROKER_PID at $BROKER_ADDR, data dir $BROKER_DIR"
+	cases=(idempotent commit-100ms commit-1000rec)
+	for r in $(seq 1 "$ROUNDS"); do
+		for size in 100 1024; do
+			if [ "$size" = 100 ]; then n=$RECORDS_A; tag=a-100B; else n=$RECORDS_B; tag=b-1KiB; fi
+			for i in 0 1 2; do
+				c=${cases[$(((i + r) % 3))]}
+				set -- produce --records "$n" --record-size "$size" --partitions 6 --producers 1 \
+					--acks all --compression none --topic "txn-bench-$tag"
+				case $c in
+				commit-100ms) set -- "$@" --transactional-id "bench-$tag-100ms" --txn-commit-interval 100ms ;;
+				commit-1000rec) set -- "$@" --transactional-id "bench-$tag-1000rec" --txn-commit-records 1000 ;;
+				esac
+				cpu0=$(broker_cpu)
+				bench "txn-$tag-$c" sluice "$r" "$@"
+				cpu1=$(broker_cpu)
+				# add the broker's CPU seconds during the run to its line
+				line=$(tail -1 "$RESULTS" | jq -c --argjson c "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')" \
+					'. + {broker_cpu_s: $c}')
+				sed -i '$ d' "$RESULTS"
+				echo "$line" >>"$RESULTS"
+			done
+		done
+	done
+	log "broker log: $(grep -ciE 'level=(WARN|ERROR)' "$OUT/sluice-broker.log" || true) WARN/ERROR lines (in $OUT/sluice-broker.log)"
+	stop_broker
+	log "done in $(($(date +%s) - start)) s; raw results in $RESULTS"
+	python3 - "$RESULTS" "$ROUNDS" <<'PYEOF'
+import json, statistics, sys
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rounds = int(sys.argv[2])
+
+def med(w, key):
+    vals = [r[key] for r in rows if r["workload"] == w and not r.get("failed") and r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+def ok(w):
+    rs = [r for r in rows if r["workload"] == w]
+    return f"{sum(1 for r in rs if not r.get('failed') and not r.get('errors'))}/{len(rs)}"
+
+def f(v, nd=1):
+    if v is None:
+        return "—"
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.{nd}f}"
+
+print(f"Medians of {rounds} rounds (the three cases interleaved, one broker).\n")
+print("| workload | commit | rec/s | MB/s | MiB/s | vs idempotent (same run) | transactions | EndTransaction p50 / p99 ms | flush before commit p50 / p99 ms | ack p50 / p99 ms | broker CPU s | runs ok |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | --- |")
+for tag in ("a-100B", "b-1KiB"):
+    base = med(f"txn-{tag}-idempotent", "records_per_sec")
+    # per-round ratios, then their median
+    for c, desc in (("idempotent", "— (idempotent, acks=all)"), ("commit-100ms", "every 100 ms"), ("commit-1000rec", "every 1,000 records")):
+        w = f"txn-{tag}-{c}"
+        rps = med(w, "records_per_sec")
+        ratios = []
+        for r in range(1, rounds + 1):
+            a = [x for x in rows if x["workload"] == f"txn-{tag}-idempotent" and x["round"] == r and not x.get("failed")]
+            b = [x for x in rows if x["workload"] == w and x["round"] == r and not x.get("failed")]
+            if a and b and a[0]["records_per_sec"]:
+                ratios.append(b[0]["records_per_sec"] / a[0]["records_per_sec"])
+        ratio = f"{statistics.median(ratios):.2f}×" if ratios else "—"
+        mib = med(w, "mib_per_sec")
+        mb = mib * 1048576 / 1e6 if mib is not None else None
+        txn = lambda k1, k2: "—" if med(w, k1) is None else f"{f(med(w, k1), 2)} / {f(med(w, k2), 2)}"
+        print(f"| {tag} | {desc} | {f(rps, 0)} | {f(mb)} | {f(mib)} | {ratio} | {f(med(w, 'transactions'), 0) if med(w, 'transactions') else '—'} | "
+              f"{txn('txn_commit_p50_ms', 'txn_commit_p99_ms')} | {txn('txn_flush_p50_ms', 'txn_flush_p99_ms')} | "
+              f"{f(med(w, 'p50_ms'), 2)} / {f(med(w, 'p99_ms'), 2)} | {f(med(w, 'broker_cpu_s'), 2)} | {ok(w)} |")
+
+print("\nPer round, rec/s (idempotent / every 100 ms / every 1,000 records):\n")
+for tag in ("a-100B", "b-1KiB"):
+    for r in range(1, rounds + 1):
+        vals = []
+        for c in ("idempotent", "commit-100ms", "commit-1000rec"):
+            x = [y for y in rows if y["workload"] == f"txn-{tag}-{c}" and y["round"] == r]
+            vals.append(f(x[0].get("records_per_sec"), 0) if x and not x[0].get("failed") else "failed")
+        print(f"- {tag} round {r}: " + " / ".join(vals))
+
+loads = [r["load1"] for r in rows if "load1" in r]
+if loads:
+    print(f"\n1-minute load average during the runs: median {statistics.median(loads):.2f}, max {max(loads):.2f} (2 cores).")
+failed = [r for r in rows if r.get("failed") or r.get("errors")]
+if failed:
+    print("\nFailed or erroring runs:")
+    for r in failed:
+        print(f"- round {r['round']} {r['workload']}: {json.dumps(r)}")
+PYEOF
+}
+
+if [ "$SUITE" = txn ]; then
+	txn_suite
+	exit 0
+fi
 
 start=$(date +%s)
 for r in $(seq 1 "$ROUNDS"); do
