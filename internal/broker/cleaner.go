@@ -178,7 +178,7 @@ func (c *cleaner) grab() (TopicPartition, *partition.Partition, bool) {
 			continue
 		}
 		l := p.Log()
-		st := l.CleanerState()
+		st := p.CleanerState()
 		if !st.Compact {
 			continue
 		}
@@ -186,7 +186,7 @@ func (c *cleaner) grab() (TopicPartition, *partition.Partition, bool) {
 			if err := l.LoadDeleteHorizon(); err != nil && !errors.Is(err, log.ErrClosed) {
 				c.b.logger.Warn("log cleaner: read delete horizons", "partition", partitionDir(tp), "err", err)
 			}
-			st = l.CleanerState()
+			st = p.CleanerState()
 		}
 		if st.Due && (bestP == nil || st.DirtyRatio > bestSt.DirtyRatio) {
 			best, bestP, bestSt = tp, p, st

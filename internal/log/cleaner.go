@@ -126,6 +126,17 @@ type CleanOptions struct {
 	KeepEmpty func(h *record.Header) bool
 	// Force runs the pass even when the log is not Due (CleanNow, tests).
 	Force bool
+	// LastStableOffset bounds the pass: nothing at or past it is cleaned
+	// (Kafka's cleanable range ends at the last stable offset), so records
+	// of undecided transactions are never touched. The zero value cleans
+	// nothing; a log without transactions passes math.MaxInt64.
+	LastStableOffset int64
+	// MarkerBound: transaction markers at or past it are always kept.
+	// partition.Clean passes the offset of its latest producer snapshot: a
+	// restart replays the log from there, so a marker past it must stay for
+	// the transactions the snapshot holds open to end. The zero value keeps
+	// every marker.
+	MarkerBound int64
 }
 
 // CleanResult tells what a pass did.
@@ -150,26 +161,30 @@ func (l *Log) FirstDirtyOffset() int64 {
 	return max(l.firstDirty, l.logStart)
 }
 
-// CleanerState reports how dirty the log is now.
-func (l *Log) CleanerState() CleanerState {
+// CleanerState reports how dirty the log is now, for a log without
+// transactions (see CleanerStateBelow).
+func (l *Log) CleanerState() CleanerState { return l.CleanerStateBelow(math.MaxInt64) }
+
+// CleanerStateBelow reports how dirty the log is now when nothing at or past
+// lastStable (the partition's last stable offset) may be cleaned.
+func (l *Log) CleanerStateBelow(lastStable int64) CleanerState {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return l.cleanerStateLocked(l.now().UnixMilli())
+	return l.cleanerStateLocked(l.now().UnixMilli(), lastStable)
 }
 
-func (l *Log) cleanerStateLocked(nowMs int64) CleanerState {
+func (l *Log) cleanerStateLocked(nowMs, lastStable int64) CleanerState {
 	st := CleanerState{Compact: l.cfg.Compact, OldestDirtyTimestamp: -1, HorizonUnknown: !l.horizonKnown}
 	if len(l.segments) == 0 {
 		return st
 	}
-	active := l.segments[len(l.segments)-1]
 	closed := l.segments[:len(l.segments)-1]
 	firstDirty := min(max(l.firstDirty, l.logStart), l.next.Load())
-	firstUncleanable := active.baseOffset
+	firstUncleanable := l.stableFloorLocked(lastStable)
 	if lag := l.cfg.MinCompactionLagMs; lag > 0 {
 		for _, s := range closed {
 			if s.nextOffset > firstDirty && s.maxTimestamp > nowMs-lag {
-				firstUncleanable = s.baseOffset
+				firstUncleanable = min(firstUncleanable, s.baseOffset)
 				break
 			}
 		}
@@ -206,6 +221,21 @@ func (l *Log) cleanerStateLocked(nowMs int64) CleanerState {
 		st.Due = true
 	}
 	return st
+}
+
+// stableFloorLocked is where cleaning must stop for the last stable offset
+// lastStable: the base of the segment holding it (or of the active
+// segment). Nothing at or past the last stable offset is cleaned, nor any
+// segment holding it: an abort marker lies past the last stable offset
+// read before its transaction index entry was written, so no segment a
+// pass rewrites can get an entry meanwhile.
+func (l *Log) stableFloorLocked(lastStable int64) int64 {
+	for _, s := range l.segments[:len(l.segments)-1] {
+		if s.nextOffset > lastStable {
+			return s.baseOffset
+		}
+	}
+	return l.segments[len(l.segments)-1].baseOffset
 }
 
 // LoadDeleteHorizon finds the earliest delete horizon of the tombstones in
@@ -272,8 +302,19 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanResult, error)
 	}
 	cfg := l.cfg
 	nowMs := l.now().UnixMilli()
-	st := l.cleanerStateLocked(nowMs)
+	st := l.cleanerStateLocked(nowMs, opts.LastStableOffset)
 	segs := slices.Clone(l.segments[:len(l.segments)-1]) // never the active segment
+	stableFloor := l.stableFloorLocked(opts.LastStableOffset)
+	// The aborted transactions, by producer. The caller read the last
+	// stable offset before: every transaction with records below it is
+	// decided, and an abort's entry is indexed before the last stable
+	// offset moves past its records, so all the pass may remove are here.
+	aborted := map[int64][]AbortedTxn{}
+	for _, s := range l.segments {
+		for _, e := range s.aborted {
+			aborted[e.ProducerID] = append(aborted[e.ProducerID], e)
+		}
+	}
 	l.mu.RUnlock()
 
 	res := CleanResult{FirstDirtyOffset: st.FirstDirtyOffset, EndOffset: st.FirstDirtyOffset}
@@ -286,11 +327,13 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanResult, error)
 		bufBytes = DefaultCleanerIOBufferBytes
 	}
 	c := &cleaning{l: l, ctx: ctx, opts: opts, cfg: cfg, nowMs: nowMs, m: opts.Map, res: &res,
-		readBuf: make([]byte, bufBytes), writeBuf: make([]byte, 0, bufBytes), horizon: -1}
+		readBuf: make([]byte, bufBytes), writeBuf: make([]byte, 0, bufBytes), horizon: -1,
+		aborted: aborted, txnData: map[int64]bool{}}
 	end, err := c.buildMap(segs, st.FirstDirtyOffset, st.FirstUncleanableOffset)
 	if err != nil {
 		return res, l.cleanErr(segs, err)
 	}
+	end = min(end, stableFloor) // (even if the last stable offset went back below firstDirty)
 	res.EndOffset = end
 	c.end = end
 	var todo []*segment
@@ -373,7 +416,25 @@ type cleaning struct {
 	res      *CleanResult
 	readBuf  []byte
 	writeBuf []byte
-	horizon  int64 // earliest delete horizon of kept tombstones, -1 if none
+	horizon  int64 // earliest delete horizon of kept tombstones and markers, -1 if none
+	// aborted holds the aborted transactions by producer, in marker order.
+	aborted map[int64][]AbortedTxn
+	// txnData: producers of which a transactional batch was read since
+	// their last marker; their next marker stays (Kafka's
+	// CleanedTransactionMetadata). Passes read the log from its first
+	// segment, so every batch of a transaction still there is seen.
+	txnData map[int64]bool
+}
+
+// isAborted tells whether the transactional batch h belongs to an aborted
+// transaction: an entry of its producer spans its base offset.
+func (c *cleaning) isAborted(h *record.Header) bool {
+	if !h.IsTransactional() || h.IsControl() {
+		return false
+	}
+	es := c.aborted[h.ProducerID]
+	i := sort.Search(len(es), func(i int) bool { return es[i].LastOffset >= h.BaseOffset })
+	return i < len(es) && es[i].FirstOffset <= h.BaseOffset
 }
 
 func (c *cleaning) throttle(n int) error {
@@ -404,8 +465,8 @@ func (c *cleaning) buildMap(segs []*segment, from, to int64) (int64, error) {
 			if !ok {
 				break
 			}
-			if h.LastOffset() < from || h.IsControl() {
-				continue
+			if h.LastOffset() < from || h.IsControl() || c.isAborted(&h) {
+				continue // aborted records must not shadow committed ones
 			}
 			if h.BaseOffset >= to {
 				return to, nil
@@ -500,7 +561,14 @@ func (r *batchReader) next() ([]byte, record.Header, bool, error) {
 // nil when none does, else a rebuilt batch. changed reports anything but raw.
 func (c *cleaning) filter(raw []byte, h record.Header) (out []byte, changed bool, err error) {
 	hasHorizon := h.Attributes&record.AttrDeleteHorizon != 0
-	if h.IsControl() || h.BaseOffset >= c.end {
+	if h.IsControl() {
+		return c.filterMarker(raw, h)
+	}
+	aborted := c.isAborted(&h)
+	if h.IsTransactional() {
+		c.txnData[h.ProducerID] = true
+	}
+	if h.BaseOffset >= c.end {
 		return raw, false, nil
 	}
 	recs, err := record.Records(raw, h, maxCleanerDecompressedBytes)
@@ -513,7 +581,7 @@ func (c *cleaning) filter(raw []byte, h record.Header) (out []byte, changed bool
 	for _, r := range recs {
 		off := h.BaseOffset + int64(r.OffsetDelta)
 		if off < c.end {
-			if r.Key == nil {
+			if r.Key == nil || aborted {
 				continue
 			}
 			if latest, ok := c.m.Get(r.Key); ok && off < latest {
@@ -592,6 +660,52 @@ func (c *cleaning) filter(raw []byte, h record.Header) (out []byte, changed bool
 	return out, true, nil
 }
 
+// filterMarker returns what of a control batch (a transaction marker)
+// survives, as Kafka's cleaner does: a marker stays while a batch of its
+// transaction may remain (one was read since the producer's previous
+// marker, removed or not by this pass); then it gets a delete horizon
+// (now + delete.retention.ms, so that consumers that read the transaction's
+// records still see it end), and a pass after the horizon removes it.
+// Markers at or past the pass's end or its MarkerBound stay.
+func (c *cleaning) filterMarker(raw []byte, h record.Header) ([]byte, bool, error) {
+	hadData := c.txnData[h.ProducerID]
+	delete(c.txnData, h.ProducerID)
+	if hadData || h.LastOffset() >= c.end || h.LastOffset() >= c.opts.MarkerBound {
+		return raw, false, nil
+	}
+	if h.Attributes&record.AttrDeleteHorizon != 0 {
+		if h.BaseTimestamp <= c.nowMs {
+			c.res.RecordsRemoved += int64(h.LastOffsetDelta) + 1
+			return nil, true, nil
+		}
+		c.noteHorizon(h.BaseTimestamp)
+		return raw, false, nil
+	}
+	recs, err := record.Records(raw, h, maxControlBatchBytes)
+	if err != nil {
+		return nil, false, fmt.Errorf("log: decode control batch at offset %d: %w", h.BaseOffset, err)
+	}
+	if len(recs) == 0 {
+		return nil, true, nil // an empty control batch: nothing to keep
+	}
+	horizon := c.nowMs + min(c.cfg.DeleteRetentionMs, math.MaxInt64/2)
+	for i := range recs {
+		recs[i].TimestampDelta += h.BaseTimestamp - horizon
+	}
+	out, err := record.BuildBatch(record.BatchSpec{
+		BaseOffset: h.BaseOffset, PartitionLeaderEpoch: h.LeaderEpoch,
+		Attributes:     (h.Attributes &^ record.AttrCompressionMask) | record.AttrDeleteHorizon,
+		FirstTimestamp: horizon, MaxTimestamp: h.MaxTimestamp,
+		ProducerID: h.ProducerID, ProducerEpoch: h.ProducerEpoch, BaseSequence: h.BaseSequence,
+		LastOffsetDelta: h.LastOffsetDelta,
+	}, recs)
+	if err != nil {
+		return nil, false, fmt.Errorf("log: rebuild control batch at offset %d: %w", h.BaseOffset, err)
+	}
+	c.noteHorizon(horizon)
+	return out, true, nil
+}
+
 func (c *cleaning) noteHorizon(ts int64) {
 	if c.horizon < 0 || ts < c.horizon {
 		c.horizon = ts
@@ -603,7 +717,22 @@ func (l *Log) path(base int64, ext, suffix string) string {
 	return filepath.Join(l.dir, segmentName(base, ext)+suffix)
 }
 
-var segmentExts = []string{".log", ".index", ".timeindex"}
+// segmentExts are the files of a segment; swapExts are those a swap
+// renames, the log last (its rename is the commit point).
+var (
+	segmentExts = []string{".log", ".index", ".timeindex", ".txnindex"}
+	swapExts    = []string{".index", ".timeindex", ".txnindex", ".log"}
+)
+
+// groupAborted is the transaction index of the segment replacing g: the
+// entries of all of g's segments, in marker order. Called with mu held.
+func groupAborted(g []*segment) []AbortedTxn {
+	var out []AbortedTxn
+	for _, s := range g {
+		out = append(out, s.aborted...)
+	}
+	return out
+}
 
 // cleanGroup rewrites the segments of g into one and swaps it in.
 func (c *cleaning) cleanGroup(g []*segment) (err error) {
@@ -703,8 +832,21 @@ func (c *cleaning) cleanGroup(g []*segment) (err error) {
 		return err
 	}
 	ns.indexDirty = false
+	// The transaction index carries over whole (entries of aborted
+	// transactions whose records are gone stay, as in Kafka, until the
+	// segment is deleted). replaceSegments checks that it did not change.
+	l.mu.RLock()
+	ns.aborted = groupAborted(g)
+	l.mu.RUnlock()
+	exts := []string{".index", ".timeindex", ".log"}
+	if len(ns.aborted) > 0 {
+		if err := writeSynced(l.fs, l.path(base, ".txnindex", cleanedSuffix), marshalTxnIndex(ns.aborted)); err != nil {
+			return err
+		}
+		exts = swapExts
+	}
 	// .cleaned -> .swap, the log last: its rename is the commit point.
-	for _, ext := range []string{".index", ".timeindex", ".log"} {
+	for _, ext := range exts {
 		if err := l.fs.Rename(l.path(base, ext, cleanedSuffix), l.path(base, ext, swapSuffix)); err != nil {
 			return l.abortSwap(base, fmt.Errorf("log: rename cleaned segment %d: %w", base, err))
 		}
@@ -712,7 +854,7 @@ func (c *cleaning) cleanGroup(g []*segment) (err error) {
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		return l.abortSwap(base, fmt.Errorf("log: sync dir: %w", err))
 	}
-	if err := l.replaceSegments(g, ns); err != nil {
+	if err := l.replaceSegments(g, ns, exts); err != nil {
 		if errors.Is(err, ErrCleanAborted) {
 			return l.abortSwap(base, err)
 		}
@@ -760,13 +902,18 @@ func (l *Log) abortSwap(base int64, cause error) error {
 // new segment takes the old ones' place in the list. If the old segments are
 // no longer in the log it returns ErrCleanAborted having changed nothing. A
 // failure past that fails the log; the next Open completes the swap.
-func (l *Log) replaceSegments(old []*segment, ns *segment) error {
+func (l *Log) replaceSegments(old []*segment, ns *segment, exts []string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i := slices.Index(l.segments, old[0])
 	if l.closed || l.failed != nil || i < 0 || i+len(old) >= len(l.segments) ||
 		!slices.Equal(l.segments[i:i+len(old)], old) {
 		return fmt.Errorf("%w: segments changed during cleaning", ErrCleanAborted)
+	}
+	if !slices.Equal(groupAborted(old), ns.aborted) {
+		// An abort marker written just before a roll had its entry indexed
+		// after the pass copied the transaction index.
+		return fmt.Errorf("%w: transaction index changed during cleaning", ErrCleanAborted)
 	}
 	storageErr := func(err error) error {
 		l.fail(err)
@@ -782,7 +929,7 @@ func (l *Log) replaceSegments(old []*segment, ns *segment) error {
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		return storageErr(err)
 	}
-	for _, ext := range []string{".index", ".timeindex", ".log"} {
+	for _, ext := range exts {
 		if err := l.fs.Rename(l.path(ns.baseOffset, ext, swapSuffix), ns.path(ext)); err != nil {
 			return storageErr(err)
 		}
@@ -872,14 +1019,20 @@ func (l *Log) completeSwaps(names []string) error {
 			return err
 		}
 		l.logger.Warn("completing an interrupted log cleaner swap", "dir", l.dir, "segment", base, "next_offset", next)
+		// The new segment's transaction index was renamed into place
+		// already if its .swap is gone while the plain one is there: the
+		// new one holds every entry of the old segments, so it has a .swap
+		// whenever the old base segment had entries.
+		txnSwapped := !slices.Contains(names, segmentName(base, ".txnindex")+swapSuffix)
 		for _, n := range names {
-			if b, _, ok := parseSegmentFile(n); ok && b >= base && b < max(next, base+1) {
+			if b, ext, ok := parseSegmentFile(n); ok && b >= base && b < max(next, base+1) &&
+				!(b == base && ext == ".txnindex" && txnSwapped) {
 				if err := remove(n); err != nil {
 					return err
 				}
 			}
 		}
-		for _, ext := range []string{".index", ".timeindex", ".log"} {
+		for _, ext := range swapExts {
 			err := l.fs.Rename(l.path(base, ext, swapSuffix), l.path(base, ext, ""))
 			if err != nil && !(ext != ".log" && isNotExist(err)) {
 				return fmt.Errorf("log: complete swap of segment %d: %w", base, err)

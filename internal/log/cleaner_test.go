@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand"
 	"strings"
 	"sync"
@@ -173,7 +174,7 @@ func compactConfig() Config {
 
 func clean(t testing.TB, l *Log, force bool) CleanResult {
 	t.Helper()
-	res, err := l.Clean(context.Background(), CleanOptions{Map: NewOffsetMap(1<<20, 0.9), Force: force})
+	res, err := l.Clean(context.Background(), CleanOptions{LastStableOffset: math.MaxInt64, MarkerBound: math.MaxInt64, Map: NewOffsetMap(1<<20, 0.9), Force: force})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +262,7 @@ func TestCleanSmallMapTakesSeveralPasses(t *testing.T) {
 		if pass > 200 {
 			t.Fatal("no end to cleaning")
 		}
-		res, err := l.Clean(context.Background(), CleanOptions{Map: m, Force: true})
+		res, err := l.Clean(context.Background(), CleanOptions{LastStableOffset: math.MaxInt64, MarkerBound: math.MaxInt64, Map: m, Force: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -351,7 +352,7 @@ func TestCleanKeepsEmptyBatchOfActiveProducer(t *testing.T) {
 	l.roll()
 	l.mu.Unlock()
 	l.Append(producerBatch(9, 0, a))
-	_, err := l.Clean(context.Background(), CleanOptions{Map: NewOffsetMap(1<<20, 0.9), Force: true,
+	_, err := l.Clean(context.Background(), CleanOptions{LastStableOffset: math.MaxInt64, MarkerBound: math.MaxInt64, Map: NewOffsetMap(1<<20, 0.9), Force: true,
 		KeepEmpty: func(h *record.Header) bool { return h.ProducerID == 7 && h.LastOffset() == r1.LastOffset }})
 	if err != nil {
 		t.Fatal(err)
@@ -513,7 +514,7 @@ func TestReadersAndWritersDuringCleaning(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 20; i++ {
-		if _, err := l.Clean(context.Background(), CleanOptions{Map: NewOffsetMap(1<<20, 0.9), Force: true}); err != nil {
+		if _, err := l.Clean(context.Background(), CleanOptions{LastStableOffset: math.MaxInt64, MarkerBound: math.MaxInt64, Map: NewOffsetMap(1<<20, 0.9), Force: true}); err != nil {
 			t.Error(err)
 		}
 	}
@@ -601,7 +602,7 @@ func TestCleanFaultAtEveryStep(t *testing.T) {
 		l.Sync()
 		synced := l.EndOffset()
 		counting.Store(true)
-		_, err := l.Clean(context.Background(), CleanOptions{Map: NewOffsetMap(1<<20, 0.9), Force: true})
+		_, err := l.Clean(context.Background(), CleanOptions{LastStableOffset: math.MaxInt64, MarkerBound: math.MaxInt64, Map: NewOffsetMap(1<<20, 0.9), Force: true})
 		counting.Store(false)
 		if !injected {
 			if err != nil {
@@ -754,7 +755,7 @@ func TestCleanAbortsWhenRetentionRemovesSegments(t *testing.T) {
 	l.mu.RLock()
 	cut = l.segments[1].nextOffset
 	l.mu.RUnlock()
-	_, err := l.Clean(context.Background(), CleanOptions{Map: NewOffsetMap(1<<20, 0.9), Force: true})
+	_, err := l.Clean(context.Background(), CleanOptions{LastStableOffset: math.MaxInt64, MarkerBound: math.MaxInt64, Map: NewOffsetMap(1<<20, 0.9), Force: true})
 	if !errors.Is(err, ErrCleanAborted) {
 		t.Fatalf("clean with segments deleted under it: %v", err)
 	}
