@@ -21,8 +21,7 @@ package log
 //     gaps are left), their producer id, epoch and base sequence, and their
 //     attributes; a batch that lost records is rebuilt with the same codec
 //     (at the codec's default level). Control batches are kept whole
-//     (transaction markers; aborted-transaction removal comes with
-//     transactions). A batch that lost all its records is dropped, unless
+//     (transaction markers: see 5). A batch that lost all its records is dropped, unless
 //     it is the last batch of a producer the partition still tracks: that
 //     one stays as an empty batch so that the producer's sequence numbers
 //     survive a restart (Kafka's RETAIN_EMPTY).
@@ -32,11 +31,24 @@ package log
 //     are rebased, so record timestamps do not change). A later pass after
 //     the horizon drops them. A log whose earliest horizon has passed is due
 //     for a pass even when it is not dirty.
+//  5. Transactions (Kafka's CleanedTransactionMetadata): the pass ends at
+//     the base of the segment holding the partition's last stable offset
+//     (CleanOptions.LastStableOffset), so records of undecided transactions
+//     are never touched. Records of aborted transactions (their batch lies
+//     within an entry of the transaction index) are dropped and never enter
+//     the offset map. A marker stays while a batch of its transaction was
+//     read by the pass (removed by it or not); then it gets a delete
+//     horizon like a tombstone, and a pass after it removes the marker
+//     (never one at or past CleanOptions.MarkerBound). A rewritten
+//     segment's .txnindex holds the entries of the segments it replaces,
+//     less those of aborted transactions the pass read no batch of.
 //
 // Each group's new segment replaces the old ones crash-safely, with Kafka's
 // file suffixes:
 //
-//  1. write <base>.log.cleaned, .index.cleaned, .timeindex.cleaned, fsync each;
+//  1. write <base>.log.cleaned, .index.cleaned, .timeindex.cleaned and,
+//     when the old segments had a transaction index, .txnindex.cleaned
+//     (empty if need be); fsync each;
 //  2. rename the indexes, then the log, to .swap; fsync the directory. The
 //     durable <base>.log.swap is the commit point;
 //  3. under the log's lock: remove the old segments' files, fsync the
@@ -48,7 +60,9 @@ package log
 // Open (completeSwaps) rolls back an interruption before the commit point
 // (removes .cleaned files and index .swap files without a .log.swap) and
 // completes one after it (removes the segments whose base offsets lie in
-// the .log.swap's offset range, then renames it into place). Segments of
+// the .log.swap's offset range, except a <base>.txnindex without a
+// <base>.txnindex.swap, which is the new one already renamed, then renames
+// the .swap files into place). Segments of
 // the group above the new segment's last offset, if any, hold only records
 // the pass removed; leaving them keeps the log consistent (offsets still
 // increase, every surviving record is there) and the next pass removes them.
@@ -328,7 +342,7 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanResult, error)
 	}
 	c := &cleaning{l: l, ctx: ctx, opts: opts, cfg: cfg, nowMs: nowMs, m: opts.Map, res: &res,
 		readBuf: make([]byte, bufBytes), writeBuf: make([]byte, 0, bufBytes), horizon: -1,
-		aborted: aborted, txnData: map[int64]bool{}}
+		aborted: aborted, txnData: map[int64]bool{}, observed: map[int64]bool{}}
 	end, err := c.buildMap(segs, st.FirstDirtyOffset, st.FirstUncleanableOffset)
 	if err != nil {
 		return res, l.cleanErr(segs, err)
@@ -424,17 +438,33 @@ type cleaning struct {
 	// CleanedTransactionMetadata). Passes read the log from its first
 	// segment, so every batch of a transaction still there is seen.
 	txnData map[int64]bool
+	// observed: the aborted transactions (by marker offset) of which the
+	// pass read a batch. The transaction index of a rewritten segment keeps
+	// only those (and those past the pass's end), as Kafka's does: the
+	// entry of one whose records an earlier pass removed goes, in the same
+	// swap that gives its marker a delete horizon, so that no entry
+	// outlives its marker (a read_committed consumer that met the entry
+	// would skip the producer's later transactions until the marker).
+	observed map[int64]bool
 }
 
-// isAborted tells whether the transactional batch h belongs to an aborted
-// transaction: an entry of its producer spans its base offset.
-func (c *cleaning) isAborted(h *record.Header) bool {
+// abortedEntry returns the aborted transaction the transactional batch h
+// belongs to: the entry of its producer that spans its base offset.
+func (c *cleaning) abortedEntry(h *record.Header) (AbortedTxn, bool) {
 	if !h.IsTransactional() || h.IsControl() {
-		return false
+		return AbortedTxn{}, false
 	}
 	es := c.aborted[h.ProducerID]
 	i := sort.Search(len(es), func(i int) bool { return es[i].LastOffset >= h.BaseOffset })
-	return i < len(es) && es[i].FirstOffset <= h.BaseOffset
+	if i < len(es) && es[i].FirstOffset <= h.BaseOffset {
+		return es[i], true
+	}
+	return AbortedTxn{}, false
+}
+
+func (c *cleaning) isAborted(h *record.Header) bool {
+	_, ok := c.abortedEntry(h)
+	return ok
 }
 
 func (c *cleaning) throttle(n int) error {
@@ -564,7 +594,10 @@ func (c *cleaning) filter(raw []byte, h record.Header) (out []byte, changed bool
 	if h.IsControl() {
 		return c.filterMarker(raw, h)
 	}
-	aborted := c.isAborted(&h)
+	e, aborted := c.abortedEntry(&h)
+	if aborted {
+		c.observed[e.LastOffset] = true
+	}
 	if h.IsTransactional() {
 		c.txnData[h.ProducerID] = true
 	}
@@ -832,14 +865,21 @@ func (c *cleaning) cleanGroup(g []*segment) (err error) {
 		return err
 	}
 	ns.indexDirty = false
-	// The transaction index carries over whole (entries of aborted
-	// transactions whose records are gone stay, as in Kafka, until the
-	// segment is deleted). replaceSegments checks that it did not change.
+	// The transaction index carries over, less the entries of aborted
+	// transactions with no batch left (see observed). replaceSegments
+	// checks that the old segments' entries did not change meanwhile.
 	l.mu.RLock()
-	ns.aborted = groupAborted(g)
+	src := groupAborted(g)
 	l.mu.RUnlock()
+	for _, e := range src {
+		if c.observed[e.LastOffset] || e.LastOffset >= c.end {
+			ns.aborted = append(ns.aborted, e)
+		}
+	}
 	exts := []string{".index", ".timeindex", ".log"}
-	if len(ns.aborted) > 0 {
+	if len(src) > 0 {
+		// Written even when empty: the old segments had a .txnindex, and
+		// completeSwaps counts on a new one having a .swap until renamed.
 		if err := writeSynced(l.fs, l.path(base, ".txnindex", cleanedSuffix), marshalTxnIndex(ns.aborted)); err != nil {
 			return err
 		}
@@ -854,7 +894,7 @@ func (c *cleaning) cleanGroup(g []*segment) (err error) {
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		return l.abortSwap(base, fmt.Errorf("log: sync dir: %w", err))
 	}
-	if err := l.replaceSegments(g, ns, exts); err != nil {
+	if err := l.replaceSegments(g, ns, src, exts); err != nil {
 		if errors.Is(err, ErrCleanAborted) {
 			return l.abortSwap(base, err)
 		}
@@ -902,7 +942,7 @@ func (l *Log) abortSwap(base int64, cause error) error {
 // new segment takes the old ones' place in the list. If the old segments are
 // no longer in the log it returns ErrCleanAborted having changed nothing. A
 // failure past that fails the log; the next Open completes the swap.
-func (l *Log) replaceSegments(old []*segment, ns *segment, exts []string) error {
+func (l *Log) replaceSegments(old []*segment, ns *segment, oldAborted []AbortedTxn, exts []string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i := slices.Index(l.segments, old[0])
@@ -910,7 +950,7 @@ func (l *Log) replaceSegments(old []*segment, ns *segment, exts []string) error 
 		!slices.Equal(l.segments[i:i+len(old)], old) {
 		return fmt.Errorf("%w: segments changed during cleaning", ErrCleanAborted)
 	}
-	if !slices.Equal(groupAborted(old), ns.aborted) {
+	if !slices.Equal(groupAborted(old), oldAborted) {
 		// An abort marker written just before a roll had its entry indexed
 		// after the pass copied the transaction index.
 		return fmt.Errorf("%w: transaction index changed during cleaning", ErrCleanAborted)
@@ -1020,9 +1060,9 @@ func (l *Log) completeSwaps(names []string) error {
 		}
 		l.logger.Warn("completing an interrupted log cleaner swap", "dir", l.dir, "segment", base, "next_offset", next)
 		// The new segment's transaction index was renamed into place
-		// already if its .swap is gone while the plain one is there: the
-		// new one holds every entry of the old segments, so it has a .swap
-		// whenever the old base segment had entries.
+		// already if its .swap is gone while the plain one is there: a
+		// pass writes one (empty if need be) whenever the old segments had
+		// a .txnindex, so it has a .swap until renamed.
 		txnSwapped := !slices.Contains(names, segmentName(base, ".txnindex")+swapSuffix)
 		for _, n := range names {
 			if b, ext, ok := parseSegmentFile(n); ok && b >= base && b < max(next, base+1) &&

@@ -212,6 +212,14 @@ func (l *Log) recover(opts Options) error {
 			bases = append(bases, base)
 		}
 	}
+	// A transaction index without its segment (left by a cleaner that did
+	// not carry transaction indexes through merges) is stale.
+	for _, name := range names {
+		if base, ext, ok := parseSegmentFile(name); ok && ext == ".txnindex" && !slices.Contains(bases, base) {
+			l.logger.Warn("removing a transaction index without its segment", "dir", l.dir, "file", name)
+			_ = l.fs.Remove(l.dir + "/" + name)
+		}
+	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 	now := l.now()
 	for i, base := range bases {
