@@ -21,6 +21,12 @@
 #       `kcat -G` reads a group and commits, and resumes from there; and
 #       offsets committed by one client are read by another (kafka-python
 #       <-> confluent-kafka committed()).
+#   (e) transactions: a librdkafka transactional producer (confluent-kafka)
+#       commits a transaction, aborts one (each also committing a group's
+#       offsets with send_offsets_to_transaction) and commits another;
+#       librdkafka consumers with isolation.level=read_committed read only the
+#       committed records and the committed offsets, read_uncommitted all the
+#       records; kcat reads back with -X isolation.level= both ways too.
 # The roundtrips in (b) and (c) assign partitions, joining no group.
 # A codec a client library version cannot do is skipped for that pair only,
 # with a SKIP line saying why. Any mismatch fails with a FAIL line, and the
@@ -330,6 +336,183 @@ if step "create group topics" "$PY" "$HERE/groups.py" create "$B" 4 ix-grp-ck &&
 	fi
 else
 	check_failed "cannot create the group test topics"
+fi
+broker_alive
+
+# ---- (e) transactions -------------------------------------------------------
+say "== transactions"
+# txn.py is this leg's librdkafka side: "produce BROKER TOPIC GROUP" runs the
+# three transactions, "read BROKER TOPIC LEVEL" checks what a consumer at
+# isolation.level LEVEL reads, "offsets BROKER TOPIC GROUP" the group's
+# committed offsets.
+cat >"$TMP/txn.py" <<'EOF'
+import sys
+import time
+
+import confluent_kafka
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+TIMEOUT = 30
+PARTS = 2
+N = 5
+LIB = "confluent-kafka %s (librdkafka %s)" % (confluent_kafka.version()[0], confluent_kafka.libversion()[0])
+# tag -> committed? The aborted transaction sits between two committed ones,
+# so a read_committed fetch must skip it by the aborted-transaction list.
+TXNS = [("c1", True), ("ab", False), ("c2", True)]
+# the offsets each transaction commits for the group (partition 0 and 1 of TOPIC)
+OFFSETS = {"c1": (3, 4), "ab": (8, 9), "c2": (5, 6)}
+
+
+def die(msg):
+    print("FAIL: " + msg, file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def values(tag):
+    return {p: ["%s-p%d-%d" % (tag, p, i) for i in range(N)] for p in range(PARTS)}
+
+
+def expected(level):
+    want = {p: [] for p in range(PARTS)}
+    for tag, commit in TXNS:
+        if commit or level == "read_uncommitted":
+            for p, vs in values(tag).items():
+                want[p] += vs
+    return want
+
+
+def create(broker, topic):
+    admin = AdminClient({"bootstrap.servers": broker})
+    for t, f in admin.create_topics([NewTopic(topic, num_partitions=PARTS, replication_factor=1)],
+                                    request_timeout=TIMEOUT).items():
+        try:
+            f.result(timeout=TIMEOUT)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                die("create topic %s: %s" % (t, e))
+    deadline = time.time() + TIMEOUT
+    while True:
+        md = admin.list_topics(timeout=TIMEOUT)
+        if topic in md.topics and md.topics[topic].error is None and len(md.topics[topic].partitions) == PARTS:
+            return
+        if time.time() > deadline:
+            die("topic %s not in metadata with %d partitions" % (topic, PARTS))
+        time.sleep(0.2)
+
+
+def produce(broker, topic, group):
+    create(broker, topic)
+    errs = []
+
+    def report(err, msg):
+        if err is not None:
+            errs.append("%s [%s]: %s" % (msg.value(), msg.partition(), err))
+
+    p = Producer({"bootstrap.servers": broker, "transactional.id": "ix-txn-producer",
+                  "transaction.timeout.ms": 30000, "linger.ms": 5})
+    try:
+        p.init_transactions(TIMEOUT)
+    except KafkaException as e:
+        die("%s init_transactions: %s" % (LIB, e))
+    # A consumer for the group's metadata only: it joins nothing, so the
+    # offsets go in as a simple (generation -1) group's.
+    c = Consumer({"bootstrap.servers": broker, "group.id": group, "enable.auto.commit": False})
+    for tag, commit in TXNS:
+        try:
+            p.begin_transaction()
+            for part, vs in values(tag).items():
+                for v in vs:
+                    p.produce(topic, value=v.encode(), partition=part, on_delivery=report)
+            p.flush(TIMEOUT)
+            if errs:
+                die("%s: transaction %s: delivery failed: %s" % (LIB, tag, errs[:3]))
+            offs = [TopicPartition(topic, part, o) for part, o in enumerate(OFFSETS[tag])]
+            p.send_offsets_to_transaction(offs, c.consumer_group_metadata(), TIMEOUT)
+            if commit:
+                p.commit_transaction(TIMEOUT)
+            else:
+                p.abort_transaction(TIMEOUT)
+        except KafkaException as e:
+            die("%s: transaction %s (%s): %s" % (LIB, tag, "commit" if commit else "abort", e))
+    c.close()
+    print("ok   %s: committed a transaction, aborted one, committed another (%d records each, with group offsets)"
+          % (LIB, N * PARTS), flush=True)
+
+
+def read(broker, topic, level):
+    c = Consumer({"bootstrap.servers": broker, "group.id": "ix-txn-reader", "isolation.level": level,
+                  "enable.partition.eof": True, "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+    c.assign([TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING) for p in range(PARTS)])
+    got = {p: [] for p in range(PARTS)}
+    eof = set()
+    deadline = time.time() + TIMEOUT
+    while len(eof) < PARTS and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(m.partition())
+                continue
+            die("%s %s consumer: %s" % (LIB, level, m.error()))
+        got[m.partition()].append(m.value().decode())
+    c.close()
+    if len(eof) < PARTS:
+        die("%s %s consumer did not reach the end of partitions %s within %ds (read %s)"
+            % (LIB, level, sorted(set(range(PARTS)) - eof), TIMEOUT, got))
+    want = expected(level)
+    for p in range(PARTS):
+        if got[p] != want[p]:
+            die("%s %s consumer read %s [%d] as %s, want %s" % (LIB, level, topic, p, got[p], want[p]))
+    print("ok   %s %s consumer read %s" % (LIB, level,
+          "only the committed transactions' records" if level == "read_committed" else "the aborted transaction's records too"),
+          flush=True)
+
+
+def offsets(broker, topic, group):
+    c = Consumer({"bootstrap.servers": broker, "group.id": group, "enable.auto.commit": False})
+    got = c.committed([TopicPartition(topic, p) for p in range(PARTS)], timeout=TIMEOUT)
+    c.close()
+    want = OFFSETS["c2"]
+    have = tuple(tp.offset for tp in sorted(got, key=lambda tp: tp.partition))
+    if have != want:
+        die("%s committed() of group %s on %s: %s, want %s (the last committed transaction's; the aborted one's were %s)"
+            % (LIB, group, topic, have, want, OFFSETS["ab"]))
+    print("ok   %s: group %s's offsets are the last committed transaction's %s, not the aborted one's" % (LIB, group, want),
+          flush=True)
+
+
+if __name__ == "__main__":
+    {"produce": produce, "read": read, "offsets": offsets}[sys.argv[1]](*sys.argv[2:])
+EOF
+T=ix-txn
+if step "confluent-kafka transactions: commit, abort, commit" "$PY" "$TMP/txn.py" produce "$B" "$T" ix-txn-group; then
+	step "confluent-kafka read_committed after transactions" "$PY" "$TMP/txn.py" read "$B" "$T" read_committed || true
+	step "confluent-kafka read_uncommitted after transactions" "$PY" "$TMP/txn.py" read "$B" "$T" read_uncommitted || true
+	step "group offsets committed in transactions" "$PY" "$TMP/txn.py" offsets "$B" "$T" ix-txn-group || true
+	# kcat: librdkafka properties pass through -X.
+	for level in read_committed read_uncommitted; do
+		want=""
+		for p in 0 1; do
+			for tag in c1 ab c2; do
+				[ "$tag" = ab ] && [ $level = read_committed ] && continue
+				for i in 0 1 2 3 4; do want+="$p $tag-p$p-$i"$'\n'; done
+			done
+		done
+		rc=0
+		timeout 30 kcat -C -b "$B" -t "$T" -o beginning -e -q -X isolation.level=$level -f '%p %s\n' \
+			>"$TMP/kcat-txn.out" 2>"$TMP/kcat-txn.err" || rc=$?
+		got=$(sort -s -n -k1,1 "$TMP/kcat-txn.out")
+		if [ $rc != 0 ]; then
+			head -n 6 "$TMP/kcat-txn.err" >&2
+			check_failed "kcat -C -X isolation.level=$level on $T exited $rc"
+		elif [ "$got" != "${want%$'\n'}" ]; then
+			check_failed "kcat -C -X isolation.level=$level on $T read '$(echo "$got" | tr '\n' ' ')', want '$(echo "${want%$'\n'}" | tr '\n' ' ')'"
+		else
+			say "ok   kcat -X isolation.level=$level read $(echo "$got" | wc -l) records of $T: $([ $level = read_committed ] && echo "the two committed transactions'" || echo "all three transactions'")"
+		fi
+	done
 fi
 broker_alive
 
