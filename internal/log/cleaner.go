@@ -107,7 +107,8 @@ type CleanerState struct {
 	// FirstDirtyOffset: offsets below were cleaned by an earlier pass.
 	FirstDirtyOffset int64
 	// FirstUncleanableOffset: the active segment's base, or the base of the
-	// first dirty segment holding a record younger than min.compaction.lag.ms.
+	// first dirty segment holding a record younger than min.compaction.lag.ms
+	// or the last stable offset (CleanerStateBelow), if lower.
 	FirstUncleanableOffset int64
 	CleanBytes             int64 // segments below the first dirty offset
 	DirtyBytes             int64 // segments from it to the first uncleanable offset
@@ -701,7 +702,10 @@ func (c *cleaning) filter(raw []byte, h record.Header) (out []byte, changed bool
 // records still see it end), and a pass after the horizon removes it.
 // Markers at or past the pass's end or its MarkerBound stay.
 func (c *cleaning) filterMarker(raw []byte, h record.Header) ([]byte, bool, error) {
-	hadData := c.txnData[h.ProducerID]
+	// (An entry of the transaction index that the pass keeps must keep its
+	// marker too: observed covers an index whose entries do not line up
+	// with the producer's markers.)
+	hadData := c.txnData[h.ProducerID] || c.observed[h.BaseOffset]
 	delete(c.txnData, h.ProducerID)
 	if hadData || h.LastOffset() >= c.end || h.LastOffset() >= c.opts.MarkerBound {
 		return raw, false, nil

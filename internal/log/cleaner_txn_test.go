@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -414,7 +416,10 @@ func countMarkers(t testing.TB, l *Log) int {
 // horizon passed, and the transaction index stays right for read_committed
 // fetches of any range, through reopening.
 func TestCleanTransactions(t *testing.T) {
-	for _, seed := range []int64{1, 2, 3} {
+	for _, seed := range []int64{1, 2, 3, 4} {
+		// Even seeds keep the last batch of each producer, emptied (as
+		// partition.Clean does): an aborted one keeps its marker and entry.
+		keepEmpty := seed%2 == 0
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewSource(seed))
 			mem := vfs.NewMem()
@@ -438,8 +443,22 @@ func TestCleanTransactions(t *testing.T) {
 			}
 			tail = slices.Clone(tail)
 			markers := countMarkers(t, l)
+			opts := func(lso int64) CleanOptions {
+				o := txnCleanOptions(lso, math.MaxInt64)
+				if keepEmpty {
+					_, _, headers := readLog(t, l)
+					last := map[int64]int64{}
+					for _, h := range headers {
+						if h.HasProducer() && !h.IsControl() {
+							last[h.ProducerID] = h.LastOffset()
+						}
+					}
+					o.KeepEmpty = func(h *record.Header) bool { return last[h.ProducerID] == h.LastOffset() }
+				}
+				return o
+			}
 
-			res, err := l.Clean(context.Background(), txnCleanOptions(lso, math.MaxInt64))
+			res, err := l.Clean(context.Background(), opts(lso))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -458,7 +477,7 @@ func TestCleanTransactions(t *testing.T) {
 			// with no record left (the first pass removed their records).
 			for i := 0; i < 3; i++ {
 				now = now.Add(2 * time.Second)
-				if res, err = l.Clean(context.Background(), txnCleanOptions(lso, math.MaxInt64)); err != nil {
+				if res, err = l.Clean(context.Background(), opts(lso)); err != nil {
 					t.Fatal(err)
 				}
 				w.checkTxn(t, l, lso, res.EndOffset, rng)
@@ -505,11 +524,24 @@ func TestCleanTransactions(t *testing.T) {
 				t.Fatal(err)
 			}
 			end := l.EndOffset()
-			res, err = l.Clean(context.Background(), txnCleanOptions(end, math.MaxInt64))
-			if err != nil {
-				t.Fatal(err)
+			for i := 0; i < 2; i++ {
+				now = now.Add(2 * time.Second)
+				res, err = l.Clean(context.Background(), opts(end))
+				if err != nil {
+					t.Fatal(err)
+				}
+				w.checkTxn(t, l, end, res.EndOffset, rng)
 			}
-			w.checkTxn(t, l, end, res.EndOffset, rng)
+			if keepEmpty {
+				// Producer 9's last batch was aborted: it stays, emptied,
+				// with its marker and its entry (checkTxn).
+				_, _, headers := readLog(t, l)
+				if !slices.ContainsFunc(headers, func(h record.Header) bool {
+					return h.ProducerID == 9 && !h.IsControl() && h.Size() == record.HeaderSize
+				}) {
+					t.Fatal("no empty transactional batch kept")
+				}
+			}
 		})
 	}
 }
@@ -803,5 +835,58 @@ func TestRecoveryCompletesTxnIndexSwaps(t *testing.T) {
 				w.checkTxn(t, l, lso, 0, rng)
 			}
 		})
+	}
+}
+
+// TestCleanAbortsWhenTxnIndexChanges: an entry indexed in a segment the
+// pass is swapping (after it copied the transaction index) aborts the swap;
+// the entry stays, in memory and on disk.
+func TestCleanAbortsWhenTxnIndexChanges(t *testing.T) {
+	mem := vfs.NewMem()
+	cfg := compactConfig()
+	cfg.SegmentBytes = 1024
+	var l *Log
+	var once sync.Once
+	var entry AbortedTxn
+	fs := vfs.NewFault(mem, func(op vfs.Op, path string) error {
+		if op == vfs.OpRename && strings.HasSuffix(path, ".log"+cleanedSuffix) {
+			once.Do(func() {
+				if err := l.AppendAborted(entry); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		return nil
+	})
+	l = open(t, fs, cfg, 0)
+	produce(t, l, rand.New(rand.NewSource(8)), 400, 20, record.CodecNone, 0)
+	l.mu.RLock()
+	entry = AbortedTxn{ProducerID: 5, FirstOffset: l.segments[0].baseOffset, LastOffset: l.segments[0].nextOffset - 1, LastStableOffset: l.segments[0].nextOffset}
+	l.mu.RUnlock()
+	_, err := l.Clean(context.Background(), txnCleanOptions(math.MaxInt64, math.MaxInt64))
+	if !errors.Is(err, ErrCleanAborted) {
+		t.Fatalf("clean with the transaction index changed under it: %v", err)
+	}
+	names, _ := mem.List("p-0")
+	for _, n := range names {
+		if strings.HasSuffix(n, swapSuffix) || strings.HasSuffix(n, cleanedSuffix) {
+			t.Fatalf("%s left", n)
+		}
+	}
+	if got := l.AbortedTxns(0, math.MaxInt64); !slices.Equal(got, []AbortedTxn{entry}) {
+		t.Fatalf("entries %v, want %v", got, entry)
+	}
+	l.Close()
+	l = open(t, mem.Crash(), cfg, 0)
+	defer l.Close()
+	if got := l.AbortedTxns(0, math.MaxInt64); !slices.Equal(got, []AbortedTxn{entry}) {
+		t.Fatalf("entries %v after reopening, want %v", got, entry)
+	}
+	// The next pass drops it: producer 5 has no batch in the log.
+	if _, err := l.Clean(context.Background(), txnCleanOptions(math.MaxInt64, math.MaxInt64)); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.AbortedTxns(0, math.MaxInt64); len(got) != 0 {
+		t.Fatalf("entries %v after a pass, want none", got)
 	}
 }
