@@ -33,6 +33,8 @@ fuzz-short:
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/log || exit 1; done
 	@for t in $$($(GO) test -list '^Fuzz' ./internal/server | grep ^Fuzz); do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/server || exit 1; done
+	@for t in $$($(GO) test -list '^Fuzz' ./internal/txn | grep ^Fuzz); do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/txn || exit 1; done
 
 # Longer fuzzing, not part of `make test`.
 fuzz:
