@@ -33,8 +33,8 @@ func (b *Broker) openTxns() error {
 		AllocateProducerID: func(ctx context.Context) (int64, error) {
 			return b.meta.AllocateProducerIDs(ctx, 1)
 		},
-		WriteMarker:         b.writeMarker,
-		OffsetsPartitions:   b.groups.Partitions,
+		WriteMarker:       b.writeMarker,
+		OffsetsPartitions: b.groups.Partitions,
 		GroupsReady: func() <-chan struct{} {
 			if b.groups.Partitions() == 0 {
 				return nil // no __consumer_offsets: no offsets to apply

@@ -350,6 +350,16 @@ var brokerDefs = []Def{
 		Validate: atLeast(1),
 	},
 	{
+		Name: "transaction.partition.verification.enable", Type: TypeBoolean, Default: "true", ReadOnly: true,
+		Doc: "Refuse (INVALID_TXN_STATE) a transactional produce to a partition its transaction has not added (KIP-890 part 1).",
+	},
+	{
+		Name: "transaction.version", Type: TypeInt, Default: "2", ReadOnly: true,
+		Doc: "Sluice's setting of Kafka's transaction.version feature, advertised in ApiVersions: 2 lets clients use " +
+			"KIP-890 part 2 (partitions added by the produce itself, the epoch bumped by every EndTxn); 0 or 1 keeps the KIP-98 protocol.",
+		Validate: between(0, 2),
+	},
+	{
 		Name: "transaction.state.log.num.partitions", Type: TypeInt, Default: "50", ReadOnly: true,
 		Doc:      "Number of partitions of the transaction state topic; should not change after deployment.",
 		Validate: atLeast(1),

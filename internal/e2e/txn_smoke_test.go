@@ -11,10 +11,17 @@ import (
 )
 
 // TestTxnSmoke: commit one transaction, abort another, restart, and read
-// back with both isolation levels.
+// back with both isolation levels, with the KIP-98 protocol
+// (transaction.version 1) and KIP-890 part 2 (2, the default).
 func TestTxnSmoke(t *testing.T) {
+	for _, tv := range []string{"1", "2"} {
+		t.Run("transaction.version="+tv, func(t *testing.T) { testTxnSmoke(t, map[string]string{"transaction.version": tv}) })
+	}
+}
+
+func testTxnSmoke(t *testing.T, static map[string]string) {
 	dir := t.TempDir()
-	tb := start(t, dir, "", nil)
+	tb := start(t, dir, "", static)
 	createTopic(t, tb.admin(), "tx", 2, nil)
 	p := tb.client(kgo.TransactionalID("smoke"), kgo.DefaultProduceTopic("tx"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	ctx := ctxT(t)
@@ -30,6 +37,18 @@ func TestTxnSmoke(t *testing.T) {
 		if err := p.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
 			t.Fatalf("end %d: %v", round, err)
 		}
+	}
+	// KIP-890 part 2 bumps the epoch at every EndTxn: 3 after 3; KIP-98 keeps 0.
+	wantEpoch := int16(0)
+	if static["transaction.version"] == "2" {
+		wantEpoch = 3
+	}
+	ds, err := tb.admin().DescribeTransactions(ctx, "smoke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := ds["smoke"]; !ok || d.Err != nil || d.ProducerEpoch != wantEpoch || d.State != "CompleteCommit" {
+		t.Errorf("describe transaction: %+v, want epoch %d, CompleteCommit", d, wantEpoch)
 	}
 	check := func(tb *testBroker) {
 		for _, c := range []struct {
@@ -57,6 +76,6 @@ func TestTxnSmoke(t *testing.T) {
 	}
 	check(tb)
 	tb.stop()
-	tb = start(t, dir, "", nil)
+	tb = start(t, dir, "", static)
 	check(tb)
 }

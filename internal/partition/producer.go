@@ -94,9 +94,16 @@ func (s *producerState) check(h *record.Header) (checkResult, error) {
 			return checkResult{duplicate: b}, nil
 		}
 	}
-	if prev := s.last(); prev != nil && h.BaseSequence != nextSeq(prev.lastSeq) {
+	prev := s.last()
+	if prev != nil && h.BaseSequence != nextSeq(prev.lastSeq) {
 		return checkResult{}, fmt.Errorf("%w: producer %d sent sequence %d, expected %d",
 			ErrOutOfOrderSequence, h.ProducerID, h.BaseSequence, nextSeq(prev.lastSeq))
+	}
+	if prev == nil && h.BaseSequence != 0 {
+		// The epoch was set by a transaction marker (a bump): sequences
+		// start again at 0.
+		return checkResult{}, fmt.Errorf("%w: producer %d epoch %d starts at sequence %d, not 0",
+			ErrOutOfOrderSequence, h.ProducerID, h.ProducerEpoch, h.BaseSequence)
 	}
 	return checkResult{}, nil
 }

@@ -449,6 +449,13 @@ func (c *Coordinator) AddPartitions(ctx context.Context, id string, producerID i
 		}
 		return nil
 	}
+	return c.addLocked(ctx, e, tps, missing)
+}
+
+// addLocked adds tps to e's transaction, starting it if it is not open;
+// missing says whether any of them is not in it yet. Called with e locked
+// and checked.
+func (c *Coordinator) addLocked(ctx context.Context, e *entry, tps []TopicPartition, missing bool) error {
 	if !missing && e.m.state == Ongoing {
 		return nil
 	}
@@ -467,25 +474,133 @@ func (c *Coordinator) AddPartitions(ctx context.Context, id string, producerID i
 // AddOffsets handles AddOffsetsToTxn: the group's partition of
 // __consumer_offsets joins the transaction.
 func (c *Coordinator) AddOffsets(ctx context.Context, id string, producerID int64, epoch int16, groupID string) error {
+	tp, err := c.offsetsPartition(groupID)
+	if err != nil {
+		return err
+	}
+	return c.AddPartitions(ctx, id, producerID, epoch, []TopicPartition{tp}, false)
+}
+
+func (c *Coordinator) offsetsPartition(groupID string) (TopicPartition, error) {
 	n := c.cfg.OffsetsPartitions()
 	if n <= 0 {
-		return fmt.Errorf("%w: %s does not exist yet", kerr.CoordinatorNotAvailable, group.Topic)
+		return TopicPartition{}, fmt.Errorf("%w: %s does not exist yet", kerr.CoordinatorNotAvailable, group.Topic)
 	}
-	return c.AddPartitions(ctx, id, producerID, epoch, []TopicPartition{{group.Topic, group.PartitionFor(groupID, n)}}, false)
+	return TopicPartition{group.Topic, group.PartitionFor(groupID, n)}, nil
+}
+
+// AddImplicitly adds tp to the open transaction of producerID, starting
+// one if none is open: under KIP-890 part 2 a transactional produce (v12+)
+// or TxnOffsetCommit (v5+) adds its partition itself, without
+// AddPartitionsToTxn / AddOffsetsToTxn. The producer is found by id; an
+// older epoch is INVALID_PRODUCER_EPOCH (as a produce answers it), an
+// unknown producer INVALID_TXN_STATE.
+func (c *Coordinator) AddImplicitly(ctx context.Context, producerID int64, epoch int16, tp TopicPartition) error {
+	if err := c.ready(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	e := c.byPID[producerID]
+	c.mu.Unlock()
+	if e == nil {
+		return fmt.Errorf("%w: producer %d has no transactional id here", kerr.InvalidTxnState, producerID)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.removed || e.m.producerID != producerID {
+		return fmt.Errorf("%w: producer %d was replaced", kerr.InvalidProducerEpoch, producerID)
+	}
+	if epoch < e.m.epoch {
+		return fmt.Errorf("%w: producer %d epoch %d, current %d", kerr.InvalidProducerEpoch, producerID, epoch, e.m.epoch)
+	}
+	if err := check(e, e.m.id, producerID, epoch); err != nil {
+		return err
+	}
+	_, in := e.m.partitions[tp]
+	return c.addLocked(ctx, e, []TopicPartition{tp}, !in)
 }
 
 // EndTxn handles EndTxn: commit or abort the open transaction. It answers
 // once the markers are written and the transaction is complete, so that a
 // read_committed consumer reading after the answer sees the outcome.
-func (c *Coordinator) EndTxn(ctx context.Context, id string, producerID int64, epoch int16, commit bool) error {
+//
+// With bump (EndTxn v5+ under transaction.version 2, KIP-890 part 2) every
+// EndTxn bumps the producer's epoch: the markers carry the new epoch, which
+// fences any late write of the transaction, and the answer returns it (a
+// new producer id when the epochs run out). An abort with no open
+// transaction then succeeds and bumps too, and a retry of an EndTxn that
+// completed (sent with the epoch before its bump) gets the same answer.
+func (c *Coordinator) EndTxn(ctx context.Context, id string, producerID int64, epoch int16, commit, bump bool) (int64, int16, error) {
 	if err := c.ready(); err != nil {
-		return err
+		return -1, -1, err
 	}
 	e := c.lock(id, false)
 	if e == nil {
-		return check(nil, id, producerID, epoch)
+		return -1, -1, check(nil, id, producerID, epoch)
 	}
 	defer e.mu.Unlock()
+	if bump {
+		return c.endBumping(ctx, e, producerID, epoch, commit)
+	}
+	if err := c.endTxn(ctx, e, producerID, epoch, commit); err != nil {
+		return -1, -1, err
+	}
+	return e.m.producerID, e.m.epoch, nil
+}
+
+// endBumping is EndTxn under KIP-890 part 2. Called with e locked.
+func (c *Coordinator) endBumping(ctx context.Context, e *entry, producerID int64, epoch int16, commit bool) (int64, int16, error) {
+	m := &e.m
+	done := m.state == CompleteCommit || m.state == CompleteAbort
+	if done && producerID == m.lastProducer && epoch == m.lastEpoch {
+		// A retry of the EndTxn that completed the transaction, or an
+		// abort of one the coordinator aborted on timeout.
+		if (m.state == CompleteCommit) != commit {
+			return -1, -1, fmt.Errorf("%w: the transaction of %q already ended with %s", kerr.InvalidTxnState, m.id, m.state)
+		}
+		return m.producerID, m.epoch, nil
+	}
+	if err := check(e, m.id, producerID, epoch); err != nil {
+		return -1, -1, err
+	}
+	switch m.state {
+	case Ongoing:
+		if err := c.end(ctx, e, commit, true); err != nil {
+			return -1, -1, err
+		}
+	case Empty, CompleteCommit, CompleteAbort:
+		if commit {
+			return -1, -1, fmt.Errorf("%w: %q has no open transaction to commit (state %s)", kerr.InvalidTxnState, m.id, m.state)
+		}
+		next := m.clone()
+		next.lastProducer, next.lastEpoch = next.producerID, next.epoch
+		next.epoch++
+		next.state = CompleteAbort
+		if err := c.write(ctx, e, next); err != nil {
+			return -1, -1, err
+		}
+	default:
+		return -1, -1, fmt.Errorf("%w: %q is %s", kerr.InvalidTxnState, m.id, m.state)
+	}
+	if e.m.epoch >= math.MaxInt16-1 {
+		// The epochs are spent: the next transaction gets a new id.
+		pid, err := c.cfg.AllocateProducerID(ctx)
+		if err != nil {
+			return -1, -1, fmt.Errorf("%w: allocate a producer id: %v", kerr.CoordinatorNotAvailable, err)
+		}
+		next := e.m.clone()
+		next.lastProducer, next.lastEpoch = next.producerID, next.epoch
+		next.producerID, next.epoch = pid, 0
+		if err := c.write(ctx, e, next); err != nil {
+			return -1, -1, err
+		}
+	}
+	return e.m.producerID, e.m.epoch, nil
+}
+
+// endTxn is EndTxn before KIP-890 part 2. Called with e locked.
+func (c *Coordinator) endTxn(ctx context.Context, e *entry, producerID int64, epoch int16, commit bool) error {
+	id := e.m.id
 	if e.m.producerID != producerID {
 		return check(nil, id, producerID, epoch)
 	}

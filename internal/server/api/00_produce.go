@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-io/sluice/internal/partition"
 	"github.com/sluice-io/sluice/internal/record"
 	"github.com/sluice-io/sluice/internal/server"
+	"github.com/sluice-io/sluice/internal/txn"
 )
 
 // Produce v0-13; v3-13 served.
@@ -91,6 +92,11 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 				}
 				continue
 			}
+			if err := h.checkTxn(ctx, r.Version, t.Name, rp.Partition, rp.Records); err != nil {
+				sp.ErrorCode = errorCode(err)
+				sp.ErrorMessage = errorMessage(err)
+				continue
+			}
 			res, err := h.appendOne(p, rp.Records)
 			if err != nil {
 				sp.ErrorCode = errorCode(err)
@@ -148,6 +154,34 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 			reply(server.Reply{Msg: resp})
 		}()
 	}
+}
+
+// checkTxn applies the transaction rules to a transactional batch before
+// it is appended: under KIP-890 part 2 (Produce v12+ with
+// transaction.version 2) the partition joins the producer's transaction
+// (durably, before the append); otherwise, with
+// transaction.partition.verification.enable, it must already be in the
+// producer's open transaction (KIP-890 part 1: INVALID_TXN_STATE), so that
+// a late or stray write cannot open a transaction no one will end.
+func (h *Handler) checkTxn(ctx context.Context, version int16, topic string, partition int32, records []byte) error {
+	hd, err := record.ParseHeader(records)
+	if err != nil || !hd.IsTransactional() || hd.IsControl() || !hd.HasProducer() {
+		return nil // Append reports what is wrong with the batch
+	}
+	c, ok := h.txns()
+	if !ok {
+		return fmt.Errorf("%w: no transaction coordinator has started", kerr.InvalidTxnState)
+	}
+	tp := txn.TopicPartition{Topic: topic, Partition: partition}
+	if version >= 12 && h.transactionVersion() >= 2 {
+		ctx, cancel := txnContext(ctx)
+		defer cancel()
+		return c.AddImplicitly(ctx, hd.ProducerID, hd.ProducerEpoch, tp)
+	}
+	if v, _ := h.b.BrokerConfigs().Value("transaction.partition.verification.enable"); v == "false" {
+		return nil
+	}
+	return c.Verify(hd.ProducerID, hd.ProducerEpoch, tp)
 }
 
 // appendOne appends the single batch of one partition.

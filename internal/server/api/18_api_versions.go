@@ -10,8 +10,10 @@ import (
 // Lists exactly the APIs and versions that Supports lets through. A request
 // at a version above ours is answered, not refused (KIP-511): error
 // UNSUPPORTED_VERSION and our ranges, in the v0 format every client reads.
-// No features are advertised (the metadata.version feature comes with the
-// cluster).
+// v3+ advertise one feature, Kafka's transaction.version (supported 0-2,
+// finalized at the transaction.version broker config, 2 by default):
+// clients use KIP-890 part 2 transactions when it is 2. The
+// metadata.version feature comes with the cluster.
 func (h *Handler) apiVersions(r *kmsg.ApiVersionsRequest) kmsg.Response {
 	resp := kmsg.NewPtrApiVersionsResponse()
 	if !h.Supports(r.Key(), r.Version) {
@@ -22,5 +24,21 @@ func (h *Handler) apiVersions(r *kmsg.ApiVersionsRequest) kmsg.Response {
 	}
 	resp.SetVersion(r.Version)
 	resp.ApiKeys = apiKeys()
+	if r.Version >= 3 {
+		tv := h.transactionVersion()
+		resp.SupportedFeatures = []kmsg.ApiVersionsResponseSupportedFeature{{Name: "transaction.version", MinVersion: 0, MaxVersion: 2}}
+		resp.FinalizedFeatures = []kmsg.ApiVersionsResponseFinalizedFeature{{Name: "transaction.version", MinVersionLevel: tv, MaxVersionLevel: tv}}
+		resp.FinalizedFeaturesEpoch = finalizedFeaturesEpoch
+	}
 	return resp
+}
+
+// finalizedFeaturesEpoch is the epoch of the advertised finalized features.
+// They change only with a restart on new configs, which clients see when
+// they reconnect; a constant above -1 says the features are known.
+const finalizedFeaturesEpoch = 1
+
+// transactionVersion is the finalized transaction.version feature level.
+func (h *Handler) transactionVersion() int16 {
+	return int16(h.brokerInt("transaction.version"))
 }

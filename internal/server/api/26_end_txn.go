@@ -14,9 +14,10 @@ import (
 // group offsets committed in it become visible, or are dropped), then the
 // completion, and answers after all of it, so a read_committed consumer
 // that reads after the answer sees the outcome. PRODUCER_FENCED from v2.
-// The v5 response's producer id and epoch (KIP-890 part 2, where every
-// EndTxn bumps the epoch) are the current ones: this broker does not
-// advertise transaction.version 2, so clients keep the v1 protocol.
+// v5 under transaction.version 2 (KIP-890 part 2) bumps the producer's
+// epoch with every EndTxn (the markers carry the new one) and answers the
+// new producer id and epoch; an abort with nothing open then succeeds, and
+// a retried EndTxn gets the answer of the one that completed.
 func (h *Handler) endTxn(ctx context.Context, r *kmsg.EndTxnRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.EndTxnResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
@@ -27,10 +28,11 @@ func (h *Handler) endTxn(ctx context.Context, r *kmsg.EndTxnRequest) kmsg.Respon
 	}
 	ctx, cancel := txnContext(ctx)
 	defer cancel()
-	err := c.EndTxn(ctx, r.TransactionalID, r.ProducerID, r.ProducerEpoch, r.Commit)
+	bump := r.Version >= 5 && h.transactionVersion() >= 2
+	pid, epoch, err := c.EndTxn(ctx, r.TransactionalID, r.ProducerID, r.ProducerEpoch, r.Commit, bump)
 	resp.ErrorCode = errorCode(fenced(err, r.Version, 2))
 	if err == nil {
-		resp.ProducerID, resp.ProducerEpoch = r.ProducerID, r.ProducerEpoch
+		resp.ProducerID, resp.ProducerEpoch = pid, epoch
 	}
 	return resp
 }

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -17,10 +19,12 @@ import (
 // transaction's marker (commit: they become the group's offsets; abort:
 // dropped). The producer must be the transactional id's current one
 // (PRODUCER_FENCED from v3, INVALID_PRODUCER_EPOCH before;
-// INVALID_PRODUCER_ID_MAPPING for another id). v3+ carry the member id and
+// INVALID_PRODUCER_ID_MAPPING for another id); from v5 under
+// transaction.version 2 (KIP-890 part 2) it adds the group's partition to
+// the transaction itself, without AddOffsetsToTxn. v3+ carry the member id and
 // generation, checked when given. Unknown topics answer
 // UNKNOWN_TOPIC_OR_PARTITION (v6 names topics by id: UNKNOWN_TOPIC_ID).
-func (h *Handler) txnOffsetCommit(r *kmsg.TxnOffsetCommitRequest, reply func(server.Reply)) {
+func (h *Handler) txnOffsetCommit(ctx context.Context, r *kmsg.TxnOffsetCommitRequest, reply func(server.Reply)) {
 	resp := r.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
 	img := h.b.Image()
 	type slot struct{ t, p int }
@@ -77,7 +81,16 @@ func (h *Handler) txnOffsetCommit(r *kmsg.TxnOffsetCommitRequest, reply func(ser
 		fail(kerr.NotCoordinator)
 		return
 	}
-	if err := tc.CheckProducer(r.TransactionalID, r.ProducerID, r.ProducerEpoch); err != nil {
+	if r.Version >= 5 && h.transactionVersion() >= 2 {
+		// KIP-890 part 2: the commit adds the group's partition itself.
+		ctx, cancel := txnContext(ctx)
+		err := tc.AddOffsets(ctx, r.TransactionalID, r.ProducerID, r.ProducerEpoch, r.Group)
+		cancel()
+		if err != nil {
+			fail(err)
+			return
+		}
+	} else if err := tc.CheckProducer(r.TransactionalID, r.ProducerID, r.ProducerEpoch); err != nil {
 		fail(fenced(err, r.Version, 3))
 		return
 	}

@@ -168,7 +168,7 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 	case *kmsg.WriteTxnMarkersRequest:
 		now(h.writeTxnMarkers(ctx, m))
 	case *kmsg.TxnOffsetCommitRequest:
-		h.txnOffsetCommit(m, reply)
+		h.txnOffsetCommit(ctx, m, reply)
 	case *kmsg.DescribeProducersRequest:
 		now(h.describeProducers(m))
 	case *kmsg.DescribeTransactionsRequest:
