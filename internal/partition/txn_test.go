@@ -377,8 +377,8 @@ func TestTxnIndexAheadOfLogIsCut(t *testing.T) {
 func TestExpireProducers(t *testing.T) {
 	tp := newTxnP(t)
 	defer func() { tp.p.Close() }()
-	tp.append(idemBatch(t, 1, 0, 0, 1))                       // timestamp 0
-	tp.append(txnBatch(t, 2, 0, 0, 1, 0))                     // open: never expires
+	tp.append(idemBatch(t, 1, 0, 0, 1))   // timestamp 0
+	tp.append(txnBatch(t, 2, 0, 0, 1, 0)) // open: never expires
 	recent, err := record.BuildBatch(record.BatchSpec{FirstTimestamp: tp.now.UnixMilli() - 10, MaxTimestamp: tp.now.UnixMilli() - 10,
 		ProducerID: 3, ProducerEpoch: 0, BaseSequence: 0}, []record.Record{{Value: []byte("x")}})
 	if err != nil {
