@@ -10,8 +10,9 @@ package crashtest
 //   - TestTxnCrashAbortVisibility: known aborted, committed and open
 //     transactions, then SIGKILL: after the restart an open transaction
 //     still holds the last stable offset, a new producer with the
-//     transactional id aborts it, and read_committed never sees an aborted
-//     record, before the crash or after.
+//     transactional id aborts it, another one is aborted when it times out,
+//     and read_committed never sees an aborted record, before the crash or
+//     after.
 //   - TestIdempotentCrashRetry: idempotent producers whose in-flight batches
 //     are retried into the restarted broker (same address, same producer
 //     id): the broker must recognise the batches it wrote before the kill.
@@ -800,39 +801,63 @@ func TestTxnCrashAbortVisibility(t *testing.T) {
 	txn(p1, "B", kgo.TryCommit)
 	check("before the crash", []string{"B"}, []string{"A", "B"})
 
-	// C stays open across the kill.
+	// C stays open across the kill, and so does T of another
+	// transactional id with a 3 s timeout whose producer never returns:
+	// the restarted broker must abort T when it times out.
 	hwm0, _ := txnOffsetsOf(t, b, topic)
 	if err := p1.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
 	produce(p1, "C")
-	_, lso := txnOffsetsOf(t, b, topic)
-	for p := int32(0); p < parts; p++ {
-		if lso[p] != hwm0[p] {
-			t.Errorf("transaction C open from offset %d on partition %d: last stable offset %d", hwm0[p], p, lso[p])
-		}
+	pT := b.client(kgo.TransactionalID(txnID+"-timeout"), kgo.TransactionTimeout(3*time.Second),
+		kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := pT.BeginTransaction(); err != nil {
+		t.Fatal(err)
 	}
-	b.killMarked(t, 0, "with transaction C open")
-	p1.Close()
-
-	b = startBrokerAt(ctx, t, bin, dataDir, logPath, 1, freePort(t), args...)
+	produce(pT, "T")
+	tBegan := time.Now()
 	hwm, lso := txnOffsetsOf(t, b, topic)
 	for p := int32(0); p < parts; p++ {
-		if lso[p] != hwm0[p] || hwm[p] != hwm0[p]+3 {
-			t.Errorf("after the restart, transaction C (offsets %d-%d of partition %d) is still open: want last stable offset %d and high watermark %d, got %d and %d",
-				hwm0[p], hwm0[p]+2, p, hwm0[p], hwm0[p]+3, lso[p], hwm[p])
+		if lso[p] != hwm0[p] || hwm[p] != hwm0[p]+6 {
+			t.Errorf("transactions C and T open from offset %d on partition %d: last stable offset %d, high watermark %d; want %d and %d",
+				hwm0[p], p, lso[p], hwm[p], hwm0[p], hwm0[p]+6)
 		}
 	}
-	// A new producer with the transactional id aborts C and commits D.
+	b.killMarked(t, 0, "with transactions C and T open")
+	p1.Close()
+	pT.Close()
+
+	b = startBrokerAt(ctx, t, bin, dataDir, logPath, 1, freePort(t), args...)
+	hwm, lso = txnOffsetsOf(t, b, topic)
+	for p := int32(0); p < parts; p++ {
+		if lso[p] != hwm0[p] || hwm[p] < hwm0[p]+6 {
+			t.Errorf("after the restart, transaction C (offsets %d-%d of partition %d) is still open: want last stable offset %d and high watermark at least %d, got %d and %d",
+				hwm0[p], hwm0[p]+2, p, hwm0[p], hwm0[p]+6, lso[p], hwm[p])
+		}
+	}
+	// A new producer with the transactional id aborts C and commits D;
+	// T ends by its timeout (check's read_committed waits for that).
 	p2 := b.client(kgo.TransactionalID(txnID), kgo.TransactionTimeout(60*time.Second),
 		kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	txn(p2, "D", kgo.TryCommit)
 	p2.Close()
-	check("after the restart", []string{"B", "D"}, []string{"A", "B", "C", "D"})
+	for {
+		hwm, lso = txnOffsetsOf(t, b, topic)
+		if lso[0] == hwm[0] && lso[1] == hwm[1] {
+			break
+		}
+		if time.Since(tBegan) > time.Minute {
+			t.Fatalf("transaction T (3 s timeout) still open a minute after it began and across a restart: last stable offsets %v, high watermarks %v\n%s",
+				lso, hwm, tail(logPath))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("transaction T (timeout 3s) ended %v after it began, across a SIGKILL and restart", time.Since(tBegan).Round(time.Millisecond))
+	check("after the restart", []string{"B", "D"}, []string{"A", "B", "C", "T", "D"})
 
 	b.killMarked(t, 1, "after transaction D")
 	b = startBrokerAt(ctx, t, bin, dataDir, logPath, 2, freePort(t), args...)
-	check("after a second SIGKILL and restart", []string{"B", "D"}, []string{"A", "B", "C", "D"})
+	check("after a second SIGKILL and restart", []string{"B", "D"}, []string{"A", "B", "C", "T", "D"})
 	if err := b.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: broker did not exit cleanly: %v\n%s", err, tail(logPath))
 	}
