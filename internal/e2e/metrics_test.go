@@ -90,6 +90,17 @@ func TestDashboardUsesRealNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	consumeAll(t, tb, "dash", 1)
+	// A transaction, so that the coordinator reports its ids.
+	tx := tb.client(kgo.DefaultProduceTopic("dash"), kgo.TransactionalID("dash"))
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.ProduceSync(ctxT(t), &kgo.Record{Value: []byte("t")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.EndTransaction(ctxT(t), kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
 	text := scrape(t, tb)
 	for _, name := range regexp.MustCompile(`sluice_[a-z_]+`).FindAllString(string(dash), -1) {
 		if !regexp.MustCompile(`(?m)^` + name + `[{ ]`).MatchString(text) {

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/broker"
+	"github.com/sluice-io/sluice/internal/txn"
 )
 
 // Metrics holds every sluice_ metric in its own registry (no globals). It
@@ -133,6 +134,8 @@ var (
 	descLogEnd     = prometheus.NewDesc("sluice_log_end_offset", "A partition's log end offset.", []string{"topic", "partition"}, nil)
 	descHW         = prometheus.NewDesc("sluice_high_watermark", "A partition's high watermark.", []string{"topic", "partition"}, nil)
 	descSegments   = prometheus.NewDesc("sluice_log_segments", "A partition's segment count.", []string{"topic", "partition"}, nil)
+	descLSO        = prometheus.NewDesc("sluice_last_stable_offset", "A partition's last stable offset: read_committed consumers read below it; behind the high watermark while a transaction is open.", []string{"topic", "partition"}, nil)
+	descTxns       = prometheus.NewDesc("sluice_transactions", "Transactional ids by state (Empty, Ongoing, PrepareCommit, ...).", []string{"state"}, nil)
 
 	descDirtyRatio   = prometheus.NewDesc("sluice_cleaner_dirty_ratio", "Share of a compacted partition's closed-segment bytes not yet cleaned (cleanable now).", []string{"topic", "partition"}, nil)
 	descCleanerLag   = prometheus.NewDesc("sluice_cleaner_lag_seconds", "Age, by record timestamp, of a compacted partition's oldest uncleaned record; 0 when all is clean.", []string{"topic", "partition"}, nil)
@@ -142,7 +145,7 @@ var (
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPartitions, descUnderRepl, descLogSize, descLogStart, descLogEnd, descHW, descSegments,
-		descDirtyRatio, descCleanerLag, descBytesCleaned, descCleanPasses} {
+		descLSO, descTxns, descDirtyRatio, descCleanerLag, descBytesCleaned, descCleanPasses} {
 		ch <- d
 	}
 }
@@ -152,6 +155,15 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPartitions, prometheus.GaugeValue, float64(len(parts)))
 	ch <- prometheus.MustNewConstMetric(descUnderRepl, prometheus.GaugeValue, 0)
 	cs := c.b.CleanerStats()
+	if list, err := c.b.Txns().List(txn.ListFilter{MinDurationMs: -1}); err == nil {
+		counts := map[string]int{}
+		for _, l := range list {
+			counts[l.State.String()]++
+		}
+		for state, n := range counts {
+			ch <- prometheus.MustNewConstMetric(descTxns, prometheus.GaugeValue, float64(n), state)
+		}
+	}
 	ch <- prometheus.MustNewConstMetric(descBytesCleaned, prometheus.CounterValue, float64(cs.BytesCleaned))
 	ch <- prometheus.MustNewConstMetric(descCleanPasses, prometheus.CounterValue, float64(cs.Passes))
 	nowMs := time.Now().UnixMilli()
@@ -163,7 +175,8 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLogEnd, prometheus.GaugeValue, float64(l.EndOffset()), tp.Topic, part)
 		ch <- prometheus.MustNewConstMetric(descHW, prometheus.GaugeValue, float64(p.HighWatermark()), tp.Topic, part)
 		ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(l.Segments()), tp.Topic, part)
-		if st := l.CleanerState(); st.Compact {
+		ch <- prometheus.MustNewConstMetric(descLSO, prometheus.GaugeValue, float64(p.LastStableOffset()), tp.Topic, part)
+		if st := p.CleanerState(); st.Compact {
 			lag := 0.0
 			if st.OldestDirtyTimestamp >= 0 {
 				lag = max(float64(nowMs-st.OldestDirtyTimestamp)/1000, 0)
