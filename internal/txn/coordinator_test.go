@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/group"
 	"github.com/sluice-io/sluice/internal/partition"
@@ -798,6 +799,8 @@ func TestPreparedTransactionCompleted(t *testing.T) {
 			t.Fatalf("LSO %d while prepared, want %d", lso, first)
 		}
 		e.groupsReady = make(chan struct{})
+		// Short checks: the first one may find the entry busy (a Describe).
+		e.cfg.AbortCheckInterval = 5 * time.Millisecond
 		e.restart(false)
 		if d := e.describe("a"); d.State != PrepareCommit || !reflect.DeepEqual(d.Partitions, []TopicPartition{tp0, tp1}) {
 			t.Fatalf("loaded: %+v", d)
@@ -822,7 +825,7 @@ func TestPreparedTransactionCompleted(t *testing.T) {
 	t.Run("abort of a fence found at start", func(t *testing.T) {
 		// PrepareEpochFence (which Kafka may have written) is finished as an
 		// abort.
-		e := newEnv(t, Config{})
+		e := newEnv(t, Config{AbortCheckInterval: 5 * time.Millisecond})
 		e.writeState(&meta{id: "f", producerID: 77, lastProducer: -1, epoch: 3, lastEpoch: -1, timeoutMs: 60_000,
 			state: PrepareEpochFence, startMs: 1, partitions: map[TopicPartition]struct{}{tp1: {}}})
 		e.restart(false)
@@ -1046,5 +1049,56 @@ func TestConcurrentIDs(t *testing.T) {
 	}
 	if n := len(e.markers(tp0)); n != 20 {
 		t.Fatalf("%d markers in t-0, want 20", n)
+	}
+}
+
+// TestTimeoutAcrossRestart: a transaction open at a restart keeps its start
+// time, and times out by it.
+func TestTimeoutAcrossRestart(t *testing.T) {
+	e := newEnv(t, Config{})
+	pid, epoch := e.init("a", 5_000)
+	e.add("a", pid, epoch, tp0)
+	e.produce(tp0, pid, epoch, 0, 1)
+	if err := e.dataPart(tp0).Log().Sync(); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.AbortCheckInterval = 5 * time.Millisecond
+	e.restart(true)
+	if d := e.describe("a"); d.State != Ongoing {
+		t.Fatalf("after restart: %+v", d)
+	}
+	e.advance(6 * time.Second)
+	if d := e.waitState("a", CompleteAbort); d.ProducerEpoch != epoch+1 {
+		t.Fatalf("timed out: %+v", d)
+	}
+	p := e.dataPart(tp0)
+	if p.LastStableOffset() != p.HighWatermark() || len(p.AbortedTxns(0, p.HighWatermark())) != 1 {
+		t.Fatalf("LSO %d HW %d aborted %+v", p.LastStableOffset(), p.HighWatermark(), p.AbortedTxns(0, p.HighWatermark()))
+	}
+}
+
+// TestLoadSkipsForeignRecords: records with another key version are not
+// the coordinator's, and a tombstone removes an id.
+func TestLoadSkipsForeignRecords(t *testing.T) {
+	e := newEnv(t, Config{})
+	pid, _ := e.init("a", 60_000)
+	e.init("b", 60_000)
+	p, _ := e.c.cfg.Partition(group.PartitionFor("b", stateParts))
+	k := kmsg.TxnMetadataKey{Version: 1, TransactionalID: "z"}
+	bad, err := record.BuildBatch(record.BatchSpec{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}, []record.Record{
+		{Key: k.AppendTo(nil), Value: []byte{1, 2, 3}},
+		{OffsetDelta: 1, Key: encodeKey("b"), Value: nil},
+		{OffsetDelta: 2, Key: encodeKey("c"), Value: []byte{0, 1}}, // does not decode: skipped
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Append(bad); err != nil {
+		t.Fatal(err)
+	}
+	e.restart(false)
+	l, err := e.c.List(ListFilter{MinDurationMs: -1})
+	if err != nil || len(l) != 1 || l[0].ID != "a" || l[0].ProducerID != pid {
+		t.Fatalf("loaded: %+v %v", l, err)
 	}
 }
