@@ -12,7 +12,9 @@ package crashtest
 //     still holds the last stable offset, a new producer with the
 //     transactional id aborts it, another one is aborted when it times out,
 //     and read_committed never sees an aborted record, before the crash or
-//     after.
+//     after; the group offsets committed in the transactions are pending
+//     (UNSTABLE_OFFSET_COMMIT) across the restart and applied only by the
+//     commits.
 //   - TestIdempotentCrashRetry: idempotent producers whose in-flight batches
 //     are retried into the restarted broker (same address, same producer
 //     id): the broker must recognise the batches it wrote before the kill.
@@ -40,7 +42,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/config"
 )
@@ -728,6 +732,120 @@ func txnDiffSeq(got, want []string) string {
 	return fmt.Sprintf("%d missing at the end, starting %v", len(want)-len(got), want[len(got):min(len(want), len(got)+5)])
 }
 
+// txnTopicID returns topic's id from the metadata.
+func txnTopicID(ctx context.Context, t *testing.T, b *broker, topic string) [16]byte {
+	t.Helper()
+	cl := b.client()
+	defer cl.Close()
+	md, err := kadm.NewClient(cl).Metadata(ctx, topic)
+	if err != nil {
+		t.Fatalf("metadata %s: %v", topic, err)
+	}
+	td, ok := md.Topics[topic]
+	if !ok || td.Err != nil {
+		t.Fatalf("metadata %s: not found (%v)", topic, td.Err)
+	}
+	return td.ID
+}
+
+// txnAddOffsets commits offset for topic/p of group inside cl's open
+// transaction: AddOffsetsToTxn, then TxnOffsetCommit, raw, with the
+// producer's id and epoch.
+func txnAddOffsets(ctx context.Context, t *testing.T, cl *kgo.Client, txnID, group, topic string, topicID [16]byte, p int32, offset int64) {
+	t.Helper()
+	id, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		t.Fatalf("ProducerID: %v", err)
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txnID, id, epoch, group
+	for {
+		resp, err := add.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatalf("AddOffsetsToTxn: %v", err)
+		}
+		err = kerr.ErrorForCode(resp.ErrorCode)
+		if errors.Is(err, kerr.ConcurrentTransactions) && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("AddOffsetsToTxn(%s, producer %d epoch %d, group %s): %v", txnID, id, epoch, group, err)
+		}
+		break
+	}
+	req := kmsg.NewPtrTxnOffsetCommitRequest()
+	req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = txnID, group, id, epoch
+	req.Generation = -1
+	rt := kmsg.NewTxnOffsetCommitRequestTopic()
+	rt.Topic, rt.TopicID = topic, topicID // v0-v5, v6+
+	rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset, rp.LeaderEpoch = p, offset, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("TxnOffsetCommit: %v", err)
+	}
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				t.Fatalf("TxnOffsetCommit %s/%d offset %d: %v", topic, rp.Partition, offset, err)
+			}
+		}
+	}
+}
+
+// txnFetchOffset is group's committed offset of topic/p by a raw
+// OffsetFetch (either request layout); requireStable is KIP-447's flag.
+// It returns the offset (-1: none) and the group's or partition's error.
+func txnFetchOffset(ctx context.Context, t *testing.T, b *broker, group, topic string, topicID [16]byte, p int32, requireStable bool) (int64, error) {
+	t.Helper()
+	cl := b.client()
+	defer cl.Close()
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group, req.RequireStable = group, requireStable
+	rt := kmsg.NewOffsetFetchRequestTopic()
+	rt.Topic, rt.Partitions = topic, []int32{p}
+	req.Topics = append(req.Topics, rt)
+	rg := kmsg.NewOffsetFetchRequestGroup()
+	rg.Group = group
+	gt := kmsg.NewOffsetFetchRequestGroupTopic()
+	gt.Topic, gt.TopicID, gt.Partitions = topic, topicID, []int32{p}
+	rg.Topics = append(rg.Topics, gt)
+	req.Groups = append(req.Groups, rg)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("OffsetFetch %s: %v\n%s", group, err, tail(b.log))
+	}
+	if resp.Version < 8 {
+		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+			return 0, err
+		}
+		for _, rt := range resp.Topics {
+			for _, rp := range rt.Partitions {
+				if rt.Topic == topic && rp.Partition == p {
+					return rp.Offset, kerr.ErrorForCode(rp.ErrorCode)
+				}
+			}
+		}
+	}
+	for _, g := range resp.Groups {
+		if err := kerr.ErrorForCode(g.ErrorCode); err != nil {
+			return 0, err
+		}
+		for _, rt := range g.Topics {
+			for _, rp := range rt.Partitions {
+				if (rt.Topic == topic || rt.TopicID == topicID) && rp.Partition == p {
+					return rp.Offset, kerr.ErrorForCode(rp.ErrorCode)
+				}
+			}
+		}
+	}
+	t.Fatalf("OffsetFetch v%d %s: no answer for %s/%d", resp.Version, group, topic, p)
+	return 0, nil
+}
+
 // TestTxnCrashAbortVisibility: aborted, committed and open transactions
 // with known records, across a SIGKILL.
 func TestTxnCrashAbortVisibility(t *testing.T) {
@@ -758,12 +876,17 @@ func TestTxnCrashAbortVisibility(t *testing.T) {
 			t.Fatalf("transactional produce %s: %v\n%s", tag, err, tail(logPath))
 		}
 	}
-	txn := func(cl *kgo.Client, tag string, commit kgo.TransactionEndTry) {
+	// Each transaction of txnID also commits an offset of topic/0 for
+	// group; the ones aborted must never show.
+	const group = "crash-vis-group"
+	topicID := txnTopicID(ctx, t, b, topic)
+	txn := func(cl *kgo.Client, tag string, commit kgo.TransactionEndTry, offset int64) {
 		t.Helper()
 		if err := cl.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
 		produce(cl, tag)
+		txnAddOffsets(ctx, t, cl, txnID, group, topic, topicID, 0, offset)
 		if err := cl.EndTransaction(ctx, commit); err != nil {
 			t.Fatalf("ending %s (commit=%v): %v\n%s", tag, bool(commit), err, tail(logPath))
 		}
@@ -778,6 +901,34 @@ func TestTxnCrashAbortVisibility(t *testing.T) {
 			}
 		}
 		return w
+	}
+	// checkOffset: once no transaction with offsets is pending
+	// (pending=false), OffsetFetch with require_stable answers want; while
+	// one is (pending=true), UNSTABLE_OFFSET_COMMIT, and OffsetFetch without
+	// it the last committed offset, want.
+	checkOffset := func(when string, want int64, pending bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			off, err := txnFetchOffset(ctx, t, b, group, topic, topicID, 0, true)
+			if pending {
+				if !errors.Is(err, kerr.UnstableOffsetCommit) {
+					t.Errorf("%s: OffsetFetch (require_stable) of %s with a transaction's offset pending answered %d, %v; want UNSTABLE_OFFSET_COMMIT", when, group, off, err)
+				}
+				break
+			}
+			if errors.Is(err, kerr.UnstableOffsetCommit) && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond) // markers land just after EndTxn's answer
+				continue
+			}
+			if err != nil || off != want {
+				t.Errorf("%s: OffsetFetch (require_stable) of %s answered %d, %v; want %d", when, group, off, err, want)
+			}
+			break
+		}
+		if off, err := txnFetchOffset(ctx, t, b, group, topic, topicID, 0, false); err != nil || off != want {
+			t.Errorf("%s: OffsetFetch of %s answered %d, %v; want %d", when, group, off, err, want)
+		}
 	}
 	check := func(when string, committed, all []string) {
 		t.Helper()
@@ -797,9 +948,10 @@ func TestTxnCrashAbortVisibility(t *testing.T) {
 
 	p1 := b.client(kgo.TransactionalID(txnID), kgo.TransactionTimeout(60*time.Second),
 		kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	txn(p1, "A", kgo.TryAbort)
-	txn(p1, "B", kgo.TryCommit)
+	txn(p1, "A", kgo.TryAbort, 50)
+	txn(p1, "B", kgo.TryCommit, 100)
 	check("before the crash", []string{"B"}, []string{"A", "B"})
+	checkOffset("before the crash", 100, false)
 
 	// C stays open across the kill, and so does T of another
 	// transactional id with a 3 s timeout whose producer never returns:
@@ -809,6 +961,8 @@ func TestTxnCrashAbortVisibility(t *testing.T) {
 		t.Fatal(err)
 	}
 	produce(p1, "C")
+	txnAddOffsets(ctx, t, p1, txnID, group, topic, topicID, 0, 111)
+	checkOffset("transaction C open", 100, true)
 	pT := b.client(kgo.TransactionalID(txnID+"-timeout"), kgo.TransactionTimeout(3*time.Second),
 		kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err := pT.BeginTransaction(); err != nil {
@@ -835,11 +989,12 @@ func TestTxnCrashAbortVisibility(t *testing.T) {
 				hwm0[p], hwm0[p]+2, p, hwm0[p], hwm0[p]+6, lso[p], hwm[p])
 		}
 	}
+	checkOffset("after the restart, C open", 100, true)
 	// A new producer with the transactional id aborts C and commits D;
 	// T ends by its timeout (check's read_committed waits for that).
 	p2 := b.client(kgo.TransactionalID(txnID), kgo.TransactionTimeout(60*time.Second),
 		kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	txn(p2, "D", kgo.TryCommit)
+	txn(p2, "D", kgo.TryCommit, 200)
 	p2.Close()
 	for {
 		hwm, lso = txnOffsetsOf(t, b, topic)
@@ -854,10 +1009,12 @@ func TestTxnCrashAbortVisibility(t *testing.T) {
 	}
 	t.Logf("transaction T (timeout 3s) ended %v after it began, across a SIGKILL and restart", time.Since(tBegan).Round(time.Millisecond))
 	check("after the restart", []string{"B", "D"}, []string{"A", "B", "C", "T", "D"})
+	checkOffset("after the restart, C aborted, D committed", 200, false)
 
 	b.killMarked(t, 1, "after transaction D")
 	b = startBrokerAt(ctx, t, bin, dataDir, logPath, 2, freePort(t), args...)
 	check("after a second SIGKILL and restart", []string{"B", "D"}, []string{"A", "B", "C", "T", "D"})
+	checkOffset("after a second SIGKILL and restart", 200, false)
 	if err := b.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: broker did not exit cleanly: %v\n%s", err, tail(logPath))
 	}
