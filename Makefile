@@ -26,15 +26,13 @@ interop:
 franz-go:
 	./scripts/franz-suite.sh
 
+# Packages with fuzz targets (every decoder of network or disk bytes).
+FUZZPKGS ?= record log server txn partition metadata
+
 fuzz-short:
-	@for t in $$($(GO) test -list '^Fuzz' ./internal/record | grep ^Fuzz); do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/record || exit 1; done
-	@for t in $$($(GO) test -list '^Fuzz' ./internal/log | grep ^Fuzz); do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/log || exit 1; done
-	@for t in $$($(GO) test -list '^Fuzz' ./internal/server | grep ^Fuzz); do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/server || exit 1; done
-	@for t in $$($(GO) test -list '^Fuzz' ./internal/txn | grep ^Fuzz); do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/txn || exit 1; done
+	@for p in $(FUZZPKGS); do \
+		for t in $$($(GO) test -list '^Fuzz' ./internal/$$p | grep ^Fuzz); do \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/$$p || exit 1; done; done
 
 # Longer fuzzing, not part of `make test`.
 fuzz:

@@ -63,6 +63,10 @@ type offset struct {
 	Metadata    string
 	CommitTime  time.Time
 	ExpireTime  time.Time // zero: expires by offsets.retention.minutes
+	// order is when the commit's record was appended, in the shard's log
+	// order (Shard.nextOrder): a transaction's offset applies at its
+	// commit marker only over an older one, as Kafka's does.
+	order uint64
 }
 
 // member is one member of a classic group.

@@ -155,6 +155,15 @@ type Shard struct {
 	// txns are transactional offset commits awaiting their transaction's
 	// marker, by producer id (see txn.go).
 	txns map[int64]txnOffsets
+	// order counts offset commit records in log order (see offset.order).
+	order uint64
+}
+
+// nextOrder is the log order of the next offset commit record: appends are
+// performed in the order they are asked for, and replay reads in log order.
+func (s *Shard) nextOrder() uint64 {
+	s.order++
+	return s.order
 }
 
 // NewShard returns an empty shard, still loading.
@@ -952,12 +961,15 @@ func (s *Shard) commit(r CommitRequest, reply func(CommitResult)) {
 	}
 	var recs []Record
 	var valid []int
+	var orders []uint64
 	for i, o := range r.Offsets {
 		if len(o.Metadata) > s.cfg.MaxMetadataBytes {
 			errs[i] = kerr.OffsetMetadataTooLarge
 			continue
 		}
-		off := offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTime: s.now, ExpireTime: expire}
+		off := offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTime: s.now, ExpireTime: expire,
+			order: s.nextOrder()}
+		orders = append(orders, off.order)
 		recs = append(recs, Record{Key: offsetKey(g.id, o.TopicPartition), Value: offsetValue(off)})
 		valid = append(valid, i)
 	}
@@ -980,9 +992,9 @@ func (s *Shard) commit(r CommitRequest, reply func(CommitResult)) {
 			return
 		}
 		if s.groups[g.id] == g {
-			for _, i := range valid {
+			for k, i := range valid {
 				o := r.Offsets[i]
-				g.offsets[o.TopicPartition] = offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata,
+				g.offsets[o.TopicPartition] = offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, order: orders[k],
 					CommitTime: commitTime, ExpireTime: expire}
 			}
 		}
@@ -1311,7 +1323,9 @@ func (s *Shard) Replay(key, value []byte) error {
 			g = newGroup(d.group, time.Time{})
 			s.groups[d.group] = g
 		}
-		g.offsets[d.tp] = *d.offset
+		o := *d.offset
+		o.order = s.nextOrder()
+		g.offsets[d.tp] = o
 	case recordGroup:
 		g := s.groups[d.group]
 		if d.meta == nil {

@@ -70,14 +70,16 @@ func (s *Shard) txnCommit(r TxnCommitRequest, reply func(CommitResult)) {
 	}
 	var recs []Record
 	var valid []int
+	var orders []uint64
 	for i, o := range r.Offsets {
 		if len(o.Metadata) > s.cfg.MaxMetadataBytes {
 			errs[i] = kerr.OffsetMetadataTooLarge
 			continue
 		}
-		off := offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTime: s.now}
+		off := offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTime: s.now, order: s.nextOrder()}
 		recs = append(recs, Record{Key: offsetKey(g.id, o.TopicPartition), Value: offsetValue(off)})
 		valid = append(valid, i)
+		orders = append(orders, off.order)
 	}
 	if len(recs) == 0 {
 		answer()
@@ -95,10 +97,10 @@ func (s *Shard) txnCommit(r TxnCommitRequest, reply func(CommitResult)) {
 			answer()
 			return
 		}
-		for _, i := range valid {
+		for k, i := range valid {
 			o := r.Offsets[i]
 			s.addPendingTxn(r.ProducerID, g.id, o.TopicPartition, offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch,
-				Metadata: o.Metadata, CommitTime: commitTime})
+				Metadata: o.Metadata, CommitTime: commitTime, order: orders[k]})
 		}
 		answer()
 	})
@@ -167,7 +169,11 @@ func (s *Shard) completeTxn(producerID int64, commit bool) {
 			s.groups[groupID] = g
 		}
 		for tp, o := range offsets {
-			g.offsets[tp] = o
+			// Only over an older offset: a plain commit appended after
+			// the transactional one wins, as in Kafka.
+			if cur, ok := g.offsets[tp]; !ok || cur.order < o.order {
+				g.offsets[tp] = o
+			}
 		}
 	}
 }
@@ -198,7 +204,9 @@ func (s *Shard) ReplayTxn(producerID int64, key, value []byte) error {
 		return err
 	}
 	if d.kind == recordOffset && d.offset != nil {
-		s.addPendingTxn(producerID, d.group, d.tp, *d.offset)
+		o := *d.offset
+		o.order = s.nextOrder()
+		s.addPendingTxn(producerID, d.group, d.tp, o)
 	}
 	return nil
 }

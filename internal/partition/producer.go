@@ -128,15 +128,17 @@ func (s *producerState) update(h *record.Header, firstOffset int64) {
 
 // Snapshot file format (ours; Kafka's is similar in spirit): a header of
 // magic "SLPS", version uint16, crc32c uint32 of the rest, count uint32, then
-// per producer: id int64, epoch int16, txnFirstOffset int64, n uint8, and n
-// batches of firstSeq int32, lastSeq int32, firstOffset int64, lastOffset
-// int64, timestamp int64.
+// per producer: id int64, epoch int16, txnFirstOffset int64, (version 2+:
+// coordinatorEpoch int32, lastTimestamp int64,) n uint8, and n batches of
+// firstSeq int32, lastSeq int32, firstOffset int64, lastOffset int64,
+// timestamp int64. Version 1 files are read too.
 const (
 	snapshotMagic       = "SLPS"
-	snapshotVersion     = 1
+	snapshotVersion     = 2
 	snapshotHeaderBytes = 4 + 2 + 4 + 4
 	snapshotBatchBytes  = 4 + 4 + 8 + 8 + 8
-	snapshotProdBytes   = 8 + 2 + 8 + 1
+	snapshotProdBytesV1 = 8 + 2 + 8 + 1
+	snapshotProdBytes   = snapshotProdBytesV1 + 4 + 8
 )
 
 var errBadSnapshot = errors.New("partition: bad producer snapshot")
@@ -158,6 +160,8 @@ func marshalSnapshot(producers map[int64]*producerState) []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(id))
 		b = binary.BigEndian.AppendUint16(b, uint16(s.epoch))
 		b = binary.BigEndian.AppendUint64(b, uint64(s.txnFirstOffset))
+		b = binary.BigEndian.AppendUint32(b, uint32(s.coordinatorEpoch))
+		b = binary.BigEndian.AppendUint64(b, uint64(s.lastTimestamp))
 		b = append(b, byte(len(s.batches)))
 		for _, m := range s.batches {
 			b = binary.BigEndian.AppendUint32(b, uint32(m.firstSeq))
@@ -175,27 +179,36 @@ func unmarshalSnapshot(b []byte) (map[int64]*producerState, error) {
 	if len(b) < snapshotHeaderBytes || string(b[:4]) != snapshotMagic {
 		return nil, fmt.Errorf("%w: no header", errBadSnapshot)
 	}
-	if v := binary.BigEndian.Uint16(b[4:]); v != snapshotVersion {
+	v := binary.BigEndian.Uint16(b[4:])
+	if v != 1 && v != snapshotVersion {
 		return nil, fmt.Errorf("%w: version %d", errBadSnapshot, v)
+	}
+	prodBytes := snapshotProdBytes
+	if v == 1 {
+		prodBytes = snapshotProdBytesV1
 	}
 	if crc32.Checksum(b[10:], castagnoli) != binary.BigEndian.Uint32(b[6:]) {
 		return nil, fmt.Errorf("%w: checksum mismatch", errBadSnapshot)
 	}
 	n := binary.BigEndian.Uint32(b[10:])
 	rest := b[snapshotHeaderBytes:]
-	if uint64(n)*snapshotProdBytes > uint64(len(rest)) {
+	if uint64(n)*uint64(prodBytes) > uint64(len(rest)) {
 		return nil, fmt.Errorf("%w: %d producers do not fit", errBadSnapshot, n)
 	}
 	out := make(map[int64]*producerState, n)
 	for i := uint32(0); i < n; i++ {
-		if len(rest) < snapshotProdBytes {
+		if len(rest) < prodBytes {
 			return nil, fmt.Errorf("%w: truncated", errBadSnapshot)
 		}
 		id := int64(binary.BigEndian.Uint64(rest))
 		s := newProducerState(int16(binary.BigEndian.Uint16(rest[8:])))
 		s.txnFirstOffset = int64(binary.BigEndian.Uint64(rest[10:]))
-		nb := int(rest[18])
-		rest = rest[snapshotProdBytes:]
+		if v >= 2 {
+			s.coordinatorEpoch = int32(binary.BigEndian.Uint32(rest[18:]))
+			s.lastTimestamp = int64(binary.BigEndian.Uint64(rest[22:]))
+		}
+		nb := int(rest[prodBytes-1])
+		rest = rest[prodBytes:]
 		if nb > maxCachedBatches || len(rest) < nb*snapshotBatchBytes {
 			return nil, fmt.Errorf("%w: producer %d batches", errBadSnapshot, id)
 		}

@@ -54,19 +54,28 @@ func (p *Partition) endTxnLocked(pid int64, epoch int16, coordinatorEpoch int32,
 	if coordinatorEpoch >= 0 {
 		s.coordinatorEpoch = coordinatorEpoch
 	}
-	first := s.txnFirstOffset
+	a, ok := p.abortEntryLocked(pid, commit, offset)
 	s.txnFirstOffset = -1
 	delete(p.ongoing, pid)
-	if commit || first < 0 {
+	return a, ok
+}
+
+// abortEntryLocked is the transaction index entry of a marker at offset
+// for producer pid, when it aborts a transaction with records here.
+func (p *Partition) abortEntryLocked(pid int64, commit bool, offset int64) (log.AbortedTxn, bool) {
+	s := p.producers[pid]
+	if commit || s == nil || s.txnFirstOffset < 0 {
 		return log.AbortedTxn{}, false
 	}
 	// The entry's last stable offset is the one once this transaction is
 	// decided: the oldest other open transaction's start, or past the marker.
 	lso := offset + 1
-	for _, off := range p.ongoing {
-		lso = min(lso, off)
+	for id, off := range p.ongoing {
+		if id != pid {
+			lso = min(lso, off)
+		}
 	}
-	return log.AbortedTxn{ProducerID: pid, FirstOffset: first, LastOffset: offset, LastStableOffset: lso}, true
+	return log.AbortedTxn{ProducerID: pid, FirstOffset: s.txnFirstOffset, LastOffset: offset, LastStableOffset: lso}, true
 }
 
 // WriteMarker appends a transaction marker (a control batch) for producer
@@ -107,16 +116,17 @@ func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, coordinator
 		}
 		return AppendResult{}, err
 	}
-	a, abortedData := p.endTxnLocked(pid, epoch, coordinatorEpoch, now, commit, res.BaseOffset)
-	if abortedData {
-		// Before the last stable offset moves past the aborted records,
-		// so that no read_committed fetch misses the entry.
+	if a, ok := p.abortEntryLocked(pid, commit, res.BaseOffset); ok {
+		// Before the transaction ends here and the last stable offset
+		// moves past its records, so that no read_committed fetch misses
+		// the entry. On failure the transaction stays open: the
+		// coordinator retries the marker (a second marker is harmless).
 		if err := p.log.AppendAborted(a); err != nil {
-			p.updateFirstUnstableLocked()
 			p.wake()
 			return AppendResult{}, fmt.Errorf("%w: %v", ErrStorage, err)
 		}
 	}
+	p.endTxnLocked(pid, epoch, coordinatorEpoch, now, commit, res.BaseOffset)
 	p.updateFirstUnstableLocked()
 	p.wake()
 	return AppendResult{BaseOffset: res.BaseOffset, LastOffset: res.LastOffset, LogAppendTime: -1,

@@ -422,9 +422,7 @@ func TestMarkerOnlyProducerSurvivesRestart(t *testing.T) {
 	tp.reopen(false)
 	after := tp.p.Producers()
 	if !reflect.DeepEqual(before, after) {
-		t.Skipf("BUG: partition producer snapshot (producer.go marshalSnapshot) keeps neither lastTimestamp nor coordinatorEpoch: "+
-			"a producer whose state is only a marker comes back with LastTimestamp -1 (so ExpireProducers drops it, and its bumped epoch, at once) "+
-			"and CoordinatorEpoch -1; before %+v, after %+v", before, after)
+		t.Fatalf("producer state changed across a clean restart: before %+v, after %+v", before, after)
 	}
 	if n := tp.p.ExpireProducers(tp.now.UnixMilli(), 60_000); n != 0 {
 		t.Fatalf("expired %d right after restart", n)
@@ -486,11 +484,7 @@ func TestAbortWithFailedIndexWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	if exposedAfterFailure || exposedAfterRetry || exposed() {
-		t.Skipf("BUG: partition/txn.go WriteMarker: when AppendAborted fails, the open transaction is already forgotten "+
-			"(endTxnLocked) and the LSO moves past it (updateFirstUnstableLocked on the error path), with no .txnindex entry; "+
-			"the retried marker finds no open transaction and records none either, so read_committed fetches return the "+
-			"aborted records from offset %d as committed, still after a clean restart (the snapshot at close is past the marker, so "+
-			"nothing replays it) (exposed after the failure: %v, after the retry: %v, after a clean restart: %v; LSO %d, aborted %+v)",
+		t.Fatalf("aborted records from offset %d exposed to read_committed (after the failure: %v, after the retry: %v, after a clean restart: %v; LSO %d, aborted %+v)",
 			first, exposedAfterFailure, exposedAfterRetry, exposed(), p.LastStableOffset(), p.AbortedTxns(0, p.HighWatermark()))
 	}
 }

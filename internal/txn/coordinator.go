@@ -588,8 +588,9 @@ func (c *Coordinator) endBumping(ctx context.Context, e *entry, producerID int64
 		if err != nil {
 			return -1, -1, fmt.Errorf("%w: allocate a producer id: %v", kerr.CoordinatorNotAvailable, err)
 		}
+		// lastProducer and lastEpoch stay those the client sent, so that
+		// its retry of this EndTxn gets this answer again.
 		next := e.m.clone()
-		next.lastProducer, next.lastEpoch = next.producerID, next.epoch
 		next.producerID, next.epoch = pid, 0
 		if err := c.write(ctx, e, next); err != nil {
 			return -1, -1, err
@@ -633,8 +634,11 @@ func (c *Coordinator) endTxn(ctx context.Context, e *entry, producerID int64, ep
 func (c *Coordinator) end(ctx context.Context, e *entry, commit, fence bool) error {
 	m := e.m.clone()
 	if fence {
+		// Up to MaxInt16, as Kafka's prepareFenceProducerEpoch: the
+		// last epoch is never handed out (InitProducerId and EndTxn
+		// move to a new producer id before it), so it fences everyone.
 		m.lastProducer, m.lastEpoch = m.producerID, m.epoch
-		if m.epoch < math.MaxInt16-1 {
+		if m.epoch < math.MaxInt16 {
 			m.epoch++
 		}
 	}

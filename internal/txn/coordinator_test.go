@@ -680,9 +680,7 @@ func TestTimeoutAtLastEpochFences(t *testing.T) {
 	e.advance(2 * time.Second)
 	e.waitState("a", CompleteAbort)
 	if err := e.c.AddPartitions(ctx, "a", 500, last, []TopicPartition{tp0}, false); err == nil {
-		t.Skip("BUG: txn/coordinator.go end(): a transaction that times out at epoch MaxInt16-1 is aborted without an epoch bump " +
-			"(end bumps only below MaxInt16-1), so its producer is not fenced: it can AddPartitions and produce at the same epoch; " +
-			"Kafka's prepareFenceProducerEpoch bumps to Short.MaxValue")
+		t.Fatal("a transaction that timed out at epoch MaxInt16-1 did not fence its producer (Kafka bumps to MaxInt16)")
 	}
 }
 
@@ -1178,9 +1176,7 @@ func TestEndTxnBumpingExhaustsEpochs(t *testing.T) {
 	}
 	p2, e2, err := e.c.EndTxn(ctx, "a", 500, start, true, true)
 	if err != nil || p2 != pid || e2 != 0 {
-		t.Skipf("BUG: txn/coordinator.go endBumping: the retry of the EndTxn that spent the last epoch (producer 500 epoch %d) "+
-			"answers %d/%d %v instead of the new producer %d/0: the epoch-exhaustion write sets lastProducer/lastEpoch to the "+
-			"bumped epoch (%d), not the epoch the client sent, so the retry check (producerID == lastProducer && epoch == lastEpoch) "+
-			"misses it (EndTxn's doc promises a retry gets the same answer)", start, p2, e2, err, pid, start+1)
+		t.Fatalf("the retry of the EndTxn that spent the last epoch (producer 500 epoch %d) answered %d/%d %v, want %d/0",
+			start, p2, e2, err, pid)
 	}
 }
