@@ -27,7 +27,7 @@ franz-go:
 	./scripts/franz-suite.sh
 
 # Packages with fuzz targets (every decoder of network or disk bytes).
-FUZZPKGS ?= record log server txn partition metadata
+FUZZPKGS ?= record log server txn partition metadata broker
 
 fuzz-short:
 	@for p in $(FUZZPKGS); do \
