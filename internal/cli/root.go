@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-io/sluice/internal/cli/produce"
 	"github.com/sluice-io/sluice/internal/cli/serve"
 	"github.com/sluice-io/sluice/internal/cli/topic"
+	"github.com/sluice-io/sluice/internal/cli/txn"
 	versioncmd "github.com/sluice-io/sluice/internal/cli/version"
 )
 
@@ -43,5 +44,6 @@ The client commands (topic, produce, consume, cluster) reach the brokers in
 	root.AddCommand(kv.Command(), backupcmd.BackupCommand(), backupcmd.RestoreCommand())
 	root.AddCommand(topic.Command(), produce.Command(), consume.Command(), cluster.Command(version), versioncmd.Command(version))
 	root.AddCommand(group.Command())
+	root.AddCommand(txn.Command())
 	return root
 }
