@@ -69,10 +69,10 @@ func (b *Broker) writeMarker(ctx context.Context, tp txn.TopicPartition, pid int
 		return fmt.Errorf("broker: partition %s-%d is not open here", tp.Topic, tp.Partition)
 	}
 	res, err := p.WriteMarker(pid, epoch, commit, cepoch)
-	if errors.Is(err, partition.ErrInvalidProducerEpoch) {
-		// A newer epoch of the producer has written here: this
-		// transaction was ended by the fencing that made it.
-		b.logger.Warn("transaction marker refused: the producer has a newer epoch", "partition", partitionDir(TopicPartition(tp)), "err", err)
+	if errors.Is(err, partition.ErrInvalidProducerEpoch) || errors.Is(err, partition.ErrCoordinatorFenced) {
+		// A newer epoch of the producer, or a newer coordinator, has
+		// written here: this transaction was ended by whoever did.
+		b.logger.Warn("transaction marker refused: the producer or its coordinator has moved on", "partition", partitionDir(TopicPartition(tp)), "err", err)
 		return nil
 	}
 	if err != nil {

@@ -360,6 +360,11 @@ var brokerDefs = []Def{
 		Validate: between(0, 2),
 	},
 	{
+		Name: "transaction.state.log.min.isr", Type: TypeInt, Default: "2", ReadOnly: true,
+		Doc:      "min.insync.replicas of the transaction state topic (one node: the leader is the ISR).",
+		Validate: atLeast(1),
+	},
+	{
 		Name: "transaction.state.log.num.partitions", Type: TypeInt, Default: "50", ReadOnly: true,
 		Doc:      "Number of partitions of the transaction state topic; should not change after deployment.",
 		Validate: atLeast(1),

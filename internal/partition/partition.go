@@ -36,6 +36,9 @@ var (
 	// ErrCompactedNoKey: a compacted topic refuses records without a key
 	// (Kafka answers INVALID_RECORD).
 	ErrCompactedNoKey = errors.New("partition: compacted topic cannot accept a record without a key")
+	// ErrCoordinatorFenced: a transaction marker from a coordinator epoch
+	// older than the producer's last marker (TRANSACTION_COORDINATOR_FENCED).
+	ErrCoordinatorFenced = errors.New("partition: transaction marker from an old coordinator epoch")
 )
 
 // Config is what the partition enforces on produce, from the topic configs.

@@ -81,8 +81,9 @@ func (p *Partition) abortEntryLocked(pid int64, commit bool, offset int64) (log.
 // WriteMarker appends a transaction marker (a control batch) for producer
 // pid at epoch, committing or aborting its open transaction in this
 // partition, and returns where it went; WaitDurable makes it durable. An
-// epoch older than the producer's is refused (ErrInvalidProducerEpoch): a
-// newer producer or coordinator has moved on.
+// epoch older than the producer's is refused (ErrInvalidProducerEpoch), as
+// is a coordinator epoch older than the producer's last marker's
+// (ErrCoordinatorFenced): a newer producer or coordinator has moved on.
 func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, coordinatorEpoch int32) (AppendResult, error) {
 	typ := record.ControlAbort
 	if commit {
@@ -98,6 +99,9 @@ func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, coordinator
 	if s := p.producers[pid]; s != nil && epoch < s.epoch {
 		return AppendResult{}, fmt.Errorf("%w: marker for producer %d at epoch %d, the producer is at %d",
 			ErrInvalidProducerEpoch, pid, epoch, s.epoch)
+	} else if s != nil && coordinatorEpoch < s.coordinatorEpoch {
+		return AppendResult{}, fmt.Errorf("%w: marker for producer %d from coordinator epoch %d, the last was %d",
+			ErrCoordinatorFenced, pid, coordinatorEpoch, s.coordinatorEpoch)
 	}
 	now := p.now().UnixMilli()
 	batch, err := record.BuildBatch(record.BatchSpec{

@@ -488,3 +488,21 @@ func TestAbortWithFailedIndexWrite(t *testing.T) {
 			first, exposedAfterFailure, exposedAfterRetry, exposed(), p.LastStableOffset(), p.AbortedTxns(0, p.HighWatermark()))
 	}
 }
+
+// TestMarkerFromOldCoordinatorFenced: a marker whose coordinator epoch is
+// older than the producer's last marker's is refused
+// (TRANSACTION_COORDINATOR_FENCED) and changes nothing.
+func TestMarkerFromOldCoordinatorFenced(t *testing.T) {
+	tp := newTxnP(t)
+	defer func() { tp.p.Close() }()
+	tp.append(txnBatch(t, 10, 0, 0, 1, tp.now.UnixMilli()))
+	tp.marker(10, 0, true) // coordinator epoch 5
+	first := tp.p.HighWatermark()
+	tp.append(txnBatch(t, 10, 0, 1, 1, tp.now.UnixMilli()))
+	if _, err := tp.p.WriteMarker(10, 0, false, 4); !errors.Is(err, ErrCoordinatorFenced) {
+		t.Fatalf("marker from coordinator epoch 4 after 5: %v, want ErrCoordinatorFenced", err)
+	}
+	tp.wantLSO(first)
+	tp.marker(10, 0, false)
+	tp.wantLSO(tp.p.HighWatermark())
+}

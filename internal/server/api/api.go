@@ -227,6 +227,7 @@ var errorCodes = []struct {
 }{
 	{partition.ErrUnknownProducerID, kerr.UnknownProducerID},
 	{partition.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
+	{partition.ErrCoordinatorFenced, kerr.TransactionCoordinatorFenced},
 	{partition.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
 	{partition.ErrUnsupportedMagic, kerr.UnsupportedForMessageFormat},
 	{partition.ErrInvalidRecord, kerr.InvalidRecord},
