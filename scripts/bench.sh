@@ -24,6 +24,8 @@
 #   E2E_SECONDS duration of the end-to-end run at 1000 records/s (default 20)
 #   DISK_MIB    MiB written by each 1 MiB-block disk test (default 1024; the
 #               64 KiB-block tests write a quarter of it)
+#   SLUICE_SERVE_ARGS  extra `sluice serve` arguments, e.g.
+#               "-c transaction.version=1" (KIP-98 transactions, not KIP-890)
 #
 # Every broker is started by this script on 127.0.0.1 with a random port, and
 # only those processes (by PID) are stopped.
@@ -75,7 +77,8 @@ start_broker() {
 	: >"$logf"
 	if [ "$kind" = sluice ]; then
 		BROKER_DIR=$(mktemp -d "$BENCH_DIR/sluice-bench-data.XXXXXX")
-		./bin/sluice serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --data-dir "$BROKER_DIR" >"$logf" 2>&1 &
+		# shellcheck disable=SC2086 # SLUICE_SERVE_ARGS is split on purpose
+		./bin/sluice serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --data-dir "$BROKER_DIR" ${SLUICE_SERVE_ARGS:-} >"$logf" 2>&1 &
 	else
 		./bin/benchref --listen 127.0.0.1:0 --partitions 6 >"$logf" 2>&1 &
 	fi
