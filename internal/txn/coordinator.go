@@ -471,6 +471,34 @@ func (c *Coordinator) addLocked(ctx context.Context, e *entry, tps []TopicPartit
 	return c.write(ctx, e, m)
 }
 
+// lockProducer finds the entry of a producer id, locked, for a request
+// that names the producer but not its transactional id (a produce): an
+// unknown producer is INVALID_TXN_STATE, an older epoch (or a producer id
+// the transactional id has moved on from) INVALID_PRODUCER_EPOCH, as a
+// produce answers them.
+func (c *Coordinator) lockProducer(producerID int64, epoch int16) (*entry, error) {
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	e := c.byPID[producerID]
+	c.mu.Unlock()
+	if e == nil {
+		return nil, fmt.Errorf("%w: producer %d has no transactional id here", kerr.InvalidTxnState, producerID)
+	}
+	e.mu.Lock()
+	if e.removed || e.m.producerID != producerID {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("%w: producer %d was replaced", kerr.InvalidProducerEpoch, producerID)
+	}
+	if epoch < e.m.epoch {
+		cur := e.m.epoch
+		e.mu.Unlock()
+		return nil, fmt.Errorf("%w: producer %d epoch %d, current %d", kerr.InvalidProducerEpoch, producerID, epoch, cur)
+	}
+	return e, nil
+}
+
 // AddOffsets handles AddOffsetsToTxn: the group's partition of
 // __consumer_offsets joins the transaction.
 func (c *Coordinator) AddOffsets(ctx context.Context, id string, producerID int64, epoch int16, groupID string) error {
@@ -495,29 +523,25 @@ func (c *Coordinator) offsetsPartition(groupID string) (TopicPartition, error) {
 // AddPartitionsToTxn / AddOffsetsToTxn. The producer is found by id; an
 // older epoch is INVALID_PRODUCER_EPOCH (as a produce answers it), an
 // unknown producer INVALID_TXN_STATE.
-func (c *Coordinator) AddImplicitly(ctx context.Context, producerID int64, epoch int16, tp TopicPartition) error {
-	if err := c.ready(); err != nil {
+//
+// The partitions of one produce request come together, so that they cost
+// one state write, not one each.
+func (c *Coordinator) AddImplicitly(ctx context.Context, producerID int64, epoch int16, tps ...TopicPartition) error {
+	e, err := c.lockProducer(producerID, epoch)
+	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	e := c.byPID[producerID]
-	c.mu.Unlock()
-	if e == nil {
-		return fmt.Errorf("%w: producer %d has no transactional id here", kerr.InvalidTxnState, producerID)
-	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.removed || e.m.producerID != producerID {
-		return fmt.Errorf("%w: producer %d was replaced", kerr.InvalidProducerEpoch, producerID)
-	}
-	if epoch < e.m.epoch {
-		return fmt.Errorf("%w: producer %d epoch %d, current %d", kerr.InvalidProducerEpoch, producerID, epoch, e.m.epoch)
-	}
 	if err := check(e, e.m.id, producerID, epoch); err != nil {
 		return err
 	}
-	_, in := e.m.partitions[tp]
-	return c.addLocked(ctx, e, []TopicPartition{tp}, !in)
+	missing := false
+	for _, tp := range tps {
+		if _, in := e.m.partitions[tp]; !in {
+			missing = true
+		}
+	}
+	return c.addLocked(ctx, e, tps, missing)
 }
 
 // EndTxn handles EndTxn: commit or abort the open transaction. It answers

@@ -87,23 +87,11 @@ func (c *Coordinator) List(f ListFilter) ([]Listing, error) {
 // (KIP-890 part 1: a transactional produce to a partition not added is
 // refused, so that a late write cannot open a transaction nobody will end).
 func (c *Coordinator) Verify(producerID int64, epoch int16, tp TopicPartition) error {
-	if err := c.ready(); err != nil {
+	e, err := c.lockProducer(producerID, epoch)
+	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	e := c.byPID[producerID]
-	c.mu.Unlock()
-	if e == nil {
-		return fmt.Errorf("%w: producer %d has no transactional id here", kerr.InvalidTxnState, producerID)
-	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.m.producerID != producerID {
-		return fmt.Errorf("%w: producer %d was replaced", kerr.InvalidProducerEpoch, producerID)
-	}
-	if epoch < e.m.epoch {
-		return fmt.Errorf("%w: producer %d epoch %d, current %d", kerr.InvalidProducerEpoch, producerID, epoch, e.m.epoch)
-	}
 	if _, ok := e.m.partitions[tp]; !ok || e.m.state != Ongoing {
 		return fmt.Errorf("%w: %s-%d is not in an open transaction of producer %d", kerr.InvalidTxnState, tp.Topic, tp.Partition, producerID)
 	}

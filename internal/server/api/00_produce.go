@@ -62,6 +62,7 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 	var waits []pending
 	img := h.b.Image()
 	waitFsync := r.Acks == -1 && h.flushOnAcksAll()
+	txnErrs := h.addProducedPartitions(ctx, r, img)
 	for _, rt := range r.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
@@ -92,7 +93,7 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 				}
 				continue
 			}
-			if err := h.checkTxn(ctx, r.Version, t.Name, rp.Partition, rp.Records); err != nil {
+			if err := h.checkTxn(r.Version, t.Name, rp.Partition, rp.Records, txnErrs); err != nil {
 				sp.ErrorCode = errorCode(err)
 				sp.ErrorMessage = errorMessage(err)
 				continue
@@ -156,32 +157,94 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 	}
 }
 
-// checkTxn applies the transaction rules to a transactional batch before
-// it is appended: under KIP-890 part 2 (Produce v12+ with
-// transaction.version 2) the partition joins the producer's transaction
-// (durably, before the append); otherwise, with
-// transaction.partition.verification.enable, it must already be in the
-// producer's open transaction (KIP-890 part 1: INVALID_TXN_STATE), so that
-// a late or stray write cannot open a transaction no one will end.
-func (h *Handler) checkTxn(ctx context.Context, version int16, topic string, partition int32, records []byte) error {
+// txnBatch returns the producer of a transactional data batch.
+func txnBatch(records []byte) (record.Header, bool) {
 	hd, err := record.ParseHeader(records)
 	if err != nil || !hd.IsTransactional() || hd.IsControl() || !hd.HasProducer() {
-		return nil // Append reports what is wrong with the batch
+		return hd, false // Append reports what is wrong with the batch
+	}
+	return hd, true
+}
+
+// addProducedPartitions, under KIP-890 part 2 (Produce v12+ with
+// transaction.version 2), adds the partitions of the request's
+// transactional batches to their producers' transactions, durably and
+// before any append, one coordinator write per producer. It returns the
+// outcome per producer id (nil when there is nothing to add).
+func (h *Handler) addProducedPartitions(ctx context.Context, r *kmsg.ProduceRequest, img *metadata.Image) map[int64]error {
+	if r.Version < 12 || h.transactionVersion() < 2 {
+		return nil
+	}
+	type producer struct {
+		epoch int16
+		tps   []txn.TopicPartition
+	}
+	byPID := map[int64]*producer{}
+	for _, rt := range r.Topics {
+		t := img.Topics[rt.Topic]
+		if r.Version >= 13 {
+			t = img.TopicsByID[metadata.TopicID(rt.TopicID)]
+		}
+		if t == nil {
+			continue
+		}
+		for _, rp := range rt.Partitions {
+			hd, ok := txnBatch(rp.Records)
+			if !ok {
+				continue
+			}
+			p := byPID[hd.ProducerID]
+			if p == nil {
+				p = &producer{epoch: hd.ProducerEpoch}
+				byPID[hd.ProducerID] = p
+			}
+			p.tps = append(p.tps, txn.TopicPartition{Topic: t.Name, Partition: rp.Partition})
+		}
+	}
+	if len(byPID) == 0 {
+		return nil
+	}
+	out := make(map[int64]error, len(byPID))
+	c, ok := h.txns()
+	ctx, cancel := txnContext(ctx)
+	defer cancel()
+	for pid, p := range byPID {
+		if !ok {
+			out[pid] = fmt.Errorf("%w: no transaction coordinator has started", kerr.InvalidTxnState)
+			continue
+		}
+		out[pid] = c.AddImplicitly(ctx, pid, p.epoch, p.tps...)
+	}
+	return out
+}
+
+// checkTxn applies the transaction rules to a transactional batch before
+// it is appended: under KIP-890 part 2 the partition was added to the
+// producer's transaction by addProducedPartitions (added holds the outcome);
+// otherwise, with transaction.partition.verification.enable, it must
+// already be in the producer's open transaction (KIP-890 part 1:
+// INVALID_TXN_STATE), so that a late or stray write cannot open a
+// transaction no one will end.
+func (h *Handler) checkTxn(version int16, topic string, partition int32, records []byte, added map[int64]error) error {
+	hd, ok := txnBatch(records)
+	if !ok {
+		return nil
+	}
+	if err, done := added[hd.ProducerID]; done {
+		return err
 	}
 	c, ok := h.txns()
 	if !ok {
 		return fmt.Errorf("%w: no transaction coordinator has started", kerr.InvalidTxnState)
 	}
-	tp := txn.TopicPartition{Topic: topic, Partition: partition}
 	if version >= 12 && h.transactionVersion() >= 2 {
-		ctx, cancel := txnContext(ctx)
-		defer cancel()
-		return c.AddImplicitly(ctx, hd.ProducerID, hd.ProducerEpoch, tp)
+		// Not added above: the topic was unknown when the request came.
+		return fmt.Errorf("%w: %s-%d was not added to the transaction", kerr.InvalidTxnState, topic, partition)
 	}
 	if v, _ := h.b.BrokerConfigs().Value("transaction.partition.verification.enable"); v == "false" {
 		return nil
 	}
-	return c.Verify(hd.ProducerID, hd.ProducerEpoch, tp)
+	return c.Verify(hd.ProducerID, hd.ProducerEpoch, txn.TopicPartition{Topic: topic, Partition: partition})
 }
 
 // appendOne appends the single batch of one partition.
