@@ -293,6 +293,10 @@ func partitionConfig(tc config.Topic) partition.Config {
 		LogAppendTime:        tc.LogAppendTime,
 		TimestampBeforeMaxMs: tc.MessageTimestampBeforeMaxMs,
 		TimestampAfterMaxMs:  tc.MessageTimestampAfterMaxMs,
+		CompressionType:      tc.CompressionType,
+		GzipLevel:            tc.CompressionGzipLevel,
+		LZ4Level:             tc.CompressionLz4Level,
+		ZstdLevel:            tc.CompressionZstdLevel,
 	}
 }
 

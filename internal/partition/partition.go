@@ -50,6 +50,14 @@ type Config struct {
 	// relative to now (message.timestamp.before/after.max.ms); MaxInt64 is off.
 	TimestampBeforeMaxMs int64
 	TimestampAfterMaxMs  int64
+	// CompressionType is compression.type: producer (or empty) keeps the
+	// producer's codec; uncompressed, gzip, snappy, lz4 or zstd store
+	// batches in that codec, recompressing those produced in another, at
+	// the compression.<codec>.level below (Kafka's scale).
+	CompressionType string
+	GzipLevel       int32
+	LZ4Level        int32
+	ZstdLevel       int32
 }
 
 // DefaultConfig is Kafka's defaults.
@@ -59,6 +67,10 @@ func DefaultConfig() Config {
 		MaxMessageBytes:      1048588,
 		TimestampBeforeMaxMs: math.MaxInt64,
 		TimestampAfterMaxMs:  math.MaxInt64,
+		CompressionType:      "producer",
+		GzipLevel:            DefaultGzipLevel,
+		LZ4Level:             DefaultLZ4Level,
+		ZstdLevel:            DefaultZstdLevel,
 	}
 }
 
@@ -97,6 +109,9 @@ type Partition struct {
 	// the lock by fetches for the last stable offset.
 	ongoing       map[int64]int64
 	firstUnstable atomic.Int64
+	// recompress is cfg's compression settings, read without the lock by
+	// appends, which recompress a batch before taking it.
+	recompress atomic.Pointer[recompression]
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced on every append
@@ -126,6 +141,7 @@ func Open(opts Options) (*Partition, error) {
 		notify: make(chan struct{}), snapshotAt: -1, ongoing: map[int64]int64{},
 	}
 	p.firstUnstable.Store(math.MaxInt64)
+	p.recompress.Store(recompressionOf(opts.Config))
 	if err := p.loadEpochs(); err != nil {
 		p.logger.Warn("leader epoch checkpoint unreadable; starting it anew", "dir", p.dir, "err", err)
 		p.epochs = epochCache{}
@@ -261,6 +277,7 @@ func (p *Partition) BecomeLeader(epoch int32) error {
 func (p *Partition) SetConfig(c Config) {
 	p.mu.Lock()
 	p.cfg = c
+	p.recompress.Store(recompressionOf(c))
 	p.mu.Unlock()
 	p.log.SetConfig(c.Log)
 }
@@ -321,7 +338,9 @@ type AppendResult struct {
 // Append checks a produced batch (CRC, magic, size, timestamps, producer
 // sequence) and appends it. Errors wrap the kerr error to answer with.
 // The batch's bytes are rewritten in place (offset, leader epoch, and the
-// timestamp under LogAppendTime); the caller must not reuse them.
+// timestamp under LogAppendTime); the caller must not reuse them. A batch
+// in another codec than the topic's compression.type is stored recompressed
+// (a new buffer) instead.
 func (p *Partition) Append(batch []byte) (AppendResult, error) {
 	return p.append(batch, false)
 }
@@ -348,6 +367,11 @@ func (p *Partition) append(batch []byte, coordinator bool) (AppendResult, error)
 	}
 	if h.IsControl() && !coordinator {
 		return AppendResult{}, fmt.Errorf("%w: clients may not write control batches", ErrInvalidRecord)
+	}
+	// compression.type: a batch in another codec than the topic's is
+	// rebuilt in it, before the lock (the CPU work of a produce).
+	if batch, h, err = recompress(batch, h, p.recompress.Load()); err != nil {
+		return AppendResult{}, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -1,7 +1,8 @@
 // Package record reads and rewrites Kafka record batches (magic 2, the only
 // format Sluice stores). Everything here is pure: byte slices in, values or
 // errors out, no IO. Batches are stored byte-identical to the wire format, so
-// the produce path only rewrites header fields in place; it never decompresses.
+// the produce path only rewrites header fields in place; it never decompresses
+// (except to recompress a batch in the topic's compression.type: Recompress).
 //
 // Layout of a batch header (Kafka's DefaultRecordBatch):
 //
