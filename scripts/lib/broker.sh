@@ -2,6 +2,7 @@
 # The caller defines TMP (with the binary at $TMP/sluice), say and fail;
 # start_broker sets B (host:port), KPORT, HPORT and BROKER_PID, logs to
 # $TMP/broker.log and retries when a picked port is taken meanwhile.
+# SLUICE_SERVE_ARGS adds serve flags (e.g. "-c transaction.version=1").
 
 free_port() {
 	local p
@@ -22,7 +23,7 @@ start_broker() {
 		HPORT=$(free_port)
 		B=127.0.0.1:$KPORT
 		"$TMP/sluice" serve --listen "$B" --http-listen "127.0.0.1:$HPORT" --data-dir "$TMP/data" \
-			-c group.initial.rebalance.delay.ms=0 >>"$TMP/broker.log" 2>&1 &
+			-c group.initial.rebalance.delay.ms=0 ${SLUICE_SERVE_ARGS:-} >>"$TMP/broker.log" 2>&1 &
 		BROKER_PID=$!
 		local deadline=$((SECONDS + 30))
 		while [ $SECONDS -lt $deadline ]; do
