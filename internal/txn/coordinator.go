@@ -131,6 +131,9 @@ func (c *Coordinator) Start(n int) error {
 	started := time.Now()
 	txns, records, err := c.load(n)
 	if err != nil {
+		c.mu.Lock()
+		c.n = 0 // not started: the next Start tries again
+		c.mu.Unlock()
 		return err
 	}
 	c.mu.Lock()
