@@ -261,6 +261,11 @@ var brokerDefs = []Def{
 		Validate: atLeast(0),
 	},
 	{
+		Name: "max.incremental.fetch.session.cache.slots", Type: TypeInt, Default: "1000", ReadOnly: true,
+		Doc:      "Most incremental fetch sessions (KIP-227) the broker keeps; 0 disables them (every fetch is answered with session id 0).",
+		Validate: atLeast(0),
+	},
+	{
 		Name: "message.max.bytes", Type: TypeInt, Default: "1048588",
 		Doc:      "Default largest record batch a topic accepts, after compression (max.message.bytes per topic).",
 		Validate: atLeast(0),
@@ -269,6 +274,11 @@ var brokerDefs = []Def{
 		Name: "min.insync.replicas", Type: TypeInt, Default: "1",
 		Doc:      "Default fewest in-sync replicas that must have a write for an acks=all produce to succeed.",
 		Validate: atLeast(1),
+	},
+	{
+		Name: "min.incremental.fetch.session.eviction.ms", Type: TypeInt, Default: "120000", ReadOnly: true,
+		Doc:      "How long a fetch session must go unused before a new session may evict it when the cache is full (a newer session is evicted only for a larger one).",
+		Validate: atLeast(0),
 	},
 	{
 		Name: "node.id", Type: TypeInt, NullDefault: true, ReadOnly: true,

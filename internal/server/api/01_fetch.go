@@ -32,9 +32,12 @@ const (
 // response's byte limits; the first batch of the first partition with data
 // is sent whole even when larger (KIP-74). A fetch that finds less than
 // min.bytes waits up to max.wait.ms and is woken by appends, not by polling.
-// v13+ name topics by id. Fetch sessions (KIP-227) are not kept: the
-// response's session id 0 tells clients to send full requests. Follower
-// fetches come with replication.
+// v13+ name topics by id. v7+ keep fetch sessions (KIP-227, see
+// fetch_session.go): the request's session id and epoch choose a context
+// (newFetchContext), which says what to read; the response is cut down to
+// what changed for an incremental fetch, and a session is created for a
+// full one, only when answered (fetchContext.finish), after any long poll.
+// Follower fetches come with replication.
 func (h *Handler) fetch(ctx context.Context, r *kmsg.FetchRequest, reply func(server.Reply)) {
 	maxBytes := int(r.MaxBytes)
 	if r.Version < 3 || maxBytes <= 0 || maxBytes > maxFetchResponseBytes {
@@ -43,8 +46,15 @@ func (h *Handler) fetch(ctx context.Context, r *kmsg.FetchRequest, reply func(se
 	wait := time.Duration(r.MaxWaitMillis) * time.Millisecond
 	wait = min(max(wait, 0), maxFetchWait)
 
+	fc, errResp := h.newFetchContext(r)
+	if errResp != nil {
+		reply(server.Reply{Msg: errResp})
+		return
+	}
+	r = fc.read
 	rd := h.readFetch(r, maxBytes)
 	if rd.bytes >= int(r.MinBytes) || wait == 0 || len(rd.watches) == 0 || hasError(rd.resp) {
+		fc.finish(&rd)
 		h.answerFetch(rd, reply)
 		return
 	}
@@ -68,6 +78,7 @@ func (h *Handler) fetch(ctx context.Context, r *kmsg.FetchRequest, reply func(se
 			}
 			rd = h.readFetch(r, maxBytes)
 			if chosen == 0 || rd.bytes >= int(r.MinBytes) || len(rd.watches) == 0 || hasError(rd.resp) {
+				fc.finish(&rd)
 				h.answerFetch(rd, reply)
 				return
 			}
@@ -120,13 +131,20 @@ func (h *Handler) readFetch(r *kmsg.FetchRequest, maxBytes int) fetchRead {
 	img := h.b.Image()
 	for _, rt := range r.Topics {
 		st := kmsg.NewFetchResponseTopic()
-		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		st.TopicID = rt.TopicID
 		var t *metadata.Topic
 		topicErr := kerr.UnknownTopicOrPartition
 		if r.Version >= 13 {
 			t = img.TopicsByID[metadata.TopicID(rt.TopicID)]
 			topicErr = kerr.UnknownTopicID
+			// A session's topic id whose name (resolved when it was
+			// known) is now another topic's: the topic was recreated
+			// (Kafka: INCONSISTENT_TOPIC_ID, so the client starts over).
+			if other := img.Topics[rt.Topic]; t == nil && rt.Topic != "" && other != nil {
+				topicErr = kerr.InconsistentTopicID
+			}
 		} else {
+			st.Topic = rt.Topic
 			t = img.Topics[rt.Topic]
 		}
 		flow := topicFlow{}
