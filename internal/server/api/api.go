@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"sort"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -85,6 +86,7 @@ type Handler struct {
 	b        *broker.Broker
 	logger   *slog.Logger
 	observer Observer
+	sessions *fetchSessionCache // KIP-227 fetch sessions (fetch_session.go)
 }
 
 // SetObserver sets the observer; call before serving.
@@ -97,7 +99,10 @@ func New(b *broker.Broker, logger *slog.Logger) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{b: b, logger: logger, observer: nopObserver{}}
+	h := &Handler{b: b, logger: logger, observer: nopObserver{}}
+	h.sessions = newFetchSessionCache(int(h.brokerInt("max.incremental.fetch.session.cache.slots")),
+		time.Duration(h.brokerInt("min.incremental.fetch.session.eviction.ms"))*time.Millisecond)
+	return h
 }
 
 // Supports implements server.Handler.

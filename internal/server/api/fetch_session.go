@@ -3,11 +3,9 @@ package api
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
-	"weak"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -272,25 +270,9 @@ func evictableLess(e *sessionEntry, size int, privileged bool, id int32) bool {
 	return e.s.id < id
 }
 
-// fetchSessionCaches holds each handler's cache, created on its first
-// fetch from the broker configs (read-only ones, so read once), and
-// dropped when the handler is collected.
-var fetchSessionCaches sync.Map // weak.Pointer[Handler] -> *fetchSessionCache
-
-// fetchSessions is h's session cache.
-func (h *Handler) fetchSessions() *fetchSessionCache {
-	k := weak.Make(h)
-	if c, ok := fetchSessionCaches.Load(k); ok {
-		return c.(*fetchSessionCache)
-	}
-	c := newFetchSessionCache(int(h.brokerInt("max.incremental.fetch.session.cache.slots")),
-		time.Duration(h.brokerInt("min.incremental.fetch.session.eviction.ms"))*time.Millisecond)
-	actual, loaded := fetchSessionCaches.LoadOrStore(k, c)
-	if !loaded {
-		runtime.AddCleanup(h, func(k weak.Pointer[Handler]) { fetchSessionCaches.Delete(k) }, k)
-	}
-	return actual.(*fetchSessionCache)
-}
+// fetchSessions is h's session cache, made by New from the broker configs
+// (read-only ones, so read once).
+func (h *Handler) fetchSessions() *fetchSessionCache { return h.sessions }
 
 // How a fetch uses sessions (Kafka's FetchContext kinds).
 const (
