@@ -1,12 +1,12 @@
 package api
 
 import (
-	"github.com/twmb/franz-go/pkg/kerr"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/metadata"
