@@ -164,54 +164,9 @@ func startBroker(ctx context.Context, t *testing.T, bin, dataDir, logPath string
 	}
 }
 
+// tryStart starts the broker on a new port (tryStartAt, txn_test.go).
 func tryStart(ctx context.Context, t *testing.T, bin, dataDir, logPath string, round int) (*broker, error) {
-	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer lf.Close()
-	fmt.Fprintf(lf, "==== round %d: start ====\n", round)
-	mark, _ := lf.Seek(0, 1)
-	addr := freePort(t)
-	cmd := exec.Command(bin, "serve", "--listen", addr, "--http-listen", freePort(t), "--data-dir", dataDir)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	b := &broker{t: t, cmd: cmd, addr: addr, log: logPath, done: make(chan struct{})}
-	go func() {
-		b.err = cmd.Wait()
-		close(b.done)
-	}()
-	// Whatever happens to the test, the process does not outlive it.
-	t.Cleanup(func() {
-		select {
-		case <-b.done:
-		default:
-			cmd.Process.Kill()
-			<-b.done
-		}
-	})
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case <-b.done:
-			return nil, fmt.Errorf("broker exited while starting (%v): %s", b.err, logSince(logPath, mark))
-		case <-ctx.Done():
-			return nil, fmt.Errorf("test budget used up while starting the broker")
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("broker did not accept connections on %s within %v", addr, startTimeout)
-		}
-		if !strings.Contains(logSince(logPath, mark), "sluice serving") {
-			continue
-		}
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return b, nil
-		}
-	}
+	return tryStartAt(ctx, t, bin, dataDir, logPath, round, freePort(t), nil)
 }
 
 // stop sends sig and waits for the process to exit.

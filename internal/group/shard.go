@@ -959,47 +959,60 @@ func (s *Shard) commit(r CommitRequest, reply func(CommitResult)) {
 	if r.RetentionMs >= 0 {
 		expire = s.now.Add(time.Duration(r.RetentionMs) * time.Millisecond)
 	}
-	var recs []Record
-	var valid []int
-	var orders []uint64
-	for i, o := range r.Offsets {
-		if len(o.Metadata) > s.cfg.MaxMetadataBytes {
-			errs[i] = kerr.OffsetMetadataTooLarge
-			continue
-		}
-		off := offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTime: s.now, ExpireTime: expire,
-			order: s.nextOrder()}
-		orders = append(orders, off.order)
-		recs = append(recs, Record{Key: offsetKey(g.id, o.TopicPartition), Value: offsetValue(off)})
-		valid = append(valid, i)
-	}
-	if len(recs) == 0 {
+	b := s.newCommitBatch(g, r.Offsets, expire, errs)
+	if len(b.recs) == 0 {
 		answer()
 		return
 	}
 	g.pendingCommits++
-	commitTime := s.now
-	s.appendRecords(recs, func(err error) {
+	s.appendRecords(b.recs, func(err error) {
 		g.pendingCommits--
 		if err != nil {
-			if errors.Is(err, kerr.MessageTooLarge) {
-				err = kerr.InvalidCommitOffsetSize
-			}
-			for _, i := range valid {
-				errs[i] = err
-			}
-			answer()
-			return
-		}
-		if s.groups[g.id] == g {
-			for k, i := range valid {
-				o := r.Offsets[i]
-				g.offsets[o.TopicPartition] = offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, order: orders[k],
-					CommitTime: commitTime, ExpireTime: expire}
+			b.fail(err)
+		} else if s.groups[g.id] == g {
+			for k, i := range b.valid {
+				g.offsets[r.Offsets[i].TopicPartition] = b.offs[k]
 			}
 		}
 		answer()
 	})
+}
+
+// commitBatch is an OffsetCommit or TxnOffsetCommit being written: an
+// answer per requested offset (errs), and the records of those that pass.
+type commitBatch struct {
+	errs  []error
+	valid []int    // which requested offsets are written
+	offs  []offset // their values, with their log order
+	recs  []Record
+}
+
+// newCommitBatch checks each offset's metadata size (too large:
+// OFFSET_METADATA_TOO_LARGE in errs) and makes the records of the others.
+func (s *Shard) newCommitBatch(g *group, offsets []CommitOffset, expire time.Time, errs []error) *commitBatch {
+	b := &commitBatch{errs: errs}
+	for i, o := range offsets {
+		if len(o.Metadata) > s.cfg.MaxMetadataBytes {
+			errs[i] = kerr.OffsetMetadataTooLarge
+			continue
+		}
+		off := offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTime: s.now,
+			ExpireTime: expire, order: s.nextOrder()}
+		b.recs = append(b.recs, Record{Key: offsetKey(g.id, o.TopicPartition), Value: offsetValue(off)})
+		b.valid = append(b.valid, i)
+		b.offs = append(b.offs, off)
+	}
+	return b
+}
+
+// fail answers the written offsets with the append's error, as Kafka does.
+func (b *commitBatch) fail(err error) {
+	if errors.Is(err, kerr.MessageTooLarge) {
+		err = kerr.InvalidCommitOffsetSize
+	}
+	for _, i := range b.valid {
+		b.errs[i] = err
+	}
 }
 
 // FetchOffsets handles one group of an OffsetFetch. A group never seen, or

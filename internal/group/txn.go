@@ -1,7 +1,6 @@
 package group
 
 import (
-	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -68,39 +67,18 @@ func (s *Shard) txnCommit(r TxnCommitRequest, reply func(CommitResult)) {
 		fail(err)
 		return
 	}
-	var recs []Record
-	var valid []int
-	var orders []uint64
-	for i, o := range r.Offsets {
-		if len(o.Metadata) > s.cfg.MaxMetadataBytes {
-			errs[i] = kerr.OffsetMetadataTooLarge
-			continue
-		}
-		off := offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTime: s.now, order: s.nextOrder()}
-		recs = append(recs, Record{Key: offsetKey(g.id, o.TopicPartition), Value: offsetValue(off)})
-		valid = append(valid, i)
-		orders = append(orders, off.order)
-	}
-	if len(recs) == 0 {
+	b := s.newCommitBatch(g, r.Offsets, time.Time{}, errs)
+	if len(b.recs) == 0 {
 		answer()
 		return
 	}
-	commitTime := s.now
-	s.appendTxnRecords(recs, Producer{r.ProducerID, r.ProducerEpoch}, func(err error) {
+	s.appendTxnRecords(b.recs, Producer{r.ProducerID, r.ProducerEpoch}, func(err error) {
 		if err != nil {
-			if errors.Is(err, kerr.MessageTooLarge) {
-				err = kerr.InvalidCommitOffsetSize
+			b.fail(err)
+		} else {
+			for k, i := range b.valid {
+				s.addPendingTxn(r.ProducerID, g.id, r.Offsets[i].TopicPartition, b.offs[k])
 			}
-			for _, i := range valid {
-				errs[i] = err
-			}
-			answer()
-			return
-		}
-		for k, i := range valid {
-			o := r.Offsets[i]
-			s.addPendingTxn(r.ProducerID, g.id, o.TopicPartition, offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch,
-				Metadata: o.Metadata, CommitTime: commitTime, order: orders[k]})
 		}
 		answer()
 	})

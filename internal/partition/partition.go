@@ -423,8 +423,7 @@ func (p *Partition) append(batch []byte, coordinator bool) (AppendResult, error)
 		}
 		return AppendResult{}, err
 	}
-	if h.HasProducer() {
-		p.noteBatchLocked(&h, res.BaseOffset)
+	if h.HasProducer() && p.noteBatchLocked(&h, res.BaseOffset) {
 		p.updateFirstUnstableLocked()
 	}
 	p.wake()

@@ -13,8 +13,9 @@ import (
 
 // noteBatchLocked records an appended (or replayed) batch of a producer:
 // its sequence state and, for a transactional batch, the start of its open
-// transaction here.
-func (p *Partition) noteBatchLocked(h *record.Header, firstOffset int64) {
+// transaction here. It reports whether the batch opened a transaction (the
+// last stable offset may then move back).
+func (p *Partition) noteBatchLocked(h *record.Header, firstOffset int64) bool {
 	s := p.producers[h.ProducerID]
 	if s == nil {
 		s = newProducerState(h.ProducerEpoch)
@@ -24,7 +25,9 @@ func (p *Partition) noteBatchLocked(h *record.Header, firstOffset int64) {
 	if h.IsTransactional() && s.txnFirstOffset < 0 {
 		s.txnFirstOffset = firstOffset
 		p.ongoing[h.ProducerID] = firstOffset
+		return true
 	}
+	return false
 }
 
 func (p *Partition) updateFirstUnstableLocked() {

@@ -172,7 +172,9 @@ func txnBatch(records []byte) (record.Header, bool) {
 // before any append, one coordinator write per producer. It returns the
 // outcome per producer id (nil when there is nothing to add).
 func (h *Handler) addProducedPartitions(ctx context.Context, r *kmsg.ProduceRequest, img *metadata.Image) map[int64]error {
-	if r.Version < 12 || h.transactionVersion() < 2 {
+	if r.Version < 12 || h.txnVersion < 2 || r.TransactionID == nil {
+		// Transactional producers name their transactional id; requests
+		// without one (every plain produce) have nothing to add.
 		return nil
 	}
 	type producer struct {
@@ -237,11 +239,13 @@ func (h *Handler) checkTxn(version int16, topic string, partition int32, records
 	if !ok {
 		return fmt.Errorf("%w: no transaction coordinator has started", kerr.InvalidTxnState)
 	}
-	if version >= 12 && h.transactionVersion() >= 2 {
-		// Not added above: the topic was unknown when the request came.
-		return fmt.Errorf("%w: %s-%d was not added to the transaction", kerr.InvalidTxnState, topic, partition)
+	if version >= 12 && h.txnVersion >= 2 {
+		// Not added above: the request named no transactional id, or the
+		// topic was unknown when it came.
+		return fmt.Errorf("%w: %s-%d was not added to a transaction (a transactional produce names its transactional id)",
+			kerr.InvalidTxnState, topic, partition)
 	}
-	if v, _ := h.b.BrokerConfigs().Value("transaction.partition.verification.enable"); v == "false" {
+	if !h.txnVerify {
 		return nil
 	}
 	return c.Verify(hd.ProducerID, hd.ProducerEpoch, txn.TopicPartition{Topic: topic, Partition: partition})

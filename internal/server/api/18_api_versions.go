@@ -25,7 +25,7 @@ func (h *Handler) apiVersions(r *kmsg.ApiVersionsRequest) kmsg.Response {
 	resp.SetVersion(r.Version)
 	resp.ApiKeys = apiKeys()
 	if r.Version >= 3 {
-		tv := h.transactionVersion()
+		tv := h.txnVersion
 		resp.SupportedFeatures = []kmsg.ApiVersionsResponseSupportedFeature{{Name: "transaction.version", MinVersion: 0, MaxVersion: 2}}
 		resp.FinalizedFeatures = []kmsg.ApiVersionsResponseFinalizedFeature{{Name: "transaction.version", MinVersionLevel: tv, MaxVersionLevel: tv}}
 		resp.FinalizedFeaturesEpoch = finalizedFeaturesEpoch
@@ -37,8 +37,3 @@ func (h *Handler) apiVersions(r *kmsg.ApiVersionsRequest) kmsg.Response {
 // They change only with a restart on new configs, which clients see when
 // they reconnect; a constant above -1 says the features are known.
 const finalizedFeaturesEpoch = 1
-
-// transactionVersion is the finalized transaction.version feature level.
-func (h *Handler) transactionVersion() int16 {
-	return int16(h.brokerInt("transaction.version"))
-}

@@ -28,7 +28,7 @@ func (h *Handler) endTxn(ctx context.Context, r *kmsg.EndTxnRequest) kmsg.Respon
 	}
 	ctx, cancel := txnContext(ctx)
 	defer cancel()
-	bump := r.Version >= 5 && h.transactionVersion() >= 2
+	bump := r.Version >= 5 && h.txnVersion >= 2
 	pid, epoch, err := c.EndTxn(ctx, r.TransactionalID, r.ProducerID, r.ProducerEpoch, r.Commit, bump)
 	resp.ErrorCode = errorCode(fenced(err, r.Version, 2))
 	if err == nil {

@@ -81,7 +81,7 @@ func (h *Handler) txnOffsetCommit(ctx context.Context, r *kmsg.TxnOffsetCommitRe
 		fail(kerr.NotCoordinator)
 		return
 	}
-	if r.Version >= 5 && h.transactionVersion() >= 2 {
+	if r.Version >= 5 && h.txnVersion >= 2 {
 		// KIP-890 part 2: the commit adds the group's partition itself.
 		ctx, cancel := txnContext(ctx)
 		err := tc.AddOffsets(ctx, r.TransactionalID, r.ProducerID, r.ProducerEpoch, r.Group)

@@ -87,6 +87,11 @@ type Handler struct {
 	logger   *slog.Logger
 	observer Observer
 	sessions *fetchSessionCache // KIP-227 fetch sessions (fetch_session.go)
+	// txnVersion is the finalized transaction.version feature and
+	// txnVerify transaction.partition.verification.enable: read-only
+	// broker configs, read once by New (the produce path consults them).
+	txnVersion int16
+	txnVerify  bool
 }
 
 // SetObserver sets the observer; call before serving.
@@ -100,6 +105,8 @@ func New(b *broker.Broker, logger *slog.Logger) *Handler {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{b: b, logger: logger, observer: nopObserver{}}
+	h.txnVersion = int16(h.brokerInt("transaction.version"))
+	h.txnVerify = h.brokerBool("transaction.partition.verification.enable")
 	h.sessions = newFetchSessionCache(int(h.brokerInt("max.incremental.fetch.session.cache.slots")),
 		time.Duration(h.brokerInt("min.incremental.fetch.session.eviction.ms"))*time.Millisecond)
 	return h
