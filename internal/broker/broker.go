@@ -132,7 +132,7 @@ func Open(cfg Config) (*Broker, error) {
 	}
 	b := &Broker{cfg: cfg, fs: cfg.FS, logger: cfg.Logger, parts: map[TopicPartition]*replica{}, ready: make(chan struct{})}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	if err := b.fs.MkdirAll(cfg.DataDir); err != nil {
+	if err := vfs.MkdirAll(b.fs, cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("broker: create data dir %s: %w (check the path and its permissions)", cfg.DataDir, err)
 	}
 	if _, err := b.fs.Stat(filepath.Join(cfg.DataDir, cleanShutdownFile)); err == nil {
@@ -405,7 +405,7 @@ func (b *Broker) Reconcile() error {
 
 func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partition.Config) (*partition.Partition, error) {
 	dir := filepath.Join(b.cfg.DataDir, partitionDir(tp))
-	if err := b.fs.MkdirAll(dir); err != nil {
+	if err := vfs.MkdirAll(b.fs, dir); err != nil {
 		return nil, fmt.Errorf("broker: create %s: %w", dir, err)
 	}
 	if err := b.checkPartitionMetadata(dir, t.ID); err != nil {

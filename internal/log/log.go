@@ -152,7 +152,7 @@ func Open(opts Options) (*Log, error) {
 	l := &Log{fs: opts.FS, dir: opts.Dir, logger: opts.Logger, now: opts.Now, onSync: opts.OnSync, cfg: withDefaults(opts.Config),
 		firstDirty: opts.FirstDirtyOffset, horizon: -1}
 	l.syncCond = sync.NewCond(&l.syncMu)
-	if err := l.fs.MkdirAll(l.dir); err != nil {
+	if err := vfs.MkdirAll(l.fs, l.dir); err != nil {
 		return nil, fmt.Errorf("log: create %s: %w", l.dir, err)
 	}
 	if err := l.recover(opts); err != nil {

@@ -35,7 +35,7 @@ func TestFaultEachOp(t *testing.T) {
 		OpRename, OpMkdir, OpList, OpStat, OpSyncDir, OpRead} {
 		t.Run(failing.String(), func(t *testing.T) {
 			mem := NewMem()
-			must(t, mem.MkdirAll("d"))
+			must(t, MkdirAll(mem, "d"))
 			for _, name := range []string{"d/a", "d/b"} {
 				f, err := mem.Create(name)
 				must(t, err)

@@ -33,7 +33,8 @@ var (
 //     a crash restores the directory as it was at its last SyncDir. A file
 //     created and synced but whose parent was never synced is gone after a
 //     crash, and a rename not followed by SyncDir is undone;
-//   - MkdirAll is durable at once, directories included.
+//   - MkdirAll is no exception: a directory it creates is durable only once
+//     its parent has been synced (vfs.MkdirAll does that).
 //
 // There is no working directory: a path is cleaned with filepath.Clean and a
 // relative path is taken from the root, so "a/b" and "/a/b" name the same
@@ -341,8 +342,8 @@ func (fs *MemFS) renameLocked(oldname, newname string) error {
 	return nil
 }
 
-// MkdirAll creates a directory and its parents. Unlike the other directory
-// changes, the new entries are durable at once.
+// MkdirAll creates a directory and its parents. Like the other directory
+// changes, each new entry is durable at SyncDir of its parent.
 func (fs *MemFS) MkdirAll(dir string) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -352,7 +353,6 @@ func (fs *MemFS) MkdirAll(dir string) error {
 		if !ok {
 			child = fs.newDir()
 			n.children[p] = child
-			n.syncedChildren[p] = child
 			n.modTime = child.modTime
 		} else if !child.isDir {
 			return &os.PathError{Op: "mkdir", Path: dir, Err: errNotDir}

@@ -191,17 +191,55 @@ func TestMemCrash(t *testing.T) {
 			want: map[string]string{"d/a": "old"},
 		},
 		{
-			name: "mkdirall durable at once",
+			name: "mkdirall undone without SyncDir of the parent",
 			run: func(t *testing.T, fs *MemFS) {
 				must(t, fs.MkdirAll("d/x/y"))
+				f, err := fs.Create("d/x/y/a")
+				must(t, err)
+				must(t, f.Sync())
+				must(t, fs.SyncDir("d/x/y"))
+			},
+			gone: []string{"d/x", "d/x/y/a"},
+		},
+		{
+			name: "mkdirall kept after SyncDir of the parents",
+			run: func(t *testing.T, fs *MemFS) {
+				must(t, fs.MkdirAll("d/x/y"))
+				must(t, fs.SyncDir("d"))
+				must(t, fs.SyncDir("d/x"))
 			},
 			dirs: []string{"d/x", "d/x/y"},
+		},
+		{
+			name: "vfs.MkdirAll durable",
+			run: func(t *testing.T, fs *MemFS) {
+				must(t, MkdirAll(fs, "d/x/y"))
+			},
+			dirs: []string{"d/x", "d/x/y"},
+		},
+		{
+			name: "vfs.Create, Rename and Remove durable",
+			run: func(t *testing.T, fs *MemFS) {
+				f, err := Create(fs, "d/a")
+				must(t, err)
+				write(t, f, "a")
+				must(t, f.Sync())
+				g, err := Create(fs, "d/b")
+				must(t, err)
+				write(t, g, "b")
+				must(t, g.Sync())
+				must(t, MkdirAll(fs, "d/e"))
+				must(t, Rename(fs, "d/a", "d/e/c"))
+				must(t, Remove(fs, "d/b"))
+			},
+			want: map[string]string{"d/e/c": "a"},
+			gone: []string{"d/a", "d/b"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fs := NewMem()
-			must(t, fs.MkdirAll("d"))
+			must(t, MkdirAll(fs, "d"))
 			tt.run(t, fs)
 			after := fs.Crash()
 			for name, want := range tt.want {
@@ -342,7 +380,7 @@ func TestWriteFileAtomicCrash(t *testing.T) {
 	for _, m := range modes {
 		for k := 1; ; k++ {
 			mem := NewMem()
-			must(t, mem.MkdirAll(dir))
+			must(t, MkdirAll(mem, dir))
 			must(t, WriteFileAtomic(mem, dir, name, []byte(old)))
 			inject, fired := m.inject(k)
 			err := WriteFileAtomic(NewFault(mem, inject), dir, name, []byte(new_))
