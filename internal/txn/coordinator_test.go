@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -291,6 +292,16 @@ func (e *env) waitState(id string, want State) Description {
 	}
 }
 
+// checks lets the background checks run every tick of the next d, in a
+// synctest bubble: time moves only when every goroutine of the bubble is
+// blocked, so each tick's check has finished before the next one, and all
+// of them have when checks returns. What a check did not do is then
+// asserted, not hoped for after a real sleep.
+func (e *env) checks(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
+}
+
 func isErr(err, want error) bool {
 	if want == nil {
 		return err == nil
@@ -560,35 +571,42 @@ func TestInitAbortsOngoingTransaction(t *testing.T) {
 	}
 }
 
+// TestTransactionTimeoutAborts runs in a synctest bubble, so that the
+// checks that must leave a transaction alone have run when it is looked at.
 func TestTransactionTimeoutAborts(t *testing.T) {
-	e := newEnv(t, Config{AbortCheckInterval: 5 * time.Millisecond})
-	pid, epoch := e.init("a", 1000)
-	e.add("a", pid, epoch, tp0)
-	e.produce(tp0, pid, epoch, 0, 1)
-	// Not yet timed out: several checks leave it open.
-	e.advance(900 * time.Millisecond)
-	time.Sleep(50 * time.Millisecond)
-	if d := e.describe("a"); d.State != Ongoing {
-		t.Fatalf("aborted before its timeout: %+v", d)
-	}
-	e.advance(200 * time.Millisecond)
-	d := e.waitState("a", CompleteAbort)
-	if d.ProducerEpoch != epoch+1 || d.ProducerID != pid {
-		t.Fatalf("after the timeout: %+v, want epoch %d", d, epoch+1)
-	}
-	if m := e.markers(tp0); !reflect.DeepEqual(m, []mark{{pid, epoch + 1, false}}) {
-		t.Fatalf("markers: %+v", m)
-	}
-	if err := e.endTxn("a", pid, epoch, true); !errors.Is(err, kerr.ProducerFenced) {
-		t.Fatalf("commit of the timed-out transaction: %v", err)
-	}
-	// An Empty id never times out.
-	e.init("b", 1000)
-	e.advance(time.Hour)
-	time.Sleep(30 * time.Millisecond)
-	if d := e.describe("b"); d.State != Empty || d.ProducerEpoch != 0 {
-		t.Fatalf("empty id after an hour: %+v", d)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 5 * time.Millisecond
+		e := newEnv(t, Config{AbortCheckInterval: interval})
+		pid, epoch := e.init("a", 1000)
+		e.add("a", pid, epoch, tp0)
+		e.produce(tp0, pid, epoch, 0, 1)
+		// Not yet timed out: ten checks leave it open.
+		e.advance(900 * time.Millisecond)
+		e.checks(10 * interval)
+		if d := e.describe("a"); d.State != Ongoing {
+			t.Fatalf("aborted before its timeout: %+v", d)
+		}
+		// Past it, the next check aborts it.
+		e.advance(200 * time.Millisecond)
+		e.checks(interval)
+		d := e.describe("a")
+		if d.State != CompleteAbort || d.ProducerEpoch != epoch+1 || d.ProducerID != pid {
+			t.Fatalf("a check after the timeout: %+v, want CompleteAbort at epoch %d", d, epoch+1)
+		}
+		if m := e.markers(tp0); !reflect.DeepEqual(m, []mark{{pid, epoch + 1, false}}) {
+			t.Fatalf("markers: %+v", m)
+		}
+		if err := e.endTxn("a", pid, epoch, true); !errors.Is(err, kerr.ProducerFenced) {
+			t.Fatalf("commit of the timed-out transaction: %v", err)
+		}
+		// An Empty id never times out.
+		e.init("b", 1000)
+		e.advance(time.Hour)
+		e.checks(10 * interval)
+		if d := e.describe("b"); d.State != Empty || d.ProducerEpoch != 0 {
+			t.Fatalf("empty id after an hour: %+v", d)
+		}
+	})
 }
 
 // writeState appends a __transaction_state record as an earlier
@@ -770,56 +788,7 @@ func TestPreparedTransactionCompleted(t *testing.T) {
 			t.Fatalf("EndTxn retry once completed: %v", err)
 		}
 	})
-	t.Run("restart", func(t *testing.T) {
-		e := newEnv(t, Config{})
-		ctx := context.Background()
-		pid, epoch := e.init("a", 60_000)
-		e.add("a", pid, epoch, tp0, tp1)
-		first := e.produce(tp0, pid, epoch, 0, 1)
-		e.failMarkers.Store(2) // both
-		if err := e.endTxn("a", pid, epoch, true); !errors.Is(err, kerr.ConcurrentTransactions) {
-			t.Fatalf("EndTxn with failed markers: %v", err)
-		}
-		if d := e.describe("a"); d.State != PrepareCommit {
-			t.Fatalf("after failed markers: %+v", d)
-		}
-		// While prepared: a retry, or a new request, must wait.
-		if err := e.endTxn("a", pid, epoch, true); !errors.Is(err, kerr.ConcurrentTransactions) {
-			t.Fatalf("EndTxn while prepared: %v", err)
-		}
-		if err := e.c.AddPartitions(ctx, "a", pid, epoch, []TopicPartition{tp0}, false); !errors.Is(err, kerr.ConcurrentTransactions) {
-			t.Fatalf("AddPartitions while prepared: %v", err)
-		}
-		if _, _, err := e.c.InitProducerID(ctx, "a", 60_000, -1, -1); !errors.Is(err, kerr.ConcurrentTransactions) {
-			t.Fatalf("InitProducerID while prepared: %v", err)
-		}
-		if lso := e.dataPart(tp0).LastStableOffset(); lso != first {
-			t.Fatalf("LSO %d while prepared, want %d", lso, first)
-		}
-		e.groupsReady = make(chan struct{})
-		// Short checks: the first one may find the entry busy (a Describe).
-		e.cfg.AbortCheckInterval = 5 * time.Millisecond
-		e.restart(false)
-		if d := e.describe("a"); d.State != PrepareCommit || !reflect.DeepEqual(d.Partitions, []TopicPartition{tp0, tp1}) {
-			t.Fatalf("loaded: %+v", d)
-		}
-		// The markers wait for the groups.
-		time.Sleep(20 * time.Millisecond)
-		if n := e.markerCalls.Load(); n != 2 {
-			t.Fatalf("%d marker writes before the groups are ready, want the 2 failed ones", n)
-		}
-		close(e.groupsReady)
-		e.waitState("a", CompleteCommit)
-		for _, tp := range []TopicPartition{tp0, tp1} {
-			if m := e.markers(tp); !reflect.DeepEqual(m, []mark{{pid, epoch, true}}) {
-				t.Fatalf("markers of %v: %+v", tp, m)
-			}
-		}
-		p := e.dataPart(tp0)
-		if p.LastStableOffset() != p.HighWatermark() {
-			t.Fatalf("LSO %d, HW %d", p.LastStableOffset(), p.HighWatermark())
-		}
-	})
+	t.Run("restart", func(t *testing.T) { synctest.Test(t, testPreparedCompletedAfterRestart) })
 	t.Run("abort of a fence found at start", func(t *testing.T) {
 		// PrepareEpochFence (which Kafka may have written) is finished as an
 		// abort.
@@ -832,6 +801,72 @@ func TestPreparedTransactionCompleted(t *testing.T) {
 			t.Fatalf("markers: %+v", m)
 		}
 	})
+}
+
+// testPreparedCompletedAfterRestart: markers that failed are written by the
+// next coordinator, once the groups are ready and not before. In a synctest
+// bubble, so that "not before" is asserted after the background is blocked
+// waiting for the groups, not after a real sleep.
+func testPreparedCompletedAfterRestart(t *testing.T) {
+	e := newEnv(t, Config{})
+	ctx := context.Background()
+	pid, epoch := e.init("a", 60_000)
+	e.add("a", pid, epoch, tp0, tp1)
+	first := e.produce(tp0, pid, epoch, 0, 1)
+	e.failMarkers.Store(2) // both
+	if err := e.endTxn("a", pid, epoch, true); !errors.Is(err, kerr.ConcurrentTransactions) {
+		t.Fatalf("EndTxn with failed markers: %v", err)
+	}
+	if d := e.describe("a"); d.State != PrepareCommit {
+		t.Fatalf("after failed markers: %+v", d)
+	}
+	// While prepared: a retry, or a new request, must wait.
+	if err := e.endTxn("a", pid, epoch, true); !errors.Is(err, kerr.ConcurrentTransactions) {
+		t.Fatalf("EndTxn while prepared: %v", err)
+	}
+	if err := e.c.AddPartitions(ctx, "a", pid, epoch, []TopicPartition{tp0}, false); !errors.Is(err, kerr.ConcurrentTransactions) {
+		t.Fatalf("AddPartitions while prepared: %v", err)
+	}
+	if _, _, err := e.c.InitProducerID(ctx, "a", 60_000, -1, -1); !errors.Is(err, kerr.ConcurrentTransactions) {
+		t.Fatalf("InitProducerID while prepared: %v", err)
+	}
+	if lso := e.dataPart(tp0).LastStableOffset(); lso != first {
+		t.Fatalf("LSO %d while prepared, want %d", lso, first)
+	}
+	e.groupsReady = make(chan struct{})
+	// Checks an hour apart (the env's default): what completes the
+	// transaction below is the groups becoming ready, not a tick.
+	e.restart(false)
+	if d := e.describe("a"); d.State != PrepareCommit || !reflect.DeepEqual(d.Partitions, []TopicPartition{tp0, tp1}) {
+		t.Fatalf("loaded: %+v", d)
+	}
+	// The markers wait for the groups, however long they take: a day
+	// later, with the background blocked on them, no marker was written.
+	e.checks(24 * time.Hour)
+	if n := e.markerCalls.Load(); n != 2 {
+		t.Fatalf("%d marker writes before the groups are ready, want the 2 failed ones", n)
+	}
+	if d := e.describe("a"); d.State != PrepareCommit {
+		t.Fatalf("before the groups are ready: %+v", d)
+	}
+	// Once they are, the markers go out at once.
+	close(e.groupsReady)
+	e.checks(0)
+	if d := e.describe("a"); d.State != CompleteCommit {
+		t.Fatalf("once the groups are ready: %+v, want CompleteCommit", d)
+	}
+	if n := e.markerCalls.Load(); n != 4 {
+		t.Fatalf("%d marker writes, want the 2 failed ones and 2 once the groups are ready", n)
+	}
+	for _, tp := range []TopicPartition{tp0, tp1} {
+		if m := e.markers(tp); !reflect.DeepEqual(m, []mark{{pid, epoch, true}}) {
+			t.Fatalf("markers of %v: %+v", tp, m)
+		}
+	}
+	p := e.dataPart(tp0)
+	if p.LastStableOffset() != p.HighWatermark() {
+		t.Fatalf("LSO %d, HW %d", p.LastStableOffset(), p.HighWatermark())
+	}
 }
 
 func TestDeletedPartitionNeedsNoMarker(t *testing.T) {
@@ -973,23 +1008,28 @@ func TestVerifyAndCheckProducer(t *testing.T) {
 	}
 }
 
-func TestExpireIDs(t *testing.T) {
-	e := newEnv(t, Config{IDExpiration: time.Hour, ExpireCheckInterval: 5 * time.Millisecond})
+// TestExpireIDs runs in a synctest bubble: when b and c are looked at, the
+// check that removed a has looked at them too.
+func TestExpireIDs(t *testing.T) { synctest.Test(t, testExpireIDs) }
+
+func testExpireIDs(t *testing.T) {
+	const interval = 5 * time.Millisecond
+	e := newEnv(t, Config{IDExpiration: time.Hour, ExpireCheckInterval: interval})
 	pa, ea := e.init("a", 60_000)
 	pb, eb := e.init("b", 60_000)
 	e.add("b", pb, eb, tp0) // Ongoing: never expires
 	e.advance(30 * time.Minute)
 	e.init("c", 60_000)
-	e.advance(31 * time.Minute)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := e.c.Describe("a"); errors.Is(err, kerr.TransactionalIDNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a never expired")
-		}
-		time.Sleep(2 * time.Millisecond)
+	e.advance(29 * time.Minute)
+	// a unused for 59 minutes: ten checks keep it.
+	e.checks(10 * interval)
+	if _, err := e.c.Describe("a"); err != nil {
+		t.Fatalf("a unused for 59 minutes (expiration 60): %v", err)
+	}
+	e.advance(2 * time.Minute)
+	e.checks(interval)
+	if _, err := e.c.Describe("a"); !errors.Is(err, kerr.TransactionalIDNotFound) {
+		t.Fatalf("a unused for 61 minutes (expiration 60): %v, want TransactionalIDNotFound", err)
 	}
 	for _, id := range []string{"b", "c"} {
 		if _, err := e.c.Describe(id); err != nil {
