@@ -228,9 +228,18 @@ func (l *Log) recover(opts Options) error {
 			return err
 		}
 		l.segments = append(l.segments, seg)
-		if err := seg.loadTxnIndex(l.fs); err != nil {
-			l.logger.Warn("dropping unreadable txnindex", "dir", l.dir, "segment", base, "err", err)
-			_ = l.fs.Remove(seg.path(".txnindex"))
+		if err := seg.loadTxnIndex(l.fs); errors.Is(err, errTxnIndexDamaged) {
+			// Kept for inspection, never deleted; the partition rebuilds
+			// the entries of markers after its producer snapshot.
+			aside := seg.path(".txnindex") + corruptSuffix
+			l.logger.Warn("moving a damaged txnindex aside", "dir", l.dir, "segment", base, "to", aside, "err", err)
+			if err := vfs.Rename(l.fs, seg.path(".txnindex"), aside); err != nil {
+				return fmt.Errorf("log: move damaged txnindex of segment %d aside: %w", base, err)
+			}
+		} else if err != nil {
+			// Only a missing file may be rebuilt: an index that cannot be
+			// read now (too many open files, an I/O error) may be fine.
+			return fmt.Errorf("log: load the transaction index of segment %d (left as it is; fix the cause and restart): %w", base, err)
 		}
 		// A segment is trusted if a later one starts at or below the
 		// recovery point: all of it was durable.
@@ -314,6 +323,9 @@ func (l *Log) recover(opts Options) error {
 	l.durable.Store(l.next.Load())
 	return nil
 }
+
+// corruptSuffix names a damaged file moved aside at recovery.
+const corruptSuffix = "-corrupt"
 
 func isNotExist(err error) bool { return errors.Is(err, iofs.ErrNotExist) }
 

@@ -2,7 +2,9 @@ package log
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sort"
 
@@ -66,20 +68,46 @@ func unmarshalTxnIndex(b []byte) ([]AbortedTxn, error) {
 	return out, nil
 }
 
-// loadTxnIndex reads the segment's .txnindex, if any. An unreadable one is
-// dropped with a warning by the caller: the partition rebuilds entries for
-// markers after its producer snapshot, so only older aborts are lost.
+// errTxnIndexDamaged: a .txnindex whose bytes are not entries (an unknown
+// version, entries out of order, a size no segment can need). Recovery
+// moves such a file aside; any other error opening it fails the open.
+var errTxnIndexDamaged = errors.New("log: damaged txnindex")
+
+// loadTxnIndex reads the segment's .txnindex, if any. A missing one is
+// empty; a damaged one is reported as errTxnIndexDamaged (the partition
+// rebuilds entries for markers after its producer snapshot, so only older
+// aborts are lost); any other error (the file cannot be opened or read) is
+// returned as it is, and the caller must not touch the file.
 func (s *segment) loadTxnIndex(fs vfs.FS) error {
-	b, err := readAll(fs, s.path(".txnindex"))
+	name := s.path(".txnindex")
+	f, err := fs.Open(name)
+	if isNotExist(err) {
+		return nil
+	}
 	if err != nil {
-		if isNotExist(err) {
-			return nil
-		}
-		return err
+		return fmt.Errorf("log: open %s: %w", name, err)
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return fmt.Errorf("log: size of %s: %w", name, err)
+	}
+	logSize, err := s.file.Size()
+	if err != nil {
+		return fmt.Errorf("log: size of segment %d: %w", s.baseOffset, err)
+	}
+	// An entry needs a marker batch in the segment, larger than the entry:
+	// a transaction index larger than its segment is damage.
+	if size > max(maxIndexFileBytes, logSize) {
+		return fmt.Errorf("%w: %s is %d bytes, its segment %d", errTxnIndexDamaged, name, size, logSize)
+	}
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("log: read %s: %w", name, err)
 	}
 	entries, err := unmarshalTxnIndex(b)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %v", errTxnIndexDamaged, err)
 	}
 	s.aborted = entries
 	return nil

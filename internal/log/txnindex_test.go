@@ -3,7 +3,9 @@ package log
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"reflect"
+	"syscall"
 	"testing"
 
 	"github.com/sluice-io/sluice/internal/record"
@@ -166,7 +168,7 @@ func TestAbortedTxnsAcrossSegments(t *testing.T) {
 
 // TestTxnIndexCutWithLog: an entry whose marker was lost in a crash (the
 // index is durable at once, the log was not synced) is dropped at
-// recovery, and a damaged .txnindex is dropped.
+// recovery, and a damaged .txnindex is moved aside.
 func TestTxnIndexCutWithLog(t *testing.T) {
 	fs := vfs.NewMem()
 	l := open(t, fs, Config{}, 0)
@@ -203,7 +205,7 @@ func TestTxnIndexCutWithLog(t *testing.T) {
 	}
 	l2.Close()
 
-	// A damaged index is dropped (the partition rebuilds what it can).
+	// A damaged index is moved aside (the partition rebuilds what it can).
 	l.Close()
 	name := "p-0/" + segmentName(0, ".txnindex")
 	b, err := readAll(fs, name)
@@ -223,6 +225,55 @@ func TestTxnIndexCutWithLog(t *testing.T) {
 		t.Fatalf("damaged index read: %+v", got)
 	}
 	if _, err := fs.Stat(name); err == nil {
-		t.Fatal("damaged index not removed")
+		t.Fatal("damaged index still in place")
+	}
+	if got := copyFile(t, fs, name+corruptSuffix); !bytes.Equal(got, b) {
+		t.Fatalf("damaged index not moved aside: %x", got)
+	}
+}
+
+// TestTxnIndexOpenErrorFailsOpen: an error other than "does not exist"
+// opening a .txnindex at start (here too many open files) fails the open
+// and leaves the file as it was; nothing is dropped.
+func TestTxnIndexOpenErrorFailsOpen(t *testing.T) {
+	mem := vfs.NewMem()
+	l := open(t, mem, Config{}, 0)
+	mustAppend(t, l, batch(t, "a", 2, 0))
+	m := mustAppend(t, l, marker(t, 1, false)).BaseOffset
+	e := AbortedTxn{ProducerID: 1, FirstOffset: 0, LastOffset: m, LastStableOffset: m + 1}
+	if err := l.AppendAborted(e); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	name := "p-0/" + segmentName(0, ".txnindex")
+	before := copyFile(t, mem, name)
+	fs := vfs.NewFault(mem, func(op vfs.Op, path string) error {
+		if op == vfs.OpOpen && path == name {
+			return syscall.EMFILE
+		}
+		return nil
+	})
+	for _, clean := range []bool{true, false} {
+		l2, err := Open(Options{FS: fs, Dir: "p-0", Clean: clean})
+		if !errors.Is(err, syscall.EMFILE) {
+			if l2 != nil {
+				l2.Close()
+			}
+			t.Fatalf("clean=%v: open with an unreadable txnindex: %v, want EMFILE", clean, err)
+		}
+		if got := copyFile(t, mem, name); !bytes.Equal(got, before) {
+			t.Fatalf("clean=%v: txnindex changed by a failed open: %x, was %x", clean, got, before)
+		}
+	}
+	// Once the file opens again, the entry is there.
+	l3, err := Open(Options{FS: mem, Dir: "p-0", Clean: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l3.Close()
+	if got := l3.AbortedTxns(0, 100); !reflect.DeepEqual(got, []AbortedTxn{e}) {
+		t.Fatalf("after the fault: %+v", got)
 	}
 }
