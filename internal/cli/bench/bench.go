@@ -15,6 +15,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -474,13 +475,20 @@ func (m *meter) ok(n int, lat time.Duration) {
 	}
 }
 
-// result builds the Result of a run that took elapsed.
+// result builds the Result of a run that took elapsed. Seconds is elapsed
+// as it is (nanoseconds in float seconds); rates and latencies are
+// computed from the nanosecond durations and then rounded by round, which
+// never turns a positive figure into 0: a run of 0.4 ms is not 0 s, 500 B
+// over 2 s is not 0 MiB/s. A run that took no
+// measurable time (elapsed <= 0, which a monotonic clock does not give)
+// reports 0 rates rather than an infinite or NaN one, which JSON cannot
+// carry.
 func (m *meter) result(mode string, elapsed time.Duration, latency bool) Result {
 	r := Result{
 		Mode:    mode,
 		Records: m.records.Load(),
 		Bytes:   m.bytes.Load(),
-		Seconds: round(elapsed.Seconds(), 3),
+		Seconds: elapsed.Seconds(),
 		Errors:  m.errors.Load(),
 	}
 	if s := elapsed.Seconds(); s > 0 {
@@ -488,22 +496,47 @@ func (m *meter) result(mode string, elapsed time.Duration, latency bool) Result 
 		r.MiBPerSec = round(float64(r.Bytes)/(1<<20)/s, 3)
 	}
 	if latency && m.hist.Count() > 0 {
-		ms := func(d time.Duration) *float64 { v := round(float64(d)/1e6, 3); return &v }
-		r.P50Ms, r.P99Ms, r.P999Ms = ms(m.hist.Quantile(0.5)), ms(m.hist.Quantile(0.99)), ms(m.hist.Quantile(0.999))
-		r.MaxMs = ms(m.hist.Max())
+		r.P50Ms, r.P99Ms, r.P999Ms = msFig(m.hist.Quantile(0.5)), msFig(m.hist.Quantile(0.99)), msFig(m.hist.Quantile(0.999))
+		r.MaxMs = msFig(m.hist.Max())
 	}
 	if m.commitHist.Count() > 0 {
-		ms := func(d time.Duration) *float64 { v := round(float64(d)/1e6, 3); return &v }
 		r.Transactions = m.txns.Load()
-		r.TxnCommitP50Ms, r.TxnCommitP99Ms, r.TxnCommitMaxMs = ms(m.commitHist.Quantile(0.5)), ms(m.commitHist.Quantile(0.99)), ms(m.commitHist.Max())
-		r.TxnFlushP50Ms, r.TxnFlushP99Ms = ms(m.flushHist.Quantile(0.5)), ms(m.flushHist.Quantile(0.99))
+		r.TxnCommitP50Ms, r.TxnCommitP99Ms, r.TxnCommitMaxMs = msFig(m.commitHist.Quantile(0.5)), msFig(m.commitHist.Quantile(0.99)), msFig(m.commitHist.Max())
+		r.TxnFlushP50Ms, r.TxnFlushP99Ms = msFig(m.flushHist.Quantile(0.5)), msFig(m.flushHist.Quantile(0.99))
 	}
 	return r
 }
 
+// msFig is d in milliseconds, rounded for the JSON line.
+func msFig(d time.Duration) *float64 {
+	v := round(float64(d)/1e6, 3)
+	return &v
+}
+
+// minSigDigits is how many significant digits round keeps at least.
+const minSigDigits = 3
+
+// round rounds v to digits decimals, or to more where v is so small that
+// digits decimals would keep fewer than minSigDigits significant digits
+// (0.000412 stays 0.000412 with digits 3, not 0). NaN, infinities and 0 are
+// returned as they are; so is a v too small for 15 decimals, unrounded.
 func round(v float64, digits int) float64 {
+	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return v
+	}
+	if need := minSigDigits - 1 - int(math.Floor(math.Log10(math.Abs(v)))); need > digits {
+		digits = need
+	}
+	if digits > 15 {
+		return v
+	}
 	p := math.Pow(10, float64(digits))
 	return math.Round(v*p) / p
+}
+
+// fig formats v rounded by round, with no trailing zeros.
+func fig(v float64, digits int) string {
+	return strconv.FormatFloat(round(v, digits), 'f', -1, 64)
 }
 
 func printSummary(w io.Writer, r Result) {
@@ -511,15 +544,15 @@ func printSummary(w io.Writer, r Result) {
 	if r.Mode == ModeDisk {
 		unit = "writes"
 	}
-	fmt.Fprintf(w, "%s: %d %s, %.1f MiB in %.2f s: %.0f %s/s, %.2f MiB/s",
-		r.Mode, r.Records, unit, float64(r.Bytes)/(1<<20), r.Seconds, r.RecordsPerSec, unit, r.MiBPerSec)
+	fmt.Fprintf(w, "%s: %d %s, %s MiB in %s s: %s %s/s, %s MiB/s",
+		r.Mode, r.Records, unit, fig(float64(r.Bytes)/(1<<20), 1), fig(r.Seconds, 2), fig(r.RecordsPerSec, 0), unit, fig(r.MiBPerSec, 2))
 	if r.P50Ms != nil {
 		what := map[string]string{ModeProduce: "ack", ModeE2E: "end-to-end", ModeDisk: "write+fsync"}[r.Mode]
-		fmt.Fprintf(w, "; %s latency ms p50 %.3f p99 %.3f p99.9 %.3f max %.3f", what, *r.P50Ms, *r.P99Ms, *r.P999Ms, *r.MaxMs)
+		fmt.Fprintf(w, "; %s latency ms p50 %s p99 %s p99.9 %s max %s", what, fig(*r.P50Ms, 3), fig(*r.P99Ms, 3), fig(*r.P999Ms, 3), fig(*r.MaxMs, 3))
 	}
 	if r.TxnCommitP50Ms != nil {
-		fmt.Fprintf(w, "; %d transactions, commit (EndTransaction) ms p50 %.3f p99 %.3f max %.3f, flush before it ms p50 %.3f p99 %.3f",
-			r.Transactions, *r.TxnCommitP50Ms, *r.TxnCommitP99Ms, *r.TxnCommitMaxMs, *r.TxnFlushP50Ms, *r.TxnFlushP99Ms)
+		fmt.Fprintf(w, "; %d transactions, commit (EndTransaction) ms p50 %s p99 %s max %s, flush before it ms p50 %s p99 %s",
+			r.Transactions, fig(*r.TxnCommitP50Ms, 3), fig(*r.TxnCommitP99Ms, 3), fig(*r.TxnCommitMaxMs, 3), fig(*r.TxnFlushP50Ms, 3), fig(*r.TxnFlushP99Ms, 3))
 	}
 	fmt.Fprintf(w, "; %d errors\n", r.Errors)
 }

@@ -66,7 +66,7 @@ func runE2E(ctx context.Context, o Options) (Result, error) {
 	var (
 		m     meter // consumed records and their end-to-end latency
 		acked atomic.Int64
-		last  atomic.Int64
+		last  atomic.Pointer[time.Time] // when the last record was consumed
 	)
 	stop := startProgress(o, &m, "e2e", o.Records, true)
 	consCtx, consCancel := context.WithCancel(ctx)
@@ -88,7 +88,7 @@ func runE2E(ctx context.Context, o Options) (Result, error) {
 				}
 				sent := int64(binary.BigEndian.Uint64(r.Value))
 				m.ok(len(r.Key)+len(r.Value), time.Duration(now.UnixNano()-sent))
-				last.Store(now.UnixNano())
+				last.Store(&now)
 			})
 		}
 	}()
@@ -155,9 +155,12 @@ func runE2E(ctx context.Context, o Options) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
+	// The run ends when the last record was consumed: a time.Now reading,
+	// so that end.Sub(start) is on the monotonic clock (a wall-clock step
+	// cannot make it negative).
 	end := time.Now()
-	if l := last.Load(); l != 0 {
-		end = time.Unix(0, l)
+	if l := last.Load(); l != nil {
+		end = *l
 	}
 	res := m.result(ModeE2E, end.Sub(start), true)
 	if missing := acked.Load() - res.Records; missing > 0 {
