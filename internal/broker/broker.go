@@ -90,6 +90,8 @@ type Broker struct {
 	clean    bool
 	// cleaner is the log cleaner (cleaner.go).
 	cleaner *cleaner
+	// flusher fsyncs data appended without an acks=all waiter (flusher.go).
+	flusher *flusher
 
 	// groups is the group coordinator; it reads and appends to the
 	// __consumer_offsets partitions and is closed before them.
@@ -168,6 +170,7 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: register: %w", err)
 	}
 	b.cleaner = newCleaner(b)
+	b.flusher = newFlusher(time.Duration(b.brokerInt("log.flush.max.delay.ms"))*time.Millisecond, b.logger)
 	if err := b.Reconcile(); err != nil {
 		b.closePartitions()
 		b.meta.Close()
@@ -184,8 +187,12 @@ func Open(cfg Config) (*Broker, error) {
 	b.wg.Add(2)
 	go b.watchMetadata()
 	go b.background()
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.cleaner.run(b.ctx)
+	go func() {
+		defer b.wg.Done()
+		b.flusher.run(b.ctx)
+	}()
 	return b, nil
 }
 
@@ -271,9 +278,12 @@ func (b *Broker) TopicConfig(t *metadata.Topic) (config.Topic, error) {
 	return config.TopicConfig(t.Configs, b.BrokerConfigs())
 }
 
-// partitionConfig turns topic configs into what a partition enforces.
-func partitionConfig(tc config.Topic) partition.Config {
+// partitionConfig turns topic configs, and the broker's flush policy, into
+// what a partition enforces.
+func (b *Broker) partitionConfig(tc config.Topic) partition.Config {
+	policy, _ := b.BrokerConfigs().Value("log.flush.policy")
 	return partition.Config{
+		DurableHighWatermark: policy != config.FlushPolicyNone,
 		Log: log.Config{
 			SegmentBytes:       tc.SegmentBytes,
 			SegmentMs:          segmentMs(tc),
@@ -372,7 +382,7 @@ func (b *Broker) Reconcile() error {
 				b.logger.Warn("topic configs invalid; using defaults", "topic", t.Name, "err", err)
 				tc, _ = config.TopicConfig(nil, b.BrokerConfigs())
 			}
-			pc = partitionConfig(tc)
+			pc = b.partitionConfig(tc)
 			configs[t.Name] = pc
 		}
 		b.mu.RLock()
@@ -420,6 +430,7 @@ func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partitio
 		Logger:         b.logger.With("partition", partitionDir(tp)),
 		Now:            b.cfg.Now,
 		OnSync:         b.cfg.OnFsync,
+		OnUnflushed:    b.flusher.add,
 
 		FirstDirtyOffset: b.cleaner.checkpointed(tp),
 	})

@@ -160,8 +160,16 @@ var brokerDefs = []Def{
 		Doc: "Default longest time a message stays unsynced before the partition is fsynced; when unset, log.flush.scheduler.interval.ms is used.",
 	},
 	{
+		// Sluice's: under acks-all the high watermark is the last fsynced
+		// offset, so data nobody waits to fsync (acks=0 and acks=1
+		// produces) needs a flush to become visible to consumers.
+		Name: "log.flush.max.delay.ms", Type: TypeLong, Default: "10", ReadOnly: true,
+		Doc:      `Sluice: under log.flush.policy=acks-all, the longest time data appended without an acks=all producer waiting for it stays unsynced, and so invisible to consumers (the high watermark is the last fsynced offset). Appends within this time share one fsync per partition.`,
+		Validate: between(0, 60000),
+	},
+	{
 		Name: "log.flush.policy", Type: TypeString, Default: FlushPolicyAcksAll,
-		Doc:      `Sluice: when produced data is fsynced. "acks-all": an acks=all produce is answered after its batch is fsynced (with group commit), acks=1 after the append; "none": never fsync on produce, relying on the page cache and replication.`,
+		Doc:      `Sluice: when produced data is fsynced. "acks-all": an acks=all produce is answered after its batch is fsynced (with group commit), acks=1 after the append, and consumers see only fsynced data (the high watermark is the last fsynced offset; see log.flush.max.delay.ms); "none": never fsync on produce, relying on the page cache and replication.`,
 		Validate: oneOf(FlushPolicyAcksAll, FlushPolicyNone),
 	},
 	{

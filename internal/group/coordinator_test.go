@@ -184,7 +184,8 @@ func TestCoordinatorExpiresOffsets(t *testing.T) {
 	c.Start(1)
 	<-c.Ready()
 	p, _ := l.partition(0)
-	grew := p.Watch()
+	grew := make(chan struct{}, 1)
+	p.Watch(grew)
 	cr := call(t, func(f func(CommitResult)) {
 		c.Commit(CommitRequest{Group: "simple", Generation: -1, RetentionMs: -1, Offsets: []CommitOffset{{TopicPartition: TopicPartition{"t", 0}, Offset: 5}}}, f)
 	})
@@ -195,7 +196,7 @@ func TestCoordinatorExpiresOffsets(t *testing.T) {
 	for p.HighWatermark() < 3 {
 		select {
 		case <-grew:
-			grew = p.Watch()
+			p.Watch(grew)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("no tombstones; log end %d", p.HighWatermark())
 		}

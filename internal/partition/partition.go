@@ -58,6 +58,11 @@ type Config struct {
 	GzipLevel       int32
 	LZ4Level        int32
 	ZstdLevel       int32
+	// DurableHighWatermark makes the high watermark the last fsynced
+	// offset (log.flush.policy=acks-all): no consumer reads, or commits an
+	// offset past, a record that a power cut could take back. When false
+	// (log.flush.policy=none) it follows the appends.
+	DurableHighWatermark bool
 }
 
 // DefaultConfig is Kafka's defaults.
@@ -88,6 +93,13 @@ type Options struct {
 	OnSync         func(time.Duration) // told each fsync's duration
 	// FirstDirtyOffset is the log cleaner's checkpoint for this partition.
 	FirstDirtyOffset int64
+	// OnUnflushed, if set, is called when an append under
+	// Config.DurableHighWatermark leaves data not yet fsynced, at most once until
+	// the next Flush: the broker's flusher then calls Flush within
+	// log.flush.max.delay.ms, so that acks=0/1 data becomes visible without
+	// an fsync per request. It is called with the partition's append lock
+	// held, so it must neither block nor call the partition.
+	OnUnflushed func(*Partition)
 }
 
 // Partition is one partition replica. Safe for concurrent use.
@@ -98,12 +110,25 @@ type Partition struct {
 	logger *slog.Logger
 	now    func() time.Time
 
-	mu          sync.Mutex // serializes appends: checks, offset assignment, producer state
-	cfg         Config
-	producers   map[int64]*producerState
-	epochs      epochCache
-	leaderEpoch int32
+	mu        sync.Mutex // serializes appends: checks, offset assignment, producer state
+	cfg       Config
+	producers map[int64]*producerState
+	epochs    epochCache
+	// leaderEpoch is written under mu and read without it (fetches).
+	leaderEpoch atomic.Int32
 	snapshotAt  int64 // log end offset of the last producer snapshot written
+
+	// The high watermark. Visibility order, which read_committed depends
+	// on: an append updates the producer state and the first unstable
+	// offset, then stores published (the log end offset whose batches are
+	// fully noted), and only then may hw move up to it; LastStableOffset
+	// loads hw before firstUnstable. So a reader that sees a batch below
+	// the high watermark also sees the transaction it opened.
+	published   atomic.Int64
+	hw          atomic.Int64
+	durableHW   atomic.Bool // cfg.DurableHighWatermark, read without mu
+	onUnflushed func(*Partition)
+	unflushed   atomic.Bool // onUnflushed was called and Flush has not run since
 	// ongoing holds the first offset of each open transaction by producer
 	// id; firstUnstable is the smallest (MaxInt64 when none), read without
 	// the lock by fetches for the last stable offset.
@@ -114,7 +139,7 @@ type Partition struct {
 	recompress atomic.Pointer[recompression]
 
 	notifyMu sync.Mutex
-	notify   chan struct{} // closed and replaced on every append
+	watchers map[chan<- struct{}]struct{} // told once when the high watermark moves
 }
 
 // Open opens the partition's log, recovering it, and rebuilds the producer
@@ -138,8 +163,10 @@ func Open(opts Options) (*Partition, error) {
 	p := &Partition{
 		fs: opts.FS, dir: opts.Dir, log: l, logger: opts.Logger, now: opts.Now,
 		cfg: opts.Config, producers: map[int64]*producerState{},
-		notify: make(chan struct{}), snapshotAt: -1, ongoing: map[int64]int64{},
+		watchers: map[chan<- struct{}]struct{}{}, snapshotAt: -1, ongoing: map[int64]int64{},
+		onUnflushed: opts.OnUnflushed,
 	}
+	p.durableHW.Store(opts.Config.DurableHighWatermark)
 	p.firstUnstable.Store(math.MaxInt64)
 	p.recompress.Store(recompressionOf(opts.Config))
 	if err := p.loadEpochs(); err != nil {
@@ -154,6 +181,9 @@ func Open(opts Options) (*Partition, error) {
 		l.Close()
 		return nil, err
 	}
+	// Recovery made the whole log durable.
+	p.published.Store(l.EndOffset())
+	p.hw.Store(min(l.EndOffset(), l.DurableOffset()))
 	return p, nil
 }
 
@@ -263,7 +293,7 @@ func parseSnapshotName(name string) (int64, bool) {
 func (p *Partition) BecomeLeader(epoch int32) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.leaderEpoch = epoch
+	p.leaderEpoch.Store(epoch)
 	if !p.epochs.assign(epoch, p.log.EndOffset()) {
 		return nil
 	}
@@ -278,31 +308,82 @@ func (p *Partition) SetConfig(c Config) {
 	p.mu.Lock()
 	p.cfg = c
 	p.recompress.Store(recompressionOf(c))
+	p.durableHW.Store(c.DurableHighWatermark)
 	p.mu.Unlock()
 	p.log.SetConfig(c.Log)
+	// From durable to not: the high watermark catches up with the appends.
+	p.advanceHW()
 }
+
+// Dir is the partition's directory.
+func (p *Partition) Dir() string { return p.dir }
 
 // Log is the partition's log, for reads.
 func (p *Partition) Log() *log.Log { return p.log }
 
-// HighWatermark is the offset below which records are committed. On one
-// node every appended batch is committed; a cluster will move it as
-// followers catch up.
-func (p *Partition) HighWatermark() int64 { return p.log.EndOffset() }
+// HighWatermark is the offset below which records are committed:
+// consumers read, and ListOffsets reports, up to it. It is kept apart from
+// the log end offset: with DurableHighWatermark it is the last fsynced
+// offset, else the end of the last append; a cluster will make it the
+// lowest log end offset of the in-sync replicas.
+func (p *Partition) HighWatermark() int64 { return p.hw.Load() }
 
 // LastStableOffset is the offset below which every transaction is decided:
 // the first offset of the oldest open transaction, or the high watermark.
-// read_committed consumers read up to it.
+// read_committed consumers read up to it. The high watermark is loaded
+// first (see the visibility order at Partition.published).
 func (p *Partition) LastStableOffset() int64 {
-	return min(p.firstUnstable.Load(), p.HighWatermark())
+	hw := p.hw.Load()
+	return min(p.firstUnstable.Load(), hw)
+}
+
+// advanceHW moves the high watermark up to what is published and, with
+// DurableHighWatermark, fsynced, and wakes the fetches waiting for it.
+func (p *Partition) advanceHW() {
+	target := p.published.Load()
+	if p.durableHW.Load() {
+		target = min(target, p.log.DurableOffset())
+	}
+	for {
+		cur := p.hw.Load()
+		if target <= cur {
+			return
+		}
+		if p.hw.CompareAndSwap(cur, target) {
+			p.wake()
+			return
+		}
+	}
+}
+
+// publishLocked makes an appended batch ending before end count: the high
+// watermark may now reach it. Called with mu held, after the batch's
+// producer and transaction state were noted.
+func (p *Partition) publishLocked(end int64) {
+	p.published.Store(end)
+	if !p.durableHW.Load() {
+		p.advanceHW()
+		return
+	}
+	if p.onUnflushed != nil && !p.unflushed.Swap(true) {
+		p.onUnflushed(p)
+	}
+}
+
+// Flush fsyncs everything appended so far and moves the high watermark
+// over it: the broker's flusher calls it within log.flush.max.delay.ms of
+// an append that nobody waits to fsync (acks=0 and acks=1 produces).
+func (p *Partition) Flush() error {
+	p.unflushed.Store(false)
+	if err := p.log.SyncTo(p.published.Load()); err != nil {
+		return fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	p.advanceHW()
+	return nil
 }
 
 // LeaderEpoch is the current leader epoch.
-func (p *Partition) LeaderEpoch() int32 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.leaderEpoch
-}
+func (p *Partition) LeaderEpoch() int32 { return p.leaderEpoch.Load() }
 
 // EndOffsetForEpoch answers OffsetForLeaderEpoch.
 func (p *Partition) EndOffsetForEpoch(epoch int32) (int32, int64) {
@@ -311,18 +392,33 @@ func (p *Partition) EndOffsetForEpoch(epoch int32) (int32, int64) {
 	return p.epochs.endOffsetFor(epoch, p.log.EndOffset())
 }
 
-// Watch returns a channel closed at the next append: long-polling fetches
-// wait on it. Take it before checking for data, so no append is missed.
-func (p *Partition) Watch() <-chan struct{} {
+// Watch registers ch to be sent to, without blocking (give it a buffer of
+// one), the next time the high watermark moves; it is then dropped. A
+// long-polling fetch registers one channel with every partition it reads,
+// before reading them, so that no append is missed, and calls Unwatch on
+// each when it answers.
+func (p *Partition) Watch(ch chan<- struct{}) {
 	p.notifyMu.Lock()
-	defer p.notifyMu.Unlock()
-	return p.notify
+	p.watchers[ch] = struct{}{}
+	p.notifyMu.Unlock()
+}
+
+// Unwatch drops ch if it is still registered.
+func (p *Partition) Unwatch(ch chan<- struct{}) {
+	p.notifyMu.Lock()
+	delete(p.watchers, ch)
+	p.notifyMu.Unlock()
 }
 
 func (p *Partition) wake() {
 	p.notifyMu.Lock()
-	close(p.notify)
-	p.notify = make(chan struct{})
+	for ch := range p.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	clear(p.watchers)
 	p.notifyMu.Unlock()
 }
 
@@ -412,7 +508,7 @@ func (p *Partition) append(batch []byte, coordinator bool) (AppendResult, error)
 	} else if h.IsTransactional() {
 		return AppendResult{}, fmt.Errorf("%w: transactional batch without a producer id", ErrInvalidRecord)
 	}
-	record.SetLeaderEpoch(batch, p.leaderEpoch)
+	record.SetLeaderEpoch(batch, p.leaderEpoch.Load())
 	if appendTime >= 0 {
 		record.SetLogAppendTime(batch, appendTime)
 	}
@@ -426,7 +522,7 @@ func (p *Partition) append(batch []byte, coordinator bool) (AppendResult, error)
 	if h.HasProducer() && p.noteBatchLocked(&h, res.BaseOffset) {
 		p.updateFirstUnstableLocked()
 	}
-	p.wake()
+	p.publishLocked(res.LastOffset + 1)
 	return AppendResult{BaseOffset: res.BaseOffset, LastOffset: res.LastOffset, LogAppendTime: appendTime,
 		LogStartOffset: p.log.StartOffset()}, nil
 }
@@ -443,11 +539,13 @@ func (p *Partition) checkTimestamps(h *record.Header, now int64) error {
 	return nil
 }
 
-// WaitDurable returns once the batch ending at lastOffset is fsynced.
+// WaitDurable returns once the batch ending at lastOffset is fsynced, and
+// the high watermark has moved over it.
 func (p *Partition) WaitDurable(lastOffset int64) error {
 	if err := p.log.SyncTo(lastOffset + 1); err != nil {
 		return fmt.Errorf("%w: %v", ErrStorage, err)
 	}
+	p.advanceHW()
 	return nil
 }
 
@@ -470,6 +568,7 @@ func (p *Partition) checkpointLocked() error {
 	if err := p.log.SyncTo(end); err != nil {
 		return err
 	}
+	p.advanceHW()
 	name := filepath.Join(p.dir, snapshotName(end))
 	if err := vfs.WriteFileAtomic(p.fs, p.dir, name, marshalSnapshot(p.producers)); err != nil {
 		return fmt.Errorf("partition: write producer snapshot: %w", err)

@@ -108,7 +108,7 @@ func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, coordinator
 	}
 	now := p.now().UnixMilli()
 	batch, err := record.BuildBatch(record.BatchSpec{
-		PartitionLeaderEpoch: p.leaderEpoch,
+		PartitionLeaderEpoch: p.leaderEpoch.Load(),
 		Attributes:           record.AttrTransactional | record.AttrControl,
 		FirstTimestamp:       now, MaxTimestamp: now,
 		ProducerID: pid, ProducerEpoch: epoch, BaseSequence: -1,
@@ -129,13 +129,12 @@ func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, coordinator
 		// the entry. On failure the transaction stays open: the
 		// coordinator retries the marker (a second marker is harmless).
 		if err := p.log.AppendAborted(a); err != nil {
-			p.wake()
 			return AppendResult{}, fmt.Errorf("%w: %v", ErrStorage, err)
 		}
 	}
 	p.endTxnLocked(pid, epoch, coordinatorEpoch, now, commit, res.BaseOffset)
 	p.updateFirstUnstableLocked()
-	p.wake()
+	p.publishLocked(res.LastOffset + 1)
 	return AppendResult{BaseOffset: res.BaseOffset, LastOffset: res.LastOffset, LogAppendTime: -1,
 		LogStartOffset: p.log.StartOffset()}, nil
 }

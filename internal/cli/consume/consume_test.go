@@ -129,7 +129,9 @@ func TestPartitions(t *testing.T) {
 	produceLines(t, b.Addr, produce.Options{Topic: "multi", KeyDelimiter: "=", Compression: "lz4", Acks: "1", Partition: -1}, in.String())
 	produceLines(t, b.Addr, produce.Options{Topic: "multi", Compression: "gzip", Acks: "0", Partition: 2}, "unkeyed\n")
 
-	out := consume(t, b.Addr, Options{Topic: "multi", FromBeginning: true, ExitAtEnd: true, Format: "%p %k=%v"})
+	// acks=0 and acks=1 records become visible once the broker's flusher
+	// has fsynced them (within log.flush.max.delay.ms): wait for all.
+	out := consume(t, b.Addr, Options{Topic: "multi", FromBeginning: true, Count: 301, Format: "%p %k=%v"})
 	got := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if len(got) != 301 {
 		t.Fatalf("consumed %d records, want 301", len(got))

@@ -3,7 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
-	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -14,6 +14,10 @@ import (
 	"github.com/sluice-io/sluice/internal/server"
 	"github.com/sluice-io/sluice/internal/txn"
 )
+
+// maxProduceWait bounds how long an acks=all produce waits for its fsync
+// when its timeout_ms is 0 or less (Kafka's request.timeout.ms default).
+const maxProduceWait = 30 * time.Second
 
 // Produce v0-13; v3-13 served.
 //
@@ -27,7 +31,8 @@ import (
 // connection keep their order. acks=0 gets no response; acks=1 is answered
 // after the append; acks=-1 (all) after the batch is fsynced when
 // log.flush.policy is acks-all (the default), sharing fsyncs with
-// concurrent producers (group commit). v13 names topics by id. Unknown
+// concurrent producers (group commit), or REQUEST_TIMED_OUT when that takes
+// longer than the request's timeout_ms. v13 names topics by id. Unknown
 // topics are created when auto.create.topics.enable allows.
 func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply func(server.Reply)) {
 	resp := r.ResponseKind().(*kmsg.ProduceResponse)
@@ -53,11 +58,6 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 		}
 		reply(server.Reply{Msg: resp})
 		return
-	}
-	type pending struct {
-		p    *partition.Partition
-		last int64
-		sp   *kmsg.ProduceResponseTopicPartition
 	}
 	var waits []pending
 	img := h.b.Image()
@@ -128,32 +128,66 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 		h.observer.Purgatory("produce", 1)
 		go func() {
 			defer h.observer.Purgatory("produce", -1)
-			// Partitions are separate files: fsync them in parallel, so a
-			// request spanning six partitions waits for one fsync's time,
-			// not six.
-			var wg sync.WaitGroup
-			for i := range waits {
-				w := &waits[i]
-				wait := func() {
-					if err := w.p.WaitDurable(w.last); err != nil {
-						w.sp.ErrorCode = kerr.KafkaStorageError.Code
-						w.sp.ErrorMessage = errorMessage(err)
-						w.sp.BaseOffset = -1
-					}
-				}
-				if i == len(waits)-1 {
-					wait()
-					continue
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					wait()
-				}()
-			}
-			wg.Wait()
+			h.awaitDurable(waits, time.Duration(r.TimeoutMillis)*time.Millisecond)
 			reply(server.Reply{Msg: resp})
 		}()
+	}
+}
+
+// pending is an appended batch that an acks=all produce waits to fsync.
+type pending struct {
+	p    *partition.Partition
+	last int64
+	sp   *kmsg.ProduceResponseTopicPartition
+}
+
+// awaitDurable waits until every batch is fsynced or the request's
+// timeout_ms has passed, and fills in each partition's answer. Partitions
+// are separate files: they are fsynced in parallel, so a request spanning
+// six partitions waits for one fsync's time, not six. A partition whose
+// fsync has not finished by the timeout is answered REQUEST_TIMED_OUT, as
+// Kafka does; its batch is appended and may still become durable (and
+// visible) afterwards, so a producer that retries may write it twice
+// unless it is idempotent. A timeout of 0 or less waits without bound only
+// up to maxProduceWait.
+func (h *Handler) awaitDurable(waits []pending, timeout time.Duration) {
+	if timeout <= 0 || timeout > maxProduceWait {
+		timeout = maxProduceWait
+	}
+	type result struct {
+		i   int
+		err error
+	}
+	// Buffered for all: a wait that ends after the timeout never blocks.
+	done := make(chan result, len(waits))
+	for i := range waits {
+		go func() { done <- result{i, waits[i].p.WaitDurable(waits[i].last)} }()
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	answered := make([]bool, len(waits))
+	for n := 0; n < len(waits); n++ {
+		select {
+		case res := <-done:
+			answered[res.i] = true
+			if res.err != nil {
+				sp := waits[res.i].sp
+				sp.ErrorCode = kerr.KafkaStorageError.Code
+				sp.ErrorMessage = errorMessage(res.err)
+				sp.BaseOffset = -1
+			}
+		case <-timer.C:
+			for i, ok := range answered {
+				if !ok {
+					sp := waits[i].sp
+					sp.ErrorCode = kerr.RequestTimedOut.Code
+					msg := fmt.Sprintf("the batch was appended at offset %d but not fsynced within the request's timeout of %v; it may still become durable", sp.BaseOffset, timeout)
+					sp.ErrorMessage = &msg
+					sp.BaseOffset = -1
+				}
+			}
+			return
+		}
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"math/rand/v2"
-	"reflect"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -52,8 +51,13 @@ func (h *Handler) fetch(ctx context.Context, r *kmsg.FetchRequest, reply func(se
 		return
 	}
 	r = fc.read
-	rd := h.readFetch(r, maxBytes)
-	if rd.bytes >= int(r.MinBytes) || wait == 0 || len(rd.watches) == 0 || hasError(rd.resp) {
+	// One wake-up channel for the whole fetch, registered with every
+	// partition it reads before reading it (so no append is missed), and
+	// dropped from them when the fetch is answered.
+	wake := make(chan struct{}, 1)
+	rd := h.readFetch(r, maxBytes, wake)
+	if rd.bytes >= int(r.MinBytes) || wait == 0 || len(rd.watched) == 0 || hasError(rd.resp) {
+		unwatch(rd.watched, wake)
 		fc.finish(&rd)
 		h.answerFetch(rd, reply)
 		return
@@ -64,26 +68,32 @@ func (h *Handler) fetch(ctx context.Context, r *kmsg.FetchRequest, reply func(se
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
 		for {
-			cases := make([]reflect.SelectCase, 0, len(rd.watches)+2)
-			cases = append(cases,
-				reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
-				reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
-			for _, w := range rd.watches {
-				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
-			}
-			chosen, _, _ := reflect.Select(cases)
-			if chosen == 1 {
+			timedOut := false
+			select {
+			case <-ctx.Done():
+				unwatch(rd.watched, wake)
 				reply(server.Reply{None: true})
 				return
+			case <-timer.C:
+				timedOut = true
+			case <-wake:
 			}
-			rd = h.readFetch(r, maxBytes)
-			if chosen == 0 || rd.bytes >= int(r.MinBytes) || len(rd.watches) == 0 || hasError(rd.resp) {
+			rd = h.readFetch(r, maxBytes, wake)
+			if timedOut || rd.bytes >= int(r.MinBytes) || len(rd.watched) == 0 || hasError(rd.resp) {
+				unwatch(rd.watched, wake)
 				fc.finish(&rd)
 				h.answerFetch(rd, reply)
 				return
 			}
 		}
 	}()
+}
+
+// unwatch drops a fetch's wake-up channel from the partitions it read.
+func unwatch(parts []*partition.Partition, wake chan<- struct{}) {
+	for _, p := range parts {
+		p.Unwatch(wake)
+	}
 }
 
 // answerFetch reports what a response carries to the observer and sends it.
@@ -111,9 +121,9 @@ func hasError(resp *kmsg.FetchResponse) bool {
 type fetchRead struct {
 	resp  *kmsg.FetchResponse
 	bytes int // record bytes found
-	// watches close at the next append to the partitions read (taken
-	// before reading, so no append is missed).
-	watches []<-chan struct{}
+	// watched are the partitions read, each told to send on the fetch's
+	// wake-up channel when its high watermark moves.
+	watched []*partition.Partition
 	// regions are sent by the writer in place of the records' markers.
 	regions []server.Region
 	flows   []topicFlow // per topic, for metrics
@@ -126,7 +136,7 @@ type topicFlow struct {
 }
 
 // readFetch builds a response from what the logs hold now.
-func (h *Handler) readFetch(r *kmsg.FetchRequest, maxBytes int) fetchRead {
+func (h *Handler) readFetch(r *kmsg.FetchRequest, maxBytes int, wake chan<- struct{}) fetchRead {
 	rd := fetchRead{resp: r.ResponseKind().(*kmsg.FetchResponse)}
 	img := h.b.Image()
 	for _, rt := range r.Topics {
@@ -172,7 +182,8 @@ func (h *Handler) readFetch(r *kmsg.FetchRequest, maxBytes int) fetchRead {
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			rd.watches = append(rd.watches, p.Watch())
+			p.Watch(wake)
+			rd.watched = append(rd.watched, p)
 			region, records, err := readPartition(p, &rp, &sp, r.IsolationLevel, min(int(rp.PartitionMaxBytes), maxBytes-rd.bytes), rd.bytes == 0)
 			if err != nil {
 				sp.ErrorCode = errorCode(err)

@@ -71,7 +71,12 @@ func adminProduce(t *testing.T, h *Handler, topic string, p int32, n int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := part.Append(b); err != nil {
+	res, err := part.Append(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As an acks=all produce: the high watermark is the last fsynced offset.
+	if err := part.WaitDurable(res.LastOffset); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,0 +1,90 @@
+package api
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/broker"
+	"github.com/sluice-io/sluice/internal/record"
+	"github.com/sluice-io/sluice/internal/server"
+	"github.com/sluice-io/sluice/internal/vfs"
+)
+
+// TestProduceAcksAllTimesOut: an acks=all produce whose fsync does not
+// finish within the request's timeout_ms is answered REQUEST_TIMED_OUT
+// then, not when (if ever) the fsync returns; the batch stays appended and
+// becomes visible once it is fsynced.
+func TestProduceAcksAllTimesOut(t *testing.T) {
+	var stuck atomic.Bool
+	release := make(chan struct{})
+	dir := t.TempDir()
+	fs := vfs.NewFault(vfs.OS(), func(op vfs.Op, path string) error {
+		if op == vfs.OpSync && stuck.Load() && strings.HasPrefix(filepath.Base(filepath.Dir(path)), "slow-") {
+			<-release // a disk that stopped answering
+		}
+		return nil
+	})
+	b, err := broker.Open(broker.Config{NodeID: 1, DataDir: dir, Host: "127.0.0.1", Port: 9092, FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+		if err := b.Close(); err != nil {
+			t.Errorf("close broker: %v", err)
+		}
+	}()
+	h := New(b, nil)
+	adminCreate(t, h, "slow", 1, nil)
+
+	stuck.Store(true)
+	now := time.Now().UnixMilli()
+	batch, err := record.BuildBatch(record.BatchSpec{FirstTimestamp: now, MaxTimestamp: now, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1},
+		[]record.Record{{Value: []byte("v")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrProduceRequest()
+	req.Version, req.Acks, req.TimeoutMillis = 9, -1, 200
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = "slow"
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = batch
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	answered := make(chan server.Reply, 1)
+	h.produce(context.Background(), req, func(r server.Reply) { answered <- r })
+	var rep server.Reply
+	select {
+	case rep = <-answered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no answer 20 s after a produce with timeout_ms=200 whose fsync is stuck")
+	}
+	resp := rep.Msg.(*kmsg.ProduceResponse)
+	sp := resp.Topics[0].Partitions[0]
+	if sp.ErrorCode != kerr.RequestTimedOut.Code {
+		t.Fatalf("error %v, want REQUEST_TIMED_OUT", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	p, _ := b.Partition("slow", 0)
+	if hw, end := p.HighWatermark(), p.Log().EndOffset(); hw != 0 || end != 1 {
+		t.Fatalf("while the fsync is stuck: high watermark %d, log end %d; want 0 and 1", hw, end)
+	}
+	released = true
+	close(release)
+	if err := p.WaitDurable(0); err != nil {
+		t.Fatal(err)
+	}
+	if hw := p.HighWatermark(); hw != 1 {
+		t.Fatalf("high watermark %d once fsynced, want 1", hw)
+	}
+}
