@@ -43,25 +43,33 @@ func marshalTxnIndex(entries []AbortedTxn) []byte {
 	return b
 }
 
-// unmarshalTxnIndex reads entries; a trailing partial entry is dropped (the
-// file is rewritten whole, so it can only come from another writer's torn
-// append), an entry of an unknown version or out of order is an error.
+// unmarshalTxnIndex reads entries. The file is append-only and every
+// append is fsynced before the next, so a crash can damage only the last
+// entry: a trailing partial entry, or a last whole entry that is invalid
+// (an unknown version, out of order: zeros where the write did not land),
+// is dropped; an invalid entry before the last is an error.
 func unmarshalTxnIndex(b []byte) ([]AbortedTxn, error) {
 	n := len(b) / txnIndexEntryBytes
 	out := make([]AbortedTxn, 0, n)
 	for i := 0; i < n; i++ {
 		e := b[i*txnIndexEntryBytes:]
-		if v := binary.BigEndian.Uint16(e); v != txnIndexVersion {
-			return nil, fmt.Errorf("log: txnindex entry %d has version %d", i, v)
-		}
 		a := AbortedTxn{
 			ProducerID:       int64(binary.BigEndian.Uint64(e[2:])),
 			FirstOffset:      int64(binary.BigEndian.Uint64(e[10:])),
 			LastOffset:       int64(binary.BigEndian.Uint64(e[18:])),
 			LastStableOffset: int64(binary.BigEndian.Uint64(e[26:])),
 		}
-		if a.FirstOffset > a.LastOffset || len(out) > 0 && out[len(out)-1].LastOffset >= a.LastOffset {
-			return nil, fmt.Errorf("log: txnindex entry %d (%d-%d) out of order", i, a.FirstOffset, a.LastOffset)
+		var err error
+		if v := binary.BigEndian.Uint16(e); v != txnIndexVersion {
+			err = fmt.Errorf("log: txnindex entry %d has version %d", i, v)
+		} else if a.FirstOffset > a.LastOffset || len(out) > 0 && out[len(out)-1].LastOffset >= a.LastOffset {
+			err = fmt.Errorf("log: txnindex entry %d (%d-%d) out of order", i, a.FirstOffset, a.LastOffset)
+		}
+		if err != nil {
+			if i == n-1 {
+				break // a torn last append
+			}
+			return nil, err
 		}
 		out = append(out, a)
 	}
@@ -114,15 +122,59 @@ func (s *segment) loadTxnIndex(fs vfs.FS) error {
 }
 
 // writeTxnIndex persists the segment's entries whole (write temp, fsync,
-// rename): aborts are rare, and a whole-file write never leaves a torn entry.
+// rename), or removes the file when there are none. Only recovery uses it,
+// to cut entries whose markers are gone; aborts append (appendTxnIndex).
 func (s *segment) writeTxnIndex(fs vfs.FS) error {
 	if len(s.aborted) == 0 {
-		if err := fs.Remove(s.path(".txnindex")); err != nil && !isNotExist(err) {
+		if err := vfs.Remove(fs, s.path(".txnindex")); err != nil && !isNotExist(err) {
 			return err
 		}
 		return nil
 	}
 	return vfs.WriteFileAtomic(fs, s.dir, s.path(".txnindex"), marshalTxnIndex(s.aborted))
+}
+
+// appendTxnIndex appends e to the segment's .txnindex and fsyncs it, as
+// Kafka's TransactionIndex.append: one entry written per abort, not the
+// whole file. Bytes past the entries in memory (a torn append before a
+// crash, or a failed one) are cut first. The first entry creates the file
+// durably (write a temporary file, fsync, rename, fsync the directory), so
+// that it never exists without a whole entry. The caller adds e to
+// s.aborted once it returns nil.
+func (s *segment) appendTxnIndex(fs vfs.FS, e AbortedTxn) error {
+	name := s.path(".txnindex")
+	entry := marshalTxnIndex([]AbortedTxn{e})
+	_, err := fs.Stat(name)
+	if isNotExist(err) && len(s.aborted) == 0 {
+		return vfs.WriteFileAtomic(fs, s.dir, name, entry)
+	}
+	if err != nil {
+		return err
+	}
+	f, err := fs.OpenAppend(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	want := int64(len(s.aborted)) * txnIndexEntryBytes
+	size, err := f.Size()
+	if err != nil {
+		return err
+	}
+	if size != want {
+		if err := f.Truncate(want); err != nil {
+			return err
+		}
+	}
+	if _, err := f.Write(entry); err != nil {
+		_ = f.Truncate(want)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Truncate(want)
+		return err
+	}
+	return nil
 }
 
 // AppendAborted records an aborted transaction whose abort marker is at
@@ -143,11 +195,10 @@ func (l *Log) AppendAborted(e AbortedTxn) error {
 		return fmt.Errorf("log: abort marker %d is below the log start", e.LastOffset)
 	}
 	seg := l.segments[i]
-	seg.aborted = append(seg.aborted, e)
-	if err := seg.writeTxnIndex(l.fs); err != nil {
-		seg.aborted = seg.aborted[:len(seg.aborted)-1]
-		return fmt.Errorf("%w: write %s: %v", ErrStorage, filepath.Base(seg.path(".txnindex")), err)
+	if err := seg.appendTxnIndex(l.fs, e); err != nil {
+		return fmt.Errorf("%w: append to %s: %v", ErrStorage, filepath.Base(seg.path(".txnindex")), err)
 	}
+	seg.aborted = append(seg.aborted, e)
 	return nil
 }
 

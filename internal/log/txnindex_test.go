@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"reflect"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -52,17 +54,27 @@ func TestTxnIndexCodec(t *testing.T) {
 	if got, err := unmarshalTxnIndex(b[:len(b)-3]); err != nil || !reflect.DeepEqual(got, entries[:2]) {
 		t.Fatalf("torn tail: %+v %v", got, err)
 	}
-	// An unknown version and entries out of marker order are errors.
+	// An unknown version or entries out of marker order before the last
+	// entry are errors; as the last entry they are a torn append, dropped.
 	bad := bytes.Clone(b)
 	bad[txnIndexEntryBytes] = 1
 	if _, err := unmarshalTxnIndex(bad); err == nil {
-		t.Fatal("version 256: no error")
+		t.Fatal("version 256 in the middle: no error")
 	}
-	if _, err := unmarshalTxnIndex(marshalTxnIndex([]AbortedTxn{{1, 0, 5, 0}, {2, 0, 5, 0}})); err == nil {
+	bad = bytes.Clone(b)
+	bad[2*txnIndexEntryBytes] = 1
+	if got, err := unmarshalTxnIndex(bad); err != nil || !reflect.DeepEqual(got, entries[:2]) {
+		t.Fatalf("version 256 last: %+v %v", got, err)
+	}
+	if _, err := unmarshalTxnIndex(marshalTxnIndex([]AbortedTxn{{1, 0, 5, 0}, {2, 0, 5, 0}, {3, 6, 7, 0}})); err == nil {
 		t.Fatal("two entries with one marker offset: no error")
 	}
-	if _, err := unmarshalTxnIndex(marshalTxnIndex([]AbortedTxn{{1, 6, 5, 0}})); err == nil {
+	if _, err := unmarshalTxnIndex(marshalTxnIndex([]AbortedTxn{{1, 6, 5, 0}, {3, 6, 7, 0}})); err == nil {
 		t.Fatal("first offset after the marker: no error")
+	}
+	zeroed := append(marshalTxnIndex(entries[1:2]), make([]byte, txnIndexEntryBytes)...)
+	if got, err := unmarshalTxnIndex(zeroed); err != nil || !reflect.DeepEqual(got, entries[1:2]) {
+		t.Fatalf("zeroed last entry: %+v %v", got, err)
 	}
 	if got, err := unmarshalTxnIndex(nil); err != nil || len(got) != 0 {
 		t.Fatalf("empty: %+v %v", got, err)
@@ -70,7 +82,8 @@ func TestTxnIndexCodec(t *testing.T) {
 }
 
 // FuzzTxnIndex: unmarshalTxnIndex never panics, and what it accepts
-// marshals back to the input's whole entries.
+// marshals back to the input's first entries: all of its whole entries, or
+// all but the last (a torn append).
 func FuzzTxnIndex(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(marshalTxnIndex([]AbortedTxn{{1, 0, 5, 0}}))
@@ -82,12 +95,12 @@ func FuzzTxnIndex(f *testing.F) {
 		if err != nil {
 			return
 		}
-		whole := len(b) / txnIndexEntryBytes * txnIndexEntryBytes
-		if len(entries) != len(b)/txnIndexEntryBytes {
+		whole := len(b) / txnIndexEntryBytes
+		if len(entries) != whole && len(entries) != whole-1 {
 			t.Fatalf("%d entries from %d bytes", len(entries), len(b))
 		}
-		if got := marshalTxnIndex(entries); !bytes.Equal(got, b[:whole]) {
-			t.Fatalf("re-marshalled\n%x\nwant\n%x", got, b[:whole])
+		if got := marshalTxnIndex(entries); !bytes.Equal(got, b[:len(entries)*txnIndexEntryBytes]) {
+			t.Fatalf("re-marshalled\n%x\nwant\n%x", got, b[:len(entries)*txnIndexEntryBytes])
 		}
 		for i, e := range entries {
 			if e.FirstOffset > e.LastOffset || i > 0 && entries[i-1].LastOffset >= e.LastOffset {
@@ -276,4 +289,114 @@ func TestTxnIndexOpenErrorFailsOpen(t *testing.T) {
 	if got := l3.AbortedTxns(0, 100); !reflect.DeepEqual(got, []AbortedTxn{e}) {
 		t.Fatalf("after the fault: %+v", got)
 	}
+}
+
+// countingFS counts the bytes written and the fsyncs of files whose names
+// hold a substring.
+type countingFS struct {
+	vfs.FS
+	match        string
+	bytes, syncs atomic.Int64
+	dirSyncs     atomic.Int64
+}
+
+type countingFile struct {
+	vfs.File
+	fs *countingFS
+}
+
+func (c *countingFS) wrap(f vfs.File, err error) (vfs.File, error) {
+	if err != nil || !strings.Contains(f.Name(), c.match) {
+		return f, err
+	}
+	return countingFile{f, c}, nil
+}
+
+func (c *countingFS) Create(name string) (vfs.File, error)     { return c.wrap(c.FS.Create(name)) }
+func (c *countingFS) OpenAppend(name string) (vfs.File, error) { return c.wrap(c.FS.OpenAppend(name)) }
+func (c *countingFS) SyncDir(dir string) error {
+	c.dirSyncs.Add(1)
+	return c.FS.SyncDir(dir)
+}
+
+func (f countingFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	f.fs.bytes.Add(int64(n))
+	return n, err
+}
+
+func (f countingFile) Sync() error {
+	f.fs.syncs.Add(1)
+	return f.File.Sync()
+}
+
+// TestTxnIndexAppendOnly: each abort appends one entry to the .txnindex
+// and fsyncs it once (Kafka's TransactionIndex.append), instead of
+// rewriting the file whole; a torn trailing entry left by a crash is cut
+// before the next append.
+func TestTxnIndexAppendOnly(t *testing.T) {
+	mem := vfs.NewMem()
+	fs := &countingFS{FS: mem, match: ".txnindex"}
+	l := open(t, fs, Config{}, 0)
+	const n = 50
+	var entries []AbortedTxn
+	for i := 0; i < n; i++ {
+		first := mustAppend(t, l, batch(t, "a", 1, 0)).BaseOffset
+		m := mustAppend(t, l, marker(t, int64(i), false)).BaseOffset
+		e := AbortedTxn{ProducerID: int64(i), FirstOffset: first, LastOffset: m, LastStableOffset: m + 1}
+		entries = append(entries, e)
+		dirSyncs := fs.dirSyncs.Load()
+		if err := l.AppendAborted(e); err != nil {
+			t.Fatal(err)
+		}
+		if d := fs.dirSyncs.Load() - dirSyncs; i > 0 && d != 0 {
+			t.Fatalf("abort %d: %d directory fsyncs, want none once the file exists", i, d)
+		}
+	}
+	if got, want := fs.bytes.Load(), int64(n*txnIndexEntryBytes); got != want {
+		t.Fatalf("%d aborts wrote %d bytes of txnindex, want %d (one entry each)", n, got, want)
+	}
+	if got := fs.syncs.Load(); got != n {
+		t.Fatalf("%d aborts took %d txnindex fsyncs, want %d", n, got, n)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// A torn append (a crash in the middle of a write): its bytes are
+	// ignored at start and cut before the next entry.
+	name := "p-0/" + segmentName(0, ".txnindex")
+	f, err := mem.OpenAppend(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(make([]byte, 10))
+	f.Sync()
+	f.Close()
+	crashed := mem.Crash()
+	l2 := open(t, crashed, Config{}, 0)
+	if got := l2.AbortedTxns(0, l2.EndOffset()); !reflect.DeepEqual(got, entries) {
+		t.Fatalf("after a torn append: %d entries, want %d", len(got), len(entries))
+	}
+	first := mustAppend(t, l2, batch(t, "b", 1, 0)).BaseOffset
+	m := mustAppend(t, l2, marker(t, 99, false)).BaseOffset
+	e := AbortedTxn{ProducerID: 99, FirstOffset: first, LastOffset: m, LastStableOffset: m + 1}
+	if err := l2.AppendAborted(e); err != nil {
+		t.Fatal(err)
+	}
+	entries = append(entries, e)
+	if err := l2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := int64(len(copyFile(t, crashed, name))); got != int64(len(entries)*txnIndexEntryBytes) {
+		t.Fatalf("txnindex is %d bytes, want %d", got, len(entries)*txnIndexEntryBytes)
+	}
+	l3, err := Open(Options{FS: crashed.Crash(), Dir: "p-0", Clean: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l3.Close()
+	if got := l3.AbortedTxns(0, l3.EndOffset()); !reflect.DeepEqual(got, entries) {
+		t.Fatalf("after appending past a torn entry: %+v", got[len(got)-2:])
+	}
+	l.Close()
 }
