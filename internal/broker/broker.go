@@ -79,11 +79,11 @@ type Broker struct {
 	logger *slog.Logger
 	meta   *metadata.Store
 
-	// recMu serializes reconciles and guards strayDirsRemoved; mu guards parts.
-	recMu            sync.Mutex
-	strayDirsRemoved bool
-	mu               sync.RWMutex
-	parts            map[TopicPartition]*replica
+	// recMu serializes reconciles and guards strayDirsMoved; mu guards parts.
+	recMu          sync.Mutex
+	strayDirsMoved bool
+	mu             sync.RWMutex
+	parts          map[TopicPartition]*replica
 
 	recovery map[TopicPartition]int64 // from the checkpoint at start
 	logStart map[TopicPartition]int64
@@ -146,7 +146,10 @@ func Open(cfg Config) (*Broker, error) {
 			return nil, fmt.Errorf("broker: sync data dir: %w", err)
 		}
 	}
-	var err error
+	props, hasProps, err := checkDataDir(b.fs, cfg.DataDir, cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
 	if b.recovery, err = readCheckpoint(b.fs, filepath.Join(cfg.DataDir, recoveryCheckpointFile)); err != nil {
 		b.logger.Warn("recovery checkpoint unreadable; every segment will be scanned", "err", err)
 		b.recovery, b.clean = map[TopicPartition]int64{}, false
@@ -164,6 +167,10 @@ func Open(cfg Config) (*Broker, error) {
 	if err := b.meta.WaitReady(ctx); err != nil {
 		b.meta.Close()
 		return nil, fmt.Errorf("broker: metadata quorum not ready: %w", err)
+	}
+	if err := checkClusterID(b.fs, cfg.DataDir, cfg.NodeID, props, hasProps, b.meta.Image().ClusterID); err != nil {
+		b.meta.Close()
+		return nil, err
 	}
 	if err := b.meta.RegisterBroker(ctx, metadata.Broker{NodeID: cfg.NodeID, Host: cfg.Host, Port: cfg.Port}); err != nil {
 		b.meta.Close()
@@ -352,13 +359,13 @@ func (b *Broker) Reconcile() error {
 	if len(gone) > 0 {
 		_ = b.fs.SyncDir(b.cfg.DataDir)
 	}
-	// Remove directories of topics deleted while we were down: once, at
-	// the first reconcile; later deletions go through gone above.
-	if !b.strayDirsRemoved {
-		if err := b.removeStrayDirs(want); err != nil {
+	// Move aside directories of topics deleted while we were down: once,
+	// at the first reconcile; later deletions go through gone above.
+	if !b.strayDirsMoved {
+		if err := b.moveStrayDirs(want); err != nil {
 			return err
 		}
-		b.strayDirsRemoved = true
+		b.strayDirsMoved = true
 	}
 	// Open in parallel: each open is a few small file operations and
 	// fsyncs, which overlap well; one by one, 10,000 partitions take long.
@@ -441,8 +448,9 @@ func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partitio
 }
 
 // checkPartitionMetadata writes partition.metadata (topic id) for a new
-// directory, and for an old one wipes it if it belongs to an older topic of
-// the same name.
+// directory; an old one that belongs to another topic of the same name (a
+// deleted one, or one the metadata no longer knows) is moved aside as a
+// stray directory, never deleted, and a new one is made in its place.
 func (b *Broker) checkPartitionMetadata(dir string, id metadata.TopicID) error {
 	name := filepath.Join(dir, partitionMetadataFile)
 	want := fmt.Sprintf("version: 0\ntopic_id: %s\n", id)
@@ -454,11 +462,13 @@ func (b *Broker) checkPartitionMetadata(dir string, id metadata.TopicID) error {
 		if string(buf[:n]) == want {
 			return nil
 		}
-		b.logger.Warn("partition directory belongs to an older topic; wiping it", "dir", dir)
-		if err := b.fs.RemoveAll(dir); err != nil {
-			return fmt.Errorf("broker: wipe %s: %w", dir, err)
+		stray := strayName(dir)
+		b.logger.Warn("partition directory belongs to another topic of the same name; moving it aside",
+			"dir", dir, "to", stray, "found", strings.TrimSpace(string(buf[:n])), "topic_id", id.String())
+		if err := vfs.Rename(b.fs, dir, stray); err != nil {
+			return fmt.Errorf("broker: move %s aside: %w", dir, err)
 		}
-		if err := b.fs.MkdirAll(dir); err != nil {
+		if err := vfs.MkdirAll(b.fs, dir); err != nil {
 			return fmt.Errorf("broker: create %s: %w", dir, err)
 		}
 	} else if !errors.Is(err, iofs.ErrNotExist) {
@@ -470,30 +480,23 @@ func (b *Broker) checkPartitionMetadata(dir string, id metadata.TopicID) error {
 	return b.fs.SyncDir(b.cfg.DataDir)
 }
 
-// removeStrayDirs deletes partition directories no topic owns.
-func (b *Broker) removeStrayDirs(want map[TopicPartition]*metadata.Topic) error {
-	names, err := b.fs.List(b.cfg.DataDir)
+// moveStrayDirs moves aside the partition directories that no partition
+// of the metadata owns (a topic deleted while this node was down), as Kafka
+// 3.7+ does: renamed "<dir>.<id>-stray", never deleted, since a directory
+// the metadata does not know may be the only copy of its data.
+func (b *Broker) moveStrayDirs(want map[TopicPartition]*metadata.Topic) error {
+	dirs, err := partitionDirs(b.fs, b.cfg.DataDir)
 	if err != nil {
-		return fmt.Errorf("broker: list %s: %w", b.cfg.DataDir, err)
+		return err
 	}
-	wantDirs := map[string]bool{}
-	for tp := range want {
-		wantDirs[partitionDir(tp)] = true
-	}
-	for _, n := range names {
-		i := strings.LastIndexByte(n, '-')
-		if i <= 0 || wantDirs[n] {
+	for _, n := range dirs {
+		if tp, _ := parsePartitionDir(n); want[tp] != nil {
 			continue
 		}
-		if _, err := strconv.Atoi(n[i+1:]); err != nil {
-			continue
-		}
-		if _, err := b.fs.Stat(filepath.Join(b.cfg.DataDir, n, partitionMetadataFile)); err != nil {
-			continue // not ours
-		}
-		b.logger.Info("removing directory of a deleted topic", "dir", n)
-		if err := b.fs.RemoveAll(filepath.Join(b.cfg.DataDir, n)); err != nil {
-			return fmt.Errorf("broker: remove %s: %w", n, err)
+		stray := strayName(n)
+		b.logger.Warn("partition directory unknown to the metadata; moving it aside", "dir", n, "to", stray)
+		if err := vfs.Rename(b.fs, filepath.Join(b.cfg.DataDir, n), filepath.Join(b.cfg.DataDir, stray)); err != nil {
+			return fmt.Errorf("broker: move %s aside: %w", n, err)
 		}
 	}
 	return nil

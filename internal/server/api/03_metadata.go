@@ -19,7 +19,9 @@ const noAuthorizedOperations = -2147483648
 // Brokers, cluster id, controller, and the topics asked for: all of them
 // for a null list (v1+) or an empty one (v0). A topic asked for by name
 // that does not exist is created when auto.create.topics.enable is true and
-// the request allows it (always before v4), with num.partitions partitions;
+// the request allows it (always before v4), with num.partitions partitions,
+// and answered LEADER_NOT_AVAILABLE with no partitions, as Kafka does: the
+// client asks again (clients and tools such as kafka-go's depend on it);
 // topics asked for by id (v10+) are never created. Invalid names get
 // INVALID_TOPIC_EXCEPTION.
 func (h *Handler) metadata(ctx context.Context, r *kmsg.MetadataRequest) kmsg.Response {
@@ -75,18 +77,22 @@ func (h *Handler) metadata(ctx context.Context, r *kmsg.MetadataRequest) kmsg.Re
 			if allowCreate {
 				t, err = h.autoCreate(ctx, *rt.Topic)
 			}
-			if err != nil {
-				mt := kmsg.NewMetadataResponseTopic()
-				name := *rt.Topic
-				mt.Topic = &name
-				mt.ErrorCode = errorCode(err)
-				if errors.Is(err, kerr.InvalidReplicationFactor) || errors.Is(err, kerr.InvalidPartitions) {
-					mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				}
-				mt.AuthorizedOperations = noAuthorizedOperations
-				resp.Topics = append(resp.Topics, mt)
-				continue
+			if err == nil {
+				// As Kafka: the request that creates a topic is answered
+				// LEADER_NOT_AVAILABLE with no partitions; the client
+				// asks again and then gets them.
+				err = kerr.LeaderNotAvailable
 			}
+			mt := kmsg.NewMetadataResponseTopic()
+			name := *rt.Topic
+			mt.Topic = &name
+			mt.ErrorCode = errorCode(err)
+			if errors.Is(err, kerr.InvalidReplicationFactor) || errors.Is(err, kerr.InvalidPartitions) {
+				mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			}
+			mt.AuthorizedOperations = noAuthorizedOperations
+			resp.Topics = append(resp.Topics, mt)
+			continue
 		}
 		resp.Topics = append(resp.Topics, topicMetadata(t, r.Version))
 	}

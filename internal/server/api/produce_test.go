@@ -88,3 +88,32 @@ func TestProduceAcksAllTimesOut(t *testing.T) {
 		t.Fatalf("high watermark %d once fsynced, want 1", hw)
 	}
 }
+
+// TestMetadataAutoCreateAnswersLeaderNotAvailable: the Metadata request
+// that auto-creates a topic gets LEADER_NOT_AVAILABLE and no partitions,
+// as from Kafka; the next one gets the topic with its partitions.
+func TestMetadataAutoCreateAnswersLeaderNotAvailable(t *testing.T) {
+	h := adminHandler(t, map[string]string{"num.partitions": "3"})
+	ask := func() kmsg.MetadataResponseTopic {
+		t.Helper()
+		req := kmsg.NewPtrMetadataRequest()
+		req.Version, req.AllowAutoTopicCreation = 12, true
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr("auto-made")
+		req.Topics = append(req.Topics, rt)
+		resp := h.metadata(context.Background(), req).(*kmsg.MetadataResponse)
+		if len(resp.Topics) != 1 {
+			t.Fatalf("%d topics in the response", len(resp.Topics))
+		}
+		return resp.Topics[0]
+	}
+	first := ask()
+	if first.ErrorCode != kerr.LeaderNotAvailable.Code || len(first.Partitions) != 0 || *first.Topic != "auto-made" {
+		t.Fatalf("creating request: error %v, %d partitions, topic %q; want LEADER_NOT_AVAILABLE and none",
+			kerr.ErrorForCode(first.ErrorCode), len(first.Partitions), *first.Topic)
+	}
+	second := ask()
+	if second.ErrorCode != 0 || len(second.Partitions) != 3 {
+		t.Fatalf("next request: error %v, %d partitions; want the topic with 3", kerr.ErrorForCode(second.ErrorCode), len(second.Partitions))
+	}
+}
