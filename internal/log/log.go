@@ -384,8 +384,9 @@ func (l *Log) fail(err error) {
 	}
 }
 
-// maybeRoll starts a new segment when the active one is full, too old, or
-// cannot index the batch (relative offsets and positions are 32-bit).
+// maybeRoll starts a new segment when the active one is full, older than
+// segment.ms (timeWaitedForRoll), or cannot index the batch (relative
+// offsets and positions are 32-bit).
 func (l *Log) maybeRoll(size int, h *record.Header) error {
 	seg := l.segments[len(l.segments)-1]
 	cur := seg.size.Load()
@@ -393,7 +394,7 @@ func (l *Log) maybeRoll(size int, h *record.Header) error {
 		return nil
 	}
 	full := cur+int64(size) > l.cfg.SegmentBytes || cur+int64(size) > math.MaxInt32
-	old := l.now().Sub(seg.created) >= time.Duration(l.cfg.SegmentMs)*time.Millisecond
+	old := seg.timeWaitedForRoll(l.now(), h.MaxTimestamp) > l.cfg.SegmentMs
 	wide := h.LastOffset()-seg.baseOffset > math.MaxInt32
 	if !full && !old && !wide {
 		return nil

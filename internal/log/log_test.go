@@ -445,3 +445,48 @@ func TestRebuildsDamagedIndexes(t *testing.T) {
 		t.Fatalf("time lookup after rebuild: %d %v %v", off, found, err)
 	}
 }
+
+// TestSegmentMsAcrossRestarts: a partition that gets a record now and then
+// on a broker restarted more often than segment.ms still rolls its segment
+// by the records' timestamps (Kafka's timeWaitedForRoll: the new batch's
+// timestamp minus the segment's first), so retention.ms deletes old data.
+func TestSegmentMsAcrossRestarts(t *testing.T) {
+	fs := vfs.NewMem()
+	start := time.UnixMilli(1_000_000)
+	now := start
+	cfg := Config{SegmentMs: 1000, RetentionMs: 3000}
+	reopen := func(clean bool) *Log {
+		t.Helper()
+		l, err := Open(Options{FS: fs, Dir: "p-0", Config: cfg, Clean: clean, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	const step = 200 * time.Millisecond
+	for i := 0; i < 40; i++ {
+		l := reopen(i%3 != 0) // clean restarts, and some after a crash
+		if _, err := l.Append(batch(t, fmt.Sprint(i), 1, now.UnixMilli())); err != nil {
+			t.Fatal(err)
+		}
+		l.Retain()
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 1 {
+			fs = fs.Crash()
+		}
+		now = now.Add(step)
+	}
+	l := reopen(true)
+	defer l.Close()
+	l.Retain()
+	if l.Segments() < 2 {
+		t.Fatalf("%d segments after %v of records with segment.ms %dms", l.Segments(), now.Sub(start), cfg.SegmentMs)
+	}
+	// Every record older than retention.ms plus one segment's span is gone.
+	oldest := start.Add(step * time.Duration(l.StartOffset())).UnixMilli()
+	if limit := now.UnixMilli() - cfg.RetentionMs - cfg.SegmentMs - step.Milliseconds(); oldest < limit {
+		t.Fatalf("oldest record kept is %dms old, past retention.ms %d + segment.ms %d", now.UnixMilli()-oldest, cfg.RetentionMs, cfg.SegmentMs)
+	}
+}

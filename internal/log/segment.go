@@ -40,9 +40,9 @@ type segment struct {
 
 	maxTimestamp         int64 // largest batch max timestamp, -1 if none
 	offsetOfMaxTimestamp int64
-	firstTimestamp       int64 // first batch's max timestamp, for segment.ms; -1 if empty
-	created              time.Time
-	indexDirty           bool // in-memory indexes differ from the files
+	firstTimestamp       int64     // first batch's max timestamp, for segment.ms; -1 if empty or none
+	created              time.Time // when this process created or opened the segment
+	indexDirty           bool      // in-memory indexes differ from the files
 
 	// recent remembers where the last recentBatches batches are, so that
 	// fetches at the tail (consumers that keep up) find their position
@@ -109,13 +109,25 @@ func (s *segment) noteBatch(h *record.Header, pos int64, indexInterval int) {
 		s.timeIndex.add(h.MaxTimestamp, uint32(h.LastOffset()-s.baseOffset))
 		s.indexDirty = true
 	}
-	if s.firstTimestamp < 0 {
+	if pos == 0 {
 		s.firstTimestamp = h.MaxTimestamp
 	}
 	s.nextOffset = h.LastOffset() + 1
 	s.recent[s.recentNext] = batchPos{base: h.BaseOffset, last: h.LastOffset(), pos: pos, size: int32(h.Size())}
 	s.recentNext = (s.recentNext + 1) % recentBatches
 	s.recentLen = min(s.recentLen+1, recentBatches)
+}
+
+// timeWaitedForRoll is how old the segment is for segment.ms, as Kafka's
+// LogSegment measures it: when its first batch has a timestamp, the time
+// from it to the timestamp of the batch about to be appended (so that the
+// age survives restarts), else the time since the segment was created or
+// opened by this process.
+func (s *segment) timeWaitedForRoll(now time.Time, batchMaxTimestamp int64) int64 {
+	if s.firstTimestamp >= 0 {
+		return batchMaxTimestamp - s.firstTimestamp
+	}
+	return now.Sub(s.created).Milliseconds()
 }
 
 // recentAt returns the i-th remembered batch, oldest first.
