@@ -92,6 +92,8 @@ type Broker struct {
 	cleaner *cleaner
 	// flusher fsyncs data appended without an acks=all waiter (flusher.go).
 	flusher *flusher
+	// producerIDs hands out producer ids in blocks (producerids.go).
+	producerIDs *producerIDs
 
 	// groups is the group coordinator; it reads and appends to the
 	// __consumer_offsets partitions and is closed before them.
@@ -177,6 +179,7 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: register: %w", err)
 	}
 	b.cleaner = newCleaner(b)
+	b.producerIDs = &producerIDs{meta: b.meta}
 	b.flusher = newFlusher(time.Duration(b.brokerInt("log.flush.max.delay.ms"))*time.Millisecond, b.logger)
 	if err := b.Reconcile(); err != nil {
 		b.closePartitions()

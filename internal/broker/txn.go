@@ -30,9 +30,7 @@ func (b *Broker) openTxns() error {
 	ms := func(name string) time.Duration { return time.Duration(b.brokerInt(name)) * time.Millisecond }
 	b.txns = txn.New(txn.Config{
 		Partition: func(p int32) (*partition.Partition, bool) { return b.Partition(txn.Topic, p) },
-		AllocateProducerID: func(ctx context.Context) (int64, error) {
-			return b.meta.AllocateProducerIDs(ctx, 1)
-		},
+		AllocateProducerID: b.NewProducerID,
 		WriteMarker:       b.writeMarker,
 		OffsetsPartitions: b.groups.Partitions,
 		GroupsReady: func() <-chan struct{} {

@@ -40,7 +40,7 @@ func (h *Handler) initProducerID(ctx context.Context, r *kmsg.InitProducerIDRequ
 	}
 	ctx, cancel := context.WithTimeout(ctx, metadataWriteTimeout)
 	defer cancel()
-	id, err := h.b.Meta().AllocateProducerIDs(ctx, 1)
+	id, err := h.b.NewProducerID(ctx)
 	if err != nil {
 		h.logger.Warn("allocating a producer id", "err", err)
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
