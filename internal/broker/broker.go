@@ -11,6 +11,7 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -79,9 +80,12 @@ type Broker struct {
 	logger *slog.Logger
 	meta   *metadata.Store
 
-	// recMu serializes reconciles and guards strayDirsMoved; mu guards parts.
+	// recMu serializes reconciles and guards strayDirsMoved and
+	// reconciled (the image the last successful reconcile applied); mu
+	// guards parts.
 	recMu          sync.Mutex
 	strayDirsMoved bool
+	reconciled     *metadata.Image
 	mu             sync.RWMutex
 	parts          map[TopicPartition]*replica
 
@@ -332,19 +336,21 @@ func (b *Broker) Reconcile() error {
 	b.recMu.Lock()
 	defer b.recMu.Unlock()
 	img := b.meta.Image()
-	want := map[TopicPartition]*metadata.Topic{}
-	for _, t := range img.Topics {
-		for _, p := range t.Partitions {
-			if p.Leader == b.cfg.NodeID {
-				want[TopicPartition{t.Name, p.ID}] = t
-			}
-		}
+	// Only topics whose metadata changed since the last reconcile that
+	// succeeded need work: the image shares unchanged topics, so a changed
+	// one is a new pointer. A change of broker configs (defaults of every
+	// topic config) or a failed reconcile makes the next one whole.
+	prev := b.reconciled
+	whole := prev == nil || !maps.Equal(prev.BrokerConfigs, img.BrokerConfigs)
+	changed := func(t *metadata.Topic) bool { return whole || prev.Topics[t.Name] != t }
+	leads := func(t *metadata.Topic, p int32) bool {
+		return t != nil && p >= 0 && int(p) < len(t.Partitions) && t.Partitions[p].Leader == b.cfg.NodeID
 	}
 	// Close and delete what is gone (a deleted, or deleted and recreated, topic).
 	b.mu.RLock()
 	var gone []TopicPartition
 	for tp, r := range b.parts {
-		if t, ok := want[tp]; !ok || t.ID != r.topicID {
+		if t := img.Topics[tp.Topic]; !leads(t, tp.Partition) || t.ID != r.topicID {
 			gone = append(gone, tp)
 		}
 	}
@@ -365,6 +371,12 @@ func (b *Broker) Reconcile() error {
 	// Move aside directories of topics deleted while we were down: once,
 	// at the first reconcile; later deletions go through gone above.
 	if !b.strayDirsMoved {
+		want := map[TopicPartition]bool{}
+		for _, t := range img.Topics {
+			for _, p := range t.Partitions {
+				want[TopicPartition{t.Name, p.ID}] = true
+			}
+		}
 		if err := b.moveStrayDirs(want); err != nil {
 			return err
 		}
@@ -373,54 +385,63 @@ func (b *Broker) Reconcile() error {
 	// Open in parallel: each open is a few small file operations and
 	// fsyncs, which overlap well; one by one, 10,000 partitions take long.
 	var (
-		errMu   sync.Mutex
-		errs    []error
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, maxParallelPartitionOps)
-		configs = map[string]partition.Config{}
+		errMu sync.Mutex
+		errs  []error
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, maxParallelPartitionOps)
 	)
 	addErr := func(err error) {
 		errMu.Lock()
 		errs = append(errs, err)
 		errMu.Unlock()
 	}
-	for tp, t := range want {
-		pc, ok := configs[t.Name]
-		if !ok {
-			tc, err := b.TopicConfig(t)
-			if err != nil {
-				b.logger.Warn("topic configs invalid; using defaults", "topic", t.Name, "err", err)
-				tc, _ = config.TopicConfig(nil, b.BrokerConfigs())
-			}
-			pc = b.partitionConfig(tc)
-			configs[t.Name] = pc
-		}
-		b.mu.RLock()
-		r, ok := b.parts[tp]
-		b.mu.RUnlock()
-		if ok {
-			r.p.SetConfig(pc)
-			if err := r.p.BecomeLeader(t.Partitions[tp.Partition].LeaderEpoch); err != nil {
-				addErr(err)
-			}
+	for _, t := range img.Topics {
+		if !changed(t) {
 			continue
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			p, err := b.openPartition(tp, t, pc)
-			if err != nil {
-				addErr(err)
-				return
+		tc, err := b.TopicConfig(t)
+		if err != nil {
+			b.logger.Warn("topic configs invalid; using defaults", "topic", t.Name, "err", err)
+			tc, _ = config.TopicConfig(nil, b.BrokerConfigs())
+		}
+		pc := b.partitionConfig(tc)
+		for _, part := range t.Partitions {
+			if part.Leader != b.cfg.NodeID {
+				continue
 			}
-			b.mu.Lock()
-			b.parts[tp] = &replica{p: p, topicID: t.ID}
-			b.mu.Unlock()
-		}()
+			tp := TopicPartition{t.Name, part.ID}
+			b.mu.RLock()
+			r, ok := b.parts[tp]
+			b.mu.RUnlock()
+			if ok {
+				r.p.SetConfig(pc)
+				if err := r.p.BecomeLeader(part.LeaderEpoch); err != nil {
+					addErr(err)
+				}
+				continue
+			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				p, err := b.openPartition(tp, t, pc)
+				if err != nil {
+					addErr(err)
+					return
+				}
+				b.mu.Lock()
+				b.parts[tp] = &replica{p: p, topicID: t.ID}
+				b.mu.Unlock()
+			}()
+		}
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		b.reconciled = nil
+		return errors.Join(errs...)
+	}
+	b.reconciled = img
+	return nil
 }
 
 func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partition.Config) (*partition.Partition, error) {
@@ -487,13 +508,13 @@ func (b *Broker) checkPartitionMetadata(dir string, id metadata.TopicID) error {
 // of the metadata owns (a topic deleted while this node was down), as Kafka
 // 3.7+ does: renamed "<dir>.<id>-stray", never deleted, since a directory
 // the metadata does not know may be the only copy of its data.
-func (b *Broker) moveStrayDirs(want map[TopicPartition]*metadata.Topic) error {
+func (b *Broker) moveStrayDirs(want map[TopicPartition]bool) error {
 	dirs, err := partitionDirs(b.fs, b.cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	for _, n := range dirs {
-		if tp, _ := parsePartitionDir(n); want[tp] != nil {
+		if tp, _ := parsePartitionDir(n); want[tp] {
 			continue
 		}
 		stray := strayName(n)
