@@ -29,10 +29,10 @@ func (b *Broker) brokerInt(name string) int64 {
 func (b *Broker) openTxns() error {
 	ms := func(name string) time.Duration { return time.Duration(b.brokerInt(name)) * time.Millisecond }
 	b.txns = txn.New(txn.Config{
-		Partition: func(p int32) (*partition.Partition, bool) { return b.Partition(txn.Topic, p) },
+		Partition:          func(p int32) (*partition.Partition, bool) { return b.Partition(txn.Topic, p) },
 		AllocateProducerID: b.NewProducerID,
-		WriteMarker:       b.writeMarker,
-		OffsetsPartitions: b.groups.Partitions,
+		WriteMarker:        b.writeMarker,
+		OffsetsPartitions:  b.groups.Partitions,
 		GroupsReady: func() <-chan struct{} {
 			if b.groups.Partitions() == 0 {
 				return nil // no __consumer_offsets: no offsets to apply
