@@ -862,6 +862,7 @@ func (c *cleaning) cleanGroup(g []*segment) (err error) {
 		return fmt.Errorf("log: sync cleaned segment %d: %w", base, err)
 	}
 	ns.size.Store(pos)
+	ns.finishTimeIndex()
 	if err := writeSynced(l.fs, l.path(base, ".index", cleanedSuffix), ns.index.marshal()); err != nil {
 		return err
 	}

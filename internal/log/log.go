@@ -406,6 +406,7 @@ func (l *Log) maybeRoll(size int, h *record.Header) error {
 // opens a new one at the log end offset. Called with mu held.
 func (l *Log) roll() error {
 	seg := l.segments[len(l.segments)-1]
+	seg.finishTimeIndex()
 	if err := seg.file.Sync(); err != nil {
 		l.fail(err)
 		return fmt.Errorf("%w: sync segment %d: %v", ErrStorage, seg.baseOffset, err)
@@ -851,6 +852,7 @@ func (l *Log) Close() error {
 		} else {
 			l.advanceDurable(l.next.Load())
 		}
+		active.finishTimeIndex()
 		for _, s := range l.segments {
 			if werr := s.writeIndexes(l.fs); werr != nil && err == nil {
 				err = fmt.Errorf("log: write indexes on close: %w", werr)

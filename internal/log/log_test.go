@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"strings"
 	"testing"
 	"time"
 
@@ -489,4 +490,114 @@ func TestSegmentMsAcrossRestarts(t *testing.T) {
 	if limit := now.UnixMilli() - cfg.RetentionMs - cfg.SegmentMs - step.Milliseconds(); oldest < limit {
 		t.Fatalf("oldest record kept is %dms old, past retention.ms %d + segment.ms %d", now.UnixMilli()-oldest, cfg.RetentionMs, cfg.SegmentMs)
 	}
+}
+
+// firstAtOrAfter is OffsetForTimestamp by brute force over every record.
+func firstAtOrAfter(t testing.TB, l *Log, ts int64) (int64, int64, bool) {
+	t.Helper()
+	for off := l.StartOffset(); off < l.EndOffset(); {
+		b, err := l.ReadBatches(off, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		it := record.NewIter(b)
+		for {
+			raw, h, ok := it.Next()
+			if !ok {
+				break
+			}
+			recs, err := record.Records(raw, h, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				o := h.BaseOffset + int64(r.OffsetDelta)
+				if rts := h.BaseTimestamp + r.TimestampDelta; o >= l.StartOffset() && rts >= ts {
+					return o, rts, true
+				}
+			}
+			off = h.LastOffset() + 1
+		}
+	}
+	return 0, 0, false
+}
+
+// TestTimeIndexSparse: the time index gets an entry with each offset index
+// entry (every index.interval.bytes) and one when the segment is closed,
+// as Kafka's, not one per batch; OffsetForTimestamp stays exact, with
+// timestamps going up and down, in memory, from files, after a crash.
+func TestTimeIndexSparse(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	mem := vfs.NewMem()
+	cfg := Config{SegmentBytes: 8000, IndexIntervalBytes: 500}
+	l := open(t, mem, cfg, 0)
+	ts := int64(10_000)
+	var batches int
+	var maxSeen, maxSeenAt int64
+	for i := 0; i < 600; i++ {
+		ts += int64(rng.Intn(40)) - 15 // mostly up, sometimes back
+		n := 1 + rng.Intn(3)
+		res := mustAppend(t, l, batch(t, fmt.Sprint(i), n, ts))
+		if ts+int64(n)-1 > maxSeen {
+			maxSeen, maxSeenAt = ts+int64(n)-1, res.LastOffset
+		}
+		batches++
+	}
+	maxTs := ts + 100
+	check := func(l *Log, what string) {
+		t.Helper()
+		for q := int64(9_000); q <= maxTs; q += 1 + int64(rng.Intn(5)) {
+			off, gotTs, found, err := l.OffsetForTimestamp(q)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			wantOff, wantTs, wantFound := firstAtOrAfter(t, l, q)
+			if found != wantFound || off != wantOff || gotTs != wantTs {
+				t.Fatalf("%s: offset for %d: %d at %d (%v), want %d at %d (%v)", what, q, off, gotTs, found, wantOff, wantTs, wantFound)
+			}
+		}
+	}
+	check(l, "open")
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	crashed := mem.Crash()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := mem.List("p-0")
+	var timeEntries, offsetEntries, segments int
+	for _, n := range names {
+		fi, err := mem.Stat("p-0/" + n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case strings.HasSuffix(n, ".timeindex"):
+			timeEntries += int(fi.Size()) / timeIndexEntryBytes
+		case strings.HasSuffix(n, ".index"):
+			offsetEntries += int(fi.Size()) / offsetIndexEntryBytes
+		case strings.HasSuffix(n, ".log"):
+			segments++
+		}
+	}
+	if timeEntries > offsetEntries+segments {
+		t.Fatalf("%d time index entries for %d batches, %d offset index entries and %d segments: want at most one per offset index entry and one per segment",
+			timeEntries, batches, offsetEntries, segments)
+	}
+	l2, err := Open(Options{FS: mem, Dir: "p-0", Config: cfg, Clean: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(l2, "reopened")
+	if gotTs, gotAt := l2.MaxTimestamp(); gotTs != maxSeen || gotAt != maxSeenAt {
+		t.Fatalf("max timestamp %d at %d after reopen, want %d at %d", gotTs, gotAt, maxSeen, maxSeenAt)
+	}
+	l2.Close()
+	l3, err := Open(Options{FS: crashed, Dir: "p-0", Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(l3, "crashed")
+	l3.Close()
 }

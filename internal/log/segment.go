@@ -94,21 +94,23 @@ func newSegment(fs vfs.FS, dir string, base int64, now time.Time) (*segment, err
 	return s, nil
 }
 
-// noteBatch updates the in-memory indexes and counters for a batch written at pos.
+// noteBatch updates the in-memory indexes and counters for a batch written
+// at pos. As Kafka's LogSegment.append, both indexes are sparse: every
+// index.interval.bytes the offset index gets the batch's position and the
+// time index the largest timestamp so far with the offset of its batch
+// (when larger than its last entry); finishTimeIndex adds the last one.
 func (s *segment) noteBatch(h *record.Header, pos int64, indexInterval int) {
-	rel := uint32(h.BaseOffset - s.baseOffset)
+	if h.MaxTimestamp > s.maxTimestamp {
+		s.maxTimestamp = h.MaxTimestamp
+		s.offsetOfMaxTimestamp = h.LastOffset()
+	}
 	if s.bytesSinceIndex >= indexInterval || len(s.index.entries) == 0 && pos > 0 {
-		s.index.add(rel, uint32(pos))
+		s.index.add(uint32(h.BaseOffset-s.baseOffset), uint32(pos))
+		s.addTimeEntry()
 		s.bytesSinceIndex = 0
 		s.indexDirty = true
 	}
 	s.bytesSinceIndex += h.Size()
-	if h.MaxTimestamp > s.maxTimestamp {
-		s.maxTimestamp = h.MaxTimestamp
-		s.offsetOfMaxTimestamp = h.LastOffset()
-		s.timeIndex.add(h.MaxTimestamp, uint32(h.LastOffset()-s.baseOffset))
-		s.indexDirty = true
-	}
 	if pos == 0 {
 		s.firstTimestamp = h.MaxTimestamp
 	}
@@ -117,6 +119,27 @@ func (s *segment) noteBatch(h *record.Header, pos int64, indexInterval int) {
 	s.recentNext = (s.recentNext + 1) % recentBatches
 	s.recentLen = min(s.recentLen+1, recentBatches)
 }
+
+// addTimeEntry adds the largest timestamp so far to the time index, if
+// there is one and it is larger than the index's last (Kafka's
+// TimeIndex.maybeAppend).
+func (s *segment) addTimeEntry() {
+	if s.offsetOfMaxTimestamp < 0 {
+		return // no batch with a timestamp yet
+	}
+	n := len(s.timeIndex.entries)
+	if n > 0 && s.timeIndex.entries[n-1].timestamp >= s.maxTimestamp {
+		return
+	}
+	s.timeIndex.add(s.maxTimestamp, uint32(s.offsetOfMaxTimestamp-s.baseOffset))
+	s.indexDirty = true
+}
+
+// finishTimeIndex adds the segment's largest timestamp to its time index,
+// when the segment stops being active, is closed, or was scanned (Kafka's
+// onBecomeInactiveSegment, close and recover): the last entry is what a
+// reopened segment takes as its largest timestamp, for retention.
+func (s *segment) finishTimeIndex() { s.addTimeEntry() }
 
 // timeWaitedForRoll is how old the segment is for segment.ms, as Kafka's
 // LogSegment measures it: when its first batch has a timestamp, the time
@@ -211,6 +234,7 @@ func (s *segment) scan(indexInterval int) (validEnd int64, reason error) {
 		}
 		pos += int64(consumed)
 	}
+	s.finishTimeIndex()
 	return pos, nil
 }
 
