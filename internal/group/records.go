@@ -147,12 +147,36 @@ func decodeRecord(key, value []byte) (decoded, error) {
 		if err := v.ReadFrom(value); err != nil {
 			return decoded{}, fmt.Errorf("%w: group metadata value of group %q: %v", ErrBadRecord, k.Group, err)
 		}
+		if id := duplicateMember(v.Members); id != "" {
+			return decoded{}, fmt.Errorf("%w: group metadata value of group %q lists %s twice", ErrBadRecord, k.Group, id)
+		}
 		d.meta = &v
 		return d, nil
 	case version >= firstUnknownKeyVersion:
 		return decoded{kind: recordOther, version: version}, nil
 	}
 	return decoded{}, fmt.Errorf("%w: key version %d", ErrBadRecord, version)
+}
+
+// duplicateMember names a member id or group.instance.id that members
+// list twice ("" if none): a group holds one member of each (Kafka refuses
+// to load a repeated instance id too), so such a record is damaged.
+func duplicateMember(members []kmsg.GroupMetadataValueMember) string {
+	ids := make(map[string]bool, len(members))
+	static := make(map[string]bool)
+	for _, m := range members {
+		if ids[m.MemberID] {
+			return fmt.Sprintf("member %q", m.MemberID)
+		}
+		ids[m.MemberID] = true
+		if m.InstanceID != nil {
+			if static[*m.InstanceID] {
+				return fmt.Sprintf("instance %q", *m.InstanceID)
+			}
+			static[*m.InstanceID] = true
+		}
+	}
+	return ""
 }
 
 // loadGroupValue sets a group's metadata from its record: Stable with its
