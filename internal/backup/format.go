@@ -66,6 +66,11 @@ const (
 	trailerSize = 4 + 8 + sha256.Size
 	// fixedBody is a record body without its key, value and headers.
 	fixedBody = 8 + 8 + 1 + 4 + 4 + 4
+	// readStepBytes is the most of a record body allocated ahead of its
+	// bytes: a longer body grows as it is read, so a length that the
+	// manifest's size allows but the file does not hold costs at most this
+	// more than the bytes the file has.
+	readStepBytes = 1 << 20
 )
 
 // DataFileName is the data file of a partition.
@@ -436,12 +441,18 @@ func readFile(t Target, f File, fn func(*Record) error) error {
 		if int64(l) > f.Bytes-n || l < fixedBody {
 			return fmt.Errorf("damaged: record %d has length %d at byte %d", records, l, n-4)
 		}
-		if cap(body) < int(l) {
-			body = make([]byte, l)
-		}
-		body = body[:l]
-		if err := read(body); err != nil {
-			return err
+		body = body[:0]
+		for len(body) < int(l) {
+			step := min(int(l)-len(body), readStepBytes)
+			if cap(body) < len(body)+step {
+				grown := make([]byte, len(body), min(int(l), 2*len(body)+step))
+				copy(grown, body)
+				body = grown
+			}
+			if err := read(body[len(body) : len(body)+step]); err != nil {
+				return err
+			}
+			body = body[:len(body)+step]
 		}
 		r, err := decodeRecord(body)
 		if err != nil {
