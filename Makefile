@@ -30,7 +30,7 @@ franz-go:
 	./scripts/franz-suite.sh
 
 # Packages with fuzz targets (every decoder of network or disk bytes).
-FUZZPKGS ?= record log server txn partition metadata broker
+FUZZPKGS ?= record log server txn partition metadata broker group backup
 
 fuzz-short:
 	@for p in $(FUZZPKGS); do \
