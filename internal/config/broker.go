@@ -1,6 +1,9 @@
 package config
 
-import "slices"
+import (
+	"math"
+	"slices"
+)
 
 // Values of Sluice's log.flush.policy broker config.
 const (
@@ -292,6 +295,13 @@ var brokerDefs = []Def{
 		Name: "node.id", Type: TypeInt, NullDefault: true, ReadOnly: true,
 		Doc:      "The node's id in the cluster; required.",
 		Validate: atLeast(0),
+	},
+	{
+		// Kafka's default is -1, no bound: one client's frames could take
+		// all memory, so Sluice bounds it.
+		Name: "queued.max.request.bytes", Type: TypeLong, Default: "536870912", ReadOnly: true,
+		Doc:      "Request bytes all connections together may hold, from a frame's size until its answer; a connection whose next frame does not fit is not read until room is freed. Sluice's default is 512 MiB (Kafka's -1 is no bound, which Sluice refuses).",
+		Validate: between(1, math.MaxInt32*4),
 	},
 	{
 		Name: "num.partitions", Type: TypeInt, Default: "1", ReadOnly: true,

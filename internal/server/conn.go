@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,6 +51,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.budget.init(maxBufferedBytesPerConn)
 	// A reader waiting for budget wakes when the connection ends.
 	context.AfterFunc(ctx, c.budget.close)
+	context.AfterFunc(ctx, s.queued.wake)
 	return c
 }
 
@@ -87,17 +89,30 @@ func (c *conn) readLoop() error {
 		if size < 8 || size > maxFrameBytes {
 			return fmt.Errorf("frame of %d bytes is outside [8, %d] (socket.request.max.bytes)", size, maxFrameBytes)
 		}
-		if err := c.budget.acquire(c.ctx, int(size)); err != nil {
+		// Room for the whole frame, in this connection's budget and the
+		// broker's, before reading it: a connection that does not get it
+		// is not read (backpressure), and a frame is never half-admitted,
+		// so connections cannot deadlock holding parts of frames.
+		n := int(size)
+		if err := c.budget.acquire(c.ctx, n); err != nil {
 			return err
 		}
-		frame := make([]byte, size)
-		if _, err := io.ReadFull(r, frame); err != nil {
-			c.budget.release(int(size))
+		if err := c.s.queued.acquire(c.ctx, n); err != nil {
+			c.budget.release(n)
+			return err
+		}
+		release := func() {
+			c.s.queued.release(n)
+			c.budget.release(n)
+		}
+		frame, err := readFrame(r, n)
+		if err != nil {
+			release()
 			return fmt.Errorf("read frame of %d bytes: %w", size, err)
 		}
 		req, err := parseRequest(frame, c.s.handler)
 		if err != nil {
-			c.budget.release(int(size))
+			release()
 			return err
 		}
 		req.Remote = c.nc.RemoteAddr()
@@ -105,23 +120,41 @@ func (c *conn) readLoop() error {
 		select {
 		case c.slots <- sl:
 		case <-c.ctx.Done():
-			c.budget.release(int(size))
+			release()
 			return c.ctx.Err()
 		}
-		n := int(size)
 		started := time.Now()
 		reply := func(rep Reply) {
 			sl.once.Do(func() {
 				c.s.observer.Request(req.Key, req.Version, time.Since(started))
 				sl.reply = rep
 				close(sl.done)
-				c.budget.release(n)
+				release()
 			})
 		}
 		if err := c.handle(req, reply); err != nil {
 			return err
 		}
 	}
+}
+
+// readFrame reads a frame body of size bytes into a buffer that grows as
+// the bytes arrive (doubling from frameChunkBytes), so that memory follows
+// what a client sent rather than what its size prefix claimed.
+func readFrame(r io.Reader, size int) ([]byte, error) {
+	frame := make([]byte, 0, min(size, frameChunkBytes))
+	for len(frame) < size {
+		if len(frame) == cap(frame) {
+			frame = slices.Grow(frame, min(size-len(frame), len(frame)))
+		}
+		// Grow may round the capacity up past the frame: read no further.
+		n, err := io.ReadFull(r, frame[len(frame):min(cap(frame), size)])
+		frame = frame[:len(frame)+n]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return frame, nil
 }
 
 // handle calls the handler, turning a panic into a closed connection
@@ -310,20 +343,30 @@ func appendResponse(buf []byte, sl *slot, msg kmsg.Response) []byte {
 
 // budget bounds the request bytes a connection holds.
 type budget struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	free   int
-	closed bool
+	mu      sync.Mutex
+	cond    *sync.Cond
+	total   int
+	free    int
+	waiting int // acquires blocked for room
+	closed  bool
 }
 
 func (b *budget) init(n int) {
-	b.free = n
+	b.total, b.free = n, n
 	b.cond = sync.NewCond(&b.mu)
 }
 
+// acquire takes n bytes of room, waiting for them; more than the whole
+// budget is taken as the whole budget (a frame larger than it is admitted
+// alone). The waiter wakes when ctx ends only if something broadcasts:
+// the connection's budget is closed with the connection, and the broker's
+// is broadcast to whenever room is released.
 func (b *budget) acquire(ctx context.Context, n int) error {
+	n = min(n, b.total)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.waiting++
+	defer func() { b.waiting-- }()
 	for b.free < n && !b.closed {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -338,11 +381,22 @@ func (b *budget) acquire(ctx context.Context, n int) error {
 }
 
 func (b *budget) release(n int) {
+	n = min(n, b.total)
 	b.mu.Lock()
 	b.free += n
 	b.mu.Unlock()
 	b.cond.Broadcast()
 }
+
+// usage is the bytes taken and the acquires waiting.
+func (b *budget) usage() (held, waiting int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.total - b.free, b.waiting
+}
+
+// wake broadcasts to the waiters, so that those whose ctx ended return.
+func (b *budget) wake() { b.cond.Broadcast() }
 
 func (b *budget) close() {
 	b.mu.Lock()

@@ -35,6 +35,16 @@ const (
 	// maxBufferedBytesPerConn is how many request bytes one connection may
 	// hold in memory while they are being handled.
 	maxBufferedBytesPerConn = 256 << 20
+	// DefaultQueuedMaxRequestBytes is queued.max.request.bytes: request
+	// bytes held by all connections together, from a frame's size prefix
+	// until its answer. A connection whose next frame does not fit stops
+	// being read until others are answered (Kafka's memory pool; Kafka's
+	// default, -1, is no bound).
+	DefaultQueuedMaxRequestBytes = 512 << 20
+	// frameChunkBytes is the first read of a frame's body: its buffer
+	// grows (doubling) as bytes arrive, so a frame that claims 100 MiB and
+	// sends 1 KiB holds memory for what was sent, not what was claimed.
+	frameChunkBytes = 64 << 10
 	// idleTimeout is connections.max.idle.ms: a connection that sends
 	// nothing for this long is closed.
 	idleTimeout = 10 * time.Minute
@@ -99,6 +109,10 @@ type Server struct {
 	logger   *slog.Logger
 	observer Observer
 
+	// queued is the broker-wide budget of request bytes
+	// (queued.max.request.bytes); each connection also has its own.
+	queued budget
+
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  map[*conn]struct{}
@@ -114,8 +128,23 @@ func New(h Handler, logger *slog.Logger) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{handler: h, logger: logger, observer: nopObserver{}, conns: map[*conn]struct{}{}, ctx: ctx, cancel: cancel}
+	s := &Server{handler: h, logger: logger, observer: nopObserver{}, conns: map[*conn]struct{}{}, ctx: ctx, cancel: cancel}
+	s.queued.init(DefaultQueuedMaxRequestBytes)
+	return s
 }
+
+// SetQueuedMaxRequestBytes sets queued.max.request.bytes (n > 0); call
+// before Serve. A frame larger than n is admitted alone.
+func (s *Server) SetQueuedMaxRequestBytes(n int) {
+	if n <= 0 {
+		panic(fmt.Sprintf("BUG: server: queued.max.request.bytes %d is not positive", n))
+	}
+	s.queued.init(n)
+}
+
+// QueuedRequestBytes is the request bytes held now by all connections, and
+// the number of connections waiting for room to read their next frame.
+func (s *Server) QueuedRequestBytes() (held, waiting int) { return s.queued.usage() }
 
 // SetObserver sets the observer; call before Serve.
 func (s *Server) SetObserver(o Observer) { s.observer = o }

@@ -131,6 +131,10 @@ func Run(ctx context.Context, o Options) error {
 	handler.SetObserver(metrics)
 	srv := server.New(handler, logger)
 	srv.SetObserver(metrics)
+	queued, _ := b.BrokerConfigs().Value("queued.max.request.bytes")
+	if n, err := strconv.ParseInt(queued, 10, 64); err == nil && n > 0 {
+		srv.SetQueuedMaxRequestBytes(int(n))
+	}
 	logger.Info("sluice serving", "kafka", ln.Addr().String(), "advertised", adv, "http", httpLn.Addr().String(),
 		"data_dir", dataDir, "node_id", o.NodeID)
 	errc := make(chan error, 1)
