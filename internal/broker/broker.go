@@ -164,7 +164,7 @@ func Open(cfg Config) (*Broker, error) {
 		b.logger.Warn("log start checkpoint unreadable", "err", err)
 		b.logStart = map[TopicPartition]int64{}
 	}
-	b.meta, err = metadata.Open(metadata.Config{Dir: filepath.Join(cfg.DataDir, metaDir), NodeID: cfg.NodeID, Logger: cfg.Logger})
+	b.meta, err = metadata.Open(metadata.Config{Dir: filepath.Join(cfg.DataDir, metaDir), NodeID: cfg.NodeID, Logger: cfg.Logger, FS: b.fs})
 	if err != nil {
 		return nil, fmt.Errorf("broker: open metadata: %w", err)
 	}

@@ -3,8 +3,9 @@
 // and the immutable in-memory Image that the records build.
 //
 // Who owns what:
-//   - The Store owns the Raft node, its log/stable store (bolt, <Dir>/raft.db),
-//     its snapshots (<Dir>/snapshots) and the FSM.
+//   - The Store owns the Raft node, its log, stable and snapshot stores (files
+//     in <Dir>, written through a vfs.FS: raftlog.go, raftstable.go,
+//     raftsnap.go) and the FSM.
 //   - Only the FSM goroutine of hashicorp/raft builds images: it applies one
 //     record to the current Image, producing a new Image (copy on write), and
 //     publishes it through an atomic pointer. Readers (request handlers, the

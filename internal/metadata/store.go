@@ -6,16 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
+
+	"github.com/sluice-io/sluice/internal/vfs"
 )
 
 // Raft tuning. The timeouts suit a quorum of one, where no message crosses a
@@ -39,10 +37,6 @@ const (
 	// snapshotsRetained is how many snapshots stay on disk (the newest is
 	// used; one older one is a fallback if the newest is damaged).
 	snapshotsRetained = 2
-
-	// boltOpenTimeout bounds the wait for the bolt file lock: a second
-	// process on the same data dir fails instead of hanging.
-	boltOpenTimeout = time.Second
 )
 
 // Config configures Open.
@@ -50,6 +44,8 @@ type Config struct {
 	Dir    string       // e.g. <data-dir>/meta; created if missing; owned by the Store until Close
 	NodeID int32        // this node's id; also its Raft server id
 	Logger *slog.Logger // may be nil -> discard
+	// FS holds Dir; nil means vfs.OS(). Tests pass a vfs.MemFS to crash it.
+	FS vfs.FS
 }
 
 // Store is this node's member of the metadata quorum: a Raft node whose FSM
@@ -65,7 +61,8 @@ type Store struct {
 	log    *slog.Logger
 	fsm    *fsm
 	raft   *raft.Raft
-	logs   *raftboltdb.BoltStore // log store and stable store; closed after raft
+	logs   *logStore // closed after raft
+	lock   *dirLock  // released last
 
 	closed      chan struct{} // closed by Close; stops watchLeadership and wakes WaitReady
 	watcherDone chan struct{} // closed when watchLeadership returns
@@ -82,6 +79,13 @@ type Store struct {
 // fresh directory it bootstraps a cluster whose only voter is this node; on
 // later starts it resumes from the snapshot and log on disk. Open does not
 // wait for leadership: call WaitReady before relying on the Image or writing.
+//
+// On disk (all through cfg.FS, every new name made durable by an fsync of
+// its directory): the Raft log in raft.journal (raftlog.go), raft's term and
+// vote in raft.stable (raftstable.go), snapshots in <term>-<index>.snapshot
+// (raftsnap.go), and .lock. A directory written by an older version
+// (raft-boltdb's raft.db, raft's snapshots/) is imported once and moved aside
+// (migrate.go).
 func Open(cfg Config) (*Store, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("metadata: Config.Dir is empty; set it to <data-dir>/meta")
@@ -93,23 +97,39 @@ func Open(cfg Config) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	// hashicorp/raft and bolt use os directly; the vfs seam cannot reach them.
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	fsys := cfg.FS
+	if fsys == nil {
+		fsys = vfs.OS()
+	}
+	if err := vfs.MkdirAll(fsys, cfg.Dir); err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)
 	}
 	hcl := newHCLogAdapter(logger)
 
-	logs, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(cfg.Dir, "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout},
-	})
+	lock, err := lockDir(fsys, cfg.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("metadata: open raft log in %s (is another sluice using this data dir?): %w", cfg.Dir, err)
+		return nil, err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, snapshotsRetained, hcl)
+	if err := migrateLegacy(fsys, cfg.Dir, logger); err != nil {
+		lock.release()
+		return nil, err
+	}
+	logs, err := openLogStore(fsys, cfg.Dir, logger)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	stable, err := openStableStore(fsys, cfg.Dir)
 	if err != nil {
 		logs.Close()
-		return nil, fmt.Errorf("metadata: open snapshots in %s: %w", cfg.Dir, err)
+		lock.release()
+		return nil, err
+	}
+	snaps, err := openSnapshotStore(fsys, cfg.Dir, snapshotsRetained, logger)
+	if err != nil {
+		logs.Close()
+		lock.release()
+		return nil, err
 	}
 
 	id := raft.ServerID(strconv.Itoa(int(cfg.NodeID)))
@@ -133,21 +153,22 @@ func Open(cfg Config) (*Store, error) {
 	fail := func(err error) (*Store, error) {
 		trans.Close()
 		logs.Close()
+		lock.release()
 		return nil, err
 	}
-	existing, err := raft.HasExistingState(logs, logs, snaps)
+	existing, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
 		return fail(fmt.Errorf("metadata: read raft state in %s: %w", cfg.Dir, err))
 	}
 	if !existing {
 		boot := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: id, Address: addr}}}
-		if err := raft.BootstrapCluster(rc, logs, logs, snaps, trans, boot); err != nil {
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, boot); err != nil {
 			return fail(fmt.Errorf("metadata: bootstrap in %s: %w", cfg.Dir, err))
 		}
 	}
 
 	f := newFSM(logger)
-	r, err := raft.NewRaft(rc, f, logs, logs, snaps, trans)
+	r, err := raft.NewRaft(rc, f, logs, stable, snaps, trans)
 	if err != nil {
 		return fail(fmt.Errorf("metadata: start raft in %s: %w", cfg.Dir, err))
 	}
@@ -157,6 +178,7 @@ func Open(cfg Config) (*Store, error) {
 		fsm:           f,
 		raft:          r,
 		logs:          logs,
+		lock:          lock,
 		closed:        make(chan struct{}),
 		watcherDone:   make(chan struct{}),
 		leaderChanged: make(chan struct{}),
@@ -350,7 +372,8 @@ func (s *Store) AllocateProducerIDs(ctx context.Context, count int64) (first int
 	return res.first, nil
 }
 
-// Close shuts Raft down, waits for its goroutines and closes the log. Safe
+// Close shuts Raft down, waits for its goroutines, closes the log and
+// releases the directory. Safe
 // to call more than once and concurrently; later calls return the first
 // result. Writes in flight fail with ErrClosed; the image stays readable.
 func (s *Store) Close() error {
@@ -361,6 +384,9 @@ func (s *Store) Close() error {
 		close(s.closed)
 		<-s.watcherDone
 		if cerr := s.logs.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		if cerr := s.lock.release(); err == nil && cerr != nil {
 			err = cerr
 		}
 		if err != nil {

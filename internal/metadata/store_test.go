@@ -16,7 +16,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/sluice-io/sluice/internal/vfs"
 )
 
 // testTimeout bounds every wait in these tests. It is a guard against hangs,
@@ -141,7 +142,7 @@ func TestOpenEmptyDir(t *testing.T) {
 	if img.Index == 0 {
 		t.Error("Index = 0 after the activation record")
 	}
-	for _, name := range []string{"raft.db", "snapshots"} {
+	for _, name := range []string{journalName, stableName, lockName} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
@@ -798,7 +799,7 @@ func TestManyWritesWithSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	snaps, err := raft.NewFileSnapshotStore(dir, snapshotsRetained, nil)
+	snaps, err := openSnapshotStore(vfs.OS(), dir, snapshotsRetained, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -922,15 +923,20 @@ func TestCanceledContext(t *testing.T) {
 // other voter never answers, so the node there can never be elected.
 func bootstrapTwoVoters(t *testing.T, dir string, nodeID int32) {
 	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	fsys := vfs.OS()
+	if err := vfs.MkdirAll(fsys, dir); err != nil {
 		t.Fatal(err)
 	}
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	logs, err := openLogStore(fsys, dir, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logs.Close()
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsRetained, newHCLogAdapter(testLogger(t)))
+	stable, err := openStableStore(fsys, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := openSnapshotStore(fsys, dir, snapshotsRetained, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -944,7 +950,7 @@ func bootstrapTwoVoters(t *testing.T, dir string, nodeID int32) {
 		{Suffrage: raft.Voter, ID: id, Address: addr},
 		{Suffrage: raft.Voter, ID: "99", Address: "node-99"},
 	}}
-	if err := raft.BootstrapCluster(rc, logs, logs, snaps, trans, boot); err != nil {
+	if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, boot); err != nil {
 		t.Fatal(err)
 	}
 }
