@@ -41,6 +41,9 @@ fuzz-short:
 fuzz:
 	$(MAKE) fuzz-short FUZZTIME=$(LONGFUZZTIME)
 
-# More crash rounds than `make test` runs.
+# More crash rounds than `make test` runs: SIGKILLs of `sluice serve`, and
+# power cuts (only what was fsynced survives) of the in-process broker.
+POWERLOSS_ROUNDS ?= 60
 crash:
 	CRASH_ROUNDS=100 $(GO) test -run TestCrash -timeout 60m -v ./internal/crashtest
+	POWERLOSS_ROUNDS=$(POWERLOSS_ROUNDS) $(GO) test -run TestPowerLoss -timeout 60m -v ./internal/powerloss

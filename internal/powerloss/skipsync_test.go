@@ -1,0 +1,31 @@
+package powerloss
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/sluice-io/sluice/internal/vfs"
+)
+
+// skipLogSync is a test fault: Sync of a segment (.log) file returns
+// success without making anything durable, as a broker that forgot the
+// fsync before answering acks=all would.
+type skipLogSync struct{ vfs.FS }
+
+type noSyncFile struct{ vfs.File }
+
+func (noSyncFile) Sync() error { return nil }
+
+func (fs skipLogSync) wrap(f vfs.File, err error) (vfs.File, error) {
+	if err != nil || !strings.HasSuffix(f.Name(), ".log") {
+		return f, err
+	}
+	return noSyncFile{f}, nil
+}
+
+func (fs skipLogSync) Create(name string) (vfs.File, error) { return fs.wrap(fs.FS.Create(name)) }
+func (fs skipLogSync) OpenAppend(name string) (vfs.File, error) {
+	return fs.wrap(fs.FS.OpenAppend(name))
+}
+
+func slicesSort(s []string) { slices.Sort(s) }
