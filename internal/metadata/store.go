@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -103,6 +104,12 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if err := vfs.MkdirAll(fsys, cfg.Dir); err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	// vfs.MkdirAll syncs the parent only when it creates Dir; a Dir that an
+	// older version created (with os.MkdirAll, never synced) is made durable
+	// here, before anything in it is relied on.
+	if err := fsys.SyncDir(filepath.Dir(filepath.Clean(cfg.Dir))); err != nil {
+		return nil, fmt.Errorf("metadata: make %s durable: %w", cfg.Dir, err)
 	}
 	hcl := newHCLogAdapter(logger)
 

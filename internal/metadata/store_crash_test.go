@@ -63,6 +63,27 @@ func TestStoreCrashAfterFirstStart(t *testing.T) {
 	}
 }
 
+// A meta directory that exists but whose entry in the data dir was never
+// fsynced (os.MkdirAll by an older version) is made durable by Open.
+func TestStoreCrashAfterOpenOfUnsyncedMetaDir(t *testing.T) {
+	t.Parallel()
+	mem := vfs.NewMem()
+	if err := vfs.MkdirAll(mem, memDataDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := mem.MkdirAll(filepath.Join(memDataDir, "meta")); err != nil { // not synced
+		t.Fatal(err)
+	}
+	s := openMemStore(t, mem)
+	mustCreateTopic(t, s, "orders", 1, []int32{1}, nil)
+	want := s.Image()
+	crashed := mem.Crash()
+	s.Close()
+	if got := openMemStore(t, crashed).Image(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("image after a crash:\n got %+v\nwant %+v", got, want)
+	}
+}
+
 // Writes, snapshots (one of them compacting the log), more writes, a crash:
 // the image comes back from the newest snapshot plus the log after it.
 func TestStoreCrashAfterSnapshots(t *testing.T) {
