@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -230,17 +229,83 @@ func createTopic(ctx context.Context, t *testing.T, b *broker) {
 // how many records were acknowledged this round.
 func produceAndKill(ctx context.Context, t *testing.T, b *broker, round int, seq *[producers]int64, ackedAt map[string]acked) int {
 	t.Helper()
-	cl := b.client(
-		kgo.DefaultProduceTopic(topic),
+	return produceUntilDead(ctx, t, b, round, seq, ackedAt, nil, killAtRandom)
+}
+
+// killPlan ends the broker while produceUntilDead's load runs: it returns
+// once b has exited (SIGKILLed, or shut down by a signal it sent first),
+// saying what it waited for.
+type killPlan func(ctx context.Context, t *testing.T, b *broker, round int) string
+
+// killAtRandom SIGKILLs b killMin..killMax after it is called.
+func killAtRandom(ctx context.Context, t *testing.T, b *broker, round int) string {
+	t.Helper()
+	killAfter := killMin + rand.N(killMax-killMin)
+	select {
+	case <-time.After(killAfter):
+	case <-b.done:
+		t.Fatalf("round %d: broker exited by itself while producing (%v)\n%s", round, b.err, tail(b.log))
+	}
+	if err := b.stop(syscall.SIGKILL); err != nil {
+		t.Fatalf("round %d: SIGKILL: %v", round, err)
+	}
+	return fmt.Sprintf("SIGKILL after %v", killAfter)
+}
+
+// produceUntilDead is produceAndKill with pad sent along with every record
+// (a header, so that the value stays the record's identity; batches then go
+// uncompressed, so that pad fills segments) and kill deciding when and how
+// the broker dies.
+func produceUntilDead(ctx context.Context, t *testing.T, b *broker, round int, seq *[producers]int64, ackedAt map[string]acked, pad []byte, kill killPlan) int {
+	t.Helper()
+	opts := []kgo.Opt{kgo.DefaultProduceTopic(topic)}
+	var headers []kgo.RecordHeader
+	if len(pad) > 0 {
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.NoCompression()))
+		headers = []kgo.RecordHeader{{Key: "pad", Value: pad}}
+	}
+	var (
+		mu   sync.Mutex
+		acks = map[string]acked{}
+	)
+	next := func(g int) *kgo.Record {
+		n := seq[g]
+		seq[g]++
+		return &kgo.Record{Partition: int32(n % partitions), Value: []byte(fmt.Sprintf("g%d-%d", g, n)), Headers: headers}
+	}
+	done := func(r *kgo.Record, err error) {
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		acks[string(r.Value)] = acked{r.Partition, r.Offset}
+		mu.Unlock()
+	}
+	runLoad(ctx, t, b, round, opts, next, done, kill)
+	for v, a := range acks {
+		if prev, dup := ackedAt[v]; dup {
+			t.Fatalf("round %d: value %q acknowledged twice (at %d/%d and %d/%d)", round, v, prev.partition, prev.offset, a.partition, a.offset)
+		}
+		ackedAt[v] = a
+	}
+	return len(acks)
+}
+
+// runLoad produces with acks=all (idempotently) from producers goroutines,
+// each with up to inFlightPerProducer records unacknowledged, until kill has
+// ended the broker; then it fails what is left and returns once every
+// record's done has been called. next(g) makes goroutine g's next record
+// (called by g alone); done is called once for each record, concurrently,
+// with its outcome. opts add to (or override) the client's settings.
+func runLoad(ctx context.Context, t *testing.T, b *broker, round int, opts []kgo.Opt, next func(g int) *kgo.Record, done func(*kgo.Record, error), kill killPlan) {
+	t.Helper()
+	cl := b.client(append([]kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent writes are on by default
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProduceRequestTimeout(10*time.Second),
-		kgo.RecordDeliveryTimeout(30*time.Second),
-	)
+		kgo.ProduceRequestTimeout(10 * time.Second),
+		kgo.RecordDeliveryTimeout(30 * time.Second),
+	}, opts...)...)
 	var (
-		mu      sync.Mutex
-		acks    = map[string]acked{}
-		failed  atomic.Int64
 		wg      sync.WaitGroup // producer goroutines
 		pending sync.WaitGroup // promises not yet called
 	)
@@ -257,34 +322,17 @@ func produceAndKill(ctx context.Context, t *testing.T, b *broker, round int, seq
 				case <-pctx.Done():
 					return
 				}
-				n := seq[g]
-				seq[g]++
-				r := &kgo.Record{Partition: int32(n % partitions), Value: []byte(fmt.Sprintf("g%d-%d", g, n))}
 				pending.Add(1)
-				cl.Produce(pctx, r, func(r *kgo.Record, err error) {
+				cl.Produce(pctx, next(g), func(r *kgo.Record, err error) {
 					defer pending.Done()
 					<-sem
-					if err != nil {
-						failed.Add(1)
-						return
-					}
-					mu.Lock()
-					acks[string(r.Value)] = acked{r.Partition, r.Offset}
-					mu.Unlock()
+					done(r, err)
 				})
 			}
 		}()
 	}
-	killAfter := killMin + rand.N(killMax-killMin)
-	select {
-	case <-time.After(killAfter):
-	case <-b.done:
-		t.Fatalf("round %d: broker exited by itself while producing (%v)\n%s", round, b.err, tail(b.log))
-	}
-	if err := b.stop(syscall.SIGKILL); err != nil {
-		t.Fatalf("round %d: SIGKILL: %v", round, err)
-	}
-	appendLog(b.log, fmt.Sprintf("==== round %d: SIGKILL after %v ====\n", round, killAfter))
+	why := kill(pctx, t, b, round)
+	appendLog(b.log, fmt.Sprintf("==== round %d: %s ====\n", round, why))
 	stopProducing()
 	wg.Wait()
 	closed := make(chan struct{})
@@ -298,13 +346,6 @@ func produceAndKill(ctx context.Context, t *testing.T, b *broker, round int, seq
 	case <-time.After(30 * time.Second):
 		t.Fatalf("round %d: producer did not finish within 30s of the broker's death", round)
 	}
-	for v, a := range acks {
-		if prev, dup := ackedAt[v]; dup {
-			t.Fatalf("round %d: value %q acknowledged twice (at %d/%d and %d/%d)", round, v, prev.partition, prev.offset, a.partition, a.offset)
-		}
-		ackedAt[v] = a
-	}
-	return len(acks)
 }
 
 // verify reads every partition from its start to its end and checks every
