@@ -20,6 +20,7 @@
 #   other           TestPing; share-group tests (TestShareGroup*,
 #                   TestConsumeRegexShareSkipsInternal) skip themselves
 #                   unless the broker serves ShareFetch/ShareAcknowledge v2
+#                   (listed, as every expected skip, in franz-suite-skips.txt)
 # franz-go's unit tests (no broker) are not run: `go test` of franz-go does
 # that. TestSCRAMAuth* need a SCRAM listener and are left out.
 #
@@ -34,9 +35,13 @@
 #   FRANZ_GO_TIMEOUT  -test.timeout of each test (default 3m)
 #   FRANZ_GO_JOBS     tests run at once (default 2)
 #   FRANZ_GO_VERSION  franz-go version (default v1.22.2)
+#   FRANZ_GO_SKIPS    the expected skips (default scripts/franz-suite-skips.txt)
 #   KEEP_TMP=1        keep the temp dir (broker log, go test output)
-# Prints a PASS/FAIL/SKIP line per top-level test at the end; exits non-zero
-# when any test failed, timed out or panicked.
+# Prints a PASS/FAIL/SKIP line per top-level test (and one per skipped
+# subtest) at the end; exits non-zero when any test failed, timed out or
+# panicked, when a test or subtest skipped that FRANZ_GO_SKIPS does not
+# list, and when a listed test ran and did not skip (or, with the default
+# FRANZ_GO_RUN, is no test at all): the list stays the true one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FRANZ_GO_VERSION=${FRANZ_GO_VERSION:-v1.22.2}
@@ -45,6 +50,7 @@ RUN=${FRANZ_GO_RUN:-$DEFAULT_RUN}
 RECORDS=${FRANZ_GO_RECORDS:-50000}
 TIMEOUT=${FRANZ_GO_TIMEOUT:-3m}
 JOBS=${FRANZ_GO_JOBS:-2}
+SKIPS_FILE=${FRANZ_GO_SKIPS:-scripts/franz-suite-skips.txt}
 T_START=$SECONDS
 
 say() { printf '%s\n' "$*"; }
@@ -76,6 +82,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# The expected skips: "NAME reason..." a line (NAME as go test prints it
+# in "--- SKIP: NAME"), '#' comments and blank lines ignored.
+declare -A EXPECT=()
+[ -f "$SKIPS_FILE" ] || fail "no expected-skips file $SKIPS_FILE"
+while read -r name why || [ -n "$name" ]; do
+	case $name in '' | '#'*) continue ;; esac
+	[ -n "$why" ] || fail "$SKIPS_FILE: $name has no reason (want: NAME reason...)"
+	[ -z "${EXPECT[$name]:-}" ] || fail "$SKIPS_FILE: $name is listed twice"
+	EXPECT[$name]=$why
+done <"$SKIPS_FILE"
 
 say "building sluice"
 go build -o "$TMP/sluice" ./cmd/sluice || fail "go build ./cmd/sluice failed"
@@ -146,10 +163,19 @@ T_TEST=$((SECONDS - T_TEST))
 
 # One line per test: its own result line ("--- PASS: TestX (1.2s)",
 # unindented; subtests are indented), TIMEOUT when -timeout ended it,
-# PANIC, or FAIL when the process failed without saying.
+# PANIC, or FAIL when the process failed without saying. Every "--- SKIP"
+# (the test's own or a subtest's) must be listed in SKIPS_FILE.
 say "---- franz-go tests (${T_TEST}s; logs in \$TMP/logs) ----"
-npass=0 nfail=0 nskip=0
+npass=0 nfail=0 nskip=0 nexpected=0
 failed=""
+declare -A RES=() SKIPPED=()
+expectation() {
+	if [ -n "${EXPECT[$1]:-}" ]; then
+		printf 'expected: %s' "${EXPECT[$1]}"
+	else
+		printf 'NOT EXPECTED (not in %s)' "$SKIPS_FILE"
+	fi
+}
 for name in $TESTS; do
 	log=$TMP/logs/$name.log
 	line=$(grep -E "^--- (PASS|FAIL|SKIP): $name " "$log" | tail -n 1 || true)
@@ -161,20 +187,53 @@ for name in $TESTS; do
 	elif [ -z "$res" ] || { [ "$rc" != 0 ] && [ "$res" != FAIL ]; }; then
 		if grep -q '^panic: ' "$log"; then res=PANIC; else res=FAIL; fi
 	fi
+	RES[$name]=$res
 	case $res in
 	PASS) npass=$((npass + 1)) ;;
-	SKIP) nskip=$((nskip + 1)) ;;
+	SKIP) ;;
 	*) nfail=$((nfail + 1)) failed="$failed $name" ;;
 	esac
-	printf '%-8s %-56s %s\n' "$res" "$name" "$dur"
+	note=""
+	[ "$res" != SKIP ] || note=$(expectation "$name")
+	printf '%-8s %-56s %s%s\n' "$res" "$name" "$dur" "${note:+  $note}"
+	for s in $(grep -E '^[[:space:]]*--- SKIP: ' "$log" | awk '{print $3}' | sort -u); do
+		SKIPPED[$s]=1
+		nskip=$((nskip + 1))
+		[ "$s" = "$name" ] || printf '%-8s %-56s %s\n' SKIP "$s" "$(expectation "$s")"
+		if [ -n "${EXPECT[$s]:-}" ]; then
+			nexpected=$((nexpected + 1))
+		else
+			nfail=$((nfail + 1))
+			case " $failed " in *" $name "*) ;; *) failed="$failed $name" ;; esac
+			say "FAIL     $s skipped, and $SKIPS_FILE does not list it: make it run, or list it with the reason"
+		fi
+	done
 done
-say "passed $npass, failed $nfail, skipped $nskip"
+# A listed test that ran and did not skip, or (all tests selected) that
+# franz-go does not have: the list is out of date.
+stale=0
+for s in $(printf '%s\n' "${!EXPECT[@]}" | sort); do
+	top=${s%%/*}
+	if [ -z "${RES[$top]:-}" ]; then
+		[ "$RUN" = "$DEFAULT_RUN" ] || continue # not selected by FRANZ_GO_RUN
+		say "FAIL     $s: listed in $SKIPS_FILE, but franz-go $FRANZ_GO_VERSION runs no such test here; remove it"
+		stale=$((stale + 1))
+	elif [ -z "${SKIPPED[$s]:-}" ] && [ "${RES[$top]}" = PASS ]; then
+		say "FAIL     $s: listed in $SKIPS_FILE, but it ran and did not skip; remove it from the list"
+		stale=$((stale + 1))
+	fi
+done
+nfail=$((nfail + stale))
+say "passed $npass, failed $nfail, skipped $nskip ($nexpected of them expected, in $SKIPS_FILE)"
 
 if [ "$nfail" != 0 ]; then
 	for name in $failed; do
 		say "---- $name: errors ----"
 		grep -E '^ *--- FAIL|^panic|_test\.go:[0-9]+:|^\s+running tests|^\s+Test' "$TMP/logs/$name.log" | grep -v 'deleting topic' | head -n 25 || true
 	done
-	fail "franz-go's tests failed against sluice:$failed (logs: KEEP_TMP=1)"
+	msg=""
+	[ -z "$failed" ] || msg="franz-go's tests failed or skipped unexpectedly against sluice:$failed (logs: KEEP_TMP=1)"
+	[ "$stale" = 0 ] || msg="${msg:+$msg; }$SKIPS_FILE is out of date: $stale listed tests did not skip or do not exist"
+	fail "$msg"
 fi
 say "ok   franz-go suite ($((SECONDS - T_START))s)"
