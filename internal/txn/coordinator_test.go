@@ -246,32 +246,40 @@ type mark struct {
 func (e *env) markers(tp TopicPartition) []mark {
 	e.t.Helper()
 	p := e.dataPart(tp)
-	buf, err := p.Log().ReadBatches(0, 1<<20)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	// Every segment: the log rolls on record timestamps (segment.ms), and
+	// the test batches' (0) and the markers' (the env clock) are years apart.
 	var out []mark
-	it := record.NewIter(buf)
-	for {
-		batch, h, ok := it.Next()
-		if !ok {
-			break
-		}
-		if !h.IsControl() {
-			continue
-		}
-		recs, err := record.Records(batch, h, 1<<20)
-		if err != nil || len(recs) != 1 {
-			e.t.Fatalf("marker at %d: %d records, %v", h.BaseOffset, len(recs), err)
-		}
-		typ, err := record.ParseControlKey(recs[0].Key)
+	for off, end := p.Log().StartOffset(), p.Log().EndOffset(); off < end; {
+		buf, err := p.Log().ReadBatches(off, 1<<20)
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		out = append(out, mark{h.ProducerID, h.ProducerEpoch, typ == record.ControlCommit})
-	}
-	if err := it.Err(); err != nil {
-		e.t.Fatal(err)
+		if len(buf) == 0 {
+			e.t.Fatalf("%v: nothing to read at %d, before the end %d", tp, off, end)
+		}
+		it := record.NewIter(buf)
+		for {
+			batch, h, ok := it.Next()
+			if !ok {
+				break
+			}
+			off = h.LastOffset() + 1
+			if !h.IsControl() {
+				continue
+			}
+			recs, err := record.Records(batch, h, 1<<20)
+			if err != nil || len(recs) != 1 {
+				e.t.Fatalf("marker at %d: %d records, %v", h.BaseOffset, len(recs), err)
+			}
+			typ, err := record.ParseControlKey(recs[0].Key)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			out = append(out, mark{h.ProducerID, h.ProducerEpoch, typ == record.ControlCommit})
+		}
+		if err := it.Err(); err != nil {
+			e.t.Fatal(err)
+		}
 	}
 	return out
 }
