@@ -305,6 +305,12 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanResult, error)
 	l.cleanMu.Lock()
 	defer l.cleanMu.Unlock()
 	began := time.Now()
+	// Segments rolled since the last sync are synced first: a sync writes
+	// their index files outside the log's lock, which a swap must not
+	// race, so the pass leaves alone any segment still unflushed.
+	if err := l.syncRolled(); err != nil {
+		return CleanResult{}, err
+	}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -320,6 +326,12 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanResult, error)
 	st := l.cleanerStateLocked(nowMs, opts.LastStableOffset)
 	segs := slices.Clone(l.segments[:len(l.segments)-1]) // never the active segment
 	stableFloor := l.stableFloorLocked(opts.LastStableOffset)
+	for _, s := range segs {
+		if !s.flushed { // rolled after syncRolled
+			stableFloor = min(stableFloor, s.baseOffset)
+			break
+		}
+	}
 	// The aborted transactions, by producer. The caller read the last
 	// stable offset before: every transaction with records below it is
 	// decided, and an abort's entry is indexed before the last stable
@@ -375,6 +387,18 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanResult, error)
 		"segments_in", res.SegmentsIn, "segments_out", res.SegmentsOut, "bytes_in", res.BytesIn,
 		"bytes_out", res.BytesOut, "records_removed", res.RecordsRemoved, "duration", res.Duration)
 	return res, nil
+}
+
+// syncRolled makes the segments rolled so far durable (flushed).
+func (l *Log) syncRolled() error {
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return ErrClosed
+	}
+	activeBase := l.segments[len(l.segments)-1].baseOffset
+	l.mu.RUnlock()
+	return l.SyncTo(activeBase)
 }
 
 // cleanErr turns a failure into ErrCleanAborted when segments the pass read
@@ -984,8 +1008,11 @@ func (l *Log) replaceSegments(old []*segment, ns *segment, oldAborted []AbortedT
 	}
 	l.segments = slices.Concat(l.segments[:i], []*segment{ns}, l.segments[i+len(old):])
 	for _, s := range old {
-		l.closeLater(s.file)
+		l.closeLater(s)
 	}
+	ns.logger = l.logger
+	ns.useIndexFiles(l.fs)
+	ns.flushed = true
 	return nil
 }
 

@@ -2,16 +2,27 @@ package log
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"sort"
+	"sync"
+
+	"github.com/sluice-io/sluice/internal/vfs"
 )
 
 // Index files use Kafka's entry layout: an .index entry is the offset relative
 // to the segment's base (int32) and the byte position of the batch (int32); a
 // .timeindex entry is a timestamp (int64) and a relative offset (int32).
-// Sluice keeps both sparse indexes in memory and writes them out when a
-// segment is rolled, flushed or closed: they are derived data, rebuilt by a
-// scan whenever they are missing, short or inconsistent.
+// Both are sparse (an entry every index.interval.bytes, see noteBatch) and
+// derived data, rebuilt by a scan whenever they are missing, short or
+// inconsistent.
+//
+// Where they live: the active segment's indexes are in memory (offsetIndex,
+// timeIndex), and so are a rolled segment's until the sync after its roll has
+// written its files. From then on a closed segment reads its index files on
+// demand (indexFile: ReadAt and a binary search over the file), so that the
+// heap a log holds does not grow with the size of its closed segments.
 const (
 	offsetIndexEntryBytes = 8
 	timeIndexEntryBytes   = 12
@@ -27,29 +38,29 @@ type timeEntry struct {
 	relOffset uint32
 }
 
-// offsetIndex maps offsets to file positions. Entries are in increasing order
-// of both fields. Owned by its segment; guarded by the log's lock.
+// offsetIndex maps offsets to file positions, in memory. Entries are in
+// increasing order of both fields. Owned by its segment; guarded by the
+// log's lock.
 type offsetIndex struct {
 	entries []offsetEntry
 }
 
-// lookup returns the position of the last indexed batch whose base offset is
-// at or below rel, or 0.
-func (x *offsetIndex) lookup(rel uint32) uint32 {
+// atOrBelow returns the entry with the largest relative offset at or below rel.
+func (x *offsetIndex) atOrBelow(rel uint32) (offsetEntry, bool) {
 	i := sort.Search(len(x.entries), func(i int) bool { return x.entries[i].relOffset > rel })
 	if i == 0 {
-		return 0
+		return offsetEntry{}, false
 	}
-	return x.entries[i-1].position
+	return x.entries[i-1], true
 }
 
-// positionAtOrBelow returns the largest indexed position at or below pos, or 0.
-func (x *offsetIndex) positionAtOrBelow(pos uint32) uint32 {
+// atOrBelowPosition returns the entry with the largest position at or below pos.
+func (x *offsetIndex) atOrBelowPosition(pos uint32) (offsetEntry, bool) {
 	i := sort.Search(len(x.entries), func(i int) bool { return x.entries[i].position > pos })
 	if i == 0 {
-		return 0
+		return offsetEntry{}, false
 	}
-	return x.entries[i-1].position
+	return x.entries[i-1], true
 }
 
 func (x *offsetIndex) add(rel, pos uint32) {
@@ -59,19 +70,21 @@ func (x *offsetIndex) add(rel, pos uint32) {
 	x.entries = append(x.entries, offsetEntry{rel, pos})
 }
 
-// truncateAt drops entries for positions at or past pos.
-func (x *offsetIndex) truncateAt(pos uint32) {
-	i := sort.Search(len(x.entries), func(i int) bool { return x.entries[i].position >= pos })
-	x.entries = x.entries[:i]
-}
-
 func (x *offsetIndex) marshal() []byte {
 	b := make([]byte, len(x.entries)*offsetIndexEntryBytes)
 	for i, e := range x.entries {
-		binary.BigEndian.PutUint32(b[i*8:], e.relOffset)
-		binary.BigEndian.PutUint32(b[i*8+4:], e.position)
+		putOffsetEntry(b[i*offsetIndexEntryBytes:], e)
 	}
 	return b
+}
+
+func putOffsetEntry(b []byte, e offsetEntry) {
+	binary.BigEndian.PutUint32(b, e.relOffset)
+	binary.BigEndian.PutUint32(b[4:], e.position)
+}
+
+func getOffsetEntry(b []byte) offsetEntry {
+	return offsetEntry{binary.BigEndian.Uint32(b), binary.BigEndian.Uint32(b[4:])}
 }
 
 // unmarshalOffsetIndex decodes an .index file and checks it against the
@@ -82,7 +95,7 @@ func unmarshalOffsetIndex(b []byte, logSize int64) (offsetIndex, error) {
 	}
 	x := offsetIndex{entries: make([]offsetEntry, 0, len(b)/offsetIndexEntryBytes)}
 	for i := 0; i < len(b); i += offsetIndexEntryBytes {
-		e := offsetEntry{binary.BigEndian.Uint32(b[i:]), binary.BigEndian.Uint32(b[i+4:])}
+		e := getOffsetEntry(b[i:])
 		if n := len(x.entries); n > 0 && (x.entries[n-1].relOffset >= e.relOffset || x.entries[n-1].position >= e.position) {
 			return offsetIndex{}, fmt.Errorf("log: index entry %d out of order", i/offsetIndexEntryBytes)
 		}
@@ -94,19 +107,20 @@ func unmarshalOffsetIndex(b []byte, logSize int64) (offsetIndex, error) {
 	return x, nil
 }
 
-// timeIndex maps timestamps to offsets; timestamps strictly increase.
+// timeIndex maps timestamps to offsets, in memory; timestamps strictly
+// increase and offsets do not decrease.
 type timeIndex struct {
 	entries []timeEntry
 }
 
-// lookup returns the relative offset of the last entry with a timestamp
-// below ts, from where a scan for the first batch at or after ts can start.
-func (x *timeIndex) lookup(ts int64) uint32 {
+// below returns the last entry with a timestamp below ts, from where a scan
+// for the first batch at or after ts can start.
+func (x *timeIndex) below(ts int64) (timeEntry, bool) {
 	i := sort.Search(len(x.entries), func(i int) bool { return x.entries[i].timestamp >= ts })
 	if i == 0 {
-		return 0
+		return timeEntry{}, false
 	}
-	return x.entries[i-1].relOffset
+	return x.entries[i-1], true
 }
 
 func (x *timeIndex) add(ts int64, rel uint32) {
@@ -116,18 +130,21 @@ func (x *timeIndex) add(ts int64, rel uint32) {
 	x.entries = append(x.entries, timeEntry{ts, rel})
 }
 
-func (x *timeIndex) truncateAt(rel uint32) {
-	i := sort.Search(len(x.entries), func(i int) bool { return x.entries[i].relOffset >= rel })
-	x.entries = x.entries[:i]
-}
-
 func (x *timeIndex) marshal() []byte {
 	b := make([]byte, len(x.entries)*timeIndexEntryBytes)
 	for i, e := range x.entries {
-		binary.BigEndian.PutUint64(b[i*12:], uint64(e.timestamp))
-		binary.BigEndian.PutUint32(b[i*12+8:], e.relOffset)
+		putTimeEntry(b[i*timeIndexEntryBytes:], e)
 	}
 	return b
+}
+
+func putTimeEntry(b []byte, e timeEntry) {
+	binary.BigEndian.PutUint64(b, uint64(e.timestamp))
+	binary.BigEndian.PutUint32(b[8:], e.relOffset)
+}
+
+func getTimeEntry(b []byte) timeEntry {
+	return timeEntry{int64(binary.BigEndian.Uint64(b)), binary.BigEndian.Uint32(b[8:])}
 }
 
 func unmarshalTimeIndex(b []byte, maxRel uint32) (timeIndex, error) {
@@ -136,7 +153,7 @@ func unmarshalTimeIndex(b []byte, maxRel uint32) (timeIndex, error) {
 	}
 	x := timeIndex{entries: make([]timeEntry, 0, len(b)/timeIndexEntryBytes)}
 	for i := 0; i < len(b); i += timeIndexEntryBytes {
-		e := timeEntry{int64(binary.BigEndian.Uint64(b[i:])), binary.BigEndian.Uint32(b[i+8:])}
+		e := getTimeEntry(b[i:])
 		if n := len(x.entries); n > 0 && (x.entries[n-1].timestamp >= e.timestamp || x.entries[n-1].relOffset > e.relOffset) {
 			return timeIndex{}, fmt.Errorf("log: time index entry %d out of order", i/timeIndexEntryBytes)
 		}
@@ -146,4 +163,129 @@ func unmarshalTimeIndex(b []byte, maxRel uint32) (timeIndex, error) {
 		x.entries = append(x.entries, e)
 	}
 	return x, nil
+}
+
+// indexFile is a closed segment's .index or .timeindex, read on demand:
+// each lookup is a binary search of ReadAt calls over the file, served by
+// the page cache, and nothing of it stays on the heap. The file is opened at
+// its first lookup and stays open until the segment's files are closed.
+//
+// Its entries are not trusted: a lookup may return any entry, and the
+// caller checks it against the segment's batches before using it (see
+// segment.positionOf). Safe for concurrent use.
+type indexFile struct {
+	fs         vfs.FS
+	name       string
+	entryBytes int
+	n          int // entries, fixed when the file was written or checked at open
+
+	mu     sync.Mutex
+	f      vfs.File
+	closed bool
+}
+
+// errIndexClosed: a lookup in the index of a segment whose files are closed.
+var errIndexClosed = errors.New("log: index closed")
+
+func newIndexFile(fs vfs.FS, name string, entryBytes int, size int64) *indexFile {
+	return &indexFile{fs: fs, name: name, entryBytes: entryBytes, n: int(size / int64(entryBytes))}
+}
+
+func (x *indexFile) file() (vfs.File, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed {
+		return nil, errIndexClosed
+	}
+	if x.f == nil {
+		f, err := x.fs.Open(x.name)
+		if err != nil {
+			return nil, fmt.Errorf("log: open %s: %w", x.name, err)
+		}
+		x.f = f
+	}
+	return x.f, nil
+}
+
+func (x *indexFile) close() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.f != nil {
+		x.f.Close()
+		x.f = nil
+	}
+	x.closed = true
+}
+
+// read reads entry i into b (entryBytes long).
+func (x *indexFile) read(f vfs.File, i int, b []byte) error {
+	if _, err := f.ReadAt(b, int64(i)*int64(x.entryBytes)); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF // the file shrank under us
+		}
+		return fmt.Errorf("log: read entry %d of %s: %w", i, x.name, err)
+	}
+	return nil
+}
+
+// search returns the last entry, in file order, for which after is false,
+// with the entries for which after is true assumed to come last (as
+// sort.Search); ok is false when there is none. On a damaged file whose
+// entries are out of order it still returns an entry for which after is
+// false, if it returns one.
+func (x *indexFile) search(after func(b []byte) bool) (entry []byte, ok bool, err error) {
+	if x.n == 0 {
+		return nil, false, nil
+	}
+	f, err := x.file()
+	if err != nil {
+		return nil, false, err
+	}
+	var buf [timeIndexEntryBytes]byte
+	b := buf[:x.entryBytes]
+	out := make([]byte, x.entryBytes)
+	i, j := 0, x.n // entries before i are not after; from j on, they are
+	for i < j {
+		h := int(uint(i+j) >> 1)
+		if err := x.read(f, h, b); err != nil {
+			return nil, false, err
+		}
+		if after(b) {
+			j = h
+		} else {
+			i = h + 1
+			copy(out, b)
+		}
+	}
+	if i == 0 {
+		return nil, false, nil
+	}
+	return out, true, nil
+}
+
+// last returns the file's last entry; ok is false when it is empty.
+func (x *indexFile) last() ([]byte, bool, error) {
+	if x.n == 0 {
+		return nil, false, nil
+	}
+	f, err := x.file()
+	if err != nil {
+		return nil, false, err
+	}
+	out := make([]byte, x.entryBytes)
+	if err := x.read(f, x.n-1, out); err != nil {
+		return nil, false, err
+	}
+	return out, true, nil
+}
+
+// segmentIndexFiles are the index files of a closed segment.
+type segmentIndexFiles struct {
+	offsets *indexFile
+	times   *indexFile
+}
+
+func (s *segmentIndexFiles) close() {
+	s.offsets.close()
+	s.times.close()
 }

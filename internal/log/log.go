@@ -96,18 +96,22 @@ type Options struct {
 	FirstDirtyOffset int64
 }
 
-// pendingClose is a file of a deleted or replaced segment, closed later.
+// pendingClose is a deleted or replaced segment whose files close later.
 type pendingClose struct {
 	timer *time.Timer
-	file  vfs.File
-	done  *atomic.Bool // the timer has closed it
+	seg   *segment
+	done  *atomic.Bool // the timer has closed them
 }
 
 // Log is one partition's log. All methods are safe for concurrent use.
 //
-// Lock order: cleanMu before mu before syncMu. SyncTo never holds mu while
-// it fsyncs; Clean holds cleanMu for a whole pass and mu only to read the
-// segment list and to swap segments.
+// Lock order: cleanMu before mu before syncMu. Appends hold mu; no fsync
+// runs under it but in Close, recovery, the cleaner's swaps, retention's
+// deletions and AppendAborted. A roll only switches the active segment to a
+// new file; the sync that follows (SyncTo, started by the roll or by a
+// caller) fsyncs the rolled segment, writes its indexes and fsyncs the
+// directory without holding mu. Clean holds cleanMu for a whole pass and mu
+// only to read the segment list and to swap segments.
 type Log struct {
 	fs     vfs.FS
 	dir    string
@@ -135,7 +139,10 @@ type Log struct {
 	syncMu   sync.Mutex
 	syncCond *sync.Cond
 	syncing  bool
-	durable  atomic.Int64 // offsets below are fsynced
+	durable  atomic.Int64 // offsets below are durable (see DurableOffset)
+	// dirDirty: a roll created a segment file since the last fsync of
+	// the directory; the next sync fsyncs it.
+	dirDirty atomic.Bool
 }
 
 // Open opens or creates the log in opts.Dir and recovers it.
@@ -222,6 +229,11 @@ func (l *Log) recover(opts Options) error {
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 	now := l.now()
+	// Recovery makes durable what it keeps: a closed segment it scans gets
+	// its .log fsynced and its index files written, and the directory is
+	// fsynced at the end (a roll leaves both to the next sync, which a
+	// crash may have beaten).
+	syncDir := !opts.Clean
 	for i, base := range bases {
 		seg, err := newSegment(l.fs, l.dir, base, now)
 		if err != nil {
@@ -241,11 +253,16 @@ func (l *Log) recover(opts Options) error {
 			// read now (too many open files, an I/O error) may be fine.
 			return fmt.Errorf("log: load the transaction index of segment %d (left as it is; fix the cause and restart): %w", base, err)
 		}
+		last := i == len(bases)-1
 		// A segment is trusted if a later one starts at or below the
 		// recovery point: all of it was durable.
 		trusted := opts.Clean || i+1 < len(bases) && bases[i+1] <= opts.RecoveryPoint
 		if trusted {
-			if err := seg.loadIndexes(l.fs); err == nil {
+			// Only the last segment, the active one, keeps its indexes
+			// in memory; the others read their files on demand.
+			if err := seg.loadIndexes(l.fs, last); err == nil {
+				seg.flushed = !last
+				seg.logger = l.logger
 				continue
 			} else {
 				l.logger.Warn("rebuilding index", "dir", l.dir, "segment", base, "reason", err)
@@ -256,6 +273,7 @@ func (l *Log) recover(opts Options) error {
 			return fmt.Errorf("log: size of segment %d: %w", base, err)
 		}
 		validEnd, reason := seg.scan(l.cfg.IndexIntervalBytes)
+		seg.logger = l.logger
 		if validEnd < size {
 			l.logger.Warn("cut log at a torn or corrupt batch", "dir", l.dir, "segment", base,
 				"position", validEnd, "bytes_cut", size-validEnd, "reason", reason)
@@ -275,14 +293,18 @@ func (l *Log) recover(opts Options) error {
 					}
 				}
 			}
-			if err := l.fs.SyncDir(l.dir); err != nil {
-				return fmt.Errorf("log: sync dir: %w", err)
-			}
+			syncDir = true
 			break
 		} else if reason != nil {
 			return fmt.Errorf("log: scan segment %d: %w", base, reason)
 		}
 		seg.size.Store(validEnd)
+		if !last {
+			if err := l.flushRecovered(seg); err != nil {
+				return err
+			}
+			syncDir = true
+		}
 	}
 	// Drop empty segments other than the last: a crash right after a roll
 	// can leave one, and its base may not match the next segment.
@@ -290,21 +312,25 @@ func (l *Log) recover(opts Options) error {
 		l.segments[len(l.segments)-2].nextOffset > l.segments[len(l.segments)-1].baseOffset {
 		last := l.segments[len(l.segments)-1]
 		l.segments = l.segments[:len(l.segments)-1]
-		last.file.Close()
+		last.closeFiles()
 		_ = l.fs.Remove(last.path(".log"))
 		_ = l.fs.Remove(last.path(".txnindex"))
+		syncDir = true
 	}
 	if len(l.segments) == 0 {
 		seg, err := newSegment(l.fs, l.dir, max(opts.LogStartOffset, 0), now)
 		if err != nil {
 			return err
 		}
-		if err := l.fs.SyncDir(l.dir); err != nil {
-			return fmt.Errorf("log: sync dir: %w", err)
-		}
+		seg.logger = l.logger
 		l.segments = []*segment{seg}
+		syncDir = true
 	}
 	active := l.segments[len(l.segments)-1]
+	active.flushed = false
+	if err := active.activate(l.fs, l.cfg.IndexIntervalBytes); err != nil {
+		return err
+	}
 	l.next.Store(active.nextOffset)
 	if err := l.cutTxnIndexLocked(active.nextOffset); err != nil {
 		return err
@@ -320,7 +346,28 @@ func (l *Log) recover(opts Options) error {
 			return fmt.Errorf("log: sync active segment: %w", err)
 		}
 	}
+	if syncDir {
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return fmt.Errorf("log: sync dir: %w", err)
+		}
+	}
 	l.durable.Store(l.next.Load())
+	return nil
+}
+
+// flushRecovered makes a closed segment that recovery scanned durable, as
+// the sync after its roll would have: its .log fsynced (a process crash
+// leaves written bytes in the page cache only) and its index files
+// written. The caller fsyncs the directory.
+func (l *Log) flushRecovered(seg *segment) error {
+	if err := seg.file.Sync(); err != nil {
+		return fmt.Errorf("log: sync segment %d: %w", seg.baseOffset, err)
+	}
+	if err := seg.writeIndexFiles(l.fs); err != nil {
+		return fmt.Errorf("log: write indexes of segment %d: %w", seg.baseOffset, err)
+	}
+	seg.useIndexFiles(l.fs)
+	seg.flushed = true
 	return nil
 }
 
@@ -402,32 +449,34 @@ func (l *Log) maybeRoll(size int, h *record.Header) error {
 	return l.roll()
 }
 
-// roll makes the active segment read-only (fsynced, indexes written) and
-// opens a new one at the log end offset. Called with mu held.
+// roll makes the active segment read-only and opens a new one at the log
+// end offset. Called with mu held, it does no fsync: the rolled segment is
+// left unflushed, and a sync started here (as Kafka's roll schedules a
+// flush) fsyncs it, writes its index files and fsyncs the directory,
+// outside mu, before DurableOffset passes it.
 func (l *Log) roll() error {
 	seg := l.segments[len(l.segments)-1]
 	seg.finishTimeIndex()
-	if err := seg.file.Sync(); err != nil {
-		l.fail(err)
-		return fmt.Errorf("%w: sync segment %d: %v", ErrStorage, seg.baseOffset, err)
-	}
-	if err := seg.writeIndexes(l.fs); err != nil {
-		l.fail(err)
-		return fmt.Errorf("%w: write indexes of segment %d: %v", ErrStorage, seg.baseOffset, err)
-	}
 	next, err := newSegment(l.fs, l.dir, l.next.Load(), l.now())
 	if err != nil {
 		l.fail(err)
 		return fmt.Errorf("%w: %v", ErrStorage, err)
 	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		next.file.Close()
-		l.fail(err)
-		return fmt.Errorf("%w: sync dir: %v", ErrStorage, err)
-	}
+	next.logger = l.logger
+	l.dirDirty.Store(true)
+	seg.flushed = false
 	l.segments = append(l.segments, next)
-	l.advanceDurable(l.next.Load())
+	go l.syncAfterRoll(next.baseOffset)
 	return nil
+}
+
+// syncAfterRoll makes a rolled segment durable soon, even if no producer
+// waits for a sync: its indexes leave the heap once their files are
+// written.
+func (l *Log) syncAfterRoll(off int64) {
+	if err := l.SyncTo(off); err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrStorage) {
+		l.logger.Warn("sync after roll", "dir", l.dir, "err", err)
+	}
 }
 
 func (l *Log) advanceDurable(off int64) {
@@ -439,9 +488,13 @@ func (l *Log) advanceDurable(off int64) {
 	}
 }
 
-// SyncTo returns once every offset below off is fsynced. Concurrent callers
-// share fsyncs: while one runs, the others wait, and the next one covers
-// everything appended meanwhile (group commit).
+// SyncTo returns once every offset below off is durable (see
+// DurableOffset). Concurrent callers share fsyncs: while one runs, the
+// others wait, and the next one covers everything appended meanwhile
+// (group commit). A sync fsyncs the segments rolled since the last one and
+// writes their index files, fsyncs the active segment and, after a roll,
+// the directory; it holds the log's lock only to read the segment list and
+// at the end to drop the flushed segments' in-memory indexes.
 func (l *Log) SyncTo(off int64) error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
@@ -457,31 +510,7 @@ func (l *Log) SyncTo(off int64) error {
 	l.syncing = true
 	l.syncMu.Unlock()
 
-	l.mu.RLock()
-	var (
-		file vfs.File
-		end  = l.next.Load()
-		err  = l.failed
-	)
-	if l.closed {
-		err = ErrClosed
-	} else {
-		file = l.segments[len(l.segments)-1].file
-	}
-	l.mu.RUnlock()
-	if err == nil {
-		began := time.Now()
-		serr := file.Sync()
-		l.onSync(time.Since(began))
-		if serr != nil {
-			l.mu.Lock()
-			l.fail(serr)
-			l.mu.Unlock()
-			err = fmt.Errorf("%w: fsync: %v", ErrStorage, serr)
-		}
-	} else if !errors.Is(err, ErrClosed) {
-		err = fmt.Errorf("%w: %v", ErrStorage, err)
-	}
+	end, err := l.flush()
 
 	l.syncMu.Lock()
 	l.syncing = false
@@ -497,14 +526,88 @@ func (l *Log) SyncTo(off int64) error {
 	return nil
 }
 
+// flush makes every offset below the log end durable and returns that end.
+// Only the syncer (syncing set) calls it.
+func (l *Log) flush() (int64, error) {
+	l.mu.RLock()
+	if l.closed || l.failed != nil {
+		err := l.failed
+		l.mu.RUnlock()
+		if err == nil {
+			return 0, ErrClosed
+		}
+		return 0, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	end := l.next.Load()
+	active := l.segments[len(l.segments)-1]
+	// The rolled segments not yet flushed are the last closed ones.
+	first := len(l.segments) - 1
+	for first > 0 && !l.segments[first-1].flushed {
+		first--
+	}
+	rolled := slices.Clone(l.segments[first : len(l.segments)-1])
+	for _, s := range rolled {
+		s.flushing.Store(true)
+	}
+	active.flushing.Store(true) // a roll and a deletion may come meanwhile
+	dirDirty := l.dirDirty.Swap(false)
+	l.mu.RUnlock()
+
+	var err error
+	for _, s := range rolled {
+		if err = s.file.Sync(); err != nil {
+			err = fmt.Errorf("fsync segment %d: %w", s.baseOffset, err)
+			break
+		}
+		if err = s.writeIndexFiles(l.fs); err != nil {
+			err = fmt.Errorf("write indexes of segment %d: %w", s.baseOffset, err)
+			break
+		}
+	}
+	if err == nil {
+		began := time.Now()
+		err = active.file.Sync()
+		l.onSync(time.Since(began))
+		if err != nil {
+			err = fmt.Errorf("fsync: %w", err)
+		}
+	}
+	if err == nil && (dirDirty || len(rolled) > 0) {
+		if err = l.fs.SyncDir(l.dir); err != nil {
+			err = fmt.Errorf("fsync dir: %w", err)
+		}
+	}
+	active.flushing.Store(false)
+	if err == nil && len(rolled) == 0 {
+		return end, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range rolled {
+		s.flushing.Store(false)
+		if err == nil && !s.flushed && slices.Contains(l.segments, s) {
+			s.useIndexFiles(l.fs)
+			s.flushed = true
+		}
+	}
+	if err != nil {
+		l.fail(err)
+		return 0, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	return end, nil
+}
+
 // Sync makes everything appended so far durable.
 func (l *Log) Sync() error { return l.SyncTo(l.next.Load()) }
 
 // EndOffset is the log end offset: the offset the next batch gets.
 func (l *Log) EndOffset() int64 { return l.next.Load() }
 
-// DurableOffset is the offset below which everything is fsynced: the
-// recovery point the broker checkpoints.
+// DurableOffset is the offset below which everything survives a power
+// cut: the segments' data, their files' directory entries, and the index
+// files of every segment before the one holding it (what recovery trusts
+// below the recovery point). It never decreases. It is the recovery point
+// the broker checkpoints; it advances when a SyncTo (or Close) returns.
 func (l *Log) DurableOffset() int64 { return l.durable.Load() }
 
 // StartOffset is the log start offset.
@@ -616,7 +719,10 @@ func (l *Log) Read(offset int64, maxBytes int, maxOffset int64, minOneBatch bool
 			// Cut by maxBytes: walk the headers of the last index
 			// interval to find the last whole batch.
 			cut := pos + n
-			p := max(int64(seg.index.positionAtOrBelow(uint32(cut))), pos)
+			p, err := seg.positionAtOrBelow(cut, pos, size)
+			if err != nil {
+				return ReadResult{}, err
+			}
 			for p < cut {
 				bh, err := seg.headerAt(p)
 				if err != nil {
@@ -666,8 +772,12 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool,
 		return 0, 0, false, ErrClosed
 	}
 	for _, seg := range l.segments {
-		if seg.maxTimestamp >= ts && seg.size.Load() > 0 {
-			start = seg.baseOffset + int64(seg.timeIndex.lookup(ts))
+		if size := seg.size.Load(); seg.maxTimestamp >= ts && size > 0 {
+			var err error
+			if start, err = seg.timeLookupStart(ts, size); err != nil {
+				l.mu.RUnlock()
+				return 0, 0, false, err
+			}
 			break
 		}
 	}
@@ -736,6 +846,11 @@ func (l *Log) MaxTimestamp() (ts, offset int64) {
 // DeleteRecordsBefore moves the log start offset up to off (DeleteRecords)
 // and deletes segments wholly below it. off must be at most hw.
 func (l *Log) DeleteRecordsBefore(off, hw int64) (int64, error) {
+	// Rolled segments are synced first: a segment a sync is flushing is
+	// not deleted.
+	if err := l.syncRolled(); err != nil {
+		return 0, err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -755,6 +870,11 @@ func (l *Log) DeleteRecordsBefore(off, hw int64) (int64, error) {
 // rolling the active segment when it alone is too old. It returns the
 // number of segments deleted. Only the delete cleanup policy has retention.
 func (l *Log) Retain() int {
+	// Rolled segments are synced first: a segment a sync is flushing is
+	// not deleted (it goes at the next call).
+	if err := l.syncRolled(); err != nil {
+		return 0
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed || l.failed != nil || l.cfg.NoDelete {
@@ -789,7 +909,8 @@ func (l *Log) deleteSegmentsLocked(del func(s *segment, remaining int64) bool) i
 		total += s.size.Load()
 	}
 	n := 0
-	for len(l.segments) > 1 && del(l.segments[0], total) {
+	// (A segment a sync is flushing stays until the next time.)
+	for len(l.segments) > 1 && !l.segments[0].flushing.Load() && del(l.segments[0], total) {
 		s := l.segments[0]
 		l.segments = l.segments[1:]
 		total -= s.size.Load()
@@ -804,7 +925,7 @@ func (l *Log) deleteSegmentsLocked(del func(s *segment, remaining int64) bool) i
 				l.logger.Warn("remove segment file", "path", s.path(ext), "err", err)
 			}
 		}
-		l.closeLater(s.file)
+		l.closeLater(s)
 		l.logger.Info("deleted segment", "dir", l.dir, "segment", s.baseOffset)
 	}
 	if n > 0 {
@@ -813,19 +934,21 @@ func (l *Log) deleteSegmentsLocked(del func(s *segment, remaining int64) bool) i
 	return n
 }
 
-// closeLater closes the file of a deleted segment after file.delete.delay.ms,
-// so that readers holding it finish. Called with mu held.
-func (l *Log) closeLater(f vfs.File) {
+// closeLater closes the files of a deleted segment after
+// file.delete.delay.ms, so that readers holding them finish. Called with mu
+// held.
+func (l *Log) closeLater(s *segment) {
 	l.pending = slices.DeleteFunc(l.pending, func(p pendingClose) bool { return p.done.Load() })
 	done := new(atomic.Bool)
 	l.pending = append(l.pending, pendingClose{time.AfterFunc(l.cfg.FileDeleteDelay, func() {
-		f.Close()
+		s.closeFiles()
 		done.Store(true)
-	}), f, done})
+	}), s, done})
 }
 
-// Close syncs the log, writes the active segment's indexes and closes every
-// file. A cleanly closed log needs no rescan at the next Open.
+// Close makes the log durable (as a sync does, and the active segment's
+// indexes too) and closes every file. A cleanly closed log needs no rescan
+// at the next Open.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -834,52 +957,102 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	l.mu.Unlock()
-	// Wait out a sync in flight, then keep others from starting.
+	l.stopSyncs()
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var err error
+	if l.failed == nil {
+		if err = l.flushAllLocked(); err != nil {
+			err = fmt.Errorf("log: close: %w", err)
+		} else {
+			l.advanceDurable(l.next.Load())
+		}
+	} else {
+		err = fmt.Errorf("%w: %v", ErrStorage, l.failed)
+	}
+	l.closeFiles()
+	l.resumeSyncs()
+	return err
+}
+
+// stopSyncs waits out a sync in flight and keeps others from starting,
+// until resumeSyncs.
+func (l *Log) stopSyncs() {
 	l.syncMu.Lock()
 	for l.syncing {
 		l.syncCond.Wait()
 	}
 	l.syncing = true
 	l.syncMu.Unlock()
+}
 
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var err error
-	if l.failed == nil {
-		active := l.segments[len(l.segments)-1]
-		if serr := active.file.Sync(); serr != nil {
-			err = fmt.Errorf("log: sync on close: %w", serr)
-		} else {
-			l.advanceDurable(l.next.Load())
-		}
-		active.finishTimeIndex()
-		for _, s := range l.segments {
-			if werr := s.writeIndexes(l.fs); werr != nil && err == nil {
-				err = fmt.Errorf("log: write indexes on close: %w", werr)
-			}
-		}
-	} else {
-		err = fmt.Errorf("%w: %v", ErrStorage, l.failed)
-	}
-	l.closeFiles()
+func (l *Log) resumeSyncs() {
 	l.syncMu.Lock()
 	l.syncing = false
 	l.syncCond.Broadcast()
 	l.syncMu.Unlock()
-	return err
+}
+
+// flushAllLocked does at close what a sync does, plus the active segment's
+// index files; a segment whose index turned out damaged has its index
+// files removed instead, for the next Open to rebuild. Called with mu held
+// and syncs stopped.
+func (l *Log) flushAllLocked() error {
+	active := l.segments[len(l.segments)-1]
+	active.finishTimeIndex()
+	for _, s := range l.segments {
+		closed := s != active
+		if closed && s.flushed && !s.badIndex.Load() {
+			continue
+		}
+		if !closed || !s.flushed {
+			if err := s.file.Sync(); err != nil {
+				return fmt.Errorf("fsync segment %d: %w", s.baseOffset, err)
+			}
+		}
+		if s.badIndex.Load() {
+			for _, ext := range []string{".index", ".timeindex"} {
+				if err := l.fs.Remove(s.path(ext)); err != nil && !isNotExist(err) {
+					return fmt.Errorf("remove damaged index of segment %d: %w", s.baseOffset, err)
+				}
+			}
+			continue
+		}
+		if closed || s.indexDirty || s.size.Load() > 0 {
+			if err := s.writeIndexFiles(l.fs); err != nil {
+				return fmt.Errorf("write indexes of segment %d: %w", s.baseOffset, err)
+			}
+			s.indexDirty = false
+		}
+		if closed {
+			s.useIndexFiles(l.fs)
+			s.flushed = true
+		}
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("fsync dir: %w", err)
+	}
+	l.dirDirty.Store(false)
+	return nil
 }
 
 // Delete closes the log and removes its directory (DeleteTopics).
 func (l *Log) Delete() error {
 	l.mu.Lock()
 	l.closed = true
+	l.mu.Unlock()
+	// A sync in flight may be writing index files: wait for it.
+	l.stopSyncs()
+	l.mu.Lock()
 	l.closeFiles()
 	l.mu.Unlock()
+	l.resumeSyncs() // later ones find the log closed
 	// A cleaning pass in progress fails fast on the closed files; wait for
 	// it so that it creates no file in the directory being removed.
 	l.cleanMu.Lock()
 	defer l.cleanMu.Unlock()
-	if err := l.fs.RemoveAll(l.dir); err != nil {
+	if err := vfs.RemoveAll(l.fs, l.dir); err != nil {
 		return fmt.Errorf("log: delete %s: %w", l.dir, err)
 	}
 	return nil
@@ -888,12 +1061,12 @@ func (l *Log) Delete() error {
 func (l *Log) closeFiles() {
 	for _, p := range l.pending {
 		if p.timer.Stop() {
-			p.file.Close()
+			p.seg.closeFiles()
 		}
 	}
 	l.pending = nil
 	for _, s := range l.segments {
-		s.file.Close()
+		s.closeFiles()
 	}
 	l.segments = nil
 }
