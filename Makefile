@@ -41,9 +41,12 @@ fuzz-short:
 fuzz:
 	$(MAKE) fuzz-short FUZZTIME=$(LONGFUZZTIME)
 
-# More crash rounds than `make test` runs: SIGKILLs of `sluice serve`, and
+# More crash rounds than `make test` runs: SIGKILLs of `sluice serve` (at
+# random, at segment rolls, inside clean shutdowns and log cleaner passes,
+# next to the minute's recovery checkpoint, with transactions open), and
 # power cuts (only what was fsynced survives) of the in-process broker.
 POWERLOSS_ROUNDS ?= 60
 crash:
-	CRASH_ROUNDS=100 $(GO) test -run TestCrash -timeout 60m -v ./internal/crashtest
+	CRASH_ROUNDS=100 CRASH_ROLL_ROUNDS=100 CRASH_CHECKPOINT_ROUNDS=4 CRASH_COMPACT_ROUNDS=100 CRASH_TXN_OPEN_ROUNDS=60 \
+		$(GO) test -run TestCrash -timeout 60m -v ./internal/crashtest
 	POWERLOSS_ROUNDS=$(POWERLOSS_ROUNDS) $(GO) test -run TestPowerLoss -timeout 60m -v ./internal/powerloss
