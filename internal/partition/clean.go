@@ -50,7 +50,7 @@ func (p *Partition) Clean(ctx context.Context, opts log.CleanOptions) (log.Clean
 	// marker being written has its entry indexed before the last stable
 	// offset passes its transaction.
 	opts.LastStableOffset = p.LastStableOffset()
-	opts.MarkerBound = max(p.snapshotAt, 0)
+	opts.MarkerBound = max(p.snapshotAt.Load(), 0)
 	last := make(map[int64]int64, len(p.producers))
 	for id, s := range p.producers {
 		if b := s.last(); b != nil {

@@ -2,9 +2,11 @@ package partition
 
 import (
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sluice-io/sluice/internal/vfs"
 )
@@ -169,5 +171,99 @@ func TestDurableHighWatermark(t *testing.T) {
 	defer p2.Close()
 	if end := p2.Log().EndOffset(); end < 6 {
 		t.Fatalf("log end %d after a crash, below the high watermark 6 consumers saw", end)
+	}
+}
+
+// blockingFS blocks the first op on a path with the given suffix once
+// armed, until release is called (any number of times), telling blocked
+// when it does.
+func blockingFS(op vfs.Op, suffix string) (fs vfs.FS, arm func(), blocked chan struct{}, release func()) {
+	blocked = make(chan struct{})
+	released := make(chan struct{})
+	var once, releaseOnce sync.Once
+	var armed atomic.Bool
+	fs = vfs.NewFault(vfs.NewMem(), func(o vfs.Op, path string) error {
+		if o == op && armed.Load() && strings.HasSuffix(path, suffix) {
+			once.Do(func() {
+				close(blocked)
+				<-released
+			})
+		}
+		return nil
+	})
+	return fs, func() { armed.Store(true) }, blocked, func() { releaseOnce.Do(func() { close(released) }) }
+}
+
+// within fails the test unless f returns within a generous bound: a call
+// that waits for a blocked fsync never returns before release.
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s waited for a blocked disk operation", what)
+	}
+}
+
+// TestCheckpointFsyncOutsideAppendLock: appends go on while a producer
+// snapshot's fsync is stuck (on main the snapshot's three fsyncs ran under
+// the append lock, every minute, in every partition).
+func TestCheckpointFsyncOutsideAppendLock(t *testing.T) {
+	fs, arm, blocked, release := blockingFS(vfs.OpSync, ".snapshot.tmp")
+	p, err := Open(Options{FS: fs, Dir: "t-0", Config: DefaultConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { p.Close() }()
+	defer release() // before Close, also when the test fails
+	if _, err := p.Append(idemBatch(t, 1, 0, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	arm()
+	cp := make(chan error, 1)
+	go func() { cp <- p.Checkpoint() }()
+	<-blocked
+	within(t, "an append during a producer snapshot", func() {
+		if _, err := p.Append(idemBatch(t, 1, 0, 1, 1)); err != nil {
+			t.Error(err)
+		}
+	})
+	release()
+	if err := <-cp; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFetchStateWithoutAppendLock: what a fetch reads of a partition (the
+// leader epoch, the high watermark, the last stable offset) does not wait
+// for an append in progress (on main the leader epoch took the append lock).
+func TestFetchStateWithoutAppendLock(t *testing.T) {
+	fs, arm, blocked, release := blockingFS(vfs.OpWrite, ".log")
+	p, err := Open(Options{FS: fs, Dir: "t-0", Config: DefaultConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { p.Close() }()
+	defer release() // before Close, also when the test fails
+	arm()
+	appended := make(chan error, 1)
+	go func() {
+		_, err := p.Append(idemBatch(t, 1, 0, 0, 1))
+		appended <- err
+	}()
+	<-blocked
+	within(t, "reading the leader epoch and offsets during an append", func() {
+		p.LeaderEpoch()
+		p.HighWatermark()
+		p.LastStableOffset()
+	})
+	release()
+	if err := <-appended; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -116,7 +116,11 @@ type Partition struct {
 	epochs    epochCache
 	// leaderEpoch is written under mu and read without it (fetches).
 	leaderEpoch atomic.Int32
-	snapshotAt  int64 // log end offset of the last producer snapshot written
+	// checkpointMu serializes producer snapshots, whose fsyncs run
+	// outside mu so that appends do not wait for them. snapshotAt is the
+	// offset of the last durable snapshot (-1: none); read by the cleaner.
+	checkpointMu sync.Mutex
+	snapshotAt   atomic.Int64
 
 	// The high watermark. Visibility order, which read_committed depends
 	// on: an append updates the producer state and the first unstable
@@ -163,10 +167,11 @@ func Open(opts Options) (*Partition, error) {
 	p := &Partition{
 		fs: opts.FS, dir: opts.Dir, log: l, logger: opts.Logger, now: opts.Now,
 		cfg: opts.Config, producers: map[int64]*producerState{},
-		watchers: map[chan<- struct{}]struct{}{}, snapshotAt: -1, ongoing: map[int64]int64{},
+		watchers: map[chan<- struct{}]struct{}{}, ongoing: map[int64]int64{},
 		onUnflushed: opts.OnUnflushed,
 	}
 	p.durableHW.Store(opts.Config.DurableHighWatermark)
+	p.snapshotAt.Store(-1)
 	p.firstUnstable.Store(math.MaxInt64)
 	p.recompress.Store(recompressionOf(opts.Config))
 	if err := p.loadEpochs(); err != nil {
@@ -231,7 +236,8 @@ func (p *Partition) loadProducers() error {
 		if err == nil {
 			var m map[int64]*producerState
 			if m, err = unmarshalSnapshot(b); err == nil {
-				p.producers, from, p.snapshotAt = m, offs[i], offs[i]
+				p.producers, from = m, offs[i]
+				p.snapshotAt.Store(offs[i])
 				break
 			}
 		}
@@ -549,20 +555,26 @@ func (p *Partition) WaitDurable(lastOffset int64) error {
 	return nil
 }
 
-// Checkpoint writes a producer-state snapshot at the log end offset when it
-// changed since the last one, and removes older snapshots. Called on a timer
-// and at close, so that restarts replay only a short tail.
+// Checkpoint writes a producer-state snapshot at the published log end
+// offset when it changed since the last one, and removes the older one.
+// Called on a timer and at close, so that restarts replay only a short
+// tail. The state is copied under the append lock; the fsyncs (the log up
+// to the snapshot, the snapshot file, its directory) run outside it.
 func (p *Partition) Checkpoint() error {
+	p.checkpointMu.Lock()
+	defer p.checkpointMu.Unlock()
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.checkpointLocked()
-}
-
-func (p *Partition) checkpointLocked() error {
-	end := p.log.EndOffset()
-	if end == p.snapshotAt {
+	// published, not the log end: a marker appended whose transaction
+	// index entry failed is in the log but not in the producer state, and
+	// must be replayed after a restart from this snapshot.
+	end := p.published.Load()
+	prev := p.snapshotAt.Load()
+	if end == prev {
+		p.mu.Unlock()
 		return nil
 	}
+	data := marshalSnapshot(p.producers)
+	p.mu.Unlock()
 	// The snapshot describes offsets below end; they must be durable first
 	// or a crash could leave a snapshot ahead of the log.
 	if err := p.log.SyncTo(end); err != nil {
@@ -570,21 +582,21 @@ func (p *Partition) checkpointLocked() error {
 	}
 	p.advanceHW()
 	name := filepath.Join(p.dir, snapshotName(end))
-	if err := vfs.WriteFileAtomic(p.fs, p.dir, name, marshalSnapshot(p.producers)); err != nil {
+	if err := vfs.WriteFileAtomic(p.fs, p.dir, name, data); err != nil {
 		return fmt.Errorf("partition: write producer snapshot: %w", err)
 	}
-	if p.snapshotAt >= 0 {
-		_ = p.fs.Remove(filepath.Join(p.dir, snapshotName(p.snapshotAt)))
+	p.snapshotAt.Store(end)
+	if prev >= 0 {
+		// Not synced: a crash that brings it back leaves an older
+		// snapshot, removed at the next start.
+		_ = p.fs.Remove(filepath.Join(p.dir, snapshotName(prev)))
 	}
-	p.snapshotAt = end
 	return nil
 }
 
 // Close snapshots the producer state and closes the log cleanly.
 func (p *Partition) Close() error {
-	p.mu.Lock()
-	err := p.checkpointLocked()
-	p.mu.Unlock()
+	err := p.Checkpoint()
 	if cerr := p.log.Close(); err == nil {
 		err = cerr
 	}
