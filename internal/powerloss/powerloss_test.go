@@ -72,11 +72,10 @@ type node struct {
 	done chan struct{}
 }
 
-func startNode(t *testing.T, fs vfs.FS, dir string) *node {
-	t.Helper()
+func tryStartNode(fs vfs.FS, dir string) (*node, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	host, portStr, _ := net.SplitHostPort(ln.Addr().String())
 	port, _ := strconv.Atoi(portStr)
@@ -84,7 +83,7 @@ func startNode(t *testing.T, fs vfs.FS, dir string) *node {
 		Static: map[string]string{"group.initial.rebalance.delay.ms": "0"}, RetentionCheckInterval: time.Hour})
 	if err != nil {
 		ln.Close()
-		t.Fatalf("start the broker after the power came back: %v", err)
+		return nil, err
 	}
 	n := &node{b: b, addr: ln.Addr().String(), done: make(chan struct{})}
 	n.srv = server.New(api.New(b, logger()), logger())
@@ -92,7 +91,7 @@ func startNode(t *testing.T, fs vfs.FS, dir string) *node {
 		defer close(n.done)
 		n.srv.Serve(ln)
 	}()
-	return n
+	return n, nil
 }
 
 // stop ends a node whose filesystem has been cut: what it writes now goes
@@ -160,15 +159,18 @@ func produce(ctx context.Context, addr, topic string, round int, l *ledger) *syn
 
 // readAll reads every partition of topic from its start to its high
 // watermark, by offset.
-func readAll(t *testing.T, addr, topic string) map[acked]string {
+func readAll(t *testing.T, addr, topic string) (map[acked]string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
 	defer cancel()
 	adm, cl := admin(t, addr)
 	defer cl.Close()
 	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil || ends.Error() != nil {
-		t.Fatalf("list end offsets: %v %v", err, ends.Error())
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
 	want := map[int32]int64{}
 	offsets := map[string]map[int32]kgo.Offset{topic: {}}
@@ -180,19 +182,21 @@ func readAll(t *testing.T, addr, topic string) map[acked]string {
 	})
 	out := map[acked]string{}
 	if len(want) == 0 {
-		return out
+		return out, nil
 	}
 	rd, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(offsets), kgo.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer rd.Close()
 	for len(want) > 0 {
 		fs := rd.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("reading %s back: %v; partitions left %v", topic, ctx.Err(), want)
+			return nil, fmt.Errorf("reading %s back: %v; partitions left %v", topic, ctx.Err(), want)
 		}
-		fs.EachError(func(_ string, p int32, err error) { t.Fatalf("fetch partition %d: %v", p, err) })
+		if errs := fs.Errors(); len(errs) > 0 {
+			return nil, fmt.Errorf("fetch partition %d: %w", errs[0].Partition, errs[0].Err)
+		}
 		fs.EachRecord(func(r *kgo.Record) {
 			out[acked{r.Partition, r.Offset}] = string(r.Value)
 			if r.Offset+1 >= want[r.Partition] {
@@ -200,7 +204,7 @@ func readAll(t *testing.T, addr, topic string) map[acked]string {
 			}
 		})
 	}
-	return out
+	return out, nil
 }
 
 func admin(t *testing.T, addr string) (*kadm.Client, *kgo.Client) {
@@ -223,15 +227,21 @@ func run(t *testing.T, nrounds, minAcked int, wrap func(vfs.FS) vfs.FS) error {
 	const topic = "powerloss"
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	for round := range nrounds {
-		n := startNode(t, wrap(fs), dir)
+		n, err := tryStartNode(wrap(fs), dir)
+		if err != nil {
+			return fmt.Errorf("round %d: start: %w", round, err)
+		}
 		if round == 0 {
 			adm, cl := admin(t, n.addr)
 			ctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
 			res, err := adm.CreateTopic(ctx, partitions, 1, nil, topic)
 			cancel()
 			cl.Close()
-			if err != nil || res.Err != nil && !errors.Is(res.Err, kerr.TopicAlreadyExists) {
-				t.Fatalf("create topic: %v %v", err, res.Err)
+			if err == nil && !errors.Is(res.Err, kerr.TopicAlreadyExists) {
+				err = res.Err
+			}
+			if err != nil {
+				t.Fatalf("create topic: %v", err)
 			}
 		}
 		delay := time.Duration(rng.Int64N(int64(maxCutDelay)))
@@ -252,9 +262,14 @@ func run(t *testing.T, nrounds, minAcked int, wrap func(vfs.FS) vfs.FS) error {
 		wg.Wait()
 		t.Logf("round %d: power cut %v after start, %d records acknowledged so far", round, delay, len(want))
 
-		n = startNode(t, fs, dir)
-		got := readAll(t, n.addr, topic)
+		if n, err = tryStartNode(fs, dir); err != nil {
+			return fmt.Errorf("round %d (cut %v after start): restart: %w", round, delay, err)
+		}
+		got, err := readAll(t, n.addr, topic)
 		n.stop()
+		if err != nil {
+			return fmt.Errorf("round %d (cut %v after start, %d records acknowledged): %w", round, delay, len(want), err)
+		}
 		// The check's own restart wrote to fs: start the next round from
 		// what it left (a clean shutdown), as a real machine would.
 		var lost []string
@@ -280,6 +295,17 @@ func TestPowerLoss(t *testing.T) {
 	if err := run(t, rounds(t, 4), 0, func(fs vfs.FS) vfs.FS { return fs }); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestPowerLossCatchesSkippedDirSync: with directory fsyncs skipped (a
+// test fault: SyncDir does nothing), the first cut loses the data dir's new
+// entries (the metadata, the partition directories) and the check fails.
+func TestPowerLossCatchesSkippedDirSync(t *testing.T) {
+	err := run(t, 1, 100, func(fs vfs.FS) vfs.FS { return skipDirSync{fs} })
+	if err == nil {
+		t.Fatal("a power cut with no directory fsyncs lost nothing: the check cannot fail")
+	}
+	t.Logf("caught, as it must be: %v", err)
 }
 
 // TestPowerLossCatchesSkippedFsync: with the segment fsync skipped (a test

@@ -28,4 +28,10 @@ func (fs skipLogSync) OpenAppend(name string) (vfs.File, error) {
 	return fs.wrap(fs.FS.OpenAppend(name))
 }
 
+// skipDirSync is a test fault: SyncDir returns success without making
+// any directory entry durable, as a broker that never fsyncs a directory.
+type skipDirSync struct{ vfs.FS }
+
+func (skipDirSync) SyncDir(string) error { return nil }
+
 func slicesSort(s []string) { slices.Sort(s) }
