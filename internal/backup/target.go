@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/sluice-io/sluice/internal/vfs"
 )
 
 // Target is where a back-up's files live: a local directory now, object
@@ -78,7 +80,9 @@ func (d *Dir) Create(name string) (io.WriteCloser, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(d.path, 0o755); err != nil {
+	// Durably: a back-up whose directory entry a power cut takes back is
+	// gone with all its files.
+	if err := vfs.MkdirAll(vfs.OS(), d.path); err != nil {
 		return nil, err
 	}
 	f, err := os.CreateTemp(d.path, "."+name+tempMarker+"*")
