@@ -6,6 +6,14 @@
 #
 #   ROUNDS=3 scripts/bench.sh
 #   SUITE=txn ROUNDS=5 scripts/bench.sh    # transactions vs idempotent produce
+#   SUITE=ab BASE_REV=7529eab ROUNDS=5 scripts/bench.sh   # this tree vs an older commit
+#
+# SUITE=ab measures `sluice serve` built from this tree against the same
+# built from BASE_REV (a git worktree in $OUT, removed after), interleaved
+# (the order alternates by round), each workload on a fresh broker: produce
+# (a) and (b) with acks=all, their consume, and end-to-end at 1000 records/s
+# with acks=all and with acks=1. The client is this tree's `sluice bench` for
+# both. It prints medians and the median of per-round ratios (this / base).
 #
 # SUITE=txn measures instead, on one `sluice serve` (fresh data dir, default
 # durability), idempotent produce (acks=all) against transactional produce
@@ -14,7 +22,8 @@
 # 1 KiB (RECORDS_B); it prints the medians and the ratios to idempotent.
 #
 # Environment:
-#   SUITE       main (default: sluice vs kfake vs disk) or txn
+#   SUITE       main (default: sluice vs kfake vs disk), txn, or ab
+#   BASE_REV    the commit SUITE=ab compares with (default 7529eab)
 #   ROUNDS      rounds of every workload (default 3)
 #   BENCH_DIR   where brokers' data dirs and disk test files go: the disk under
 #               test (default ${TMPDIR:-/tmp}; must not be a tmpfs for honest figures)
@@ -40,7 +49,8 @@ RECORDS_B=${RECORDS_B:-200000}
 E2E_SECONDS=${E2E_SECONDS:-20}
 DISK_MIB=${DISK_MIB:-1024}
 SUITE=${SUITE:-main}
-case "$SUITE" in main | txn) ;; *) echo "bench.sh: SUITE must be main or txn" >&2; exit 1 ;; esac
+BASE_REV=${BASE_REV:-7529eab}
+case "$SUITE" in main | txn | ab) ;; *) echo "bench.sh: SUITE must be main, txn or ab" >&2; exit 1 ;; esac
 
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
@@ -70,22 +80,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_broker sluice|kfake: a fresh broker; sets BROKER_PID and BROKER_ADDR.
+# start_broker sluice|base|kfake: a fresh broker; sets BROKER_PID and
+# BROKER_ADDR. base is `sluice serve` built from BASE_REV (SUITE=ab).
 start_broker() {
-	local kind=$1 logf i
+	local kind=$1 logf i bin=./bin/sluice
 	logf=$OUT/$kind-broker.log
 	: >"$logf"
-	if [ "$kind" = sluice ]; then
+	if [ "$kind" = base ]; then bin=$OUT/sluice-base; fi
+	if [ "$kind" != kfake ]; then
 		BROKER_DIR=$(mktemp -d "$BENCH_DIR/sluice-bench-data.XXXXXX")
 		# shellcheck disable=SC2086 # SLUICE_SERVE_ARGS is split on purpose
-		./bin/sluice serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --data-dir "$BROKER_DIR" ${SLUICE_SERVE_ARGS:-} >"$logf" 2>&1 &
+		"$bin" serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --data-dir "$BROKER_DIR" ${SLUICE_SERVE_ARGS:-} >"$logf" 2>&1 &
 	else
 		./bin/benchref --listen 127.0.0.1:0 --partitions 6 >"$logf" 2>&1 &
 	fi
 	BROKER_PID=$!
 	BROKER_ADDR=""
 	for i in $(seq 1 300); do
-		if [ "$kind" = sluice ]; then
+		if [ "$kind" != kfake ]; then
 			BROKER_ADDR=$(grep -o 'msg="sluice serving" kafka=[^ ]*' "$logf" | sed 's/.*kafka=//' || true)
 		else
 			BROKER_ADDR=$(sed -n 's/^listening on //p' "$logf")
@@ -268,8 +280,93 @@ if failed:
 PYEOF
 }
 
+# ab_suite: this tree's broker against BASE_REV's, same client.
+ab_suite() {
+	local start r n size tag b order wt
+	wt=$OUT/base-worktree
+	log "building sluice at $BASE_REV"
+	git worktree add -q --detach "$wt" "$BASE_REV"
+	(cd "$wt" && go build -o "$OUT/sluice-base" ./cmd/sluice)
+	git worktree remove --force "$wt"
+	start=$(date +%s)
+	for r in $(seq 1 "$ROUNDS"); do
+		if [ $((r % 2)) = 1 ]; then order="sluice base"; else order="base sluice"; fi
+		for size in 100 1024; do
+			if [ "$size" = 100 ]; then n=$RECORDS_A; tag=a-100B; else n=$RECORDS_B; tag=b-1KiB; fi
+			for b in $order; do
+				start_broker "$b"
+				bench "produce-$tag-none" "$b" "$r" produce --records "$n" --record-size "$size" \
+					--partitions 6 --producers 1 --acks all --compression none
+				bench "consume-$tag" "$b" "$r" consume
+				stop_broker
+			done
+		done
+		for acks in all 1; do
+			for b in $order; do
+				start_broker "$b"
+				bench "e2e-1000rps-acks-$acks" "$b" "$r" e2e --rate 1000 --duration "${E2E_SECONDS}s" --record-size 100 \
+					--partitions 6 --acks "$acks" --compression none
+				stop_broker
+			done
+		done
+	done
+	log "done in $(($(date +%s) - start)) s; raw results in $RESULTS"
+	python3 - "$RESULTS" "$ROUNDS" "$BASE_REV" <<'PYEOF'
+import json, statistics, sys
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rounds, base_rev = int(sys.argv[2]), sys.argv[3]
+good = lambda r: not r.get("failed") and not r.get("errors")
+
+def med(w, b, key):
+    vals = [r[key] for r in rows if r["workload"] == w and r["broker"] == b and good(r) and r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+def ratio(w, key):
+    rs = []
+    for n in range(1, rounds + 1):
+        a = [r for r in rows if r["workload"] == w and r["broker"] == "sluice" and r["round"] == n and good(r)]
+        b = [r for r in rows if r["workload"] == w and r["broker"] == "base" and r["round"] == n and good(r)]
+        if a and b and a[0].get(key) and b[0].get(key):
+            rs.append(a[0][key] / b[0][key])
+    return f"{statistics.median(rs):.2f}×" if rs else "—"
+
+def f(v, nd=1):
+    if v is None:
+        return "—"
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.{nd}f}"
+
+def ok(w, b):
+    rs = [r for r in rows if r["workload"] == w and r["broker"] == b]
+    return f"{sum(1 for r in rs if good(r))}/{len(rs)}"
+
+print(f"Medians of {rounds} rounds, this tree (new) and {base_rev} (base) interleaved, each workload on a fresh broker.\n")
+print("| workload | new rec/s | base rec/s | new / base (median of per-round ratios) | runs ok (new, base) |")
+print("| --- | ---: | ---: | ---: | --- |")
+for w in ("produce-a-100B-none", "produce-b-1KiB-none", "consume-a-100B", "consume-b-1KiB"):
+    print(f"| {w} | {f(med(w, 'sluice', 'records_per_sec'), 0)} | {f(med(w, 'base', 'records_per_sec'), 0)} | {ratio(w, 'records_per_sec')} | {ok(w, 'sluice')}, {ok(w, 'base')} |")
+print("\n| workload (ms) | new p50 | p99 | p99.9 | max | base p50 | p99 | p99.9 | max | p50 new / base | p99 new / base |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for w in ("produce-a-100B-none", "produce-b-1KiB-none", "e2e-1000rps-acks-all", "e2e-1000rps-acks-1"):
+    vals = [med(w, b, k) for b in ("sluice", "base") for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms")]
+    print(f"| {w} | " + " | ".join(f(v, 2) for v in vals) + f" | {ratio(w, 'p50_ms')} | {ratio(w, 'p99_ms')} |")
+loads = [r["load1"] for r in rows if "load1" in r]
+if loads:
+    print(f"\n1-minute load average during the runs: median {statistics.median(loads):.2f}, max {max(loads):.2f} (2 cores).")
+failed = [r for r in rows if not good(r)]
+if failed:
+    print("\nFailed or erroring runs:")
+    for r in failed:
+        print(f"- round {r['round']} {r['broker']} {r['workload']}: {json.dumps(r)}")
+PYEOF
+}
+
 if [ "$SUITE" = txn ]; then
 	txn_suite
+	exit 0
+fi
+if [ "$SUITE" = ab ]; then
+	ab_suite
 	exit 0
 fi
 
