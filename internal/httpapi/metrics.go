@@ -195,7 +195,7 @@ type groupCollector struct{ b *broker.Broker }
 const groupScrapeTimeout = 5 * time.Second
 
 var (
-	descGroupLag     = prometheus.NewDesc("sluice_group_lag", "A group's lag on a partition: log end offset minus committed offset (partitions with a committed offset only).", []string{"group", "topic", "partition"}, nil)
+	descGroupLag     = prometheus.NewDesc("sluice_group_lag", "A group's lag on a partition: high watermark minus committed offset (partitions with a committed offset only).", []string{"group", "topic", "partition"}, nil)
 	descGroupMembers = prometheus.NewDesc("sluice_group_members", "A group's members.", []string{"group"}, nil)
 )
 
@@ -218,7 +218,7 @@ func (c *groupCollector) Collect(ch chan<- prometheus.Metric) {
 			if !ok {
 				continue
 			}
-			lag := max(p.Log().EndOffset()-committed, 0)
+			lag := max(p.HighWatermark()-committed, 0) // as Kafka: what a consumer can read
 			ch <- prometheus.MustNewConstMetric(descGroupLag, prometheus.GaugeValue, float64(lag),
 				g.Group, tp.Topic, strconv.Itoa(int(tp.Partition)))
 		}
