@@ -13,9 +13,13 @@ import (
 
 // flusher fsyncs partitions that hold appended data nobody waits to fsync
 // (acks=0 and acks=1 produces, under log.flush.policy=acks-all, where the
-// high watermark is the last fsynced offset): within
-// log.flush.max.delay.ms of the first such append, one Flush per
-// partition covers every append made meanwhile.
+// high watermark is the last fsynced offset): log.flush.max.delay.ms after
+// the first such append (0 by default: at once), one Flush per partition
+// covers every append made meanwhile. Appends made while a flush runs queue
+// the partition again, so a busy partition's fsyncs batch themselves with
+// no added delay (measured: end-to-end p50 of acks=1 at 1000 records/s
+// 0.8-1.3 ms with 0, 3.3-3.6 ms with 2, 7.2-7.8 ms with 10; produce
+// throughput within noise).
 //
 // A partition queues itself (partition.Options.OnUnflushed) at most once
 // per Flush, so the queue holds at most one entry per open partition.

@@ -166,8 +166,8 @@ var brokerDefs = []Def{
 		// Sluice's: under acks-all the high watermark is the last fsynced
 		// offset, so data nobody waits to fsync (acks=0 and acks=1
 		// produces) needs a flush to become visible to consumers.
-		Name: "log.flush.max.delay.ms", Type: TypeLong, Default: "10", ReadOnly: true,
-		Doc:      `Sluice: under log.flush.policy=acks-all, the longest time data appended without an acks=all producer waiting for it stays unsynced, and so invisible to consumers (the high watermark is the last fsynced offset). Appends within this time share one fsync per partition.`,
+		Name: "log.flush.max.delay.ms", Type: TypeLong, Default: "0", ReadOnly: true,
+		Doc:      `Sluice: under log.flush.policy=acks-all, how long data appended without an acks=all producer waiting for it may wait for its fsync, and so to be visible to consumers (the high watermark is the last fsynced offset). 0 fsyncs at once; appends made while a partition's fsync runs share the next one, so a busy partition batches itself. A longer delay batches more fsyncs at the cost of latency.`,
 		Validate: between(0, 60000),
 	},
 	{
