@@ -139,10 +139,10 @@ func (c *conn) readLoop() error {
 }
 
 // readFrame reads a frame body of size bytes into a buffer that grows as
-// the bytes arrive (doubling from frameChunkBytes), so that memory follows
+// the bytes arrive (doubling from frameEagerBytes), so that memory follows
 // what a client sent rather than what its size prefix claimed.
 func readFrame(r io.Reader, size int) ([]byte, error) {
-	frame := make([]byte, 0, min(size, frameChunkBytes))
+	frame := make([]byte, 0, min(size, frameEagerBytes))
 	for len(frame) < size {
 		if len(frame) == cap(frame) {
 			frame = slices.Grow(frame, min(size-len(frame), len(frame)))
