@@ -694,26 +694,12 @@ const maxCheckpointBytes = 64 << 20
 
 func readCheckpoint(fs vfs.FS, name string) (map[TopicPartition]int64, error) {
 	out := map[TopicPartition]int64{}
-	f, err := fs.Open(name)
+	buf, err := vfs.ReadFile(fs, name, maxCheckpointBytes)
 	if errors.Is(err, iofs.ErrNotExist) {
 		return out, nil
 	}
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	size, err := f.Size()
-	if err != nil {
-		return nil, err
-	}
-	if size > maxCheckpointBytes {
-		return nil, fmt.Errorf("%s is %d bytes, above %d", name, size, maxCheckpointBytes)
-	}
-	buf := make([]byte, size)
-	if size > 0 {
-		if _, err := f.ReadAt(buf, 0); err != nil {
-			return nil, err
-		}
 	}
 	lines := strings.Split(strings.TrimRight(string(buf), "\n"), "\n")
 	if len(lines) < 2 || lines[0] != "0" {

@@ -79,24 +79,12 @@ func parseMetaProperties(b []byte) (metaProperties, error) {
 // when there is none.
 func readMetaProperties(fs vfs.FS, dataDir string) (m metaProperties, ok bool, err error) {
 	name := filepath.Join(dataDir, metaPropertiesFile)
-	f, err := fs.Open(name)
+	b, err := vfs.ReadFile(fs, name, maxMetaPropertiesBytes)
 	if errors.Is(err, iofs.ErrNotExist) {
 		return m, false, nil
 	}
 	if err != nil {
-		return m, false, fmt.Errorf("broker: open %s: %w", name, err)
-	}
-	defer f.Close()
-	size, err := f.Size()
-	if err != nil {
-		return m, false, fmt.Errorf("broker: size of %s: %w", name, err)
-	}
-	if size > maxMetaPropertiesBytes {
-		return m, false, fmt.Errorf("broker: %s is %d bytes, above %d; it is not a meta.properties", name, size, maxMetaPropertiesBytes)
-	}
-	b := make([]byte, size)
-	if _, err := f.ReadAt(b, 0); err != nil && size > 0 {
-		return m, false, fmt.Errorf("broker: read %s: %w", name, err)
+		return m, false, fmt.Errorf("broker: %w; restore it from a backup, or move the data dir aside to start a new node", err)
 	}
 	if m, err = parseMetaProperties(b); err != nil {
 		return m, false, fmt.Errorf("broker: %s: %w; restore it from a backup, or move the data dir aside to start a new node", name, err)

@@ -702,23 +702,7 @@ func (s *segment) positionOf(off int64, size int64) (int64, record.Header, bool,
 }
 
 func readAll(fs vfs.FS, name string) ([]byte, error) {
-	f, err := fs.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	size, err := f.Size()
-	if err != nil {
-		return nil, err
-	}
-	if size > maxIndexFileBytes {
-		return nil, fmt.Errorf("log: %s is %d bytes, above the %d limit", name, size, maxIndexFileBytes)
-	}
-	b := make([]byte, size)
-	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return b, nil
+	return vfs.ReadFile(fs, name, maxIndexFileBytes)
 }
 
 // maxIndexFileBytes bounds what is read of an index or checkpoint file.

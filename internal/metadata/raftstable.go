@@ -176,23 +176,5 @@ func decodeStable(b []byte) (map[string][]byte, error) {
 // readSmallFile reads the whole of name, refusing files over limit bytes.
 // A missing file is an error satisfying errors.Is(err, fs.ErrNotExist).
 func readSmallFile(fsys vfs.FS, name string, limit int64) ([]byte, error) {
-	f, err := fsys.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	size, err := f.Size()
-	if err != nil {
-		return nil, err
-	}
-	if size > limit {
-		return nil, fmt.Errorf("%s is %d bytes, the limit is %d", name, size, limit)
-	}
-	b := make([]byte, size)
-	if size > 0 {
-		if _, err := f.ReadAt(b, 0); err != nil {
-			return nil, err
-		}
-	}
-	return b, nil
+	return vfs.ReadFile(fsys, name, limit)
 }

@@ -609,23 +609,7 @@ func (p *Partition) Delete() error { return p.log.Delete() }
 func isNotExist(err error) bool { return errors.Is(err, iofs.ErrNotExist) }
 
 func readSmall(fs vfs.FS, name string) ([]byte, error) {
-	f, err := fs.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	size, err := f.Size()
-	if err != nil {
-		return nil, err
-	}
-	if size > maxSmallFileBytes {
-		return nil, fmt.Errorf("partition: %s is %d bytes, above %d", name, size, maxSmallFileBytes)
-	}
-	b := make([]byte, size)
-	if _, err := f.ReadAt(b, 0); err != nil && size > 0 {
-		return nil, err
-	}
-	return b, nil
+	return vfs.ReadFile(fs, name, maxSmallFileBytes)
 }
 
 // maxSmallFileBytes bounds checkpoint and snapshot reads.
