@@ -108,21 +108,44 @@ type acked struct {
 	offset    int64
 }
 
-// ledger holds every acknowledged record's value by position.
+// ledger holds every acknowledged record's value by position, as of the
+// last cut: acknowledgements that come after a cut are from the broker
+// that lost its power (it runs on until it is stopped, on a filesystem no
+// longer the disk's), so they are dropped, not recorded.
 type ledger struct {
-	mu  sync.Mutex
-	got map[acked]string
+	mu   sync.Mutex
+	got  map[acked]string
+	open bool // acknowledgements are recorded (between resume and cut)
 }
 
 func (l *ledger) add(r *kgo.Record) {
 	l.mu.Lock()
-	l.got[acked{r.Partition, r.Offset}] = string(r.Value)
+	if l.open {
+		l.got[acked{r.Partition, r.Offset}] = string(r.Value)
+	}
 	l.mu.Unlock()
 }
 
-func (l *ledger) snapshot() map[acked]string {
+func (l *ledger) len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return len(l.got)
+}
+
+// resume records acknowledgements again (a new broker is up).
+func (l *ledger) resume() {
+	l.mu.Lock()
+	l.open = true
+	l.mu.Unlock()
+}
+
+// cut stops recording and returns what was acknowledged: call it just
+// before the power cut, so that everything it returns was acknowledged,
+// and so fsynced, before the cut.
+func (l *ledger) cut() map[acked]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open = false
 	out := make(map[acked]string, len(l.got))
 	for k, v := range l.got {
 		out[k] = v
@@ -249,13 +272,14 @@ func run(t *testing.T, nrounds, minAcked int, wrap func(vfs.FS) vfs.FS) error {
 			delay = time.Duration(rng.Int64N(int64(30 * time.Millisecond)))
 		}
 		ctx, cancel := context.WithCancel(context.Background())
+		l.resume()
 		wg := produce(ctx, n.addr, topic, round, l)
-		for base := len(l.snapshot()); len(l.snapshot()) < base+minAcked; {
+		for base := l.len(); l.len() < base+minAcked; {
 			time.Sleep(time.Millisecond)
 		}
 		time.Sleep(delay)
 		// What was acknowledged before the cut must survive it.
-		want := l.snapshot()
+		want := l.cut()
 		fs = fs.Crash()
 		cancel()
 		n.stop()
