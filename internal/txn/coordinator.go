@@ -137,10 +137,15 @@ func (c *Coordinator) Start(n int) error {
 		return err
 	}
 	c.mu.Lock()
+	var prepared []*entry
 	for id, m := range txns {
 		e := &entry{m: *m}
 		c.txns[id] = e
 		c.byPID[m.producerID] = e
+		switch m.state {
+		case PrepareCommit, PrepareAbort, PrepareEpochFence:
+			prepared = append(prepared, e)
+		}
 	}
 	c.loaded = true
 	c.mu.Unlock()
@@ -149,7 +154,7 @@ func (c *Coordinator) Start(n int) error {
 			"took", time.Since(started).Round(time.Millisecond))
 	}
 	c.wg.Add(1)
-	go c.background()
+	go c.background(prepared)
 	return nil
 }
 
@@ -719,10 +724,13 @@ func (c *Coordinator) complete(ctx context.Context, e *entry) error {
 // background aborts timed-out transactions, finishes prepared ones whose
 // markers are not all written (after a crash, or a failed write), and
 // removes ids unused for transactional.id.expiration.ms.
-func (c *Coordinator) background() {
+func (c *Coordinator) background(loaded []*entry) {
 	defer c.wg.Done()
 	// Prepared transactions found at load wait for the groups' state, so
-	// that their offset commits apply.
+	// that their offset commits apply. Only those: a transaction prepared
+	// since, whose markers failed, is retried at the next check like any
+	// other (finishing it here too would depend on when this goroutine
+	// happened to run).
 	if c.cfg.GroupsReady != nil {
 		if ready := c.cfg.GroupsReady(); ready != nil {
 			select {
@@ -732,7 +740,7 @@ func (c *Coordinator) background() {
 			}
 		}
 	}
-	c.finishPrepared()
+	c.finishPrepared(loaded)
 	abort := time.NewTicker(c.cfg.AbortCheckInterval)
 	defer abort.Stop()
 	expire := time.NewTicker(c.cfg.ExpireCheckInterval)
@@ -743,7 +751,7 @@ func (c *Coordinator) background() {
 			return
 		case <-abort.C:
 			c.abortTimedOut()
-			c.finishPrepared()
+			c.finishPrepared(c.entries())
 		case <-expire.C:
 			c.expireIDs()
 		}
@@ -761,8 +769,8 @@ func (c *Coordinator) entries() []*entry {
 	return out
 }
 
-func (c *Coordinator) finishPrepared() {
-	for _, e := range c.entries() {
+func (c *Coordinator) finishPrepared(entries []*entry) {
+	for _, e := range entries {
 		if !e.mu.TryLock() {
 			continue // busy: its own operation finishes it
 		}
