@@ -175,8 +175,8 @@ func Open(opts Options) (*Partition, error) {
 	p.firstUnstable.Store(math.MaxInt64)
 	p.recompress.Store(recompressionOf(opts.Config))
 	if err := p.loadEpochs(); err != nil {
-		p.logger.Warn("leader epoch checkpoint unreadable; starting it anew", "dir", p.dir, "err", err)
-		p.epochs = epochCache{}
+		l.Close()
+		return nil, err
 	}
 	if err := p.loadProducers(); err != nil {
 		l.Close()
@@ -192,17 +192,25 @@ func Open(opts Options) (*Partition, error) {
 	return p, nil
 }
 
+// loadEpochs reads the leader epoch checkpoint. Only a missing file
+// starts the history anew (a new partition). A file that cannot be read
+// now (too many open files, an I/O error) may be whole: the open fails and
+// the file is left as it is. A file whose bytes are not a checkpoint is
+// moved aside as leader-epoch-checkpoint-corrupt (kept for inspection)
+// and the history is rebuilt from the leader epochs of the log's batches,
+// as Kafka's segment recovery assigns them.
 func (p *Partition) loadEpochs() error {
-	b, err := readSmall(p.fs, filepath.Join(p.dir, epochCheckpointFile))
+	name := filepath.Join(p.dir, epochCheckpointFile)
+	b, err := readSmall(p.fs, name)
+	if isNotExist(err) {
+		return nil
+	}
 	if err != nil {
-		if isNotExist(err) {
-			return nil
-		}
-		return err
+		return fmt.Errorf("partition: read %s (left as it is; fix the cause and restart): %w", name, err)
 	}
 	c, err := unmarshalEpochCache(b)
 	if err != nil {
-		return err
+		return p.rebuildEpochs(name, err)
 	}
 	// Drop entries past the log end: the log was cut at recovery.
 	end := p.log.EndOffset()
@@ -212,6 +220,38 @@ func (p *Partition) loadEpochs() error {
 	p.epochs = c
 	return nil
 }
+
+// rebuildEpochs moves a damaged checkpoint aside, never over an earlier
+// one, and writes the history read from the batches' leader epochs.
+func (p *Partition) rebuildEpochs(name string, damage error) error {
+	aside := name + corruptSuffix
+	if _, err := p.fs.Stat(aside); err == nil {
+		aside = fmt.Sprintf("%s.%d", aside, p.now().UnixNano())
+	}
+	p.logger.Warn("leader epoch checkpoint damaged; moving it aside and rebuilding it from the log",
+		"dir", p.dir, "to", aside, "err", damage)
+	if err := vfs.Rename(p.fs, name, aside); err != nil {
+		return fmt.Errorf("partition: move damaged %s aside: %w", name, err)
+	}
+	var c epochCache
+	err := p.log.WalkHeaders(p.log.StartOffset(), func(h record.Header, _ record.ControlType) error {
+		if h.LeaderEpoch >= 0 {
+			c.assign(h.LeaderEpoch, h.BaseOffset)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("partition: rebuild %s from the log: %w", name, err)
+	}
+	if err := vfs.WriteFileAtomic(p.fs, p.dir, name, c.marshal()); err != nil {
+		return fmt.Errorf("partition: write rebuilt %s: %w", name, err)
+	}
+	p.epochs = c
+	return nil
+}
+
+// corruptSuffix names a damaged file moved aside.
+const corruptSuffix = "-corrupt"
 
 // loadProducers reads the newest usable snapshot at or below the log end
 // and replays the batch headers after it.
