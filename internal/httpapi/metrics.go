@@ -1,5 +1,6 @@
 // Package httpapi is the broker's HTTP side: Prometheus metrics on
-// /metrics, liveness on /healthz and readiness on /readyz.
+// /metrics, liveness on /healthz, readiness on /readyz and, when turned on,
+// Go's profiles on /debug/pprof/.
 package httpapi
 
 import (
@@ -35,15 +36,33 @@ type Metrics struct {
 	purgatory      *prometheus.GaugeVec
 	fsyncSeconds   prometheus.Histogram
 
+	opts MetricsOptions
+
 	// Label values are cached: building them per request would allocate.
 	mu     sync.Mutex
 	labels map[[2]int16][2]string
 }
 
-// NewMetrics registers the metrics. b may be nil until the broker is open;
-// call SetBroker then so per-partition gauges appear.
-func NewMetrics() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), labels: map[[2]int16][2]string{}}
+// MetricsOptions configure NewMetricsWithOptions.
+type MetricsOptions struct {
+	// PartitionLevel reports the partition gauges (log size, offsets,
+	// segments, cleaner state) and group lag per partition, with a
+	// partition label (the broker config metrics.partition.level=true).
+	// Off, the default, they are reported per topic (summed, the cleaner's
+	// as the largest), as Redpanda's aggregate_metrics: per partition, a
+	// broker with 10,000 partitions answers a scrape with some 70,000
+	// series.
+	PartitionLevel bool
+}
+
+// NewMetrics registers the metrics with the default options (per-topic
+// partition gauges).
+func NewMetrics() *Metrics { return NewMetricsWithOptions(MetricsOptions{}) }
+
+// NewMetricsWithOptions registers the metrics. The broker's gauges appear
+// once SetBroker is called, when the broker is open.
+func NewMetricsWithOptions(opts MetricsOptions) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), labels: map[[2]int16][2]string{}, opts: opts}
 	m.connections = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "sluice_connections", Help: "Open Kafka client connections."})
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -72,7 +91,8 @@ func NewMetrics() *Metrics {
 
 // SetBroker adds the per-partition gauges read from b at scrape time.
 func (m *Metrics) SetBroker(b *broker.Broker) {
-	m.reg.MustRegister(&partitionCollector{b: b}, &groupCollector{b: b})
+	m.reg.MustRegister(&partitionCollector{b: b, partitionLevel: m.opts.PartitionLevel},
+		&groupCollector{b: b, partitionLevel: m.opts.PartitionLevel})
 }
 
 // ConnectionOpened implements server.Observer.
@@ -123,31 +143,67 @@ func (m *Metrics) Purgatory(api string, delta int) {
 // Fsync is the log's fsync hook.
 func (m *Metrics) Fsync(d time.Duration) { m.fsyncSeconds.Observe(d.Seconds()) }
 
-// partitionCollector reports per-partition state at scrape time.
-type partitionCollector struct{ b *broker.Broker }
+// partitionCollector reports partitions' state at scrape time: by
+// partition (topic and partition labels) when partitionLevel is set, else
+// summed (offsets, sizes, segments) or maxed (cleaner state) by topic.
+type partitionCollector struct {
+	b              *broker.Broker
+	partitionLevel bool
+}
 
 var (
 	descPartitions = prometheus.NewDesc("sluice_partitions", "Partitions this broker leads.", nil, nil)
 	descUnderRepl  = prometheus.NewDesc("sluice_under_replicated_partitions", "Partitions with fewer in-sync replicas than replicas (always 0 on one node).", nil, nil)
-	descLogSize    = prometheus.NewDesc("sluice_log_size_bytes", "Bytes of a partition's log on disk.", []string{"topic", "partition"}, nil)
-	descLogStart   = prometheus.NewDesc("sluice_log_start_offset", "A partition's log start offset.", []string{"topic", "partition"}, nil)
-	descLogEnd     = prometheus.NewDesc("sluice_log_end_offset", "A partition's log end offset.", []string{"topic", "partition"}, nil)
-	descHW         = prometheus.NewDesc("sluice_high_watermark", "A partition's high watermark.", []string{"topic", "partition"}, nil)
-	descSegments   = prometheus.NewDesc("sluice_log_segments", "A partition's segment count.", []string{"topic", "partition"}, nil)
-	descLSO        = prometheus.NewDesc("sluice_last_stable_offset", "A partition's last stable offset: read_committed consumers read below it; behind the high watermark while a transaction is open.", []string{"topic", "partition"}, nil)
 	descTxns       = prometheus.NewDesc("sluice_transactions", "Transactional ids by state (Empty, Ongoing, PrepareCommit, ...).", []string{"state"}, nil)
 
-	descDirtyRatio   = prometheus.NewDesc("sluice_cleaner_dirty_ratio", "Share of a compacted partition's closed-segment bytes not yet cleaned (cleanable now).", []string{"topic", "partition"}, nil)
-	descCleanerLag   = prometheus.NewDesc("sluice_cleaner_lag_seconds", "Age, by record timestamp, of a compacted partition's oldest uncleaned record; 0 when all is clean.", []string{"topic", "partition"}, nil)
 	descBytesCleaned = prometheus.NewDesc("sluice_cleaner_bytes_cleaned_total", "Segment bytes the log cleaner has compacted.", nil, nil)
 	descCleanPasses  = prometheus.NewDesc("sluice_cleaner_passes_total", "Log cleaner passes run.", nil, nil)
+
+	// Per partition (MetricsOptions.PartitionLevel).
+	partitionLabels = []string{"topic", "partition"}
+	descLogSize     = prometheus.NewDesc("sluice_log_size_bytes", "Bytes of a partition's log on disk.", partitionLabels, nil)
+	descLogStart    = prometheus.NewDesc("sluice_log_start_offset", "A partition's log start offset.", partitionLabels, nil)
+	descLogEnd      = prometheus.NewDesc("sluice_log_end_offset", "A partition's log end offset.", partitionLabels, nil)
+	descHW          = prometheus.NewDesc("sluice_high_watermark", "A partition's high watermark.", partitionLabels, nil)
+	descSegments    = prometheus.NewDesc("sluice_log_segments", "A partition's segment count.", partitionLabels, nil)
+	descLSO         = prometheus.NewDesc("sluice_last_stable_offset", "A partition's last stable offset: read_committed consumers read below it; behind the high watermark while a transaction is open.", partitionLabels, nil)
+	descDirtyRatio  = prometheus.NewDesc("sluice_cleaner_dirty_ratio", "Share of a compacted partition's closed-segment bytes not yet cleaned (cleanable now).", partitionLabels, nil)
+	descCleanerLag  = prometheus.NewDesc("sluice_cleaner_lag_seconds", "Age, by record timestamp, of a compacted partition's oldest uncleaned record; 0 when all is clean.", partitionLabels, nil)
+
+	// By topic (the default): the same names, without the partition label.
+	topicLabels         = []string{"topic"}
+	descTopicPartitions = prometheus.NewDesc("sluice_topic_partitions", "Partitions of a topic this broker leads.", topicLabels, nil)
+	descTopicLogSize    = prometheus.NewDesc("sluice_log_size_bytes", "Bytes of a topic's logs on disk (its partitions summed).", topicLabels, nil)
+	descTopicLogStart   = prometheus.NewDesc("sluice_log_start_offset", "Sum of a topic's partitions' log start offsets.", topicLabels, nil)
+	descTopicLogEnd     = prometheus.NewDesc("sluice_log_end_offset", "Sum of a topic's partitions' log end offsets.", topicLabels, nil)
+	descTopicHW         = prometheus.NewDesc("sluice_high_watermark", "Sum of a topic's partitions' high watermarks.", topicLabels, nil)
+	descTopicSegments   = prometheus.NewDesc("sluice_log_segments", "Segments of a topic's partitions.", topicLabels, nil)
+	descTopicLSO        = prometheus.NewDesc("sluice_last_stable_offset", "Sum of a topic's partitions' last stable offsets; below the high watermark sum while a transaction is open.", topicLabels, nil)
+	descTopicDirtyRatio = prometheus.NewDesc("sluice_cleaner_dirty_ratio", "Largest share, among a compacted topic's partitions, of closed-segment bytes not yet cleaned.", topicLabels, nil)
+	descTopicCleanerLag = prometheus.NewDesc("sluice_cleaner_lag_seconds", "Age, by record timestamp, of the oldest uncleaned record of a compacted topic's partitions; 0 when all is clean.", topicLabels, nil)
 )
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPartitions, descUnderRepl, descLogSize, descLogStart, descLogEnd, descHW, descSegments,
-		descLSO, descTxns, descDirtyRatio, descCleanerLag, descBytesCleaned, descCleanPasses} {
+	for _, d := range []*prometheus.Desc{descPartitions, descUnderRepl, descTxns, descBytesCleaned, descCleanPasses} {
 		ch <- d
 	}
+	ds := []*prometheus.Desc{descTopicPartitions, descTopicLogSize, descTopicLogStart, descTopicLogEnd, descTopicHW,
+		descTopicSegments, descTopicLSO, descTopicDirtyRatio, descTopicCleanerLag}
+	if c.partitionLevel {
+		ds = []*prometheus.Desc{descLogSize, descLogStart, descLogEnd, descHW, descSegments, descLSO, descDirtyRatio, descCleanerLag}
+	}
+	for _, d := range ds {
+		ch <- d
+	}
+}
+
+// topicSums is a topic's partitions' state, added up at scrape time.
+type topicSums struct {
+	partitions                 int
+	size, start, end, hw, lso  float64
+	segments                   float64
+	compact                    bool
+	dirtyRatio, cleanerLagSecs float64 // the largest
 }
 
 func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
@@ -167,40 +223,88 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBytesCleaned, prometheus.CounterValue, float64(cs.BytesCleaned))
 	ch <- prometheus.MustNewConstMetric(descCleanPasses, prometheus.CounterValue, float64(cs.Passes))
 	nowMs := time.Now().UnixMilli()
-	for tp, p := range parts {
-		part := strconv.Itoa(int(tp.Partition))
-		l := p.Log()
-		ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(l.Size()), tp.Topic, part)
-		ch <- prometheus.MustNewConstMetric(descLogStart, prometheus.GaugeValue, float64(l.StartOffset()), tp.Topic, part)
-		ch <- prometheus.MustNewConstMetric(descLogEnd, prometheus.GaugeValue, float64(l.EndOffset()), tp.Topic, part)
-		ch <- prometheus.MustNewConstMetric(descHW, prometheus.GaugeValue, float64(p.HighWatermark()), tp.Topic, part)
-		ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(l.Segments()), tp.Topic, part)
-		ch <- prometheus.MustNewConstMetric(descLSO, prometheus.GaugeValue, float64(p.LastStableOffset()), tp.Topic, part)
-		if st := p.CleanerState(); st.Compact {
-			lag := 0.0
-			if st.OldestDirtyTimestamp >= 0 {
-				lag = max(float64(nowMs-st.OldestDirtyTimestamp)/1000, 0)
+	cleanerLag := func(oldestDirty int64) float64 {
+		if oldestDirty < 0 {
+			return 0
+		}
+		return max(float64(nowMs-oldestDirty)/1000, 0)
+	}
+	if c.partitionLevel {
+		for tp, p := range parts {
+			part := strconv.Itoa(int(tp.Partition))
+			l := p.Log()
+			ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(l.Size()), tp.Topic, part)
+			ch <- prometheus.MustNewConstMetric(descLogStart, prometheus.GaugeValue, float64(l.StartOffset()), tp.Topic, part)
+			ch <- prometheus.MustNewConstMetric(descLogEnd, prometheus.GaugeValue, float64(l.EndOffset()), tp.Topic, part)
+			ch <- prometheus.MustNewConstMetric(descHW, prometheus.GaugeValue, float64(p.HighWatermark()), tp.Topic, part)
+			ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(l.Segments()), tp.Topic, part)
+			ch <- prometheus.MustNewConstMetric(descLSO, prometheus.GaugeValue, float64(p.LastStableOffset()), tp.Topic, part)
+			if st := p.CleanerState(); st.Compact {
+				ch <- prometheus.MustNewConstMetric(descDirtyRatio, prometheus.GaugeValue, st.DirtyRatio, tp.Topic, part)
+				ch <- prometheus.MustNewConstMetric(descCleanerLag, prometheus.GaugeValue, cleanerLag(st.OldestDirtyTimestamp), tp.Topic, part)
 			}
-			ch <- prometheus.MustNewConstMetric(descDirtyRatio, prometheus.GaugeValue, st.DirtyRatio, tp.Topic, part)
-			ch <- prometheus.MustNewConstMetric(descCleanerLag, prometheus.GaugeValue, lag, tp.Topic, part)
+		}
+		return
+	}
+	topics := map[string]*topicSums{}
+	for tp, p := range parts {
+		t := topics[tp.Topic]
+		if t == nil {
+			t = &topicSums{}
+			topics[tp.Topic] = t
+		}
+		l := p.Log()
+		t.partitions++
+		t.size += float64(l.Size())
+		t.start += float64(l.StartOffset())
+		t.end += float64(l.EndOffset())
+		t.hw += float64(p.HighWatermark())
+		t.lso += float64(p.LastStableOffset())
+		t.segments += float64(l.Segments())
+		if st := p.CleanerState(); st.Compact {
+			t.compact = true
+			t.dirtyRatio = max(t.dirtyRatio, st.DirtyRatio)
+			t.cleanerLagSecs = max(t.cleanerLagSecs, cleanerLag(st.OldestDirtyTimestamp))
+		}
+	}
+	for name, t := range topics {
+		ch <- prometheus.MustNewConstMetric(descTopicPartitions, prometheus.GaugeValue, float64(t.partitions), name)
+		ch <- prometheus.MustNewConstMetric(descTopicLogSize, prometheus.GaugeValue, t.size, name)
+		ch <- prometheus.MustNewConstMetric(descTopicLogStart, prometheus.GaugeValue, t.start, name)
+		ch <- prometheus.MustNewConstMetric(descTopicLogEnd, prometheus.GaugeValue, t.end, name)
+		ch <- prometheus.MustNewConstMetric(descTopicHW, prometheus.GaugeValue, t.hw, name)
+		ch <- prometheus.MustNewConstMetric(descTopicSegments, prometheus.GaugeValue, t.segments, name)
+		ch <- prometheus.MustNewConstMetric(descTopicLSO, prometheus.GaugeValue, t.lso, name)
+		if t.compact {
+			ch <- prometheus.MustNewConstMetric(descTopicDirtyRatio, prometheus.GaugeValue, t.dirtyRatio, name)
+			ch <- prometheus.MustNewConstMetric(descTopicCleanerLag, prometheus.GaugeValue, t.cleanerLagSecs, name)
 		}
 	}
 }
 
 // groupCollector reports consumer groups' members and lag at scrape time,
-// read from the group coordinator.
-type groupCollector struct{ b *broker.Broker }
+// read from the group coordinator: lag by partition when partitionLevel is
+// set, else summed by topic.
+type groupCollector struct {
+	b              *broker.Broker
+	partitionLevel bool
+}
 
 // groupScrapeTimeout bounds how long a scrape waits for the coordinator.
 const groupScrapeTimeout = 5 * time.Second
 
 var (
-	descGroupLag     = prometheus.NewDesc("sluice_group_lag", "A group's lag on a partition: high watermark minus committed offset (partitions with a committed offset only).", []string{"group", "topic", "partition"}, nil)
-	descGroupMembers = prometheus.NewDesc("sluice_group_members", "A group's members.", []string{"group"}, nil)
+	descGroupLag      = prometheus.NewDesc("sluice_group_lag", "A group's lag on a partition: high watermark minus committed offset (partitions with a committed offset only).", []string{"group", "topic", "partition"}, nil)
+	descGroupTopicLag = prometheus.NewDesc("sluice_group_lag", "A group's lag on a topic: high watermark minus committed offset, summed over the partitions with a committed offset.", []string{"group", "topic"}, nil)
+	descGroupMembers  = prometheus.NewDesc("sluice_group_members", "A group's members.", []string{"group"}, nil)
 )
 
 func (c *groupCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descGroupLag
+	if c.partitionLevel {
+		ch <- descGroupLag
+	} else {
+		ch <- descGroupTopicLag
+	}
 	ch <- descGroupMembers
 }
 
@@ -213,29 +317,55 @@ func (c *groupCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	for _, g := range coord.Stats(ctx) {
 		ch <- prometheus.MustNewConstMetric(descGroupMembers, prometheus.GaugeValue, float64(g.Members), g.Group)
+		byTopic := map[string]int64{}
 		for tp, committed := range g.Offsets {
 			p, ok := c.b.Partition(tp.Topic, tp.Partition)
 			if !ok {
 				continue
 			}
 			lag := max(p.HighWatermark()-committed, 0) // as Kafka: what a consumer can read
+			if !c.partitionLevel {
+				byTopic[tp.Topic] += lag
+				continue
+			}
 			ch <- prometheus.MustNewConstMetric(descGroupLag, prometheus.GaugeValue, float64(lag),
 				g.Group, tp.Topic, strconv.Itoa(int(tp.Partition)))
+		}
+		for topic, lag := range byTopic {
+			ch <- prometheus.MustNewConstMetric(descGroupTopicLag, prometheus.GaugeValue, float64(lag), g.Group, topic)
 		}
 	}
 }
 
-// Handler serves /metrics, /debug/pprof/, /healthz (the process is alive) and /readyz
-// (recovery finished and metadata loaded: ready is closed).
+// HandlerOptions configure NewHandler.
+type HandlerOptions struct {
+	// Pprof serves Go's profiles on /debug/pprof/. Off by default: they
+	// show the command line and let anyone who reaches the HTTP port take
+	// CPU time and traces; turn it on (`sluice serve --pprof`) on a port
+	// only operators reach.
+	Pprof bool
+}
+
+// Handler serves /metrics, /healthz and /readyz, without /debug/pprof/
+// (NewHandler with the zero HandlerOptions).
 func Handler(m *Metrics, ready <-chan struct{}) http.Handler {
+	return NewHandler(m, ready, HandlerOptions{})
+}
+
+// NewHandler serves /metrics, /healthz (the process is alive), /readyz
+// (recovery finished and metadata loaded: ready is closed) and, with
+// opts.Pprof, /debug/pprof/.
+func NewHandler(m *Metrics, ready <-chan struct{}, opts HandlerOptions) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	// Profiles, for "profile before you optimise" on a live broker.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	if opts.Pprof {
+		// Profiles, for "profile before you optimise" on a live broker.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		select {
