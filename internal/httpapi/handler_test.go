@@ -91,4 +91,3 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
-
