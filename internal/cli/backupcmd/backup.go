@@ -107,7 +107,7 @@ func RunBackup(ctx context.Context, o BackupOptions) error {
 	var topicID string
 	for _, t := range md.Topics {
 		if t.Topic != nil && *t.Topic == o.Topic {
-			topicID = kadm.TopicID(t.TopicID).String()
+			topicID = clientopts.TopicID(t.TopicID)
 		}
 	}
 	actx, cancel := context.WithTimeout(ctx, o.Wait())
@@ -176,8 +176,9 @@ func (o BackupOptions) write(ctx context.Context, cl *kgo.Client, tg backup.Targ
 		return fmt.Errorf("back-up %s: %s: %w", tg, backup.ManifestName, err)
 	}
 	bar.done()
-	fmt.Fprintf(o.Stdout(), "backed up %d records of %s (%d partitions, cleanup.policy %s, %d bytes) to %s\n",
-		m.Records, o.Topic, len(parts), m.CleanupPolicy, bytes, tg)
+	fmt.Fprintf(o.Stdout(), "backed up %s of %s (%s, cleanup.policy %s, %s) to %s\n",
+		clientopts.Count(m.Records, "record", "records"), o.Topic, clientopts.Count(len(parts), "partition", "partitions"),
+		m.CleanupPolicy, clientopts.Count(bytes, "byte", "bytes"), tg)
 	return nil
 }
 

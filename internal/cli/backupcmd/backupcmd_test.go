@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -217,6 +218,9 @@ func TestCompactedRoundTrip(t *testing.T) {
 	// some of them, never a key's latest.
 	if want := fmt.Sprintf("backed up %d records of users (3 partitions, cleanup.policy compact, %d bytes) to %s\n", m.Records, dirSize(t, dir), dir); out != want {
 		t.Fatalf("backup printed %q, want %q", out, want)
+	}
+	if !kafkaTopicID.MatchString(m.TopicID) {
+		t.Fatalf("manifest topic id %q is not as Kafka prints it (URL-safe base64, unpadded)", m.TopicID)
 	}
 	if m.Topic != "users" || m.Partitions != 3 || !m.Compacted() || m.Configs["max.message.bytes"] != "2000000" ||
 		m.ConfigSources["cleanup.policy"] != "DYNAMIC_TOPIC_CONFIG" || m.Records > 375 || m.Records < 110 {
@@ -453,9 +457,12 @@ func TestDamagedBackup(t *testing.T) {
 		t.Fatalf("restore from a missing directory: %v", err)
 	}
 	// The good copy still restores.
-	mustRestore(t, b.Addr, "existing", good, "and 1 tombstones")
+	mustRestore(t, b.Addr, "existing", good, "and 1 tombstone;")
 	sameContent(t, "restored after the refusals", scan(t, b.Addr, "existing"), scan(t, b.Addr, "users"))
 }
+
+// kafkaTopicID is a topic id as Kafka's Uuid.toString prints it.
+var kafkaTopicID = regexp.MustCompile(`^[A-Za-z0-9_-]{22}$`)
 
 func TestExamples(t *testing.T) {
 	for _, c := range []*cobra.Command{BackupCommand(), RestoreCommand()} {
@@ -486,13 +493,13 @@ func TestCommandLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "bak")
-	if out, err := execute(t, BackupCommand(), "", "conf", "--to", dir); err != nil || !strings.HasPrefix(out, "backed up 1 records of conf") {
+	if out, err := execute(t, BackupCommand(), "", "conf", "--to", dir); err != nil || !strings.HasPrefix(out, "backed up 1 record of conf (2 partitions,") {
 		t.Fatalf("backup: %v %q", err, out)
 	}
 	if _, err := execute(t, BackupCommand(), "", "conf"); err == nil || !strings.Contains(err.Error(), "--to DIR") {
 		t.Fatalf("backup without --to: %v", err)
 	}
-	if out, err := execute(t, RestoreCommand(), "", "conf2", "--from", dir, "-c", "retention.ms=5000"); err != nil || !strings.Contains(out, "wrote 1 records") {
+	if out, err := execute(t, RestoreCommand(), "", "conf2", "--from", dir, "-c", "retention.ms=5000"); err != nil || !strings.Contains(out, "wrote 1 record and 0 tombstones") {
 		t.Fatalf("restore: %v %q", err, out)
 	}
 	if out, err := execute(t, kv.Command(), "", "get", "conf2", "k"); err != nil || out != "from\nstdin\n" {

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sluice-io/sluice/internal/backup"
+	"github.com/sluice-io/sluice/internal/cli/clientopts"
 )
 
 // topicConfigs are a topic's configs as DescribeConfigs reports them.
@@ -40,10 +41,7 @@ func describeConfigs(ctx context.Context, adm *kadm.Client, topic string) (*topi
 		err = rc.Err
 	}
 	if err != nil {
-		if rc.ErrMessage != "" {
-			err = fmt.Errorf("%w: %s", err, rc.ErrMessage)
-		}
-		return nil, fmt.Errorf("configs of %s: %w", topic, err)
+		return nil, fmt.Errorf("configs of %s: %w", topic, clientopts.KafkaErr(err, rc.ErrMessage))
 	}
 	tc := &topicConfigs{effective: map[string]string{}, nonDefault: map[string]string{}, sources: map[string]string{}}
 	for _, c := range rc.Configs {

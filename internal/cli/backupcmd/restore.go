@@ -292,14 +292,17 @@ func RunRestore(ctx context.Context, o RestoreOptions) error {
 	if !compacted {
 		kind = "cleanup.policy " + m.CleanupPolicy
 	}
-	msg := fmt.Sprintf("restored %s (%s, %d partitions, %d records) from %s into %s: wrote %d records", m.Topic, kind, m.Partitions, m.Records, src, o.Topic, pl.records)
+	records := func(n int64) string { return clientopts.Count(n, "record", "records") }
+	msg := fmt.Sprintf("restored %s (%s, %s, %s) from %s into %s: wrote %s", m.Topic, kind,
+		clientopts.Count(m.Partitions, "partition", "partitions"), records(m.Records), src, o.Topic, records(pl.records))
 	if compacted {
-		msg += fmt.Sprintf(" and %d tombstones; %d keys were already up to date", len(pl.tombstones), pl.upToDate)
+		msg += fmt.Sprintf(" and %s; %s already up to date", clientopts.Count(len(pl.tombstones), "tombstone", "tombstones"),
+			clientopts.Count(pl.upToDate, "key was", "keys were"))
 		if pl.keyless > 0 {
-			msg += fmt.Sprintf("; %d records without a key left out (a compacted topic refuses them)", pl.keyless)
+			msg += fmt.Sprintf("; %s without a key left out (a compacted topic refuses them)", records(pl.keyless))
 		}
 	} else {
-		msg += fmt.Sprintf("; %d were already there", pl.upToDate)
+		msg += fmt.Sprintf("; %s already there", clientopts.Count(pl.upToDate, "was", "were"))
 	}
 	fmt.Fprintln(o.Stdout(), msg)
 	return nil

@@ -6,12 +6,16 @@ package clientopts
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -164,13 +168,23 @@ func (c Common) probe(ctx context.Context, cl *kgo.Client, topics []string) (*km
 		req.Topics = append(req.Topics, rt)
 	}
 	req.AllowAutoTopicCreation = false
-	var last error
-	for _, b := range cl.SeedBrokers() {
+	var (
+		last     error
+		lastAddr string
+	)
+	seeds := c.seeds()
+	for i, b := range cl.SeedBrokers() { // in the order of the seeds
 		resp, err := b.Request(ctx, req)
 		if err == nil {
 			return resp.(*kmsg.MetadataResponse), nil
 		}
 		last = err
+		if i < len(seeds) {
+			lastAddr = seeds[i]
+			if _, _, err := net.SplitHostPort(lastAddr); err != nil {
+				lastAddr = net.JoinHostPort(lastAddr, "9092") // kgo's default port
+			}
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -179,8 +193,81 @@ func (c Common) probe(ctx context.Context, cl *kgo.Client, topics []string) (*km
 		last = fmt.Errorf("no answer within %s", c.Wait())
 	} else if errors.Is(last, context.Canceled) {
 		return nil, last
+	} else if closedEarly(last) && lastAddr != "" {
+		// kgo guesses "is TLS missing?" for any connection closed before
+		// its first answer; look at what the broker does instead.
+		switch diagnose(ctx, lastAddr) {
+		case closedAtAccept:
+			return nil, fmt.Errorf("cannot reach broker at %s: the broker refused the connection (connection limit?): "+
+				"it closed the connection right after accepting it, before any answer; retry later, or raise its limit", lastAddr)
+		case speaksTLS:
+			return nil, fmt.Errorf("cannot reach broker at %s: the broker expects TLS, and the sluice CLI speaks only plaintext; "+
+				"give the address of a plaintext listener", lastAddr)
+		}
 	}
 	return nil, fmt.Errorf("cannot reach broker at %s: %v; is `sluice serve` running?", strings.Join(c.seeds(), ","), last)
+}
+
+// closedEarly is whether err is a connection closed by the broker before it
+// answered the client's first request.
+func closedEarly(err error) bool {
+	if _, ok := errors.AsType[*kgo.ErrFirstReadEOF](err); ok {
+		return true
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// What diagnose found at a broker's address.
+const (
+	unknownBehaviour = iota
+	closedAtAccept   // the connection was closed before anything was sent on it
+	speaksTLS        // the listener completed (or refused with an alert) a TLS handshake
+)
+
+const (
+	// acceptCloseWait is how long diagnose waits, saying nothing, for the
+	// broker to close a new connection. A broker at its connection limit
+	// closes it at once; any other waits for the client's first bytes.
+	acceptCloseWait = 500 * time.Millisecond
+	// tlsProbeWait bounds the TLS handshake diagnose tries.
+	tlsProbeWait = 2 * time.Second
+)
+
+// diagnose opens two connections to addr to tell why the broker closed the
+// client's: on the first it sends nothing and waits acceptCloseWait for the
+// broker to close it; if the broker waits instead, it tries a TLS handshake
+// on the second. Each connection is closed before it returns.
+func diagnose(ctx context.Context, addr string) int {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return unknownBehaviour
+	}
+	conn.SetReadDeadline(time.Now().Add(acceptCloseWait))
+	var one [1]byte
+	_, err = conn.Read(one[:])
+	conn.Close()
+	if err == nil {
+		return unknownBehaviour // it talks first: not a Kafka listener
+	}
+	if ne, ok := errors.AsType[net.Error](err); !ok || !ne.Timeout() {
+		return closedAtAccept // EOF or a reset, with nothing sent
+	}
+	hctx, cancel := context.WithTimeout(ctx, tlsProbeWait)
+	defer cancel()
+	conn, err = d.DialContext(hctx, "tcp", addr)
+	if err != nil {
+		return unknownBehaviour
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	tc := tls.Client(conn, &tls.Config{ServerName: host, InsecureSkipVerify: true}) // only to see whether it speaks TLS
+	err = tc.HandshakeContext(hctx)
+	tc.Close()
+	if _, alert := errors.AsType[tls.AlertError](err); err == nil || alert {
+		return speaksTLS
+	}
+	return unknownBehaviour
 }
 
 // SplitList splits a comma-separated list, dropping blanks.
@@ -222,17 +309,30 @@ func Partitions(md *kmsg.MetadataResponse, topic string) ([]int32, error) {
 	return nil, MissingTopic(topic)
 }
 
-// KafkaErr joins a Kafka error with the broker's message, if any; nil if
-// err is nil.
+// KafkaErr says a Kafka error once: its code's name with the broker's
+// message when the broker sent one (kerr's generic description otherwise);
+// errors.Is still finds the kerr error. Nil if err is nil.
 func KafkaErr(err error, msg string) error {
-	if err == nil {
-		return nil
+	if err == nil || msg == "" {
+		return err
 	}
-	if msg != "" && !strings.Contains(err.Error(), msg) {
-		return fmt.Errorf("%w: %s", err, msg)
+	if ke, ok := err.(*kerr.Error); ok {
+		return &kafkaError{err: ke, msg: msg}
 	}
-	return err
+	if strings.Contains(err.Error(), msg) {
+		return err
+	}
+	return fmt.Errorf("%w: %s", err, msg)
 }
+
+// kafkaError is a Kafka error code with the broker's message.
+type kafkaError struct {
+	err *kerr.Error
+	msg string
+}
+
+func (e *kafkaError) Error() string { return e.err.Message + ": " + e.msg }
+func (e *kafkaError) Unwrap() error { return e.err }
 
 // ParseKV parses key=value.
 func ParseKV(flag, kv string) (string, string, error) {
@@ -241,4 +341,18 @@ func ParseKV(flag, kv string) (string, string, error) {
 		return "", "", fmt.Errorf("%s %q: write it as key=value", flag, kv)
 	}
 	return k, v, nil
+}
+
+// Count says n things: "1 partition", "2 partitions".
+func Count[N ~int | ~int32 | ~int64](n N, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// TopicID prints a topic id as Kafka's tools do (Uuid.toString): URL-safe
+// base64 without padding, 22 characters.
+func TopicID(id [16]byte) string {
+	return base64.RawURLEncoding.EncodeToString(id[:])
 }

@@ -111,7 +111,8 @@ func RunGet(ctx context.Context, o GetOptions) error {
 	e := ix.latest(o.Key)
 	switch {
 	case e == nil:
-		return notFound{fmt.Sprintf("%s has no key %s (%d records read from %d partitions)", o.Topic, strconv.Quote(o.Key), ix.records, ix.partitions)}
+		return notFound{fmt.Sprintf("%s has no key %s (%s read from %s)", o.Topic, strconv.Quote(o.Key),
+			clientopts.Count(ix.records, "record", "records"), clientopts.Count(ix.partitions, "partition", "partitions"))}
 	case e.deleted:
 		return notFound{fmt.Sprintf("key %s was deleted from %s (tombstone at partition %d, offset %d, %s)",
 			strconv.Quote(o.Key), o.Topic, e.partition, e.offset, formatTime(e.timestamp))}
@@ -296,11 +297,12 @@ func RunScan(ctx context.Context, o ScanOptions) error {
 		return err
 	}
 	live := ix.live()
-	summary := fmt.Sprintf("%d keys", len(live))
+	summary := clientopts.Count(len(live), "key", "keys")
 	if o.Prefix != "" {
 		summary += " with prefix " + strconv.Quote(o.Prefix)
 	}
-	summary += fmt.Sprintf(" in %s (%d records read from %d partitions", o.Topic, ix.records, ix.partitions)
+	summary += fmt.Sprintf(" in %s (%s read from %s", o.Topic, clientopts.Count(ix.records, "record", "records"),
+		clientopts.Count(ix.partitions, "partition", "partitions"))
 	if ix.keyless > 0 {
 		summary += fmt.Sprintf("; %d without a key, left out", ix.keyless)
 	}

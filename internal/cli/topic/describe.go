@@ -134,7 +134,7 @@ func describe(ctx context.Context, adm *kadm.Client, topic string) (*DescribedTo
 		return nil, fmt.Errorf("configs of %s: %w", topic, clientopts.KafkaErr(err, rc.ErrMessage))
 	}
 
-	d := &DescribedTopic{Name: topic, ID: td.ID.String(), Replicas: td.Partitions.NumReplicas(),
+	d := &DescribedTopic{Name: topic, ID: clientopts.TopicID(td.ID), Replicas: td.Partitions.NumReplicas(),
 		Partitions: []DescribedPartition{}, Configs: []DescribedConfig{}}
 	for _, pd := range td.Partitions.Sorted() {
 		p := DescribedPartition{Partition: pd.Partition, Leader: pd.Leader, LeaderEpoch: pd.LeaderEpoch,

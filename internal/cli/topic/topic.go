@@ -109,7 +109,8 @@ func RunCreate(ctx context.Context, o CreateOptions) error {
 		case r.Err != nil:
 			errs = append(errs, fmt.Errorf("create topic %s: %w", name, clientopts.KafkaErr(r.Err, r.ErrMessage)))
 		default:
-			fmt.Fprintf(o.Stdout(), "created topic %s (%d partitions, replication factor %d)\n", name, r.NumPartitions, r.ReplicationFactor)
+			fmt.Fprintf(o.Stdout(), "created topic %s (%s, replication factor %d)\n", name,
+				clientopts.Count(r.NumPartitions, "partition", "partitions"), r.ReplicationFactor)
 		}
 	}
 	return errors.Join(errs...)
@@ -169,7 +170,7 @@ func RunList(ctx context.Context, o ListOptions) error {
 		if td.Err != nil {
 			return fmt.Errorf("topic %s: %w", td.Topic, td.Err)
 		}
-		out = append(out, listedTopic{Name: td.Topic, ID: td.ID.String(), Partitions: len(td.Partitions), Replicas: td.Partitions.NumReplicas()})
+		out = append(out, listedTopic{Name: td.Topic, ID: clientopts.TopicID(td.ID), Partitions: len(td.Partitions), Replicas: td.Partitions.NumReplicas()})
 	}
 	if o.Output == clientopts.OutputJSON {
 		return clientopts.JSON(o.Stdout(), out)
@@ -381,7 +382,7 @@ func RunAddPartitions(ctx context.Context, o AddPartitionsOptions) error {
 	if r.Err != nil {
 		return fmt.Errorf("add partitions to %s: %w", o.Topic, clientopts.KafkaErr(r.Err, r.ErrMessage))
 	}
-	fmt.Fprintf(o.Stdout(), "added %d partitions to topic %s: %d -> %d\n", o.Num, o.Topic, before, before+o.Num)
+	fmt.Fprintf(o.Stdout(), "added %s to topic %s: %d -> %d\n", clientopts.Count(o.Num, "partition", "partitions"), o.Topic, before, before+o.Num)
 	return nil
 }
 

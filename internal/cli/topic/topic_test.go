@@ -2,11 +2,15 @@ package topic
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/sluice-io/sluice/internal/cli/clitest"
 )
+
+// kafkaTopicID is a topic id as Kafka's Uuid.toString prints it.
+var kafkaTopicID = regexp.MustCompile(`^[A-Za-z0-9_-]{22}$`)
 
 func TestTopicLifecycle(t *testing.T) {
 	b := clitest.Start(t, nil)
@@ -24,9 +28,14 @@ func TestTopicLifecycle(t *testing.T) {
 	if err := RunCreate(ctx, CreateOptions{Common: c, Topics: []string{"events"}, Partitions: -1, Replicas: -1}); err != nil {
 		t.Fatalf("create with broker defaults: %v", err)
 	}
+	if got, want := io.Out.String(), "created topic events (1 partition, replication factor 1)\n"; got != want {
+		t.Fatalf("create printed %q, want %q", got, want)
+	}
 	c, _ = clitest.Common(b.Addr, nil)
 	err := RunCreate(ctx, CreateOptions{Common: c, Topics: []string{"orders"}, Partitions: 1, Replicas: 1})
-	if err == nil || !strings.Contains(err.Error(), "TOPIC_ALREADY_EXISTS") {
+	// Said once: the code's name and the broker's message, not kerr's
+	// description of the code as well.
+	if err == nil || err.Error() != "create topic orders: TOPIC_ALREADY_EXISTS: Topic 'orders' already exists." {
 		t.Fatalf("create twice: %v", err)
 	}
 	c, _ = clitest.Common(b.Addr, nil)
@@ -52,6 +61,10 @@ func TestTopicLifecycle(t *testing.T) {
 	if err := json.Unmarshal(io.Out.Bytes(), &listed); err != nil || len(listed) != 2 || listed[1].Name != "orders" || listed[1].Partitions != 3 {
 		t.Fatalf("list json %v:\n%s", err, io.Out)
 	}
+	// Topic ids as Kafka's tools print them: URL-safe base64, no padding.
+	if id := listed[1].ID; !kafkaTopicID.MatchString(id) {
+		t.Fatalf("topic id %q is not as Kafka prints it", id)
+	}
 	c, _ = clitest.Common(b.Addr, nil)
 	if err := RunList(ctx, ListOptions{Common: c, Output: "yaml"}); err == nil {
 		t.Fatal("-o yaml: no error")
@@ -71,7 +84,7 @@ func TestTopicLifecycle(t *testing.T) {
 		return d
 	}
 	d := describeJSON()
-	if d.Name != "orders" || len(d.Partitions) != 3 || d.Replicas != 1 {
+	if d.Name != "orders" || len(d.Partitions) != 3 || d.Replicas != 1 || d.ID != listed[1].ID {
 		t.Fatalf("describe: %+v", d)
 	}
 	for i, p := range d.Partitions {
@@ -121,6 +134,13 @@ func TestTopicLifecycle(t *testing.T) {
 	}
 	if d = describeJSON(); len(d.Partitions) != 5 {
 		t.Fatalf("%d partitions after adding 2 to 3", len(d.Partitions))
+	}
+	c, io = clitest.Common(b.Addr, nil)
+	if err := RunAddPartitions(ctx, AddPartitionsOptions{Common: c, Topic: "orders", Num: 1}); err != nil {
+		t.Fatalf("add-partitions: %v", err)
+	}
+	if got, want := io.Out.String(), "added 1 partition to topic orders: 5 -> 6\n"; got != want {
+		t.Fatalf("add-partitions printed %q, want %q", got, want)
 	}
 
 	// delete
