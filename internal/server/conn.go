@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -26,6 +27,9 @@ const maxPooledWriteBytes = 1 << 20
 // connBufferBytes is the size of each connection's read and write buffers.
 const connBufferBytes = 64 << 10
 
+// errIdle ends a connection idle for connections.max.idle.ms.
+var errIdle = errors.New("server: connection idle for connections.max.idle.ms")
+
 // conn is one client connection.
 type conn struct {
 	s      *Server
@@ -34,6 +38,13 @@ type conn struct {
 	cancel context.CancelFunc
 	slots  chan *slot // requests in order, waiting for their replies
 	budget budget
+	// pending is the requests read and not yet answered or dropped: the
+	// reader adds, the writer subtracts once it is done with a reply.
+	pending atomic.Int64
+	// lastActive is when the connection last read or wrote a byte (or its
+	// reader last waited for room on the broker's behalf), in Unix
+	// nanoseconds; the idle timeout counts from it.
+	lastActive atomic.Int64
 }
 
 // slot is the place of one request's reply in the connection's order.
@@ -48,6 +59,7 @@ type slot struct {
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
 	c := &conn{s: s, nc: nc, ctx: ctx, cancel: cancel, slots: make(chan *slot, maxInFlightPerConn)}
+	c.touch()
 	c.budget.init(maxBufferedBytesPerConn)
 	// A reader waiting for budget wakes when the connection ends.
 	context.AfterFunc(ctx, c.budget.close)
@@ -62,7 +74,10 @@ func (c *conn) serve() {
 		c.writeLoop()
 	}()
 	err := c.readLoop()
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, context.Canceled) {
+	switch {
+	case errors.Is(err, errIdle):
+		c.s.logger.Debug("closing idle connection", "remote", c.nc.RemoteAddr(), "idle", c.s.limits.IdleTimeout)
+	case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, context.Canceled):
 		c.s.logger.Info("closing connection", "remote", c.nc.RemoteAddr(), "reason", err)
 	}
 	close(c.slots)
@@ -72,22 +87,54 @@ func (c *conn) serve() {
 	c.nc.Close()
 }
 
+// touch notes activity now.
+func (c *conn) touch() { c.lastActive.Store(time.Now().UnixNano()) }
+
+// idleReader reads the connection for the reader goroutine, ending it with
+// errIdle once the connection has been idle for connections.max.idle.ms:
+// nothing read or written and no request in flight.
+type idleReader struct{ c *conn }
+
+func (r idleReader) Read(p []byte) (int, error) {
+	c := r.c
+	idle := c.s.limits.IdleTimeout
+	for {
+		if idle > 0 {
+			from := time.Unix(0, c.lastActive.Load())
+			if c.pending.Load() > 0 {
+				from = time.Now()
+			}
+			if err := c.nc.SetReadDeadline(from.Add(idle)); err != nil {
+				return 0, err
+			}
+		}
+		n, err := c.nc.Read(p)
+		if n > 0 {
+			c.touch()
+		}
+		if n == 0 && idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			// The writer may have been busy meanwhile, or a request
+			// may be in flight: look again.
+			if c.pending.Load() > 0 || time.Since(time.Unix(0, c.lastActive.Load())) < idle {
+				continue
+			}
+			return 0, errIdle
+		}
+		return n, err
+	}
+}
+
 func (c *conn) readLoop() error {
-	r := bufio.NewReaderSize(c.nc, connBufferBytes)
+	r := bufio.NewReaderSize(idleReader{c}, connBufferBytes)
+	maxFrame := c.s.limits.MaxFrameBytes
 	var sizeBuf [4]byte
 	for {
-		if err := c.nc.SetReadDeadline(time.Now().Add(idleTimeout)); err != nil {
-			return err
-		}
 		if _, err := io.ReadFull(r, sizeBuf[:]); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return fmt.Errorf("idle for %s", idleTimeout)
-			}
 			return err
 		}
 		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
-		if size < 8 || size > maxFrameBytes {
-			return fmt.Errorf("frame of %d bytes is outside [8, %d] (socket.request.max.bytes)", size, maxFrameBytes)
+		if size < 8 || int64(size) > int64(maxFrame) {
+			return fmt.Errorf("frame of %d bytes is outside [8, %d] (socket.request.max.bytes)", size, maxFrame)
 		}
 		// Room for the whole frame, in this connection's budget and the
 		// broker's, before reading it: a connection that does not get it
@@ -101,6 +148,9 @@ func (c *conn) readLoop() error {
 			c.budget.release(n)
 			return err
 		}
+		// Time spent waiting for room is the broker's, not the client's
+		// idleness.
+		c.touch()
 		release := func() {
 			c.s.queued.release(n)
 			c.budget.release(n)
@@ -117,9 +167,11 @@ func (c *conn) readLoop() error {
 		}
 		req.Remote = c.nc.RemoteAddr()
 		sl := &slot{key: req.Key, correlationID: req.CorrelationID, done: make(chan struct{})}
+		c.pending.Add(1)
 		select {
 		case c.slots <- sl:
 		case <-c.ctx.Done():
+			c.pending.Add(-1)
 			release()
 			return c.ctx.Err()
 		}
@@ -255,7 +307,9 @@ func (c *conn) writeLoop() {
 		if w.Buffered() > 0 {
 			if err := w.Flush(); err != nil {
 				c.fail(err)
+				return
 			}
+			c.touch()
 		}
 	}
 	for {
@@ -273,51 +327,62 @@ func (c *conn) writeLoop() {
 			flush()
 			return
 		}
+		buf = c.writeReply(w, flush, sl, buf)
+		// Activity before the request leaves pending, so that the
+		// reader never sees no request in flight and a stale time.
+		c.touch()
+		c.pending.Add(-1)
+	}
+}
+
+// writeReply waits for sl's reply and writes it to w (or drops it if the
+// connection is closing), returning buf for reuse.
+func (c *conn) writeReply(w *bufio.Writer, flush func(), sl *slot, buf []byte) []byte {
+	select {
+	case <-sl.done:
+	default:
+		flush()
 		select {
 		case <-sl.done:
-		default:
-			flush()
-			select {
-			case <-sl.done:
-			case <-c.ctx.Done():
-				continue // closing: drain without writing
-			}
-		}
-		if c.ctx.Err() != nil {
-			continue
-		}
-		rep := sl.reply
-		if rep.Close {
-			flush()
-			c.cancel()
-			c.nc.Close()
-			continue
-		}
-		if rep.None || rep.Msg == nil {
-			continue
-		}
-		buf = appendResponse(buf[:0], sl, rep.Msg)
-		if err := c.nc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
-			c.fail(err)
-			continue
-		}
-		if len(rep.Regions) > 0 {
-			pieces, err := spliceRegions(buf, rep.Regions, rep.Msg.IsFlexible())
-			if err == nil {
-				err = writePieces(w, c.nc, pieces)
-			}
-			if err != nil {
-				c.fail(err)
-				continue
-			}
-		} else if _, err := w.Write(buf); err != nil {
-			c.fail(err)
-			continue
-		}
-		if cap(buf) > maxPooledWriteBytes {
-			buf = nil
+		case <-c.ctx.Done():
+			return buf // closing: drain without writing
 		}
 	}
+	if c.ctx.Err() != nil {
+		return buf
+	}
+	rep := sl.reply
+	if rep.Close {
+		flush()
+		c.cancel()
+		c.nc.Close()
+		return buf
+	}
+	if rep.None || rep.Msg == nil {
+		return buf
+	}
+	buf = appendResponse(buf[:0], sl, rep.Msg)
+	if err := c.nc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		c.fail(err)
+		return buf
+	}
+	if len(rep.Regions) > 0 {
+		pieces, err := spliceRegions(buf, rep.Regions, rep.Msg.IsFlexible())
+		if err == nil {
+			err = writePieces(w, c.nc, pieces)
+		}
+		if err != nil {
+			c.fail(err)
+			return buf
+		}
+	} else if _, err := w.Write(buf); err != nil {
+		c.fail(err)
+		return buf
+	}
+	if cap(buf) > maxPooledWriteBytes {
+		return nil
+	}
+	return buf
 }
 
 func (c *conn) fail(err error) {

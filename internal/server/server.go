@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -24,11 +25,22 @@ import (
 
 // Limits, with their units. Zero is never "unlimited".
 const (
-	// maxFrameBytes is socket.request.max.bytes: the largest request frame.
-	maxFrameBytes = 100 << 20
-	// maxConnections is how many client connections are served at once;
-	// more are closed on accept.
-	maxConnections = 4096
+	// DefaultMaxFrameBytes is socket.request.max.bytes (Kafka's default):
+	// the largest request frame.
+	DefaultMaxFrameBytes = 100 << 20
+	// DefaultMaxConnections is max.connections. Kafka's default is no
+	// bound; each connection holds two 64 KiB buffers and two goroutines,
+	// so 4096 connections hold at most 512 MiB besides the request bytes
+	// (queued.max.request.bytes).
+	DefaultMaxConnections = 4096
+	// DefaultMaxConnectionsPerIP is max.connections.per.ip. Kafka's
+	// default is no bound; a quarter of DefaultMaxConnections, so that one
+	// host (a connection leak, a hostile client) cannot take every slot,
+	// and far more than a host of ordinary clients opens (a Kafka client
+	// opens a few connections per broker).
+	DefaultMaxConnectionsPerIP = 1000
+	// DefaultIdleTimeout is connections.max.idle.ms (Kafka's default).
+	DefaultIdleTimeout = 10 * time.Minute
 	// maxInFlightPerConn is how many requests of one connection may be
 	// read but not yet answered.
 	maxInFlightPerConn = 64
@@ -49,12 +61,58 @@ const (
 	// Growing small frames too cost a third of produce throughput with
 	// 1 KiB records (copies and zeroing on the request's critical path).
 	frameEagerBytes = 8 << 20
-	// idleTimeout is connections.max.idle.ms: a connection that sends
-	// nothing for this long is closed.
-	idleTimeout = 10 * time.Minute
 	// writeTimeout bounds how long one response may take to write.
 	writeTimeout = 2 * time.Minute
+	// refusalLogInterval is the least time between two log lines about
+	// connections refused for max.connections.per.ip (a client that
+	// reconnects in a loop must not flood the log).
+	refusalLogInterval = 10 * time.Second
 )
+
+// Limits are a server's connection limits, each one of Kafka's broker
+// configs. They are static: set them before Serve.
+type Limits struct {
+	// MaxConnections is max.connections: client connections served at
+	// once (at least 1). At the limit the server stops accepting, as
+	// Kafka's acceptor does: new connections wait in the listen backlog
+	// until one closes. (Kafka closes the least recently used connection
+	// only to let an inter-broker connection in; Sluice has none.)
+	MaxConnections int
+	// MaxConnectionsPerIP is max.connections.per.ip: connections from one
+	// IP address. One more is closed as soon as it is accepted; 0 refuses
+	// every address without an override.
+	MaxConnectionsPerIP int
+	// MaxConnectionsPerIPOverrides is max.connections.per.ip.overrides:
+	// the limit of particular addresses in place of MaxConnectionsPerIP.
+	MaxConnectionsPerIPOverrides map[netip.Addr]int
+	// IdleTimeout is connections.max.idle.ms: a connection that reads
+	// nothing, writes nothing and has no request in flight for this long
+	// is closed. Negative: never (Kafka's -1). Unlike Kafka, a request in
+	// flight (a long poll) keeps its connection open however long it
+	// takes: its own timeout bounds it.
+	IdleTimeout time.Duration
+	// MaxFrameBytes is socket.request.max.bytes: a frame whose size
+	// prefix is larger closes the connection (at least 1).
+	MaxFrameBytes int
+}
+
+// DefaultLimits are the limits of a server that SetLimits was not called on.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxConnections:      DefaultMaxConnections,
+		MaxConnectionsPerIP: DefaultMaxConnectionsPerIP,
+		IdleTimeout:         DefaultIdleTimeout,
+		MaxFrameBytes:       DefaultMaxFrameBytes,
+	}
+}
+
+// perIP is the connection limit of address ip.
+func (l *Limits) perIP(ip netip.Addr) int {
+	if n, ok := l.MaxConnectionsPerIPOverrides[ip]; ok {
+		return n
+	}
+	return l.MaxConnectionsPerIP
+}
 
 // Request is one decoded request.
 type Request struct {
@@ -113,17 +171,32 @@ type Server struct {
 	logger   *slog.Logger
 	observer Observer
 
+	// limits are set before Serve and read-only after.
+	limits Limits
+
 	// queued is the broker-wide budget of request bytes
 	// (queued.max.request.bytes); each connection also has its own.
 	queued budget
 
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[*conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
-	ctx    context.Context
-	cancel context.CancelFunc
+	// mu guards the fields below; slotFree (on mu) is broadcast when a
+	// connection ends and when the server closes.
+	mu       sync.Mutex
+	slotFree *sync.Cond
+	ln       net.Listener
+	conns    map[*conn]struct{}
+	perIP    map[netip.Addr]int // open connections by client address
+	refused  refusals
+	closed   bool
+	wg       sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+// refusals counts connections refused for max.connections.per.ip since the
+// last log line about them.
+type refusals struct {
+	lastLog time.Time
+	count   int
 }
 
 // New returns a server that hands requests to h.
@@ -132,9 +205,25 @@ func New(h Handler, logger *slog.Logger) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{handler: h, logger: logger, observer: nopObserver{}, conns: map[*conn]struct{}{}, ctx: ctx, cancel: cancel}
+	s := &Server{handler: h, logger: logger, observer: nopObserver{}, limits: DefaultLimits(),
+		conns: map[*conn]struct{}{}, perIP: map[netip.Addr]int{}, ctx: ctx, cancel: cancel}
+	s.slotFree = sync.NewCond(&s.mu)
 	s.queued.init(DefaultQueuedMaxRequestBytes)
 	return s
+}
+
+// SetLimits sets the connection limits; call before Serve. Values out of
+// range are a programmer's error (configs are checked at start).
+func (s *Server) SetLimits(l Limits) {
+	if l.MaxConnections < 1 || l.MaxConnectionsPerIP < 0 || l.MaxFrameBytes < 1 || l.IdleTimeout == 0 {
+		panic(fmt.Sprintf("BUG: server: limits out of range: %+v", l))
+	}
+	for ip, n := range l.MaxConnectionsPerIPOverrides {
+		if n < 0 || !ip.IsValid() {
+			panic(fmt.Sprintf("BUG: server: max.connections.per.ip.overrides: %v:%d", ip, n))
+		}
+	}
+	s.limits = l
 }
 
 // SetQueuedMaxRequestBytes sets queued.max.request.bytes (n > 0); call
@@ -165,6 +254,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	var delay time.Duration
 	for {
+		if !s.waitForSlot() {
+			return nil
+		}
 		nc, err := ln.Accept()
 		if err != nil {
 			s.mu.Lock()
@@ -180,15 +272,21 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
+		ip, hasIP := remoteIP(nc)
 		s.mu.Lock()
-		if s.closed || len(s.conns) >= maxConnections {
-			full := !s.closed
+		if s.closed {
 			s.mu.Unlock()
-			if full {
-				s.logger.Warn("too many connections; closing the new one", "limit", maxConnections, "remote", nc.RemoteAddr())
-			}
 			nc.Close()
 			continue
+		}
+		if hasIP {
+			if limit := s.limits.perIP(ip); s.perIP[ip] >= limit {
+				s.noteRefusal(ip, limit)
+				s.mu.Unlock()
+				nc.Close()
+				continue
+			}
+			s.perIP[ip]++
 		}
 		c := newConn(s, nc)
 		s.conns[c] = struct{}{}
@@ -200,10 +298,52 @@ func (s *Server) Serve(ln net.Listener) error {
 			c.serve()
 			s.mu.Lock()
 			delete(s.conns, c)
+			if hasIP {
+				if s.perIP[ip]--; s.perIP[ip] <= 0 {
+					delete(s.perIP, ip)
+				}
+			}
+			s.slotFree.Broadcast()
 			s.mu.Unlock()
 			s.observer.ConnectionClosed()
 		}()
 	}
+}
+
+// waitForSlot waits until fewer than max.connections connections are
+// open, and reports false if the server closed meanwhile.
+func (s *Server) waitForSlot() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	warned := false
+	for !s.closed && len(s.conns) >= s.limits.MaxConnections {
+		if !warned {
+			s.logger.Warn("max.connections reached; new connections wait until one closes", "limit", s.limits.MaxConnections)
+			warned = true
+		}
+		s.slotFree.Wait()
+	}
+	return !s.closed
+}
+
+// noteRefusal logs a connection refused for max.connections.per.ip, at
+// most once per refusalLogInterval. s.mu is held.
+func (s *Server) noteRefusal(ip netip.Addr, limit int) {
+	s.refused.count++
+	if now := time.Now(); now.Sub(s.refused.lastLog) >= refusalLogInterval {
+		s.logger.Warn("refused a connection: the address has max.connections.per.ip connections open",
+			"address", ip, "limit", limit, "refused_since_last_log", s.refused.count)
+		s.refused = refusals{lastLog: now}
+	}
+}
+
+// remoteIP is the client address of nc, if it is an IP connection.
+func remoteIP(nc net.Conn) (netip.Addr, bool) {
+	a, ok := nc.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return a.AddrPort().Addr().Unmap(), true
 }
 
 // Connections is the number of open client connections.
@@ -222,6 +362,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.slotFree.Broadcast()
 	var err error
 	if s.ln != nil {
 		err = s.ln.Close()
