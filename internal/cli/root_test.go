@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sluice-io/sluice/internal/cli/clitest"
 )
@@ -89,4 +90,61 @@ func TestCommandLines(t *testing.T) {
 	if err == nil || err.Error() != "topic missing does not exist; create it with `sluice topic create missing`" {
 		t.Fatalf("produce to a missing topic: %v", err)
 	}
+}
+
+// walk calls fn on c and every command under it.
+func walk(c *cobra.Command, fn func(*cobra.Command)) {
+	fn(c)
+	for _, sub := range c.Commands() {
+		walk(sub, fn)
+	}
+}
+
+func TestUnknownSubcommand(t *testing.T) {
+	// Every command group refuses a subcommand it does not have, non-zero.
+	walk(Root(), func(c *cobra.Command) {
+		if !c.HasSubCommands() {
+			return
+		}
+		args := append(strings.Fields(c.CommandPath())[1:], "nosuchcommand")
+		_, _, err := run(t, "", args...)
+		if want := `unknown command "nosuchcommand" for "` + c.CommandPath() + `"`; err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%v: got %v, want %s...", args, err, want)
+		}
+	})
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"topic", "creat", "x"}, `unknown command "creat" for "sluice topic"; did you mean create?`},
+		{[]string{"group", "lst"}, `unknown command "lst" for "sluice group"; did you mean list?`},
+		{[]string{"topci", "list"}, `unknown command "topci" for "sluice"; did you mean topic?`},
+	} {
+		if _, _, err := run(t, "", tc.args...); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want %s", tc.args, err, tc.want)
+		}
+	}
+	// A group alone still shows its help.
+	out, _, err := run(t, "", "topic")
+	if err != nil || !strings.Contains(out, "Available Commands:") {
+		t.Fatalf("sluice topic: %v\n%s", err, out)
+	}
+}
+
+func TestFlagHelp(t *testing.T) {
+	walk(Root(), func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			// One default per flag: the usage's own words or pflag's
+			// "(default ...)", not both.
+			fs := pflag.NewFlagSet("", pflag.ContinueOnError)
+			fs.AddFlag(f)
+			if line := fs.FlagUsages(); strings.Count(line, "(default") > 1 {
+				t.Errorf("%s: two defaults in %q", c.CommandPath(), strings.TrimSpace(line))
+			}
+		})
+		// -b is --brokers everywhere.
+		if f := c.LocalFlags().Lookup("brokers"); f != nil && f.Shorthand != "b" {
+			t.Errorf("%s: --brokers has no -b", c.CommandPath())
+		}
+	})
 }

@@ -25,6 +25,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-io/sluice/internal/cli/clientopts"
 )
 
 // Modes of Options.Mode.
@@ -195,11 +197,11 @@ per fsync group (the writes plus their fsync). The file is removed after.`
 		f.BoolVarP(&o.Quiet, "quiet", "q", false, "no live progress")
 		return cmd
 	}
-	brokers := os.Getenv("SLUICE_BROKERS")
+	brokers := os.Getenv(clientopts.BrokersEnv)
 	if brokers == "" {
-		brokers = "127.0.0.1:9092"
+		brokers = clientopts.DefaultBrokers
 	}
-	f.StringVar(&o.Brokers, "brokers", brokers, "comma-separated seed brokers (env SLUICE_BROKERS)")
+	f.StringVarP(&o.Brokers, "brokers", "b", brokers, "comma-separated seed brokers (env "+clientopts.BrokersEnv+")")
 	f.StringVar(&o.Topic, "topic", "sluice-bench", "topic")
 	f.Int64Var(&o.Records, "records", 0, "stop after this many records")
 	f.DurationVar(&o.Duration, "duration", 0, "stop after this long")

@@ -59,7 +59,7 @@ partition, unless --partition picks one.`,
 	f.StringSliceVarP(&o.Headers, "headers", "H", nil, "headers k=v,... added to every record")
 	f.StringVarP(&o.Compression, "compression", "z", "none", "batch compression: none, gzip, snappy, lz4 or zstd")
 	f.StringVar(&o.Acks, "acks", "all", "acknowledgements to wait for: all, 1 or 0 (1 and 0 disable idempotence)")
-	f.Int32VarP(&o.Partition, "partition", "p", -1, "produce every record to this partition (default: by key hash, else sticky)")
+	f.Int32VarP(&o.Partition, "partition", "p", -1, "produce every record to this partition; -1: by the key's hash, else a sticky partition")
 	return cmd
 }
 

@@ -64,8 +64,8 @@ by its Kafka name.`,
 	}
 	f := cmd.Flags()
 	clientopts.AddFlags(f, &o.Common)
-	f.Int32VarP(&o.Partitions, "partitions", "p", -1, "number of partitions (default: the broker's num.partitions)")
-	f.Int16VarP(&o.Replicas, "replicas", "r", -1, "replication factor (default: the broker's default.replication.factor)")
+	f.Int32VarP(&o.Partitions, "partitions", "p", -1, "number of partitions; -1: the broker's num.partitions")
+	f.Int16VarP(&o.Replicas, "replicas", "r", -1, "replication factor; -1: the broker's default.replication.factor")
 	f.StringArrayVarP(&o.Configs, "config", "c", nil, "topic config key=value, repeatable")
 	return cmd
 }

@@ -63,7 +63,7 @@ to the next open one), and read_committed consumers go on.`,
 	f.Int64Var(&o.StartOffset, "start-offset", -1, "abort the transaction that starts at this offset (its producer is looked up)")
 	f.Int64Var(&o.ProducerID, "producer-id", -1, "producer id of the transaction (with --producer-epoch, instead of --start-offset)")
 	f.Int32Var(&o.ProducerEpoch, "producer-epoch", -1, "producer epoch of the transaction")
-	f.Int32Var(&o.CoordinatorEpoch, "coordinator-epoch", -1, "coordinator epoch to write in the marker (default: the producer's latest, from DescribeProducers)")
+	f.Int32Var(&o.CoordinatorEpoch, "coordinator-epoch", -1, "coordinator epoch to write in the marker; -1: the producer's latest, from DescribeProducers")
 	return cmd
 }
 

@@ -49,7 +49,7 @@ back; ` + "`sluice txn abort --topic T --partition P --start-offset O`" + ` ends
 	f := cmd.Flags()
 	clientopts.AddFlags(f, &o.Common)
 	clientopts.AddOutputFlag(f, &o.Output)
-	f.Int32SliceVarP(&o.Partitions, "partition", "p", nil, "only this partition, repeatable or comma-separated (default: all)")
+	f.Int32SliceVarP(&o.Partitions, "partition", "p", nil, "only these partitions, repeatable or comma-separated; none given: all")
 	return cmd
 }
 
