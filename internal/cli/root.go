@@ -11,6 +11,7 @@ import (
 	"github.com/sluice-io/sluice/internal/cli/backupcmd"
 	"github.com/sluice-io/sluice/internal/cli/bench"
 	"github.com/sluice-io/sluice/internal/cli/cluster"
+	"github.com/sluice-io/sluice/internal/cli/configcmd"
 	"github.com/sluice-io/sluice/internal/cli/consume"
 	"github.com/sluice-io/sluice/internal/cli/group"
 	"github.com/sluice-io/sluice/internal/cli/kv"
@@ -31,12 +32,13 @@ func Root() *cobra.Command {
 Start a broker with data in ./sluice-data:
   sluice serve
 
-The client commands (topic, produce, consume, cluster) reach the brokers in
---brokers, or $SLUICE_BROKERS, or 127.0.0.1:9092.`,
+The client commands (topic, config, produce, consume, group, cluster, ...)
+reach the brokers in --brokers (-b), or $SLUICE_BROKERS, or 127.0.0.1:9092.`,
 		Example: `  sluice serve
   sluice topic create demo --partitions 3
   seq 10 | sluice produce demo
   sluice consume demo --from-beginning --exit-at-end
+  sluice config describe topic demo --all
   sluice cluster info`,
 		Version:       version,
 		SilenceUsage:  true,
@@ -46,7 +48,7 @@ The client commands (topic, produce, consume, cluster) reach the brokers in
 	root.AddCommand(bench.Command())
 	root.AddCommand(kv.Command(), backupcmd.BackupCommand(), backupcmd.RestoreCommand())
 	root.AddCommand(topic.Command(), produce.Command(), consume.Command(), cluster.Command(version), versioncmd.Command(version))
-	root.AddCommand(group.Command())
+	root.AddCommand(group.Command(), configcmd.Command())
 	root.AddCommand(txn.Command())
 	root.InitDefaultCompletionCmd() // now rather than at Execute, so that the walk below sees it
 	refuseUnknownSubcommands(root)

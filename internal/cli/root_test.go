@@ -42,11 +42,12 @@ func TestEveryCommandHasAnExample(t *testing.T) {
 	}
 	for _, c := range root.Commands() {
 		switch c.Name() {
-		case "serve", "topic", "produce", "consume", "cluster", "version":
+		case "serve", "topic", "config", "produce", "consume", "cluster", "version":
 			walk(c)
 		}
 	}
-	for _, args := range [][]string{{"topic", "describe", "--help"}, {"consume", "--help"}, {"produce", "--help"}, {"cluster", "info", "--help"}} {
+	for _, args := range [][]string{{"topic", "describe", "--help"}, {"consume", "--help"}, {"produce", "--help"}, {"cluster", "info", "--help"},
+		{"config", "describe", "--help"}, {"config", "alter", "--help"}} {
 		out, _, err := run(t, "", args...)
 		if err != nil || !strings.Contains(out, "Examples:") || !strings.Contains(out, "--brokers") {
 			t.Errorf("%v: %v\n%s", args, err, out)
@@ -73,6 +74,17 @@ func TestCommandLines(t *testing.T) {
 	out, _, err = run(t, "", "topic", "list", "-o", "json", "--brokers", b.Addr)
 	if err != nil || !strings.Contains(out, `"name": "demo"`) {
 		t.Fatalf("list: %v %q", err, out)
+	}
+	out, _, err = run(t, "", "config", "describe", "topic", "demo", "--all")
+	if err != nil || !strings.Contains(out, "retention.ms") || !strings.Contains(out, "DYNAMIC_TOPIC_CONFIG") {
+		t.Fatalf("config describe: %v %q", err, out)
+	}
+	if _, _, err = run(t, "", "config", "describe", "group", "g"); err == nil || !strings.Contains(err.Error(), "`topic NAME` or `broker ID`") {
+		t.Fatalf("config describe group: %v", err)
+	}
+	out, _, err = run(t, "", "config", "alter", "topic", "demo", "--delete", "retention.ms", "-o", "json")
+	if err != nil || !strings.Contains(out, `"deleted": [`) {
+		t.Fatalf("config alter: %v %q", err, out)
 	}
 	out, _, err = run(t, "", "version")
 	if err != nil || !strings.HasPrefix(out, "sluice dev (go") {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -15,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/cli/clientopts"
+	"github.com/sluice-io/sluice/internal/cli/configcmd"
 )
 
 // Command returns `sluice topic` and its subcommands.
@@ -255,7 +255,9 @@ func alterConfigCommand() *cobra.Command {
 		Use:   "alter-config NAME",
 		Short: "Set or delete a topic's configs (IncrementalAlterConfigs)",
 		Long: `Set topic configs with -c key=value and return them to their defaults with
---delete key. Configs not named are left as they are.`,
+--delete key. Configs not named are left as they are. A --delete of a config
+that is not set on the topic fails the command, changing nothing (as
+kafka-configs.sh does). sluice config alter does the same for brokers too.`,
 		Example: `  sluice topic alter-config orders -c retention.ms=3600000
   sluice topic alter-config orders -c cleanup.policy=compact -c min.cleanable.dirty.ratio=0.1
   sluice topic alter-config orders --delete retention.ms`,
@@ -273,27 +275,13 @@ func alterConfigCommand() *cobra.Command {
 	return cmd
 }
 
-// RunAlterConfig applies the changes in one IncrementalAlterConfigs request.
+// RunAlterConfig applies the changes in one IncrementalAlterConfigs
+// request; a --delete of a config not set on the topic fails it before
+// anything changes (see configcmd.Alter).
 func RunAlterConfig(ctx context.Context, o AlterConfigOptions) error {
-	if len(o.Set) == 0 && len(o.Delete) == 0 {
-		return errors.New("nothing to change: give -c key=value or --delete key")
-	}
-	var alters []kadm.AlterConfig
-	var done []string
-	for _, kv := range o.Set {
-		k, v, err := clientopts.ParseKV("-c", kv)
-		if err != nil {
-			return err
-		}
-		alters = append(alters, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: kmsg.StringPtr(v)})
-		done = append(done, "set "+k+"="+v)
-	}
-	for _, k := range o.Delete {
-		if k == "" || strings.Contains(k, "=") {
-			return fmt.Errorf("--delete %q: give just the config's name", k)
-		}
-		alters = append(alters, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
-		done = append(done, "deleted "+k)
+	ch, err := configcmd.ParseChanges(o.Set, "-c", o.Delete)
+	if err != nil {
+		return err
 	}
 	adm, _, err := o.Admin(ctx)
 	if err != nil {
@@ -302,21 +290,10 @@ func RunAlterConfig(ctx context.Context, o AlterConfigOptions) error {
 	defer adm.Close()
 	ctx, cancel := context.WithTimeout(ctx, o.Wait())
 	defer cancel()
-	resps, err := adm.AlterTopicConfigs(ctx, alters, o.Topic)
-	if err != nil {
-		return fmt.Errorf("alter configs of %s: %w", o.Topic, err)
+	if err := configcmd.Alter(ctx, adm, configcmd.Topic(o.Topic), ch); err != nil {
+		return err
 	}
-	r, err := resps.On(o.Topic, nil)
-	if err != nil {
-		return fmt.Errorf("alter configs of %s: no answer from the broker", o.Topic)
-	}
-	if errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
-		return clientopts.MissingTopic(o.Topic)
-	}
-	if r.Err != nil {
-		return fmt.Errorf("alter configs of %s: %w", o.Topic, clientopts.KafkaErr(r.Err, r.ErrMessage))
-	}
-	fmt.Fprintf(o.Stdout(), "altered topic %s: %s\n", o.Topic, strings.Join(done, ", "))
+	fmt.Fprintf(o.Stdout(), "altered topic %s: %s\n", o.Topic, ch)
 	return nil
 }
 

@@ -118,6 +118,21 @@ func TestTopicLifecycle(t *testing.T) {
 	if len(d.Configs) != 1 || d.Configs[0].Key != "cleanup.policy" || *d.Configs[0].Value != "compact" {
 		t.Fatalf("configs after alter: %+v", d.Configs)
 	}
+	// Deleting a config that is not set on the topic fails, as kafka-configs
+	// does, and changes nothing (the -c with it is not applied either).
+	for _, tc := range []struct{ key, want string }{
+		{"nosuch.key", "--delete nosuch.key: topic orders has no config nosuch.key"},
+		{"retention.ms", "--delete retention.ms: it is not set on topic orders (its value comes from DEFAULT_CONFIG); nothing to delete"},
+	} {
+		c, io = clitest.Common(b.Addr, nil)
+		err := RunAlterConfig(ctx, AlterConfigOptions{Common: c, Topic: "orders", Set: []string{"segment.ms=100000"}, Delete: []string{tc.key}})
+		if err == nil || err.Error() != tc.want || io.Out.String() != "" {
+			t.Fatalf("--delete %s: %v, printed %q; want error %q", tc.key, err, io.Out, tc.want)
+		}
+	}
+	if d = describeJSON(); len(d.Configs) != 1 {
+		t.Fatalf("configs after refused deletes: %+v", d.Configs)
+	}
 	c, _ = clitest.Common(b.Addr, nil)
 	if err := RunAlterConfig(ctx, AlterConfigOptions{Common: c, Topic: "orders", Set: []string{"retention.ms=soon"}}); err == nil ||
 		!strings.Contains(err.Error(), "INVALID_CONFIG") {
