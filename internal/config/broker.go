@@ -1,8 +1,14 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"math"
+	"regexp"
 	"slices"
+	"strconv"
+	"strings"
+	"time"
 )
 
 // Values of Sluice's log.flush.policy broker config.
@@ -18,7 +24,11 @@ const (
 
 // brokerDefs is the broker configs Sluice knows, sorted by name in init.
 // ReadOnly follows Kafka's update mode: "read-only" configs are ReadOnly,
-// "per-broker" and "cluster-wide" ones are not.
+// "per-broker" and "cluster-wide" ones are not, except the connection
+// limits, which Sluice reads only at start. Every one is acted on, or
+// Unsupported (only its default accepted), or checked by sluice serve
+// against its flags (node.id, broker.id, log.dirs): internal/cli/serve's
+// tests hold the list.
 var brokerDefs = []Def{
 	{
 		Name: "auto.create.topics.enable", Type: TypeBoolean, Default: "true", ReadOnly: true,
@@ -56,13 +66,19 @@ var brokerDefs = []Def{
 		Validate: atLeast(1),
 	},
 	{
+		Name: "connections.max.idle.ms", Type: TypeLong, Default: "600000", ReadOnly: true,
+		Doc:      "A connection that reads and writes nothing, with no request in flight, for this long is closed; -1: never. Static in Sluice.",
+		Validate: betweenOr(1, math.MaxInt64/int64(time.Millisecond), -1),
+	},
+	{
 		Name: "delete.topic.enable", Type: TypeBoolean, Default: "true", ReadOnly: true,
 		Doc: "Whether topics can be deleted; when false, DeleteTopics has no effect.",
 	},
 	{
 		Name: "fetch.max.bytes", Type: TypeInt, Default: "57671680", ReadOnly: true,
-		Doc:      "Most bytes returned for one fetch request.",
-		Validate: atLeast(1024),
+		Doc:         "Most bytes returned for one fetch request.",
+		Validate:    atLeast(1024),
+		Unsupported: "a fetch response holds at most Kafka's default, 57671680 bytes; changing it is not supported yet",
 	},
 	{
 		Name: "group.consumer.heartbeat.interval.ms", Type: TypeInt, Default: "5000", ReadOnly: true,
@@ -150,17 +166,20 @@ var brokerDefs = []Def{
 		Validate: listOf(CleanupPolicyCompact, CleanupPolicyDelete),
 	},
 	{
+		// sluice serve accepts one directory, the --data-dir.
 		Name: "log.dirs", Type: TypeString, NullDefault: true, ReadOnly: true,
-		Doc: "Comma-separated directories where the broker keeps its log data.",
+		Doc: "Comma-separated directories where the broker keeps its log data; Sluice keeps its data in one directory, --data-dir, and accepts only that one here.",
 	},
 	{
 		Name: "log.flush.interval.messages", Type: TypeLong, Default: maxLong,
-		Doc:      "Default number of messages appended to a partition before it is fsynced.",
-		Validate: atLeast(1),
+		Doc:         "Default number of messages appended to a partition before it is fsynced.",
+		Validate:    atLeast(1),
+		Unsupported: notByCount,
 	},
 	{
 		Name: "log.flush.interval.ms", Type: TypeLong, NullDefault: true,
-		Doc: "Default longest time a message stays unsynced before the partition is fsynced; when unset, log.flush.scheduler.interval.ms is used.",
+		Doc:         "Default longest time a message stays unsynced before the partition is fsynced; when unset, log.flush.scheduler.interval.ms is used.",
+		Unsupported: notByCount,
 	},
 	{
 		// Sluice's: under acks-all the high watermark is the last fsynced
@@ -177,7 +196,8 @@ var brokerDefs = []Def{
 	},
 	{
 		Name: "log.flush.scheduler.interval.ms", Type: TypeLong, Default: maxLong, ReadOnly: true,
-		Doc: "How often the log flusher checks whether any log needs an fsync.",
+		Doc:         "How often the log flusher checks whether any log needs an fsync.",
+		Unsupported: notByCount,
 	},
 	{
 		Name: "log.index.interval.bytes", Type: TypeInt, Default: "4096",
@@ -186,18 +206,21 @@ var brokerDefs = []Def{
 	},
 	{
 		Name: "log.index.size.max.bytes", Type: TypeInt, Default: "10485760",
-		Doc:      "Default largest size of a segment's offset index.",
-		Validate: atLeast(4),
+		Doc:         "Default largest size of a segment's offset index.",
+		Validate:    atLeast(4),
+		Unsupported: "a segment rolls by log.segment.bytes and log.roll.ms, never because its index is full (indexes are sparse and not preallocated)",
 	},
 	{
 		Name: "log.local.retention.bytes", Type: TypeLong, Default: "-2",
-		Doc:      "Default most local bytes kept per partition with tiered storage; -2 means use log.retention.bytes.",
-		Validate: atLeast(-2),
+		Doc:         "Default most local bytes kept per partition with tiered storage; -2 means use log.retention.bytes.",
+		Validate:    atLeast(-2),
+		Unsupported: noTieredStorage,
 	},
 	{
 		Name: "log.local.retention.ms", Type: TypeLong, Default: "-2",
-		Doc:      "Default time local segments are kept with tiered storage; -2 means use log.retention.ms.",
-		Validate: atLeast(-2),
+		Doc:         "Default time local segments are kept with tiered storage; -2 means use log.retention.ms.",
+		Validate:    atLeast(-2),
+		Unsupported: noTieredStorage,
 	},
 	{
 		Name: "log.message.downconversion.enable", Type: TypeBoolean, Default: "true",
@@ -220,7 +243,8 @@ var brokerDefs = []Def{
 	},
 	{
 		Name: "log.preallocate", Type: TypeBoolean, Default: "false",
-		Doc: "Default of whether new segment files are preallocated.",
+		Doc:         "Default of whether new segment files are preallocated.",
+		Unsupported: "segment files are not preallocated yet",
 	},
 	{
 		Name: "log.retention.bytes", Type: TypeLong, Default: "-1",
@@ -250,12 +274,14 @@ var brokerDefs = []Def{
 	},
 	{
 		Name: "log.roll.jitter.hours", Type: TypeInt, Default: "0", ReadOnly: true,
-		Doc:      "Default largest jitter subtracted from the segment roll time, in hours; used when log.roll.jitter.ms is not set.",
-		Validate: atLeast(0),
+		Doc:         "Default largest jitter subtracted from the segment roll time, in hours; used when log.roll.jitter.ms is not set.",
+		Validate:    atLeast(0),
+		Unsupported: noJitter,
 	},
 	{
 		Name: "log.roll.jitter.ms", Type: TypeLong, NullDefault: true,
-		Doc: "Default largest jitter subtracted from the segment roll time, in milliseconds; falls back to log.roll.jitter.hours.",
+		Doc:         "Default largest jitter subtracted from the segment roll time, in milliseconds; falls back to log.roll.jitter.hours.",
+		Unsupported: noJitter,
 	},
 	{
 		Name: "log.roll.ms", Type: TypeLong, NullDefault: true,
@@ -272,6 +298,25 @@ var brokerDefs = []Def{
 		Validate: atLeast(0),
 	},
 	{
+		// Kafka's default is 2147483647, no bound.
+		Name: "max.connections", Type: TypeInt, Default: "4096", ReadOnly: true,
+		Doc: "Most client connections served at once; at the limit new connections wait (in the listen backlog) until one closes. " +
+			"Sluice's default is 4096 (Kafka's 2147483647 is no bound): a connection holds 128 KiB of buffers. Static in Sluice.",
+		Validate: atLeast(1),
+	},
+	{
+		// Kafka's default is 2147483647, no bound.
+		Name: "max.connections.per.ip", Type: TypeInt, Default: "1000", ReadOnly: true,
+		Doc: "Most connections from one IP address; one more is closed at once. 0 refuses every address without an override " +
+			"(max.connections.per.ip.overrides must then be set). Sluice's default is 1000 (Kafka's 2147483647 is no bound), so that one host cannot take every connection. Static in Sluice.",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "max.connections.per.ip.overrides", Type: TypeString, Default: "", ReadOnly: true,
+		Doc:      `Limits of particular addresses in place of max.connections.per.ip: a comma-separated list of host:count, the host an IP address or a name resolved at start, e.g. "hostName:100,127.0.0.1:200". Static in Sluice.`,
+		Validate: func(v string) error { _, err := ParseConnectionOverrides(v); return err },
+	},
+	{
 		Name: "max.incremental.fetch.session.cache.slots", Type: TypeInt, Default: "1000", ReadOnly: true,
 		Doc:      "Most incremental fetch sessions (KIP-227) the broker keeps; 0 disables them (every fetch is answered with session id 0).",
 		Validate: atLeast(0),
@@ -283,8 +328,9 @@ var brokerDefs = []Def{
 	},
 	{
 		Name: "min.insync.replicas", Type: TypeInt, Default: "1",
-		Doc:      "Default fewest in-sync replicas that must have a write for an acks=all produce to succeed.",
-		Validate: atLeast(1),
+		Doc:         "Default fewest in-sync replicas that must have a write for an acks=all produce to succeed.",
+		Validate:    atLeast(1),
+		Unsupported: "Sluice runs one node, whose in-sync replicas are the leader alone",
 	},
 	{
 		Name: "min.incremental.fetch.session.eviction.ms", Type: TypeInt, Default: "120000", ReadOnly: true,
@@ -340,7 +386,8 @@ var brokerDefs = []Def{
 	},
 	{
 		Name: "replica.lag.time.max.ms", Type: TypeLong, Default: "30000", ReadOnly: true,
-		Doc: "A follower that has not fetched, or not caught up to the leader's log end, for this long is removed from the ISR.",
+		Doc:         "A follower that has not fetched, or not caught up to the leader's log end, for this long is removed from the ISR.",
+		Unsupported: "Sluice runs one node, with no followers to remove from the ISR",
 	},
 	{
 		Name: "producer.id.expiration.check.interval.ms", Type: TypeInt, Default: "600000", ReadOnly: true,
@@ -389,8 +436,9 @@ var brokerDefs = []Def{
 	},
 	{
 		Name: "transaction.state.log.min.isr", Type: TypeInt, Default: "2", ReadOnly: true,
-		Doc:      "min.insync.replicas of the transaction state topic (one node: the leader is the ISR).",
-		Validate: atLeast(1),
+		Doc:         "min.insync.replicas of the transaction state topic (one node: the leader is the ISR).",
+		Validate:    atLeast(1),
+		Unsupported: "Sluice runs one node, whose in-sync replicas are the leader alone",
 	},
 	{
 		Name: "transaction.state.log.num.partitions", Type: TypeInt, Default: "50", ReadOnly: true,
@@ -409,9 +457,17 @@ var brokerDefs = []Def{
 	},
 	{
 		Name: "unclean.leader.election.enable", Type: TypeBoolean, Default: "false",
-		Doc: "Default of whether a replica outside the ISR may become leader as a last resort.",
+		Doc:         "Default of whether a replica outside the ISR may become leader as a last resort.",
+		Unsupported: "Sluice runs one node, with no other replica to elect",
 	},
 }
+
+// Reasons of Unsupported broker configs shared by several.
+const (
+	notByCount      = "Sluice fsyncs as log.flush.policy and log.flush.max.delay.ms say, not after a number of messages or an interval"
+	noTieredStorage = "tiered storage is not supported"
+	noJitter        = "segments roll at log.roll.ms (segment.ms) without jitter"
+)
 
 var brokerIndex = indexDefs(brokerDefs)
 
@@ -440,4 +496,37 @@ func ValidateBrokerConfigs(configs map[string]string) error {
 		return err
 	}
 	return checkLagOrder(configs, "log.cleaner.min.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", BrokerDef)
+}
+
+// validHost is Kafka's Utils.validHostPattern: the characters a host in
+// max.connections.per.ip.overrides may have.
+var validHost = regexp.MustCompile(`^[0-9a-zA-Z\-%._:]*$`)
+
+// ParseConnectionOverrides parses max.connections.per.ip.overrides as
+// Kafka does: comma-separated host:count items, split at the last ':' (so
+// an IPv6 address needs no brackets); a later item for the same host wins.
+// Each host must be non-empty and of Kafka's host characters, each count
+// an INT of at least 0. An empty value is no overrides.
+func ParseConnectionOverrides(v string) (map[string]int, error) {
+	out := map[string]int{}
+	if strings.TrimSpace(v) == "" {
+		return out, nil
+	}
+	for _, it := range strings.Split(v, ",") {
+		it = strings.TrimSpace(it)
+		i := strings.LastIndexByte(it, ':')
+		if i < 0 {
+			return nil, fmt.Errorf("item %q is not host:count", it)
+		}
+		host, count := strings.TrimSpace(it[:i]), strings.TrimSpace(it[i+1:])
+		if host == "" || !validHost.MatchString(host) {
+			return nil, fmt.Errorf("item %q: %q is not a host name or IP address", it, host)
+		}
+		n, err := strconv.ParseInt(count, 10, 32)
+		if err != nil || n < 0 {
+			return nil, errors.New("item " + strconv.Quote(it) + ": the count must be an INT of at least 0")
+		}
+		out[host] = int(n)
+	}
+	return out, nil
 }

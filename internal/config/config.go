@@ -141,6 +141,11 @@ type Def struct {
 	// Validate, when non-nil, checks a value that already parses as Type
 	// (ranges, allowed strings). It returns a reason, without the key.
 	Validate func(string) error
+	// Unsupported, when set, says why Sluice does not act on the config
+	// (yet) and what to use instead. Check then accepts only the default
+	// (nothing at all for a null default), so that no setting, static or
+	// dynamic, is silently ignored.
+	Unsupported string
 }
 
 // Check reports whether v is a valid value for the config: it must parse as
@@ -157,7 +162,34 @@ func (d Def) Check(v string) error {
 			return invalid(d.Name, v, err.Error())
 		}
 	}
+	if d.Unsupported != "" && (d.NullDefault || !sameValue(d.Type, t, d.Default)) {
+		only := "leave it unset"
+		if !d.NullDefault {
+			only = fmt.Sprintf("only its default, %s, is accepted", d.Default)
+		}
+		return invalid(d.Name, v, fmt.Sprintf("not supported: %s; %s", d.Unsupported, only))
+	}
 	return nil
+}
+
+// sameValue reports whether the trimmed values a and b of type typ are
+// equal as values (007 and 7 are the same INT, TRUE and true the same
+// BOOLEAN). Both parse as typ.
+func sameValue(typ Type, a, b string) bool {
+	b = strings.TrimSpace(b)
+	switch typ {
+	case TypeBoolean:
+		return strings.EqualFold(a, b)
+	case TypeInt, TypeShort, TypeLong:
+		x, errA := strconv.ParseInt(a, 10, 64)
+		y, errB := strconv.ParseInt(b, 10, 64)
+		return errA == nil && errB == nil && x == y
+	case TypeDouble:
+		x, errA := parseDouble(a)
+		y, errB := parseDouble(b)
+		return errA == nil && errB == nil && x == y
+	}
+	return a == b
 }
 
 func invalid(name, v, reason string) error {

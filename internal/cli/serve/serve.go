@@ -6,16 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-io/sluice/internal/broker"
+	"github.com/sluice-io/sluice/internal/config"
 	"github.com/sluice-io/sluice/internal/httpapi"
 	"github.com/sluice-io/sluice/internal/server"
 	"github.com/sluice-io/sluice/internal/server/api"
@@ -46,7 +50,11 @@ metrics and health on --http-listen. With no flags it is a single-node cluster t
 Kafka client can use at 127.0.0.1:9092.
 
 By default acks=all produce requests are answered after the data is fsynced
-(log.flush.policy=acks-all); -c log.flush.policy=none trades that for speed.`,
+(log.flush.policy=acks-all); -c log.flush.policy=none trades that for speed.
+
+-c takes Kafka's broker configs by name. One that Sluice does not act on (yet)
+stops the start with the reason, unless set to its default; node.id, broker.id and
+log.dirs must agree with --node-id and --data-dir.`,
 		Example: `  sluice serve
   sluice serve --data-dir /var/lib/sluice --listen 0.0.0.0:9092 --advertised-address kafka1.example.com:9092
   sluice serve -c num.partitions=6 -c log.retention.hours=24`,
@@ -71,13 +79,13 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("--log-level %q: use debug, info, warn or error", o.LogLevel)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	static := map[string]string{}
-	for _, kv := range o.Configs {
-		k, v, ok := cutConfig(kv)
-		if !ok {
-			return fmt.Errorf("-c %q: write configs as key=value, e.g. -c num.partitions=3", kv)
-		}
-		static[k] = v
+	dataDir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir %q: %w", o.DataDir, err)
+	}
+	set, err := resolve(ctx, o, dataDir)
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -100,11 +108,6 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s for HTTP: %w (pick another with --http-listen)", o.HTTPListen, err)
 	}
-	dataDir, err := filepath.Abs(o.DataDir)
-	if err != nil {
-		return fmt.Errorf("--data-dir %q: %w", o.DataDir, err)
-	}
-
 	// Health answers while the broker recovers; readiness once it is done.
 	var b *broker.Broker
 	ready := make(chan struct{})
@@ -120,7 +123,8 @@ func Run(ctx context.Context, o Options) error {
 
 	b, err = broker.Open(broker.Config{
 		NodeID: o.NodeID, DataDir: dataDir, Host: host, Port: int32(port),
-		Static: static, Logger: logger, OnFsync: metrics.Fsync,
+		Static: set.static, Logger: logger, OnFsync: metrics.Fsync,
+		RetentionCheckInterval: set.retentionCheck,
 	})
 	if err != nil {
 		return err
@@ -131,10 +135,8 @@ func Run(ctx context.Context, o Options) error {
 	handler.SetObserver(metrics)
 	srv := server.New(handler, logger)
 	srv.SetObserver(metrics)
-	queued, _ := b.BrokerConfigs().Value("queued.max.request.bytes")
-	if n, err := strconv.ParseInt(queued, 10, 64); err == nil && n > 0 {
-		srv.SetQueuedMaxRequestBytes(int(n))
-	}
+	srv.SetQueuedMaxRequestBytes(set.queued)
+	srv.SetLimits(set.limits)
 	logger.Info("sluice serving", "kafka", ln.Addr().String(), "advertised", adv, "http", httpLn.Addr().String(),
 		"data_dir", dataDir, "node_id", o.NodeID)
 	errc := make(chan error, 1)
@@ -152,6 +154,122 @@ func Run(ctx context.Context, o Options) error {
 		logger.Info("stopped cleanly")
 	}
 	return err
+}
+
+// settings are what Run makes of its flags and broker configs before it
+// opens anything.
+type settings struct {
+	static         map[string]string // the -c configs
+	limits         server.Limits
+	queued         int           // queued.max.request.bytes
+	retentionCheck time.Duration // log.retention.check.interval.ms
+}
+
+// resolve checks the -c broker configs and turns the ones sluice serve
+// acts on itself into settings. Every broker config is either acted on
+// (here, by the broker or by the protocol handlers) or refused, by
+// config.ValidateBrokerConfigs (an Unsupported config set to anything but
+// its default) or here (one that a flag sets); never silently ignored.
+// Host names in max.connections.per.ip.overrides are resolved with ctx.
+func resolve(ctx context.Context, o Options, dataDir string) (settings, error) {
+	set := settings{static: map[string]string{}}
+	for _, kv := range o.Configs {
+		k, v, ok := cutConfig(kv)
+		if !ok {
+			return set, fmt.Errorf("-c %q: write configs as key=value, e.g. -c num.partitions=3", kv)
+		}
+		set.static[k] = v
+	}
+	if err := config.ValidateBrokerConfigs(set.static); err != nil {
+		return set, fmt.Errorf("-c: %w", err)
+	}
+	b := config.Broker{Static: set.static}
+	value := func(name string) string { v, _ := b.Value(name); return strings.TrimSpace(v) }
+	// Validated above: every value parses as its type.
+	integer := func(name string) int64 { n, _ := strconv.ParseInt(value(name), 10, 64); return n }
+
+	if v, ok := set.static["node.id"]; ok && integer("node.id") != int64(o.NodeID) {
+		return set, fmt.Errorf("-c node.id=%s: the node id is set with --node-id (it is %d); drop -c node.id or make it equal", v, o.NodeID)
+	}
+	if id := integer("broker.id"); id != -1 && id != int64(o.NodeID) {
+		return set, fmt.Errorf("-c broker.id=%d: broker.id must be -1 or equal node.id, %d (--node-id)", id, o.NodeID)
+	}
+	if v, ok := set.static["log.dirs"]; ok {
+		if err := checkLogDirs(v, dataDir); err != nil {
+			return set, err
+		}
+	}
+
+	set.limits = server.Limits{
+		MaxConnections:      int(integer("max.connections")),
+		MaxConnectionsPerIP: int(integer("max.connections.per.ip")),
+		IdleTimeout:         time.Duration(integer("connections.max.idle.ms")) * time.Millisecond,
+		MaxFrameBytes:       int(integer("socket.request.max.bytes")),
+	}
+	if set.limits.IdleTimeout < 0 {
+		set.limits.IdleTimeout = -1
+	}
+	overrides, err := resolveOverrides(ctx, value("max.connections.per.ip.overrides"))
+	if err != nil {
+		return set, err
+	}
+	set.limits.MaxConnectionsPerIPOverrides = overrides
+	if set.limits.MaxConnectionsPerIP == 0 && len(overrides) == 0 {
+		return set, fmt.Errorf("-c max.connections.per.ip=0 refuses every client: it can be 0 only with max.connections.per.ip.overrides set (Kafka's rule)")
+	}
+	set.queued = int(integer("queued.max.request.bytes"))
+	if set.queued < set.limits.MaxFrameBytes {
+		return set, fmt.Errorf("queued.max.request.bytes (%d) must be at least socket.request.max.bytes (%d), as Kafka requires", set.queued, set.limits.MaxFrameBytes)
+	}
+	ms := integer("log.retention.check.interval.ms")
+	set.retentionCheck = time.Duration(min(ms, int64(math.MaxInt64/time.Millisecond))) * time.Millisecond
+	return set, nil
+}
+
+// checkLogDirs accepts a log.dirs of one directory, the data directory.
+func checkLogDirs(v, dataDir string) error {
+	var dirs []string
+	for _, d := range strings.Split(v, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			dirs = append(dirs, d)
+		}
+	}
+	if len(dirs) != 1 {
+		return fmt.Errorf("-c log.dirs=%s: Sluice keeps its data in one directory (several log dirs are not supported yet); set it with --data-dir", v)
+	}
+	abs, err := filepath.Abs(dirs[0])
+	if err != nil {
+		return fmt.Errorf("-c log.dirs=%s: %w", v, err)
+	}
+	if abs != dataDir {
+		return fmt.Errorf("-c log.dirs=%s differs from --data-dir %s: set the data directory with --data-dir", v, dataDir)
+	}
+	return nil
+}
+
+// resolveOverrides turns max.connections.per.ip.overrides (validated) into
+// limits by address: an IP address stands for itself, a host name for
+// every address it resolves to now (Kafka resolves it at start too).
+func resolveOverrides(ctx context.Context, v string) (map[netip.Addr]int, error) {
+	hosts, err := config.ParseConnectionOverrides(v)
+	if err != nil {
+		return nil, fmt.Errorf("-c max.connections.per.ip.overrides: %w", err)
+	}
+	out := make(map[netip.Addr]int, len(hosts))
+	for host, n := range hosts {
+		if ip, err := netip.ParseAddr(host); err == nil {
+			out[ip.Unmap()] = n
+			continue
+		}
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, fmt.Errorf("-c max.connections.per.ip.overrides: resolve %s: %w", host, err)
+		}
+		for _, ip := range ips {
+			out[ip.Unmap()] = n
+		}
+	}
+	return out, nil
 }
 
 func cutConfig(kv string) (string, string, bool) {
