@@ -20,6 +20,7 @@ import (
 // answer, with an ErrorMessage (v1+):
 //   - a name given more than once in the request: one INVALID_REQUEST
 //     answer for that name, and it is not created;
+//   - __cluster_metadata: INVALID_REQUEST, as Kafka's controller;
 //   - an illegal name, or one that differs from an existing topic's only
 //     in '.' versus '_': INVALID_TOPIC_EXCEPTION;
 //   - an existing topic: TOPIC_ALREADY_EXISTS;
@@ -141,6 +142,9 @@ type topicPlan struct {
 // names to the topic holding them.
 func (h *Handler) planTopic(img *metadata.Image, rt *kmsg.CreateTopicsRequestTopic, normalized map[string]string) (topicPlan, error) {
 	var plan topicPlan
+	if rt.Topic == clusterMetadataTopic {
+		return plan, codeErr(kerr.InvalidRequest, "Creation of internal topic %s is prohibited.", clusterMetadataTopic)
+	}
 	if err := checkTopicName(rt.Topic); err != nil {
 		return plan, err
 	}

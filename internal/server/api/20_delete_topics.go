@@ -20,6 +20,9 @@ import (
 //     is not deleted; so is a name whose topic's id is also given;
 //   - an unknown name: UNKNOWN_TOPIC_OR_PARTITION; an unknown id:
 //     UNKNOWN_TOPIC_ID;
+//   - an internal topic (__consumer_offsets, __transaction_state):
+//     INVALID_REQUEST, and it stays (Kafka's broker deletes it, and every
+//     group's offsets or transaction's state with it);
 //   - with delete.topic.enable=false every topic is refused:
 //     TOPIC_DELETION_DISABLED (v3+) or INVALID_REQUEST (v0-2).
 //
@@ -117,6 +120,11 @@ func (h *Handler) deleteTopics(ctx context.Context, r *kmsg.DeleteTopicsRequest)
 				answer(nil, ref.TopicID, codeErr(kerr.UnknownTopicID, "This server does not host this topic ID."))
 				continue
 			}
+		}
+		if isInternalTopic(t.Name) {
+			answer(kmsg.StringPtr(t.Name), t.ID, codeErr(kerr.InvalidRequest,
+				"Deletion of internal topic %s is prohibited: it holds the state of Sluice's coordinators.", t.Name))
+			continue
 		}
 		err := h.deleteTopic(ctx, t.Name)
 		if errors.Is(err, metadata.ErrUnknownTopic) && ref.Topic == nil {

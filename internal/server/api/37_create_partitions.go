@@ -16,6 +16,9 @@ import (
 //   - a topic given more than once: one INVALID_REQUEST answer for it, and
 //     it is not changed;
 //   - an unknown topic: UNKNOWN_TOPIC_OR_PARTITION;
+//   - an internal topic (__consumer_offsets, __transaction_state):
+//     INVALID_REQUEST (Kafka's broker grows it, which moves groups and
+//     transactional ids to other partitions, away from their state);
 //   - a Count that is not above the current count: INVALID_PARTITIONS, with
 //     a message saying how many there are;
 //   - a non-null Assignment must have one replica list per new partition,
@@ -96,6 +99,10 @@ func (h *Handler) planPartitions(img *metadata.Image, rt *kmsg.CreatePartitionsR
 	t, ok := img.Topics[rt.Topic]
 	if !ok {
 		return nil, codeErr(kerr.UnknownTopicOrPartition, "The topic '%s' does not exist.", rt.Topic)
+	}
+	if isInternalTopic(rt.Topic) {
+		return nil, codeErr(kerr.InvalidRequest,
+			"Adding partitions to internal topic %s is prohibited: a group's or transactional id's partition is its hash modulo the partition count, which must not change.", rt.Topic)
 	}
 	cur := int32(len(t.Partitions))
 	switch {

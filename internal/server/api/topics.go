@@ -10,11 +10,25 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/sluice-io/sluice/internal/config"
+	"github.com/sluice-io/sluice/internal/group"
 	"github.com/sluice-io/sluice/internal/metadata"
+	"github.com/sluice-io/sluice/internal/txn"
 )
 
 // metadataWriteTimeout bounds one metadata write made for a request.
 const metadataWriteTimeout = 30 * time.Second
+
+// clusterMetadataTopic is Kafka's KRaft metadata topic, which CreateTopics
+// refuses (INVALID_REQUEST) as Kafka's controller does.
+const clusterMetadataTopic = "__cluster_metadata"
+
+// isInternalTopic reports whether name is a topic the coordinators keep
+// their state in (Kafka's Topic.isInternal). Their partition count decides
+// which partition holds a group or a transactional id, so DeleteTopics and
+// CreatePartitions refuse them with INVALID_REQUEST. Kafka's broker lets
+// an admin do both and lose that state; Sluice refuses, as Kafka's answer
+// to creating __cluster_metadata does.
+func isInternalTopic(name string) bool { return name == group.Topic || name == txn.Topic }
 
 // brokerInt reads an integer broker config (dynamic, static or default).
 func (h *Handler) brokerInt(name string) int64 {
