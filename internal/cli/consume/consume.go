@@ -3,13 +3,11 @@
 package consume
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -54,13 +52,23 @@ value_base64 when they are not UTF-8).
 
 Without --group partitions are read directly and no offsets are committed.
 With --group the topic is consumed in a consumer group, which the broker must
-support.`,
+support, from the group's committed offsets (where there are none, from where
+--from-beginning, --offset or --from-time say, else the end). The offsets of
+the records printed (written to stdout) are committed every 5 seconds, before
+a rebalance takes partitions away, and when the command exits, whatever ends
+it: --count, --exit-at-end, Ctrl-C, or an error after printing (stdout closed,
+a failed fetch). A rerun goes on after the last record printed; a record may
+be printed twice if a commit fails, never skipped. With --exit-at-end, each
+partition the group assigns ends at the high watermark it had when the command
+started; a member assigned nothing exits at once.`,
 		Example: `  sluice consume demo --from-beginning --exit-at-end
   sluice consume orders --format '%k:%v' --from-beginning
   sluice consume orders --format '%p/%o %T %k=%v [%h]' --offset -10 --exit-at-end
   sluice consume orders --from-time 2024-05-01T00:00:00Z --count 100 --format json
   sluice consume orders --partition 0 --partition 2
-  sluice consume orders --group billing`,
+  sluice consume orders --group billing
+  sluice consume orders -g billing -n 10           # the next 10 of the group, committed
+  sluice consume orders -g billing --exit-at-end   # the group's records up to now`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.SetStreams(cmd)
@@ -167,7 +175,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		parts = slices.Compact(slices.Sorted(slices.Values(o.Partitions)))
 	}
-	offsets, ends, err := o.resolve(ctx, kadm.NewClient(probe), parts, st)
+	offsets, ends, _, err := o.resolve(ctx, kadm.NewClient(probe), parts, st)
 	if err != nil {
 		return err
 	}
@@ -215,12 +223,13 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return true, len(done) == len(parts)
 	}
-	return loop(ctx, o, cl, fm, accept)
+	p := newPrinter(o.Stdout(), fm, nil)
+	return loop(ctx, o, cl, p, accept)
 }
 
 // resolve turns the start into an offset per partition, and lists the end
-// offsets.
-func (o Options) resolve(ctx context.Context, adm *kadm.Client, parts []int32, st start) (offsets, ends map[int32]int64, err error) {
+// offsets (high watermarks) and log start offsets.
+func (o Options) resolve(ctx context.Context, adm *kadm.Client, parts []int32, st start) (offsets, ends, starts map[int32]int64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Wait())
 	defer cancel()
 	list := func(what string, fn func(context.Context, ...string) (kadm.ListedOffsets, error)) (map[int32]int64, error) {
@@ -241,12 +250,11 @@ func (o Options) resolve(ctx context.Context, adm *kadm.Client, parts []int32, s
 		}
 		return m, nil
 	}
-	starts, err := list("start", adm.ListStartOffsets)
-	if err != nil {
-		return nil, nil, err
+	if starts, err = list("start", adm.ListStartOffsets); err != nil {
+		return nil, nil, nil, err
 	}
 	if ends, err = list("end", adm.ListEndOffsets); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	offsets = map[int32]int64{}
 	switch st.kind {
@@ -267,7 +275,7 @@ func (o Options) resolve(ctx context.Context, adm *kadm.Client, parts []int32, s
 			return adm.ListOffsetsAfterMilli(ctx, st.milli, topics...)
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for _, p := range parts {
 			if at[p] < 0 {
@@ -276,126 +284,21 @@ func (o Options) resolve(ctx context.Context, adm *kadm.Client, parts []int32, s
 			offsets[p] = min(max(at[p], starts[p]), ends[p])
 		}
 	}
-	return offsets, ends, nil
+	return offsets, ends, starts, nil
 }
 
-// runGroup consumes in a consumer group, which needs the broker to serve
-// FindCoordinator and the group APIs.
-func runGroup(ctx context.Context, o Options, st start, fm formatter) error {
-	if len(o.Partitions) > 0 {
-		return errors.New("--partition cannot be used with --group: the group assigns partitions")
-	}
-	if o.ExitAtEnd {
-		return errors.New("--exit-at-end cannot be used with --group yet; consume without --group to read to the end")
-	}
-	probe, md, err := o.Connect(ctx, []string{o.Topic})
-	if err != nil {
-		return err
-	}
-	closeProbe := sync.OnceFunc(probe.Close)
-	defer closeProbe()
-	if _, err := clientopts.Partitions(md, o.Topic); err != nil {
-		return err
-	}
-	if err := checkGroups(ctx, o, kadm.NewClient(probe)); err != nil {
-		return err
-	}
-	closeProbe()
-
-	reset := kgo.NewOffset().AtEnd()
-	switch st.kind {
-	case 'b':
-		reset = kgo.NewOffset().AtStart()
-	case 'o':
-		if st.offset < 0 {
-			reset = kgo.NewOffset().AtEnd().Relative(st.offset)
-		} else {
-			reset = kgo.NewOffset().At(st.offset)
-		}
-	case 't':
-		reset = kgo.NewOffset().AfterMilli(st.milli)
-	}
-	cl, err := o.NewClient(kgo.ConsumerGroup(o.Group), kgo.ConsumeTopics(o.Topic), kgo.ConsumeResetOffset(reset),
-		kgo.FetchMaxWait(time.Second))
-	if err != nil {
-		return err
-	}
-	defer cl.Close() // commits what was consumed, and leaves the group
-	return loop(ctx, o, cl, fm, func(*kgo.Record) (bool, bool) { return true, false })
-}
-
-// checkGroups fails clearly when the brokers do not serve consumer groups.
-func checkGroups(ctx context.Context, o Options, adm *kadm.Client) error {
-	ctx, cancel := context.WithTimeout(ctx, o.Wait())
-	defer cancel()
-	const findCoordinator = 10
-	vs, err := adm.ApiVersions(ctx)
-	if err != nil {
-		return fmt.Errorf("api versions: %w", err)
-	}
-	for _, v := range vs.Sorted() {
-		if v.Err != nil {
-			return fmt.Errorf("api versions of broker %d: %w", v.NodeID, v.Err)
-		}
-		if _, _, ok := v.KeyVersions(findCoordinator); !ok {
-			return fmt.Errorf("consumer groups are not supported yet by this broker (broker %d does not serve FindCoordinator); "+
-				"consume without --group to read the partitions directly", v.NodeID)
-		}
-	}
-	resps := adm.FindGroupCoordinators(ctx, o.Group)
-	for _, r := range resps {
-		if r.Err != nil {
-			return fmt.Errorf("consumer group %s: cannot find its coordinator: %w", o.Group, clientopts.KafkaErr(r.Err, r.ErrMessage))
-		}
-	}
-	return nil
-}
-
-// loop polls and prints. accept says whether to print a record and
-// whether to stop after it.
-func loop(ctx context.Context, o Options, cl *kgo.Client, fm formatter, accept func(*kgo.Record) (print, stop bool)) error {
-	w := bufio.NewWriterSize(o.Stdout(), 64<<10)
-	defer w.Flush()
-	var buf []byte
-	printed := 0
+// loop polls and prints until ctx ends, a fetch fails, --count records are
+// printed, or accept says to stop. accept says whether to print a record
+// and whether to stop after it.
+func loop(ctx context.Context, o Options, cl *kgo.Client, p *printer, accept func(*kgo.Record) (print, stop bool)) error {
 	for {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil || fs.IsClientClosed() {
-			return w.Flush()
+			return p.flush()
 		}
-		var errs []string
-		fs.EachError(func(t string, p int32, err error) {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				return
-			}
-			errs = append(errs, fmt.Sprintf("%s/%d: %v", t, p, err))
-		})
-		if len(errs) > 0 {
-			w.Flush()
-			return fmt.Errorf("consume %s: %s", o.Topic, strings.Join(errs, "; "))
-		}
-		stop := false
-		for it := fs.RecordIter(); !it.Done() && !stop; {
-			r := it.Next()
-			var ok bool
-			ok, stop = accept(r)
-			if !ok {
-				continue
-			}
-			buf = fm.append(buf[:0], r)
-			if _, err := w.Write(buf); err != nil {
-				return err
-			}
-			printed++
-			if o.Count > 0 && printed >= o.Count {
-				stop = true
-			}
-		}
-		if err := w.Flush(); err != nil {
+		stop, err := p.printFetches(o, fs, accept)
+		if err != nil || stop {
 			return err
-		}
-		if stop {
-			return nil
 		}
 	}
 }

@@ -195,9 +195,6 @@ func TestErrors(t *testing.T) {
 		err.Error() != "topic nope does not exist; create it with `sluice topic create nope`" {
 		t.Fatalf("missing topic: %v", err)
 	}
-	if err := run(b.Addr, Options{Topic: "t", Group: "g", ExitAtEnd: true}); err == nil || !strings.Contains(err.Error(), "--exit-at-end cannot be used with --group yet") {
-		t.Fatalf("--group --exit-at-end: %v", err)
-	}
 	for name, o := range map[string]Options{
 		"two starts":   {Topic: "t", FromBeginning: true, Offset: "3"},
 		"bad offset":   {Topic: "t", Offset: "x"},
