@@ -298,6 +298,14 @@ var brokerDefs = []Def{
 		Validate: atLeast(0),
 	},
 	{
+		// KIP-578's name (accepted, never implemented in Kafka); Kafka's
+		// only bound is its controller's 10,000 records per request.
+		Name: "max.broker.partitions", Type: TypeInt, Default: "100000",
+		Doc: "Sluice (KIP-578): most partitions this broker may host, internal topics included; a CreateTopics, CreatePartitions or auto-creation beyond it is refused with POLICY_VIOLATION before anything is written. " +
+			"Sluice's default is 100000 (Kafka has no such bound).",
+		Validate: atLeast(1),
+	},
+	{
 		// Kafka's default is 2147483647, no bound.
 		Name: "max.connections", Type: TypeInt, Default: "4096", ReadOnly: true,
 		Doc: "Most client connections served at once; at the limit new connections wait (in the listen backlog) until one closes. " +

@@ -60,6 +60,7 @@ func TestConnectionConfigDefaults(t *testing.T) {
 		"max.connections.per.ip":           "1000",
 		"max.connections.per.ip.overrides": "",
 		"connections.max.idle.ms":          "600000",
+		"max.broker.partitions":            "100000",
 	} {
 		d, ok := BrokerDef(name)
 		if !ok || d.Default != want || d.NullDefault {
@@ -68,7 +69,7 @@ func TestConnectionConfigDefaults(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, v string }{
 		{"connections.max.idle.ms", "0"}, {"connections.max.idle.ms", "-2"},
-		{"max.connections", "0"}, {"max.connections.per.ip", "-1"},
+		{"max.connections", "0"}, {"max.connections.per.ip", "-1"}, {"max.broker.partitions", "0"},
 	} {
 		if err := ValidateBrokerConfigs(map[string]string{tc.name: tc.v}); !errors.Is(err, ErrInvalidValue) {
 			t.Errorf("%s=%s: %v, want ErrInvalidValue", tc.name, tc.v, err)

@@ -94,6 +94,7 @@ var brokerConfigDecisions = map[string]decision{
 	"log.roll.ms":                          {"60000", actedOn, nil},
 	"log.segment.bytes":                    {"1048576", actedOn, nil}, // topic segment.bytes
 	"log.segment.delete.delay.ms":          {"0", actedOn, nil},       // topic file.delete.delay.ms
+	"max.broker.partitions":                {"10", actedOn, nil},      // api: CreateTopics, CreatePartitions, auto-creation
 	"max.connections":                      {"10", wired, func(s settings) bool { return s.limits.MaxConnections == 10 }},
 	"max.connections.per.ip":               {"7", wired, func(s settings) bool { return s.limits.MaxConnectionsPerIP == 7 }},
 	"max.connections.per.ip.overrides": {"127.0.0.9:3,::1:4", wired, func(s settings) bool {

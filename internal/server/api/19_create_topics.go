@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -36,12 +37,21 @@ import (
 //   - Configs must be known topic configs with valid values, none null
 //     (INVALID_CONFIG).
 //
+// Then, for the request as a whole: topics that pass would create more
+// than maxPartitionsPerRequest partitions together: POLICY_VIOLATION for
+// each of them, and nothing is created (Kafka's controller answers a
+// request of more than 10,000 records so). Then, in request order, a topic
+// that would take this broker past max.broker.partitions (internal topics
+// included): POLICY_VIOLATION.
+//
 // ValidateOnly (v1+) runs every check and creates nothing. Otherwise the
 // topic is written through the metadata quorum and the broker opens its
-// partitions before the answer; a partition that fails to open turns the
-// answer into KAFKA_STORAGE_ERROR (the topic exists then). v5+ answers
-// carry NumPartitions, ReplicationFactor and the topic's configs as
-// DescribeConfigs shows them; v7 the TopicID (zero for ValidateOnly).
+// partitions before the answer. Creation is all or nothing: if a partition
+// fails to open (a disk error), the topic is deleted from the metadata
+// again, its opened partitions closed and removed, and the answer is
+// KAFKA_STORAGE_ERROR. v5+ answers carry NumPartitions, ReplicationFactor
+// and the topic's configs as DescribeConfigs shows them (-1, -1 and none
+// on errors); v7 the TopicID (zero for ValidateOnly and errors).
 //
 // Deviations: TimeoutMillis is not used (a metadata write is bounded by
 // metadataWriteTimeout instead), and every partition of a topic gets the
@@ -63,13 +73,21 @@ func (h *Handler) createTopics(ctx context.Context, r *kmsg.CreateTopicsRequest)
 	for name := range img.Topics {
 		normalized[collisionName(name)] = name
 	}
-
-	type made struct {
-		i int // index in resp.Topics
-		t *metadata.Topic
+	fail := func(st *kmsg.CreateTopicsResponseTopic, err error) {
+		st.ErrorCode = errorCode(err)
+		st.ErrorMessage = errorMessage(err)
+		st.NumPartitions, st.ReplicationFactor, st.Configs = -1, -1, nil
 	}
-	var created []made
+
+	// Check every topic first: the request's size is bounded as a whole
+	// before anything is written.
+	type planned struct {
+		i    int // index in resp.Topics
+		plan topicPlan
+	}
+	var plans []planned
 	answeredDup := map[string]bool{}
+	var total int64
 	for i := range r.Topics {
 		rt := &r.Topics[i]
 		st := kmsg.NewCreateTopicsResponseTopic()
@@ -79,29 +97,54 @@ func (h *Handler) createTopics(ctx context.Context, r *kmsg.CreateTopicsRequest)
 				continue
 			}
 			answeredDup[rt.Topic] = true
-			st.ErrorCode = kerr.InvalidRequest.Code
-			st.ErrorMessage = kmsg.StringPtr("Duplicate topic name.")
+			fail(&st, codeErr(kerr.InvalidRequest, "Duplicate topic name."))
 			resp.Topics = append(resp.Topics, st)
 			continue
 		}
 		plan, err := h.planTopic(img, rt, normalized)
-		if err == nil && !validateOnly {
-			var t *metadata.Topic
-			t, err = h.writeTopic(ctx, rt.Topic, plan)
-			if err == nil {
-				created = append(created, made{len(resp.Topics), t})
-			}
-		}
 		if err != nil {
-			st.ErrorCode = errorCode(err)
-			st.ErrorMessage = errorMessage(err)
+			fail(&st, err)
 			resp.Topics = append(resp.Topics, st)
 			continue
 		}
 		normalized[collisionName(rt.Topic)] = rt.Topic
-		st.NumPartitions = plan.partitions
-		st.ReplicationFactor = int16(len(plan.replicas))
-		for _, e := range config.ResolveTopic(plan.configs, h.b.BrokerConfigs()) {
+		plans = append(plans, planned{len(resp.Topics), plan})
+		total += int64(plan.partitions)
+		resp.Topics = append(resp.Topics, st)
+	}
+	if err := checkRequestPartitions(total); err != nil {
+		for _, p := range plans {
+			fail(&resp.Topics[p.i], err)
+		}
+		return resp
+	}
+
+	type made struct {
+		i int // index in resp.Topics
+		t *metadata.Topic
+	}
+	var created []made
+	hosted, maxHosted := h.hostedPartitions(img), h.brokerInt("max.broker.partitions")
+	for _, p := range plans {
+		st := &resp.Topics[p.i]
+		if slices.Contains(p.plan.replicas, h.b.NodeID()) {
+			if err := checkBrokerPartitions(hosted, int64(p.plan.partitions), maxHosted); err != nil {
+				fail(st, err)
+				continue
+			}
+			hosted += int64(p.plan.partitions)
+		}
+		if !validateOnly {
+			t, err := h.writeTopic(ctx, st.Topic, p.plan)
+			if err != nil {
+				fail(st, err)
+				continue
+			}
+			created = append(created, made{p.i, t})
+		}
+		st.NumPartitions = p.plan.partitions
+		st.ReplicationFactor = int16(len(p.plan.replicas))
+		for _, e := range config.ResolveTopic(p.plan.configs, h.b.BrokerConfigs()) {
 			c := kmsg.NewCreateTopicsResponseTopicConfig()
 			c.Name = e.Name
 			if !e.Null {
@@ -112,19 +155,25 @@ func (h *Handler) createTopics(ctx context.Context, r *kmsg.CreateTopicsRequest)
 			c.IsSensitive = e.Sensitive
 			st.Configs = append(st.Configs, c)
 		}
-		resp.Topics = append(resp.Topics, st)
 	}
 
 	if len(created) == 0 {
 		return resp
 	}
 	rerr := h.b.Reconcile()
+	var undone bool
 	for _, m := range created {
 		st := &resp.Topics[m.i]
 		st.TopicID = m.t.ID
 		if err := h.checkOpened(m.t, 0, rerr); err != nil {
-			st.ErrorCode = errorCode(err)
-			st.ErrorMessage = errorMessage(err)
+			fail(st, h.undoTopic(ctx, m.t, err))
+			st.TopicID = [16]byte{}
+			undone = true
+		}
+	}
+	if undone {
+		if err := h.b.Reconcile(); err != nil {
+			h.logger.Error("closing the partitions of topics whose creation failed", "err", err)
 		}
 	}
 	return resp
@@ -240,6 +289,18 @@ func (h *Handler) writeTopic(ctx context.Context, name string, plan topicPlan) (
 	}
 	h.logger.Info("created topic", "topic", name, "partitions", plan.partitions, "replicas", plan.replicas)
 	return t, nil
+}
+
+// undoTopic deletes t, whose partitions did not all open (cause), from the
+// metadata again, so that no half-created topic stays, and returns the
+// error to answer: KAFKA_STORAGE_ERROR with cause, and whether the topic
+// is gone. The caller reconciles to close the partitions that did open.
+func (h *Handler) undoTopic(ctx context.Context, t *metadata.Topic, cause error) error {
+	if err := h.deleteTopic(ctx, t.Name); err != nil && !errors.Is(err, metadata.ErrUnknownTopic) {
+		h.logger.Error("removing a topic whose partitions did not open failed", "topic", t.Name, "err", err)
+		return codeErr(kerr.KafkaStorageError, "%v; removing the topic again failed too (%v): delete it before creating it again", cause, err)
+	}
+	return codeErr(kerr.KafkaStorageError, "%v; the topic was removed again", cause)
 }
 
 // checkOpened reports a KAFKA_STORAGE_ERROR if a partition of t from

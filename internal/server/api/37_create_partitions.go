@@ -25,11 +25,20 @@ import (
 //     each non-empty, without duplicates, of registered brokers and as long
 //     as the topic's replication factor (INVALID_REPLICA_ASSIGNMENT).
 //
+// Then, for the request as a whole: topics that pass would add more than
+// maxPartitionsPerRequest partitions together: POLICY_VIOLATION for each
+// of them, and nothing changes (as Kafka's controller answers a request of
+// more than 10,000 records). Then, in request order, a topic whose new
+// partitions would take this broker past max.broker.partitions:
+// POLICY_VIOLATION.
+//
 // Without an Assignment the new partitions are placed like CreateTopics
 // places them, with the replication factor of partition 0. ValidateOnly
 // checks and changes nothing. Otherwise the change is written through the
 // metadata quorum and the broker opens the new partitions before the
-// answer (KAFKA_STORAGE_ERROR if one does not open). Answers are in request
+// answer (KAFKA_STORAGE_ERROR if one does not open; unlike a new topic's,
+// the partitions stay in the metadata, since a topic cannot shrink, and
+// the broker opens them at its next reconcile). Answers are in request
 // order, with an ErrorMessage on errors.
 //
 // Deviations: TimeoutMillis is not used, and all new partitions get the
@@ -42,14 +51,24 @@ func (h *Handler) createPartitions(ctx context.Context, r *kmsg.CreatePartitions
 	for _, rt := range r.Topics {
 		seen[rt.Topic]++
 	}
-	type grown struct {
-		i    int // index in resp.Topics
-		name string
-		from int32 // first new partition
+	fail := func(st *kmsg.CreatePartitionsResponseTopic, err error) {
+		st.ErrorCode = errorCode(err)
+		st.ErrorMessage = errorMessage(err)
 	}
-	var changed []grown
+	// Check every topic first: the request's size is bounded as a whole
+	// before anything is written.
+	type planned struct {
+		i        int // index in resp.Topics
+		rt       *kmsg.CreatePartitionsRequestTopic
+		from     int32 // first new partition
+		replicas []int32
+	}
+	var plans []planned
 	answeredDup := map[string]bool{}
-	for _, rt := range r.Topics {
+	img := h.b.Image()
+	var total int64
+	for i := range r.Topics {
+		rt := &r.Topics[i]
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
 		if seen[rt.Topic] > 1 {
@@ -57,37 +76,66 @@ func (h *Handler) createPartitions(ctx context.Context, r *kmsg.CreatePartitions
 				continue
 			}
 			answeredDup[rt.Topic] = true
-			st.ErrorCode = kerr.InvalidRequest.Code
-			st.ErrorMessage = kmsg.StringPtr("Duplicate topic name.")
+			fail(&st, codeErr(kerr.InvalidRequest, "Duplicate topic name."))
 			resp.Topics = append(resp.Topics, st)
 			continue
 		}
-		img := h.b.Image()
-		replicas, err := h.planPartitions(img, &rt)
-		if err == nil && !r.ValidateOnly {
-			err = h.growTopic(ctx, rt.Topic, rt.Count, replicas)
-			if err == nil {
-				changed = append(changed, grown{len(resp.Topics), rt.Topic, int32(len(img.Topics[rt.Topic].Partitions))})
-			}
+		replicas, err := h.planPartitions(img, rt)
+		if err != nil {
+			fail(&st, err)
+			resp.Topics = append(resp.Topics, st)
+			continue
 		}
-		st.ErrorCode = errorCode(err)
-		st.ErrorMessage = errorMessage(err)
+		from := int32(len(img.Topics[rt.Topic].Partitions))
+		plans = append(plans, planned{len(resp.Topics), rt, from, replicas})
+		total += int64(rt.Count - from)
 		resp.Topics = append(resp.Topics, st)
+	}
+	if err := checkRequestPartitions(total); err != nil {
+		for _, p := range plans {
+			fail(&resp.Topics[p.i], err)
+		}
+		return resp
+	}
+
+	type grown struct {
+		i    int // index in resp.Topics
+		name string
+		from int32 // first new partition
+	}
+	var changed []grown
+	hosted, maxHosted := h.hostedPartitions(img), h.brokerInt("max.broker.partitions")
+	for _, p := range plans {
+		st := &resp.Topics[p.i]
+		if add := int64(p.rt.Count - p.from); slices.Contains(p.replicas, h.b.NodeID()) {
+			if err := checkBrokerPartitions(hosted, add, maxHosted); err != nil {
+				fail(st, err)
+				continue
+			}
+			hosted += add
+		}
+		if r.ValidateOnly {
+			continue
+		}
+		if err := h.growTopic(ctx, p.rt.Topic, p.rt.Count, p.replicas); err != nil {
+			fail(st, err)
+			continue
+		}
+		changed = append(changed, grown{p.i, p.rt.Topic, p.from})
 	}
 
 	if len(changed) == 0 {
 		return resp
 	}
 	rerr := h.b.Reconcile()
-	img := h.b.Image()
+	img = h.b.Image()
 	for _, g := range changed {
 		t, ok := img.Topics[g.name]
 		if !ok || int(g.from) > len(t.Partitions) {
 			continue // deleted meanwhile
 		}
 		if err := h.checkOpened(t, g.from, rerr); err != nil {
-			resp.Topics[g.i].ErrorCode = errorCode(err)
-			resp.Topics[g.i].ErrorMessage = errorMessage(err)
+			fail(&resp.Topics[g.i], err)
 		}
 	}
 	return resp

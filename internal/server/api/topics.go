@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -17,6 +18,50 @@ import (
 
 // metadataWriteTimeout bounds one metadata write made for a request.
 const metadataWriteTimeout = 30 * time.Second
+
+// maxPartitionsPerRequest bounds the partitions one CreateTopics or
+// CreatePartitions request creates, all its topics together; more are
+// refused with POLICY_VIOLATION before anything is written. Kafka's
+// controller refuses a request of more than 10,000 metadata records
+// (QuorumController.MAX_RECORDS_PER_USER_OP: a record per topic, per
+// partition and per config) the same way; Sluice counts partitions only.
+const maxPartitionsPerRequest = 10000
+
+// checkRequestPartitions refuses a request that creates n partitions.
+func checkRequestPartitions(n int64) error {
+	if n > maxPartitionsPerRequest {
+		return codeErr(kerr.PolicyViolation,
+			"Unable to perform excessively large batch operation: the request would create %d partitions, more than %d in one request.", n, maxPartitionsPerRequest)
+	}
+	return nil
+}
+
+// checkBrokerPartitions refuses adding n partitions to a broker that hosts
+// hosted of at most max (max.broker.partitions).
+func checkBrokerPartitions(hosted, n, max int64) error {
+	if hosted+n > max {
+		return codeErr(kerr.PolicyViolation,
+			"Creating %d partition(s) would make this broker host %d, more than max.broker.partitions (%d).", n, hosted+n, max)
+	}
+	return nil
+}
+
+// hostedPartitions is the partitions of img with a replica on this broker,
+// counted against max.broker.partitions. Concurrent requests are checked
+// against the same image, so together they may pass the bound by what
+// they create.
+func (h *Handler) hostedPartitions(img *metadata.Image) int64 {
+	self := h.b.NodeID()
+	var n int64
+	for _, t := range img.Topics {
+		for _, p := range t.Partitions {
+			if slices.Contains(p.Replicas, self) {
+				n++
+			}
+		}
+	}
+	return n
+}
 
 // clusterMetadataTopic is Kafka's KRaft metadata topic, which CreateTopics
 // refuses (INVALID_REQUEST) as Kafka's controller does.
@@ -49,7 +94,10 @@ func (h *Handler) brokerBool(name string) bool {
 
 // createTopic creates a topic through the metadata quorum and waits until
 // this broker has opened its partitions. partitions and replicationFactor
-// of -1 take num.partitions and default.replication.factor.
+// of -1 take num.partitions and default.replication.factor. The bounds of
+// CreateTopics apply (maxPartitionsPerRequest, max.broker.partitions), and
+// creation is all or nothing as there: a topic whose partitions do not all
+// open is deleted again and the error is KAFKA_STORAGE_ERROR.
 func (h *Handler) createTopic(ctx context.Context, name string, partitions int32, replicationFactor int16, configs map[string]string) (*metadata.Topic, error) {
 	if partitions == -1 {
 		partitions = int32(h.brokerInt("num.partitions"))
@@ -60,23 +108,33 @@ func (h *Handler) createTopic(ctx context.Context, name string, partitions int32
 	if partitions <= 0 {
 		return nil, fmt.Errorf("%w: %d partitions; a topic needs at least 1", kerr.InvalidPartitions, partitions)
 	}
-	brokers := h.b.Image().Brokers
-	if replicationFactor <= 0 || int(replicationFactor) > len(brokers) {
+	img := h.b.Image()
+	if replicationFactor <= 0 || int(replicationFactor) > len(img.Brokers) {
 		return nil, fmt.Errorf("%w: replication factor %d, but %d broker(s) are available",
-			kerr.InvalidReplicationFactor, replicationFactor, len(brokers))
+			kerr.InvalidReplicationFactor, replicationFactor, len(img.Brokers))
 	}
 	if err := config.ValidateTopicConfigs(configs); err != nil {
 		return nil, err
 	}
+	if err := checkRequestPartitions(int64(partitions)); err != nil {
+		return nil, err
+	}
+	if err := checkBrokerPartitions(h.hostedPartitions(img), int64(partitions), h.brokerInt("max.broker.partitions")); err != nil {
+		return nil, err
+	}
 	replicas := []int32{h.b.NodeID()}
-	ctx, cancel := context.WithTimeout(ctx, metadataWriteTimeout)
+	wctx, cancel := context.WithTimeout(ctx, metadataWriteTimeout)
 	defer cancel()
-	t, err := h.b.Meta().CreateTopic(ctx, name, partitions, replicas, configs)
+	t, err := h.b.Meta().CreateTopic(wctx, name, partitions, replicas, configs)
 	if err != nil {
 		return nil, err
 	}
-	if err := h.b.Reconcile(); err != nil {
-		return t, fmt.Errorf("%w: opening the new partitions: %v", kerr.KafkaStorageError, err)
+	if err := h.checkOpened(t, 0, h.b.Reconcile()); err != nil {
+		err = h.undoTopic(ctx, t, err)
+		if rerr := h.b.Reconcile(); rerr != nil {
+			h.logger.Error("closing the partitions of a topic whose creation failed", "topic", name, "err", rerr)
+		}
+		return nil, err
 	}
 	return t, nil
 }
