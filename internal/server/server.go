@@ -64,8 +64,9 @@ const (
 	// writeTimeout bounds how long one response may take to write.
 	writeTimeout = 2 * time.Minute
 	// refusalLogInterval is the least time between two log lines about
-	// connections refused for max.connections.per.ip (a client that
-	// reconnects in a loop must not flood the log).
+	// connections refused for max.connections.per.ip, or about
+	// max.connections reached (a client that reconnects in a loop must not
+	// flood the log).
 	refusalLogInterval = 10 * time.Second
 )
 
@@ -186,6 +187,7 @@ type Server struct {
 	conns    map[*conn]struct{}
 	perIP    map[netip.Addr]int // open connections by client address
 	refused  refusals
+	fullLog  time.Time // when max.connections reached was last logged
 	closed   bool
 	wg       sync.WaitGroup
 	ctx      context.Context
@@ -315,11 +317,10 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) waitForSlot() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	warned := false
 	for !s.closed && len(s.conns) >= s.limits.MaxConnections {
-		if !warned {
+		if now := time.Now(); now.Sub(s.fullLog) >= refusalLogInterval {
 			s.logger.Warn("max.connections reached; new connections wait until one closes", "limit", s.limits.MaxConnections)
-			warned = true
+			s.fullLog = now
 		}
 		s.slotFree.Wait()
 	}
