@@ -192,17 +192,17 @@ func TestMaxConnectionsBlocksAccept(t *testing.T) {
 // On main the setting was ignored and an idle connection stayed for 10
 // minutes.
 func TestIdleConnectionClosed(t *testing.T) {
-	const idle = 300 * time.Millisecond
+	const idle = time.Second
 	l := DefaultLimits()
 	l.IdleTimeout = idle
 	_, addr := startLimited(t, l, nil)
+	start := time.Now()
 	quiet := dialFrom(t, "127.0.0.2", addr)
 	busy := dialFrom(t, "127.0.0.3", addr)
-	start := time.Now()
-	// busy sends a request every idle/3 for 3 idle periods.
-	for i := range 9 {
+	// busy sends a request every idle/5 for 3 idle periods.
+	for i := range 15 {
 		served(t, busy, int32(i))
-		time.Sleep(idle / 3)
+		time.Sleep(idle / 5)
 	}
 	closedByServer(t, quiet, 30*time.Second)
 	if took := time.Since(start); took < idle {
