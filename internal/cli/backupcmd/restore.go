@@ -256,7 +256,8 @@ func RunRestore(ctx context.Context, o RestoreOptions) error {
 	pl := &plan{compacted: compacted, keyless: keyless, keys: map[int32]map[string]bool{}, skip: map[int32]int64{}}
 	if exists {
 		if nparts != int(m.Partitions) {
-			return fmt.Errorf("topic %s has %d partitions and the back-up %d: each record goes back to its partition, so they must match; restore into a new topic instead", o.Topic, nparts, m.Partitions)
+			return fmt.Errorf("topic %s has %s and the back-up %d: each record goes back to its partition, so they must match; restore into a new topic instead",
+				o.Topic, clientopts.Count(nparts, "partition", "partitions"), m.Partitions)
 		}
 		actx, cancel := context.WithTimeout(ctx, o.Wait())
 		tc, err := describeConfigs(actx, adm, o.Topic)
@@ -285,7 +286,7 @@ func RunRestore(ctx context.Context, o RestoreOptions) error {
 	}
 	written, err := o.produce(ctx, cl, src, m, pl)
 	if err != nil {
-		return interrupted(ctx, fmt.Errorf("restore into %s: %w (after writing %d records; run restore again to complete it)", o.Topic, err, written))
+		return interrupted(ctx, fmt.Errorf("restore into %s: %w (after writing %s; run restore again to complete it)", o.Topic, err, clientopts.Count(written, "record", "records")))
 	}
 
 	kind := "compacted"
@@ -458,7 +459,7 @@ func (o RestoreOptions) create(ctx context.Context, adm *kadm.Client, m *backup.
 	for _, k := range slices.Sorted(maps.Keys(configs)) {
 		shown = append(shown, k+"="+*configs[k])
 	}
-	fmt.Fprintf(o.Stderr(), "created topic %s (%d partitions; %s)\n", o.Topic, m.Partitions, strings.Join(shown, ", "))
+	fmt.Fprintf(o.Stderr(), "created topic %s (%s; %s)\n", o.Topic, clientopts.Count(m.Partitions, "partition", "partitions"), strings.Join(shown, ", "))
 	for {
 		tds, err := adm.ListTopics(cctx, o.Topic)
 		if err == nil && tds.Has(o.Topic) && tds[o.Topic].Err == nil && len(tds[o.Topic].Partitions) == int(m.Partitions) {

@@ -262,7 +262,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	if res.Errors > 0 {
-		return fmt.Errorf("%d errors (see above)", res.Errors)
+		return fmt.Errorf("%s (see above)", clientopts.Count(res.Errors, "error", "errors"))
 	}
 	return nil
 }
@@ -433,7 +433,7 @@ func ensureTopic(ctx context.Context, o Options) error {
 	}
 	if td, ok := tds[o.Topic]; ok && td.Err == nil {
 		if n := int32(len(td.Partitions)); n != o.Partitions {
-			fmt.Fprintf(o.Stderr, "note: topic %s exists with %d partitions (not %d); using it as it is\n", o.Topic, n, o.Partitions)
+			fmt.Fprintf(o.Stderr, "note: topic %s exists with %s (not %d); using it as it is\n", o.Topic, clientopts.Count(n, "partition", "partitions"), o.Partitions)
 		}
 		return nil
 	}
@@ -553,10 +553,10 @@ func printSummary(w io.Writer, r Result) {
 		fmt.Fprintf(w, "; %s latency ms p50 %s p99 %s p99.9 %s max %s", what, fig(*r.P50Ms, 3), fig(*r.P99Ms, 3), fig(*r.P999Ms, 3), fig(*r.MaxMs, 3))
 	}
 	if r.TxnCommitP50Ms != nil {
-		fmt.Fprintf(w, "; %d transactions, commit (EndTransaction) ms p50 %s p99 %s max %s, flush before it ms p50 %s p99 %s",
-			r.Transactions, fig(*r.TxnCommitP50Ms, 3), fig(*r.TxnCommitP99Ms, 3), fig(*r.TxnCommitMaxMs, 3), fig(*r.TxnFlushP50Ms, 3), fig(*r.TxnFlushP99Ms, 3))
+		fmt.Fprintf(w, "; %s, commit (EndTransaction) ms p50 %s p99 %s max %s, flush before it ms p50 %s p99 %s",
+			clientopts.Count(r.Transactions, "transaction", "transactions"), fig(*r.TxnCommitP50Ms, 3), fig(*r.TxnCommitP99Ms, 3), fig(*r.TxnCommitMaxMs, 3), fig(*r.TxnFlushP50Ms, 3), fig(*r.TxnFlushP99Ms, 3))
 	}
-	fmt.Fprintf(w, "; %d errors\n", r.Errors)
+	fmt.Fprintf(w, "; %s\n", clientopts.Count(r.Errors, "error", "errors"))
 }
 
 // sleepUntil sleeps until t or until ctx ends; it reports whether ctx is

@@ -211,7 +211,7 @@ func printDescribed(o DescribeOptions, d *DescribedTopic) error {
 		{"ID", d.ID},
 		{"PARTITIONS", fmt.Sprint(len(d.Partitions))},
 		{"REPLICATION-FACTOR", fmt.Sprint(d.Replicas)},
-		{"SIZE", fmt.Sprintf("%d bytes", d.SizeBytes)},
+		{"SIZE", clientopts.Count(d.SizeBytes, "byte", "bytes")},
 	}); err != nil {
 		return err
 	}
