@@ -65,6 +65,12 @@ type Config struct {
 	RetentionCheckInterval time.Duration
 	// OnFsync, if set, is told each log fsync's duration (metrics).
 	OnFsync func(time.Duration)
+	// MaxOpenFiles bounds the segment files all partitions hold open at
+	// once (log.FileCache): idle ones are closed and reopened on demand,
+	// so a broker with more partitions than file descriptors still starts.
+	// 0 is half of RLIMIT_NOFILE (see defaultMaxOpenFiles); the other half
+	// is left to client connections, the metadata quorum and checkpoints.
+	MaxOpenFiles int
 }
 
 // TopicPartition names a partition.
@@ -98,6 +104,9 @@ type Broker struct {
 	flusher *flusher
 	// producerIDs hands out producer ids in blocks (producerids.go).
 	producerIDs *producerIDs
+	// files opens and closes every partition's segment files, at most
+	// cfg.MaxOpenFiles at once.
+	files *log.FileCache
 
 	// groups is the group coordinator; it reads and appends to the
 	// __consumer_offsets partitions and is closed before them.
@@ -135,10 +144,14 @@ func Open(cfg Config) (*Broker, error) {
 	if cfg.Static == nil {
 		cfg.Static = map[string]string{}
 	}
+	if cfg.MaxOpenFiles <= 0 {
+		cfg.MaxOpenFiles = defaultMaxOpenFiles()
+	}
 	if err := config.ValidateBrokerConfigs(cfg.Static); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	b := &Broker{cfg: cfg, fs: cfg.FS, logger: cfg.Logger, parts: map[TopicPartition]*replica{}, ready: make(chan struct{})}
+	b := &Broker{cfg: cfg, fs: cfg.FS, logger: cfg.Logger, parts: map[TopicPartition]*replica{}, ready: make(chan struct{}),
+		files: log.NewFileCache(cfg.MaxOpenFiles)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := vfs.MkdirAll(b.fs, cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("broker: create data dir %s: %w (check the path and its permissions)", cfg.DataDir, err)
@@ -259,6 +272,9 @@ func (b *Broker) DataDir() string { return b.cfg.DataDir }
 
 // Ready is closed once recovery has finished and metadata is loaded.
 func (b *Broker) Ready() <-chan struct{} { return b.ready }
+
+// FileStats reports the segment files the partitions hold open.
+func (b *Broker) FileStats() log.FileCacheStats { return b.files.Stats() }
 
 // Partition returns the open partition, if this broker leads it.
 func (b *Broker) Partition(topic string, p int32) (*partition.Partition, bool) {
@@ -462,6 +478,7 @@ func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partitio
 		Now:            b.cfg.Now,
 		OnSync:         b.cfg.OnFsync,
 		OnUnflushed:    b.flusher.add,
+		Files:          b.files,
 
 		FirstDirtyOffset: b.cleaner.checkpointed(tp),
 	})

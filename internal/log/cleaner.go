@@ -599,7 +599,7 @@ func (r *batchReader) next() ([]byte, record.Header, bool, error) {
 		if err := r.c.throttle(want); err != nil {
 			return nil, record.Header{}, false, err
 		}
-		got, err := r.s.file.ReadAt(buf[r.hi:r.hi+want], r.pos)
+		got, err := r.s.h.readAt(buf[r.hi:r.hi+want], r.pos)
 		if got < want {
 			if err == nil || errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -803,12 +803,14 @@ func (c *cleaning) cleanGroup(g []*segment) (err error) {
 	if err != nil {
 		return fmt.Errorf("log: create cleaned segment %d: %w", base, err)
 	}
-	ns := &segment{baseOffset: base, dir: l.dir, file: f, nextOffset: base, maxTimestamp: -1,
+	ns := &segment{baseOffset: base, dir: l.dir, nextOffset: base, maxTimestamp: -1,
 		offsetOfMaxTimestamp: -1, firstTimestamp: -1, created: l.now()}
 	swapped := false
+	// The new segment's file is written here and reopened, by its final
+	// name, through the log's FileCache once swapped in.
+	defer f.Close()
 	defer func() {
 		if !swapped {
-			f.Close()
 			for _, ext := range segmentExts {
 				_ = l.fs.Remove(l.path(base, ext, cleanedSuffix))
 			}
@@ -929,7 +931,6 @@ func (c *cleaning) cleanGroup(g []*segment) (err error) {
 		}
 		// Past the commit point: the next Open completes the swap.
 		swapped = true
-		f.Close()
 		return err
 	}
 	swapped = true
@@ -984,6 +985,26 @@ func (l *Log) replaceSegments(old []*segment, ns *segment, oldAborted []AbortedT
 		// after the pass copied the transaction index.
 		return fmt.Errorf("%w: transaction index changed during cleaning", ErrCleanAborted)
 	}
+	// The old segments' files are removed below: they are opened first,
+	// and kept open if the swap fails after, so that the log stays
+	// readable until it is reopened.
+	for j, s := range old {
+		if _, err := s.h.acquire(); err != nil {
+			for _, o := range old[:j] {
+				o.h.release()
+			}
+			return fmt.Errorf("%w: open segment %d: %v", ErrCleanAborted, s.baseOffset, err)
+		}
+	}
+	swapped := false
+	defer func() {
+		for _, s := range old {
+			if !swapped {
+				s.h.keepOpen()
+			}
+			s.h.release()
+		}
+	}()
 	storageErr := func(err error) error {
 		l.fail(err)
 		return fmt.Errorf("%w: swap cleaned segment %d: %v", ErrStorage, ns.baseOffset, err)
@@ -1006,6 +1027,8 @@ func (l *Log) replaceSegments(old []*segment, ns *segment, oldAborted []AbortedT
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		return storageErr(err)
 	}
+	swapped = true
+	ns.h = l.files.newHandle(l.fs, ns.path(".log"), false)
 	l.segments = slices.Concat(l.segments[:i], []*segment{ns}, l.segments[i+len(old):])
 	for _, s := range old {
 		l.closeLater(s)
@@ -1124,23 +1147,19 @@ func (l *Log) completeSwaps(names []string) error {
 // it is cut there, as recovery cuts any segment.
 func (l *Log) recoverSwapFile(base int64) (int64, error) {
 	name := l.path(base, ".log", swapSuffix)
-	f, err := l.fs.OpenAppend(name)
-	if err != nil {
-		return 0, fmt.Errorf("log: open %s: %w", name, err)
-	}
-	defer f.Close()
-	s := &segment{baseOffset: base, dir: l.dir, file: f, nextOffset: base}
-	size, err := f.Size()
+	s := &segment{baseOffset: base, dir: l.dir, nextOffset: base, h: l.files.newHandle(l.fs, name, true)}
+	defer s.h.retire()
+	size, err := s.h.size()
 	if err != nil {
 		return 0, fmt.Errorf("log: size of %s: %w", name, err)
 	}
 	validEnd, reason := s.scan(l.cfg.IndexIntervalBytes)
 	if validEnd < size {
 		l.logger.Warn("cut a damaged swap segment", "dir", l.dir, "segment", base, "position", validEnd, "reason", reason)
-		if err := f.Truncate(validEnd); err != nil {
+		if err := s.h.truncate(validEnd); err != nil {
 			return 0, fmt.Errorf("log: truncate %s: %w", name, err)
 		}
-		if err := f.Sync(); err != nil {
+		if err := s.h.sync(); err != nil {
 			return 0, fmt.Errorf("log: sync %s: %w", name, err)
 		}
 		// Its indexes may point past the cut: rebuild them.

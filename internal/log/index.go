@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"sync"
 
 	"github.com/sluice-io/sluice/internal/vfs"
 )
@@ -167,55 +166,38 @@ func unmarshalTimeIndex(b []byte, maxRel uint32) (timeIndex, error) {
 
 // indexFile is a closed segment's .index or .timeindex, read on demand:
 // each lookup is a binary search of ReadAt calls over the file, served by
-// the page cache, and nothing of it stays on the heap. The file is opened at
-// its first lookup and stays open until the segment's files are closed.
+// the page cache, and nothing of it stays on the heap. The file is opened
+// through the log's FileCache at a lookup and may be closed between them.
 //
 // Its entries are not trusted: a lookup may return any entry, and the
 // caller checks it against the segment's batches before using it (see
 // segment.positionOf). Safe for concurrent use.
 type indexFile struct {
-	fs         vfs.FS
+	h          *fileHandle
 	name       string
 	entryBytes int
 	n          int // entries, fixed when the file was written or checked at open
-
-	mu     sync.Mutex
-	f      vfs.File
-	closed bool
 }
 
-// errIndexClosed: a lookup in the index of a segment whose files are closed.
-var errIndexClosed = errors.New("log: index closed")
+// errIndexOpen: an index file could not be opened for lack of descriptors
+// (too many open files): its content is not known to be damaged, and a
+// later lookup may open it. Other failures to open it (a missing file) make
+// the lookup walk the segment instead, as a damaged index does.
+var errIndexOpen = errors.New("log: index file not open")
 
-func newIndexFile(fs vfs.FS, name string, entryBytes int, size int64) *indexFile {
-	return &indexFile{fs: fs, name: name, entryBytes: entryBytes, n: int(size / int64(entryBytes))}
+func newIndexFile(c *FileCache, fs vfs.FS, name string, entryBytes int, size int64) *indexFile {
+	return &indexFile{h: c.newHandle(fs, name, false), name: name, entryBytes: entryBytes, n: int(size / int64(entryBytes))}
 }
 
 func (x *indexFile) file() (vfs.File, error) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.closed {
-		return nil, errIndexClosed
+	f, err := x.h.acquire()
+	if err != nil && isOpenError(err) {
+		return nil, fmt.Errorf("%w: %w", errIndexOpen, err)
 	}
-	if x.f == nil {
-		f, err := x.fs.Open(x.name)
-		if err != nil {
-			return nil, fmt.Errorf("log: open %s: %w", x.name, err)
-		}
-		x.f = f
-	}
-	return x.f, nil
+	return f, err
 }
 
-func (x *indexFile) close() {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.f != nil {
-		x.f.Close()
-		x.f = nil
-	}
-	x.closed = true
-}
+func (x *indexFile) close() { x.h.retire() }
 
 // read reads entry i into b (entryBytes long).
 func (x *indexFile) read(f vfs.File, i int, b []byte) error {
@@ -241,6 +223,7 @@ func (x *indexFile) search(after func(b []byte) bool) (entry []byte, ok bool, er
 	if err != nil {
 		return nil, false, err
 	}
+	defer x.h.release()
 	var buf [timeIndexEntryBytes]byte
 	b := buf[:x.entryBytes]
 	out := make([]byte, x.entryBytes)
@@ -272,6 +255,7 @@ func (x *indexFile) last() ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	defer x.h.release()
 	out := make([]byte, x.entryBytes)
 	if err := x.read(f, x.n-1, out); err != nil {
 		return nil, false, err

@@ -94,6 +94,10 @@ type Options struct {
 	// FirstDirtyOffset from the broker's cleaner-offset-checkpoint: the
 	// cleaner has compacted the log below it.
 	FirstDirtyOffset int64
+	// Files opens and closes the log's segment files, bounded for all the
+	// logs sharing it (one per broker). nil: a cache of the log's own
+	// without a limit, every file open until the log closes.
+	Files *FileCache
 }
 
 // pendingClose is a deleted or replaced segment whose files close later.
@@ -114,6 +118,7 @@ type pendingClose struct {
 // only to read the segment list and to swap segments.
 type Log struct {
 	fs     vfs.FS
+	files  *FileCache
 	dir    string
 	logger *slog.Logger
 	now    func() time.Time
@@ -156,7 +161,10 @@ func Open(opts Options) (*Log, error) {
 	if opts.OnSync == nil {
 		opts.OnSync = func(time.Duration) {}
 	}
-	l := &Log{fs: opts.FS, dir: opts.Dir, logger: opts.Logger, now: opts.Now, onSync: opts.OnSync, cfg: withDefaults(opts.Config),
+	if opts.Files == nil {
+		opts.Files = NewFileCache(0)
+	}
+	l := &Log{fs: opts.FS, files: opts.Files, dir: opts.Dir, logger: opts.Logger, now: opts.Now, onSync: opts.OnSync, cfg: withDefaults(opts.Config),
 		firstDirty: opts.FirstDirtyOffset, horizon: -1}
 	l.syncCond = sync.NewCond(&l.syncMu)
 	if err := vfs.MkdirAll(l.fs, l.dir); err != nil {
@@ -235,7 +243,7 @@ func (l *Log) recover(opts Options) error {
 	// crash may have beaten).
 	syncDir := !opts.Clean
 	for i, base := range bases {
-		seg, err := newSegment(l.fs, l.dir, base, now)
+		seg, err := newSegment(l.files, l.fs, l.dir, base, now)
 		if err != nil {
 			return err
 		}
@@ -268,7 +276,7 @@ func (l *Log) recover(opts Options) error {
 				l.logger.Warn("rebuilding index", "dir", l.dir, "segment", base, "reason", err)
 			}
 		}
-		size, err := seg.file.Size()
+		size, err := seg.h.size()
 		if err != nil {
 			return fmt.Errorf("log: size of segment %d: %w", base, err)
 		}
@@ -277,10 +285,10 @@ func (l *Log) recover(opts Options) error {
 		if validEnd < size {
 			l.logger.Warn("cut log at a torn or corrupt batch", "dir", l.dir, "segment", base,
 				"position", validEnd, "bytes_cut", size-validEnd, "reason", reason)
-			if err := seg.file.Truncate(validEnd); err != nil {
+			if err := seg.h.truncate(validEnd); err != nil {
 				return fmt.Errorf("log: truncate segment %d: %w", base, err)
 			}
-			if err := seg.file.Sync(); err != nil {
+			if err := seg.h.sync(); err != nil {
 				return fmt.Errorf("log: sync segment %d: %w", base, err)
 			}
 			seg.size.Store(validEnd)
@@ -318,7 +326,7 @@ func (l *Log) recover(opts Options) error {
 		syncDir = true
 	}
 	if len(l.segments) == 0 {
-		seg, err := newSegment(l.fs, l.dir, max(opts.LogStartOffset, 0), now)
+		seg, err := newSegment(l.files, l.fs, l.dir, max(opts.LogStartOffset, 0), now)
 		if err != nil {
 			return err
 		}
@@ -331,6 +339,10 @@ func (l *Log) recover(opts Options) error {
 	if err := active.activate(l.fs, l.cfg.IndexIntervalBytes); err != nil {
 		return err
 	}
+	// Closed segments are only read from now on: a reopen is read-only.
+	for _, s := range l.segments[:len(l.segments)-1] {
+		s.h.setWritable(false)
+	}
 	l.next.Store(active.nextOffset)
 	if err := l.cutTxnIndexLocked(active.nextOffset); err != nil {
 		return err
@@ -342,7 +354,7 @@ func (l *Log) recover(opts Options) error {
 	// After a crash the recovered tail may sit only in the page cache:
 	// make it durable before calling it so. A clean close already did.
 	if !opts.Clean {
-		if err := active.file.Sync(); err != nil {
+		if err := active.h.sync(); err != nil {
 			return fmt.Errorf("log: sync active segment: %w", err)
 		}
 	}
@@ -360,7 +372,7 @@ func (l *Log) recover(opts Options) error {
 // leaves written bytes in the page cache only) and its index files
 // written. The caller fsyncs the directory.
 func (l *Log) flushRecovered(seg *segment) error {
-	if err := seg.file.Sync(); err != nil {
+	if err := seg.h.sync(); err != nil {
 		return fmt.Errorf("log: sync segment %d: %w", seg.baseOffset, err)
 	}
 	if err := seg.writeIndexFiles(l.fs); err != nil {
@@ -411,11 +423,16 @@ func (l *Log) Append(batch []byte) (AppendResult, error) {
 	}
 	seg := l.segments[len(l.segments)-1]
 	pos := seg.size.Load()
-	if _, err := seg.file.Write(batch); err != nil {
+	if _, err := seg.h.write(batch); err != nil {
+		if isOpenError(err) {
+			// The file could not be opened (too many open files): nothing
+			// was written, and a later append may succeed.
+			return AppendResult{}, fmt.Errorf("%w: append to segment %d: %w", ErrStorage, seg.baseOffset, err)
+		}
 		l.fail(err)
 		// A short write leaves a torn batch; cut it so that readers and
 		// the next start see none of it.
-		_ = seg.file.Truncate(pos)
+		_ = seg.h.truncate(pos)
 		return AppendResult{}, fmt.Errorf("%w: append to segment %d: %v", ErrStorage, seg.baseOffset, err)
 	}
 	seg.noteBatch(&h, pos, l.cfg.IndexIntervalBytes)
@@ -457,11 +474,15 @@ func (l *Log) maybeRoll(size int, h *record.Header) error {
 func (l *Log) roll() error {
 	seg := l.segments[len(l.segments)-1]
 	seg.finishTimeIndex()
-	next, err := newSegment(l.fs, l.dir, l.next.Load(), l.now())
+	next, err := newSegment(l.files, l.fs, l.dir, l.next.Load(), l.now())
 	if err != nil {
+		if isOpenError(err) {
+			return fmt.Errorf("%w: %w", ErrStorage, err)
+		}
 		l.fail(err)
 		return fmt.Errorf("%w: %v", ErrStorage, err)
 	}
+	seg.h.setWritable(false)
 	next.logger = l.logger
 	l.dirDirty.Store(true)
 	seg.flushed = false
@@ -555,7 +576,7 @@ func (l *Log) flush() (int64, error) {
 
 	var err error
 	for _, s := range rolled {
-		if err = s.file.Sync(); err != nil {
+		if err = s.h.sync(); err != nil {
 			err = fmt.Errorf("fsync segment %d: %w", s.baseOffset, err)
 			break
 		}
@@ -566,7 +587,7 @@ func (l *Log) flush() (int64, error) {
 	}
 	if err == nil {
 		began := time.Now()
-		err = active.file.Sync()
+		err = active.h.sync()
 		l.onSync(time.Since(began))
 		if err != nil {
 			err = fmt.Errorf("fsync: %w", err)
@@ -591,6 +612,14 @@ func (l *Log) flush() (int64, error) {
 		}
 	}
 	if err != nil {
+		if isOpenError(err) {
+			// A file could not be opened (too many open files): nothing
+			// failed to reach the disk; the next sync does it all again.
+			if dirDirty {
+				l.dirDirty.Store(true)
+			}
+			return 0, fmt.Errorf("%w: %w", ErrStorage, err)
+		}
 		l.fail(err)
 		return 0, fmt.Errorf("%w: %v", ErrStorage, err)
 	}
@@ -645,15 +674,39 @@ func (l *Log) SetConfig(c Config) {
 // ReadResult is a byte range of one segment file holding whole batches,
 // except that the last may be cut short by maxBytes, as Kafka sends it:
 // clients drop a partial trailing batch.
+//
+// File stays open for the reader (the log's FileCache neither evicts nor
+// closes it) until Release is called or, failing that, for at least
+// file.delete.delay.ms (readLease) after Read, even if the segment is
+// deleted meanwhile. Callers that are done with it call Release, so that
+// the file may be closed at once when the cache needs room.
 type ReadResult struct {
-	File     vfs.File // valid for at least FileDeleteDelay after the segment is deleted
+	File     vfs.File
 	Position int64
 	Size     int64
 	// FirstBatch is the header of the first batch in the range.
 	FirstBatch record.Header
 	// NextOffset is the offset after the last whole batch in the range.
 	NextOffset int64
+
+	h *fileHandle // the lease on File, nil when the range is empty
 }
+
+// Release tells that the reader is done with File. It may be called once
+// per ReadResult; on an empty result it does nothing.
+func (r *ReadResult) Release() {
+	if r.h != nil {
+		r.h.endLease()
+		r.h = nil
+	}
+}
+
+// minReadLease is the shortest time a reader keeps a segment file it was
+// handed without calling Release, whatever file.delete.delay.ms says.
+const minReadLease = 10 * time.Second
+
+// readLease is how long a reader that never calls Release keeps File.
+func (l *Log) readLease() time.Duration { return max(l.cfg.FileDeleteDelay, minReadLease) }
 
 // Read returns the bytes of the batches from the one holding offset,
 // stopping before maxOffset (the high watermark) and after maxBytes. With
@@ -735,7 +788,11 @@ func (l *Log) Read(offset int64, maxBytes int, maxOffset int64, minOneBatch bool
 				p += int64(bh.Size())
 			}
 		}
-		return ReadResult{File: seg.file, Position: pos, Size: n, FirstBatch: h, NextOffset: next}, nil
+		f, err := seg.h.lease(l.readLease())
+		if err != nil {
+			return ReadResult{}, fmt.Errorf("%w: read segment %d: %v", ErrStorage, seg.baseOffset, err)
+		}
+		return ReadResult{File: f, Position: pos, Size: n, FirstBatch: h, NextOffset: next, h: seg.h}, nil
 	}
 	return ReadResult{}, nil
 }
@@ -748,6 +805,7 @@ func (l *Log) ReadBatches(offset int64, maxBytes int) ([]byte, error) {
 	if err != nil || r.Size == 0 {
 		return nil, err
 	}
+	defer r.Release()
 	b := make([]byte, r.Size)
 	if _, err := r.File.ReadAt(b, r.Position); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("log: read at %d: %w", r.Position, err)
@@ -934,10 +992,12 @@ func (l *Log) deleteSegmentsLocked(del func(s *segment, remaining int64) bool) i
 	return n
 }
 
-// closeLater closes the files of a deleted segment after
-// file.delete.delay.ms, so that readers holding them finish. Called with mu
-// held.
+// closeLater closes the files of a deleted or replaced segment after
+// file.delete.delay.ms, so that readers holding them finish; they are never
+// reopened from now on (another segment may have their names), and close
+// sooner if idle. Called with mu held.
 func (l *Log) closeLater(s *segment) {
+	s.markGone()
 	l.pending = slices.DeleteFunc(l.pending, func(p pendingClose) bool { return p.done.Load() })
 	done := new(atomic.Bool)
 	l.pending = append(l.pending, pendingClose{time.AfterFunc(l.cfg.FileDeleteDelay, func() {
@@ -1007,7 +1067,7 @@ func (l *Log) flushAllLocked() error {
 			continue
 		}
 		if !closed || !s.flushed {
-			if err := s.file.Sync(); err != nil {
+			if err := s.h.sync(); err != nil {
 				return fmt.Errorf("fsync segment %d: %w", s.baseOffset, err)
 			}
 		}

@@ -35,7 +35,7 @@ type segment struct {
 	baseOffset int64
 	dir        string
 	logger     *slog.Logger // for a damaged index found by a lookup; nil logs nothing
-	file       vfs.File
+	h          *fileHandle  // the .log file, opened on demand through the log's FileCache
 	size       atomic.Int64
 	nextOffset int64 // offset after the last batch in this segment
 
@@ -132,14 +132,16 @@ func (s *segment) path(ext string) string {
 	return filepath.Join(s.dir, segmentName(s.baseOffset, ext))
 }
 
-func newSegment(fs vfs.FS, dir string, base int64, now time.Time) (*segment, error) {
+// newSegment opens (creating it if missing) the .log file of the segment
+// at base, for appending; it stays open until the cache evicts it.
+func newSegment(files *FileCache, fs vfs.FS, dir string, base int64, now time.Time) (*segment, error) {
 	s := &segment{baseOffset: base, dir: dir, nextOffset: base, maxTimestamp: -1, offsetOfMaxTimestamp: -1,
 		firstTimestamp: -1, created: now, recent: new(recentBatchRing)}
-	f, err := fs.OpenAppend(s.path(".log"))
+	h, err := files.createHandle(fs, s.path(".log"))
 	if err != nil {
 		return nil, fmt.Errorf("log: create segment %d: %w", base, err)
 	}
-	s.file = f
+	s.h = h
 	return s, nil
 }
 
@@ -208,7 +210,12 @@ func (s *segment) timeWaitedForRoll(now time.Time, batchMaxTimestamp int64) int6
 // position of the first bad byte, or the file size when all is well, and the
 // reason it stopped.
 func (s *segment) scan(indexInterval int) (validEnd int64, reason error) {
-	size, err := s.file.Size()
+	f, err := s.h.acquire()
+	if err != nil {
+		return 0, fmt.Errorf("log: segment %d: %w", s.baseOffset, err)
+	}
+	defer s.h.release()
+	size, err := f.Size()
 	if err != nil {
 		return 0, fmt.Errorf("log: size of segment %d: %w", s.baseOffset, err)
 	}
@@ -225,7 +232,7 @@ func (s *segment) scan(indexInterval int) (validEnd int64, reason error) {
 	buf := make([]byte, scanChunkBytes)
 	var pos int64
 	for pos < size {
-		n, err := s.file.ReadAt(buf[:min(int64(len(buf)), size-pos)], pos)
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-pos)], pos)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return pos, fmt.Errorf("read at %d: %w", pos, err)
 		}
@@ -292,7 +299,7 @@ func (s *segment) loadIndexes(fs vfs.FS, inMemory bool) error {
 }
 
 func (s *segment) loadIndexesUnchecked(fs vfs.FS, inMemory bool) error {
-	size, err := s.file.Size()
+	size, err := s.h.size()
 	if err != nil {
 		return err
 	}
@@ -334,7 +341,7 @@ func (s *segment) loadIndexesUnchecked(fs vfs.FS, inMemory bool) error {
 			if fi.Size()%int64(x.entryBytes) != 0 {
 				return fmt.Errorf("log: %s is %d bytes, not a multiple of %d", x.ext, fi.Size(), x.entryBytes)
 			}
-			*x.to = newIndexFile(fs, s.path(x.ext), x.entryBytes, fi.Size())
+			*x.to = newIndexFile(s.h.c, fs, s.path(x.ext), x.entryBytes, fi.Size())
 		}
 		s.files = files
 		s.recent = nil
@@ -434,7 +441,7 @@ func (s *segment) lastBatchFrom(pos, size int64) (record.Header, int64, error) {
 // headerAt reads the batch header at pos without checking the CRC.
 func (s *segment) headerAt(pos int64) (record.Header, error) {
 	var b [record.HeaderSize]byte
-	if _, err := s.file.ReadAt(b[:], pos); err != nil {
+	if _, err := s.h.readAt(b[:], pos); err != nil {
 		return record.Header{}, fmt.Errorf("log: read batch header at %d of segment %d: %w", pos, s.baseOffset, err)
 	}
 	return record.ParseHeader(b[:])
@@ -465,8 +472,8 @@ func (s *segment) writeIndexFiles(fs vfs.FS) error {
 func (s *segment) useIndexFiles(fs vfs.FS) {
 	s.dropIndexFiles()
 	s.files = &segmentIndexFiles{
-		offsets: newIndexFile(fs, s.path(".index"), offsetIndexEntryBytes, int64(len(s.index.entries))*offsetIndexEntryBytes),
-		times:   newIndexFile(fs, s.path(".timeindex"), timeIndexEntryBytes, int64(len(s.timeIndex.entries))*timeIndexEntryBytes),
+		offsets: newIndexFile(s.h.c, fs, s.path(".index"), offsetIndexEntryBytes, int64(len(s.index.entries))*offsetIndexEntryBytes),
+		times:   newIndexFile(s.h.c, fs, s.path(".timeindex"), timeIndexEntryBytes, int64(len(s.timeIndex.entries))*timeIndexEntryBytes),
 	}
 	s.index, s.timeIndex = offsetIndex{}, timeIndex{}
 	s.indexDirty = false
@@ -480,11 +487,23 @@ func (s *segment) dropIndexFiles() {
 	}
 }
 
-// closeFiles closes the segment's open files.
+// closeFiles closes the segment's files, now or when the operations
+// holding them end; they are never reopened.
 func (s *segment) closeFiles() {
-	s.file.Close()
+	s.h.retire()
 	if s.files != nil {
 		s.files.close()
+	}
+}
+
+// markGone says the segment was deleted or replaced: its files are never
+// reopened (their names may be another segment's now), and close once
+// idle or at closeFiles.
+func (s *segment) markGone() {
+	s.h.markGone()
+	if s.files != nil {
+		s.files.offsets.h.markGone()
+		s.files.times.h.markGone()
 	}
 }
 
@@ -578,7 +597,7 @@ func (s *segment) checkOffsetEntry(e offsetEntry, size int64) (bool, error) {
 		return false, nil
 	}
 	var b [record.HeaderSize]byte
-	if _, err := s.file.ReadAt(b[:], pos); err != nil {
+	if _, err := s.h.readAt(b[:], pos); err != nil {
 		return false, fmt.Errorf("log: read batch header at %d of segment %d: %w", pos, s.baseOffset, err)
 	}
 	h, err := record.ParseHeader(b[:])
@@ -609,6 +628,9 @@ func (s *segment) startPosition(off, size int64) (int64, error) {
 		return 0, nil
 	}
 	e, ok, err := s.offsetAtOrBelow(uint32(off - s.baseOffset))
+	if errors.Is(err, errIndexOpen) {
+		return 0, err
+	}
 	if err != nil {
 		s.markBadIndex(err)
 		return 0, nil
@@ -632,6 +654,9 @@ func (s *segment) positionAtOrBelow(pos, from, size int64) (int64, error) {
 		return from, nil
 	}
 	e, ok, err := s.offsetAtOrBelowPosition(uint32(min(pos, math.MaxUint32)))
+	if errors.Is(err, errIndexOpen) {
+		return from, err
+	}
 	if err != nil {
 		s.markBadIndex(err)
 		return from, nil
@@ -657,6 +682,9 @@ func (s *segment) timeLookupStart(ts, size int64) (int64, error) {
 		return s.baseOffset, nil
 	}
 	e, ok, err := s.timeBelow(ts)
+	if errors.Is(err, errIndexOpen) {
+		return s.baseOffset, err
+	}
 	if err != nil {
 		s.markBadIndex(err)
 		return s.baseOffset, nil

@@ -100,7 +100,7 @@ func (s *segment) loadTxnIndex(fs vfs.FS) error {
 	if err != nil {
 		return fmt.Errorf("log: size of %s: %w", name, err)
 	}
-	logSize, err := s.file.Size()
+	logSize, err := s.h.size()
 	if err != nil {
 		return fmt.Errorf("log: size of segment %d: %w", s.baseOffset, err)
 	}
@@ -256,7 +256,7 @@ func (s *segment) controlTypeAt(h record.Header, pos int64) (record.ControlType,
 		return 0, fmt.Errorf("log: control batch at %d of segment %d is %d bytes, above %d", h.BaseOffset, s.baseOffset, h.Size(), maxControlBatchBytes)
 	}
 	b := make([]byte, h.Size())
-	if _, err := s.file.ReadAt(b, pos); err != nil {
+	if _, err := s.h.readAt(b, pos); err != nil {
 		return 0, fmt.Errorf("log: read control batch at %d of segment %d: %w", h.BaseOffset, s.baseOffset, err)
 	}
 	recs, err := record.Records(b, h, maxControlBatchBytes)

@@ -100,6 +100,10 @@ type Options struct {
 	// an fsync per request. It is called with the partition's append lock
 	// held, so it must neither block nor call the partition.
 	OnUnflushed func(*Partition)
+	// Files opens and closes the log's segment files, bounded for every
+	// partition of the broker (log.Options.Files); nil is a cache of the
+	// partition's own without a limit.
+	Files *log.FileCache
 }
 
 // Partition is one partition replica. Safe for concurrent use.
@@ -159,7 +163,7 @@ func Open(opts Options) (*Partition, error) {
 		FS: opts.FS, Dir: opts.Dir, Config: opts.Config.Log,
 		RecoveryPoint: opts.RecoveryPoint, LogStartOffset: opts.LogStartOffset,
 		Clean: opts.Clean, Logger: opts.Logger, Now: opts.Now, OnSync: opts.OnSync,
-		FirstDirtyOffset: opts.FirstDirtyOffset,
+		FirstDirtyOffset: opts.FirstDirtyOffset, Files: opts.Files,
 	})
 	if err != nil {
 		return nil, err
