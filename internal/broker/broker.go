@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sluice-io/sluice/internal/config"
@@ -47,6 +48,12 @@ const (
 	metadataTimeout = 30 * time.Second
 	// maxParallelPartitionOps bounds partitions opened or closed at once.
 	maxParallelPartitionOps = 16
+	// noSpaceProbeInterval is how often a full log dir is probed for
+	// space (LogDir.ProbeSpace), when no append finds out first.
+	noSpaceProbeInterval = 5 * time.Second
+	// maxReportedErrors bounds the partitions' errors one message quotes
+	// (a checkpoint or a shutdown on a full or failed disk fails them all).
+	maxReportedErrors = 3
 )
 
 // Config configures a broker.
@@ -107,6 +114,10 @@ type Broker struct {
 	// files opens and closes every partition's segment files, at most
 	// cfg.MaxOpenFiles at once.
 	files *log.FileCache
+	// logDir is the health of the data dir, shared by every partition's
+	// log (Kafka's LogDirFailureChannel): offline after a write or fsync
+	// failed, full while a write finds no space.
+	logDir *log.LogDir
 
 	// groups is the group coordinator; it reads and appends to the
 	// __consumer_offsets partitions and is closed before them.
@@ -151,7 +162,7 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b := &Broker{cfg: cfg, fs: cfg.FS, logger: cfg.Logger, parts: map[TopicPartition]*replica{}, ready: make(chan struct{}),
-		files: log.NewFileCache(cfg.MaxOpenFiles)}
+		files: log.NewFileCache(cfg.MaxOpenFiles), logDir: log.NewLogDir(cfg.DataDir, cfg.Logger)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := vfs.MkdirAll(b.fs, cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("broker: create data dir %s: %w (check the path and its permissions)", cfg.DataDir, err)
@@ -275,6 +286,30 @@ func (b *Broker) Ready() <-chan struct{} { return b.ready }
 
 // FileStats reports the segment files the partitions hold open.
 func (b *Broker) FileStats() log.FileCacheStats { return b.files.Stats() }
+
+// LogDirState is the health of a log directory (this broker has one, its
+// data dir), for metrics, /readyz and DescribeLogDirs.
+type LogDirState struct {
+	Path string
+	// Offline: a write or fsync failed (not for a full disk); every
+	// partition in the directory refuses produce requests
+	// (KAFKA_STORAGE_ERROR) until the broker restarts.
+	Offline *log.DirError
+	// NoSpace: a write found the disk full; produce requests to the
+	// partitions it hit fail until a write succeeds again (space freed).
+	NoSpace *log.DirError
+}
+
+// LogDirs reports the health of the broker's log directories.
+func (b *Broker) LogDirs() []LogDirState {
+	return []LogDirState{{Path: b.cfg.DataDir, Offline: b.logDir.Offline(), NoSpace: b.logDir.NoSpace()}}
+}
+
+// ProbeLogDirs checks whether a full log directory has space again (a
+// write of a scratch file), so that its state clears though no producer
+// retries. The background loop calls it every noSpaceProbeInterval while a
+// directory is full.
+func (b *Broker) ProbeLogDirs() error { return b.logDir.ProbeSpace(b.fs) }
 
 // Partition returns the open partition, if this broker leads it.
 func (b *Broker) Partition(topic string, p int32) (*partition.Partition, bool) {
@@ -479,6 +514,7 @@ func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partitio
 		OnSync:         b.cfg.OnFsync,
 		OnUnflushed:    b.flusher.add,
 		Files:          b.files,
+		LogDir:         b.logDir,
 
 		FirstDirtyOffset: b.cleaner.checkpointed(tp),
 	})
@@ -566,10 +602,18 @@ func (b *Broker) background() {
 	defer ret.Stop()
 	pexp := time.NewTicker(time.Duration(b.brokerInt("producer.id.expiration.check.interval.ms")) * time.Millisecond)
 	defer pexp.Stop()
+	probe := time.NewTicker(noSpaceProbeInterval)
+	defer probe.Stop()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
+		case <-probe.C:
+			if b.logDir.NoSpace() != nil {
+				if err := b.ProbeLogDirs(); err != nil {
+					b.logger.Debug("log dir still full", "err", err)
+				}
+			}
 		case <-pexp.C:
 			b.ExpireProducers()
 		case <-cp.C:
@@ -592,8 +636,12 @@ func (b *Broker) EnforceRetention() {
 }
 
 // Checkpoint writes producer snapshots and the recovery-point and
-// log-start-offset checkpoints.
+// log-start-offset checkpoints. Nothing is written to an offline log
+// directory (as Kafka): the next start recovers from the last checkpoint.
 func (b *Broker) Checkpoint() error {
+	if b.logDir.Offline() != nil {
+		return nil
+	}
 	parts := b.Partitions()
 	rec := make(map[TopicPartition]int64, len(parts))
 	start := make(map[TopicPartition]int64, len(parts))
@@ -614,12 +662,34 @@ func (b *Broker) Checkpoint() error {
 	if err := b.cleaner.writeCheckpoint(); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return summarize(errs)
+}
+
+// summarize joins errors, quoting at most maxReportedErrors of them.
+func summarize(errs []error) error {
+	if len(errs) <= maxReportedErrors {
+		return errors.Join(errs...)
+	}
+	return fmt.Errorf("%w\n(and %d more)", errors.Join(errs[:maxReportedErrors]...), len(errs)-maxReportedErrors)
+}
+
+// isStorageError says whether err comes from the disk (a failed or full
+// log directory) rather than from the broker: Close reports those once.
+func isStorageError(err error) bool {
+	return errors.Is(err, log.ErrStorage) || errors.Is(err, partition.ErrStorage) ||
+		errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // Close stops the group coordinator and background work, closes every
 // partition cleanly, writes the checkpoints and the clean-shutdown marker,
 // and closes the metadata store.
+//
+// Partitions that cannot close cleanly for their storage (a failed or full
+// log directory) are closed as they are and reported once, in one log
+// line, not as an error: the rest shut down cleanly and the next start
+// recovers those from their recovery points. The clean-shutdown marker is
+// then not written, and with the directory offline no checkpoint either
+// (as Kafka). Other failures are returned.
 func (b *Broker) Close() error {
 	b.txns.Close()
 	b.groups.Close()
@@ -627,7 +697,7 @@ func (b *Broker) Close() error {
 	b.wg.Wait()
 	b.recMu.Lock()
 	defer b.recMu.Unlock()
-	var errs []error
+	var errs, storageErrs []error
 	parts := b.Partitions()
 	rec := make(map[TopicPartition]int64, len(parts))
 	start := make(map[TopicPartition]int64, len(parts))
@@ -636,6 +706,13 @@ func (b *Broker) Close() error {
 		wg  sync.WaitGroup
 		sem = make(chan struct{}, maxParallelPartitionOps)
 	)
+	noteErr := func(err error) {
+		if isStorageError(err) || b.logDir.Offline() != nil {
+			storageErrs = append(storageErrs, err)
+		} else {
+			errs = append(errs, err)
+		}
+	}
 	for tp, p := range parts {
 		sem <- struct{}{}
 		wg.Add(1)
@@ -648,7 +725,7 @@ func (b *Broker) Close() error {
 			start[tp] = logStart
 			rec[tp] = p.Log().DurableOffset()
 			if err != nil {
-				errs = append(errs, fmt.Errorf("close %s: %w", partitionDir(tp), err))
+				noteErr(fmt.Errorf("close %s: %w", partitionDir(tp), err))
 			}
 		}()
 	}
@@ -656,24 +733,36 @@ func (b *Broker) Close() error {
 	b.mu.Lock()
 	b.parts = map[TopicPartition]*replica{}
 	b.mu.Unlock()
-	if err := writeCheckpoint(b.fs, b.cfg.DataDir, recoveryCheckpointFile, rec); err != nil {
-		errs = append(errs, err)
-	}
-	if err := writeCheckpoint(b.fs, b.cfg.DataDir, logStartCheckpointFile, start); err != nil {
-		errs = append(errs, err)
-	}
-	if err := b.cleaner.writeCheckpointOf(parts); err != nil {
-		errs = append(errs, err)
+	offline := b.logDir.Offline()
+	if offline == nil {
+		if err := writeCheckpoint(b.fs, b.cfg.DataDir, recoveryCheckpointFile, rec); err != nil {
+			noteErr(err)
+		}
+		if err := writeCheckpoint(b.fs, b.cfg.DataDir, logStartCheckpointFile, start); err != nil {
+			noteErr(err)
+		}
+		if err := b.cleaner.writeCheckpointOf(parts); err != nil {
+			noteErr(err)
+		}
 	}
 	if err := b.meta.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	if len(errs) == 0 {
+	if len(storageErrs) > 0 || offline != nil {
+		attrs := []any{"log_dir", b.cfg.DataDir, "failures", len(storageErrs), "err", summarize(storageErrs)}
+		if offline != nil {
+			attrs = append(attrs, "offline_since", offline.Since, "offline_cause", offline.Err)
+		}
+		b.logger.Error("shut down with the log directory failed or full: the partitions that could not be "+
+			"flushed or checkpointed were closed as they are, the rest cleanly; the next start recovers them "+
+			"from their recovery points", attrs...)
+	}
+	if len(errs) == 0 && len(storageErrs) == 0 && offline == nil {
 		if err := vfs.WriteFileAtomic(b.fs, b.cfg.DataDir, filepath.Join(b.cfg.DataDir, cleanShutdownFile), nil); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return summarize(errs)
 }
 
 func (b *Broker) closePartitions() {

@@ -85,8 +85,9 @@ func (f *flusher) flush(q []*partition.Partition) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			// A deleted partition's log is closed: nothing to do. A
-			// storage failure is reported by the produce that hits it.
-			if err := p.Flush(); err != nil && !errors.Is(err, log.ErrClosed) {
+			// storage failure is reported by the produce that hits it,
+			// and by the log when it happens.
+			if err := p.Flush(); err != nil && !errors.Is(err, log.ErrClosed) && !errors.Is(err, log.ErrStorage) {
 				f.logger.Warn("flush", "dir", p.Dir(), "err", err)
 			}
 		}()

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/broker"
+	"github.com/sluice-io/sluice/internal/log"
 	"github.com/sluice-io/sluice/internal/txn"
 )
 
@@ -37,6 +40,8 @@ type Metrics struct {
 	fsyncSeconds   prometheus.Histogram
 
 	opts MetricsOptions
+	// broker is set by SetBroker; /readyz reads its log dirs' health.
+	broker atomic.Pointer[broker.Broker]
 
 	// Label values are cached: building them per request would allocate.
 	mu     sync.Mutex
@@ -93,6 +98,7 @@ func NewMetricsWithOptions(opts MetricsOptions) *Metrics {
 func (m *Metrics) SetBroker(b *broker.Broker) {
 	m.reg.MustRegister(&partitionCollector{b: b, partitionLevel: m.opts.PartitionLevel},
 		&groupCollector{b: b, partitionLevel: m.opts.PartitionLevel})
+	m.broker.Store(b)
 }
 
 // ConnectionOpened implements server.Observer.
@@ -159,6 +165,12 @@ var (
 	descBytesCleaned = prometheus.NewDesc("sluice_cleaner_bytes_cleaned_total", "Segment bytes the log cleaner has compacted.", nil, nil)
 	descCleanPasses  = prometheus.NewDesc("sluice_cleaner_passes_total", "Log cleaner passes run.", nil, nil)
 
+	descLogDirOffline = prometheus.NewDesc("sluice_log_dir_offline", "1 while a log directory is offline: a write or fsync failed, and its partitions refuse produce requests (KAFKA_STORAGE_ERROR) until the broker restarts.", []string{"dir"}, nil)
+	descLogDirNoSpace = prometheus.NewDesc("sluice_log_dir_no_space", "1 while a write found a log directory full and none has succeeded since: produce requests fail until space is freed.", []string{"dir"}, nil)
+	descStorageError  = prometheus.NewDesc("sluice_partition_storage_error", "1 for a partition that refuses produce requests for its storage: reason io_error (a write or fsync of its log failed) or no_space (its last append found the disk full). Partitions refused because another one took the log directory offline show in sluice_log_dir_offline.", []string{"topic", "partition", "reason"}, nil)
+	descOpenFiles     = prometheus.NewDesc("sluice_log_open_files", "Segment files the partitions hold open.", nil, nil)
+	descOpenFilesMax  = prometheus.NewDesc("sluice_log_open_files_limit", "The most segment files held open at once; idle ones are closed beyond it.", nil, nil)
+
 	// Per partition (MetricsOptions.PartitionLevel).
 	partitionLabels = []string{"topic", "partition"}
 	descLogSize     = prometheus.NewDesc("sluice_log_size_bytes", "Bytes of a partition's log on disk.", partitionLabels, nil)
@@ -184,7 +196,8 @@ var (
 )
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPartitions, descUnderRepl, descTxns, descBytesCleaned, descCleanPasses} {
+	for _, d := range []*prometheus.Desc{descPartitions, descUnderRepl, descTxns, descBytesCleaned, descCleanPasses,
+		descLogDirOffline, descLogDirNoSpace, descStorageError, descOpenFiles, descOpenFilesMax} {
 		ch <- d
 	}
 	ds := []*prometheus.Desc{descTopicPartitions, descTopicLogSize, descTopicLogStart, descTopicLogEnd, descTopicHW,
@@ -222,6 +235,20 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descBytesCleaned, prometheus.CounterValue, float64(cs.BytesCleaned))
 	ch <- prometheus.MustNewConstMetric(descCleanPasses, prometheus.CounterValue, float64(cs.Passes))
+	for _, d := range c.b.LogDirs() {
+		ch <- prometheus.MustNewConstMetric(descLogDirOffline, prometheus.GaugeValue, boolValue(d.Offline != nil), d.Path)
+		ch <- prometheus.MustNewConstMetric(descLogDirNoSpace, prometheus.GaugeValue, boolValue(d.NoSpace != nil), d.Path)
+	}
+	fs := c.b.FileStats()
+	ch <- prometheus.MustNewConstMetric(descOpenFiles, prometheus.GaugeValue, float64(fs.Open))
+	ch <- prometheus.MustNewConstMetric(descOpenFilesMax, prometheus.GaugeValue, float64(fs.Limit))
+	// Partitions in storage error, by partition in either mode: there are
+	// few, and which ones is what an operator needs.
+	for tp, p := range parts {
+		if reason, err := p.StorageError(); err != nil && reason != log.ReasonLogDirOffline {
+			ch <- prometheus.MustNewConstMetric(descStorageError, prometheus.GaugeValue, 1, tp.Topic, strconv.Itoa(int(tp.Partition)), reason)
+		}
+	}
 	nowMs := time.Now().UnixMilli()
 	cleanerLag := func(oldestDirty int64) float64 {
 		if oldestDirty < 0 {
@@ -337,6 +364,13 @@ func (c *groupCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // HandlerOptions configure NewHandler.
 type HandlerOptions struct {
 	// Pprof serves Go's profiles on /debug/pprof/. Off by default: they
@@ -346,6 +380,27 @@ type HandlerOptions struct {
 	Pprof bool
 }
 
+// degraded says why the broker, though serving, is not fully ready: a log
+// directory offline or full; "" when it is.
+func (m *Metrics) degraded() string {
+	b := m.broker.Load()
+	if b == nil {
+		return ""
+	}
+	var why []string
+	for _, d := range b.LogDirs() {
+		if d.Offline != nil {
+			why = append(why, fmt.Sprintf("log dir %s offline since %s (%s failed: %v); its partitions refuse writes until the broker restarts; check the disk first",
+				d.Path, d.Offline.Since.UTC().Format(time.RFC3339), d.Offline.Log, d.Offline.Err))
+		}
+		if d.NoSpace != nil {
+			why = append(why, fmt.Sprintf("log dir %s full since %s (%v); writes fail until space is freed",
+				d.Path, d.NoSpace.Since.UTC().Format(time.RFC3339), d.NoSpace.Err))
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
 // Handler serves /metrics, /healthz and /readyz, without /debug/pprof/
 // (NewHandler with the zero HandlerOptions).
 func Handler(m *Metrics, ready <-chan struct{}) http.Handler {
@@ -353,8 +408,10 @@ func Handler(m *Metrics, ready <-chan struct{}) http.Handler {
 }
 
 // NewHandler serves /metrics, /healthz (the process is alive), /readyz
-// (recovery finished and metadata loaded: ready is closed) and, with
-// opts.Pprof, /debug/pprof/.
+// and, with opts.Pprof, /debug/pprof/. /readyz answers 200 "ready" once
+// recovery finished and metadata loaded (ready is closed), 503
+// "recovering" before, and 503 "degraded: <why>" while a log directory of
+// the broker given to m.SetBroker is offline or full.
 func NewHandler(m *Metrics, ready <-chan struct{}, opts HandlerOptions) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
@@ -370,10 +427,15 @@ func NewHandler(m *Metrics, ready <-chan struct{}, opts HandlerOptions) http.Han
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		select {
 		case <-ready:
-			fmt.Fprintln(w, "ready")
 		default:
 			http.Error(w, "recovering", http.StatusServiceUnavailable)
+			return
 		}
+		if why := m.degraded(); why != "" {
+			http.Error(w, "degraded: "+why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
 	})
 	return mux
 }

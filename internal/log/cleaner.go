@@ -316,10 +316,9 @@ func (l *Log) Clean(ctx context.Context, opts CleanOptions) (CleanResult, error)
 		l.mu.RUnlock()
 		return CleanResult{}, ErrClosed
 	}
-	if l.failed != nil {
-		err := l.failed
+	if err := l.unwritableLocked(); err != nil {
 		l.mu.RUnlock()
-		return CleanResult{}, fmt.Errorf("%w: %v", ErrStorage, err)
+		return CleanResult{}, err
 	}
 	cfg := l.cfg
 	nowMs := l.now().UnixMilli()
@@ -976,7 +975,7 @@ func (l *Log) replaceSegments(old []*segment, ns *segment, oldAborted []AbortedT
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i := slices.Index(l.segments, old[0])
-	if l.closed || l.failed != nil || i < 0 || i+len(old) >= len(l.segments) ||
+	if l.closed || l.unwritableLocked() != nil || i < 0 || i+len(old) >= len(l.segments) ||
 		!slices.Equal(l.segments[i:i+len(old)], old) {
 		return fmt.Errorf("%w: segments changed during cleaning", ErrCleanAborted)
 	}

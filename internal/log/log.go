@@ -30,8 +30,11 @@ import (
 var (
 	// ErrOffsetOutOfRange: the offset is below the log start or above the end.
 	ErrOffsetOutOfRange = errors.New("log: offset out of range")
-	// ErrStorage: an earlier write or fsync failed; the log takes no more
-	// writes until the broker restarts and recovers it (KAFKA_STORAGE_ERROR).
+	// ErrStorage: a write, fsync or file open failed (KAFKA_STORAGE_ERROR).
+	// After a full disk (the error also satisfies errors.Is(err,
+	// syscall.ENOSPC)) or a lack of descriptors (EMFILE) a later append may
+	// succeed; after any other failure the log's directory is offline (see
+	// LogDir) and takes no more writes until the broker restarts.
 	ErrStorage = errors.New("log: storage failed")
 	// ErrClosed: the log was closed.
 	ErrClosed = errors.New("log: closed")
@@ -98,6 +101,10 @@ type Options struct {
 	// logs sharing it (one per broker). nil: a cache of the log's own
 	// without a limit, every file open until the log closes.
 	Files *FileCache
+	// LogDir is the health of the directory holding the log, shared by
+	// the logs in it (one per broker data dir): a failure of one log takes
+	// the others' writes offline too. nil: one of the log's own.
+	LogDir *LogDir
 }
 
 // pendingClose is a deleted or replaced segment whose files close later.
@@ -119,6 +126,7 @@ type pendingClose struct {
 type Log struct {
 	fs     vfs.FS
 	files  *FileCache
+	ld     *LogDir
 	dir    string
 	logger *slog.Logger
 	now    func() time.Time
@@ -132,6 +140,9 @@ type Log struct {
 	failed   error        // sticky storage failure
 	closed   bool
 	pending  []pendingClose // deleted segments whose files close later
+	// noSpace: the last append (or roll, or index write) found the disk
+	// full; cleared by one that succeeds.
+	noSpace atomic.Bool
 
 	// cleanMu serializes cleaning passes. firstDirty (the cleaner offset
 	// checkpoint), horizon (the earliest delete horizon of kept
@@ -164,7 +175,10 @@ func Open(opts Options) (*Log, error) {
 	if opts.Files == nil {
 		opts.Files = NewFileCache(0)
 	}
-	l := &Log{fs: opts.FS, files: opts.Files, dir: opts.Dir, logger: opts.Logger, now: opts.Now, onSync: opts.OnSync, cfg: withDefaults(opts.Config),
+	if opts.LogDir == nil {
+		opts.LogDir = NewLogDir(opts.Dir, opts.Logger)
+	}
+	l := &Log{fs: opts.FS, files: opts.Files, ld: opts.LogDir, dir: opts.Dir, logger: opts.Logger, now: opts.Now, onSync: opts.OnSync, cfg: withDefaults(opts.Config),
 		firstDirty: opts.FirstDirtyOffset, horizon: -1}
 	l.syncCond = sync.NewCond(&l.syncMu)
 	if err := vfs.MkdirAll(l.fs, l.dir); err != nil {
@@ -405,8 +419,8 @@ func (l *Log) Append(batch []byte) (AppendResult, error) {
 	if l.closed {
 		return AppendResult{}, ErrClosed
 	}
-	if l.failed != nil {
-		return AppendResult{}, fmt.Errorf("%w: %v", ErrStorage, l.failed)
+	if err := l.unwritableLocked(); err != nil {
+		return AppendResult{}, err
 	}
 	h, err := record.ParseHeader(batch)
 	if err != nil {
@@ -429,23 +443,84 @@ func (l *Log) Append(batch []byte) (AppendResult, error) {
 			// was written, and a later append may succeed.
 			return AppendResult{}, fmt.Errorf("%w: append to segment %d: %w", ErrStorage, seg.baseOffset, err)
 		}
-		l.fail(err)
 		// A short write leaves a torn batch; cut it so that readers and
 		// the next start see none of it.
-		_ = seg.h.truncate(pos)
-		return AppendResult{}, fmt.Errorf("%w: append to segment %d: %v", ErrStorage, seg.baseOffset, err)
+		if terr := seg.h.truncate(pos); terr != nil {
+			l.fail(fmt.Errorf("append to segment %d: %w; cut the torn write: %w", seg.baseOffset, err, terr))
+		} else if isNoSpace(err) {
+			// A full disk: nothing of the batch is left, and the next
+			// append tries again (once space is freed it succeeds).
+			l.noteNoSpace(err)
+		} else {
+			l.fail(fmt.Errorf("append to segment %d: %w", seg.baseOffset, err))
+		}
+		return AppendResult{}, fmt.Errorf("%w: append to segment %d: %w", ErrStorage, seg.baseOffset, err)
 	}
 	seg.noteBatch(&h, pos, l.cfg.IndexIntervalBytes)
 	seg.size.Store(pos + int64(len(batch)))
 	l.next.Store(h.LastOffset() + 1)
+	l.noteWritten()
 	return AppendResult{BaseOffset: base, LastOffset: h.LastOffset(), Position: pos}, nil
 }
 
+// unwritableLocked returns why the log takes no writes, or nil: its own
+// failure, or its directory's. Called with mu held.
+func (l *Log) unwritableLocked() error {
+	if l.failed != nil {
+		return fmt.Errorf("%w: %v", ErrStorage, l.failed)
+	}
+	if off := l.ld.Offline(); off != nil {
+		return fmt.Errorf("%w: log directory %s is offline since %s failed: %v", ErrStorage, l.ld.Path(), off.Log, off.Err)
+	}
+	return nil
+}
+
+// fail makes a storage failure sticky: the log, and every log of its
+// directory, take no more writes until the broker restarts. Called with mu
+// held.
 func (l *Log) fail(err error) {
 	if l.failed == nil {
 		l.failed = err
 		l.logger.Error("log storage failed; no more writes until restart", "dir", l.dir, "err", err)
+		l.ld.fail(l.dir, err)
 	}
+}
+
+// noteNoSpace records that a write found the disk full.
+func (l *Log) noteNoSpace(err error) {
+	l.noSpace.Store(true)
+	l.ld.full(l.dir, err)
+}
+
+// noteWritten clears the full-disk state after a write that succeeded.
+func (l *Log) noteWritten() {
+	if l.noSpace.Load() {
+		l.noSpace.Store(false)
+	}
+	if l.ld.NoSpace() != nil {
+		l.ld.spaceReturned()
+	}
+}
+
+// StorageError says why the log refuses appends, if it does: reason is
+// ReasonIOError (a write or fsync of its own failed), ReasonLogDirOffline
+// (one of another log of its directory did) or ReasonNoSpace (its last
+// append found the disk full, and no write in the directory succeeded
+// since); "" and nil when it takes appends.
+func (l *Log) StorageError() (reason string, err error) {
+	l.mu.RLock()
+	failed := l.failed
+	l.mu.RUnlock()
+	if failed != nil {
+		return ReasonIOError, failed
+	}
+	if off := l.ld.Offline(); off != nil {
+		return ReasonLogDirOffline, off.Err
+	}
+	if full := l.ld.NoSpace(); full != nil && l.noSpace.Load() {
+		return ReasonNoSpace, full.Err
+	}
+	return "", nil
 }
 
 // maybeRoll starts a new segment when the active one is full, older than
@@ -476,11 +551,16 @@ func (l *Log) roll() error {
 	seg.finishTimeIndex()
 	next, err := newSegment(l.files, l.fs, l.dir, l.next.Load(), l.now())
 	if err != nil {
-		if isOpenError(err) {
-			return fmt.Errorf("%w: %w", ErrStorage, err)
+		// Nothing was written: a lack of descriptors or of space leaves
+		// the log as it was, for a later append to try again.
+		switch {
+		case isOpenError(err):
+		case isNoSpace(err):
+			l.noteNoSpace(err)
+		default:
+			l.fail(err)
 		}
-		l.fail(err)
-		return fmt.Errorf("%w: %v", ErrStorage, err)
+		return fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	seg.h.setWritable(false)
 	next.logger = l.logger
@@ -551,13 +631,13 @@ func (l *Log) SyncTo(off int64) error {
 // Only the syncer (syncing set) calls it.
 func (l *Log) flush() (int64, error) {
 	l.mu.RLock()
-	if l.closed || l.failed != nil {
-		err := l.failed
+	if l.closed {
 		l.mu.RUnlock()
-		if err == nil {
-			return 0, ErrClosed
-		}
-		return 0, fmt.Errorf("%w: %v", ErrStorage, err)
+		return 0, ErrClosed
+	}
+	if err := l.unwritableLocked(); err != nil {
+		l.mu.RUnlock()
+		return 0, err
 	}
 	end := l.next.Load()
 	active := l.segments[len(l.segments)-1]
@@ -574,14 +654,21 @@ func (l *Log) flush() (int64, error) {
 	dirDirty := l.dirDirty.Swap(false)
 	l.mu.RUnlock()
 
+	// A failed fsync is fatal whatever its errno (the kernel may have
+	// dropped the pages it could not write); a lack of descriptors to open
+	// a file, or of space for an index file, is not: the next sync does it
+	// all again.
 	var err error
+	transient := false
 	for _, s := range rolled {
 		if err = s.h.sync(); err != nil {
 			err = fmt.Errorf("fsync segment %d: %w", s.baseOffset, err)
+			transient = isOpenError(err)
 			break
 		}
 		if err = s.writeIndexFiles(l.fs); err != nil {
 			err = fmt.Errorf("write indexes of segment %d: %w", s.baseOffset, err)
+			transient = isOpenError(err) || isNoSpace(err)
 			break
 		}
 	}
@@ -591,6 +678,7 @@ func (l *Log) flush() (int64, error) {
 		l.onSync(time.Since(began))
 		if err != nil {
 			err = fmt.Errorf("fsync: %w", err)
+			transient = isOpenError(err)
 		}
 	}
 	if err == nil && (dirDirty || len(rolled) > 0) {
@@ -612,11 +700,12 @@ func (l *Log) flush() (int64, error) {
 		}
 	}
 	if err != nil {
-		if isOpenError(err) {
-			// A file could not be opened (too many open files): nothing
-			// failed to reach the disk; the next sync does it all again.
+		if transient {
 			if dirDirty {
 				l.dirDirty.Store(true)
+			}
+			if isNoSpace(err) {
+				l.noteNoSpace(err)
 			}
 			return 0, fmt.Errorf("%w: %w", ErrStorage, err)
 		}
@@ -935,7 +1024,7 @@ func (l *Log) Retain() int {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed || l.failed != nil || l.cfg.NoDelete {
+	if l.closed || l.unwritableLocked() != nil || l.cfg.NoDelete {
 		return 0
 	}
 	nowMs := l.now().UnixMilli()
@@ -1008,7 +1097,10 @@ func (l *Log) closeLater(s *segment) {
 
 // Close makes the log durable (as a sync does, and the active segment's
 // indexes too) and closes every file. A cleanly closed log needs no rescan
-// at the next Open.
+// at the next Open. A log that takes no writes (StorageError: failed, or
+// its directory offline) is closed without a flush and Close returns
+// ErrStorage; so does a flush that fails (a full disk failing an index
+// file, after every segment's data is fsynced).
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -1021,15 +1113,15 @@ func (l *Log) Close() error {
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var err error
-	if l.failed == nil {
+	// A log that takes no writes is closed as it is: its directory may be
+	// failing, and the next start recovers it from its recovery point.
+	err := l.unwritableLocked()
+	if err == nil {
 		if err = l.flushAllLocked(); err != nil {
-			err = fmt.Errorf("log: close: %w", err)
+			err = fmt.Errorf("%w: close: %w", ErrStorage, err)
 		} else {
 			l.advanceDurable(l.next.Load())
 		}
-	} else {
-		err = fmt.Errorf("%w: %v", ErrStorage, l.failed)
 	}
 	l.closeFiles()
 	l.resumeSyncs()
@@ -1061,15 +1153,19 @@ func (l *Log) resumeSyncs() {
 func (l *Log) flushAllLocked() error {
 	active := l.segments[len(l.segments)-1]
 	active.finishTimeIndex()
+	// The data first: a full disk that fails an index file below leaves
+	// no record unsynced.
+	for _, s := range l.segments {
+		if s == active || !s.flushed {
+			if err := s.h.sync(); err != nil {
+				return fmt.Errorf("fsync segment %d: %w", s.baseOffset, err)
+			}
+		}
+	}
 	for _, s := range l.segments {
 		closed := s != active
 		if closed && s.flushed && !s.badIndex.Load() {
 			continue
-		}
-		if !closed || !s.flushed {
-			if err := s.h.sync(); err != nil {
-				return fmt.Errorf("fsync segment %d: %w", s.baseOffset, err)
-			}
 		}
 		if s.badIndex.Load() {
 			for _, ext := range []string{".index", ".timeindex"} {

@@ -104,6 +104,10 @@ type Options struct {
 	// partition of the broker (log.Options.Files); nil is a cache of the
 	// partition's own without a limit.
 	Files *log.FileCache
+	// LogDir is the health of the directory holding the partition, shared
+	// by the broker's partitions (log.Options.LogDir); nil is one of the
+	// partition's own.
+	LogDir *log.LogDir
 }
 
 // Partition is one partition replica. Safe for concurrent use.
@@ -163,7 +167,7 @@ func Open(opts Options) (*Partition, error) {
 		FS: opts.FS, Dir: opts.Dir, Config: opts.Config.Log,
 		RecoveryPoint: opts.RecoveryPoint, LogStartOffset: opts.LogStartOffset,
 		Clean: opts.Clean, Logger: opts.Logger, Now: opts.Now, OnSync: opts.OnSync,
-		FirstDirtyOffset: opts.FirstDirtyOffset, Files: opts.Files,
+		FirstDirtyOffset: opts.FirstDirtyOffset, Files: opts.Files, LogDir: opts.LogDir,
 	})
 	if err != nil {
 		return nil, err
@@ -426,11 +430,15 @@ func (p *Partition) publishLocked(end int64) {
 func (p *Partition) Flush() error {
 	p.unflushed.Store(false)
 	if err := p.log.SyncTo(p.published.Load()); err != nil {
-		return fmt.Errorf("%w: %v", ErrStorage, err)
+		return fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	p.advanceHW()
 	return nil
 }
+
+// StorageError says why the partition refuses produce requests
+// (KAFKA_STORAGE_ERROR), if it does: see log.Log.StorageError.
+func (p *Partition) StorageError() (reason string, err error) { return p.log.StorageError() }
 
 // LeaderEpoch is the current leader epoch.
 func (p *Partition) LeaderEpoch() int32 { return p.leaderEpoch.Load() }
@@ -565,7 +573,7 @@ func (p *Partition) append(batch []byte, coordinator bool) (AppendResult, error)
 	res, err := p.log.Append(batch)
 	if err != nil {
 		if errors.Is(err, log.ErrStorage) {
-			return AppendResult{}, fmt.Errorf("%w: %v", ErrStorage, err)
+			return AppendResult{}, fmt.Errorf("%w: %w", ErrStorage, err)
 		}
 		return AppendResult{}, err
 	}
@@ -593,7 +601,7 @@ func (p *Partition) checkTimestamps(h *record.Header, now int64) error {
 // the high watermark has moved over it.
 func (p *Partition) WaitDurable(lastOffset int64) error {
 	if err := p.log.SyncTo(lastOffset + 1); err != nil {
-		return fmt.Errorf("%w: %v", ErrStorage, err)
+		return fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	p.advanceHW()
 	return nil
@@ -605,6 +613,10 @@ func (p *Partition) WaitDurable(lastOffset int64) error {
 // tail. The state is copied under the append lock; the fsyncs (the log up
 // to the snapshot, the snapshot file, its directory) run outside it.
 func (p *Partition) Checkpoint() error {
+	// Nothing is written to a failed log or an offline log directory.
+	if reason, err := p.log.StorageError(); err != nil && reason != log.ReasonNoSpace {
+		return fmt.Errorf("%w: no producer snapshot: %w", ErrStorage, err)
+	}
 	p.checkpointMu.Lock()
 	defer p.checkpointMu.Unlock()
 	p.mu.Lock()
