@@ -330,6 +330,11 @@ var brokerDefs = []Def{
 		Validate: atLeast(0),
 	},
 	{
+		// Sluice's (Redpanda calls it aggregate_metrics, inverted).
+		Name: "metrics.partition.level", Type: TypeBoolean, Default: "false", ReadOnly: true,
+		Doc: "Sluice: report the partition gauges (log size, offsets, segments, cleaner state) and consumer group lag per partition on /metrics; by default they are summed per topic, which keeps a scrape small at many partitions (10,000 partitions: 42 KB instead of 3.5 MB).",
+	},
+	{
 		Name: "message.max.bytes", Type: TypeInt, Default: "1048588",
 		Doc:      "Default largest record batch a topic accepts, after compression (max.message.bytes per topic).",
 		Validate: atLeast(0),

@@ -59,7 +59,7 @@ func start(t *testing.T, dir, addr string, static map[string]string) *testBroker
 	}
 	host, portStr, _ := net.SplitHostPort(ln.Addr().String())
 	port, _ := strconv.Atoi(portStr)
-	m := httpapi.NewMetrics()
+	m := httpapi.NewMetricsWithOptions(httpapi.MetricsOptions{PartitionLevel: true}) // the tests read partition series
 	b, err := broker.Open(broker.Config{NodeID: 1, DataDir: dir, Host: host, Port: int32(port), Static: static,
 		Logger: logger(t), RetentionCheckInterval: time.Hour, OnFsync: m.Fsync})
 	if err != nil {

@@ -102,7 +102,7 @@ func startSpied(t *testing.T, static map[string]string) (*testBroker, *fetchSpy)
 	}
 	host, portStr, _ := net.SplitHostPort(ln.Addr().String())
 	port, _ := strconv.Atoi(portStr)
-	m := httpapi.NewMetrics()
+	m := httpapi.NewMetricsWithOptions(httpapi.MetricsOptions{PartitionLevel: true}) // the tests read partition series
 	dir := t.TempDir()
 	b, err := broker.Open(broker.Config{NodeID: 1, DataDir: dir, Host: host, Port: int32(port), Static: static,
 		Logger: logger(t), RetentionCheckInterval: time.Hour, OnFsync: m.Fsync})

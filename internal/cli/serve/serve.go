@@ -37,6 +37,7 @@ type Options struct {
 	NodeID            int32
 	Configs           []string // key=value broker configs
 	LogLevel          string
+	Pprof             bool // serve /debug/pprof/ on the HTTP listener
 }
 
 // Command returns `sluice serve`.
@@ -69,6 +70,7 @@ log.dirs must agree with --node-id and --data-dir.`,
 	f.Int32Var(&o.NodeID, "node-id", 1, "this broker's node id")
 	f.StringArrayVarP(&o.Configs, "config", "c", nil, "broker config key=value (Kafka's names), repeatable")
 	f.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&o.Pprof, "pprof", false, "serve Go's profiles on /debug/pprof/ of --http-listen (they show the command line and let anyone who reaches the port profile the broker: use only where just operators reach it)")
 	return cmd
 }
 
@@ -111,8 +113,8 @@ func Run(ctx context.Context, o Options) error {
 	// Health answers while the broker recovers; readiness once it is done.
 	var b *broker.Broker
 	ready := make(chan struct{})
-	metrics := httpapi.NewMetrics()
-	mux := httpapi.Handler(metrics, ready)
+	metrics := httpapi.NewMetricsWithOptions(httpapi.MetricsOptions{PartitionLevel: set.partitionMetrics})
+	mux := httpapi.NewHandler(metrics, ready, httpapi.HandlerOptions{Pprof: o.Pprof})
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(httpLn)
 	defer func() {
@@ -159,10 +161,11 @@ func Run(ctx context.Context, o Options) error {
 // settings are what Run makes of its flags and broker configs before it
 // opens anything.
 type settings struct {
-	static         map[string]string // the -c configs
-	limits         server.Limits
-	queued         int           // queued.max.request.bytes
-	retentionCheck time.Duration // log.retention.check.interval.ms
+	static           map[string]string // the -c configs
+	limits           server.Limits
+	queued           int           // queued.max.request.bytes
+	retentionCheck   time.Duration // log.retention.check.interval.ms
+	partitionMetrics bool          // metrics.partition.level
 }
 
 // resolve checks the -c broker configs and turns the ones sluice serve
@@ -223,6 +226,8 @@ func resolve(ctx context.Context, o Options, dataDir string) (settings, error) {
 	}
 	ms := integer("log.retention.check.interval.ms")
 	set.retentionCheck = time.Duration(min(ms, int64(math.MaxInt64/time.Millisecond))) * time.Millisecond
+	pl, _ := config.Broker{Static: set.static}.Value("metrics.partition.level")
+	set.partitionMetrics = pl == "true"
 	return set, nil
 }
 

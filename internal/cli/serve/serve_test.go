@@ -103,6 +103,7 @@ var brokerConfigDecisions = map[string]decision{
 	}},
 	"max.incremental.fetch.session.cache.slots":                   {"0", actedOn, nil},       // api: fetch sessions
 	"message.max.bytes":                                           {"2000000", actedOn, nil}, // topic max.message.bytes
+	"metrics.partition.level":                                     {"true", wired, func(s settings) bool { return s.partitionMetrics }},
 	"min.incremental.fetch.session.eviction.ms":                   {"1000", actedOn, nil},
 	"min.insync.replicas":                                         {"2", refused, nil},
 	"node.id":                                                     {"7", refused, nil}, // set with --node-id (1)
