@@ -5,9 +5,11 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"io"
 	"sort"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/cli/clientopts"
@@ -37,10 +39,11 @@ func infoCommand(version string) *cobra.Command {
 	o := InfoOptions{Version: version}
 	cmd := &cobra.Command{
 		Use:   "info",
-		Short: "Show the brokers, controller, cluster id and the APIs each broker serves",
+		Short: "Show the brokers, controller, cluster id, log dirs and the APIs each broker serves",
 		Long: `Show the cluster id, the controller, every broker, this sluice binary's version,
-and for each broker the Kafka APIs it serves with their version ranges and the
-features it reports (ApiVersions).`,
+each broker's log directories with their state (KAFKA_STORAGE_ERROR when one is
+offline or full) and sizes (DescribeLogDirs), and for each broker the Kafka APIs
+it serves with their version ranges and the features it reports (ApiVersions).`,
 		Example: `  sluice cluster info
   sluice cluster info -o json`,
 		Args: cobra.NoArgs,
@@ -72,6 +75,16 @@ type Broker struct {
 	SupportedFeatures []Feature `json:"supported_features"`
 	FinalizedFeatures []Feature `json:"finalized_features"`
 	Error             string    `json:"error,omitempty"` // if its ApiVersions failed
+	LogDirs           []LogDir  `json:"log_dirs"`
+	LogDirsError      string    `json:"log_dirs_error,omitempty"` // if its DescribeLogDirs failed
+}
+
+// LogDir is a broker's log directory and its state (DescribeLogDirs).
+type LogDir struct {
+	Dir         string `json:"dir"`
+	Error       string `json:"error,omitempty"` // KAFKA_STORAGE_ERROR: offline or full (see the broker's /readyz)
+	TotalBytes  int64  `json:"total_bytes"`     // -1 if not reported
+	UsableBytes int64  `json:"usable_bytes"`    // -1 if not reported
 }
 
 // API is an API key a broker serves and its version range.
@@ -109,10 +122,13 @@ func RunInfo(ctx context.Context, o InfoOptions) error {
 	if err != nil {
 		return fmt.Errorf("api versions: %w", err)
 	}
+	// The directories alone: a topic that names no partition lists none.
+	dirs, dirsErr := adm.DescribeAllLogDirs(ctx, kadm.TopicsSet{"": nil})
 	info := Info{ClusterID: md.Cluster, Controller: md.Controller, Version: o.Version, Brokers: []Broker{}}
 	for _, b := range md.Brokers {
 		ib := Broker{ID: b.NodeID, Host: b.Host, Port: b.Port, Rack: b.Rack,
-			APIs: []API{}, SupportedFeatures: []Feature{}, FinalizedFeatures: []Feature{}}
+			APIs: []API{}, SupportedFeatures: []Feature{}, FinalizedFeatures: []Feature{}, LogDirs: []LogDir{}}
+		ib.LogDirs, ib.LogDirsError = logDirsOf(dirs, dirsErr, b.NodeID)
 		v, ok := vs[b.NodeID]
 		switch {
 		case !ok:
@@ -139,6 +155,26 @@ func RunInfo(ctx context.Context, o InfoOptions) error {
 		return clientopts.JSON(o.Stdout(), info)
 	}
 	return printInfo(o, info)
+}
+
+// logDirsOf returns a broker's log directories, sorted, or why not.
+func logDirsOf(all kadm.DescribedAllLogDirs, err error, broker int32) ([]LogDir, string) {
+	out := []LogDir{}
+	if err != nil && len(all) == 0 {
+		return out, err.Error()
+	}
+	bd, ok := all[broker]
+	if !ok {
+		return out, "no DescribeLogDirs answer"
+	}
+	for _, d := range bd.Sorted() {
+		ld := LogDir{Dir: d.Dir, TotalBytes: d.TotalBytes, UsableBytes: d.UsableBytes}
+		if d.Err != nil {
+			ld.Error = d.Err.Error()
+		}
+		out = append(out, ld)
+	}
+	return out, ""
 }
 
 func printInfo(o InfoOptions, info Info) error {
@@ -171,6 +207,9 @@ func printInfo(o InfoOptions, info Info) error {
 		return err
 	}
 	fmt.Fprintln(w, "(* controller)")
+	if err := printLogDirs(w, info.Brokers); err != nil {
+		return err
+	}
 	for _, b := range info.Brokers {
 		fmt.Fprintf(w, "\nAPIS OF BROKER %d\n", b.ID)
 		if b.Error != "" {
@@ -203,4 +242,30 @@ func printInfo(o InfoOptions, info Info) error {
 		}
 	}
 	return nil
+}
+
+// printLogDirs prints every broker's log directories and their state.
+func printLogDirs(w io.Writer, brokers []Broker) error {
+	rows := [][]string{}
+	for _, b := range brokers {
+		if b.LogDirsError != "" {
+			rows = append(rows, []string{fmt.Sprint(b.ID), "-", "unknown: " + b.LogDirsError, "-", "-"})
+		}
+		for _, d := range b.LogDirs {
+			state := "online"
+			if d.Error != "" {
+				state = d.Error
+			}
+			rows = append(rows, []string{fmt.Sprint(b.ID), d.Dir, state, bytesOrDash(d.TotalBytes), bytesOrDash(d.UsableBytes)})
+		}
+	}
+	fmt.Fprintln(w, "\nLOG DIRS")
+	return clientopts.Table(w, []string{"BROKER", "DIR", "STATE", "TOTAL-BYTES", "USABLE-BYTES"}, rows)
+}
+
+func bytesOrDash(n int64) string {
+	if n < 0 {
+		return "-"
+	}
+	return fmt.Sprint(n)
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+
 	"github.com/sluice-io/sluice/internal/cli/clitest"
 )
 
@@ -26,6 +28,9 @@ func TestInfo(t *testing.T) {
 	if br.ID != 1 || br.Host+":"+itoa(br.Port) != b.Addr || br.Error != "" {
 		t.Fatalf("broker: %+v (addr %s)", br, b.Addr)
 	}
+	if len(br.LogDirs) != 1 || br.LogDirs[0].Dir == "" || br.LogDirs[0].Error != "" || br.LogDirsError != "" {
+		t.Fatalf("log dirs: %+v (%s)", br.LogDirs, br.LogDirsError)
+	}
 	apis := map[string]API{}
 	for _, a := range br.APIs {
 		apis[a.Name] = a
@@ -41,10 +46,24 @@ func TestInfo(t *testing.T) {
 	if err := RunInfo(ctx, InfoOptions{Common: c, Version: "dev"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"CLUSTER", info.ClusterID, "CONTROLLER", "SLUICE-VERSION  dev (this binary)", "1*", "APIS OF BROKER 1", "Produce", "Fetch", "DescribeCluster"} {
+	for _, want := range []string{"CLUSTER", info.ClusterID, "CONTROLLER", "SLUICE-VERSION  dev (this binary)", "1*", "APIS OF BROKER 1", "Produce", "Fetch", "DescribeCluster", "LOG DIRS", info.Brokers[0].LogDirs[0].Dir, "online"} {
 		if !strings.Contains(io.Out.String(), want) {
 			t.Fatalf("table lacks %q:\n%s", want, io.Out)
 		}
+	}
+}
+
+// TestInfoLogDirInError: a log dir a broker reports in error (offline or
+// full) shows with its error; on main cluster info showed no log dirs.
+func TestInfoLogDirInError(t *testing.T) {
+	c, io := clitest.Common("127.0.0.1:1", nil)
+	info := Info{ClusterID: "c", Controller: 1, Version: "dev", Brokers: []Broker{{ID: 1, Host: "h", Port: 9092,
+		LogDirs: []LogDir{{Dir: "/data", Error: kerr.KafkaStorageError.Error(), TotalBytes: 100, UsableBytes: 0}}}}}
+	if err := printInfo(InfoOptions{Common: c}, info); err != nil {
+		t.Fatal(err)
+	}
+	if out := io.Out.String(); !strings.Contains(out, "/data") || !strings.Contains(out, "KAFKA_STORAGE_ERROR") {
+		t.Fatalf("no log dir in error in:\n%s", out)
 	}
 }
 

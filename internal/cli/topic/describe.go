@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -62,7 +63,11 @@ type DescribedPartition struct {
 	LogStartOffset int64   `json:"log_start_offset"`
 	LogEndOffset   int64   `json:"log_end_offset"`
 	SizeBytes      int64   `json:"size_bytes"` // -1 if no broker reported it
-	Error          string  `json:"error,omitempty"`
+	// StorageError: the leader cannot store the partition (its log dir is
+	// offline or full, or the replica is offline); produce requests get
+	// KAFKA_STORAGE_ERROR.
+	StorageError string `json:"storage_error,omitempty"`
+	Error        string `json:"error,omitempty"`
 }
 
 // DescribedConfig is a config that does not have its default value.
@@ -158,6 +163,7 @@ func describe(ctx context.Context, adm *kadm.Client, topic string) (*DescribedTo
 			}
 		}
 		p.SizeBytes = partitionSize(dirs, topic, pd)
+		p.StorageError = storageError(dirs, topic, pd)
 		if p.SizeBytes > 0 {
 			d.SizeBytes += p.SizeBytes
 		}
@@ -195,6 +201,31 @@ func partitionSize(dirs kadm.DescribedAllLogDirs, topic string, pd kadm.Partitio
 		}
 	}
 	return size
+}
+
+// storageError says why the leader cannot store the partition, if it
+// says so: the log dir holding it (or, when a dir in error lists no
+// partitions, as Kafka's offline dirs, any of the leader's) reports an
+// error (KAFKA_STORAGE_ERROR: offline or full), or the metadata lists the
+// leader's replica as offline.
+func storageError(dirs kadm.DescribedAllLogDirs, topic string, pd kadm.PartitionDetail) string {
+	for _, dir := range dirs[pd.Leader].Sorted() {
+		if dir.Err == nil {
+			continue
+		}
+		if _, ok := dir.Topics.Lookup(topic, pd.Partition); ok || len(dir.Topics) == 0 {
+			name := dir.Err.Error()
+			var ke *kerr.Error
+			if errors.As(dir.Err, &ke) {
+				name = ke.Message
+			}
+			return fmt.Sprintf("%s (log dir %s)", name, dir.Dir)
+		}
+	}
+	if slices.Contains(pd.OfflineReplicas, pd.Leader) {
+		return "leader replica offline"
+	}
+	return ""
 }
 
 func nonNil(s []int32) []int32 {
@@ -235,20 +266,31 @@ func printDescribed(o DescribeOptions, d *DescribedTopic) error {
 	}
 	fmt.Fprintln(w)
 	rows := make([][]string, 0, len(d.Partitions))
-	anyErr := false
+	anyErr, anyStorage := false, false
 	for _, p := range d.Partitions {
 		anyErr = anyErr || p.Error != ""
+		anyStorage = anyStorage || p.StorageError != ""
 	}
 	for _, p := range d.Partitions {
 		row := []string{fmt.Sprint(p.Partition), fmt.Sprint(p.Leader), fmt.Sprint(p.LeaderEpoch),
 			clientopts.Int32s(p.Replicas), clientopts.Int32s(p.ISR),
 			offset(p.LogStartOffset), offset(p.LogEndOffset), offset(p.SizeBytes)}
+		if anyStorage {
+			storage := "ok"
+			if p.StorageError != "" {
+				storage = p.StorageError
+			}
+			row = append(row, storage)
+		}
 		if anyErr {
 			row = append(row, p.Error)
 		}
 		rows = append(rows, row)
 	}
 	header := []string{"PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "LOG-END", "SIZE"}
+	if anyStorage {
+		header = append(header, "STORAGE")
+	}
 	if anyErr {
 		header = append(header, "ERROR")
 	}
