@@ -87,6 +87,12 @@ type fileHandle struct {
 
 	used atomic.Bool // the CLOCK bit: used since the hand last passed
 
+	// syncMu serializes fsyncs of f: the log's and one made to close it
+	// share the descriptor, and Linux reports a writeback error to the
+	// first fsync only; the one that sees it records it (syncErr) before
+	// the other can return.
+	syncMu sync.Mutex
+
 	mu sync.Mutex
 	f  vfs.File
 	// writable: (re)opened for appending (the active segment, recovery),
@@ -249,6 +255,8 @@ func (c *FileCache) makeRoomLocked(syncOK bool) *fileHandle {
 // having taken it (makeRoomLocked). A failure is kept for the log's next
 // sync, which reports it: the writes it did not make durable may be lost.
 func (h *fileHandle) syncForEviction() {
+	h.syncMu.Lock()
+	defer h.syncMu.Unlock()
 	h.mu.Lock()
 	f, gen := h.f, h.writes
 	h.mu.Unlock()
@@ -451,6 +459,8 @@ func (h *fileHandle) sync() error {
 	if err != nil {
 		return err
 	}
+	h.syncMu.Lock()
+	defer h.syncMu.Unlock()
 	h.mu.Lock()
 	gen, serr := h.writes, h.syncErr
 	h.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -266,5 +267,47 @@ func TestAppendWithoutDescriptors(t *testing.T) {
 	}
 	if got := values(t, a); !slices.Equal(got, []string{"a-0"}) {
 		t.Fatalf("a holds %v", got)
+	}
+}
+
+// TestEvictionFsyncFailureFailsTheLog: when the fsync made to close a file
+// with unsynced writes fails, the file stays open and the log's next sync
+// fails for good: Linux reports a writeback error to one fsync only, and
+// the writes it lost must never count as durable.
+func TestEvictionFsyncFailureFailsTheLog(t *testing.T) {
+	mem := vfs.NewMem()
+	var fail atomic.Bool
+	fs := vfs.NewFault(mem, func(op vfs.Op, path string) error {
+		if op == vfs.OpSync && strings.HasPrefix(path, "a/") && fail.CompareAndSwap(true, false) {
+			return syscall.EIO // once: a second fsync would succeed
+		}
+		return nil
+	})
+	files := NewFileCache(1)
+	a, err := Open(Options{FS: fs, Dir: "a", Files: files})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.Append(batch(t, "a", 1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	b, err := Open(Options{FS: fs, Dir: "b", Files: files}) // makes room: fsyncs a's file, which fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if fail.Load() {
+		t.Fatal("a's file was not fsynced to make room")
+	}
+	if err := a.Sync(); !errors.Is(err, ErrStorage) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("sync after the failed eviction fsync: %v, want a storage error with EIO", err)
+	}
+	if a.DurableOffset() != 0 {
+		t.Fatalf("durable offset %d after a lost write, want 0", a.DurableOffset())
+	}
+	if reason, _ := a.StorageError(); reason != ReasonIOError {
+		t.Fatalf("storage error %q, want %q", reason, ReasonIOError)
 	}
 }

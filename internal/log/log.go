@@ -710,7 +710,7 @@ func (l *Log) flush() (int64, error) {
 			return 0, fmt.Errorf("%w: %w", ErrStorage, err)
 		}
 		l.fail(err)
-		return 0, fmt.Errorf("%w: %v", ErrStorage, err)
+		return 0, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	return end, nil
 }
