@@ -28,6 +28,8 @@ import (
 // or for file.delete.delay.ms after the read when it never calls Release (a
 // fetch's sendfile region). When every open file is held, a file is opened
 // beyond the limit rather than failing the operation; Stats counts those.
+// Leases alone may not hold more than a quarter of the limit beyond it
+// (leaseCap): past that they are broken, oldest in the hand's order.
 //
 // Safe for concurrent use. Lock order: FileCache.mu before a handle's mu;
 // at most two handles' mu at once, and only under FileCache.mu (the second
@@ -40,10 +42,11 @@ type FileCache struct {
 	ring []*fileHandle // handles with a file open; the CLOCK's ring
 	hand int
 
-	openCount atomic.Int64 // len(ring), read without mu
-	opens     atomic.Int64
-	evictions atomic.Int64
-	overLimit atomic.Int64
+	openCount    atomic.Int64 // len(ring), read without mu
+	opens        atomic.Int64
+	evictions    atomic.Int64
+	overLimit    atomic.Int64
+	leasesBroken atomic.Int64
 }
 
 // NewFileCache returns a cache that keeps at most limit files open (0: no
@@ -62,6 +65,9 @@ type FileCacheStats struct {
 	Opens     int64 // files opened since the cache was made
 	Evictions int64 // idle files closed to make room
 	OverLimit int64 // files opened beyond the limit because every open one was in use
+	// LeasesBroken counts files closed under a reader that had not
+	// released them, the cache being over its limit by a quarter.
+	LeasesBroken int64
 }
 
 // Stats reports the cache's state.
@@ -70,7 +76,7 @@ func (c *FileCache) Stats() FileCacheStats {
 	open := len(c.ring)
 	c.mu.Unlock()
 	return FileCacheStats{Limit: c.limit, Open: open, Opens: c.opens.Load(),
-		Evictions: c.evictions.Load(), OverLimit: c.overLimit.Load()}
+		Evictions: c.evictions.Load(), OverLimit: c.overLimit.Load(), LeasesBroken: c.leasesBroken.Load()}
 }
 
 // errFileGone: the file of a deleted or replaced segment, closed, is asked
@@ -242,6 +248,9 @@ func (c *FileCache) makeRoomLocked(syncOK bool) *fileHandle {
 		}
 		v.mu.Unlock()
 	}
+	if len(c.ring) >= c.leaseCap() {
+		c.breakLeasesLocked()
+	}
 	if len(c.ring) < c.limit || unsynced == nil || !syncOK {
 		return nil
 	}
@@ -249,6 +258,35 @@ func (c *FileCache) makeRoomLocked(syncOK bool) *fileHandle {
 	unsynced.refs++
 	unsynced.mu.Unlock()
 	return unsynced
+}
+
+// leaseCap is how many files may be open while readers hold leases
+// (Log.Read results not released): leaseOverflowShare of the limit more.
+// Past it the leases of idle files are broken, to keep the process within
+// its descriptors: a reader that had not started to use its file gets
+// "file already closed" (a fetch's connection is closed and the client
+// fetches again); one that had (a sendfile in progress) finishes.
+func (c *FileCache) leaseCap() int { return c.limit + max(c.limit/leaseOverflowShare, 1) }
+
+// leaseOverflowShare: leased files may hold the cache over its limit by
+// 1/leaseOverflowShare of it.
+const leaseOverflowShare = 4
+
+// breakLeasesLocked closes idle leased files until the cache is back under
+// leaseCap. Called with c.mu held.
+func (c *FileCache) breakLeasesLocked() {
+	for i := 0; i < len(c.ring) && len(c.ring) >= c.leaseCap(); {
+		v := c.ring[i]
+		v.mu.Lock()
+		if v.refs == 0 && !v.pinned && v.syncErr == nil && v.writes == v.synced {
+			v.closeLocked() // ring[i] is another handle now
+			c.evictions.Add(1)
+			c.leasesBroken.Add(1)
+		} else {
+			i++
+		}
+		v.mu.Unlock()
+	}
 }
 
 // syncForEviction fsyncs a file that an open wants to close, its holder

@@ -311,3 +311,37 @@ func TestEvictionFsyncFailureFailsTheLog(t *testing.T) {
 		t.Fatalf("storage error %q, want %q", reason, ReasonIOError)
 	}
 }
+
+// TestLeasesYieldPastOverflow: readers that never release their files (a
+// fetch's sendfile region today) hold them open, over the cache's limit,
+// only up to a quarter of it: past that the oldest leases are broken, so
+// that fetches across many partitions cannot exhaust the descriptors.
+func TestLeasesYieldPastOverflow(t *testing.T) {
+	counting := &openFilesFS{FS: vfs.NewMem()}
+	files := NewFileCache(8)
+	var ls []*Log
+	for i := range 40 {
+		l, err := Open(Options{FS: counting, Dir: fmt.Sprintf("p-%d", i), Files: files})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if _, err := l.Append(batch(t, "v", 1, 0)); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+	}
+	for _, l := range ls {
+		if r, err := l.Read(0, 1<<20, 1, false); err != nil || r.Size == 0 { // never released
+			t.Fatalf("read: %v", err)
+		}
+	}
+	_, maxOpen := counting.counts()
+	st := files.Stats()
+	if maxOpen > files.leaseCap()+1 || st.LeasesBroken == 0 {
+		t.Fatalf("%d files open at once with leases, %+v; want at most %d", maxOpen, st, files.leaseCap()+1)
+	}
+}
