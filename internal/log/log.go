@@ -122,7 +122,11 @@ type pendingClose struct {
 // new file; the sync that follows (SyncTo, started by the roll or by a
 // caller) fsyncs the rolled segment, writes its indexes and fsyncs the
 // directory without holding mu. Clean holds cleanMu for a whole pass and mu
-// only to read the segment list and to swap segments.
+// only to read the segment list and to swap segments. The FileCache's locks
+// come after all of these: a segment's file is opened, under mu or not,
+// when an operation needs it. Under descriptor pressure an open may fsync
+// another idle file with unsynced writes to close it (FileCache), the one
+// case of an fsync while an append or a roll holds mu.
 type Log struct {
 	fs     vfs.FS
 	files  *FileCache
