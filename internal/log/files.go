@@ -25,15 +25,16 @@ import (
 // covered (a write error found by writeback after a close could go unseen
 // by a later fsync on a new descriptor), and no reader handed the file by
 // Log.Read may still use it: such a reader holds it until ReadResult.Release,
-// or for file.delete.delay.ms after the read when it never calls Release (a
-// fetch's sendfile region). When every open file is held, a file is opened
+// or for file.delete.delay.ms (at least minReadLease) after the read when it
+// never calls Release (a fetch's sendfile region). When every open file is held, a file is opened
 // beyond the limit rather than failing the operation; Stats counts those.
 // Leases alone may not hold more than a quarter of the limit beyond it
-// (leaseCap): past that they are broken, oldest in the hand's order.
+// (leaseCap): past that they are broken.
 //
-// Safe for concurrent use. Lock order: FileCache.mu before a handle's mu;
-// at most two handles' mu at once, and only under FileCache.mu (the second
-// is an eviction victim).
+// Safe for concurrent use. Lock order: a handle's syncMu, then
+// FileCache.mu, then a handle's mu; at most two handles' mu at once, and
+// only under FileCache.mu (the second is an eviction victim). Callers (the
+// logs) take their own locks before any of these.
 type FileCache struct {
 	limit int // 0: no limit
 	now   func() time.Time
