@@ -43,6 +43,12 @@ func logger(t *testing.T) *slog.Logger {
 // start opens a broker on dir (reusing the port of addr when given).
 func start(t *testing.T, dir, addr string, static map[string]string) *testBroker {
 	t.Helper()
+	return startWith(t, dir, addr, static, nil)
+}
+
+// startWith is start with a last say on the broker's Config.
+func startWith(t *testing.T, dir, addr string, static map[string]string, edit func(*broker.Config)) *testBroker {
+	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -60,8 +66,12 @@ func start(t *testing.T, dir, addr string, static map[string]string) *testBroker
 	host, portStr, _ := net.SplitHostPort(ln.Addr().String())
 	port, _ := strconv.Atoi(portStr)
 	m := httpapi.NewMetricsWithOptions(httpapi.MetricsOptions{PartitionLevel: true}) // the tests read partition series
-	b, err := broker.Open(broker.Config{NodeID: 1, DataDir: dir, Host: host, Port: int32(port), Static: static,
-		Logger: logger(t), RetentionCheckInterval: time.Hour, OnFsync: m.Fsync})
+	cfg := broker.Config{NodeID: 1, DataDir: dir, Host: host, Port: int32(port), Static: static,
+		Logger: logger(t), RetentionCheckInterval: time.Hour, OnFsync: m.Fsync}
+	if edit != nil {
+		edit(&cfg)
+	}
+	b, err := broker.Open(cfg)
 	if err != nil {
 		ln.Close()
 		t.Fatalf("open broker: %v", err)

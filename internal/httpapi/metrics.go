@@ -171,7 +171,6 @@ var (
 	descOpenFiles     = prometheus.NewDesc("sluice_log_open_files", "Segment files the partitions hold open.", nil, nil)
 	descOpenFilesMax  = prometheus.NewDesc("sluice_log_open_files_limit", "The most segment files held open at once; idle ones are closed beyond it.", nil, nil)
 	descOverLimit     = prometheus.NewDesc("sluice_log_open_files_over_limit_total", "Segment files opened beyond the limit because every open one was in use.", nil, nil)
-	descLeasesBroken  = prometheus.NewDesc("sluice_log_file_leases_broken_total", "Segment files closed under a fetch that had not released them, the open files being a quarter over the limit.", nil, nil)
 
 	// Per partition (MetricsOptions.PartitionLevel).
 	partitionLabels = []string{"topic", "partition"}
@@ -199,7 +198,7 @@ var (
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPartitions, descUnderRepl, descTxns, descBytesCleaned, descCleanPasses,
-		descLogDirOffline, descLogDirNoSpace, descStorageError, descOpenFiles, descOpenFilesMax, descOverLimit, descLeasesBroken} {
+		descLogDirOffline, descLogDirNoSpace, descStorageError, descOpenFiles, descOpenFilesMax, descOverLimit} {
 		ch <- d
 	}
 	ds := []*prometheus.Desc{descTopicPartitions, descTopicLogSize, descTopicLogStart, descTopicLogEnd, descTopicHW,
@@ -245,7 +244,6 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descOpenFiles, prometheus.GaugeValue, float64(fs.Open))
 	ch <- prometheus.MustNewConstMetric(descOpenFilesMax, prometheus.GaugeValue, float64(fs.Limit))
 	ch <- prometheus.MustNewConstMetric(descOverLimit, prometheus.CounterValue, float64(fs.OverLimit))
-	ch <- prometheus.MustNewConstMetric(descLeasesBroken, prometheus.CounterValue, float64(fs.LeasesBroken))
 	// Partitions in storage error, by partition in either mode: there are
 	// few, and which ones is what an operator needs.
 	for tp, p := range parts {

@@ -26,10 +26,12 @@ import (
 // by a later fsync on a new descriptor), and no reader handed the file by
 // Log.Read may still use it: such a reader holds it until ReadResult.Release,
 // or for file.delete.delay.ms (at least minReadLease) after the read when it
-// never calls Release (a fetch's sendfile region). When every open file is held, a file is opened
-// beyond the limit rather than failing the operation; Stats counts those.
-// Leases alone may not hold more than a quarter of the limit beyond it
-// (leaseCap): past that they are broken.
+// never calls Release (the fetch path releases a file once its response is
+// written). When every open file is held, a file is opened beyond the
+// limit rather than failing the operation; Stats counts those. A lease is
+// never broken before its time: a fetch spanning more partitions than the
+// limit holds them all until its response is written (breaking leases
+// past a margin made such a fetch fail and be retried for ever).
 //
 // Safe for concurrent use. Lock order: a handle's syncMu, then
 // FileCache.mu, then a handle's mu; at most two handles' mu at once, and
@@ -43,11 +45,10 @@ type FileCache struct {
 	ring []*fileHandle // handles with a file open; the CLOCK's ring
 	hand int
 
-	openCount    atomic.Int64 // len(ring), read without mu
-	opens        atomic.Int64
-	evictions    atomic.Int64
-	overLimit    atomic.Int64
-	leasesBroken atomic.Int64
+	openCount atomic.Int64 // len(ring), read without mu
+	opens     atomic.Int64
+	evictions atomic.Int64
+	overLimit atomic.Int64
 }
 
 // NewFileCache returns a cache that keeps at most limit files open (0: no
@@ -66,9 +67,6 @@ type FileCacheStats struct {
 	Opens     int64 // files opened since the cache was made
 	Evictions int64 // idle files closed to make room
 	OverLimit int64 // files opened beyond the limit because every open one was in use
-	// LeasesBroken counts files closed under a reader that had not
-	// released them, the cache being over its limit by a quarter.
-	LeasesBroken int64
 }
 
 // Stats reports the cache's state.
@@ -77,7 +75,7 @@ func (c *FileCache) Stats() FileCacheStats {
 	open := len(c.ring)
 	c.mu.Unlock()
 	return FileCacheStats{Limit: c.limit, Open: open, Opens: c.opens.Load(),
-		Evictions: c.evictions.Load(), OverLimit: c.overLimit.Load(), LeasesBroken: c.leasesBroken.Load()}
+		Evictions: c.evictions.Load(), OverLimit: c.overLimit.Load()}
 }
 
 // errFileGone: the file of a deleted or replaced segment, closed, is asked
@@ -249,9 +247,6 @@ func (c *FileCache) makeRoomLocked(syncOK bool) *fileHandle {
 		}
 		v.mu.Unlock()
 	}
-	if len(c.ring) >= c.leaseCap() {
-		c.breakLeasesLocked()
-	}
 	if len(c.ring) < c.limit || unsynced == nil || !syncOK {
 		return nil
 	}
@@ -259,35 +254,6 @@ func (c *FileCache) makeRoomLocked(syncOK bool) *fileHandle {
 	unsynced.refs++
 	unsynced.mu.Unlock()
 	return unsynced
-}
-
-// leaseCap is how many files may be open while readers hold leases
-// (Log.Read results not released): leaseOverflowShare of the limit more.
-// Past it the leases of idle files are broken, to keep the process within
-// its descriptors: a reader that had not started to use its file gets
-// "file already closed" (a fetch's connection is closed and the client
-// fetches again); one that had (a sendfile in progress) finishes.
-func (c *FileCache) leaseCap() int { return c.limit + max(c.limit/leaseOverflowShare, 1) }
-
-// leaseOverflowShare: leased files may hold the cache over its limit by
-// 1/leaseOverflowShare of it.
-const leaseOverflowShare = 4
-
-// breakLeasesLocked closes idle leased files until the cache is back under
-// leaseCap. Called with c.mu held.
-func (c *FileCache) breakLeasesLocked() {
-	for i := 0; i < len(c.ring) && len(c.ring) >= c.leaseCap(); {
-		v := c.ring[i]
-		v.mu.Lock()
-		if v.refs == 0 && !v.pinned && v.syncErr == nil && v.writes == v.synced {
-			v.closeLocked() // ring[i] is another handle now
-			c.evictions.Add(1)
-			c.leasesBroken.Add(1)
-		} else {
-			i++
-		}
-		v.mu.Unlock()
-	}
 }
 
 // syncForEviction fsyncs a file that an open wants to close, its holder

@@ -312,11 +312,12 @@ func TestEvictionFsyncFailureFailsTheLog(t *testing.T) {
 	}
 }
 
-// TestLeasesYieldPastOverflow: readers that never release their files (a
-// fetch's sendfile region today) hold them open, over the cache's limit,
-// only up to a quarter of it: past that the oldest leases are broken, so
-// that fetches across many partitions cannot exhaust the descriptors.
-func TestLeasesYieldPastOverflow(t *testing.T) {
+// TestLeasesHeldUntilReleased: files handed to readers (a fetch's sendfile
+// regions) stay open, over the cache's limit if need be, until released;
+// then they are closed to make room again. A fetch across more partitions
+// than the limit must not find its files closed before its response is
+// written.
+func TestLeasesHeldUntilReleased(t *testing.T) {
 	counting := &openFilesFS{FS: vfs.NewMem()}
 	files := NewFileCache(8)
 	var ls []*Log
@@ -334,14 +335,33 @@ func TestLeasesYieldPastOverflow(t *testing.T) {
 		}
 		ls = append(ls, l)
 	}
+	var held []ReadResult
 	for _, l := range ls {
-		if r, err := l.Read(0, 1<<20, 1, false); err != nil || r.Size == 0 { // never released
+		r, err := l.Read(0, 1<<20, 1, false)
+		if err != nil || r.Size == 0 {
 			t.Fatalf("read: %v", err)
 		}
+		held = append(held, r)
 	}
-	_, maxOpen := counting.counts()
-	st := files.Stats()
-	if maxOpen > files.leaseCap()+1 || st.LeasesBroken == 0 {
-		t.Fatalf("%d files open at once with leases, %+v; want at most %d", maxOpen, st, files.leaseCap()+1)
+	for i := range held {
+		b := make([]byte, held[i].Size)
+		if _, err := held[i].File.ReadAt(b, held[i].Position); err != nil {
+			t.Fatalf("read %d from a held file: %v", i, err)
+		}
+	}
+	if st := files.Stats(); st.Open < len(ls) || st.OverLimit == 0 {
+		t.Fatalf("with %d leases held: %+v; want every leased file open, over the limit", len(ls), st)
+	}
+	for i := range held {
+		held[i].Release()
+	}
+	// Opens after the release make room by closing the released files.
+	for _, l := range ls[:8] {
+		if _, err := l.Append(batch(t, "w", 1, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if open, _ := counting.counts(); open > files.Stats().Limit+1 {
+		t.Fatalf("%d files open after the leases were released, limit %d", open, files.Stats().Limit)
 	}
 }

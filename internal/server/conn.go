@@ -348,10 +348,11 @@ func (c *conn) writeReply(w *bufio.Writer, flush func(), sl *slot, buf []byte) [
 			return buf // closing: drain without writing
 		}
 	}
+	rep := sl.reply
+	defer ReleaseRegions(rep.Regions) // sent (sendfile is done when writePieces returns) or dropped
 	if c.ctx.Err() != nil {
 		return buf
 	}
-	rep := sl.reply
 	if rep.Close {
 		flush()
 		c.cancel()

@@ -23,6 +23,19 @@ type Region struct {
 	File   vfs.File
 	Pos    int64
 	Size   int64
+	// Release, if set, is called once the region was sent or its response
+	// dropped: the file may then be closed (the log's file cache keeps it
+	// open until then).
+	Release func()
+}
+
+// ReleaseRegions calls each region's Release.
+func ReleaseRegions(rs []Region) {
+	for _, r := range rs {
+		if r.Release != nil {
+			r.Release()
+		}
+	}
 }
 
 // RegionMarkerBytes is the size of a Region's marker.

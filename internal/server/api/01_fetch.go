@@ -72,12 +72,14 @@ func (h *Handler) fetch(ctx context.Context, r *kmsg.FetchRequest, reply func(se
 			select {
 			case <-ctx.Done():
 				unwatch(rd.watched, wake)
+				server.ReleaseRegions(rd.regions)
 				reply(server.Reply{None: true})
 				return
 			case <-timer.C:
 				timedOut = true
 			case <-wake:
 			}
+			server.ReleaseRegions(rd.regions) // read again below
 			rd = h.readFetch(r, maxBytes, wake)
 			if timedOut || rd.bytes >= int(r.MinBytes) || len(rd.watched) == 0 || hasError(rd.resp) {
 				unwatch(rd.watched, wake)
@@ -233,7 +235,7 @@ func readPartition(p *partition.Partition, rp *kmsg.FetchRequestTopicPartition, 
 	binary.BigEndian.PutUint64(marker, rand.Uint64())
 	binary.BigEndian.PutUint64(marker[8:], rand.Uint64())
 	records := res.NextOffset - max(rp.FetchOffset, res.FirstBatch.BaseOffset)
-	return server.Region{Marker: marker, File: res.File, Pos: res.Position, Size: res.Size}, int(records), nil
+	return server.Region{Marker: marker, File: res.File, Pos: res.Position, Size: res.Size, Release: res.Release}, int(records), nil
 }
 
 // checkLeaderEpoch compares a client's current leader epoch (-1: no check)

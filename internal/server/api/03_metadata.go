@@ -55,7 +55,7 @@ func (h *Handler) metadata(ctx context.Context, r *kmsg.MetadataRequest) kmsg.Re
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			resp.Topics = append(resp.Topics, topicMetadata(img.Topics[name], r.Version))
+			resp.Topics = append(resp.Topics, topicMetadata(img.Topics[name], r.Version, h.offlineReplicas))
 		}
 		return resp
 	}
@@ -94,12 +94,26 @@ func (h *Handler) metadata(ctx context.Context, r *kmsg.MetadataRequest) kmsg.Re
 			resp.Topics = append(resp.Topics, mt)
 			continue
 		}
-		resp.Topics = append(resp.Topics, topicMetadata(t, r.Version))
+		resp.Topics = append(resp.Topics, topicMetadata(t, r.Version, h.offlineReplicas))
 	}
 	return resp
 }
 
-func topicMetadata(t *metadata.Topic, version int16) kmsg.MetadataResponseTopic {
+// offlineReplicas lists this broker as an offline replica of a partition
+// whose log failed with an I/O error (its log dir is offline, as Kafka's
+// LogDirFailureChannel); a full disk is not offline.
+func (h *Handler) offlineReplicas(topic string, partition int32) []int32 {
+	p, ok := h.b.Partition(topic, partition)
+	if !ok {
+		return []int32{}
+	}
+	if reason, err := p.StorageError(); err != nil && reason == "io_error" {
+		return []int32{h.b.NodeID()}
+	}
+	return []int32{}
+}
+
+func topicMetadata(t *metadata.Topic, version int16, offline func(topic string, partition int32) []int32) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	name := t.Name
 	mt.Topic = &name
@@ -113,7 +127,7 @@ func topicMetadata(t *metadata.Topic, version int16) kmsg.MetadataResponseTopic 
 		mp.LeaderEpoch = p.LeaderEpoch
 		mp.Replicas = append([]int32(nil), p.Replicas...)
 		mp.ISR = append([]int32(nil), p.ISR...)
-		mp.OfflineReplicas = []int32{}
+		mp.OfflineReplicas = offline(t.Name, p.ID)
 		if p.Leader < 0 {
 			mp.ErrorCode = kerr.LeaderNotAvailable.Code
 		}

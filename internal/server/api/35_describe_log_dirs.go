@@ -5,6 +5,7 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/broker"
@@ -22,6 +23,9 @@ import (
 // no AlterReplicaLogDirs). v4+ carry TotalBytes and UsableBytes of the
 // directory's file system (statfs; -1 if that fails), and v5 IsCordoned
 // false. The top-level ErrorCode (v3+) is 0: there is no authorization.
+// A directory offline after an I/O error is answered KAFKA_STORAGE_ERROR
+// with no topics, as Kafka does; a full one (writes refused until space
+// returns, a Sluice state) KAFKA_STORAGE_ERROR with its topics.
 func (h *Handler) describeLogDirs(r *kmsg.DescribeLogDirsRequest) *kmsg.DescribeLogDirsResponse {
 	resp := r.ResponseKind().(*kmsg.DescribeLogDirsResponse)
 	resp.ThrottleMillis = 0
@@ -34,6 +38,18 @@ func (h *Handler) describeLogDirs(r *kmsg.DescribeLogDirsRequest) *kmsg.Describe
 	rd.Dir = dir
 	if total, usable, ok := diskSpace(dir); ok {
 		rd.TotalBytes, rd.UsableBytes = total, usable
+	}
+	offline := false
+	for _, st := range h.b.LogDirs() {
+		if st.Offline != nil || st.NoSpace != nil {
+			rd.ErrorCode = kerr.KafkaStorageError.Code
+		}
+		offline = offline || st.Offline != nil
+	}
+	if offline {
+		// As Kafka: an offline dir is listed with its error and no topics.
+		resp.Dirs = append(resp.Dirs, rd)
+		return resp
 	}
 
 	parts := h.b.Partitions()
