@@ -1,0 +1,133 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// ErrInvalidReplicationFactor: more replicas asked for than there are
+// brokers to hold them (Kafka's INVALID_REPLICATION_FACTOR).
+var ErrInvalidReplicationFactor = errors.New("controller: invalid replication factor")
+
+// BrokerSlot is a broker that may hold new replicas.
+type BrokerSlot struct {
+	ID   int32
+	Rack string // "" when the broker has none
+}
+
+// Place assigns replicas to count new partitions, numbered from
+// firstPartition, over brokers, with rf replicas each; the first replica
+// of each is its preferred leader.
+//
+// It is Kafka's assignment (AdminUtils.assignReplicasToBrokers, still what
+// kafka-topics computes): leaders go round-robin over the brokers from
+// start, and the followers of each partition are shifted by a per-round
+// offset so that the copies of one broker's partitions spread over all the
+// others rather than all landing on its neighbour. When any broker has a
+// rack, the brokers are first ordered to alternate racks and each
+// partition's replicas go to as many different racks as there are, so
+// that losing a rack loses no partition with rf > 1.
+//
+// start and shift make the result deterministic for tests; the controller
+// passes random values (as Kafka does) so that topics created one after
+// another do not all lead on the same broker. Place never mutates brokers.
+func Place(brokers []BrokerSlot, firstPartition, count int32, rf int, start, shift int) ([][]int32, error) {
+	n := len(brokers)
+	if rf <= 0 {
+		return nil, fmt.Errorf("%w: %d, want at least 1", ErrInvalidReplicationFactor, rf)
+	}
+	if rf > n {
+		return nil, fmt.Errorf("%w: %d replicas but only %d usable broker(s)", ErrInvalidReplicationFactor, rf, n)
+	}
+	if count < 0 || firstPartition < 0 {
+		return nil, fmt.Errorf("controller: place %d partitions from %d", count, firstPartition)
+	}
+	ordered, racks := rackAlternated(brokers)
+	start = mod(start, n)
+	shift = mod(shift, n)
+	if firstPartition > 0 {
+		// The shifts the first firstPartition partitions made, so that
+		// partitions added later continue the topic's own pattern.
+		shift += int(firstPartition-1) / n
+	}
+	out := make([][]int32, 0, count)
+	for i := int32(0); i < count; i++ {
+		p := int(firstPartition + i)
+		if p > 0 && p%n == 0 {
+			shift++
+		}
+		first := (p + start) % n
+		replicas := []int32{ordered[first].ID}
+		if racks <= 1 {
+			for j := 0; j < rf-1; j++ {
+				replicas = append(replicas, ordered[replicaIndex(first, shift, j, n)].ID)
+			}
+			out = append(out, replicas)
+			continue
+		}
+		// Kafka's rack-aware rule: a follower goes to a rack without a
+		// replica yet (until every rack has one) and to a broker without
+		// one (always, as rf <= n).
+		usedRacks := map[string]bool{ordered[first].Rack: true}
+		for k := 0; len(replicas) < rf; k++ {
+			b := ordered[replicaIndex(first, shift*racks, k, n)]
+			if (!usedRacks[b.Rack] || len(usedRacks) == racks) && !slices.Contains(replicas, b.ID) {
+				replicas = append(replicas, b.ID)
+				usedRacks[b.Rack] = true
+			}
+		}
+		out = append(out, replicas)
+	}
+	return out, nil
+}
+
+// replicaIndex is the j-th follower of the partition led by first.
+func replicaIndex(first, shift, j, n int) int {
+	if n == 1 {
+		return first
+	}
+	return (first + 1 + (shift+j)%(n-1)) % n
+}
+
+func mod(a, n int) int {
+	a %= n
+	if a < 0 {
+		a += n
+	}
+	return a
+}
+
+// rackAlternated orders brokers so that consecutive ones are on different
+// racks where possible (Kafka's getRackAlternatedBrokerList): racks sorted
+// by name, brokers in each by id, then one from each rack in turn. It
+// returns the order and the number of racks (0 or 1: no rack-awareness).
+func rackAlternated(brokers []BrokerSlot) ([]BrokerSlot, int) {
+	sorted := slices.Clone(brokers)
+	slices.SortFunc(sorted, func(a, b BrokerSlot) int { return int(a.ID) - int(b.ID) })
+	byRack := map[string][]BrokerSlot{}
+	var rackNames []string
+	anyRack := false
+	for _, b := range sorted {
+		if b.Rack != "" {
+			anyRack = true
+		}
+		if _, ok := byRack[b.Rack]; !ok {
+			rackNames = append(rackNames, b.Rack)
+		}
+		byRack[b.Rack] = append(byRack[b.Rack], b)
+	}
+	if !anyRack {
+		return sorted, 1
+	}
+	slices.Sort(rackNames)
+	out := make([]BrokerSlot, 0, len(sorted))
+	for i := 0; len(out) < len(sorted); i++ {
+		for _, r := range rackNames {
+			if i < len(byRack[r]) {
+				out = append(out, byRack[r][i])
+			}
+		}
+	}
+	return out, len(rackNames)
+}
