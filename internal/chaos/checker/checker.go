@@ -220,8 +220,16 @@ type Result struct {
 func (r Result) OK() bool { return r.TotalViolations == 0 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%d acked, %d found, %d lost, %d duplicated, %d misplaced, %d reordered, %d aborted seen, %d torn transactions, %d phantom reads, %d unexpected: %d violations",
-		r.Acked, r.Found, r.Lost, r.Duplicated, r.Misplaced, r.Reordered, r.AbortedSeen, r.TornTxns, r.PhantomReads, r.Unexpected, r.TotalViolations)
+	return fmt.Sprintf("%d acked, %d found, %d lost, %d duplicated, %d misplaced, %d reordered, %d aborted seen, %s, %s, %d unexpected: %s",
+		r.Acked, r.Found, r.Lost, r.Duplicated, r.Misplaced, r.Reordered, r.AbortedSeen,
+		plural(r.TornTxns, "torn transaction"), plural(r.PhantomReads, "phantom read"), r.Unexpected, plural(r.TotalViolations, "violation"))
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func (r *Result) add(v Violation) {
