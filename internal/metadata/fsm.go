@@ -20,21 +20,50 @@ import (
 // the right to publish images. fsmSnapshot.Persist runs on another goroutine
 // concurrently with Apply; it only reads an image, which is immutable.
 //
-// Readers use image (atomic) and changes (under mu) from any goroutine.
+// Readers use image and applied (atomic), changes and progress (under mu)
+// from any goroutine.
 type fsm struct {
 	log   *slog.Logger
 	image atomic.Pointer[Image]
+	// applied is the raft index of the last entry this FSM has processed:
+	// a command (accepted or refused), a configuration entry, or the last
+	// one a restored snapshot covered. raft's own no-op and barrier entries
+	// never reach the FSM (Store.appliedThrough accounts for them).
+	applied atomic.Uint64
 
-	mu      sync.Mutex    // guards changes
-	changes chan struct{} // closed by the next publish
+	mu       sync.Mutex    // guards changes and progress
+	changes  chan struct{} // closed by the next publish
+	progress chan struct{} // closed by the next advance of applied
 }
 
-var _ raft.FSM = (*fsm)(nil)
+var (
+	_ raft.FSM                = (*fsm)(nil)
+	_ raft.ConfigurationStore = (*fsm)(nil)
+)
 
 func newFSM(log *slog.Logger) *fsm {
-	f := &fsm{log: log, changes: make(chan struct{})}
+	f := &fsm{log: log, changes: make(chan struct{}), progress: make(chan struct{})}
 	f.image.Store(emptyImage())
 	return f
+}
+
+// advance records that every entry up to index has been processed and wakes
+// progress waiters. Called after publish, so a waiter that sees index
+// applied also sees its image.
+func (f *fsm) advance(index uint64) {
+	f.mu.Lock()
+	f.applied.Store(index)
+	old := f.progress
+	f.progress = make(chan struct{})
+	f.mu.Unlock()
+	close(old)
+}
+
+// progressCh returns the channel that the next advance closes.
+func (f *fsm) progressCh() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.progress
 }
 
 // publish makes img current and wakes every Changes waiter. The image is
@@ -67,6 +96,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return &applyResult{}
 	}
+	defer f.advance(l.Index)
 	r, err := decodeRecord(l.Data)
 	if err != nil {
 		f.log.Error("metadata: refusing undecodable record", "index", l.Index, "err", err)
@@ -80,28 +110,37 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return &res
 }
 
+// StoreConfiguration is called by raft for each committed configuration
+// entry. The image holds no raft configuration; the call only counts the
+// entry as applied.
+func (f *fsm) StoreConfiguration(index uint64, _ raft.Configuration) { f.advance(index) }
+
 // Snapshot captures the current image; Persist encodes it later on another
 // goroutine, which is safe because images are immutable.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{img: f.image.Load()}, nil
+	return &fsmSnapshot{img: f.image.Load(), applied: f.applied.Load()}, nil
 }
 
 // Restore replaces the whole state with a snapshot written by Persist.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	img, err := decodeSnapshot(rc)
+	img, applied, err := decodeSnapshotApplied(rc)
 	if err != nil {
 		return err
 	}
 	f.publish(img)
+	f.advance(applied)
 	return nil
 }
 
-type fsmSnapshot struct{ img *Image }
+type fsmSnapshot struct {
+	img     *Image
+	applied uint64
+}
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	w := bufio.NewWriter(sink)
-	err := encodeSnapshot(w, s.img)
+	err := encodeSnapshotApplied(w, s.img, s.applied)
 	if err == nil {
 		err = w.Flush()
 	}
@@ -127,15 +166,25 @@ type snapshotImage struct {
 	BrokerConfigs  map[string]string `json:"brokerConfigs"`
 	NextProducerID int64             `json:"nextProducerId"`
 	Index          uint64            `json:"index"`
+	// Applied is the fsm's applied index when the snapshot was taken: at
+	// least Index (refused records and configuration entries count too).
+	// Snapshots written before it existed have none; Index stands in.
+	Applied uint64 `json:"applied,omitempty"`
 }
 
+// encodeSnapshot encodes img with img.Index as its applied index.
 func encodeSnapshot(w io.Writer, img *Image) error {
+	return encodeSnapshotApplied(w, img, img.Index)
+}
+
+func encodeSnapshotApplied(w io.Writer, img *Image, applied uint64) error {
 	s := snapshotImage{
 		ClusterID:      img.ClusterID,
 		ControllerID:   img.ControllerID,
 		BrokerConfigs:  img.BrokerConfigs,
 		NextProducerID: img.NextProducerID,
 		Index:          img.Index,
+		Applied:        max(applied, img.Index), // an image published without advance (tests) has applied 0
 	}
 	for _, b := range img.Brokers {
 		s.Brokers = append(s.Brokers, b)
@@ -151,31 +200,52 @@ func encodeSnapshot(w io.Writer, img *Image) error {
 	return json.NewEncoder(w).Encode(&s)
 }
 
-// decodeSnapshot reads what encodeSnapshot wrote. The bytes come from disk
-// (or, with more voters, from the leader), so every invariant of an Image is
-// checked before it is published (FuzzDecodeSnapshot).
+// decodeSnapshot reads what encodeSnapshot wrote and drops the applied index.
 func decodeSnapshot(r io.Reader) (*Image, error) {
+	img, _, err := decodeSnapshotApplied(r)
+	return img, err
+}
+
+// decodeSnapshotApplied reads what encodeSnapshotApplied wrote. The bytes
+// come from disk (or, with more voters, from the leader), so every invariant
+// of an Image is checked before it is published (FuzzDecodeSnapshot).
+func decodeSnapshotApplied(r io.Reader) (*Image, uint64, error) {
+	img, s, err := decodeSnapshotImage(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	applied := s.Applied
+	if applied == 0 {
+		applied = img.Index // written before Applied existed
+	}
+	if applied < img.Index {
+		return nil, 0, fmt.Errorf("metadata: snapshot: applied index %d below the image's index %d", applied, img.Index)
+	}
+	return img, applied, nil
+}
+
+func decodeSnapshotImage(r io.Reader) (*Image, *snapshotImage, error) {
 	br := bufio.NewReader(io.LimitReader(r, maxSnapshotBytes+1))
 	v, err := br.ReadByte()
 	if err != nil {
-		return nil, fmt.Errorf("metadata: read snapshot: %w", err)
+		return nil, nil, fmt.Errorf("metadata: read snapshot: %w", err)
 	}
 	if v != snapshotVersion {
-		return nil, fmt.Errorf("metadata: snapshot version %d, this node knows only %d; upgrade this node", v, snapshotVersion)
+		return nil, nil, fmt.Errorf("metadata: snapshot version %d, this node knows only %d; upgrade this node", v, snapshotVersion)
 	}
 	b, err := io.ReadAll(br)
 	if err != nil {
-		return nil, fmt.Errorf("metadata: read snapshot: %w", err)
+		return nil, nil, fmt.Errorf("metadata: read snapshot: %w", err)
 	}
 	// The limit is on the whole snapshot, version byte included; the
 	// LimitReader lets one byte more through so that an oversized snapshot
 	// is reported as such instead of as truncated JSON.
 	if 1+len(b) > maxSnapshotBytes {
-		return nil, fmt.Errorf("metadata: snapshot larger than %d bytes", maxSnapshotBytes)
+		return nil, nil, fmt.Errorf("metadata: snapshot larger than %d bytes", maxSnapshotBytes)
 	}
 	var s snapshotImage
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("metadata: decode snapshot: %w", err)
+		return nil, nil, fmt.Errorf("metadata: decode snapshot: %w", err)
 	}
 	img := emptyImage()
 	img.ClusterID = s.ClusterID
@@ -184,35 +254,35 @@ func decodeSnapshot(r io.Reader) (*Image, error) {
 	img.Index = s.Index
 	img.BrokerConfigs = cloneConfigs(s.BrokerConfigs)
 	if s.NextProducerID < 0 {
-		return nil, errors.New("metadata: snapshot: negative next producer id")
+		return nil, nil, errors.New("metadata: snapshot: negative next producer id")
 	}
 	if s.ControllerID < -1 {
-		return nil, fmt.Errorf("metadata: snapshot: controller id %d", s.ControllerID)
+		return nil, nil, fmt.Errorf("metadata: snapshot: controller id %d", s.ControllerID)
 	}
 	for _, b := range s.Brokers {
 		if err := validBroker(b); err != nil {
-			return nil, fmt.Errorf("metadata: snapshot: %w", err)
+			return nil, nil, fmt.Errorf("metadata: snapshot: %w", err)
 		}
 		if _, dup := img.Brokers[b.NodeID]; dup {
-			return nil, fmt.Errorf("metadata: snapshot: broker %d twice", b.NodeID)
+			return nil, nil, fmt.Errorf("metadata: snapshot: broker %d twice", b.NodeID)
 		}
 		img.Brokers[b.NodeID] = b
 	}
 	for _, t := range s.Topics {
 		if err := validSnapshotTopic(t); err != nil {
-			return nil, fmt.Errorf("metadata: snapshot: %w", err)
+			return nil, nil, fmt.Errorf("metadata: snapshot: %w", err)
 		}
 		if _, dup := img.Topics[t.Name]; dup {
-			return nil, fmt.Errorf("metadata: snapshot: topic %q twice", t.Name)
+			return nil, nil, fmt.Errorf("metadata: snapshot: topic %q twice", t.Name)
 		}
 		if _, dup := img.TopicsByID[t.ID]; dup {
-			return nil, fmt.Errorf("metadata: snapshot: topic id %s twice", t.ID)
+			return nil, nil, fmt.Errorf("metadata: snapshot: topic id %s twice", t.ID)
 		}
 		t.Configs = cloneConfigs(t.Configs)
 		img.Topics[t.Name] = t
 		img.TopicsByID[t.ID] = t
 	}
-	return img, nil
+	return img, &s, nil
 }
 
 func validSnapshotTopic(t *Topic) error {

@@ -5,7 +5,13 @@
 // Who owns what:
 //   - The Store owns the Raft node, its log, stable and snapshot stores (files
 //     in <Dir>, written through a vfs.FS: raftlog.go, raftstable.go,
-//     raftsnap.go) and the FSM.
+//     raftsnap.go) and the FSM. With several controller voters it also owns
+//     the raft transport over the caller's listener (quorum.go); a quorum of
+//     one uses an in-memory transport.
+//   - Every voter applies every committed record to its own Image; only the
+//     Raft leader proposes. A new leader announces itself (barrier, then an
+//     ActivateController record) on a goroutine of its own, activateLoop,
+//     which lives as long as that leadership.
 //   - Only the FSM goroutine of hashicorp/raft builds images: it applies one
 //     record to the current Image, producing a new Image (copy on write), and
 //     publishes it through an atomic pointer. Readers (request handlers, the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,11 +18,10 @@ import (
 	"github.com/sluice-io/sluice/internal/vfs"
 )
 
-// Raft tuning. The timeouts suit a quorum of one, where no message crosses a
-// network: a fresh or restarted node elects itself after one randomized
-// heartbeat timeout (100-200 ms). When more voters join (with the TCP
-// transport), these must grow to raft's defaults (1 s) or elections will
-// flap on any network hiccup.
+// Raft tuning for a quorum of one (a single voter), where no message crosses
+// a network: a fresh or restarted node elects itself after one randomized
+// heartbeat timeout (100-200 ms). A quorum of several voters uses the
+// network values in quorum.go instead.
 const (
 	heartbeatTimeout   = 100 * time.Millisecond
 	electionTimeout    = 100 * time.Millisecond
@@ -38,7 +38,29 @@ const (
 	// snapshotsRetained is how many snapshots stay on disk (the newest is
 	// used; one older one is a fallback if the newest is damaged).
 	snapshotsRetained = 2
+
+	// activateRetryDelay is how long a new leader waits before it tries
+	// again to announce itself after a failure other than losing leadership
+	// (e.g. a full disk).
+	activateRetryDelay = 500 * time.Millisecond
+	// appliedPollInterval is how often WaitApplied re-checks raft's applied
+	// index: raft tells nobody when it applies its own no-op and barrier
+	// entries, which never reach the FSM. Records wake waiters at once.
+	appliedPollInterval = 20 * time.Millisecond
 )
+
+// raftTimeouts are the raft timings of one Store.
+type raftTimeouts struct {
+	heartbeat, election, leaderLease, commit time.Duration
+}
+
+// timeoutsFor returns the production timings for a quorum of n voters.
+func timeoutsFor(n int) raftTimeouts {
+	if n <= 1 {
+		return raftTimeouts{heartbeatTimeout, electionTimeout, leaderLeaseTimeout, raft.DefaultConfig().CommitTimeout}
+	}
+	return raftTimeouts{networkHeartbeatTimeout, networkElectionTimeout, networkLeaderLeaseTimeout, networkCommitTimeout}
+}
 
 // Config configures Open.
 type Config struct {
@@ -47,6 +69,30 @@ type Config struct {
 	Logger *slog.Logger // may be nil -> discard
 	// FS holds Dir; nil means vfs.OS(). Tests pass a vfs.MemFS to crash it.
 	FS vfs.FS
+
+	// Voters is the controller quorum as this node's
+	// --controller-quorum-voters names it (ParseVoters): each voter's id and
+	// the address at which THIS node reaches it. It must include NodeID
+	// (nodes outside the quorum are not supported yet). Empty means a
+	// quorum of this node alone on an in-memory transport, as before
+	// clustering; so does exactly one voter (this node) without a Listener.
+	// Every voter must be started with the same set of ids; on a fresh Dir
+	// they bootstrap the quorum together, and an existing Dir must hold
+	// exactly this set (changing it is not supported yet).
+	Voters []Voter
+	// Listener accepts the raft connections of the other voters. The
+	// caller demultiplexes them from other traffic on the port. Open takes
+	// ownership: Close (or a failed Open) closes it, and Open closes it at
+	// once if there are no Voters. Required for more than one voter.
+	Listener net.Listener
+	// Dial opens a raft connection to another voter at addr (a host:port
+	// from Voters); nil means net.DialTimeout("tcp", addr, timeout).
+	Dial func(addr string, timeout time.Duration) (net.Conn, error)
+}
+
+// openOptions are Open's knobs that only tests turn.
+type openOptions struct {
+	timeouts *raftTimeouts // nil: timeoutsFor(number of voters)
 }
 
 // Store is this node's member of the metadata quorum: a Raft node whose FSM
@@ -57,29 +103,44 @@ type Config struct {
 // returns after its record is committed and applied, so Image() reflects it.
 // If ctx ends first, the call returns ctx's error and the change may still be
 // applied later: callers that retry must tolerate ErrTopicExists and the like.
+//
+// Every voter applies every committed record, so Image() on a follower shows
+// the committed state as of its last apply (see CaughtUp and WaitApplied).
 type Store struct {
 	nodeID int32
 	log    *slog.Logger
 	fsm    *fsm
 	raft   *raft.Raft
-	logs   *logStore // closed after raft
-	lock   *dirLock  // released last
+	logs   *logStore           // closed after raft
+	lock   *dirLock            // released last
+	net    *observingTransport // nil for the in-memory transport
+	peers  map[int32]string    // voter id -> address as this node dials it; empty for a quorum of one
 
-	closed      chan struct{} // closed by Close; stops watchLeadership and wakes WaitReady
-	watcherDone chan struct{} // closed when watchLeadership returns
+	ctx         context.Context // canceled by Close; parent of activation contexts
+	cancel      context.CancelFunc
+	closed      chan struct{}  // closed by Close; stops watchLeadership and wakes waiters
+	watcherDone chan struct{}  // closed when watchLeadership returns
+	activations sync.WaitGroup // activateLoop goroutines
 
-	leaderMu      sync.Mutex
-	isLeader      bool          // last value raft sent on its NotifyCh
-	leaderChanged chan struct{} // closed when isLeader changes
+	// leaderMu guards the leadership state below. Lock order: leaderMu is
+	// never held while calling raft or taking another lock.
+	leaderMu       sync.Mutex
+	isLeader       bool               // last value raft sent on its NotifyCh
+	ready          bool               // isLeader and this leadership's activation is applied
+	leaderGen      uint64             // counts leaderships; an activation of an older one does nothing
+	stopActivation context.CancelFunc // ends the current leadership's activateLoop
+	leaderChanged  chan struct{}      // closed when isLeader or ready changes
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // Open opens (or creates) the metadata store in cfg.Dir and starts Raft. On a
-// fresh directory it bootstraps a cluster whose only voter is this node; on
-// later starts it resumes from the snapshot and log on disk. Open does not
-// wait for leadership: call WaitReady before relying on the Image or writing.
+// fresh directory it bootstraps a quorum of cfg.Voters (or of this node
+// alone); on later starts it checks that the stored voter set is the same
+// and resumes from the snapshot and log on disk. Open does not wait for an
+// election: call WaitReady (controller) or CaughtUp/WaitApplied (any voter)
+// before relying on the Image or writing.
 //
 // On disk (all through cfg.FS, every new name made durable by an fsync of
 // its directory): the Raft log in raft.journal (raftlog.go), raft's term and
@@ -87,16 +148,53 @@ type Store struct {
 // (raftsnap.go), and .lock. A directory written by an older version
 // (raft-boltdb's raft.db, raft's snapshots/) is imported once and moved aside
 // (migrate.go).
-func Open(cfg Config) (*Store, error) {
+func Open(cfg Config) (*Store, error) { return open(cfg, openOptions{}) }
+
+func open(cfg Config, opts openOptions) (_ *Store, err error) {
+	// The listener is ours from here on: close it unless a transport (which
+	// closes it on shutdown) has taken it.
+	listenerTaken := false
+	defer func() {
+		if err != nil && !listenerTaken && cfg.Listener != nil {
+			cfg.Listener.Close()
+		}
+	}()
 	if cfg.Dir == "" {
 		return nil, errors.New("metadata: Config.Dir is empty; set it to <data-dir>/meta")
 	}
 	if cfg.NodeID < 0 {
 		return nil, fmt.Errorf("metadata: node id %d is negative", cfg.NodeID)
 	}
+	if err := validVoters(cfg.Voters); err != nil {
+		return nil, err
+	}
+	if len(cfg.Voters) > 0 && !slices.ContainsFunc(cfg.Voters, func(v Voter) bool { return v.ID == cfg.NodeID }) {
+		return nil, fmt.Errorf("metadata: node %d is not in --controller-quorum-voters (%v); every node must be a controller voter for now: add it, or check node.id",
+			cfg.NodeID, cfg.Voters)
+	}
+	if len(cfg.Voters) > 1 && cfg.Listener == nil {
+		return nil, errNoListener
+	}
+	useNet := cfg.Listener != nil && len(cfg.Voters) > 0
+	if cfg.Listener != nil && !useNet {
+		cfg.Listener.Close() // unused without Voters; ours to close
+		listenerTaken = true
+	}
+	want := []int32{cfg.NodeID}
+	if len(cfg.Voters) > 0 {
+		want = voterIDs(cfg.Voters)
+	}
+	timeouts := timeoutsFor(len(want))
+	if opts.timeouts != nil {
+		timeouts = *opts.timeouts
+	}
+
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if len(want)%2 == 0 {
+		logger.Warn("metadata: an even number of controller voters tolerates no more failures than one fewer", "voters", want)
 	}
 	fsys := cfg.FS
 	if fsys == nil {
@@ -139,26 +237,45 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 
-	id := raft.ServerID(strconv.Itoa(int(cfg.NodeID)))
-	// A quorum of one never sends an RPC, so an in-memory transport is enough.
-	// A TCP transport (raft.NewTCPTransport or our own) comes with clustering;
-	// the address is then a host:port and is changed with a configuration entry.
-	addr, trans := raft.NewInmemTransport(raft.ServerAddress("node-" + string(id)))
+	id := raft.ServerID(serverAddr(cfg.NodeID))
+	var (
+		trans   raft.Transport
+		netTr   *observingTransport
+		closeTr func()
+	)
+	if useNet {
+		stream := newStreamLayer(cfg.Listener, cfg.NodeID, cfg.Voters, cfg.Dial)
+		netTr = newObservingTransport(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Logger:          hcl.Named("net"),
+			Stream:          stream,
+			MaxPool:         transportMaxPool,
+			MaxRPCsInFlight: transportMaxRPCsInFlight,
+			Timeout:         transportTimeout,
+		}))
+		listenerTaken = true
+		trans, closeTr = netTr, func() { netTr.Close() }
+	} else {
+		// A quorum of one never sends an RPC, so an in-memory transport is
+		// enough.
+		_, inmem := raft.NewInmemTransport(serverAddr(cfg.NodeID))
+		trans, closeTr = inmem, func() { inmem.Close() }
+	}
 
 	notifyCh := make(chan bool, 1)
 	rc := raft.DefaultConfig()
 	rc.LocalID = id
 	rc.Logger = hcl
 	rc.NotifyCh = notifyCh
-	rc.HeartbeatTimeout = heartbeatTimeout
-	rc.ElectionTimeout = electionTimeout
-	rc.LeaderLeaseTimeout = leaderLeaseTimeout
+	rc.HeartbeatTimeout = timeouts.heartbeat
+	rc.ElectionTimeout = timeouts.election
+	rc.LeaderLeaseTimeout = timeouts.leaderLease
+	rc.CommitTimeout = timeouts.commit
 	rc.SnapshotThreshold = snapshotThreshold
 	rc.SnapshotInterval = snapshotInterval
 	rc.TrailingLogs = trailingLogs
 
 	fail := func(err error) (*Store, error) {
-		trans.Close()
+		closeTr()
 		logs.Close()
 		lock.release()
 		return nil, err
@@ -168,9 +285,19 @@ func Open(cfg Config) (*Store, error) {
 		return fail(fmt.Errorf("metadata: read raft state in %s: %w", cfg.Dir, err))
 	}
 	if !existing {
-		boot := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: id, Address: addr}}}
-		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, boot); err != nil {
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, bootstrapConfiguration(want)); err != nil {
 			return fail(fmt.Errorf("metadata: bootstrap in %s: %w", cfg.Dir, err))
+		}
+	} else {
+		// Check the stored voters before raft runs: a node started with
+		// the wrong list could otherwise win an election in the old quorum
+		// (a quorum of one elects itself at once) and write to the dir.
+		stored, err := storedConfiguration(rc, logs, stable, snaps)
+		if err != nil {
+			return fail(fmt.Errorf("metadata: read raft configuration in %s: %w", cfg.Dir, err))
+		}
+		if err := checkStoredVoters(cfg.Dir, cfg.NodeID, stored, want, len(cfg.Voters) > 0); err != nil {
+			return fail(err)
 		}
 	}
 
@@ -179,6 +306,11 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return fail(fmt.Errorf("metadata: start raft in %s: %w", cfg.Dir, err))
 	}
+	peers := map[int32]string{}
+	for _, v := range cfg.Voters {
+		peers[v.ID] = v.Addr
+	}
+	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{
 		nodeID:        cfg.NodeID,
 		log:           logger,
@@ -186,75 +318,133 @@ func Open(cfg Config) (*Store, error) {
 		raft:          r,
 		logs:          logs,
 		lock:          lock,
+		net:           netTr,
+		peers:         peers,
+		ctx:           ctx,
+		cancel:        cancel,
 		closed:        make(chan struct{}),
 		watcherDone:   make(chan struct{}),
 		leaderChanged: make(chan struct{}),
 	}
 	go s.watchLeadership(notifyCh)
-
-	// A directory bootstrapped by another node id would never elect us:
-	// say so now instead of letting WaitReady time out.
-	cf := r.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("metadata: read raft configuration: %w", err)
-	}
-	if !slices.ContainsFunc(cf.Configuration().Servers, func(sv raft.Server) bool { return sv.ID == id && sv.Suffrage == raft.Voter }) {
-		s.Close()
-		return nil, fmt.Errorf("metadata: %s belongs to a quorum in which node %d is not a voter (%v); check node.id or the data dir",
-			cfg.Dir, cfg.NodeID, cf.Configuration().Servers)
-	}
 	return s, nil
 }
 
+// storedConfiguration returns the raft configuration in the stores without
+// starting raft (raft.GetConfiguration restores the snapshot into a
+// throwaway FSM and scans the log, as NewRaft will again).
+func storedConfiguration(rc *raft.Config, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore) (raft.Configuration, error) {
+	conf := *rc // GetConfiguration modifies its config
+	conf.NotifyCh = nil
+	_, trans := raft.NewInmemTransport("")
+	defer trans.Close()
+	return raft.GetConfiguration(&conf, newFSM(slog.New(slog.DiscardHandler)), logs, stable, snaps, trans)
+}
+
 // watchLeadership consumes raft's NotifyCh (raft blocks on it) and turns each
-// value into a broadcast for WaitReady. It owns nothing but the channel; the
-// leader state itself is guarded by leaderMu.
+// value into leadership state: on gaining leadership it starts an
+// activateLoop, on losing it it stops that loop. It owns no state itself;
+// the state is guarded by leaderMu.
 func (s *Store) watchLeadership(notifyCh <-chan bool) {
 	defer close(s.watcherDone)
 	for {
 		select {
 		case <-s.closed:
+			s.setLeader(false)
 			return
 		case leader := <-notifyCh:
-			s.leaderMu.Lock()
-			if leader != s.isLeader {
-				s.isLeader = leader
-				close(s.leaderChanged)
-				s.leaderChanged = make(chan struct{})
-			}
-			s.leaderMu.Unlock()
+			s.setLeader(leader)
 		}
 	}
 }
 
-// leadership returns whether this node is the Raft leader and a channel
-// closed on the next change.
-func (s *Store) leadership() (bool, <-chan struct{}) {
+// setLeader records a leadership change and starts or stops activation.
+func (s *Store) setLeader(leader bool) {
 	s.leaderMu.Lock()
 	defer s.leaderMu.Unlock()
-	return s.isLeader, s.leaderChanged
+	if leader == s.isLeader {
+		return
+	}
+	s.isLeader = leader
+	s.ready = false
+	if s.stopActivation != nil {
+		s.stopActivation()
+		s.stopActivation = nil
+	}
+	if leader {
+		s.leaderGen++
+		ctx, cancel := context.WithCancel(s.ctx)
+		s.stopActivation = cancel
+		s.activations.Add(1)
+		go s.activateLoop(ctx, s.leaderGen)
+	}
+	close(s.leaderChanged)
+	s.leaderChanged = make(chan struct{})
+}
+
+// activateLoop makes a new leader the active controller: a Raft barrier
+// (everything committed before this leadership is applied), then an
+// ActivateController record unless the image already names this node. It
+// retries other failures until leadership ends (ctx is canceled) and marks
+// the leadership gen ready on success.
+func (s *Store) activateLoop(ctx context.Context, gen uint64) {
+	defer s.activations.Done()
+	for {
+		err := s.wait(ctx, s.raft.Barrier(0))
+		if err == nil {
+			err = s.activate(ctx)
+		}
+		if err == nil {
+			s.leaderMu.Lock()
+			if s.leaderGen == gen && s.isLeader && !s.ready {
+				s.ready = true
+				close(s.leaderChanged)
+				s.leaderChanged = make(chan struct{})
+			}
+			s.leaderMu.Unlock()
+			return
+		}
+		if ctx.Err() != nil || errors.Is(err, ErrClosed) || errors.Is(err, ErrNotController) {
+			// Leadership ended (the watcher hears of it from raft and
+			// starts over on the next one) or the store is closing.
+			return
+		}
+		s.log.Warn("metadata: could not announce this node as the active controller; retrying", "err", err, "retry_in", activateRetryDelay)
+		t := time.NewTimer(activateRetryDelay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// readiness returns whether this node is the active controller and a
+// channel closed on the next change.
+func (s *Store) readiness() (bool, <-chan struct{}) {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	return s.ready, s.leaderChanged
 }
 
 // WaitReady returns when this node is the active controller: it is the Raft
 // leader, it has applied every record committed before its leadership (a
 // Raft barrier), and the image names it as ControllerID and has a ClusterID
-// (written on the first call in the cluster's life). It returns ctx's error
-// if that takes too long and ErrClosed after Close.
+// (written on the first leadership in the cluster's life). Every new leader
+// does this on its own as soon as it is elected; WaitReady only waits for it.
+// On a follower it waits until this node is elected, if ever. It returns
+// ctx's error if that takes too long and ErrClosed after Close.
 func (s *Store) WaitReady(ctx context.Context) error {
 	for {
-		leader, changed := s.leadership()
-		if leader {
-			err := s.wait(ctx, s.raft.Barrier(enqueueTimeout(ctx)))
-			if err == nil {
-				err = s.activate(ctx)
-			}
-			if !errors.Is(err, ErrNotController) {
-				return err // nil: ready
-			}
-			// Leadership was lost during the barrier or the activation
-			// record; the watcher will report it on changed, and the next
-			// leadership starts over.
+		select {
+		case <-s.closed:
+			return ErrClosed
+		default:
+		}
+		ready, changed := s.readiness()
+		if ready {
+			return nil
 		}
 		select {
 		case <-changed:
@@ -264,6 +454,159 @@ func (s *Store) WaitReady(ctx context.Context) error {
 			return ErrClosed
 		}
 	}
+}
+
+// IsController reports whether this node is the active controller right now,
+// as WaitReady defines it (leader, caught up, announced). Between an
+// election and its announcement, Leader may name this node while
+// IsController is still false.
+func (s *Store) IsController() bool {
+	ready, _ := s.readiness()
+	return ready
+}
+
+// Leader returns the node id of the current Raft leader as this node knows
+// it, for routing controller requests; ok is false while no leader is known
+// (an election is under way, or this node is cut off from the quorum). The
+// leader may not have announced itself yet (see IsController).
+func (s *Store) Leader() (nodeID int32, ok bool) {
+	_, id := s.raft.LeaderWithID()
+	if id == "" {
+		return -1, false
+	}
+	n, err := strconv.ParseInt(string(id), 10, 32)
+	if err != nil {
+		return -1, false
+	}
+	return int32(n), true
+}
+
+// Status is a point-in-time view of this node's member of the metadata
+// quorum, for `sluice cluster info` and metrics. The fields are read one by
+// one from raft, not atomically together.
+type Status struct {
+	NodeID       int32
+	State        string // raft's state: "Leader", "Follower", "Candidate" or "Shutdown"
+	IsController bool   // see Store.IsController
+	LeaderID     int32  // the current leader as this node knows it, -1 if none
+	Term         uint64 // raft's current term
+	LastLogIndex uint64 // last entry in this node's log (committed or not)
+	CommitIndex  uint64 // last entry this node knows to be committed
+	AppliedIndex uint64 // last entry raft has handed to the FSM
+	// LastLeaderContact is when this node last heard from a leader; zero on
+	// the leader itself and before any contact. raft exposes no per-voter
+	// contact times, so Voters carries none.
+	LastLeaderContact time.Time
+	Voters            []VoterStatus // sorted by ID
+}
+
+// VoterStatus is one voter of the stored raft configuration.
+type VoterStatus struct {
+	ID   int32
+	Addr string // where this node dials it (from Config.Voters); "" for a quorum of one
+}
+
+// Status returns this node's view of the metadata quorum.
+func (s *Store) Status() Status {
+	st := Status{
+		NodeID:       s.nodeID,
+		State:        s.raft.State().String(),
+		IsController: s.IsController(),
+		LeaderID:     -1,
+		Term:         s.raft.CurrentTerm(),
+		LastLogIndex: s.raft.LastIndex(),
+		CommitIndex:  s.raft.CommitIndex(),
+		AppliedIndex: s.raft.AppliedIndex(),
+	}
+	if id, ok := s.Leader(); ok {
+		st.LeaderID = id
+	}
+	if s.raft.State() != raft.Leader {
+		st.LastLeaderContact = s.raft.LastContact()
+	}
+	if cf := s.raft.GetConfiguration(); cf.Error() == nil {
+		ids, _ := storedVoterIDs(cf.Configuration())
+		for _, id := range ids {
+			st.Voters = append(st.Voters, VoterStatus{ID: id, Addr: s.peers[id]})
+		}
+	}
+	return st
+}
+
+// CaughtUp reports whether this node has applied the metadata log as far as
+// the quorum has committed it, as far as this node can tell: on the active
+// controller, once it is ready; on any other voter, once it has applied
+// every entry up to the highest commit index a leader has announced to it
+// since Open (false until it has heard from a leader). It does not notice a
+// leader it cannot reach, and under a steady stream of writes a follower
+// may read false for the moment between learning of a commit and applying
+// it, so a readiness check should stay ready once this has been true.
+func (s *Store) CaughtUp() bool {
+	if s.IsController() {
+		return true
+	}
+	if s.net == nil {
+		return false // a quorum of one: only its leader applies anything
+	}
+	target := s.net.leaderCommit.Load()
+	return target > 0 && s.appliedThrough(target)
+}
+
+// WaitApplied returns when this node's Image reflects every log entry up to
+// index (a follower reads its own or another node's write: the raft index
+// of a record is its Image.Index once applied, and a broker's Epoch). It
+// returns ctx's error if that takes too long and ErrClosed after Close.
+func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
+	var tick *time.Ticker
+	for {
+		progress := s.fsm.progressCh()
+		if s.appliedThrough(index) {
+			if tick != nil {
+				tick.Stop()
+			}
+			return nil
+		}
+		if tick == nil {
+			tick = time.NewTicker(appliedPollInterval)
+			defer tick.Stop()
+		}
+		select {
+		case <-progress:
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("metadata: waiting to apply index %d (applied %d): %w", index, s.fsm.applied.Load(), ctx.Err())
+		case <-s.closed:
+			return ErrClosed
+		}
+	}
+}
+
+// appliedThrough reports whether the FSM has processed every entry up to
+// index. The FSM counts what it sees (commands, configuration entries, a
+// restored snapshot); raft's no-op and barrier entries never reach it, so
+// entries above its count are looked up: once raft has handed everything up
+// to index to the FSM, any that are not commands or configurations change
+// nothing. Usually at most a few entries are read.
+func (s *Store) appliedThrough(index uint64) bool {
+	fa := s.fsm.applied.Load()
+	if fa >= index {
+		return true
+	}
+	if s.raft.AppliedIndex() < index {
+		return false
+	}
+	for i := index; i > fa; i-- {
+		var l raft.Log
+		if err := s.logs.GetLog(i, &l); err != nil {
+			// Compacted into a snapshot, which the FSM took after
+			// processing everything up to it: i and below are done.
+			return errors.Is(err, raft.ErrLogNotFound)
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return false // still queued for the FSM
+		}
+	}
+	return true
 }
 
 // activate writes an ActivateController record unless the image already names
@@ -389,7 +732,9 @@ func (s *Store) Close() error {
 		// not block on NotifyCh once it is shutting down.
 		err := s.raft.Shutdown().Error()
 		close(s.closed)
+		s.cancel()
 		<-s.watcherDone
+		s.activations.Wait()
 		if cerr := s.logs.Close(); err == nil && cerr != nil {
 			err = cerr
 		}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -919,49 +918,14 @@ func TestCanceledContext(t *testing.T) {
 	}
 }
 
-// bootstrapTwoVoters prepares dir as a member of a two-voter quorum whose
-// other voter never answers, so the node there can never be elected.
-func bootstrapTwoVoters(t *testing.T, dir string, nodeID int32) {
-	t.Helper()
-	fsys := vfs.OS()
-	if err := vfs.MkdirAll(fsys, dir); err != nil {
-		t.Fatal(err)
-	}
-	logs, err := openLogStore(fsys, dir, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logs.Close()
-	stable, err := openStableStore(fsys, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snaps, err := openSnapshotStore(fsys, dir, snapshotsRetained, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := raft.ServerID(strconv.Itoa(int(nodeID)))
-	addr, trans := raft.NewInmemTransport(raft.ServerAddress("node-" + string(id)))
-	defer trans.Close()
-	rc := raft.DefaultConfig()
-	rc.LocalID = id
-	rc.Logger = newHCLogAdapter(testLogger(t))
-	boot := raft.Configuration{Servers: []raft.Server{
-		{Suffrage: raft.Voter, ID: id, Address: addr},
-		{Suffrage: raft.Voter, ID: "99", Address: "node-99"},
-	}}
-	if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, boot); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A node that is not the leader refuses writes with ErrNotController, and
-// WaitReady honors its ctx while waiting for a leadership that never comes.
+// WaitReady honors its ctx while waiting for a leadership that never comes:
+// node 1 of a 3-voter quorum whose other voters never answer.
 func TestNotController(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "meta")
-	bootstrapTwoVoters(t, dir, 1)
-	s := openStore(t, dir, 1)
+	s := openUnreachableQuorum(t, dir, 1)
+	t.Cleanup(func() { s.Close() })
 	ctx := testCtx(t)
 
 	if _, err := s.CreateTopic(ctx, "t", 1, []int32{1}, nil); !errors.Is(err, ErrNotController) {
@@ -981,6 +945,12 @@ func TestNotController(t *testing.T) {
 	}
 	if img := s.Image(); img.ControllerID != -1 || img.ClusterID != "" {
 		t.Errorf("a node without a quorum activated itself: %+v", img)
+	}
+	if s.IsController() || s.CaughtUp() {
+		t.Error("a node without a quorum says it is the controller or caught up")
+	}
+	if id, ok := s.Leader(); ok {
+		t.Errorf("Leader = %d, want none", id)
 	}
 }
 
