@@ -398,7 +398,11 @@ func (l *Leader) maybeShrinkISR(now time.Time) {
 		if id == l.self {
 			continue
 		}
-		if f := l.follower(id); !f.caughtUp(l.leo, now, l.cfg.ReplicaLagTimeMax) {
+		f := l.follower(id)
+		if f == nil {
+			panic(fmt.Sprintf("BUG: replica: ISR member %d is not a follower of %v", id, l.replicas))
+		}
+		if !f.caughtUp(l.leo, now, l.cfg.ReplicaLagTimeMax) {
 			out = append(out, id)
 		}
 	}
@@ -526,6 +530,10 @@ func (l *Leader) SetEligible(id int32, eligible bool, now time.Time) (hwChanged 
 // it must reach), as Kafka's maybeIncrementLeaderHW does. Under
 // min.insync.replicas the HW stays (Kafka 3.7+, KAFKA-15583): acks=1 records
 // become visible only once enough replicas have them. The HW never goes back.
+//
+// It runs after every event, where Kafka runs it after appends, fetches that
+// move a LEO, AlterPartition commits and elections: the same rule at more
+// moments, so the HW gets no further than Kafka's would, only sooner.
 func (l *Leader) maybeIncrementHighWatermark(now time.Time) bool {
 	if l.UnderMinISR() {
 		return false
