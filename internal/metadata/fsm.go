@@ -153,7 +153,11 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *fsmSnapshot) Release() {}
 
-// snapshotVersion is the first byte of an encoded snapshot.
+// snapshotVersion is the first byte of an encoded snapshot. The cluster
+// fields (broker epoch, incarnation, fencing, controlled shutdown; partition
+// epoch; the applied index) were added without a new version: they are
+// omitted when zero, so a snapshot written before them decodes to exactly
+// the image it held (see the note on recordVersion for older nodes).
 const snapshotVersion byte = 1
 
 // snapshotImage is the encoded form of an Image: slices in a fixed order
@@ -302,19 +306,11 @@ func validSnapshotTopic(t *Topic) error {
 		if p.ID != int32(i) {
 			return fmt.Errorf("topic %q: partition %d at index %d", t.Name, p.ID, i)
 		}
-		if err := validReplicas(p.Replicas); err != nil {
+		if err := validPartitionState(p.Replicas, p.Leader, p.ISR); err != nil {
 			return fmt.Errorf("topic %q partition %d: %w", t.Name, i, err)
 		}
-		if p.Leader != -1 && !slices.Contains(p.Replicas, p.Leader) {
-			return fmt.Errorf("topic %q partition %d: leader %d is not a replica", t.Name, i, p.Leader)
-		}
-		if p.LeaderEpoch < 0 {
-			return fmt.Errorf("topic %q partition %d: negative leader epoch %d", t.Name, i, p.LeaderEpoch)
-		}
-		for j, r := range p.ISR {
-			if !slices.Contains(p.Replicas, r) || slices.Contains(p.ISR[:j], r) {
-				return fmt.Errorf("topic %q partition %d: ISR %v is not a set of replicas %v", t.Name, i, p.ISR, p.Replicas)
-			}
+		if p.LeaderEpoch < 0 || p.PartitionEpoch < 0 {
+			return fmt.Errorf("topic %q partition %d: negative leader epoch %d or partition epoch %d", t.Name, i, p.LeaderEpoch, p.PartitionEpoch)
 		}
 	}
 	return nil

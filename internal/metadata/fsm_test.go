@@ -233,6 +233,17 @@ func FuzzDecodeRecord(f *testing.F) {
 		{Type: recCreatePartitions, Topic: "t", Partitions: 9, Replicas: []int32{1}},
 		{Type: recAllocateProducerIDs, Count: 12},
 		{Type: recActivateController, NodeID: 1, ClusterID: "c"},
+		{Type: recRegisterBroker, Broker: &Broker{NodeID: 4, Host: "h", Port: 1, IncarnationID: "i"}},
+		{Type: recFenceBroker, NodeID: 3, Epoch: 9},
+		{Type: recUnfenceBroker, NodeID: 4, Epoch: 10},
+		{Type: recBeginControlledShutdown, NodeID: 5, Epoch: 11},
+		{Type: recUnregisterBroker, NodeID: 1},
+		{Type: recCreateTopic, Topic: "u", TopicID: &id, Partitions: 2, Assignments: [][]int32{{1, 2}, {2}}},
+		{Type: recCreatePartitions, Topic: "t3", Partitions: 4, Assignments: [][]int32{{5, 4}}},
+		{Type: recChangePartitions, Changes: []PartitionChange{
+			{Topic: "t3", Partition: 1, Leader: ptr(int32(5)), ISR: []int32{5}, ExpectLeaderEpoch: ptr(int32(0))},
+			{Topic: "t1", Partition: 0, Leader: ptr(int32(-1)), ISR: []int32{}, Replicas: []int32{2}, BumpLeaderEpoch: true},
+		}},
 	} {
 		b, _ := encodeRecord(r)
 		f.Add(b)

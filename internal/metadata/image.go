@@ -59,6 +59,28 @@ var (
 	ErrRecordTooLarge = errors.New("metadata: record too large")
 	// ErrClosed: the Store was closed.
 	ErrClosed = errors.New("metadata: store closed")
+
+	// ErrUnknownBroker: no broker with that node id is registered.
+	ErrUnknownBroker = errors.New("metadata: unknown broker")
+	// ErrStaleBrokerEpoch: the request carries an epoch other than the
+	// broker's current one, so it comes from an older incarnation (or the
+	// broker re-registered meanwhile): Kafka's STALE_BROKER_EPOCH.
+	ErrStaleBrokerEpoch = errors.New("metadata: stale broker epoch")
+	// ErrUnknownPartition: the topic exists but has no such partition, or
+	// the topic id does not match the name (it was deleted and re-created).
+	ErrUnknownPartition = errors.New("metadata: unknown partition")
+	// ErrStaleLeaderEpoch: a partition change expected another leader
+	// epoch; the sender is behind a leader change (FENCED_LEADER_EPOCH).
+	ErrStaleLeaderEpoch = errors.New("metadata: stale leader epoch")
+	// ErrStalePartitionEpoch: a partition change expected another partition
+	// epoch; the partition changed since the sender read it
+	// (INVALID_UPDATE_VERSION). Re-read the image and retry.
+	ErrStalePartitionEpoch = errors.New("metadata: stale partition epoch")
+	// ErrInvalidPartitionChange: a partition change that would leave an
+	// invalid state: a leader outside the replicas, an ISR that is not a set
+	// of replicas or lacks the leader, a partition listed twice in one
+	// change, or an epoch that would overflow.
+	ErrInvalidPartitionChange = errors.New("metadata: invalid partition change")
 )
 
 // Limits. Each is checked before anything of that size is allocated, both
@@ -70,6 +92,11 @@ const (
 	maxProducerIDBlock    = 1 << 20 // producer ids reserved by one AllocateProducerIDs call
 	maxRecordBytes        = 1 << 20 // one encoded metadata record (Raft log entry)
 	maxSnapshotBytes      = 1 << 30 // one encoded snapshot; Restore refuses bigger ones
+	maxIncarnationIDLen   = 64      // Broker.IncarnationID; a UUID takes 22-36 characters
+	// maxPartitionChanges bounds the changes in one ChangePartitions record
+	// (and the assignments of one CreateTopic/CreatePartitions) by the
+	// partitions of one topic; maxRecordBytes usually binds first.
+	maxPartitionChanges = maxPartitionsPerTopic
 )
 
 // TopicID is Kafka's topic id (a UUID). It is never all-zero for a real topic.
@@ -104,12 +131,20 @@ func (id *TopicID) UnmarshalText(b []byte) error {
 }
 
 // Partition is one partition of a topic as the metadata sees it.
+// Invariants (checked on every change and snapshot): Replicas is a valid
+// replica list, Leader is -1 or one of Replicas, ISR is a set of Replicas
+// that holds Leader unless Leader is -1, and the epochs are not negative.
 type Partition struct {
 	ID          int32
 	Leader      int32 // node id of the leader, -1 if none
-	LeaderEpoch int32 // starts at 0; bumps on each leader change
+	LeaderEpoch int32 // starts at 0; bumps on each leader change (or when asked)
 	Replicas    []int32
 	ISR         []int32
+	// PartitionEpoch is Kafka's partition epoch: it starts at 0 and bumps
+	// on every change of leader, leader epoch, ISR or replicas, so that an
+	// AlterPartition based on an older state is refused
+	// (ErrStalePartitionEpoch) instead of undoing a newer one.
+	PartitionEpoch int32 `json:",omitempty"`
 }
 
 // Topic is one topic. Partitions[i].ID == i.
@@ -121,11 +156,37 @@ type Topic struct {
 }
 
 // Broker is a registered broker and where clients reach it.
+//
+// Lifecycle (Kafka's KRaft broker registration): each process start
+// registers with a new IncarnationID and gets a new Epoch; a registration
+// with an IncarnationID starts Fenced (no leaderships, not offered to
+// clients) until the controller unfences it, typically once the broker has
+// caught up with the metadata log. Fence, unfence and controlled shutdown
+// name the epoch they apply to, so a request from an older incarnation is
+// refused (ErrStaleBrokerEpoch) instead of changing the new one.
 type Broker struct {
 	NodeID int32
 	Host   string
 	Port   int32
 	Rack   string
+	// Epoch is the raft index of the broker's latest registration record
+	// (Kafka's broker epoch), set by the FSM: it grows with every
+	// registration and is unique in the cluster's life. Brokers restored
+	// from a snapshot written before epochs existed have 0.
+	Epoch int64 `json:",omitempty"`
+	// IncarnationID is chosen at random by each broker process start, so
+	// a restarted broker's registration is told apart from a retried one.
+	// Empty for registrations that predate fencing (RegisterBroker without
+	// one): those are never fenced, as before.
+	IncarnationID string `json:",omitempty"`
+	// Fenced: the broker must not lead partitions or be in an ISR, and is
+	// not offered to clients. Set by registration (with an IncarnationID)
+	// and FenceBroker, cleared by UnfenceBroker.
+	Fenced bool `json:",omitempty"`
+	// InControlledShutdown: the broker asked to shut down and the
+	// controller is moving its leaderships away; cleared by registering
+	// again.
+	InControlledShutdown bool `json:",omitempty"`
 }
 
 // Image is an immutable snapshot of the metadata. Never mutate one after it is

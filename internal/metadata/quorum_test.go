@@ -140,13 +140,15 @@ func (c *testCluster) controller() *Store {
 	}
 }
 
-// converge waits until every running node has applied what ctl has and
+// converge waits until every running node has applied all ctl has written and
 // checks that their images are the same.
 func (c *testCluster) converge(ctl *Store) {
 	c.t.Helper()
 	want := ctl.Image()
+	// Not want.Index: refused records after the last accepted one count.
+	last := ctl.raft.LastIndex()
 	for id, s := range c.stores {
-		if err := s.WaitApplied(testCtx(c.t), want.Index); err != nil {
+		if err := s.WaitApplied(testCtx(c.t), last); err != nil {
 			c.t.Fatalf("node %d: %v", id, err)
 		}
 		got := s.Image()
@@ -177,10 +179,11 @@ func TestThreeVoters(t *testing.T) {
 	if img.ControllerID != ctl.nodeID || img.ClusterID == "" {
 		t.Fatalf("controller %d's image: controller %d cluster %q", ctl.nodeID, img.ControllerID, img.ClusterID)
 	}
-	tp := mustCreateTopic(t, ctl, "t1", 2, []int32{1, 2, 3}, map[string]string{"a": "b"})
+	tp := mustCreateTopic(t, ctl, "t0", 2, []int32{1, 2, 3}, map[string]string{"a": "b"})
+	populate(t, ctl) // one of every kind of record, applied alike by every voter
 	c.converge(ctl)
 	for id, s := range c.stores {
-		if s.Image().Topics["t1"].ID != tp.ID {
+		if s.Image().Topics["t0"].ID != tp.ID {
 			t.Errorf("node %d has another topic id", id)
 		}
 		if l, ok := s.Leader(); !ok || l != ctl.nodeID {
@@ -203,7 +206,7 @@ func TestThreeVoters(t *testing.T) {
 		}
 	}
 	for _, f := range c.followers(ctl) {
-		if _, err := f.CreateTopic(ctx, "t2", 1, []int32{1}, nil); !errors.Is(err, ErrNotController) {
+		if _, err := f.CreateTopic(ctx, "on-follower", 1, []int32{1}, nil); !errors.Is(err, ErrNotController) {
 			t.Errorf("CreateTopic on follower %d = %v, want ErrNotController", f.nodeID, err)
 		}
 		if f.IsController() {
@@ -222,7 +225,7 @@ func TestThreeVoters(t *testing.T) {
 	if got := ctl.Image().ControllerID; got != ctl.nodeID {
 		t.Errorf("new controller's image names %d", got)
 	}
-	mustCreateTopic(t, ctl, "t2", 1, []int32{2}, nil)
+	mustCreateTopic(t, ctl, "after-failover", 1, []int32{2}, nil)
 	if _, err := ctl.AllocateProducerIDs(ctx, 10); err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +235,7 @@ func TestThreeVoters(t *testing.T) {
 	c.restart(old)
 	c.converge(ctl)
 	back := c.stores[old]
-	if _, ok := back.Image().Topics["t2"]; !ok || back.Image().ControllerID != ctl.nodeID {
+	if _, ok := back.Image().Topics["after-failover"]; !ok || back.Image().ControllerID != ctl.nodeID {
 		t.Errorf("restarted node's image: %+v", back.Image())
 	}
 	if !back.CaughtUp() {

@@ -20,6 +20,18 @@ func TestRecordRoundTrip(t *testing.T) {
 		{Type: recSetBrokerConfigs},
 		{Type: recAllocateProducerIDs, Count: 12},
 		{Type: recActivateController, NodeID: 0, ClusterID: "abc"},
+		{Type: recRegisterBroker, Broker: &Broker{NodeID: 3, Host: "h", Port: 9092, IncarnationID: "i"}},
+		{Type: recFenceBroker, NodeID: 3, Epoch: 12},
+		{Type: recUnfenceBroker, NodeID: 3, Epoch: 12},
+		{Type: recBeginControlledShutdown, NodeID: 3, Epoch: 12},
+		{Type: recUnregisterBroker, NodeID: 3},
+		{Type: recCreateTopic, Topic: "t", TopicID: &id, Partitions: 2, Assignments: [][]int32{{1, 2}, {2, 3}}},
+		{Type: recCreatePartitions, Topic: "t", Partitions: 3, Assignments: [][]int32{{3}}},
+		{Type: recChangePartitions, Changes: []PartitionChange{
+			{Topic: "t", TopicID: id, Partition: 1, Leader: ptr(int32(-1)), ISR: []int32{}, Replicas: []int32{2, 3},
+				BumpLeaderEpoch: true, ExpectLeaderEpoch: ptr(int32(4)), ExpectPartitionEpoch: ptr(int32(0))},
+			{Topic: "u", Partition: 0, ISR: nil}, // nil and empty differ: unchanged vs emptied
+		}},
 	} {
 		b, err := encodeRecord(r)
 		if err != nil {
@@ -82,10 +94,12 @@ func applyAll(t testing.TB, img *Image, rs ...*record) *Image {
 	return img
 }
 
+func ptr[T any](v T) *T { return &v }
+
 func testImage(t testing.TB) *Image {
 	t.Helper()
-	id1, id2 := newUUID(), newUUID()
-	return applyAll(t, emptyImage(),
+	id1, id2, id3 := newUUID(), newUUID(), newUUID()
+	img := applyAll(t, emptyImage(),
 		&record{Type: recActivateController, NodeID: 2, ClusterID: newUUID().String()},
 		&record{Type: recRegisterBroker, Broker: &Broker{NodeID: 1, Host: "a", Port: 1}},
 		&record{Type: recRegisterBroker, Broker: &Broker{NodeID: 2, Host: "b", Port: 2, Rack: "x"}},
@@ -94,6 +108,22 @@ func testImage(t testing.TB) *Image {
 		&record{Type: recCreatePartitions, Topic: "t2", Partitions: 3, Replicas: []int32{1}},
 		&record{Type: recSetBrokerConfigs, Configs: map[string]string{"b": "2"}},
 		&record{Type: recAllocateProducerIDs, Count: 7},
+		// Brokers with incarnations, fenced, unfenced, shutting down.
+		&record{Type: recRegisterBroker, Broker: &Broker{NodeID: 3, Host: "c", Port: 3, IncarnationID: "i3"}},
+		&record{Type: recRegisterBroker, Broker: &Broker{NodeID: 4, Host: "d", Port: 4, IncarnationID: "i4"}},
+		&record{Type: recRegisterBroker, Broker: &Broker{NodeID: 5, Host: "e", Port: 5, IncarnationID: "i5"}},
+		&record{Type: recCreateTopic, Topic: "t3", TopicID: &id3, Partitions: 3, Assignments: [][]int32{{3, 4}, {4, 5}, {5, 3}}},
+	)
+	return applyAll(t, img,
+		&record{Type: recUnfenceBroker, NodeID: 4, Epoch: img.Brokers[4].Epoch},
+		&record{Type: recUnfenceBroker, NodeID: 5, Epoch: img.Brokers[5].Epoch},
+		&record{Type: recBeginControlledShutdown, NodeID: 5, Epoch: img.Brokers[5].Epoch},
+		// Partitions with leader and partition epochs above 0, one leaderless.
+		&record{Type: recChangePartitions, Changes: []PartitionChange{
+			{Topic: "t3", Partition: 0, Leader: ptr(int32(4))},
+			{Topic: "t3", Partition: 2, Leader: ptr(int32(-1)), ISR: []int32{}},
+			{Topic: "t1", Partition: 1, ISR: []int32{1}},
+		}},
 	)
 }
 
@@ -119,6 +149,21 @@ func TestApplyDoesNotMutate(t *testing.T) {
 		{Type: recSetBrokerConfigs, Configs: map[string]string{"z": "z"}},
 		{Type: recAllocateProducerIDs, Count: 100},
 		{Type: recActivateController, NodeID: 5, ClusterID: "other"},
+		{Type: recRegisterBroker, Broker: &Broker{NodeID: 4, Host: "again", IncarnationID: "new"}},
+		{Type: recFenceBroker, NodeID: 4, Epoch: img.Brokers[4].Epoch},
+		{Type: recUnfenceBroker, NodeID: 3, Epoch: img.Brokers[3].Epoch},
+		{Type: recBeginControlledShutdown, NodeID: 4, Epoch: img.Brokers[4].Epoch},
+		{Type: recUnregisterBroker, NodeID: 4},
+		{Type: recCreateTopic, Topic: "t5", TopicID: &id, Partitions: 1, Assignments: [][]int32{{1}}},
+		{Type: recCreatePartitions, Topic: "t3", Partitions: 4, Assignments: [][]int32{{4}}},
+		{Type: recChangePartitions, Changes: []PartitionChange{
+			{Topic: "t3", Partition: 0, Leader: ptr(int32(3)), Replicas: []int32{3, 4, 5}, ISR: []int32{3, 5}, BumpLeaderEpoch: true},
+			{Topic: "t3", Partition: 1, ISR: []int32{4}},
+		}},
+		{Type: recChangePartitions, Changes: []PartitionChange{ // accepted, then refused: nothing may leak
+			{Topic: "t1", Partition: 0, ISR: []int32{1}},
+			{Topic: "t1", Partition: 1, Leader: ptr(int32(9))},
+		}},
 	} {
 		apply(img, r, img.Index+1)
 		var after bytes.Buffer
@@ -158,6 +203,27 @@ func TestApplyRefusals(t *testing.T) {
 		{&record{Type: recAllocateProducerIDs}, ErrInvalidProducerIDCount},
 		{&record{Type: recAllocateProducerIDs, Count: maxProducerIDBlock + 1}, ErrInvalidProducerIDCount},
 		{&record{Type: recActivateController, NodeID: -1}, nil},
+		{&record{Type: recRegisterBroker, Broker: &Broker{NodeID: 1, IncarnationID: strings.Repeat("i", maxIncarnationIDLen+1)}}, ErrInvalidBroker},
+		{&record{Type: recFenceBroker, NodeID: 9}, ErrUnknownBroker},
+		{&record{Type: recUnfenceBroker, NodeID: 9}, ErrUnknownBroker},
+		{&record{Type: recBeginControlledShutdown, NodeID: 9}, ErrUnknownBroker},
+		{&record{Type: recUnregisterBroker, NodeID: 9}, ErrUnknownBroker},
+		{&record{Type: recFenceBroker, NodeID: 3, Epoch: img.Brokers[3].Epoch - 1}, ErrStaleBrokerEpoch},
+		{&record{Type: recUnfenceBroker, NodeID: 3, Epoch: img.Brokers[3].Epoch + 1}, ErrStaleBrokerEpoch},
+		{&record{Type: recBeginControlledShutdown, NodeID: 3, Epoch: 0}, ErrStaleBrokerEpoch},
+		{&record{Type: recUnfenceBroker, NodeID: 5, Epoch: img.Brokers[5].Epoch}, ErrInvalidBroker}, // in controlled shutdown
+		{&record{Type: recCreateTopic, Topic: "x", TopicID: &id, Partitions: 2, Assignments: [][]int32{{1}}}, ErrInvalidPartitions},
+		{&record{Type: recCreateTopic, Topic: "x", TopicID: &id, Partitions: 1, Assignments: [][]int32{{1}}, Replicas: []int32{1}}, ErrInvalidReplicas},
+		{&record{Type: recCreateTopic, Topic: "x", TopicID: &id, Partitions: 2, Assignments: [][]int32{{1}, {}}}, ErrInvalidReplicas},
+		{&record{Type: recCreateTopic, Topic: "x", TopicID: &id, Partitions: 1, Assignments: [][]int32{{2, 2}}}, ErrInvalidReplicas},
+		{&record{Type: recCreateTopic, Topic: "a/b", TopicID: &id, Partitions: 1, Assignments: [][]int32{{1}}}, ErrInvalidTopic},
+		{&record{Type: recCreateTopic, Topic: "t1", TopicID: &id, Partitions: 1, Assignments: [][]int32{{1}}}, ErrTopicExists},
+		{&record{Type: recCreatePartitions, Topic: "t1", Partitions: 4, Assignments: [][]int32{{1}}}, ErrInvalidPartitions}, // t1 has 2: total would be 3
+		{&record{Type: recCreatePartitions, Topic: "t1", Partitions: 3, Assignments: [][]int32{{1, -1}}}, ErrInvalidReplicas},
+		{&record{Type: recCreatePartitions, Topic: "t1", Partitions: 3, Assignments: [][]int32{{1}}, Replicas: []int32{1}}, ErrInvalidReplicas},
+		{&record{Type: recCreatePartitions, Topic: "x", Partitions: 1, Assignments: [][]int32{{1}}}, ErrUnknownTopic},
+		{&record{Type: recChangePartitions}, ErrInvalidPartitionChange},
+		{&record{Type: recChangePartitions, Changes: []PartitionChange{{Topic: "t1", Partition: 0, Leader: ptr(int32(9))}}}, ErrInvalidPartitionChange},
 		{&record{Type: "Bogus"}, nil},
 		{&record{}, nil},
 	} {
@@ -193,12 +259,16 @@ func TestApplyProducerIDsExhausted(t *testing.T) {
 
 // Replaying the same records from the same image gives the same image.
 func TestApplyDeterministic(t *testing.T) {
-	id := newUUID()
+	id, id2 := newUUID(), newUUID()
 	rs := []*record{
 		{Type: recActivateController, NodeID: 0, ClusterID: "c"},
 		{Type: recCreateTopic, Topic: "t", TopicID: &id, Partitions: 2, Replicas: []int32{1}},
 		{Type: recCreatePartitions, Topic: "t", Partitions: 3, Replicas: []int32{2}},
 		{Type: recAllocateProducerIDs, Count: 3},
+		{Type: recRegisterBroker, Broker: &Broker{NodeID: 1, IncarnationID: "x"}},
+		{Type: recCreateTopic, Topic: "u", TopicID: &id2, Partitions: 2, Assignments: [][]int32{{1, 2}, {2, 1}}},
+		{Type: recCreatePartitions, Topic: "u", Partitions: 3, Assignments: [][]int32{{2}}},
+		{Type: recChangePartitions, Changes: []PartitionChange{{Topic: "u", Partition: 1, Leader: ptr(int32(1))}}},
 	}
 	a := applyAll(t, emptyImage(), rs...)
 	b := applyAll(t, emptyImage(), rs...)

@@ -640,12 +640,77 @@ func (s *Store) Image() *Image { return s.fsm.image.Load() }
 //	}
 func (s *Store) Changes() <-chan struct{} { return s.fsm.changesCh() }
 
-// RegisterBroker adds b or replaces the registration of b.NodeID.
+// RegisterBroker adds b or replaces the registration of b.NodeID; see
+// RegisterBrokerEpoch, which also returns the new epoch.
 func (s *Store) RegisterBroker(ctx context.Context, b Broker) error {
+	_, err := s.RegisterBrokerEpoch(ctx, b)
+	return err
+}
+
+// RegisterBrokerEpoch adds b or replaces the registration of b.NodeID and
+// returns the broker's new epoch (the raft index of the registration, also
+// the index to WaitApplied for). b.Epoch, b.Fenced and
+// b.InControlledShutdown are ignored: a registration with an IncarnationID
+// starts fenced (UnfenceBroker lets it lead), one without is never fenced
+// (the form used before brokers had incarnations). Every registration gets
+// a new epoch, so requests made for the previous one fail with
+// ErrStaleBrokerEpoch. ErrInvalidBroker for a bad id, port or incarnation.
+func (s *Store) RegisterBrokerEpoch(ctx context.Context, b Broker) (epoch int64, err error) {
+	b.Epoch, b.Fenced, b.InControlledShutdown = 0, false, false
 	if err := validBroker(b); err != nil {
-		return err
+		return 0, err
 	}
-	_, err := s.propose(ctx, &record{Type: recRegisterBroker, Broker: &b})
+	res, err := s.propose(ctx, &record{Type: recRegisterBroker, Broker: &b})
+	if err != nil {
+		return 0, err
+	}
+	return res.epoch, nil
+}
+
+// FenceBroker fences broker nodeID at epoch: it may no longer lead or be in
+// an ISR (the controller moves those away with ChangePartitions). Fencing a
+// fenced broker is allowed. ErrUnknownBroker, or ErrStaleBrokerEpoch if
+// the broker has registered again since epoch.
+func (s *Store) FenceBroker(ctx context.Context, nodeID int32, epoch int64) error {
+	_, err := s.propose(ctx, &record{Type: recFenceBroker, NodeID: nodeID, Epoch: epoch})
+	return err
+}
+
+// UnfenceBroker unfences broker nodeID at epoch (the controller does this
+// once the broker has caught up). ErrUnknownBroker, ErrStaleBrokerEpoch, or
+// ErrInvalidBroker while it is in controlled shutdown.
+func (s *Store) UnfenceBroker(ctx context.Context, nodeID int32, epoch int64) error {
+	_, err := s.propose(ctx, &record{Type: recUnfenceBroker, NodeID: nodeID, Epoch: epoch})
+	return err
+}
+
+// BeginControlledShutdown marks broker nodeID at epoch as shutting down:
+// the controller moves its leaderships away and it stays out of new ones
+// until it registers again. ErrUnknownBroker or ErrStaleBrokerEpoch.
+func (s *Store) BeginControlledShutdown(ctx context.Context, nodeID int32, epoch int64) error {
+	_, err := s.propose(ctx, &record{Type: recBeginControlledShutdown, NodeID: nodeID, Epoch: epoch})
+	return err
+}
+
+// UnregisterBroker removes broker nodeID's registration whatever its epoch
+// (Kafka's UnregisterBroker, for a broker that is gone for good); partitions
+// that list it as a replica keep doing so. ErrUnknownBroker if there is none.
+func (s *Store) UnregisterBroker(ctx context.Context, nodeID int32) error {
+	_, err := s.propose(ctx, &record{Type: recUnregisterBroker, NodeID: nodeID})
+	return err
+}
+
+// ChangePartitions applies changes (leader elections, ISR changes,
+// reassignments) all or nothing, in one record: if any change is refused,
+// none is made. Each bumps the partition's epochs as PartitionChange says.
+// Errors: ErrUnknownTopic, ErrUnknownPartition, ErrStaleLeaderEpoch,
+// ErrStalePartitionEpoch, ErrInvalidReplicas, ErrInvalidPartitionChange, or
+// ErrRecordTooLarge if the changes do not fit one record (split them).
+func (s *Store) ChangePartitions(ctx context.Context, changes []PartitionChange) error {
+	if len(changes) == 0 || len(changes) > maxPartitionChanges {
+		return fmt.Errorf("%w: %d changes, want 1..%d", ErrInvalidPartitionChange, len(changes), maxPartitionChanges)
+	}
+	_, err := s.propose(ctx, &record{Type: recChangePartitions, Changes: changes})
 	return err
 }
 
@@ -675,6 +740,34 @@ func (s *Store) CreateTopic(ctx context.Context, name string, partitions int32, 
 	return res.topic, nil
 }
 
+// CreateTopicAssigned creates a topic like CreateTopic, with one replica
+// list per partition (len(assignments) partitions): partition i is led by
+// assignments[i][0] at leader and partition epoch 0 with every replica in
+// sync. The controller computes the placement (e.g. spreading leaders and
+// racks); replicas are not checked against registered brokers here. Errors
+// as CreateTopic.
+func (s *Store) CreateTopicAssigned(ctx context.Context, name string, assignments [][]int32, configs map[string]string) (*Topic, error) {
+	if !validTopicName(name) {
+		return nil, fmt.Errorf("%w: %q", ErrInvalidTopic, name)
+	}
+	if err := validAssignments(assignments, nil); err != nil {
+		return nil, err
+	}
+	id := newUUID()
+	res, err := s.propose(ctx, &record{
+		Type:        recCreateTopic,
+		Topic:       name,
+		TopicID:     &id,
+		Partitions:  int32(len(assignments)),
+		Assignments: assignments,
+		Configs:     configs,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.topic, nil
+}
+
 // DeleteTopic removes a topic from the metadata; brokers delete its
 // partitions' data when they see it gone. ErrUnknownTopic if there is none.
 func (s *Store) DeleteTopic(ctx context.Context, name string) error {
@@ -690,6 +783,30 @@ func (s *Store) CreatePartitions(ctx context.Context, name string, total int32, 
 		return err
 	}
 	_, err := s.propose(ctx, &record{Type: recCreatePartitions, Topic: name, Partitions: total, Replicas: replicas})
+	return err
+}
+
+// CreatePartitionsAssigned adds len(assignments) partitions to the topic,
+// one replica list each, numbered after the existing ones and set up like
+// CreateTopicAssigned's. The new total is computed from this node's image
+// and checked when the record applies: if the topic grew or shrank
+// meanwhile, it fails with ErrInvalidPartitions (re-read and retry) rather
+// than adding partitions placed for another count. ErrUnknownTopic if there
+// is no such topic; ErrInvalidPartitions or ErrInvalidReplicas for bad
+// assignments.
+func (s *Store) CreatePartitionsAssigned(ctx context.Context, name string, assignments [][]int32) error {
+	if err := validAssignments(assignments, nil); err != nil {
+		return err
+	}
+	cur := 0
+	if t := s.Image().Topics[name]; t != nil {
+		cur = len(t.Partitions)
+	}
+	total := int64(cur) + int64(len(assignments))
+	if total > maxPartitionsPerTopic {
+		return fmt.Errorf("%w: topic %q has %d partitions, %d more would exceed %d", ErrInvalidPartitions, name, cur, len(assignments), maxPartitionsPerTopic)
+	}
+	_, err := s.propose(ctx, &record{Type: recCreatePartitions, Topic: name, Partitions: int32(total), Assignments: assignments})
 	return err
 }
 

@@ -106,6 +106,9 @@ func checkImage(t testing.TB, img *Image) {
 		if b.NodeID != id {
 			t.Fatalf("broker %d stored under %d", b.NodeID, id)
 		}
+		if err := validBroker(b); err != nil {
+			t.Fatalf("broker %d: %v", id, err)
+		}
 	}
 }
 
@@ -237,24 +240,34 @@ func TestRegisterBroker(t *testing.T) {
 	s := newReadyStore(t)
 	ctx := testCtx(t)
 
+	// The epoch is the raft index of the registration, whatever the caller
+	// put in the fields the FSM decides.
 	b1 := Broker{NodeID: 1, Host: "h1", Port: 9092, Rack: "r1"}
-	b2 := Broker{NodeID: 2, Host: "h2", Port: 9093}
-	for _, b := range []Broker{b1, b2} {
-		if err := s.RegisterBroker(ctx, b); err != nil {
-			t.Fatalf("RegisterBroker(%+v): %v", b, err)
-		}
+	b2 := Broker{NodeID: 2, Host: "h2", Port: 9093, Epoch: 77, Fenced: true, InControlledShutdown: true}
+	if err := s.RegisterBroker(ctx, b1); err != nil {
+		t.Fatal(err)
 	}
+	b1.Epoch = int64(s.Image().Index)
+	epoch, err := s.RegisterBrokerEpoch(ctx, b2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if epoch != int64(s.Image().Index) || epoch <= b1.Epoch {
+		t.Errorf("epoch %d: want the registration's index %d", epoch, s.Image().Index)
+	}
+	b2.Epoch, b2.Fenced, b2.InControlledShutdown = epoch, false, false
 	img := s.Image()
 	checkImage(t, img)
 	if want := map[int32]Broker{1: b1, 2: b2}; !maps.Equal(img.Brokers, want) {
 		t.Fatalf("Brokers = %v, want %v", img.Brokers, want)
 	}
 
-	// Re-registration replaces.
+	// Re-registration replaces, with a new epoch.
 	b1b := Broker{NodeID: 1, Host: "h1b", Port: 19092}
 	if err := s.RegisterBroker(ctx, b1b); err != nil {
 		t.Fatal(err)
 	}
+	b1b.Epoch = int64(s.Image().Index)
 	if got := s.Image().Brokers[1]; got != b1b {
 		t.Errorf("after re-registration Brokers[1] = %+v, want %+v", got, b1b)
 	}
@@ -266,6 +279,7 @@ func TestRegisterBroker(t *testing.T) {
 		{NodeID: -1, Host: "h", Port: 9092},
 		{NodeID: 3, Host: "h", Port: -1},
 		{NodeID: 3, Host: "h", Port: 65536},
+		{NodeID: 3, Host: "h", Port: 1, IncarnationID: strings.Repeat("x", maxIncarnationIDLen+1)},
 	} {
 		if err := s.RegisterBroker(ctx, b); !errors.Is(err, ErrInvalidBroker) {
 			t.Errorf("RegisterBroker(%+v) = %v, want ErrInvalidBroker", b, err)
@@ -698,8 +712,41 @@ func populate(t *testing.T, s *Store) {
 	if _, err := s.AllocateProducerIDs(ctx, 1000); err != nil {
 		t.Fatal(err)
 	}
+	// The cluster records.
+	epoch, err := s.RegisterBrokerEpoch(ctx, Broker{NodeID: 3, Host: "c", Port: 9094, Rack: "r", IncarnationID: "inc-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UnfenceBroker(ctx, 3, epoch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BeginControlledShutdown(ctx, 3, epoch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RegisterBrokerEpoch(ctx, Broker{NodeID: 4, Host: "d", Port: 9095, IncarnationID: "inc-2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UnregisterBroker(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateTopicAssigned(ctx, "placed", [][]int32{{1, 3}, {3, 4}, {4, 1}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreatePartitionsAssigned(ctx, "placed", [][]int32{{3}}); err != nil {
+		t.Fatal(err)
+	}
+	newLeader := int32(4)
+	if err := s.ChangePartitions(ctx, []PartitionChange{
+		{Topic: "placed", Partition: 1, Leader: &newLeader},
+		{Topic: "t1", Partition: 0, ISR: []int32{1}},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	// A refused record is in the log too; replay must refuse it again.
 	if _, err := s.CreateTopic(ctx, "t1", 1, []int32{1}, nil); !errors.Is(err, ErrTopicExists) {
+		t.Fatal(err)
+	}
+	if err := s.FenceBroker(ctx, 3, epoch-1); !errors.Is(err, ErrStaleBrokerEpoch) {
 		t.Fatal(err)
 	}
 }
@@ -1006,4 +1053,96 @@ func TestNewUUID(t *testing.T) {
 		}
 		seen[id] = true
 	}
+}
+
+// The cluster records through the Store: results and sentinel errors reach
+// the caller.
+func TestStoreClusterRecords(t *testing.T) {
+	t.Parallel()
+	s := newReadyStore(t)
+	ctx := testCtx(t)
+
+	epoch, err := s.RegisterBrokerEpoch(ctx, Broker{NodeID: 7, Host: "h", Port: 9092, IncarnationID: newUUID().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := s.Image().Brokers[7]; b.Epoch != epoch || !b.Fenced {
+		t.Fatalf("registered %+v, epoch %d", b, epoch)
+	}
+	if err := s.WaitApplied(ctx, uint64(epoch)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UnfenceBroker(ctx, 7, epoch+1); !errors.Is(err, ErrStaleBrokerEpoch) {
+		t.Errorf("UnfenceBroker(stale) = %v", err)
+	}
+	if err := s.UnfenceBroker(ctx, 8, epoch); !errors.Is(err, ErrUnknownBroker) {
+		t.Errorf("UnfenceBroker(unknown) = %v", err)
+	}
+	if err := s.UnfenceBroker(ctx, 7, epoch); err != nil || s.Image().Brokers[7].Fenced {
+		t.Errorf("UnfenceBroker = %v, fenced %v", err, s.Image().Brokers[7].Fenced)
+	}
+	if err := s.FenceBroker(ctx, 7, epoch); err != nil || !s.Image().Brokers[7].Fenced {
+		t.Errorf("FenceBroker = %v", err)
+	}
+	if err := s.BeginControlledShutdown(ctx, 7, epoch); err != nil || !s.Image().Brokers[7].InControlledShutdown {
+		t.Errorf("BeginControlledShutdown = %v", err)
+	}
+	if err := s.UnregisterBroker(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UnregisterBroker(ctx, 7); !errors.Is(err, ErrUnknownBroker) {
+		t.Errorf("second UnregisterBroker = %v", err)
+	}
+
+	tp, err := s.CreateTopicAssigned(ctx, "placed", [][]int32{{1, 2}, {2, 1}}, map[string]string{"k": "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Image().Topics["placed"] != tp || tp.Partitions[1].Leader != 2 || tp.Configs["k"] != "v" {
+		t.Errorf("CreateTopicAssigned = %+v", tp)
+	}
+	for _, a := range [][][]int32{nil, {{}}, {{1, 1}}, {{1}, {-1}}} {
+		if _, err := s.CreateTopicAssigned(ctx, "bad", a, nil); !errors.Is(err, ErrInvalidPartitions) && !errors.Is(err, ErrInvalidReplicas) {
+			t.Errorf("CreateTopicAssigned(%v) = %v", a, err)
+		}
+	}
+	if _, err := s.CreateTopicAssigned(ctx, "a/b", [][]int32{{1}}, nil); !errors.Is(err, ErrInvalidTopic) {
+		t.Errorf("CreateTopicAssigned(bad name) = %v", err)
+	}
+	if _, err := s.CreateTopicAssigned(ctx, "placed", [][]int32{{1}}, nil); !errors.Is(err, ErrTopicExists) {
+		t.Errorf("CreateTopicAssigned(existing) = %v", err)
+	}
+	if err := s.CreatePartitionsAssigned(ctx, "placed", [][]int32{{3}, {1, 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if ps := s.Image().Topics["placed"].Partitions; len(ps) != 4 || ps[3].Leader != 1 || ps[3].ID != 3 {
+		t.Errorf("after CreatePartitionsAssigned: %+v", ps)
+	}
+	if err := s.CreatePartitionsAssigned(ctx, "nope", [][]int32{{1}}); !errors.Is(err, ErrUnknownTopic) {
+		t.Errorf("CreatePartitionsAssigned(unknown) = %v", err)
+	}
+	if err := s.CreatePartitionsAssigned(ctx, "placed", nil); !errors.Is(err, ErrInvalidPartitions) {
+		t.Errorf("CreatePartitionsAssigned(none) = %v", err)
+	}
+
+	p := s.Image().Topics["placed"].Partitions[0]
+	change := PartitionChange{Topic: "placed", TopicID: tp.ID, Partition: 0, Leader: ptr(int32(2)),
+		ExpectLeaderEpoch: ptr(p.LeaderEpoch), ExpectPartitionEpoch: ptr(p.PartitionEpoch)}
+	if err := s.ChangePartitions(ctx, []PartitionChange{change}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Image().Topics["placed"].Partitions[0]; got.Leader != 2 || got.LeaderEpoch != 1 || got.PartitionEpoch != 1 {
+		t.Errorf("after ChangePartitions: %+v", got)
+	}
+	if err := s.ChangePartitions(ctx, []PartitionChange{change}); !errors.Is(err, ErrStaleLeaderEpoch) {
+		t.Errorf("the same change again = %v, want ErrStaleLeaderEpoch", err)
+	}
+	change.ExpectLeaderEpoch = nil
+	if err := s.ChangePartitions(ctx, []PartitionChange{change}); !errors.Is(err, ErrStalePartitionEpoch) {
+		t.Errorf("the same change again = %v, want ErrStalePartitionEpoch", err)
+	}
+	if err := s.ChangePartitions(ctx, nil); !errors.Is(err, ErrInvalidPartitionChange) {
+		t.Errorf("ChangePartitions(nil) = %v", err)
+	}
+	checkImage(t, s.Image())
 }
