@@ -557,19 +557,13 @@ func (s *Store) CaughtUp() bool {
 // of a record is its Image.Index once applied, and a broker's Epoch). It
 // returns ctx's error if that takes too long and ErrClosed after Close.
 func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
-	var tick *time.Ticker
+	progress := s.fsm.progressCh()
+	if s.appliedThrough(index) {
+		return nil
+	}
+	tick := time.NewTicker(appliedPollInterval)
+	defer tick.Stop()
 	for {
-		progress := s.fsm.progressCh()
-		if s.appliedThrough(index) {
-			if tick != nil {
-				tick.Stop()
-			}
-			return nil
-		}
-		if tick == nil {
-			tick = time.NewTicker(appliedPollInterval)
-			defer tick.Stop()
-		}
 		select {
 		case <-progress:
 		case <-tick.C:
@@ -577,6 +571,10 @@ func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
 			return fmt.Errorf("metadata: waiting to apply index %d (applied %d): %w", index, s.fsm.applied.Load(), ctx.Err())
 		case <-s.closed:
 			return ErrClosed
+		}
+		progress = s.fsm.progressCh()
+		if s.appliedThrough(index) {
+			return nil
 		}
 	}
 }
