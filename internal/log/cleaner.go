@@ -85,7 +85,8 @@ import (
 )
 
 // ErrCleanAborted: the log changed under a cleaning pass (retention or
-// DeleteRecords removed a segment it was rewriting, or the log closed).
+// DeleteRecords removed a segment it was rewriting, the log closed, or a
+// truncation is waiting for the pass to end).
 // Nothing was lost; the next pass starts afresh.
 var ErrCleanAborted = errors.New("log: cleaning aborted")
 
@@ -494,6 +495,9 @@ func (c *cleaning) isAborted(h *record.Header) bool {
 func (c *cleaning) throttle(n int) error {
 	if err := c.ctx.Err(); err != nil {
 		return err
+	}
+	if c.l.truncating.Load() > 0 {
+		return fmt.Errorf("%w: the log is being truncated", ErrCleanAborted)
 	}
 	return c.opts.Throttle.Wait(c.ctx, n)
 }

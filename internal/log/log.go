@@ -126,7 +126,9 @@ type pendingClose struct {
 // come after all of these: a segment's file is opened, under mu or not,
 // when an operation needs it. Under descriptor pressure an open may fsync
 // another idle file with unsynced writes to close it (FileCache), the one
-// case of an fsync while an append or a roll holds mu.
+// case of an fsync while an append or a roll holds mu. A truncation
+// (TruncateTo, TruncateFullyAndStartAt) takes cleanMu, then the syncer's
+// turn (stopSyncs), then mu, and fsyncs under all three.
 type Log struct {
 	fs     vfs.FS
 	files  *FileCache
@@ -155,6 +157,9 @@ type Log struct {
 	firstDirty   int64
 	horizon      int64
 	horizonKnown bool
+	// truncating counts truncations waiting for cleanMu: a pass in
+	// progress gives up at its next read or write (ErrCleanAborted).
+	truncating atomic.Int32
 
 	syncMu   sync.Mutex
 	syncCond *sync.Cond
@@ -418,6 +423,21 @@ type AppendResult struct {
 // not cover it) and returns the offsets it got. The bytes are in the page
 // cache when Append returns; SyncTo makes them durable.
 func (l *Log) Append(batch []byte) (AppendResult, error) {
+	return l.append(batch, false)
+}
+
+// AppendAsFollower writes one batch at the offsets it carries, as a
+// follower copies its leader's log (Kafka's appendAsFollower): its base
+// offset must be at or past the log end offset. A gap between the two is
+// kept, as the leader's log cleaner left it; the log end offset becomes
+// the offset after the batch. The caller has checked the batch (CRC
+// included); the log checks only what its own recovery would refuse (a
+// batch larger than recovery reads, offsets going backwards).
+func (l *Log) AppendAsFollower(batch []byte) (AppendResult, error) {
+	return l.append(batch, true)
+}
+
+func (l *Log) append(batch []byte, keepOffsets bool) (AppendResult, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -433,9 +453,15 @@ func (l *Log) Append(batch []byte) (AppendResult, error) {
 	if h.Size() != len(batch) {
 		return AppendResult{}, fmt.Errorf("log: batch length %d does not match its %d bytes", h.Size(), len(batch))
 	}
-	base := l.next.Load()
-	record.SetBaseOffset(batch, base)
-	h.BaseOffset = base
+	if keepOffsets {
+		if err := l.checkFollowerBatch(&h); err != nil {
+			return AppendResult{}, err
+		}
+	} else {
+		record.SetBaseOffset(batch, l.next.Load())
+		h.BaseOffset = l.next.Load()
+	}
+	base := h.BaseOffset
 	if err := l.maybeRoll(len(batch), &h); err != nil {
 		return AppendResult{}, err
 	}
@@ -465,6 +491,27 @@ func (l *Log) Append(batch []byte) (AppendResult, error) {
 	l.next.Store(h.LastOffset() + 1)
 	l.noteWritten()
 	return AppendResult{BaseOffset: base, LastOffset: h.LastOffset(), Position: pos}, nil
+}
+
+// checkFollowerBatch refuses a batch AppendAsFollower cannot store as it
+// is. Called with mu held.
+func (l *Log) checkFollowerBatch(h *record.Header) error {
+	switch end := l.next.Load(); {
+	case h.Size() > maxBatchBytes:
+		return fmt.Errorf("log: batch of %d bytes at offset %d is above %d, the most recovery reads", h.Size(), h.BaseOffset, maxBatchBytes)
+	case h.BaseOffset < end:
+		return fmt.Errorf("%w: batch at offset %d is below the log end offset %d", ErrOffsetOutOfRange, h.BaseOffset, end)
+	case h.LastOffsetDelta < 0 || h.BaseOffset > math.MaxInt64-int64(h.LastOffsetDelta)-1:
+		return fmt.Errorf("log: batch at offset %d has last offset delta %d", h.BaseOffset, h.LastOffsetDelta)
+	}
+	seg := l.segments[len(l.segments)-1]
+	if seg.size.Load() == 0 && h.LastOffset()-seg.baseOffset > math.MaxInt32 {
+		// A roll cannot help: the empty active segment would stay
+		// behind. TruncateFullyAndStartAt the batch's offset instead.
+		return fmt.Errorf("%w: batch at offset %d is more than 2^31 offsets past the empty segment at %d",
+			ErrOffsetOutOfRange, h.BaseOffset, seg.baseOffset)
+	}
+	return nil
 }
 
 // unwritableLocked returns why the log takes no writes, or nil: its own
@@ -542,7 +589,7 @@ func (l *Log) maybeRoll(size int, h *record.Header) error {
 	if !full && !old && !wide {
 		return nil
 	}
-	return l.roll()
+	return l.rollAt(h.BaseOffset)
 }
 
 // roll makes the active segment read-only and opens a new one at the log
@@ -550,10 +597,15 @@ func (l *Log) maybeRoll(size int, h *record.Header) error {
 // left unflushed, and a sync started here (as Kafka's roll schedules a
 // flush) fsyncs it, writes its index files and fsyncs the directory,
 // outside mu, before DurableOffset passes it.
-func (l *Log) roll() error {
+func (l *Log) roll() error { return l.rollAt(l.next.Load()) }
+
+// rollAt is roll with the new segment at base when base is past the log
+// end offset: a follower's batch that starts past it (Kafka rolls at the
+// batch's offset).
+func (l *Log) rollAt(base int64) error {
 	seg := l.segments[len(l.segments)-1]
 	seg.finishTimeIndex()
-	next, err := newSegment(l.files, l.fs, l.dir, l.next.Load(), l.now())
+	next, err := newSegment(l.files, l.fs, l.dir, max(base, l.next.Load()), l.now())
 	if err != nil {
 		// Nothing was written: a lack of descriptors or of space leaves
 		// the log as it was, for a later append to try again.
@@ -579,7 +631,7 @@ func (l *Log) roll() error {
 // waits for a sync: its indexes leave the heap once their files are
 // written.
 func (l *Log) syncAfterRoll(off int64) {
-	if err := l.SyncTo(off); err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrStorage) {
+	if err := l.SyncTo(off); err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrStorage) && !errors.Is(err, ErrOffsetOutOfRange) {
 		l.logger.Warn("sync after roll", "dir", l.dir, "err", err)
 	}
 }
@@ -625,8 +677,8 @@ func (l *Log) SyncTo(off int64) error {
 	}
 	l.advanceDurable(end)
 	if end < off {
-		// Cannot happen: callers sync what they appended.
-		return fmt.Errorf("log: sync to %d past the log end %d", off, end)
+		// Callers sync what they appended: a truncation removed it.
+		return fmt.Errorf("%w: sync to %d past the log end %d (the log was truncated)", ErrOffsetOutOfRange, off, end)
 	}
 	return nil
 }
@@ -728,8 +780,10 @@ func (l *Log) EndOffset() int64 { return l.next.Load() }
 // DurableOffset is the offset below which everything survives a power
 // cut: the segments' data, their files' directory entries, and the index
 // files of every segment before the one holding it (what recovery trusts
-// below the recovery point). It never decreases. It is the recovery point
-// the broker checkpoints; it advances when a SyncTo (or Close) returns.
+// below the recovery point). It is the recovery point the broker
+// checkpoints; it advances when a SyncTo (or Close) returns, and decreases
+// only with a truncation (TruncateTo, TruncateFullyAndStartAt), to the new
+// log end offset.
 func (l *Log) DurableOffset() int64 { return l.durable.Load() }
 
 // StartOffset is the log start offset.

@@ -363,7 +363,9 @@ func TestRetention(t *testing.T) {
 }
 
 // FuzzRecovery writes valid batches, then arbitrary bytes, and checks that
-// recovery never fails or panics and keeps exactly the valid prefix.
+// recovery never fails or panics and keeps exactly the valid prefix. The
+// high bits of n, when below its low three, truncate the log to that many
+// batches first and append the rest again (a follower's TruncateTo).
 func FuzzRecovery(f *testing.F) {
 	f.Add([]byte{}, uint8(3))
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 61}, uint8(1))
@@ -371,12 +373,24 @@ func FuzzRecovery(f *testing.F) {
 	good := batch(f, "seed", 2, 0)
 	f.Add(good[:40], uint8(0))
 	f.Add(good, uint8(5))
+	f.Add(good[:50], uint8(2<<3|5))
 	f.Fuzz(func(t *testing.T, tail []byte, n uint8) {
 		fs := vfs.NewMem()
 		l := open(t, fs, Config{}, 0)
-		for i := 0; i < int(n%8); i++ {
+		count, cut := int(n%8), int(n>>3)
+		for i := 0; i < count; i++ {
 			if _, err := l.Append(batch(t, fmt.Sprint(i), 2, 0)); err != nil {
 				t.Fatal(err)
+			}
+		}
+		if cut > 0 && cut < count {
+			if err := l.TruncateTo(int64(2 * cut)); err != nil {
+				t.Fatal(err)
+			}
+			for i := cut; i < count; i++ {
+				if _, err := l.Append(batch(t, fmt.Sprint(i), 2, 0)); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 		want := l.EndOffset()
