@@ -56,8 +56,8 @@ const (
 	DelayLinks
 )
 
-// Kinds lists every kind of fault.
-var Kinds = []Kind{KillRestart, PauseResume, Isolate, OneWay, DelayLinks}
+// AllKinds lists every kind of fault.
+func AllKinds() []Kind { return []Kind{KillRestart, PauseResume, Isolate, OneWay, DelayLinks} }
 
 func (k Kind) String() string {
 	switch k {
@@ -137,7 +137,7 @@ type Config struct {
 	// MaxDelay bounds the delay of DelayLinks (picked from MaxDelay/10 to
 	// MaxDelay).
 	MaxDelay time.Duration
-	// Kinds are the faults to pick from; nil means all of Kinds.
+	// Kinds are the faults to pick from; nil means AllKinds.
 	Kinds []Kind
 	// Target, if set, names a node to aim at (its index; -1 for none):
 	// the active controller, or the leader of a partition. Half of the
@@ -158,7 +158,7 @@ type Nemesis struct {
 // New checks cfg and returns a Nemesis.
 func New(cfg Config) (*Nemesis, error) {
 	if cfg.Kinds == nil {
-		cfg.Kinds = Kinds
+		cfg.Kinds = AllKinds()
 	}
 	if err := cfg.check(); err != nil {
 		return nil, err

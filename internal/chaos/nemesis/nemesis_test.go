@@ -256,7 +256,7 @@ func TestRun(t *testing.T) {
 	t.Logf("faults by kind: %v; %d of %d on the target", kinds, onTarget, rounds)
 	// The seed is fixed: these hold for it, and show that the faults were
 	// really injected.
-	if len(kinds) != len(Kinds) {
+	if len(kinds) != len(AllKinds()) {
 		t.Errorf("seed %d picked %v; want every kind (change the seed if the picking changed)", cfg.Seed, kinds)
 	}
 	if onTarget < rounds/2 {
