@@ -1290,6 +1290,20 @@ func (l *Log) closeFiles() {
 // (a transaction marker) its type. It is how producer state is rebuilt from
 // the log tail.
 func (l *Log) WalkHeaders(from int64, fn func(h record.Header, control record.ControlType) error) error {
+	return l.WalkHeadersAndControl(from, func(h record.Header, c Control) error { return fn(h, c.Type) })
+}
+
+// Control is the first record of a control batch: its type (from the key)
+// and its value (a transaction marker's version and coordinator epoch).
+type Control struct {
+	Type  record.ControlType
+	Value []byte
+}
+
+// WalkHeadersAndControl is WalkHeaders with a control batch's value too,
+// for those (the partition's producer state) that need a marker's
+// coordinator epoch. Value is nil for other batches.
+func (l *Log) WalkHeadersAndControl(from int64, fn func(h record.Header, control Control) error) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
@@ -1310,9 +1324,9 @@ func (l *Log) WalkHeaders(from int64, fn func(h record.Header, control record.Co
 			if err != nil {
 				return err
 			}
-			var ctl record.ControlType
+			var ctl Control
 			if h.IsControl() {
-				if ctl, err = seg.controlTypeAt(h, pos); err != nil {
+				if ctl, err = seg.controlAt(h, pos); err != nil {
 					return err
 				}
 			}

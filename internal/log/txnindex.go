@@ -249,21 +249,22 @@ func (l *Log) cutTxnIndexLocked(end int64) error {
 	return nil
 }
 
-// controlTypeAt reads the type of the control batch h at pos (its first
-// record's key).
-func (s *segment) controlTypeAt(h record.Header, pos int64) (record.ControlType, error) {
+// controlAt reads the control batch h at pos: its first record's type
+// (from the key) and value.
+func (s *segment) controlAt(h record.Header, pos int64) (Control, error) {
 	if h.Size() > maxControlBatchBytes {
-		return 0, fmt.Errorf("log: control batch at %d of segment %d is %d bytes, above %d", h.BaseOffset, s.baseOffset, h.Size(), maxControlBatchBytes)
+		return Control{}, fmt.Errorf("log: control batch at %d of segment %d is %d bytes, above %d", h.BaseOffset, s.baseOffset, h.Size(), maxControlBatchBytes)
 	}
 	b := make([]byte, h.Size())
 	if _, err := s.h.readAt(b, pos); err != nil {
-		return 0, fmt.Errorf("log: read control batch at %d of segment %d: %w", h.BaseOffset, s.baseOffset, err)
+		return Control{}, fmt.Errorf("log: read control batch at %d of segment %d: %w", h.BaseOffset, s.baseOffset, err)
 	}
 	recs, err := record.Records(b, h, maxControlBatchBytes)
 	if err != nil || len(recs) == 0 {
-		return 0, fmt.Errorf("log: control batch at %d of segment %d: %d records, %v", h.BaseOffset, s.baseOffset, len(recs), err)
+		return Control{}, fmt.Errorf("log: control batch at %d of segment %d: %d records, %v", h.BaseOffset, s.baseOffset, len(recs), err)
 	}
-	return record.ParseControlKey(recs[0].Key)
+	typ, err := record.ParseControlKey(recs[0].Key)
+	return Control{Type: typ, Value: recs[0].Value}, err
 }
 
 // maxControlBatchBytes bounds a control batch read back (a marker is ~80 bytes).

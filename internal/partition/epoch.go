@@ -29,18 +29,54 @@ func (c *epochCache) latest() (epochEntry, bool) {
 	return c.entries[len(c.entries)-1], true
 }
 
-// assign records that epoch starts at offset; it returns whether it changed.
+// assign records that epoch starts at offset, as Kafka's
+// LeaderEpochFileCache.assign: nothing changes when epoch is the latest and
+// starts at or below offset; otherwise the entries that conflict with it
+// (an epoch at or above it, or one starting at or after offset: written by
+// a leader whose records were truncated, or that wrote none) are dropped
+// and it is added. It returns whether the cache changed.
 func (c *epochCache) assign(epoch int32, offset int64) bool {
-	if last, ok := c.latest(); ok && last.Epoch >= epoch {
+	if last, ok := c.latest(); ok && last.Epoch == epoch && last.StartOffset <= offset {
 		return false
 	}
-	c.entries = append(c.entries, epochEntry{epoch, offset})
+	n := len(c.entries)
+	for n > 0 && (c.entries[n-1].Epoch >= epoch || c.entries[n-1].StartOffset >= offset) {
+		n--
+	}
+	c.entries = append(c.entries[:n], epochEntry{epoch, offset})
 	return true
 }
 
-// endOffsetFor answers OffsetForLeaderEpoch as Kafka's LeaderEpochFileCache:
-// the largest epoch at or below the requested one and the offset where the
-// next epoch starts (the log end for the latest epoch), or -1, -1.
+// truncateFromEnd drops the entries starting at or after end (Kafka's
+// truncateFromEnd: the log was cut there); it returns whether any went.
+func (c *epochCache) truncateFromEnd(end int64) bool {
+	n := len(c.entries)
+	for n > 0 && c.entries[n-1].StartOffset >= end {
+		n--
+	}
+	changed := n < len(c.entries)
+	c.entries = c.entries[:n]
+	return changed
+}
+
+// startOffsetOf is the offset where epoch started, -1 when the cache does
+// not know the epoch (Kafka's epochEntry).
+func (c *epochCache) startOffsetOf(epoch int32) int64 {
+	for _, e := range c.entries {
+		if e.Epoch == epoch {
+			return e.StartOffset
+		}
+	}
+	return -1
+}
+
+// endOffsetFor answers OffsetForLeaderEpoch as Kafka's
+// LeaderEpochFileCache.endOffsetFor: for the latest epoch, it and the log
+// end offset; for an earlier one, the largest epoch at or below it and the
+// offset where the next epoch starts; for one below every epoch known, the
+// requested epoch and the first epoch's start offset (the records before it
+// are gone from the log: the follower truncates to there); -1, -1 for an
+// undefined epoch (below 0), one above the latest, or an empty cache.
 func (c *epochCache) endOffsetFor(epoch int32, logEnd int64) (int32, int64) {
 	last, ok := c.latest()
 	if !ok || epoch < 0 {
@@ -91,9 +127,13 @@ func unmarshalEpochCache(b []byte) (epochCache, error) {
 		}
 		e, err1 := strconv.ParseInt(f[0], 10, 32)
 		o, err2 := strconv.ParseInt(f[1], 10, 64)
-		if err1 != nil || err2 != nil || !c.assign(int32(e), o) {
+		// Epochs increase; start offsets do not decrease (two epochs at
+		// one offset were written before assign dropped the first).
+		last, ok := c.latest()
+		if err1 != nil || err2 != nil || ok && (last.Epoch >= int32(e) || last.StartOffset > o) {
 			return epochCache{}, fmt.Errorf("partition: %s: bad line %q", epochCheckpointFile, line)
 		}
+		c.entries = append(c.entries, epochEntry{int32(e), o})
 	}
 	return c, nil
 }

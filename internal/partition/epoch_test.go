@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,5 +102,102 @@ func TestEpochCheckpointDamagedMovedAside(t *testing.T) {
 	defer p.Close()
 	if e, off := p.EndOffsetForEpoch(1); e != 0 || off != 5 {
 		t.Errorf("after a power cut, epoch 1: %d %d, want 0 5", e, off)
+	}
+}
+
+// TestEpochCacheAsKafka: assign, truncateFromEnd and endOffsetFor follow
+// Kafka's LeaderEpochFileCache (the cases of its LeaderEpochFileCacheTest).
+func TestEpochCacheAsKafka(t *testing.T) {
+	var c epochCache
+	for _, e := range []epochEntry{{5, 11}, {6, 12}, {7, 13}} {
+		if !c.assign(e.Epoch, e.StartOffset) {
+			t.Fatalf("assign %v changed nothing", e)
+		}
+	}
+	// The latest epoch again at a later offset: nothing changes.
+	if c.assign(7, 20) {
+		t.Fatal("assign of the latest epoch at a later offset changed the cache")
+	}
+	for _, q := range []struct {
+		epoch, wantEpoch int32
+		wantEnd          int64
+	}{
+		{4, 4, 11},  // below every epoch: the requested one and the first start
+		{5, 5, 12},  // the next epoch's start
+		{6, 6, 13},  //
+		{7, 7, 100}, // the latest: the log end
+		{8, -1, -1}, // above the latest
+		{-1, -1, -1},
+	} {
+		if e, off := c.endOffsetFor(q.epoch, 100); e != q.wantEpoch || off != q.wantEnd {
+			t.Errorf("endOffsetFor(%d): %d %d, want %d %d", q.epoch, e, off, q.wantEpoch, q.wantEnd)
+		}
+	}
+	// Epoch 7 starting earlier (shouldTruncateIfMatchingEpochButEarlierStartingOffset):
+	// epoch 6 wrote nothing.
+	if !c.assign(7, 12) {
+		t.Fatal("assign of the latest epoch at an earlier offset changed nothing")
+	}
+	if want := []epochEntry{{5, 11}, {7, 12}}; !reflect.DeepEqual(c.entries, want) {
+		t.Fatalf("entries %v, want %v", c.entries, want)
+	}
+	if e, off := c.endOffsetFor(6, 0); e != 5 || off != 12 {
+		t.Fatalf("endOffsetFor(6): %d %d, want 5 12", e, off)
+	}
+	// A new epoch at an offset an older one starts at: the older wrote
+	// nothing and goes.
+	c = epochCache{}
+	c.assign(2, 10)
+	c.assign(3, 10)
+	if want := []epochEntry{{3, 10}}; !reflect.DeepEqual(c.entries, want) {
+		t.Fatalf("entries %v, want %v", c.entries, want)
+	}
+	// A lower epoch than the latest (a follower appending what a new
+	// leader has): the conflicting entries go.
+	c = epochCache{entries: []epochEntry{{1, 0}, {2, 5}, {4, 9}}}
+	c.assign(3, 7)
+	if want := []epochEntry{{1, 0}, {2, 5}, {3, 7}}; !reflect.DeepEqual(c.entries, want) {
+		t.Fatalf("entries %v, want %v", c.entries, want)
+	}
+	if c.startOffsetOf(2) != 5 || c.startOffsetOf(4) != -1 {
+		t.Fatalf("start offsets %d %d", c.startOffsetOf(2), c.startOffsetOf(4))
+	}
+	if !c.truncateFromEnd(7) || c.truncateFromEnd(7) {
+		t.Fatal("truncateFromEnd(7) did not drop exactly once")
+	}
+	if want := []epochEntry{{1, 0}, {2, 5}}; !reflect.DeepEqual(c.entries, want) {
+		t.Fatalf("after truncateFromEnd(7): %v, want %v", c.entries, want)
+	}
+	// Checkpoints written before assign dropped same-offset entries
+	// still load.
+	if _, err := unmarshalEpochCache([]byte("0\n2\n2 10\n3 10\n")); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"0\n2\n3 10\n2 11\n", "0\n2\n2 10\n3 9\n"} {
+		if _, err := unmarshalEpochCache([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestEpochStartOffset: the leader's own epoch's start offset, for the
+// rule that a follower joins the ISR only once it reached it.
+func TestEpochStartOffset(t *testing.T) {
+	p := openP(t, vfs.NewMem(), false)
+	defer p.Close()
+	if _, err := p.Append(idemBatch(t, -1, -1, -1, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.BecomeLeader(2); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.EpochStartOffset(2); got != 4 {
+		t.Fatalf("epoch 2 starts at %d, want 4", got)
+	}
+	if got := p.EpochStartOffset(0); got != 0 {
+		t.Fatalf("epoch 0 starts at %d, want 0", got)
+	}
+	if got := p.EpochStartOffset(1); got != -1 {
+		t.Fatalf("epoch 1 (never led) starts at %d, want -1", got)
 	}
 }

@@ -1,6 +1,9 @@
 package partition
 
 import (
+	"errors"
+	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
@@ -23,15 +26,25 @@ import (
 // the high watermark is what it checks.
 // With a durable high watermark a third goroutine flushes all along, so
 // the fsyncs race the appends too.
+//
+// Under an external high watermark (a cluster's), the replication layer
+// moves it as far as it may at every chance: from the partition's
+// callback, and from another goroutine all along.
 func TestLastStableOffsetNeverPassesAnOpenTransaction(t *testing.T) {
-	for _, durable := range []bool{false, true} {
-		t.Run(map[bool]string{false: "hw-follows-appends", true: "hw-durable"}[durable], func(t *testing.T) {
-			testLSONeverPassesOpenTxn(t, durable)
-		})
+	for _, external := range []bool{false, true} {
+		for _, durable := range []bool{false, true} {
+			name := map[bool]string{false: "hw-follows-appends", true: "hw-durable"}[durable]
+			if external {
+				name += "-external"
+			}
+			t.Run(name, func(t *testing.T) {
+				testLSONeverPassesOpenTxn(t, durable, external)
+			})
+		}
 	}
 }
 
-func testLSONeverPassesOpenTxn(t *testing.T, durable bool) {
+func testLSONeverPassesOpenTxn(t *testing.T, durable, external bool) {
 	cfg := DefaultConfig()
 	cfg.DurableHighWatermark = durable
 	p, err := Open(Options{FS: vfs.NewMem(), Dir: "t-0", Config: cfg})
@@ -39,6 +52,10 @@ func testLSONeverPassesOpenTxn(t *testing.T, durable bool) {
 		t.Fatal(err)
 	}
 	defer p.Close()
+	if external {
+		p.SetExternalHighWatermark(true)
+		p.SetOnLocalEnd(func() { p.AdvanceHighWatermark(math.MaxInt64) })
+	}
 	const (
 		pid  = 42
 		txns = 500
@@ -73,6 +90,16 @@ func testLSONeverPassesOpenTxn(t *testing.T, durable bool) {
 					t.Error(err)
 					return
 				}
+				runtime.Gosched()
+			}
+		}()
+	}
+	if external {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				p.AdvanceHighWatermark(math.MaxInt64)
 				runtime.Gosched()
 			}
 		}()
@@ -265,5 +292,171 @@ func TestFetchStateWithoutAppendLock(t *testing.T) {
 	release()
 	if err := <-appended; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExternalHighWatermark: handed to the replication layer, the high
+// watermark no longer follows appends or fsyncs; AdvanceHighWatermark moves
+// it, never past LocalEnd (the published end, and under
+// DurableHighWatermark the fsynced one) and never down, waking the
+// watchers; the callback is told when LocalEnd may have moved (after an
+// append, or after an fsync when durable). Taken back, it catches up.
+func TestExternalHighWatermark(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.DurableHighWatermark = durable
+			p, err := Open(Options{FS: vfs.NewMem(), Dir: "t-0", Config: cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if _, err := p.Append(idemBatch(t, 1, 0, 0, 2)); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if hw := p.HighWatermark(); hw != 2 {
+				t.Fatalf("high watermark %d before the switch, want 2", hw)
+			}
+			p.SetExternalHighWatermark(true)
+			var told atomic.Int64
+			p.SetOnLocalEnd(func() { told.Add(1) })
+			wake := make(chan struct{}, 1)
+			p.Watch(wake)
+			res, err := p.Append(idemBatch(t, 1, 0, 2, 3))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hw := p.HighWatermark(); hw != 2 {
+				t.Fatalf("high watermark %d after an append, want it left at 2", hw)
+			}
+			wantLocal := int64(5)
+			if durable {
+				wantLocal = 2 // not fsynced yet
+				if n := told.Load(); n != 0 {
+					t.Fatalf("told %d times before an fsync, want 0", n)
+				}
+				if err := p.WaitDurable(res.LastOffset); err != nil {
+					t.Fatal(err)
+				}
+				if hw := p.HighWatermark(); hw != 2 {
+					t.Fatalf("high watermark %d after an fsync, want it left at 2", hw)
+				}
+			}
+			if n := told.Load(); n == 0 {
+				t.Fatal("the callback was not told that the local end moved")
+			}
+			if durable {
+				wantLocal = 5
+			}
+			if got := p.LocalEnd(); got != wantLocal {
+				t.Fatalf("local end %d, want %d", got, wantLocal)
+			}
+			select {
+			case <-wake:
+				t.Fatal("watcher woken although the high watermark did not move")
+			default:
+			}
+			if !p.AdvanceHighWatermark(4) || p.HighWatermark() != 4 {
+				t.Fatalf("AdvanceHighWatermark(4): high watermark %d", p.HighWatermark())
+			}
+			select {
+			case <-wake:
+			default:
+				t.Fatal("watcher not woken when the high watermark moved")
+			}
+			if p.AdvanceHighWatermark(3) || p.HighWatermark() != 4 {
+				t.Fatalf("AdvanceHighWatermark(3) moved the high watermark down to %d", p.HighWatermark())
+			}
+			if !p.AdvanceHighWatermark(100) || p.HighWatermark() != 5 {
+				t.Fatalf("AdvanceHighWatermark(100): high watermark %d, want the local end 5", p.HighWatermark())
+			}
+			// Past what is fsynced: the local end holds it back.
+			if _, err := p.Append(idemBatch(t, 1, 0, 5, 1)); err != nil {
+				t.Fatal(err)
+			}
+			p.AdvanceHighWatermark(100)
+			want := map[bool]int64{false: 6, true: 5}[durable]
+			if hw := p.HighWatermark(); hw != want {
+				t.Fatalf("high watermark %d after an unflushed append, want %d", hw, want)
+			}
+			if p.LastStableOffset() != want {
+				t.Fatalf("last stable offset %d, want %d", p.LastStableOffset(), want)
+			}
+			// Back to a single node: it catches up with the local end.
+			p.SetExternalHighWatermark(false)
+			if err := p.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if hw := p.HighWatermark(); hw != 6 {
+				t.Fatalf("high watermark %d once taken back, want 6", hw)
+			}
+			if _, err := p.Append(idemBatch(t, 1, 0, 6, 1)); err != nil {
+				t.Fatal(err)
+			}
+			if !durable && p.HighWatermark() != 7 {
+				t.Fatalf("high watermark %d after an append once taken back, want 7", p.HighWatermark())
+			}
+		})
+	}
+}
+
+// TestFollowerRefusesClientWrites: a follower answers client appends,
+// coordinator appends and markers with ErrNotLeader, and becomes leader
+// again; a leader refuses replicated batches with ErrNotFollower.
+func TestFollowerRefusesClientWrites(t *testing.T) {
+	p, err := Open(Options{FS: vfs.NewMem(), Dir: "t-0", Config: DefaultConfig(), Follower: true, LeaderEpoch: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.IsLeader() || p.LeaderEpoch() != 4 {
+		t.Fatalf("opened as a follower: leader %v, epoch %d", p.IsLeader(), p.LeaderEpoch())
+	}
+	if e, off := p.EndOffsetForEpoch(4); e != -1 || off != -1 {
+		t.Fatalf("a follower assigned its own epoch: %d %d", e, off)
+	}
+	if _, err := p.Append(idemBatch(t, 1, 0, 0, 1)); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("Append on a follower: %v", err)
+	}
+	if _, err := p.AppendFromCoordinator(txnBatch(t, 1, 0, -1, 1, 0)); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("AppendFromCoordinator on a follower: %v", err)
+	}
+	if _, err := p.WriteMarker(1, 0, true, 0); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("WriteMarker on a follower: %v", err)
+	}
+	if p.Log().EndOffset() != 0 {
+		t.Fatalf("a follower's log took %d records", p.Log().EndOffset())
+	}
+	if err := p.BecomeLeader(5); err != nil {
+		t.Fatal(err)
+	}
+	if !p.IsLeader() {
+		t.Fatal("not leader after BecomeLeader")
+	}
+	res, err := p.Append(idemBatch(t, 1, 0, 0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.AppendReplicated(nil); !errors.Is(err, ErrNotFollower) {
+		t.Fatalf("AppendReplicated on the leader: %v", err)
+	}
+	if err := p.BecomeFollower(6); err != nil {
+		t.Fatal(err)
+	}
+	// An acks=all wait on a replica that stopped leading.
+	if err := p.WaitDurable(res.LastOffset); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("WaitDurable after BecomeFollower: %v", err)
+	}
+	if _, err := p.Append(idemBatch(t, 1, 0, 1, 1)); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("Append after BecomeFollower: %v", err)
+	}
+	if e, off := p.EndOffsetForEpoch(5); e != 5 || off != 1 {
+		t.Fatalf("epoch 5 on a follower: %d %d, want 5 and the log end 1", e, off)
+	}
+	if e, off := p.EndOffsetForEpoch(6); e != -1 || off != -1 {
+		t.Fatalf("epoch 6, which the follower's log does not have: %d %d, want -1 -1", e, off)
 	}
 }

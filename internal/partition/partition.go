@@ -39,6 +39,19 @@ var (
 	// ErrCoordinatorFenced: a transaction marker from a coordinator epoch
 	// older than the producer's last marker (TRANSACTION_COORDINATOR_FENCED).
 	ErrCoordinatorFenced = errors.New("partition: transaction marker from an old coordinator epoch")
+	// ErrNotLeader: a client append (Append, AppendFromCoordinator,
+	// WriteMarker) to a follower, or an acks=all wait (WaitDurable) on a
+	// replica that stopped leading (NOT_LEADER_OR_FOLLOWER).
+	ErrNotLeader = errors.New("partition: not the leader")
+	// ErrNotFollower: AppendReplicated on the leader (a fetch response
+	// from a previous leader that arrived after this replica became
+	// leader): nothing is appended.
+	ErrNotFollower = errors.New("partition: not a follower")
+	// ErrOffsetMismatch: AppendReplicated was given batches whose first
+	// starts below the log end offset (Kafka's
+	// UnexpectedAppendOffsetException): the fetcher fetches again from the
+	// log end, or truncates (a leader whose log start is inside a batch).
+	ErrOffsetMismatch = errors.New("partition: replicated batches start below the log end offset")
 )
 
 // Config is what the partition enforces on produce, from the topic configs.
@@ -108,6 +121,11 @@ type Options struct {
 	// by the broker's partitions (log.Options.LogDir); nil is one of the
 	// partition's own.
 	LogDir *log.LogDir
+	// Follower opens the replica as a follower in LeaderEpoch
+	// (BecomeFollower) rather than as its leader (BecomeLeader): a
+	// follower adds no leader epoch entry of its own, which would hide
+	// from OffsetForLeaderEpoch a suffix it must truncate.
+	Follower bool
 }
 
 // Partition is one partition replica. Safe for concurrent use.
@@ -124,6 +142,9 @@ type Partition struct {
 	epochs    epochCache
 	// leaderEpoch is written under mu and read without it (fetches).
 	leaderEpoch atomic.Int32
+	// leader: the replica takes client appends (BecomeLeader); a follower
+	// (BecomeFollower) takes AppendReplicated only. Written under mu.
+	leader atomic.Bool
 	// checkpointMu serializes producer snapshots, whose fsyncs run
 	// outside mu so that appends do not wait for them. snapshotAt is the
 	// offset of the last durable snapshot (-1: none); read by the cleaner.
@@ -135,12 +156,21 @@ type Partition struct {
 	// offset, then stores published (the log end offset whose batches are
 	// fully noted), and only then may hw move up to it; LastStableOffset
 	// loads hw before firstUnstable. So a reader that sees a batch below
-	// the high watermark also sees the transaction it opened.
+	// the high watermark also sees the transaction it opened. published
+	// is written under mu; hw under hwMu (a leaf lock: nothing is taken
+	// while it is held), so that a move computed from an end that a
+	// truncation took back cannot land after the truncation.
 	published   atomic.Int64
+	hwMu        sync.Mutex
 	hw          atomic.Int64
 	durableHW   atomic.Bool // cfg.DurableHighWatermark, read without mu
 	onUnflushed func(*Partition)
 	unflushed   atomic.Bool // onUnflushed was called and Flush has not run since
+	// external: the replication layer moves hw (AdvanceHighWatermark);
+	// the partition only tells it, through onLocalEnd, that LocalEnd may
+	// have moved.
+	external   atomic.Bool
+	onLocalEnd atomic.Pointer[func()]
 	// ongoing holds the first offset of each open transaction by producer
 	// id; firstUnstable is the smallest (MaxInt64 when none), read without
 	// the lock by fetches for the last stable offset.
@@ -190,7 +220,11 @@ func Open(opts Options) (*Partition, error) {
 		l.Close()
 		return nil, err
 	}
-	if err := p.BecomeLeader(opts.LeaderEpoch); err != nil {
+	become := p.BecomeLeader
+	if opts.Follower {
+		become = p.BecomeFollower
+	}
+	if err := become(opts.LeaderEpoch); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -302,15 +336,19 @@ func (p *Partition) loadProducers() error {
 		}
 	}
 	var aborted []log.AbortedTxn
-	err = p.log.WalkHeaders(from, func(h record.Header, ctl record.ControlType) error {
+	err = p.log.WalkHeadersAndControl(from, func(h record.Header, ctl log.Control) error {
 		if h.BaseOffset < from || !h.HasProducer() {
 			return nil
 		}
 		if h.IsControl() {
-			if ctl != record.ControlAbort && ctl != record.ControlCommit {
+			if ctl.Type != record.ControlAbort && ctl.Type != record.ControlCommit {
 				return nil
 			}
-			if a, ok := p.endTxnLocked(h.ProducerID, h.ProducerEpoch, -1, h.MaxTimestamp, ctl == record.ControlCommit, h.BaseOffset); ok {
+			coordinatorEpoch, ok := markerCoordinatorEpoch(ctl.Value)
+			if !ok {
+				coordinatorEpoch = -1
+			}
+			if a, ok := p.endTxnLocked(h.ProducerID, h.ProducerEpoch, coordinatorEpoch, h.MaxTimestamp, ctl.Type == record.ControlCommit, h.BaseOffset); ok {
 				aborted = append(aborted, a)
 			}
 			return nil
@@ -342,17 +380,45 @@ func parseSnapshotName(name string) (int64, bool) {
 	return off, err == nil && off >= 0
 }
 
-// BecomeLeader records a leader epoch (from the metadata) so that batches
-// carry it and OffsetForLeaderEpoch can answer.
+// BecomeLeader makes the replica the leader in a leader epoch (from the
+// metadata): client appends are taken again, batches carry the epoch, and
+// an epoch newer than any known starts at the log end offset in the leader
+// epoch cache (persisted before it returns), as Kafka's makeLeader does. An
+// epoch at or below the latest known adds nothing.
 func (p *Partition) BecomeLeader(epoch int32) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.leaderEpoch.Store(epoch)
-	if !p.epochs.assign(epoch, p.log.EndOffset()) {
+	p.leader.Store(true)
+	if last, ok := p.epochs.latest(); ok && last.Epoch >= epoch {
 		return nil
 	}
+	p.epochs.assign(epoch, p.log.EndOffset())
+	return p.writeEpochsLocked()
+}
+
+// BecomeFollower makes the replica a follower in a leader epoch (from the
+// metadata): the epoch is recorded for the checks of fetches, but no entry
+// goes into the leader epoch cache (the leader's batches bring theirs, see
+// AppendReplicated). From now on Append, AppendFromCoordinator and
+// WriteMarker fail with ErrNotLeader. The high watermark's mode is left as
+// it is (see SetExternalHighWatermark).
+func (p *Partition) BecomeFollower(epoch int32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.leaderEpoch.Store(epoch)
+	p.leader.Store(false)
+	return nil
+}
+
+// IsLeader says whether the replica takes client appends (BecomeLeader,
+// the default) or is a follower (BecomeFollower).
+func (p *Partition) IsLeader() bool { return p.leader.Load() }
+
+// writeEpochsLocked persists the leader epoch cache. Called with mu held.
+func (p *Partition) writeEpochsLocked() error {
 	if err := vfs.WriteFileAtomic(p.fs, p.dir, filepath.Join(p.dir, epochCheckpointFile), p.epochs.marshal()); err != nil {
-		return fmt.Errorf("partition: write %s: %w", epochCheckpointFile, err)
+		return fmt.Errorf("%w: write %s: %w", ErrStorage, epochCheckpointFile, err)
 	}
 	return nil
 }
@@ -366,7 +432,7 @@ func (p *Partition) SetConfig(c Config) {
 	p.mu.Unlock()
 	p.log.SetConfig(c.Log)
 	// From durable to not: the high watermark catches up with the appends.
-	p.advanceHW()
+	p.localEndMoved()
 }
 
 // Dir is the partition's directory.
@@ -378,8 +444,10 @@ func (p *Partition) Log() *log.Log { return p.log }
 // HighWatermark is the offset below which records are committed:
 // consumers read, and ListOffsets reports, up to it. It is kept apart from
 // the log end offset: with DurableHighWatermark it is the last fsynced
-// offset, else the end of the last append; a cluster will make it the
-// lowest log end offset of the in-sync replicas.
+// offset, else the end of the last append; under an external high
+// watermark (a cluster), what the replication layer set with
+// AdvanceHighWatermark. It never passes LocalEnd and decreases only with
+// a truncation.
 func (p *Partition) HighWatermark() int64 { return p.hw.Load() }
 
 // LastStableOffset is the offset below which every transaction is decided:
@@ -391,32 +459,121 @@ func (p *Partition) LastStableOffset() int64 {
 	return min(p.firstUnstable.Load(), hw)
 }
 
-// advanceHW moves the high watermark up to what is published and, with
-// DurableHighWatermark, fsynced, and wakes the fetches waiting for it.
-func (p *Partition) advanceHW() {
-	target := p.published.Load()
+// LocalEnd is how far this replica's log counts for replication: the end
+// of what is published (appended, with its producer and transaction state
+// noted) and, with DurableHighWatermark, fsynced. A follower reports it as
+// its fetch offset; a leader takes it as its own log end offset when it
+// computes the high watermark. The high watermark never passes it.
+func (p *Partition) LocalEnd() int64 {
+	end := p.published.Load()
 	if p.durableHW.Load() {
-		target = min(target, p.log.DurableOffset())
+		end = min(end, p.log.DurableOffset())
 	}
-	for {
-		cur := p.hw.Load()
-		if target <= cur {
-			return
-		}
-		if p.hw.CompareAndSwap(cur, target) {
-			p.wake()
-			return
-		}
+	return end
+}
+
+// SetExternalHighWatermark hands the high watermark to the replication
+// layer (on) or takes it back (off, a single node: it catches up with
+// LocalEnd at once). While on, appends and fsyncs no longer move it:
+// AdvanceHighWatermark does, and the function set with SetOnLocalEnd is
+// told when LocalEnd may have moved. The high watermark stays where it is
+// when it is switched on.
+func (p *Partition) SetExternalHighWatermark(on bool) {
+	p.mu.Lock()
+	p.external.Store(on)
+	p.mu.Unlock()
+	if !on {
+		p.advanceHW()
+	}
+}
+
+// SetOnLocalEnd sets the function told, under an external high
+// watermark, that LocalEnd may have moved: after an append (AppendReplicated
+// on a follower, a client append on the leader) when DurableHighWatermark
+// is off, after an fsync (Flush, WaitDurable, Checkpoint) when it is on. It
+// may be told more often than LocalEnd moves, and concurrently from several
+// goroutines; it is called without the partition's locks held and may call
+// the partition (LocalEnd, AdvanceHighWatermark), but it should not block:
+// appends wait for it. nil removes it.
+func (p *Partition) SetOnLocalEnd(f func()) {
+	if f == nil {
+		p.onLocalEnd.Store(nil)
+		return
+	}
+	p.onLocalEnd.Store(&f)
+}
+
+// AdvanceHighWatermark moves the high watermark up to hw, or to LocalEnd
+// if that is lower; it never moves it down. It reports whether it moved,
+// and then wakes the fetches waiting for it (Watch). The leader calls it
+// with the high watermark computed from the in-sync replicas' log end
+// offsets, a follower with its leader's high watermark from a fetch
+// response. It works whether the high watermark is external or not.
+func (p *Partition) AdvanceHighWatermark(hw int64) bool { return p.raiseHW(hw) }
+
+// advanceHW moves the high watermark up to LocalEnd (a single node).
+func (p *Partition) advanceHW() { p.raiseHW(math.MaxInt64) }
+
+// raiseHW moves the high watermark up to min(limit, LocalEnd()), never
+// down, and wakes the fetches waiting for it when it moved.
+func (p *Partition) raiseHW(limit int64) bool {
+	p.hwMu.Lock()
+	target := min(limit, p.LocalEnd())
+	moved := target > p.hw.Load()
+	if moved {
+		p.hw.Store(target)
+	}
+	p.hwMu.Unlock()
+	if moved {
+		p.wake()
+	}
+	return moved
+}
+
+// lowerEndLocked makes end the published end and moves the high watermark
+// down to it if it is above (a truncation). Called with mu held.
+func (p *Partition) lowerEndLocked(end int64) {
+	p.hwMu.Lock()
+	p.published.Store(end)
+	if p.hw.Load() > end {
+		p.hw.Store(end)
+	}
+	p.hwMu.Unlock()
+}
+
+// localEndMoved is called when LocalEnd may have moved (an fsync, a
+// truncation, a config change): the partition moves its high watermark,
+// or, under an external one, tells the replication layer. Called without
+// mu held.
+func (p *Partition) localEndMoved() {
+	if !p.external.Load() {
+		p.advanceHW()
+		return
+	}
+	if f := p.onLocalEnd.Load(); f != nil {
+		(*f)()
+	}
+}
+
+// afterPublish is called once an append's lock is released: under an
+// external high watermark without DurableHighWatermark the append moved
+// LocalEnd, and the replication layer is told.
+func (p *Partition) afterPublish() {
+	if p.external.Load() && !p.durableHW.Load() {
+		p.localEndMoved()
 	}
 }
 
 // publishLocked makes an appended batch ending before end count: the high
 // watermark may now reach it. Called with mu held, after the batch's
-// producer and transaction state were noted.
+// producer and transaction state were noted; the caller calls afterPublish
+// once it releases mu.
 func (p *Partition) publishLocked(end int64) {
 	p.published.Store(end)
 	if !p.durableHW.Load() {
-		p.advanceHW()
+		if !p.external.Load() {
+			p.advanceHW()
+		}
 		return
 	}
 	if p.onUnflushed != nil && !p.unflushed.Swap(true) {
@@ -425,14 +582,16 @@ func (p *Partition) publishLocked(end int64) {
 }
 
 // Flush fsyncs everything appended so far and moves the high watermark
-// over it: the broker's flusher calls it within log.flush.max.delay.ms of
-// an append that nobody waits to fsync (acks=0 and acks=1 produces).
+// over it (under an external high watermark: tells the replication layer
+// that LocalEnd moved): the broker's flusher calls it within
+// log.flush.max.delay.ms of an append that nobody waits to fsync (acks=0
+// and acks=1 produces, a follower's AppendReplicated).
 func (p *Partition) Flush() error {
 	p.unflushed.Store(false)
 	if err := p.log.SyncTo(p.published.Load()); err != nil {
 		return fmt.Errorf("%w: %w", ErrStorage, err)
 	}
-	p.advanceHW()
+	p.localEndMoved()
 	return nil
 }
 
@@ -443,11 +602,26 @@ func (p *Partition) StorageError() (reason string, err error) { return p.log.Sto
 // LeaderEpoch is the current leader epoch.
 func (p *Partition) LeaderEpoch() int32 { return p.leaderEpoch.Load() }
 
-// EndOffsetForEpoch answers OffsetForLeaderEpoch.
+// EndOffsetForEpoch answers OffsetForLeaderEpoch as Kafka does: for the
+// latest epoch known, that epoch and the log end offset; for an earlier
+// one, the largest epoch at or below it and the start offset of the epoch
+// after that one; for one below every epoch known, the requested epoch
+// and the first known epoch's start offset; -1, -1 (UNDEFINED) for an
+// epoch below 0, above the latest, or when no epoch is known.
 func (p *Partition) EndOffsetForEpoch(epoch int32) (int32, int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.epochs.endOffsetFor(epoch, p.log.EndOffset())
+}
+
+// EpochStartOffset is the offset where leader epoch epoch began in this
+// log (its leader epoch cache entry), or -1 when the cache does not have
+// it. The leader asks it for its own epoch: a follower joins the in-sync
+// replicas only once it has reached that offset.
+func (p *Partition) EpochStartOffset(epoch int32) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.epochs.startOffsetOf(epoch)
 }
 
 // Watch registers ch to be sent to, without blocking (give it a buffer of
@@ -490,7 +664,8 @@ type AppendResult struct {
 }
 
 // Append checks a produced batch (CRC, magic, size, timestamps, producer
-// sequence) and appends it. Errors wrap the kerr error to answer with.
+// sequence) and appends it. Errors wrap the kerr error to answer with; a
+// follower answers ErrNotLeader.
 // The batch's bytes are rewritten in place (offset, leader epoch, and the
 // timestamp under LogAppendTime); the caller must not reuse them. A batch
 // in another codec than the topic's compression.type is stored recompressed
@@ -522,13 +697,28 @@ func (p *Partition) append(batch []byte, coordinator bool) (AppendResult, error)
 	if h.IsControl() && !coordinator {
 		return AppendResult{}, fmt.Errorf("%w: clients may not write control batches", ErrInvalidRecord)
 	}
+	if !p.leader.Load() {
+		return AppendResult{}, fmt.Errorf("%w: leader epoch %d", ErrNotLeader, p.leaderEpoch.Load())
+	}
 	// compression.type: a batch in another codec than the topic's is
 	// rebuilt in it, before the lock (the CPU work of a produce).
 	if batch, h, err = recompress(batch, h, p.recompress.Load()); err != nil {
 		return AppendResult{}, err
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	res, err := p.appendLocked(batch, h, coordinator)
+	p.mu.Unlock()
+	if err == nil && !res.Duplicate {
+		p.afterPublish()
+	}
+	return res, err
+}
+
+// appendLocked is append's part under mu.
+func (p *Partition) appendLocked(batch []byte, h record.Header, coordinator bool) (AppendResult, error) {
+	if !p.leader.Load() {
+		return AppendResult{}, fmt.Errorf("%w: leader epoch %d", ErrNotLeader, p.leaderEpoch.Load())
+	}
 	if len(batch) > int(p.cfg.MaxMessageBytes) {
 		return AppendResult{}, fmt.Errorf("%w: batch of %d bytes is above max.message.bytes %d",
 			ErrMessageTooLarge, len(batch), p.cfg.MaxMessageBytes)
@@ -569,6 +759,10 @@ func (p *Partition) append(batch []byte, coordinator bool) (AppendResult, error)
 	record.SetLeaderEpoch(batch, p.leaderEpoch.Load())
 	if appendTime >= 0 {
 		record.SetLogAppendTime(batch, appendTime)
+		// The producer state notes the batch as stored, as a follower
+		// and a restart read it.
+		h.MaxTimestamp = appendTime
+		h.Attributes |= record.AttrLogAppendTime
 	}
 	res, err := p.log.Append(batch)
 	if err != nil {
@@ -577,9 +771,7 @@ func (p *Partition) append(batch []byte, coordinator bool) (AppendResult, error)
 		}
 		return AppendResult{}, err
 	}
-	if h.HasProducer() && p.noteBatchLocked(&h, res.BaseOffset) {
-		p.updateFirstUnstableLocked()
-	}
+	p.noteDataLocked(&h, res.BaseOffset)
 	p.publishLocked(res.LastOffset + 1)
 	return AppendResult{BaseOffset: res.BaseOffset, LastOffset: res.LastOffset, LogAppendTime: appendTime,
 		LogStartOffset: p.log.StartOffset()}, nil
@@ -598,12 +790,20 @@ func (p *Partition) checkTimestamps(h *record.Header, now int64) error {
 }
 
 // WaitDurable returns once the batch ending at lastOffset is fsynced, and
-// the high watermark has moved over it.
+// the high watermark has moved over it (under an external high watermark:
+// once the replication layer was told that LocalEnd moved). A replica that
+// stopped leading meanwhile answers ErrNotLeader: its log may have been
+// truncated below the batch, which the client must send again to the new
+// leader.
 func (p *Partition) WaitDurable(lastOffset int64) error {
-	if err := p.log.SyncTo(lastOffset + 1); err != nil {
+	err := p.log.SyncTo(lastOffset + 1)
+	if !p.leader.Load() {
+		return fmt.Errorf("%w: leader epoch %d", ErrNotLeader, p.leaderEpoch.Load())
+	}
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrStorage, err)
 	}
-	p.advanceHW()
+	p.localEndMoved()
 	return nil
 }
 
@@ -636,7 +836,7 @@ func (p *Partition) Checkpoint() error {
 	if err := p.log.SyncTo(end); err != nil {
 		return err
 	}
-	p.advanceHW()
+	p.localEndMoved()
 	name := filepath.Join(p.dir, snapshotName(end))
 	if err := vfs.WriteFileAtomic(p.fs, p.dir, name, data); err != nil {
 		return fmt.Errorf("partition: write producer snapshot: %w", err)

@@ -30,6 +30,42 @@ func (p *Partition) noteBatchLocked(h *record.Header, firstOffset int64) bool {
 	return false
 }
 
+// noteDataLocked records an appended data batch (not a marker) in the
+// producer and transaction state: what a leader's append and a follower's
+// AppendReplicated both do once the batch is in the log.
+func (p *Partition) noteDataLocked(h *record.Header, firstOffset int64) {
+	if h.HasProducer() && p.noteBatchLocked(h, firstOffset) {
+		p.updateFirstUnstableLocked()
+	}
+}
+
+// noteMarkerLocked applies a transaction marker appended at offset, as a
+// leader's WriteMarker and a follower's AppendReplicated both do: an abort
+// of a transaction with records here gets its transaction index entry
+// (durable) before the transaction ends and the last stable offset moves
+// past its records, so that no read_committed fetch misses the entry. On
+// failure the transaction stays open (on the leader the coordinator
+// retries the marker; a second marker is harmless).
+func (p *Partition) noteMarkerLocked(pid int64, epoch int16, coordinatorEpoch int32, ts int64, commit bool, offset int64) error {
+	if a, ok := p.abortEntryLocked(pid, commit, offset); ok {
+		if err := p.log.AppendAborted(a); err != nil {
+			return fmt.Errorf("%w: %v", ErrStorage, err)
+		}
+	}
+	p.endTxnLocked(pid, epoch, coordinatorEpoch, ts, commit, offset)
+	p.updateFirstUnstableLocked()
+	return nil
+}
+
+// markerCoordinatorEpoch reads the coordinator epoch from a transaction
+// marker's value (version int16, coordinator epoch int32).
+func markerCoordinatorEpoch(value []byte) (int32, bool) {
+	if len(value) < 6 || int16(binary.BigEndian.Uint16(value)) < 0 {
+		return 0, false
+	}
+	return int32(binary.BigEndian.Uint32(value[2:])), true
+}
+
 func (p *Partition) updateFirstUnstableLocked() {
 	first := int64(math.MaxInt64)
 	for _, off := range p.ongoing {
@@ -86,7 +122,8 @@ func (p *Partition) abortEntryLocked(pid int64, commit bool, offset int64) (log.
 // partition, and returns where it went; WaitDurable makes it durable. An
 // epoch older than the producer's is refused (ErrInvalidProducerEpoch), as
 // is a coordinator epoch older than the producer's last marker's
-// (ErrCoordinatorFenced): a newer producer or coordinator has moved on.
+// (ErrCoordinatorFenced): a newer producer or coordinator has moved on. A
+// follower answers ErrNotLeader.
 func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, coordinatorEpoch int32) (AppendResult, error) {
 	typ := record.ControlAbort
 	if commit {
@@ -98,7 +135,19 @@ func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, coordinator
 	value := binary.BigEndian.AppendUint16(nil, 0)
 	value = binary.BigEndian.AppendUint32(value, uint32(coordinatorEpoch))
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	res, err := p.writeMarkerLocked(pid, epoch, commit, coordinatorEpoch, key, value)
+	p.mu.Unlock()
+	if err == nil {
+		p.afterPublish()
+	}
+	return res, err
+}
+
+// writeMarkerLocked is WriteMarker's part under mu.
+func (p *Partition) writeMarkerLocked(pid int64, epoch int16, commit bool, coordinatorEpoch int32, key, value []byte) (AppendResult, error) {
+	if !p.leader.Load() {
+		return AppendResult{}, fmt.Errorf("%w: leader epoch %d", ErrNotLeader, p.leaderEpoch.Load())
+	}
 	if s := p.producers[pid]; s != nil && epoch < s.epoch {
 		return AppendResult{}, fmt.Errorf("%w: marker for producer %d at epoch %d, the producer is at %d",
 			ErrInvalidProducerEpoch, pid, epoch, s.epoch)
@@ -123,17 +172,9 @@ func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, coordinator
 		}
 		return AppendResult{}, err
 	}
-	if a, ok := p.abortEntryLocked(pid, commit, res.BaseOffset); ok {
-		// Before the transaction ends here and the last stable offset
-		// moves past its records, so that no read_committed fetch misses
-		// the entry. On failure the transaction stays open: the
-		// coordinator retries the marker (a second marker is harmless).
-		if err := p.log.AppendAborted(a); err != nil {
-			return AppendResult{}, fmt.Errorf("%w: %v", ErrStorage, err)
-		}
+	if err := p.noteMarkerLocked(pid, epoch, coordinatorEpoch, now, commit, res.BaseOffset); err != nil {
+		return AppendResult{}, err
 	}
-	p.endTxnLocked(pid, epoch, coordinatorEpoch, now, commit, res.BaseOffset)
-	p.updateFirstUnstableLocked()
 	p.publishLocked(res.LastOffset + 1)
 	return AppendResult{BaseOffset: res.BaseOffset, LastOffset: res.LastOffset, LogAppendTime: -1,
 		LogStartOffset: p.log.StartOffset()}, nil
