@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -208,10 +209,15 @@ func (c *Conn) exchange(ctx context.Context, req kmsg.Request) (kmsg.Response, e
 	return resp, nil
 }
 
-// ctxErr prefers ctx's error to the IO error it caused.
+// ctxErr prefers ctx's error to the IO error it caused. The socket's
+// deadline is ctx's, so it may fire a moment before ctx reports itself
+// done: a timeout with ctx's deadline passed is ctx's too.
 func ctxErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	if dl, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(dl) {
+		return fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
 	}
 	return err
 }
