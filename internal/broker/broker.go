@@ -12,19 +12,26 @@ import (
 	iofs "io/fs"
 	"log/slog"
 	"maps"
+	"net"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/sluice-io/sluice/internal/config"
+	"github.com/sluice-io/sluice/internal/controller"
 	"github.com/sluice-io/sluice/internal/group"
+	"github.com/sluice-io/sluice/internal/kclient"
 	"github.com/sluice-io/sluice/internal/log"
 	"github.com/sluice-io/sluice/internal/metadata"
+	"github.com/sluice-io/sluice/internal/netmux"
 	"github.com/sluice-io/sluice/internal/partition"
+	"github.com/sluice-io/sluice/internal/server"
 	"github.com/sluice-io/sluice/internal/txn"
 	"github.com/sluice-io/sluice/internal/vfs"
 )
@@ -72,6 +79,18 @@ type Config struct {
 	RetentionCheckInterval time.Duration
 	// OnFsync, if set, is told each log fsync's duration (metrics).
 	OnFsync func(time.Duration)
+	// Rack is broker.rack (--rack): placement spreads a partition's
+	// replicas over racks.
+	Rack string
+	// Voters, ControllerMux and LocalAddr make the node one of a cluster:
+	// the metadata quorum's voters (this node among them), the controller
+	// listener (Raft between voters, and brokers' requests to the active
+	// controller; the broker owns it from Open on) and the address to dial
+	// peers from (nil: any). Without Voters the node is a single-node
+	// cluster, a quorum of one.
+	Voters        []metadata.Voter
+	ControllerMux *netmux.Mux
+	LocalAddr     net.Addr
 	// MaxOpenFiles bounds the segment files all partitions hold open at
 	// once (log.FileCache): idle ones are closed and reopened on demand,
 	// so a broker with more partitions than file descriptors still starts.
@@ -125,16 +144,29 @@ type Broker struct {
 	// txns is the transaction coordinator (txn.go); closed before groups.
 	txns *txn.Coordinator
 
+	// A cluster's node (cluster.go): its controller, the controller
+	// listener's server, the link to the active controller, and this
+	// broker's registration.
+	ctrl        *controller.Controller
+	ctrlSrv     *server.Server
+	link        *controllerLink
+	fwd         *forwarder
+	incarnation [16]byte
+	brokerEpoch atomic.Int64
+	fenced      atomic.Bool
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	ready  chan struct{}
 }
 
-// replica is an open partition and the topic id it belongs to.
+// replica is an open partition, the topic id it belongs to, and whether
+// this node leads it (as of the last reconcile).
 type replica struct {
 	p       *partition.Partition
 	topicID metadata.TopicID
+	leader  atomic.Bool
 }
 
 // Open starts the broker: metadata quorum, broker registration, and every
@@ -188,23 +220,72 @@ func Open(cfg Config) (*Broker, error) {
 		b.logger.Warn("log start checkpoint unreadable", "err", err)
 		b.logStart = map[TopicPartition]int64{}
 	}
-	b.meta, err = metadata.Open(metadata.Config{Dir: filepath.Join(cfg.DataDir, metaDir), NodeID: cfg.NodeID, Logger: cfg.Logger, FS: b.fs})
+	mcfg := metadata.Config{Dir: filepath.Join(cfg.DataDir, metaDir), NodeID: cfg.NodeID, Logger: cfg.Logger, FS: b.fs}
+	if b.clustered() {
+		mcfg.Voters, mcfg.Listener = cfg.Voters, cfg.ControllerMux.Raft()
+		mcfg.Dial = func(addr string, timeout time.Duration) (net.Conn, error) {
+			return netmux.DialRaft(addr, timeout, cfg.LocalAddr)
+		}
+	}
+	b.meta, err = metadata.Open(mcfg)
 	if err != nil {
+		if cfg.ControllerMux != nil {
+			cfg.ControllerMux.Close()
+		}
 		return nil, fmt.Errorf("broker: open metadata: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, metadataTimeout)
 	defer cancel()
-	if err := b.meta.WaitReady(ctx); err != nil {
+	fail := func(err error) (*Broker, error) {
+		b.cancel()
+		if b.ctrlSrv != nil {
+			b.ctrlSrv.Close()
+		}
+		if b.link != nil {
+			b.link.close()
+		}
+		b.wg.Wait()
 		b.meta.Close()
-		return nil, fmt.Errorf("broker: metadata quorum not ready: %w", err)
-	}
-	if err := checkClusterID(b.fs, cfg.DataDir, cfg.NodeID, props, hasProps, b.meta.Image().ClusterID); err != nil {
-		b.meta.Close()
+		if cfg.ControllerMux != nil {
+			cfg.ControllerMux.Close()
+		}
 		return nil, err
 	}
-	if err := b.meta.RegisterBroker(ctx, metadata.Broker{NodeID: cfg.NodeID, Host: cfg.Host, Port: cfg.Port}); err != nil {
-		b.meta.Close()
-		return nil, fmt.Errorf("broker: register: %w", err)
+	if !b.clustered() {
+		if err := b.meta.WaitReady(ctx); err != nil {
+			return fail(fmt.Errorf("broker: metadata quorum not ready: %w", err))
+		}
+	} else {
+		b.startController()
+		b.link = newControllerLink(b.meta, cfg.Voters, cfg.NodeID, cfg.LocalAddr)
+		b.fwd = &forwarder{opts: kclient.Options{ClientID: fmt.Sprintf("sluice-broker-%d", cfg.NodeID), LocalAddr: cfg.LocalAddr},
+			conns: map[string]*kclient.Conn{}}
+		qctx, qcancel := context.WithTimeout(b.ctx, clusterStartTimeout)
+		err := b.waitForQuorum(qctx)
+		qcancel()
+		if err != nil {
+			return fail(fmt.Errorf("broker: %w", err))
+		}
+	}
+	if err := checkClusterID(b.fs, cfg.DataDir, cfg.NodeID, props, hasProps, b.meta.Image().ClusterID); err != nil {
+		return fail(err)
+	}
+	if !b.clustered() {
+		if err := b.meta.RegisterBroker(ctx, metadata.Broker{NodeID: cfg.NodeID, Host: cfg.Host, Port: cfg.Port, Rack: cfg.Rack}); err != nil {
+			return fail(fmt.Errorf("broker: register: %w", err))
+		}
+	} else {
+		b.incarnation = newIncarnation()
+		if err := b.register(ctx); err != nil {
+			return fail(fmt.Errorf("broker: %w", err))
+		}
+		b.fenced.Store(true)
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.heartbeatLoop(b.ctx)
+		}()
+		b.waitUnfenced(ctx)
 	}
 	b.cleaner = newCleaner(b)
 	b.producerIDs = &producerIDs{meta: b.meta}
@@ -311,12 +392,14 @@ func (b *Broker) LogDirs() []LogDirState {
 // directory is full.
 func (b *Broker) ProbeLogDirs() error { return b.logDir.ProbeSpace(b.fs) }
 
-// Partition returns the open partition, if this broker leads it.
+// Partition returns the open partition, if this broker leads it. A
+// replica it holds but does not lead is not returned: clients are served
+// only by leaders (NOT_LEADER_OR_FOLLOWER otherwise).
 func (b *Broker) Partition(topic string, p int32) (*partition.Partition, bool) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	r, ok := b.parts[TopicPartition{topic, p}]
-	if !ok {
+	if !ok || !r.leader.Load() {
 		return nil, false
 	}
 	return r.p, true
@@ -394,14 +477,16 @@ func (b *Broker) Reconcile() error {
 	prev := b.reconciled
 	whole := prev == nil || !maps.Equal(prev.BrokerConfigs, img.BrokerConfigs)
 	changed := func(t *metadata.Topic) bool { return whole || prev.Topics[t.Name] != t }
-	leads := func(t *metadata.Topic, p int32) bool {
-		return t != nil && p >= 0 && int(p) < len(t.Partitions) && t.Partitions[p].Leader == b.cfg.NodeID
+	hosts := func(t *metadata.Topic, p int32) bool {
+		return t != nil && p >= 0 && int(p) < len(t.Partitions) && slices.Contains(t.Partitions[p].Replicas, b.cfg.NodeID)
 	}
-	// Close and delete what is gone (a deleted, or deleted and recreated, topic).
+	// Close and delete what is gone: a deleted (or deleted and recreated)
+	// topic, or a partition this node is no longer a replica of. A
+	// partition it merely stopped leading stays: its data is a replica.
 	b.mu.RLock()
 	var gone []TopicPartition
 	for tp, r := range b.parts {
-		if t := img.Topics[tp.Topic]; !leads(t, tp.Partition) || t.ID != r.topicID {
+		if t := img.Topics[tp.Topic]; !hosts(t, tp.Partition) || t.ID != r.topicID {
 			gone = append(gone, tp)
 		}
 	}
@@ -457,18 +542,22 @@ func (b *Broker) Reconcile() error {
 		}
 		pc := b.partitionConfig(tc)
 		for _, part := range t.Partitions {
-			if part.Leader != b.cfg.NodeID {
+			if !slices.Contains(part.Replicas, b.cfg.NodeID) {
 				continue
 			}
+			lead := part.Leader == b.cfg.NodeID
 			tp := TopicPartition{t.Name, part.ID}
 			b.mu.RLock()
 			r, ok := b.parts[tp]
 			b.mu.RUnlock()
 			if ok {
 				r.p.SetConfig(pc)
-				if err := r.p.BecomeLeader(part.LeaderEpoch); err != nil {
-					addErr(err)
+				if lead {
+					if err := r.p.BecomeLeader(part.LeaderEpoch); err != nil {
+						addErr(err)
+					}
 				}
+				r.leader.Store(lead)
 				continue
 			}
 			sem <- struct{}{}
@@ -480,8 +569,10 @@ func (b *Broker) Reconcile() error {
 					addErr(err)
 					return
 				}
+				r := &replica{p: p, topicID: t.ID}
+				r.leader.Store(lead)
 				b.mu.Lock()
-				b.parts[tp] = &replica{p: p, topicID: t.ID}
+				b.parts[tp] = r
 				b.mu.Unlock()
 			}()
 		}
@@ -691,6 +782,9 @@ func isStorageError(err error) bool {
 // then not written, and with the directory offline no checkpoint either
 // (as Kafka). Other failures are returned.
 func (b *Broker) Close() error {
+	if b.clustered() {
+		b.controlledShutdown()
+	}
 	b.txns.Close()
 	b.groups.Close()
 	b.cancel()
@@ -745,8 +839,20 @@ func (b *Broker) Close() error {
 			noteErr(err)
 		}
 	}
+	if b.ctrlSrv != nil {
+		b.ctrlSrv.Close()
+	}
+	if b.link != nil {
+		b.link.close()
+	}
+	if b.fwd != nil {
+		b.fwd.close()
+	}
 	if err := b.meta.Close(); err != nil {
 		errs = append(errs, err)
+	}
+	if b.cfg.ControllerMux != nil {
+		b.cfg.ControllerMux.Close()
 	}
 	if len(storageErrs) > 0 || offline != nil {
 		attrs := []any{"log_dir", b.cfg.DataDir, "failures", len(storageErrs), "err", summarize(storageErrs)}

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-io/sluice/internal/cli/cluster"
 	"github.com/sluice-io/sluice/internal/cli/configcmd"
 	"github.com/sluice-io/sluice/internal/cli/consume"
+	"github.com/sluice-io/sluice/internal/cli/dev"
 	"github.com/sluice-io/sluice/internal/cli/group"
 	"github.com/sluice-io/sluice/internal/cli/kv"
 	"github.com/sluice-io/sluice/internal/cli/produce"
@@ -50,6 +51,7 @@ reach the brokers in --brokers (-b), or $SLUICE_BROKERS, or 127.0.0.1:9092.`,
 	root.AddCommand(topic.Command(), produce.Command(), consume.Command(), cluster.Command(version), versioncmd.Command(version))
 	root.AddCommand(group.Command(), configcmd.Command())
 	root.AddCommand(txn.Command())
+	root.AddCommand(dev.Command())
 	root.InitDefaultCompletionCmd() // now rather than at Execute, so that the walk below sees it
 	refuseUnknownSubcommands(root)
 	return root

@@ -39,6 +39,19 @@ var brokerDefs = []Def{
 		Doc: "The broker's id; in KRaft mode it must equal node.id.",
 	},
 	{
+		// Kafka's default is 2000 ms with a 9000 ms session: a dead broker's
+		// partitions then wait about 9 s for a new leader. Sluice's defaults
+		// fence it within 1.5 s; a busy network or host may need more.
+		Name: "broker.heartbeat.interval.ms", Type: TypeInt, Default: "250", ReadOnly: true,
+		Doc:      "How often a broker heartbeats to the active controller (a cluster only).",
+		Validate: atLeast(10),
+	},
+	{
+		Name: "broker.session.timeout.ms", Type: TypeInt, Default: "1500", ReadOnly: true,
+		Doc:      "A broker that has not heartbeated for this long is fenced and its partition leaderships move (a cluster only). Kafka's default is 9000.",
+		Validate: atLeast(20),
+	},
+	{
 		Name: "compression.gzip.level", Type: TypeInt, Default: "-1",
 		Doc:      "Default gzip compression level for topics (1-9, or -1 for the codec's default).",
 		Validate: betweenOr(1, 9, -1),

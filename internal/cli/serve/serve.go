@@ -21,6 +21,8 @@ import (
 	"github.com/sluice-io/sluice/internal/broker"
 	"github.com/sluice-io/sluice/internal/config"
 	"github.com/sluice-io/sluice/internal/httpapi"
+	"github.com/sluice-io/sluice/internal/metadata"
+	"github.com/sluice-io/sluice/internal/netmux"
 	"github.com/sluice-io/sluice/internal/server"
 	"github.com/sluice-io/sluice/internal/server/api"
 )
@@ -38,6 +40,13 @@ type Options struct {
 	Configs           []string // key=value broker configs
 	LogLevel          string
 	Pprof             bool // serve /debug/pprof/ on the HTTP listener
+
+	// A cluster: this node's controller listener (Raft between voters and
+	// the requests brokers send the active controller) and the quorum's
+	// voters as id@host:port, the addresses this node dials them at.
+	ControllerListen string
+	Voters           string
+	Rack             string
 }
 
 // Command returns `sluice serve`.
@@ -50,6 +59,11 @@ func Command() *cobra.Command {
 metrics and health on --http-listen. With no flags it is a single-node cluster that any
 Kafka client can use at 127.0.0.1:9092.
 
+A cluster: every node runs sluice serve with its own --node-id, --listen and
+--controller-listen, and the same --controller-quorum-voters (the metadata quorum:
+id@host:port of each voter's controller listener). Nodes dial each other exactly at
+the addresses given there and at the brokers' advertised addresses.
+
 By default acks=all produce requests are answered after the data is fsynced
 (log.flush.policy=acks-all); -c log.flush.policy=none trades that for speed.
 
@@ -58,7 +72,10 @@ stops the start with the reason, unless set to its default; node.id, broker.id a
 log.dirs must agree with --node-id and --data-dir.`,
 		Example: `  sluice serve
   sluice serve --data-dir /var/lib/sluice --listen 0.0.0.0:9092 --advertised-address kafka1.example.com:9092
-  sluice serve -c num.partitions=6 -c log.retention.hours=24`,
+  sluice serve -c num.partitions=6 -c log.retention.hours=24
+  # node 1 of a three-node cluster (run nodes 2 and 3 alike; or try: sluice dev cluster)
+  sluice serve --node-id 1 --listen 10.0.0.1:9092 --controller-listen 10.0.0.1:9093 \
+    --controller-quorum-voters 1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093 --rack a --data-dir /var/lib/sluice`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return Run(cmd.Context(), o) },
 	}
@@ -70,6 +87,9 @@ log.dirs must agree with --node-id and --data-dir.`,
 	f.Int32Var(&o.NodeID, "node-id", 1, "this broker's node id")
 	f.StringArrayVarP(&o.Configs, "config", "c", nil, "broker config key=value (Kafka's names), repeatable")
 	f.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.ControllerListen, "controller-listen", "", "host:port for the controller listener (the metadata quorum's Raft and brokers' controller requests); required with --controller-quorum-voters")
+	f.StringVar(&o.Voters, "controller-quorum-voters", "", "the metadata quorum, id@host:port,... (Kafka's controller.quorum.voters), the same ids on every node; each address is where this node reaches that voter's --controller-listen. Empty: a single-node cluster")
+	f.StringVar(&o.Rack, "rack", "", "this broker's rack (Kafka's broker.rack): replicas of a partition go to different racks, and consumers may fetch from their own rack")
 	f.BoolVar(&o.Pprof, "pprof", false, "serve Go's profiles on /debug/pprof/ of --http-listen (they show the command line and let anyone who reaches the port profile the broker: use only where just operators reach it)")
 	return cmd
 }
@@ -123,11 +143,28 @@ func Run(ctx context.Context, o Options) error {
 		hs.Shutdown(sctx)
 	}()
 
-	b, err = broker.Open(broker.Config{
-		NodeID: o.NodeID, DataDir: dataDir, Host: host, Port: int32(port),
+	bcfg := broker.Config{
+		NodeID: o.NodeID, DataDir: dataDir, Host: host, Port: int32(port), Rack: o.Rack,
 		Static: set.static, Logger: logger, OnFsync: metrics.Fsync,
 		RetentionCheckInterval: set.retentionCheck,
-	})
+	}
+	if o.Voters != "" {
+		if bcfg.Voters, err = metadata.ParseVoters(o.Voters); err != nil {
+			return fmt.Errorf("--controller-quorum-voters: %w", err)
+		}
+		if o.ControllerListen == "" {
+			return fmt.Errorf("--controller-quorum-voters needs --controller-listen: the host:port where this node's controller listener takes the other voters' connections")
+		}
+		cln, err := net.Listen("tcp", o.ControllerListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s for the controller: %w (pick another with --controller-listen)", o.ControllerListen, err)
+		}
+		bcfg.ControllerMux = netmux.New(cln, logger)
+		bcfg.LocalAddr = localAddr(ln.Addr())
+	} else if o.ControllerListen != "" {
+		return fmt.Errorf("--controller-listen needs --controller-quorum-voters (without both, the node is a single-node cluster)")
+	}
+	b, err = broker.Open(bcfg)
 	if err != nil {
 		return err
 	}
@@ -156,6 +193,18 @@ func Run(ctx context.Context, o Options) error {
 		logger.Info("stopped cleanly")
 	}
 	return err
+}
+
+// localAddr is the address a node dials its peers from: its own loopback
+// address when it listens on one (a local test cluster on 127.0.0.x, where
+// a fault-injecting proxy tells nodes apart by source address), else nil,
+// the kernel's choice by route.
+func localAddr(listen net.Addr) net.Addr {
+	ta, ok := listen.(*net.TCPAddr)
+	if !ok || !ta.IP.IsLoopback() {
+		return nil
+	}
+	return &net.TCPAddr{IP: ta.IP}
 }
 
 // settings are what Run makes of its flags and broker configs before it

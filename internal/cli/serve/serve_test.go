@@ -41,7 +41,9 @@ type decision struct {
 // here, or refused (config.Def.Unsupported) before adding it.
 var brokerConfigDecisions = map[string]decision{
 	"auto.create.topics.enable":            {"false", actedOn, nil}, // api: autoCreate
+	"broker.heartbeat.interval.ms":         {"500", actedOn, nil},   // broker: heartbeats to the controller
 	"broker.id":                            {"5", refused, nil},     // must be -1 or node.id (1)
+	"broker.session.timeout.ms":            {"3000", actedOn, nil},  // controller: fencing
 	"compression.gzip.level":               {"5", actedOn, nil},     // topic compression.gzip.level
 	"compression.lz4.level":                {"3", actedOn, nil},     // topic compression.lz4.level
 	"compression.type":                     {"zstd", actedOn, nil},  // topic compression.type

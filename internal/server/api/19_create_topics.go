@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/config"
+	"github.com/sluice-io/sluice/internal/controller"
 	"github.com/sluice-io/sluice/internal/metadata"
 )
 
@@ -53,10 +53,15 @@ import (
 // and the topic's configs as DescribeConfigs shows them (-1, -1 and none
 // on errors); v7 the TopicID (zero for ValidateOnly and errors).
 //
-// Deviations: TimeoutMillis is not used (a metadata write is bounded by
-// metadataWriteTimeout instead), and every partition of a topic gets the
-// same replicas, so a manual assignment whose partitions differ is refused
-// with INVALID_REPLICA_ASSIGNMENT (on one broker all valid ones agree).
+// Without a manual assignment, replicas are placed as Kafka places them
+// (controller.PlaceNew: leaders round-robin over the unfenced brokers from
+// a random one, followers shifted, racks alternated).
+//
+// In a cluster, a broker that is not the active controller forwards the
+// request there (forward.go); this runs on the controller.
+//
+// Deviation: TimeoutMillis is not used (a metadata write is bounded by
+// metadataWriteTimeout instead).
 func (h *Handler) createTopics(ctx context.Context, r *kmsg.CreateTopicsRequest) *kmsg.CreateTopicsResponse {
 	resp := r.ResponseKind().(*kmsg.CreateTopicsResponse)
 	resp.ThrottleMillis = 0
@@ -127,12 +132,12 @@ func (h *Handler) createTopics(ctx context.Context, r *kmsg.CreateTopicsRequest)
 	hosted, maxHosted := h.hostedPartitions(img), h.brokerInt("max.broker.partitions")
 	for _, p := range plans {
 		st := &resp.Topics[p.i]
-		if slices.Contains(p.plan.replicas, h.b.NodeID()) {
-			if err := checkBrokerPartitions(hosted, int64(p.plan.partitions), maxHosted); err != nil {
+		if mine := p.plan.hostedBy(h.b.NodeID()); mine > 0 {
+			if err := checkBrokerPartitions(hosted, mine, maxHosted); err != nil {
 				fail(st, err)
 				continue
 			}
-			hosted += int64(p.plan.partitions)
+			hosted += mine
 		}
 		if !validateOnly {
 			t, err := h.writeTopic(ctx, st.Topic, p.plan)
@@ -143,7 +148,7 @@ func (h *Handler) createTopics(ctx context.Context, r *kmsg.CreateTopicsRequest)
 			created = append(created, made{p.i, t})
 		}
 		st.NumPartitions = p.plan.partitions
-		st.ReplicationFactor = int16(len(p.plan.replicas))
+		st.ReplicationFactor = int16(len(p.plan.assignments[0]))
 		for _, e := range config.ResolveTopic(p.plan.configs, h.b.BrokerConfigs()) {
 			c := kmsg.NewCreateTopicsResponseTopicConfig()
 			c.Name = e.Name
@@ -181,9 +186,20 @@ func (h *Handler) createTopics(ctx context.Context, r *kmsg.CreateTopicsRequest)
 
 // topicPlan is what a CreateTopics entry resolves to.
 type topicPlan struct {
-	partitions int32
-	replicas   []int32 // of every partition
-	configs    map[string]string
+	partitions  int32
+	assignments [][]int32 // replicas by partition; the first leads
+	configs     map[string]string
+}
+
+// hostedBy is how many of the planned partitions broker id holds.
+func (p topicPlan) hostedBy(id int32) int64 {
+	var n int64
+	for _, a := range p.assignments {
+		if slices.Contains(a, id) {
+			n++
+		}
+	}
+	return n
 }
 
 // planTopic checks one CreateTopics entry against img and resolves its
@@ -229,14 +245,10 @@ func (h *Handler) planTopic(img *metadata.Image, rt *kmsg.CreateTopicsRequestTop
 				return plan, codeErr(kerr.InvalidReplicaAssignment, "partitions should be a consecutive 0-based integer sequence")
 			}
 		}
-		for p := int32(1); p < n; p++ {
-			if !slices.Equal(byPartition[p], byPartition[0]) {
-				return plan, codeErr(kerr.InvalidReplicaAssignment,
-					"partition %d is assigned to %v and partition 0 to %v: this broker places every partition of a topic on the same replicas",
-					p, byPartition[p], byPartition[0])
-			}
+		plan.partitions = n
+		for p := range n {
+			plan.assignments = append(plan.assignments, slices.Clone(byPartition[p]))
 		}
-		plan.partitions, plan.replicas = n, slices.Clone(byPartition[0])
 	} else {
 		n := rt.NumPartitions
 		if n == -1 {
@@ -252,11 +264,22 @@ func (h *Handler) planTopic(img *metadata.Image, rt *kmsg.CreateTopicsRequestTop
 		if rf <= 0 {
 			return plan, codeErr(kerr.InvalidReplicationFactor, "Replication factor must be larger than 0, or -1 to use the default value.")
 		}
-		replicas, err := h.placeReplicas(img, int(rf))
-		if err != nil {
-			return plan, err
+		plan.partitions = n
+		if checkRequestPartitions(int64(n)) != nil {
+			// Too many for one request: the request-wide check refuses
+			// it; placing them first would only allocate.
+			return plan, nil
 		}
-		plan.partitions, plan.replicas = n, replicas
+		if usable := len(controller.UsableBrokers(img)); int(rf) > usable {
+			return plan, codeErr(kerr.InvalidReplicationFactor,
+				"Unable to replicate the partition %d time(s): The target replication factor of %d cannot be reached because only %d broker(s) are registered.",
+				rf, rf, usable)
+		}
+		assignments, err := controller.PlaceNew(img, 0, n, int(rf))
+		if err != nil {
+			return plan, codeErr(kerr.InvalidReplicationFactor, "%v", err)
+		}
+		plan.partitions, plan.assignments = n, assignments
 	}
 
 	configs := make(map[string]string, len(rt.Configs))
@@ -282,12 +305,12 @@ func (h *Handler) planTopic(img *metadata.Image, rt *kmsg.CreateTopicsRequestTop
 func (h *Handler) writeTopic(ctx context.Context, name string, plan topicPlan) (*metadata.Topic, error) {
 	ctx, cancel := context.WithTimeout(ctx, metadataWriteTimeout)
 	defer cancel()
-	t, err := h.b.Meta().CreateTopic(ctx, name, plan.partitions, plan.replicas, plan.configs)
+	t, err := h.b.Meta().CreateTopicAssigned(ctx, name, plan.assignments, plan.configs)
 	if err != nil {
 		h.logger.Info("creating topic failed", "topic", name, "err", err)
 		return nil, err
 	}
-	h.logger.Info("created topic", "topic", name, "partitions", plan.partitions, "replicas", plan.replicas)
+	h.logger.Info("created topic", "topic", name, "partitions", plan.partitions, "replicas", plan.assignments)
 	return t, nil
 }
 
@@ -317,28 +340,6 @@ func (h *Handler) checkOpened(t *metadata.Topic, from int32, rerr error) error {
 		}
 	}
 	return nil
-}
-
-// placeReplicas picks rf registered brokers for new partitions: this node
-// first (it leads them), then the others by id.
-func (h *Handler) placeReplicas(img *metadata.Image, rf int) ([]int32, error) {
-	if rf > len(img.Brokers) {
-		return nil, codeErr(kerr.InvalidReplicationFactor,
-			"Unable to replicate the partition %d time(s): The target replication factor of %d cannot be reached because only %d broker(s) are registered.",
-			rf, rf, len(img.Brokers))
-	}
-	self := h.b.NodeID()
-	ids := make([]int32, 0, len(img.Brokers))
-	for id := range img.Brokers {
-		if id != self {
-			ids = append(ids, id)
-		}
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	if _, ok := img.Brokers[self]; ok {
-		ids = append([]int32{self}, ids...)
-	}
-	return ids[:rf], nil
 }
 
 // checkReplicaList checks a manual replica assignment of one partition:

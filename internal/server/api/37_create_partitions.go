@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-io/sluice/internal/controller"
 	"github.com/sluice-io/sluice/internal/metadata"
 )
 
@@ -41,9 +42,10 @@ import (
 // the broker opens them at its next reconcile). Answers are in request
 // order, with an ErrorMessage on errors.
 //
-// Deviations: TimeoutMillis is not used, and all new partitions get the
-// same replicas, so an Assignment whose lists differ is refused with
-// INVALID_REPLICA_ASSIGNMENT (on one broker all valid ones agree).
+// In a cluster, a broker that is not the active controller forwards the
+// request there (forward.go).
+//
+// Deviation: TimeoutMillis is not used.
 func (h *Handler) createPartitions(ctx context.Context, r *kmsg.CreatePartitionsRequest) *kmsg.CreatePartitionsResponse {
 	resp := r.ResponseKind().(*kmsg.CreatePartitionsResponse)
 	resp.ThrottleMillis = 0
@@ -60,8 +62,8 @@ func (h *Handler) createPartitions(ctx context.Context, r *kmsg.CreatePartitions
 	type planned struct {
 		i        int // index in resp.Topics
 		rt       *kmsg.CreatePartitionsRequestTopic
-		from     int32 // first new partition
-		replicas []int32
+		from     int32     // first new partition
+		replicas [][]int32 // of each new partition
 	}
 	var plans []planned
 	answeredDup := map[string]bool{}
@@ -107,7 +109,7 @@ func (h *Handler) createPartitions(ctx context.Context, r *kmsg.CreatePartitions
 	hosted, maxHosted := h.hostedPartitions(img), h.brokerInt("max.broker.partitions")
 	for _, p := range plans {
 		st := &resp.Topics[p.i]
-		if add := int64(p.rt.Count - p.from); slices.Contains(p.replicas, h.b.NodeID()) {
+		if add := (topicPlan{assignments: p.replicas}).hostedBy(h.b.NodeID()); add > 0 {
 			if err := checkBrokerPartitions(hosted, add, maxHosted); err != nil {
 				fail(st, err)
 				continue
@@ -143,7 +145,7 @@ func (h *Handler) createPartitions(ctx context.Context, r *kmsg.CreatePartitions
 
 // planPartitions checks one CreatePartitions entry against img and returns
 // the replicas of the new partitions.
-func (h *Handler) planPartitions(img *metadata.Image, rt *kmsg.CreatePartitionsRequestTopic) ([]int32, error) {
+func (h *Handler) planPartitions(img *metadata.Image, rt *kmsg.CreatePartitionsRequestTopic) ([][]int32, error) {
 	t, ok := img.Topics[rt.Topic]
 	if !ok {
 		return nil, codeErr(kerr.UnknownTopicOrPartition, "The topic '%s' does not exist.", rt.Topic)
@@ -162,29 +164,35 @@ func (h *Handler) planPartitions(img *metadata.Image, rt *kmsg.CreatePartitionsR
 	add := rt.Count - cur
 	rf := len(t.Partitions[0].Replicas)
 	if rt.Assignment == nil {
-		return h.placeReplicas(img, rf)
+		if checkRequestPartitions(int64(add)) != nil {
+			// Too many for one request: the request-wide check refuses
+			// it; placing them first would only allocate.
+			return nil, nil
+		}
+		placed, err := controller.PlaceNew(img, cur, add, rf)
+		if err != nil {
+			return nil, codeErr(kerr.InvalidReplicationFactor, "%v", err)
+		}
+		return placed, nil
 	}
 	if int64(len(rt.Assignment)) != int64(add) {
 		return nil, codeErr(kerr.InvalidReplicaAssignment, "Attempted to add %d additional partition(s), but only %d assignment(s) were specified.", add, len(rt.Assignment))
 	}
-	for i, a := range rt.Assignment {
+	out := make([][]int32, 0, len(rt.Assignment))
+	for _, a := range rt.Assignment {
 		if err := checkReplicaList(a.Replicas, rf, img.Brokers); err != nil {
 			return nil, err
 		}
-		if !slices.Equal(a.Replicas, rt.Assignment[0].Replicas) {
-			return nil, codeErr(kerr.InvalidReplicaAssignment,
-				"new partition %d is assigned to %v and partition %d to %v: this broker places every new partition on the same replicas",
-				cur+int32(i), a.Replicas, cur, rt.Assignment[0].Replicas)
-		}
+		out = append(out, slices.Clone(a.Replicas))
 	}
-	return slices.Clone(rt.Assignment[0].Replicas), nil
+	return out, nil
 }
 
 // growTopic adds the partitions through the metadata quorum.
-func (h *Handler) growTopic(ctx context.Context, name string, total int32, replicas []int32) error {
+func (h *Handler) growTopic(ctx context.Context, name string, total int32, replicas [][]int32) error {
 	ctx, cancel := context.WithTimeout(ctx, metadataWriteTimeout)
 	defer cancel()
-	if err := h.b.Meta().CreatePartitions(ctx, name, total, replicas); err != nil {
+	if err := h.b.Meta().CreatePartitionsAssigned(ctx, name, replicas); err != nil {
 		h.logger.Info("creating partitions failed", "topic", name, "count", total, "err", err)
 		return err
 	}

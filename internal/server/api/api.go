@@ -134,6 +134,9 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 		resp.SetVersion(req.Version)
 		reply(server.Reply{Msg: resp})
 	}
+	if h.forward(ctx, req, reply) {
+		return
+	}
 	switch m := req.Msg.(type) {
 	case *kmsg.ProduceRequest:
 		h.produce(ctx, m, reply)

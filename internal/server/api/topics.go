@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/config"
+	"github.com/sluice-io/sluice/internal/controller"
 	"github.com/sluice-io/sluice/internal/group"
 	"github.com/sluice-io/sluice/internal/metadata"
 	"github.com/sluice-io/sluice/internal/txn"
@@ -108,6 +110,9 @@ func (h *Handler) createTopic(ctx context.Context, name string, partitions int32
 	if partitions <= 0 {
 		return nil, fmt.Errorf("%w: %d partitions; a topic needs at least 1", kerr.InvalidPartitions, partitions)
 	}
+	if h.b.Clustered() && !h.b.Meta().IsController() {
+		return h.createTopicAtController(ctx, name, partitions, replicationFactor, configs)
+	}
 	img := h.b.Image()
 	if replicationFactor <= 0 || int(replicationFactor) > len(img.Brokers) {
 		return nil, fmt.Errorf("%w: replication factor %d, but %d broker(s) are available",
@@ -122,10 +127,13 @@ func (h *Handler) createTopic(ctx context.Context, name string, partitions int32
 	if err := checkBrokerPartitions(h.hostedPartitions(img), int64(partitions), h.brokerInt("max.broker.partitions")); err != nil {
 		return nil, err
 	}
-	replicas := []int32{h.b.NodeID()}
+	assignments, err := controller.PlaceNew(img, 0, partitions, int(replicationFactor))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", kerr.InvalidReplicationFactor, err)
+	}
 	wctx, cancel := context.WithTimeout(ctx, metadataWriteTimeout)
 	defer cancel()
-	t, err := h.b.Meta().CreateTopic(wctx, name, partitions, replicas, configs)
+	t, err := h.b.Meta().CreateTopicAssigned(wctx, name, assignments, configs)
 	if err != nil {
 		return nil, err
 	}
@@ -135,6 +143,41 @@ func (h *Handler) createTopic(ctx context.Context, name string, partitions int32
 			h.logger.Error("closing the partitions of a topic whose creation failed", "topic", name, "err", rerr)
 		}
 		return nil, err
+	}
+	return t, nil
+}
+
+// createTopicAtController asks the active controller to create a topic
+// (this node is not it) and waits until this node's metadata has it.
+func (h *Handler) createTopicAtController(ctx context.Context, name string, partitions int32, rf int16, configs map[string]string) (*metadata.Topic, error) {
+	req := kmsg.NewPtrCreateTopicsRequest()
+	req.SetVersion(7)
+	req.TimeoutMillis = int32(metadataWriteTimeout / time.Millisecond)
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, partitions, rf
+	for k, v := range configs {
+		c := kmsg.NewCreateTopicsRequestTopicConfig()
+		c.Name, c.Value = k, kmsg.StringPtr(v)
+		rt.Configs = append(rt.Configs, c)
+	}
+	req.Topics = []kmsg.CreateTopicsRequestTopic{rt}
+	fctx, cancel := context.WithTimeout(ctx, metadataWriteTimeout)
+	defer cancel()
+	resp, err := h.b.Forward(fctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: creating %s at the controller: %v", kerr.RequestTimedOut, name, err)
+	}
+	ct := resp.(*kmsg.CreateTopicsResponse)
+	if len(ct.Topics) != 1 {
+		return nil, fmt.Errorf("controller answered CreateTopics with %d topics", len(ct.Topics))
+	}
+	if err := kerr.ErrorForCode(ct.Topics[0].ErrorCode); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return nil, err
+	}
+	h.awaitTopics(fctx, &kmsg.CreateTopicsResponse{Topics: []kmsg.CreateTopicsResponseTopic{{Topic: name}}})
+	t, ok := h.b.Image().Topics[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: topic %s created at the controller is not in this broker's metadata yet", kerr.RequestTimedOut, name)
 	}
 	return t, nil
 }

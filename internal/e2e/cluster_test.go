@@ -1,0 +1,276 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-io/sluice/internal/broker"
+	"github.com/sluice-io/sluice/internal/controller"
+	"github.com/sluice-io/sluice/internal/httpapi"
+	"github.com/sluice-io/sluice/internal/metadata"
+	"github.com/sluice-io/sluice/internal/netmux"
+	"github.com/sluice-io/sluice/internal/server"
+	"github.com/sluice-io/sluice/internal/server/api"
+)
+
+// testCluster is n brokers in this process, each a voter of the metadata
+// quorum, on 127.0.0.1 with real sockets.
+type testCluster struct {
+	t     *testing.T
+	nodes []*testBroker
+}
+
+// clusterNodeConfigs are test-friendly timings: heartbeats often, and a
+// session long enough for a loaded machine running the race detector.
+var clusterNodeConfigs = map[string]string{
+	"broker.heartbeat.interval.ms": "100",
+	"broker.session.timeout.ms":    "3000",
+}
+
+func startCluster(t *testing.T, n int, static map[string]string) *testCluster {
+	t.Helper()
+	cfgs := map[string]string{}
+	for k, v := range clusterNodeConfigs {
+		cfgs[k] = v
+	}
+	for k, v := range static {
+		cfgs[k] = v
+	}
+	type slot struct {
+		kafka, ctrl net.Listener
+	}
+	slots := make([]slot, n)
+	var voters []metadata.Voter
+	for i := range slots {
+		var err error
+		if slots[i].kafka, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if slots[i].ctrl, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		voters = append(voters, metadata.Voter{ID: int32(i + 1), Addr: slots[i].ctrl.Addr().String()})
+	}
+	tc := &testCluster{t: t, nodes: make([]*testBroker, n)}
+	errs := make(chan error, n)
+	base := t.TempDir()
+	for i := range slots {
+		go func() {
+			ln := slots[i].kafka
+			host, portStr, _ := net.SplitHostPort(ln.Addr().String())
+			port, _ := strconv.Atoi(portStr)
+			m := httpapi.NewMetricsWithOptions(httpapi.MetricsOptions{PartitionLevel: true})
+			dir := filepath.Join(base, fmt.Sprintf("node-%d", i+1))
+			b, err := broker.Open(broker.Config{NodeID: int32(i + 1), DataDir: dir, Host: host, Port: int32(port),
+				Static: cfgs, Logger: logger(t).With("node", i+1), RetentionCheckInterval: time.Hour, OnFsync: m.Fsync,
+				Voters: voters, ControllerMux: netmux.New(slots[i].ctrl, nil)})
+			if err != nil {
+				ln.Close()
+				errs <- fmt.Errorf("node %d: %w", i+1, err)
+				return
+			}
+			m.SetBroker(b)
+			tb := &testBroker{t: t, metrics: m, dir: dir, addr: ln.Addr().String(), b: b, done: make(chan struct{})}
+			h := api.New(b, logger(t))
+			h.SetObserver(m)
+			tb.srv = server.New(h, logger(t))
+			tb.srv.SetObserver(m)
+			go func() {
+				defer close(tb.done)
+				tb.srv.Serve(ln)
+			}()
+			tc.nodes[i] = tb
+			errs <- nil
+		}()
+	}
+	var failed []error
+	for range slots {
+		if err := <-errs; err != nil {
+			failed = append(failed, err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, tb := range tc.nodes {
+			if tb != nil {
+				tb.stop()
+			}
+		}
+	})
+	if len(failed) > 0 {
+		t.Fatal(errors.Join(failed...))
+	}
+	return tc
+}
+
+// bootstrap is every node's address.
+func (tc *testCluster) bootstrap() []string {
+	var out []string
+	for _, tb := range tc.nodes {
+		out = append(out, tb.addr)
+	}
+	return out
+}
+
+func (tc *testCluster) client(opts ...kgo.Opt) *kgo.Client {
+	tc.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(tc.bootstrap()...), kgo.MetadataMinAge(50 * time.Millisecond)}, opts...)...)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	tc.t.Cleanup(cl.Close)
+	return cl
+}
+
+// controller is the node that is the active controller now.
+func (tc *testCluster) controller() *testBroker {
+	for _, tb := range tc.nodes {
+		if tb.b.Meta().IsController() {
+			return tb
+		}
+	}
+	return nil
+}
+
+// notController is a node that is not the active controller.
+func (tc *testCluster) notController() *testBroker {
+	for _, tb := range tc.nodes {
+		if !tb.b.Meta().IsController() {
+			return tb
+		}
+	}
+	return nil
+}
+
+// TestClusterCreatesTopicsAnywhere: an admin request sent to a broker that
+// is not the controller is forwarded to it; replicas are placed over every
+// broker; clients find each partition's leader and produce and consume
+// through three brokers.
+func TestClusterCreatesTopicsAnywhere(t *testing.T) {
+	tc := startCluster(t, 3, nil)
+	other := tc.notController()
+	if other == nil {
+		t.Fatal("no node is not the controller")
+	}
+	adm := kadm.NewClient(other.client())
+	ctx := ctxT(t)
+	resp, err := adm.CreateTopic(ctx, 6, 1, nil, "spread")
+	if err != nil || resp.Err != nil {
+		t.Fatalf("create through a non-controller: %v %v", err, resp.Err)
+	}
+	// Every node's metadata has it, with leaders on every broker.
+	for _, tb := range tc.nodes {
+		waitUntil(t, "topic on every node", func() bool { _, ok := tb.b.Image().Topics["spread"]; return ok })
+	}
+	leaders := map[int32]int{}
+	for _, p := range tc.nodes[0].b.Image().Topics["spread"].Partitions {
+		leaders[p.Leader]++
+	}
+	if len(leaders) != 3 {
+		t.Fatalf("6 partitions led by %v, want all 3 brokers", leaders)
+	}
+	// RF 3: three distinct replicas each.
+	resp, err = adm.CreateTopic(ctx, 3, 3, nil, "rf3")
+	if err != nil || resp.Err != nil {
+		t.Fatalf("create rf 3: %v %v", err, resp.Err)
+	}
+	waitUntil(t, "rf3 on node 1", func() bool { _, ok := tc.nodes[0].b.Image().Topics["rf3"]; return ok })
+	for _, p := range tc.nodes[0].b.Image().Topics["rf3"].Partitions {
+		if len(p.Replicas) != 3 || len(p.ISR) != 3 {
+			t.Fatalf("rf3 partition %d: replicas %v isr %v", p.ID, p.Replicas, p.ISR)
+		}
+	}
+	if resp, err := adm.CreateTopic(ctx, 1, 4, nil, "rf4"); err == nil && resp.Err == nil {
+		t.Fatal("rf 4 on 3 brokers was created")
+	}
+
+	cl := tc.client(kgo.DefaultProduceTopic("spread"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	const n = 600
+	for i := range n {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+	}
+	cons := tc.client(kgo.ConsumeTopics("spread"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	seen := map[string]bool{}
+	for len(seen) < n {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumed %d of %d: %v", len(seen), n, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = true })
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestClusterKeepsReplicasItStopsLeading: a broker whose leaderships move
+// away (here by its controlled shutdown) keeps its replicas' data. (Before,
+// reconciling treated "not the leader" as "gone" and deleted them.)
+func TestClusterKeepsReplicasItStopsLeading(t *testing.T) {
+	tc := startCluster(t, 3, nil)
+	adm := kadm.NewClient(tc.client())
+	ctx := ctxT(t)
+	if resp, err := adm.CreateTopic(ctx, 3, 3, nil, "kept"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	victim := tc.notController()
+	waitUntil(t, "topic on the victim", func() bool { _, ok := victim.b.Image().Topics["kept"]; return ok })
+	var led []string
+	for _, p := range victim.b.Image().Topics["kept"].Partitions {
+		if p.Leader == victim.b.NodeID() {
+			led = append(led, fmt.Sprintf("kept-%d", p.ID))
+		}
+	}
+	if len(led) == 0 {
+		t.Fatal("the victim leads no partition of kept")
+	}
+	waitUntil(t, "the victim's partitions open", func() bool { return len(victim.b.Partitions()) == 3 })
+	cl := tc.client(kgo.DefaultProduceTopic("kept"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	for i := range 30 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	// The controller moves the victim's leaderships away (what its
+	// controlled shutdown asks for), while the victim keeps running.
+	hb := controller.Heartbeat{NodeID: victim.b.NodeID(), Epoch: victim.b.BrokerEpoch(),
+		MetadataIndex: victim.b.Image().Index, WantShutDown: true}
+	if _, err := tc.controller().b.Controller().Heartbeat(ctx, hb); err != nil {
+		t.Fatalf("controlled shutdown of %d: %v", hb.NodeID, err)
+	}
+	waitUntil(t, "the victim's leaderships moved", func() bool {
+		for _, p := range victim.b.Image().Topics["kept"].Partitions {
+			if p.Leader == victim.b.NodeID() {
+				return false
+			}
+		}
+		return true
+	})
+	if err := victim.b.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range led {
+		fi, err := os.Stat(filepath.Join(victim.dir, d, "00000000000000000000.log"))
+		if err != nil || fi.Size() == 0 {
+			t.Errorf("the stopped broker's replica %s lost its data: %v", d, err)
+		}
+	}
+}

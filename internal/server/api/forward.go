@@ -1,0 +1,75 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/server"
+)
+
+// forwardedKeys are the admin APIs that change the metadata and so run on
+// the active controller: a broker that is not it forwards them there
+// (Kafka's brokers forward them to their controller too) and relays the
+// answer, so a client may send them to any broker.
+var forwardedKeys = map[int16]bool{
+	19: true, // CreateTopics
+	20: true, // DeleteTopics
+	33: true, // AlterConfigs
+	37: true, // CreatePartitions
+	44: true, // IncrementalAlterConfigs
+}
+
+// forwardTimeout bounds a forwarded request when the request itself has no
+// timeout of its own.
+const forwardTimeout = 60 * time.Second
+
+// forward sends req to the active controller if it must run there and this
+// node is not it; it reports whether it did (and will reply).
+func (h *Handler) forward(ctx context.Context, req *server.Request, reply func(server.Reply)) bool {
+	if !forwardedKeys[req.Key] || !h.b.Clustered() || h.b.Meta().IsController() {
+		return false
+	}
+	go func() {
+		fctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+		defer cancel()
+		resp, err := h.b.Forward(fctx, req.Msg)
+		if err != nil {
+			// The client sees a broken connection and retries, finding
+			// the controller again (as after any network failure).
+			h.logger.Info("forwarding to the controller failed", "api", kmsg.NameForKey(req.Key), "err", err)
+			reply(server.Reply{Close: true})
+			return
+		}
+		if ct, ok := resp.(*kmsg.CreateTopicsResponse); ok {
+			h.awaitTopics(fctx, ct)
+		}
+		reply(server.Reply{Msg: resp})
+	}()
+	return true
+}
+
+// awaitTopics waits (bounded by ctx) until this broker's metadata has the
+// topics the controller created, so that the client's next Metadata
+// request to this broker finds them.
+func (h *Handler) awaitTopics(ctx context.Context, resp *kmsg.CreateTopicsResponse) {
+	for {
+		ch := h.b.Meta().Changes()
+		img := h.b.Image()
+		missing := false
+		for _, t := range resp.Topics {
+			if _, ok := img.Topics[t.Topic]; t.ErrorCode == 0 && !ok {
+				missing = true
+			}
+		}
+		if !missing {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
