@@ -78,24 +78,11 @@ func (l *Log) TruncateTo(offset int64) error {
 	if offset <= l.logStart {
 		return l.truncateFullyLocked(offset)
 	}
-	// The segment holding offset: the last starting at or below it (the
-	// first starts at or below the log start).
-	i := sort.Search(len(l.segments), func(i int) bool { return l.segments[i].baseOffset > offset }) - 1
-	seg := l.segments[i]
-	size := seg.size.Load()
-	pos := size
-	if offset < seg.nextOffset {
-		p, h, ok, err := seg.positionOf(offset, size)
-		if err != nil {
-			return fmt.Errorf("log: truncate to %d: %w", offset, err)
-		}
-		if ok {
-			if h.BaseOffset < offset {
-				return fmt.Errorf("%w: %d is in the batch %d..%d", ErrNotBatchBoundary, offset, h.BaseOffset, h.LastOffset())
-			}
-			pos = p
-		}
+	i, pos, err := l.cutPositionLocked(offset)
+	if err != nil {
+		return err
 	}
+	seg := l.segments[i]
 	// Read before anything changes: a closed segment's indexes are in its
 	// index files, removed below.
 	x, t, indexed := seg.indexesInMemory(l.fs)
@@ -174,6 +161,50 @@ func (l *Log) TruncateTo(offset int64) error {
 	}
 	l.afterTruncationLocked(offset)
 	return nil
+}
+
+// CheckTruncation tells whether TruncateTo(offset) would refuse the
+// offset itself (ErrNotBatchBoundary, ErrOffsetOutOfRange), without
+// changing anything: for a caller with state of its own to cut first.
+func (l *Log) CheckTruncation(offset int64) error {
+	if offset < 0 {
+		return fmt.Errorf("%w: truncate to %d", ErrOffsetOutOfRange, offset)
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if offset >= l.next.Load() || offset <= l.logStart {
+		return nil
+	}
+	_, _, err := l.cutPositionLocked(offset)
+	return err
+}
+
+// cutPositionLocked finds where TruncateTo cuts for offset, between the
+// log start and end offsets: the index of the segment holding it (the
+// last starting at or below it; the first starts at or below the log
+// start) and the byte position of the first batch at or past it there
+// (its size when none is). Called with mu held.
+func (l *Log) cutPositionLocked(offset int64) (i int, pos int64, err error) {
+	i = sort.Search(len(l.segments), func(i int) bool { return l.segments[i].baseOffset > offset }) - 1
+	seg := l.segments[i]
+	size := seg.size.Load()
+	if offset >= seg.nextOffset {
+		return i, size, nil
+	}
+	p, h, ok, err := seg.positionOf(offset, size)
+	if err != nil {
+		return 0, 0, fmt.Errorf("log: truncate to %d: %w", offset, err)
+	}
+	if !ok {
+		return i, size, nil
+	}
+	if h.BaseOffset < offset {
+		return 0, 0, fmt.Errorf("%w: %d is in the batch %d..%d", ErrNotBatchBoundary, offset, h.BaseOffset, h.LastOffset())
+	}
+	return i, p, nil
 }
 
 // TruncateFullyAndStartAt deletes every segment and starts an empty log

@@ -224,6 +224,14 @@ func TestTruncateTo(t *testing.T) {
 				break
 			}
 		}
+		if err := l.CheckTruncation(b.base + 1); !errors.Is(err, ErrNotBatchBoundary) {
+			t.Fatalf("check a truncation inside the batch %d..%d: %v", b.base, b.last, err)
+		}
+		for _, ok := range []int64{b.base, b.last + 1, 0, m.end(), m.end() + 1} {
+			if err := l.CheckTruncation(ok); err != nil {
+				t.Fatalf("check a truncation to %d: %v", ok, err)
+			}
+		}
 		if err := l.TruncateTo(b.base + 1); !errors.Is(err, ErrNotBatchBoundary) {
 			t.Fatalf("truncate inside the batch %d..%d: %v", b.base, b.last, err)
 		}

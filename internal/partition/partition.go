@@ -129,6 +129,12 @@ type Options struct {
 }
 
 // Partition is one partition replica. Safe for concurrent use.
+//
+// Lock order: checkpointMu (producer snapshots, truncations), mu (appends,
+// role changes, truncations), hwMu (moves of the high watermark), then
+// notifyMu and the log's own locks. A truncation holds checkpointMu and mu
+// while the log truncates; nothing the log does calls back into the
+// partition.
 type Partition struct {
 	fs     vfs.FS
 	dir    string

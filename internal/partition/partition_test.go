@@ -12,7 +12,7 @@ import (
 	"github.com/sluice-io/sluice/internal/vfs"
 )
 
-func idemBatch(t *testing.T, pid int64, epoch int16, seq int32, n int) []byte {
+func idemBatch(t testing.TB, pid int64, epoch int16, seq int32, n int) []byte {
 	t.Helper()
 	recs := make([]record.Record, n)
 	for i := range recs {

@@ -16,7 +16,7 @@ import (
 
 // txnBatch is a transactional batch of n records of pid at epoch, sequence
 // seq (-1: none, as a coordinator writes), timestamped ts.
-func txnBatch(t *testing.T, pid int64, epoch int16, seq int32, n int, ts int64) []byte {
+func txnBatch(t testing.TB, pid int64, epoch int16, seq int32, n int, ts int64) []byte {
 	t.Helper()
 	recs := make([]record.Record, n)
 	for i := range recs {
