@@ -597,3 +597,25 @@ func TestTruncateFullyAndStartAt(t *testing.T) {
 		t.Fatalf("epoch 2 on the follower: %d %d", e, off)
 	}
 }
+
+// TestAppendReplicatedLogAppendTime: under message.timestamp.type=
+// LogAppendTime the leader notes its producers' batches with the time it
+// stored, as its follower (and its own restart) reads them back: on main
+// it noted the producer's timestamp, and a follower's producer state
+// (the batches' timestamps, the last timestamp producer expiry goes by)
+// differed from its leader's.
+func TestAppendReplicatedLogAppendTime(t *testing.T) {
+	leader := newReplica(t, false, 1)
+	defer leader.p.Close()
+	cfg := DefaultConfig()
+	cfg.LogAppendTime = true
+	leader.p.SetConfig(cfg)
+	leader.append(idemBatch(t, 1, 0, 0, 2))
+	leader.append(txnBatch(t, 3, 0, 0, 1, 5))
+	leader.marker(3, true)
+	follower := newReplica(t, true, 1)
+	defer follower.p.Close()
+	follower.p.SetConfig(cfg)
+	replicate(t, leader.p, follower.p, nil)
+	sameReplicas(t, leader.p, follower.p, "LogAppendTime")
+}
