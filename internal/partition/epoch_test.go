@@ -200,4 +200,15 @@ func TestEpochStartOffset(t *testing.T) {
 	if got := p.EpochStartOffset(1); got != -1 {
 		t.Fatalf("epoch 1 (never led) starts at %d, want -1", got)
 	}
+	if got := p.LatestEpoch(); got != 2 {
+		t.Fatalf("latest epoch %d, want 2", got)
+	}
+	f, err := Open(Options{FS: vfs.NewMem(), Dir: "t-1", Config: DefaultConfig(), Follower: true, LeaderEpoch: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got := f.LatestEpoch(); got != -1 {
+		t.Fatalf("latest epoch of an empty follower %d, want -1", got)
+	}
 }

@@ -620,6 +620,19 @@ func (p *Partition) EndOffsetForEpoch(epoch int32) (int32, int64) {
 	return p.epochs.endOffsetFor(epoch, p.log.EndOffset())
 }
 
+// LatestEpoch is the latest leader epoch of the leader epoch cache (that
+// of the last batch appended, or a newer one this replica leads), -1 when
+// the cache is empty (Kafka's latestEpoch): a follower sends it as its
+// fetches' LastFetchedEpoch, and asks OffsetForLeaderEpoch about it.
+func (p *Partition) LatestEpoch() int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.epochs.latest(); ok {
+		return e.Epoch
+	}
+	return -1
+}
+
 // EpochStartOffset is the offset where leader epoch epoch began in this
 // log (its leader epoch cache entry), or -1 when the cache does not have
 // it. The leader asks it for its own epoch: a follower joins the in-sync
