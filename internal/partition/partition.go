@@ -5,6 +5,7 @@
 package partition
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	iofs "io/fs"
@@ -121,6 +122,13 @@ type Options struct {
 	// by the broker's partitions (log.Options.LogDir); nil is one of the
 	// partition's own.
 	LogDir *log.LogDir
+	// Replicated opens the replica with its high watermark at the log
+	// start rather than the log end: the log may hold records its leader
+	// never committed (it crashed before its followers had them), and a
+	// replica that serves them could show consumers records a new leader
+	// does not have. The replication layer raises it (a leader from its
+	// ISR's log ends, a follower from its leader's answers).
+	Replicated bool
 	// Follower opens the replica as a follower in LeaderEpoch
 	// (BecomeFollower) rather than as its leader (BecomeLeader): a
 	// follower adds no leader epoch entry of its own, which would hide
@@ -237,6 +245,9 @@ func Open(opts Options) (*Partition, error) {
 	// Recovery made the whole log durable.
 	p.published.Store(l.EndOffset())
 	p.hw.Store(min(l.EndOffset(), l.DurableOffset()))
+	if opts.Replicated {
+		p.hw.Store(l.StartOffset())
+	}
 	return p, nil
 }
 
@@ -411,9 +422,10 @@ func (p *Partition) BecomeLeader(epoch int32) error {
 // it is (see SetExternalHighWatermark).
 func (p *Partition) BecomeFollower(epoch int32) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.leaderEpoch.Store(epoch)
 	p.leader.Store(false)
+	p.mu.Unlock()
+	p.wake() // WaitCommitted callers learn that they wait in vain
 	return nil
 }
 
@@ -824,6 +836,32 @@ func (p *Partition) WaitDurable(lastOffset int64) error {
 	}
 	p.localEndMoved()
 	return nil
+}
+
+// WaitCommitted returns once the high watermark has passed offset (the
+// records before it are committed: fsynced under the default flush policy
+// and, for a replicated partition, held by every in-sync replica), when
+// ctx ends, or with ErrNotLeader when the replica stops leading (its log
+// may lose the records). Coordinators wait so for their own appends, as
+// Kafka's coordinators append with acks=all. It does not fsync: the
+// caller's WaitDurable, or the broker's flusher, does.
+func (p *Partition) WaitCommitted(ctx context.Context, offset int64) error {
+	wake := make(chan struct{}, 1)
+	defer p.Unwatch(wake)
+	for {
+		p.Watch(wake)
+		if p.hw.Load() >= offset {
+			return nil
+		}
+		if !p.leader.Load() {
+			return fmt.Errorf("%w: leader epoch %d", ErrNotLeader, p.leaderEpoch.Load())
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Checkpoint writes a producer-state snapshot at the published log end
