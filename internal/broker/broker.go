@@ -119,7 +119,12 @@ type Broker struct {
 	strayDirsMoved bool
 	reconciled     *metadata.Image
 	mu             sync.RWMutex
-	parts          map[TopicPartition]*replica
+	parts          map[TopicPartition]*hosted
+
+	// fetchers fetch the partitions this node follows, one per leader
+	// (fetcher.go); fetchMu guards the map.
+	fetchMu  sync.Mutex
+	fetchers map[int32]*fetcher
 
 	recovery map[TopicPartition]int64 // from the checkpoint at start
 	logStart map[TopicPartition]int64
@@ -161,12 +166,15 @@ type Broker struct {
 	ready  chan struct{}
 }
 
-// replica is an open partition, the topic id it belongs to, and whether
+// hosted is an open partition, the topic id it belongs to, and whether
 // this node leads it (as of the last reconcile).
-type replica struct {
+type hosted struct {
 	p       *partition.Partition
 	topicID metadata.TopicID
 	leader  atomic.Bool
+	// lead is this node's leadership of the partition when it is
+	// replicated (replication.go); nil otherwise.
+	lead atomic.Pointer[LeaderReplica]
 }
 
 // Open starts the broker: metadata quorum, broker registration, and every
@@ -193,8 +201,9 @@ func Open(cfg Config) (*Broker, error) {
 	if err := config.ValidateBrokerConfigs(cfg.Static); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	b := &Broker{cfg: cfg, fs: cfg.FS, logger: cfg.Logger, parts: map[TopicPartition]*replica{}, ready: make(chan struct{}),
-		files: log.NewFileCache(cfg.MaxOpenFiles), logDir: log.NewLogDir(cfg.DataDir, cfg.Logger)}
+	b := &Broker{cfg: cfg, fs: cfg.FS, logger: cfg.Logger, parts: map[TopicPartition]*hosted{}, ready: make(chan struct{}),
+		fetchers: map[int32]*fetcher{},
+		files:    log.NewFileCache(cfg.MaxOpenFiles), logDir: log.NewLogDir(cfg.DataDir, cfg.Logger)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := vfs.MkdirAll(b.fs, cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("broker: create data dir %s: %w (check the path and its permissions)", cfg.DataDir, err)
@@ -280,10 +289,14 @@ func Open(cfg Config) (*Broker, error) {
 			return fail(fmt.Errorf("broker: %w", err))
 		}
 		b.fenced.Store(true)
-		b.wg.Add(1)
+		b.wg.Add(2)
 		go func() {
 			defer b.wg.Done()
 			b.heartbeatLoop(b.ctx)
+		}()
+		go func() {
+			defer b.wg.Done()
+			b.isrLoop(b.ctx)
 		}()
 		b.waitUnfenced(ctx)
 	}
@@ -492,10 +505,14 @@ func (b *Broker) Reconcile() error {
 	}
 	b.mu.RUnlock()
 	for _, tp := range gone {
+		b.stopFollowing(tp)
 		b.mu.Lock()
 		r := b.parts[tp]
 		delete(b.parts, tp)
 		b.mu.Unlock()
+		if lr := r.lead.Swap(nil); lr != nil {
+			lr.close()
+		}
 		if err := r.p.Delete(); err != nil {
 			b.logger.Error("delete partition", "partition", partitionDir(tp), "err", err)
 		}
@@ -552,25 +569,26 @@ func (b *Broker) Reconcile() error {
 			b.mu.RUnlock()
 			if ok {
 				r.p.SetConfig(pc)
-				if lead {
-					if err := r.p.BecomeLeader(part.LeaderEpoch); err != nil {
-						addErr(err)
-					}
+				if err := b.applyRole(r, tp, t, part); err != nil {
+					addErr(err)
 				}
-				r.leader.Store(lead)
 				continue
 			}
 			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				p, err := b.openPartition(tp, t, pc)
+				p, err := b.openPartition(tp, t, pc, !lead)
 				if err != nil {
 					addErr(err)
 					return
 				}
-				r := &replica{p: p, topicID: t.ID}
-				r.leader.Store(lead)
+				r := &hosted{p: p, topicID: t.ID}
+				if err := b.applyRole(r, tp, t, part); err != nil {
+					p.Close()
+					addErr(err)
+					return
+				}
 				b.mu.Lock()
 				b.parts[tp] = r
 				b.mu.Unlock()
@@ -586,7 +604,7 @@ func (b *Broker) Reconcile() error {
 	return nil
 }
 
-func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partition.Config) (*partition.Partition, error) {
+func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partition.Config, follower bool) (*partition.Partition, error) {
 	dir := filepath.Join(b.cfg.DataDir, partitionDir(tp))
 	if err := vfs.MkdirAll(b.fs, dir); err != nil {
 		return nil, fmt.Errorf("broker: create %s: %w", dir, err)
@@ -600,6 +618,8 @@ func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partitio
 		LogStartOffset: b.logStart[tp],
 		Clean:          b.clean,
 		LeaderEpoch:    t.Partitions[tp.Partition].LeaderEpoch,
+		Follower:       follower,
+		Replicated:     len(t.Partitions[tp.Partition].Replicas) > 1,
 		Logger:         b.logger.With("partition", partitionDir(tp)),
 		Now:            b.cfg.Now,
 		OnSync:         b.cfg.OnFsync,
@@ -789,6 +809,7 @@ func (b *Broker) Close() error {
 	b.groups.Close()
 	b.cancel()
 	b.wg.Wait()
+	b.stopFetchers()
 	b.recMu.Lock()
 	defer b.recMu.Unlock()
 	var errs, storageErrs []error
@@ -825,7 +846,7 @@ func (b *Broker) Close() error {
 	}
 	wg.Wait()
 	b.mu.Lock()
-	b.parts = map[TopicPartition]*replica{}
+	b.parts = map[TopicPartition]*hosted{}
 	b.mu.Unlock()
 	offline := b.logDir.Offline()
 	if offline == nil {

@@ -354,9 +354,8 @@ var brokerDefs = []Def{
 	},
 	{
 		Name: "min.insync.replicas", Type: TypeInt, Default: "1",
-		Doc:         "Default fewest in-sync replicas that must have a write for an acks=all produce to succeed.",
-		Validate:    atLeast(1),
-		Unsupported: "Sluice runs one node, whose in-sync replicas are the leader alone",
+		Doc:      "Default fewest in-sync replicas that must have a write for an acks=all produce to succeed (NOT_ENOUGH_REPLICAS otherwise); above the replication factor it counts as the replication factor.",
+		Validate: atLeast(1),
 	},
 	{
 		Name: "min.incremental.fetch.session.eviction.ms", Type: TypeInt, Default: "120000", ReadOnly: true,
@@ -411,9 +410,29 @@ var brokerDefs = []Def{
 		Validate: atLeast(1),
 	},
 	{
+		Name: "replica.fetch.max.bytes", Type: TypeInt, Default: "1048576", ReadOnly: true,
+		Doc:      "Bytes a follower asks for per partition in one fetch (the first batch is sent whole even if larger).",
+		Validate: atLeast(0),
+	},
+	{
+		Name: "replica.fetch.min.bytes", Type: TypeInt, Default: "1", ReadOnly: true,
+		Doc:      "Bytes a follower's fetch waits for, up to replica.fetch.wait.max.ms.",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "replica.fetch.response.max.bytes", Type: TypeInt, Default: "10485760", ReadOnly: true,
+		Doc:      "Bytes a follower asks for in one fetch, all partitions together.",
+		Validate: between(0, 100<<20),
+	},
+	{
+		Name: "replica.fetch.wait.max.ms", Type: TypeInt, Default: "500", ReadOnly: true,
+		Doc:      "How long a follower's fetch waits at the leader for new data; keep it below replica.lag.time.max.ms.",
+		Validate: atLeast(0),
+	},
+	{
 		Name: "replica.lag.time.max.ms", Type: TypeLong, Default: "30000", ReadOnly: true,
-		Doc:         "A follower that has not fetched, or not caught up to the leader's log end, for this long is removed from the ISR.",
-		Unsupported: "Sluice runs one node, with no followers to remove from the ISR",
+		Doc:      "A follower that has not fetched, or not caught up to the leader's log end, for this long is removed from the ISR.",
+		Validate: atLeast(1),
 	},
 	{
 		Name: "producer.id.expiration.check.interval.ms", Type: TypeInt, Default: "600000", ReadOnly: true,
@@ -483,8 +502,7 @@ var brokerDefs = []Def{
 	},
 	{
 		Name: "unclean.leader.election.enable", Type: TypeBoolean, Default: "false",
-		Doc:         "Default of whether a replica outside the ISR may become leader as a last resort.",
-		Unsupported: "Sluice runs one node, with no other replica to elect",
+		Doc: "Default of whether a replica outside the ISR may become leader as a last resort (losing what only the ISR had).",
 	},
 }
 

@@ -39,13 +39,13 @@ func TestUnsupportedBrokerConfigs(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no Unsupported broker configs")
 	}
-	for _, tc := range []struct{ name, v string }{{"min.insync.replicas", "01"}, {"fetch.max.bytes", "57671680"}, {"log.preallocate", "False"}} {
+	for _, tc := range []struct{ name, v string }{{"transaction.state.log.min.isr", "02"}, {"fetch.max.bytes", "57671680"}, {"log.preallocate", "False"}} {
 		if err := ValidateBrokerConfigs(map[string]string{tc.name: tc.v}); err != nil {
 			t.Errorf("%s=%s is the default: %v", tc.name, tc.v, err)
 		}
 	}
 	for _, tc := range []struct{ name, v, hint string }{
-		{"min.insync.replicas", "2", "only its default, 1, is accepted"},
+		{"transaction.state.log.min.isr", "3", "only its default, 2, is accepted"},
 		{"log.roll.jitter.ms", "0", "leave it unset"},
 	} {
 		if err := ValidateBrokerConfigs(map[string]string{tc.name: tc.v}); err == nil || !strings.Contains(err.Error(), tc.hint) {

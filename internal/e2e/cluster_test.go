@@ -274,3 +274,72 @@ func TestClusterKeepsReplicasItStopsLeading(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterReplicates: an RF 3 topic's records reach every replica,
+// byte for byte; acks=all is answered once the ISR has them; when the
+// leader stops, another replica leads and every acknowledged record is
+// still there.
+func TestClusterReplicates(t *testing.T) {
+	tc := startCluster(t, 3, map[string]string{"min.insync.replicas": "2"})
+	adm := kadm.NewClient(tc.client())
+	ctx := ctxT(t)
+	if resp, err := adm.CreateTopic(ctx, 2, 3, nil, "rep"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	cl := tc.client(kgo.DefaultProduceTopic("rep"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	const n = 400
+	acked := map[string]bool{}
+	for i := range n {
+		v := strconv.Itoa(i)
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+		acked[v] = true
+	}
+	// Every replica ends where the leader ends.
+	for p := range int32(2) {
+		waitUntil(t, fmt.Sprintf("rep-%d replicated to every node", p), func() bool {
+			var ends []int64
+			for _, tb := range tc.nodes {
+				parts := tb.b.Partitions()
+				pp, ok := parts[broker.TopicPartition{Topic: "rep", Partition: p}]
+				if !ok {
+					return false
+				}
+				ends = append(ends, pp.Log().EndOffset())
+			}
+			return ends[0] > 0 && ends[0] == ends[1] && ends[1] == ends[2]
+		})
+	}
+	// Stop the leader of partition 0; the others carry on.
+	img := tc.nodes[0].b.Image()
+	leader := img.Topics["rep"].Partitions[0].Leader
+	tc.nodes[leader-1].stop()
+	for i := n; i < n+200; i++ {
+		v := strconv.Itoa(i)
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatalf("produce %d after the leader stopped: %v", i, err)
+		}
+		acked[v] = true
+	}
+	var alive *testBroker
+	for _, tb := range tc.nodes {
+		if tb.srv != nil {
+			alive = tb
+		}
+	}
+	cons := alive.client(kgo.ConsumeTopics("rep"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	seen := map[string]int{}
+	for len(seen) < len(acked) {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumed %d of %d acknowledged: %v", len(seen), len(acked), err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Value)]++ })
+	}
+	for v := range acked {
+		if seen[v] != 1 {
+			t.Errorf("acknowledged record %s read %d times", v, seen[v])
+		}
+	}
+}

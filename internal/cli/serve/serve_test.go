@@ -107,7 +107,7 @@ var brokerConfigDecisions = map[string]decision{
 	"message.max.bytes":                                           {"2000000", actedOn, nil}, // topic max.message.bytes
 	"metrics.partition.level":                                     {"true", wired, func(s settings) bool { return s.partitionMetrics }},
 	"min.incremental.fetch.session.eviction.ms":                   {"1000", actedOn, nil},
-	"min.insync.replicas":                                         {"2", refused, nil},
+	"min.insync.replicas":                                         {"2", actedOn, nil},
 	"node.id":                                                     {"7", refused, nil}, // set with --node-id (1)
 	"num.partitions":                                              {"3", actedOn, nil},
 	"offset.metadata.max.bytes":                                   {"100", actedOn, nil}, // broker: group coordinator
@@ -119,7 +119,11 @@ var brokerConfigDecisions = map[string]decision{
 	"producer.id.expiration.check.interval.ms":                    {"1000", actedOn, nil}, // broker
 	"producer.id.expiration.ms":                                   {"1000", actedOn, nil},
 	"queued.max.request.bytes":                                    {"209715200", wired, func(s settings) bool { return s.queued == 200<<20 }},
-	"replica.lag.time.max.ms":                                     {"10000", refused, nil},
+	"replica.fetch.max.bytes":                                     {"65536", actedOn, nil}, // broker: replica fetcher
+	"replica.fetch.min.bytes":                                     {"2", actedOn, nil},
+	"replica.fetch.response.max.bytes":                            {"65536", actedOn, nil},
+	"replica.fetch.wait.max.ms":                                   {"100", actedOn, nil},
+	"replica.lag.time.max.ms":                                     {"10000", actedOn, nil}, // broker: ISR shrink
 	"socket.request.max.bytes":                                    {"1000", wired, func(s settings) bool { return s.limits.MaxFrameBytes == 1000 }},
 	"transaction.abort.timed.out.transaction.cleanup.interval.ms": {"500", actedOn, nil}, // broker: transaction coordinator
 	"transaction.max.timeout.ms":                                  {"60000", actedOn, nil},
@@ -131,7 +135,7 @@ var brokerConfigDecisions = map[string]decision{
 	"transaction.state.log.segment.bytes":                         {"1048576", actedOn, nil},
 	"transaction.version":                                         {"1", actedOn, nil}, // api: ApiVersions
 	"transactional.id.expiration.ms":                              {"1000", actedOn, nil},
-	"unclean.leader.election.enable":                              {"true", refused, nil},
+	"unclean.leader.election.enable":                              {"true", actedOn, nil},
 }
 
 // TestEveryBrokerConfigIsDecided: sluice serve acts on every broker
@@ -226,7 +230,7 @@ func TestResolveChecks(t *testing.T) {
 		{[]string{"log.dirs=" + dataDir + "," + filepath.Join(dataDir, "b")}, 1, "several log dirs are not supported yet"},
 		{[]string{"log.dirs=" + filepath.Join(dataDir, "b")}, 1, "--data-dir"},
 		{[]string{"min.insync.replicas=1"}, 1, ""},
-		{[]string{"min.insync.replicas=2"}, 1, "not supported"},
+		{[]string{"transaction.state.log.min.isr=3"}, 1, "not supported"},
 		{[]string{"log.flush.interval.ms=0"}, 1, "leave it unset"},
 		{[]string{"max.connections.per.ip=0"}, 1, "max.connections.per.ip.overrides"},
 		{[]string{"max.connections.per.ip=0", "max.connections.per.ip.overrides=127.0.0.1:5"}, 1, ""},
@@ -384,7 +388,7 @@ func TestRunActsOnConnectionConfigs(t *testing.T) {
 // config, instead of running with a setting it would ignore. On main each
 // of these started a broker.
 func TestRunRefusesIgnoredConfigs(t *testing.T) {
-	for _, kv := range []string{"broker.id=5", "log.dirs=" + filepath.Join(t.TempDir(), "x"), "min.insync.replicas=2", "node.id=5", "log.preallocate=true"} {
+	for _, kv := range []string{"broker.id=5", "log.dirs=" + filepath.Join(t.TempDir(), "x"), "transaction.state.log.min.isr=3", "node.id=5", "log.preallocate=true"} {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // a broker that starts stops at once
 		err := Run(ctx, Options{Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", DataDir: t.TempDir(), NodeID: 1,

@@ -2,12 +2,14 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-io/sluice/internal/broker"
 	"github.com/sluice-io/sluice/internal/metadata"
 	"github.com/sluice-io/sluice/internal/partition"
 	"github.com/sluice-io/sluice/internal/record"
@@ -98,6 +100,14 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 				sp.ErrorMessage = errorMessage(err)
 				continue
 			}
+			lr, replicated := h.b.LeaderReplica(t.Name, rp.Partition)
+			if replicated {
+				if err := lr.CheckProduce(r.Acks); err != nil {
+					sp.ErrorCode = errorCode(err)
+					sp.ErrorMessage = errorMessage(err)
+					continue
+				}
+			}
 			res, err := h.appendOne(p, rp.Records)
 			if err != nil {
 				sp.ErrorCode = errorCode(err)
@@ -111,8 +121,15 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 			if !res.Duplicate {
 				h.observer.Produced(t.Name, len(rp.Records), int(res.LastOffset-res.BaseOffset+1))
 			}
-			if waitFsync {
-				waits = append(waits, pending{p, res.LastOffset, sp})
+			if replicated {
+				lr.Appended()
+			}
+			if waitFsync || (replicated && r.Acks == -1) {
+				w := pending{p: p, last: res.LastOffset, sp: sp, fsync: waitFsync}
+				if replicated && r.Acks == -1 {
+					w.lr = lr
+				}
+				waits = append(waits, w)
 			}
 		}
 		resp.Topics = append(resp.Topics, st)
@@ -134,11 +151,28 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 	}
 }
 
-// pending is an appended batch that an acks=all produce waits to fsync.
+// pending is an appended batch that an acks=all produce waits for: its
+// fsync on this broker (fsync) and, for a replicated partition (lr set),
+// its copies in every in-sync replica (the high watermark passing it).
 type pending struct {
-	p    *partition.Partition
-	last int64
-	sp   *kmsg.ProduceResponseTopicPartition
+	p     *partition.Partition
+	last  int64
+	sp    *kmsg.ProduceResponseTopicPartition
+	fsync bool
+	lr    *broker.LeaderReplica
+}
+
+// wait waits for w, until ctx ends.
+func (w pending) wait(ctx context.Context) error {
+	if w.fsync {
+		if err := w.p.WaitDurable(w.last); err != nil {
+			return fmt.Errorf("%w: %w", kerr.KafkaStorageError, err)
+		}
+	}
+	if w.lr != nil {
+		return w.lr.WaitAcked(ctx, w.last+1)
+	}
+	return nil
 }
 
 // awaitDurable waits until every batch is fsynced or the request's
@@ -160,8 +194,10 @@ func (h *Handler) awaitDurable(waits []pending, timeout time.Duration) {
 	}
 	// Buffered for all: a wait that ends after the timeout never blocks.
 	done := make(chan result, len(waits))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
 	for i := range waits {
-		go func() { done <- result{i, waits[i].p.WaitDurable(waits[i].last)} }()
+		go func() { done <- result{i, waits[i].wait(ctx)} }()
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -172,7 +208,10 @@ func (h *Handler) awaitDurable(waits []pending, timeout time.Duration) {
 			answered[res.i] = true
 			if res.err != nil {
 				sp := waits[res.i].sp
-				sp.ErrorCode = kerr.KafkaStorageError.Code
+				sp.ErrorCode = errorCode(res.err)
+				if errors.Is(res.err, context.DeadlineExceeded) {
+					sp.ErrorCode = kerr.RequestTimedOut.Code
+				}
 				sp.ErrorMessage = errorMessage(res.err)
 				sp.BaseOffset = -1
 			}
@@ -181,7 +220,7 @@ func (h *Handler) awaitDurable(waits []pending, timeout time.Duration) {
 				if !ok {
 					sp := waits[i].sp
 					sp.ErrorCode = kerr.RequestTimedOut.Code
-					msg := fmt.Sprintf("the batch was appended at offset %d but not fsynced within the request's timeout of %v; it may still become durable", sp.BaseOffset, timeout)
+					msg := fmt.Sprintf("the batch was appended at offset %d but not fsynced and copied to the in-sync replicas within the request's timeout of %v; it may still become durable", sp.BaseOffset, timeout)
 					sp.ErrorMessage = &msg
 					sp.BaseOffset = -1
 				}

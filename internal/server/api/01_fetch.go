@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-io/sluice/internal/log"
 	"github.com/sluice-io/sluice/internal/metadata"
 	"github.com/sluice-io/sluice/internal/partition"
 	"github.com/sluice-io/sluice/internal/server"
@@ -45,6 +46,10 @@ func (h *Handler) fetch(ctx context.Context, r *kmsg.FetchRequest, reply func(se
 	wait := time.Duration(r.MaxWaitMillis) * time.Millisecond
 	wait = min(max(wait, 0), maxFetchWait)
 
+	if id := replicaID(r); id >= 0 {
+		h.replicaFetch(ctx, r, id, reply)
+		return
+	}
 	fc, errResp := h.newFetchContext(r)
 	if errResp != nil {
 		reply(server.Reply{Msg: errResp})
@@ -231,11 +236,17 @@ func readPartition(p *partition.Partition, rp *kmsg.FetchRequestTopicPartition, 
 				ProducerID: a.ProducerID, FirstOffset: a.FirstOffset})
 		}
 	}
+	records := res.NextOffset - max(rp.FetchOffset, res.FirstBatch.BaseOffset)
+	return fileRegion(res), int(records), nil
+}
+
+// fileRegion is a read's file range as a response region with a fresh
+// marker.
+func fileRegion(res log.ReadResult) server.Region {
 	marker := make([]byte, server.RegionMarkerBytes)
 	binary.BigEndian.PutUint64(marker, rand.Uint64())
 	binary.BigEndian.PutUint64(marker[8:], rand.Uint64())
-	records := res.NextOffset - max(rp.FetchOffset, res.FirstBatch.BaseOffset)
-	return server.Region{Marker: marker, File: res.File, Pos: res.Position, Size: res.Size, Release: res.Release}, int(records), nil
+	return server.Region{Marker: marker, File: res.File, Pos: res.Position, Size: res.Size, Release: res.Release}
 }
 
 // checkLeaderEpoch compares a client's current leader epoch (-1: no check)

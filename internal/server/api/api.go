@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-io/sluice/internal/log"
 	"github.com/sluice-io/sluice/internal/metadata"
 	"github.com/sluice-io/sluice/internal/partition"
+	"github.com/sluice-io/sluice/internal/replica"
 	"github.com/sluice-io/sluice/internal/server"
 )
 
@@ -240,6 +241,12 @@ var errorCodes = []struct {
 	err  error
 	code *kerr.Error
 }{
+	{replica.ErrNotEnoughReplicasAfterAppend, kerr.NotEnoughReplicasAfterAppend},
+	{replica.ErrNotEnoughReplicas, kerr.NotEnoughReplicas},
+	{broker.ErrNotLeader, kerr.NotLeaderForPartition},
+	{partition.ErrNotLeader, kerr.NotLeaderForPartition},
+	{broker.ErrStaleBrokerEpoch, kerr.StaleBrokerEpoch},
+	{replica.ErrUnknownReplica, kerr.NotLeaderForPartition},
 	{partition.ErrUnknownProducerID, kerr.UnknownProducerID},
 	{partition.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
 	{partition.ErrCoordinatorFenced, kerr.TransactionCoordinatorFenced},
