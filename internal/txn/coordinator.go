@@ -31,9 +31,15 @@ const (
 	loadReadBytes = 1 << 20
 	// maxRecordBytes bounds one decompressed batch read while loading.
 	maxRecordBytes = 16 << 20
-	// markerTimeout bounds writing one transaction's markers; what is not
-	// written by then is retried by the background check.
+	// markerTimeout bounds how long a request (EndTxn, or an
+	// InitProducerId that aborts) waits for a transaction's markers; they
+	// go on being retried in the background after it, and the request
+	// answers CONCURRENT_TRANSACTIONS so that the client retries it.
 	markerTimeout = 30 * time.Second
+	// markerRetryBackoff is the first wait before a failed marker write is
+	// retried; it doubles up to maxMarkerRetryBackoff.
+	markerRetryBackoff    = 100 * time.Millisecond
+	maxMarkerRetryBackoff = 5 * time.Second
 )
 
 // ErrUnknownPartition is what Config.WriteMarker returns for a partition
@@ -42,18 +48,26 @@ var ErrUnknownPartition = errors.New("txn: partition does not exist")
 
 // Config configures a Coordinator.
 type Config struct {
-	// Partition returns the open partition p of Topic.
+	// Partition returns the open replica of partition p of Topic. It is
+	// called when p is loaded (Start, Elect); the replica it returns then
+	// takes the state writes of p's ids until p is resigned.
 	Partition func(p int32) (*partition.Partition, bool)
 	// AllocateProducerID hands out a producer id that was never used.
 	AllocateProducerID func(ctx context.Context) (int64, error)
 	// WriteMarker appends a transaction marker to tp and returns once it
 	// is durable and, for __consumer_offsets, applied to the group offsets.
+	// In a cluster it sends WriteTxnMarkers to tp's leader. An error other
+	// than ErrUnknownPartition is retried with backoff until the write
+	// succeeds or ctx ends (the coordinator resigned or closed), as
+	// Kafka's TransactionMarkerChannelManager retries a leader that moved
+	// or is unknown: a marker that is no longer needed (a newer producer
+	// epoch or coordinator epoch wrote there) must answer nil.
 	WriteMarker func(ctx context.Context, tp TopicPartition, producerID int64, epoch int16, commit bool, coordinatorEpoch int32) error
 	// OffsetsPartitions is the number of __consumer_offsets partitions (0:
 	// none yet), to find a group's partition for AddOffsetsToTxn.
 	OffsetsPartitions func() int
 	// GroupsReady is closed once the group coordinator has loaded; markers
-	// of transactions found half-done at start wait for it.
+	// of transactions found half-done at a load wait for it.
 	GroupsReady func() <-chan struct{}
 
 	MaxTimeout          time.Duration
@@ -65,12 +79,21 @@ type Config struct {
 	Now    func() time.Time
 }
 
-// Coordinator is the transaction coordinator of this broker: on one node it
-// leads every partition of Topic. Safe for concurrent use.
+// Coordinator is the transaction coordinator of this broker: it serves the
+// transactional ids of the partitions of Topic it leads (Start: all of
+// them, on one node; Elect and Resign as leaderships move in a cluster).
+// Safe for concurrent use.
 //
 // Each transactional id has a lock held for a whole operation, state write
 // and markers included, so operations on one id run one at a time and a
 // request never sees a half-made change; different ids run in parallel.
+// A state write is answered once it is committed (held by every in-sync
+// replica), and the id's state in memory moves on only then.
+//
+// Lock order: entry.mu, then txnPartition.appendMu, then Coordinator.mu;
+// Coordinator.mu is also taken before txnPartition.appendMu by Elect and
+// Resign, so an append never takes Coordinator.mu while it holds appendMu.
+// completion.mu is taken last and nothing is taken under it.
 type Coordinator struct {
 	cfg    Config
 	ctx    context.Context
@@ -78,21 +101,27 @@ type Coordinator struct {
 	wg     sync.WaitGroup
 
 	mu     sync.Mutex
-	n      int // partitions of Topic, 0 before Start
-	loaded bool
-	txns   map[string]*entry
-	byPID  map[int64]*entry
+	closed bool
+	n      int                     // partitions of Topic, 0 before Start or Elect
+	parts  map[int32]*txnPartition // led partitions, loading or loaded
+	epochs map[int32]int32         // per partition the newest leader epoch of an Elect or Resign
 }
 
-// entry is one transactional id. mu is held for a whole operation; m is
-// read and replaced under it.
+// entry is one transactional id of a led partition. mu is held for a
+// whole operation; m is read and replaced under it.
 type entry struct {
-	mu      sync.Mutex
-	m       meta
-	removed bool // expired: look the id up again
+	part *txnPartition // the partition (and epoch) that loaded or created it
+	mu   sync.Mutex
+	m    meta
+	// removed: expired, look the id up again.
+	removed bool
+	// completing: a goroutine writes the markers of the prepared
+	// transaction (see complete); nobody else starts to.
+	completing bool
 }
 
-// New returns a coordinator that serves once Start has loaded its state.
+// New returns a coordinator that serves once Start or Elect has loaded
+// partitions of Topic.
 func New(cfg Config) *Coordinator {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -112,158 +141,86 @@ func New(cfg Config) *Coordinator {
 	if cfg.ExpireCheckInterval <= 0 {
 		cfg.ExpireCheckInterval = DefaultExpireCheckInterval
 	}
-	c := &Coordinator{cfg: cfg, txns: map[string]*entry{}, byPID: map[int64]*entry{}}
+	c := &Coordinator{cfg: cfg, parts: map[int32]*txnPartition{}, epochs: map[int32]int32{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
 
-// Start loads the state from the n partitions of Topic, which must be
-// open, and starts the background checks (timeouts, expiry, markers left
-// unwritten). Later calls do nothing.
-func (c *Coordinator) Start(n int) error {
-	c.mu.Lock()
-	if c.n > 0 || n <= 0 {
-		c.mu.Unlock()
-		return nil
-	}
-	c.n = n
-	c.mu.Unlock()
-	started := time.Now()
-	txns, records, err := c.load(n)
-	if err != nil {
-		c.mu.Lock()
-		c.n = 0 // not started: the next Start tries again
-		c.mu.Unlock()
-		return err
-	}
-	c.mu.Lock()
-	var prepared []*entry
-	for id, m := range txns {
-		e := &entry{m: *m}
-		c.txns[id] = e
-		c.byPID[m.producerID] = e
-		switch m.state {
-		case PrepareCommit, PrepareAbort, PrepareEpochFence:
-			prepared = append(prepared, e)
-		}
-	}
-	c.loaded = true
-	c.mu.Unlock()
-	if records > 0 {
-		c.cfg.Logger.Info("loaded transactions", "records", records, "transactional_ids", len(txns),
-			"took", time.Since(started).Round(time.Millisecond))
-	}
-	c.wg.Add(1)
-	go c.background(prepared)
-	return nil
-}
-
-// Started says whether Start has run.
+// Started says whether the partition count of Topic is known (Start or
+// Elect has run): requests are then answered by the partitions led here,
+// NOT_COORDINATOR for the others.
 func (c *Coordinator) Started() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.n > 0
 }
 
-// Close stops the background checks and waits for them.
+// Close stops all work (loads, markers, background checks) and waits for
+// it. Requests answer NOT_COORDINATOR afterwards.
 func (c *Coordinator) Close() {
+	c.mu.Lock()
+	c.closed = true
+	for p, tp := range c.parts {
+		delete(c.parts, p)
+		tp.stop()
+	}
+	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
 }
 
-// load reads every partition of Topic: the last record of each id wins.
-func (c *Coordinator) load(n int) (map[string]*meta, int, error) {
-	out := map[string]*meta{}
-	records := 0
-	for p := int32(0); p < int32(n); p++ {
-		part, ok := c.cfg.Partition(p)
-		if !ok {
-			return nil, records, fmt.Errorf("txn: partition %s-%d is not open", Topic, p)
-		}
-		off, end := part.Log().StartOffset(), part.HighWatermark()
-		for off < end {
-			buf, err := part.Log().ReadBatches(off, loadReadBytes)
-			if err != nil {
-				return nil, records, fmt.Errorf("txn: read %s-%d at %d: %w", Topic, p, off, err)
-			}
-			if len(buf) == 0 {
-				break
-			}
-			it := record.NewIter(buf)
-			for {
-				batch, h, ok := it.Next()
-				if !ok {
-					break
-				}
-				if !h.IsControl() {
-					recs, err := record.Records(batch, h, maxRecordBytes)
-					if err != nil {
-						return nil, records, fmt.Errorf("txn: decode %s-%d at %d: %w", Topic, p, h.BaseOffset, err)
-					}
-					for _, r := range recs {
-						if h.BaseOffset+int64(r.OffsetDelta) < off {
-							continue
-						}
-						records++
-						id, m, ok, err := decodeRecord(r.Key, r.Value)
-						if err != nil {
-							c.cfg.Logger.Warn("skipping a record that does not decode", "partition", p,
-								"offset", h.BaseOffset+int64(r.OffsetDelta), "err", err)
-							continue
-						}
-						if !ok {
-							continue
-						}
-						if m == nil {
-							delete(out, id)
-						} else {
-							out[id] = m
-						}
-					}
-				}
-				off = h.LastOffset() + 1
-			}
-			if err := it.Err(); err != nil {
-				return nil, records, fmt.Errorf("txn: read %s-%d at %d: %w", Topic, p, off, err)
-			}
-		}
+// partitionOfLocked finds the led, loaded partition of id. Called with
+// c.mu held.
+func (c *Coordinator) partitionOfLocked(id string) (*txnPartition, error) {
+	if c.n == 0 {
+		return nil, kerr.NotCoordinator
 	}
-	return out, records, nil
+	p := group.PartitionFor(id, c.n)
+	tp := c.parts[p]
+	switch {
+	case tp == nil:
+		return nil, fmt.Errorf("%w: %s-%d is not led by this broker", kerr.NotCoordinator, Topic, p)
+	case !tp.loaded:
+		return nil, fmt.Errorf("%w: %s-%d at leader epoch %d", kerr.CoordinatorLoadInProgress, Topic, p, tp.epoch)
+	}
+	return tp, nil
 }
 
-// ready answers whether requests can be served now.
-func (c *Coordinator) ready() error {
+// ready answers whether requests for id can be served now.
+func (c *Coordinator) ready(id string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case c.n == 0:
-		return kerr.NotCoordinator
-	case !c.loaded:
-		return kerr.CoordinatorLoadInProgress
-	}
-	return nil
+	_, err := c.partitionOfLocked(id)
+	return err
 }
 
 // lock finds the entry of id, locked, creating it if create; nil if none.
-func (c *Coordinator) lock(id string, create bool) *entry {
+// NOT_COORDINATOR when its partition is not led here, and
+// COORDINATOR_LOAD_IN_PROGRESS while it loads.
+func (c *Coordinator) lock(id string, create bool) (*entry, error) {
 	for {
 		c.mu.Lock()
-		e := c.txns[id]
+		tp, err := c.partitionOfLocked(id)
+		if err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		e := tp.txns[id]
 		if e == nil {
 			if !create {
 				c.mu.Unlock()
-				return nil
+				return nil, nil
 			}
-			e = &entry{m: meta{id: id, producerID: -1, lastProducer: -1, epoch: -1, lastEpoch: -1, startMs: -1,
+			e = &entry{part: tp, m: meta{id: id, producerID: -1, lastProducer: -1, epoch: -1, lastEpoch: -1, startMs: -1,
 				partitions: map[TopicPartition]struct{}{}}}
-			c.txns[id] = e
+			tp.txns[id] = e
 		}
 		c.mu.Unlock()
 		e.mu.Lock()
-		if !e.removed {
-			return e
+		if !e.removed && tp.ctx.Err() == nil {
+			return e, nil
 		}
-		e.mu.Unlock()
+		e.mu.Unlock() // expired, or its partition resigned: look again
 	}
 }
 
@@ -273,40 +230,48 @@ func (c *Coordinator) dropIfNew(e *entry) {
 		return
 	}
 	c.mu.Lock()
-	if c.txns[e.m.id] == e {
-		delete(c.txns, e.m.id)
+	if e.part.txns[e.m.id] == e {
+		delete(e.part.txns, e.m.id)
 	}
 	c.mu.Unlock()
 	e.removed = true
 }
 
-// write makes m the durable state of its id, then the current one.
+// write makes m the committed state of its id, then the current one. On
+// an error nothing changes in memory (the record may still be in the
+// log: the next write, or the next coordinator's load, settles it).
 func (c *Coordinator) write(ctx context.Context, e *entry, m meta) error {
 	m.lastUpdateMs = c.cfg.Now().UnixMilli()
-	if err := c.append(ctx, m.id, encodeValue(&m)); err != nil {
+	tp := e.part
+	if err := c.append(ctx, tp, m.id, encodeValue(&m)); err != nil {
 		return err
 	}
 	c.mu.Lock()
-	if old := e.m.producerID; old != m.producerID && c.byPID[old] == e {
-		delete(c.byPID, old)
+	if c.parts[tp.id] != tp {
+		// Resigned (or re-elected) while the record was written: as
+		// Kafka, whose cached coordinator epoch changed, answer
+		// NOT_COORDINATOR and leave the state to the new coordinator.
+		c.mu.Unlock()
+		return fmt.Errorf("%w: %s-%d was resigned at leader epoch %d while %q was written", kerr.NotCoordinator, Topic, tp.id, tp.epoch, m.id)
 	}
-	c.byPID[m.producerID] = e
+	if old := e.m.producerID; old != m.producerID && tp.byPID[old] == e {
+		delete(tp.byPID, old)
+	}
+	tp.byPID[m.producerID] = e
 	c.mu.Unlock()
 	e.m = m
 	return nil
 }
 
-// append writes one record to the id's partition of Topic and waits for it
-// to be durable. Failures answer as Kafka's coordinator does: the client
-// looks for the coordinator again.
-func (c *Coordinator) append(ctx context.Context, id string, value []byte) error {
-	c.mu.Lock()
-	n := c.n
-	c.mu.Unlock()
-	p, ok := c.cfg.Partition(group.PartitionFor(id, n))
-	if !ok {
-		return fmt.Errorf("%w: partition of %s for %q is not open", kerr.NotCoordinator, Topic, id)
-	}
+// append writes one record of id (nil value: a tombstone) to tp's
+// partition of Topic and waits until it is committed: durable here and,
+// in a cluster, held by every in-sync replica (Kafka appends with
+// acks=all), since a state a new leader could lose must not be acted on.
+// Failures answer as Kafka's coordinator does: NOT_COORDINATOR when the
+// replica no longer leads (or tp was resigned), so that the client looks
+// for the coordinator again; COORDINATOR_NOT_AVAILABLE when the commit
+// took longer than the request could wait.
+func (c *Coordinator) append(ctx context.Context, tp *txnPartition, id string, value []byte) error {
 	now := c.cfg.Now().UnixMilli()
 	batch, err := record.BuildBatch(record.BatchSpec{FirstTimestamp: now, MaxTimestamp: now,
 		ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1},
@@ -314,27 +279,42 @@ func (c *Coordinator) append(ctx context.Context, id string, value []byte) error
 	if err != nil {
 		return fmt.Errorf("%w: build state record: %v", kerr.UnknownServerError, err)
 	}
-	res, err := p.Append(batch)
+	// The waits end when tp is resigned too.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(tp.ctx, cancel)
+	defer stop()
+
+	p := tp.part
+	tp.appendMu.RLock()
+	switch {
+	case tp.ctx.Err() != nil:
+		err = fmt.Errorf("resigned at leader epoch %d", tp.epoch)
+	case !p.IsLeader() || p.LeaderEpoch() != tp.epoch:
+		// The replica moved on without (yet) an Elect or Resign here.
+		err = fmt.Errorf("%w: the replica is at leader epoch %d (leader %v), the coordinator at %d",
+			partition.ErrNotLeader, p.LeaderEpoch(), p.IsLeader(), tp.epoch)
+	}
+	var res partition.AppendResult
+	if err == nil {
+		res, err = p.Append(batch)
+	}
+	tp.appendMu.RUnlock()
 	if err == nil {
 		err = p.WaitDurable(res.LastOffset)
 	}
-	if err != nil {
-		c.cfg.Logger.Warn("writing transaction state failed", "transactional_id", id, "err", err)
-		return fmt.Errorf("%w: write %s: %v", kerr.NotCoordinator, Topic, err)
+	if err == nil {
+		err = p.WaitCommitted(ctx, res.LastOffset+1)
 	}
-	return nil
-}
-
-// coordinatorEpoch is the epoch markers carry: the leader epoch of the
-// id's partition of Topic.
-func (c *Coordinator) coordinatorEpoch(id string) int32 {
-	c.mu.Lock()
-	n := c.n
-	c.mu.Unlock()
-	if p, ok := c.cfg.Partition(group.PartitionFor(id, n)); ok {
-		return p.LeaderEpoch()
+	if err == nil {
+		return nil
 	}
-	return 0
+	c.cfg.Logger.Warn("writing transaction state failed", "transactional_id", id, "partition", tp.id,
+		"leader_epoch", tp.epoch, "err", err)
+	if ctx.Err() != nil && tp.ctx.Err() == nil {
+		return fmt.Errorf("%w: write %s-%d: %v", kerr.CoordinatorNotAvailable, Topic, tp.id, err)
+	}
+	return fmt.Errorf("%w: write %s-%d: %v", kerr.NotCoordinator, Topic, tp.id, err)
 }
 
 // InitProducerID handles InitProducerId for a transactional id (Kafka's
@@ -344,14 +324,17 @@ func (c *Coordinator) coordinatorEpoch(id string) int32 {
 // aborted. producerID and epoch (KIP-360, v3+; -1 otherwise) let a
 // producer that lost track of a response retry without being fenced.
 func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeoutMs int32, producerID int64, epoch int16) (int64, int16, error) {
-	if err := c.ready(); err != nil {
+	if err := c.ready(id); err != nil {
 		return -1, -1, err
 	}
 	if timeoutMs <= 0 || int64(timeoutMs) > c.cfg.MaxTimeout.Milliseconds() {
 		return -1, -1, fmt.Errorf("%w: transaction.timeout.ms %d is not in (0, %d] (transaction.max.timeout.ms)",
 			kerr.InvalidTransactionTimeout, timeoutMs, c.cfg.MaxTimeout.Milliseconds())
 	}
-	e := c.lock(id, true)
+	e, err := c.lock(id, true)
+	if err != nil {
+		return -1, -1, err
+	}
 	defer e.mu.Unlock()
 	if e.m.producerID < 0 {
 		pid, err := c.cfg.AllocateProducerID(ctx)
@@ -387,7 +370,7 @@ func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeoutMs i
 		return -1, -1, kerr.ConcurrentTransactions
 	case Ongoing:
 		// Fence the producer of the open transaction and abort it.
-		if err := c.end(ctx, e, false, true); err != nil {
+		if err := c.end(ctx, e, false, true, true); err != nil {
 			return -1, -1, err
 		}
 	}
@@ -434,10 +417,10 @@ func check(e *entry, id string, producerID int64, epoch int16) error {
 // verifyOnly (v4+ from brokers) nothing is added: the answer says whether
 // every partition already is in the open transaction.
 func (c *Coordinator) AddPartitions(ctx context.Context, id string, producerID int64, epoch int16, tps []TopicPartition, verifyOnly bool) error {
-	if err := c.ready(); err != nil {
+	e, err := c.lock(id, false)
+	if err != nil {
 		return err
 	}
-	e := c.lock(id, false)
 	if e == nil {
 		return check(nil, id, producerID, epoch)
 	}
@@ -485,26 +468,45 @@ func (c *Coordinator) addLocked(ctx context.Context, e *entry, tps []TopicPartit
 // the transactional id has moved on from) INVALID_PRODUCER_EPOCH, as a
 // produce answers them.
 func (c *Coordinator) lockProducer(producerID int64, epoch int16) (*entry, error) {
-	if err := c.ready(); err != nil {
-		return nil, err
+	for {
+		c.mu.Lock()
+		if c.n == 0 {
+			c.mu.Unlock()
+			return nil, kerr.NotCoordinator
+		}
+		var e *entry
+		loading := false
+		for _, tp := range c.parts {
+			if !tp.loaded {
+				loading = true
+			} else if e = tp.byPID[producerID]; e != nil {
+				break
+			}
+		}
+		c.mu.Unlock()
+		if e == nil {
+			if loading {
+				// It may be an id of the partition being loaded.
+				return nil, fmt.Errorf("%w: producer %d", kerr.CoordinatorLoadInProgress, producerID)
+			}
+			return nil, fmt.Errorf("%w: producer %d has no transactional id here", kerr.InvalidTxnState, producerID)
+		}
+		e.mu.Lock()
+		if e.part.ctx.Err() != nil {
+			e.mu.Unlock()
+			continue // resigned: look again
+		}
+		if e.removed || e.m.producerID != producerID {
+			e.mu.Unlock()
+			return nil, fmt.Errorf("%w: producer %d was replaced", kerr.InvalidProducerEpoch, producerID)
+		}
+		if epoch < e.m.epoch {
+			cur := e.m.epoch
+			e.mu.Unlock()
+			return nil, fmt.Errorf("%w: producer %d epoch %d, current %d", kerr.InvalidProducerEpoch, producerID, epoch, cur)
+		}
+		return e, nil
 	}
-	c.mu.Lock()
-	e := c.byPID[producerID]
-	c.mu.Unlock()
-	if e == nil {
-		return nil, fmt.Errorf("%w: producer %d has no transactional id here", kerr.InvalidTxnState, producerID)
-	}
-	e.mu.Lock()
-	if e.removed || e.m.producerID != producerID {
-		e.mu.Unlock()
-		return nil, fmt.Errorf("%w: producer %d was replaced", kerr.InvalidProducerEpoch, producerID)
-	}
-	if epoch < e.m.epoch {
-		cur := e.m.epoch
-		e.mu.Unlock()
-		return nil, fmt.Errorf("%w: producer %d epoch %d, current %d", kerr.InvalidProducerEpoch, producerID, epoch, cur)
-	}
-	return e, nil
 }
 
 // AddOffsets handles AddOffsetsToTxn: the group's partition of
@@ -563,10 +565,10 @@ func (c *Coordinator) AddImplicitly(ctx context.Context, producerID int64, epoch
 // transaction then succeeds and bumps too, and a retry of an EndTxn that
 // completed (sent with the epoch before its bump) gets the same answer.
 func (c *Coordinator) EndTxn(ctx context.Context, id string, producerID int64, epoch int16, commit, bump bool) (int64, int16, error) {
-	if err := c.ready(); err != nil {
+	e, err := c.lock(id, false)
+	if err != nil {
 		return -1, -1, err
 	}
-	e := c.lock(id, false)
 	if e == nil {
 		return -1, -1, check(nil, id, producerID, epoch)
 	}
@@ -597,7 +599,7 @@ func (c *Coordinator) endBumping(ctx context.Context, e *entry, producerID int64
 	}
 	switch m.state {
 	case Ongoing:
-		if err := c.end(ctx, e, commit, true); err != nil {
+		if err := c.end(ctx, e, commit, true, true); err != nil {
 			return -1, -1, err
 		}
 	case Empty, CompleteCommit, CompleteAbort:
@@ -650,7 +652,7 @@ func (c *Coordinator) endTxn(ctx context.Context, e *entry, producerID int64, ep
 	}
 	switch e.m.state {
 	case Ongoing:
-		return c.end(ctx, e, commit, false)
+		return c.end(ctx, e, commit, false, true)
 	case Empty, CompleteCommit, CompleteAbort:
 		return fmt.Errorf("%w: %q has no open transaction (state %s)", kerr.InvalidTxnState, id, e.m.state)
 	}
@@ -658,12 +660,13 @@ func (c *Coordinator) endTxn(ctx context.Context, e *entry, producerID int64, ep
 }
 
 // end takes e's open transaction through Prepare to Complete: the prepare
-// state is written first so that a crash part way is finished at the next
-// start, then the markers, then the completion. With fence the epoch is
-// bumped first, so that the producer of the transaction is fenced (a new
-// producer of the id, or the transaction timed out) and the markers carry
-// the new epoch. Called with e locked.
-func (c *Coordinator) end(ctx context.Context, e *entry, commit, fence bool) error {
+// state is written first so that a crash or a resignation part way is
+// finished by the next coordinator of the id, then the markers, then the
+// completion (see complete; wait says whether to wait for it). With fence
+// the epoch is bumped first, so that the producer of the transaction is
+// fenced (a new producer of the id, or the transaction timed out) and the
+// markers carry the new epoch. Called with e locked.
+func (c *Coordinator) end(ctx context.Context, e *entry, commit, fence, wait bool) error {
 	m := e.m.clone()
 	if fence {
 		// Up to MaxInt16, as Kafka's prepareFenceProducerEpoch: the
@@ -681,39 +684,110 @@ func (c *Coordinator) end(ctx context.Context, e *entry, commit, fence bool) err
 	if err := c.write(ctx, e, m); err != nil {
 		return err
 	}
-	return c.complete(ctx, e)
+	return c.complete(ctx, e, wait)
+}
+
+// completion hands the outcome of a transaction's markers from the
+// goroutine writing them to the request waiting for it, or, once the
+// request stopped waiting (abandoned), leaves the completion write to the
+// goroutine.
+type completion struct {
+	mu        sync.Mutex
+	abandoned bool
+	done      chan error // buffered: the markers' outcome, unless abandoned
 }
 
 // complete writes the markers of e's prepared transaction and then its
 // completion. Called with e locked and e in PrepareCommit or PrepareAbort
-// (PrepareEpochFence, which we never write but Kafka may have, aborts).
-func (c *Coordinator) complete(ctx context.Context, e *entry) error {
-	commit := e.m.state == PrepareCommit
-	ctx, cancel := context.WithTimeout(ctx, markerTimeout)
-	defer cancel()
-	cepoch := c.coordinatorEpoch(e.m.id)
+// (PrepareEpochFence, which we never write but Kafka may have, is turned
+// into PrepareAbort first).
+//
+// The markers are written by a goroutine of e's partition, each retried
+// with backoff until it is written or the partition is resigned (Kafka's
+// TransactionMarkerChannelManager): the outcome is decided once Prepare is
+// committed, so giving up would only leave the transaction open longer.
+// With wait the caller (a request) waits for them, up to markerTimeout or
+// ctx, and writes the completion itself, so that a read_committed consumer
+// reading after the answer sees the outcome; past that it answers
+// CONCURRENT_TRANSACTIONS (the client retries) and the goroutine writes
+// the completion. Without wait (the background) it returns at once.
+func (c *Coordinator) complete(ctx context.Context, e *entry, wait bool) error {
+	if e.completing {
+		panic("BUG: txn: a second completion of the transaction of " + e.m.id)
+	}
+	tp := e.part
+	id, pid, epoch, commit := e.m.id, e.m.producerID, e.m.epoch, e.m.state == PrepareCommit
 	tps := e.m.sortedPartitions()
-	errs := make([]error, len(tps))
-	var wg sync.WaitGroup
-	for i, tp := range tps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := c.cfg.WriteMarker(ctx, tp, e.m.producerID, e.m.epoch, commit, cepoch)
-			if errors.Is(err, ErrUnknownPartition) {
-				err = nil
-			}
-			errs[i] = err
-		}()
+	x := &completion{abandoned: !wait, done: make(chan error, 1)}
+	e.completing = true
+	started := c.goRun(func() {
+		err := c.writeMarkers(tp, id, pid, epoch, commit, tps)
+		x.mu.Lock()
+		if !x.abandoned {
+			x.done <- err
+			x.mu.Unlock()
+			return
+		}
+		x.mu.Unlock()
+		c.finishAbandoned(e, err)
+	})
+	if !started {
+		e.completing = false
+		return fmt.Errorf("%w: the coordinator is closed", kerr.NotCoordinator)
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		c.cfg.Logger.Warn("writing transaction markers failed; retrying later", "transactional_id", e.m.id, "err", err)
-		return fmt.Errorf("%w: markers of %q not all written yet: %v", kerr.ConcurrentTransactions, e.m.id, err)
+	if !wait {
+		return nil
 	}
+	wctx, cancel := context.WithTimeout(ctx, markerTimeout)
+	defer cancel()
+	var err error
+	select {
+	case err = <-x.done:
+	case <-wctx.Done():
+		x.mu.Lock()
+		select {
+		case err = <-x.done:
+		default:
+			x.abandoned = true
+		}
+		x.mu.Unlock()
+		if x.abandoned {
+			return fmt.Errorf("%w: the markers of %q are not all written yet; they are being retried", kerr.ConcurrentTransactions, id)
+		}
+	}
+	e.completing = false
+	if err != nil {
+		return fmt.Errorf("%w: %v", kerr.NotCoordinator, err)
+	}
+	return c.writeComplete(ctx, e)
+}
+
+// finishAbandoned writes the completion of e's transaction whose markers
+// err reports on, once no request waits for them.
+func (c *Coordinator) finishAbandoned(e *entry, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.completing = false
+	tp := e.part
+	if err != nil || e.removed || tp.ctx.Err() != nil {
+		return
+	}
+	switch e.m.state {
+	case PrepareCommit, PrepareAbort:
+	default:
+		return
+	}
+	if err := c.writeComplete(tp.ctx, e); err != nil && tp.ctx.Err() == nil {
+		c.cfg.Logger.Warn("completing a transaction failed; retrying at the next check", "transactional_id", e.m.id, "err", err)
+	}
+}
+
+// writeComplete moves e from Prepare to Complete. Called with e locked,
+// its markers written.
+func (c *Coordinator) writeComplete(ctx context.Context, e *entry) error {
 	m := e.m.clone()
 	m.state = CompleteAbort
-	if commit {
+	if e.m.state == PrepareCommit {
 		m.state = CompleteCommit
 	}
 	clear(m.partitions)
@@ -721,114 +795,48 @@ func (c *Coordinator) complete(ctx context.Context, e *entry) error {
 	return c.write(ctx, e, m)
 }
 
-// background aborts timed-out transactions, finishes prepared ones whose
-// markers are not all written (after a crash, or a failed write), and
-// removes ids unused for transactional.id.expiration.ms.
-func (c *Coordinator) background(loaded []*entry) {
-	defer c.wg.Done()
-	// Prepared transactions found at load wait for the groups' state, so
-	// that their offset commits apply. Only those: a transaction prepared
-	// since, whose markers failed, is retried at the next check like any
-	// other (finishing it here too would depend on when this goroutine
-	// happened to run).
-	if c.cfg.GroupsReady != nil {
-		if ready := c.cfg.GroupsReady(); ready != nil {
-			select {
-			case <-ready:
-			case <-c.ctx.Done():
-				return
-			}
-		}
+// writeMarkers writes the markers of a transaction of tp's id to tps in
+// parallel, each retried until written; an error only when tp.ctx ended
+// first.
+func (c *Coordinator) writeMarkers(tp *txnPartition, id string, pid int64, epoch int16, commit bool, tps []TopicPartition) error {
+	errs := make([]error, len(tps))
+	var wg sync.WaitGroup
+	for i, dst := range tps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.writeMarker(tp, id, dst, pid, epoch, commit)
+		}()
 	}
-	c.finishPrepared(loaded)
-	abort := time.NewTicker(c.cfg.AbortCheckInterval)
-	defer abort.Stop()
-	expire := time.NewTicker(c.cfg.ExpireCheckInterval)
-	defer expire.Stop()
-	for {
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// writeMarker writes one marker, retrying with backoff until it is written
+// or tp.ctx ends.
+func (c *Coordinator) writeMarker(tp *txnPartition, id string, dst TopicPartition, pid int64, epoch int16, commit bool) error {
+	backoff := markerRetryBackoff
+	for attempt := 1; ; attempt++ {
+		err := c.cfg.WriteMarker(tp.ctx, dst, pid, epoch, commit, tp.epoch)
+		if err == nil || errors.Is(err, ErrUnknownPartition) {
+			return nil
+		}
+		if tp.ctx.Err() != nil {
+			return fmt.Errorf("txn: marker of %q in %s-%d not written: %s-%d resigned at leader epoch %d: %w",
+				id, dst.Topic, dst.Partition, Topic, tp.id, tp.epoch, err)
+		}
+		if attempt&(attempt-1) == 0 { // 1, 2, 4, 8, ...: a log line per doubling
+			c.cfg.Logger.Warn("writing a transaction marker failed; retrying", "transactional_id", id,
+				"partition", fmt.Sprintf("%s-%d", dst.Topic, dst.Partition), "attempt", attempt, "retry_in", backoff, "err", err)
+		}
+		t := time.NewTimer(backoff)
 		select {
-		case <-c.ctx.Done():
-			return
-		case <-abort.C:
-			c.abortTimedOut()
-			c.finishPrepared(c.entries())
-		case <-expire.C:
-			c.expireIDs()
+		case <-tp.ctx.Done():
+			t.Stop()
+			return fmt.Errorf("txn: marker of %q in %s-%d not written: %s-%d resigned at leader epoch %d: %w",
+				id, dst.Topic, dst.Partition, Topic, tp.id, tp.epoch, err)
+		case <-t.C:
 		}
-	}
-}
-
-// entries returns every entry (a copy of the list).
-func (c *Coordinator) entries() []*entry {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]*entry, 0, len(c.txns))
-	for _, e := range c.txns {
-		out = append(out, e)
-	}
-	return out
-}
-
-func (c *Coordinator) finishPrepared(entries []*entry) {
-	for _, e := range entries {
-		if !e.mu.TryLock() {
-			continue // busy: its own operation finishes it
-		}
-		switch e.m.state {
-		case PrepareCommit, PrepareAbort:
-			_ = c.complete(c.ctx, e)
-		case PrepareEpochFence:
-			m := e.m.clone()
-			m.state = PrepareAbort
-			if err := c.write(c.ctx, e, m); err == nil {
-				_ = c.complete(c.ctx, e)
-			}
-		}
-		e.mu.Unlock()
-	}
-}
-
-// abortTimedOut aborts, fencing their producers, the transactions open
-// longer than their transaction.timeout.ms.
-func (c *Coordinator) abortTimedOut() {
-	now := c.cfg.Now().UnixMilli()
-	for _, e := range c.entries() {
-		if !e.mu.TryLock() {
-			continue
-		}
-		if e.m.state == Ongoing && e.m.startMs >= 0 && now-e.m.startMs > int64(e.m.timeoutMs) {
-			c.cfg.Logger.Info("aborting a timed-out transaction", "transactional_id", e.m.id,
-				"producer_id", e.m.producerID, "epoch", e.m.epoch, "timeout_ms", e.m.timeoutMs)
-			if err := c.end(c.ctx, e, false, true); err != nil {
-				c.cfg.Logger.Warn("aborting a timed-out transaction failed", "transactional_id", e.m.id, "err", err)
-			}
-		}
-		e.mu.Unlock()
-	}
-}
-
-// expireIDs removes ids with no open transaction that were not used for
-// transactional.id.expiration.ms: a tombstone in Topic, then out of memory.
-func (c *Coordinator) expireIDs() {
-	now := c.cfg.Now().UnixMilli()
-	for _, e := range c.entries() {
-		if !e.mu.TryLock() {
-			continue
-		}
-		switch e.m.state {
-		case Empty, CompleteCommit, CompleteAbort:
-			if now-e.m.lastUpdateMs > c.cfg.IDExpiration.Milliseconds() {
-				if err := c.append(c.ctx, e.m.id, nil); err == nil {
-					c.mu.Lock()
-					delete(c.txns, e.m.id)
-					if c.byPID[e.m.producerID] == e {
-						delete(c.byPID, e.m.producerID)
-					}
-					c.mu.Unlock()
-					e.removed = true
-				}
-			}
-		}
-		e.mu.Unlock()
+		backoff = min(2*backoff, maxMarkerRetryBackoff)
 	}
 }

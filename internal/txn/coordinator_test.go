@@ -47,6 +47,11 @@ type env struct {
 	failMarkers atomic.Int32 // marker writes still to fail
 	markerCalls atomic.Int32
 	groupsReady chan struct{}
+	// Under mu: the coordinator epochs of the markers written, in order;
+	// loadGate, when set, holds up the loads (Config.Partition) until it
+	// is closed.
+	markerEpochs []int32
+	loadGate     chan struct{}
 
 	cfg Config // the settings of the next coordinator (test knobs)
 	c   *Coordinator
@@ -114,10 +119,17 @@ func (e *env) dataPart(tp TopicPartition) *partition.Partition {
 	return e.data[tp]
 }
 
-func (e *env) start() {
-	e.t.Helper()
+// newCoordinator returns a coordinator over the env's partitions, not
+// started.
+func (e *env) newCoordinator() *Coordinator {
 	cfg := e.cfg
 	cfg.Partition = func(p int32) (*partition.Partition, bool) {
+		e.mu.Lock()
+		gate := e.loadGate
+		e.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		if int(p) >= len(e.state) {
@@ -131,7 +143,8 @@ func (e *env) start() {
 	cfg.WriteMarker = func(ctx context.Context, tp TopicPartition, pid int64, epoch int16, commit bool, cepoch int32) error {
 		e.markerCalls.Add(1)
 		if e.failMarkers.Add(-1) >= 0 {
-			return errors.New("injected marker failure")
+			// As a broker answers when the partition's leader moved.
+			return fmt.Errorf("injected marker failure: %w", partition.ErrNotLeader)
 		}
 		p := e.dataPart(tp)
 		if p == nil {
@@ -141,7 +154,13 @@ func (e *env) start() {
 		if err != nil {
 			return err
 		}
-		return p.WaitDurable(res.LastOffset)
+		if err := p.WaitDurable(res.LastOffset); err != nil {
+			return err
+		}
+		e.mu.Lock()
+		e.markerEpochs = append(e.markerEpochs, cepoch)
+		e.mu.Unlock()
+		return nil
 	}
 	if cfg.OffsetsPartitions == nil {
 		cfg.OffsetsPartitions = func() int { return 0 }
@@ -154,7 +173,12 @@ func (e *env) start() {
 		cfg.AbortCheckInterval = time.Hour // no background work unless a test asks
 	}
 	cfg.Now = e.clock
-	e.c = New(cfg)
+	return New(cfg)
+}
+
+func (e *env) start() {
+	e.t.Helper()
+	e.c = e.newCoordinator()
 	if err := e.c.Start(stateParts); err != nil {
 		e.t.Fatal(err)
 	}
@@ -173,6 +197,12 @@ func (e *env) close() {
 func (e *env) restart(crash bool) {
 	e.t.Helper()
 	e.c.Close()
+	e.reopen(crash)
+}
+
+// reopen is restart after the coordinator is closed.
+func (e *env) reopen(crash bool) {
+	e.t.Helper()
 	if crash {
 		e.fs = e.fs.Crash()
 		e.mu.Lock()
@@ -764,21 +794,28 @@ func TestRestartLoadsState(t *testing.T) {
 	}
 }
 
-// TestPreparedTransactionCompleted: a transaction whose markers failed
-// stays in PrepareCommit and is completed by the background check, by this
-// coordinator or by the next one (after a restart, once groups are ready).
+// TestPreparedTransactionCompleted: a marker write that fails is retried
+// until it is written; a transaction whose markers are still failing
+// stays in PrepareCommit and is completed by the next coordinator (after a
+// restart, once groups are ready).
 func TestPreparedTransactionCompleted(t *testing.T) {
-	t.Run("background", func(t *testing.T) {
-		e := newEnv(t, Config{AbortCheckInterval: 5 * time.Millisecond})
+	t.Run("retried", func(t *testing.T) {
+		// A marker write that fails (the partition's leader moved) is
+		// retried, and the EndTxn answers once it is written: it failed
+		// with CONCURRENT_TRANSACTIONS before.
+		e := newEnv(t, Config{})
 		pid, epoch := e.init("a", 60_000)
 		e.add("a", pid, epoch, tp0, tp1)
 		e.produce(tp0, pid, epoch, 0, 1)
 		e.failMarkers.Store(1)
-		if err := e.endTxn("a", pid, epoch, true); !errors.Is(err, kerr.ConcurrentTransactions) {
+		if err := e.endTxn("a", pid, epoch, true); err != nil {
 			t.Fatalf("EndTxn with a failed marker: %v", err)
 		}
-		d := e.waitState("a", CompleteCommit)
-		if d.ProducerEpoch != epoch || len(d.Partitions) != 0 {
+		if n := e.markerCalls.Load(); n != 3 {
+			t.Fatalf("%d marker writes, want 2 and the retry of the failed one", n)
+		}
+		d := e.describe("a")
+		if d.State != CompleteCommit || d.ProducerEpoch != epoch || len(d.Partitions) != 0 {
 			t.Fatalf("completed: %+v", d)
 		}
 		for _, tp := range []TopicPartition{tp0, tp1} {
@@ -811,8 +848,9 @@ func TestPreparedTransactionCompleted(t *testing.T) {
 	})
 }
 
-// testPreparedCompletedAfterRestart: markers that failed are written by the
-// next coordinator, once the groups are ready and not before. In a synctest
+// testPreparedCompletedAfterRestart: markers that failed until the restart
+// are written by the next coordinator, once the groups are ready and not
+// before. In a synctest
 // bubble, so that "not before" is asserted after the background is blocked
 // waiting for the groups, not after a real sleep.
 func testPreparedCompletedAfterRestart(t *testing.T) {
@@ -821,9 +859,11 @@ func testPreparedCompletedAfterRestart(t *testing.T) {
 	pid, epoch := e.init("a", 60_000)
 	e.add("a", pid, epoch, tp0, tp1)
 	first := e.produce(tp0, pid, epoch, 0, 1)
-	e.failMarkers.Store(2) // both
-	if err := e.endTxn("a", pid, epoch, true); !errors.Is(err, kerr.ConcurrentTransactions) {
-		t.Fatalf("EndTxn with failed markers: %v", err)
+	e.failMarkers.Store(math.MaxInt32) // until the restart
+	endCtx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, _, err := e.c.EndTxn(endCtx, "a", pid, epoch, true, false); !errors.Is(err, kerr.ConcurrentTransactions) {
+		t.Fatalf("EndTxn with failing markers: %v", err)
 	}
 	if d := e.describe("a"); d.State != PrepareCommit {
 		t.Fatalf("after failed markers: %+v", d)
@@ -844,15 +884,18 @@ func testPreparedCompletedAfterRestart(t *testing.T) {
 	e.groupsReady = make(chan struct{})
 	// Checks an hour apart (the env's default): what completes the
 	// transaction below is the groups becoming ready, not a tick.
-	e.restart(false)
+	e.c.Close() // the retries of the markers stop
+	e.failMarkers.Store(0)
+	failed := e.markerCalls.Load()
+	e.reopen(false)
 	if d := e.describe("a"); d.State != PrepareCommit || !reflect.DeepEqual(d.Partitions, []TopicPartition{tp0, tp1}) {
 		t.Fatalf("loaded: %+v", d)
 	}
 	// The markers wait for the groups, however long they take: a day
 	// later, with the background blocked on them, no marker was written.
 	e.checks(24 * time.Hour)
-	if n := e.markerCalls.Load(); n != 2 {
-		t.Fatalf("%d marker writes before the groups are ready, want the 2 failed ones", n)
+	if n := e.markerCalls.Load(); n != failed {
+		t.Fatalf("%d marker writes before the groups are ready, want the %d failed ones", n, failed)
 	}
 	if d := e.describe("a"); d.State != PrepareCommit {
 		t.Fatalf("before the groups are ready: %+v", d)
@@ -863,8 +906,8 @@ func testPreparedCompletedAfterRestart(t *testing.T) {
 	if d := e.describe("a"); d.State != CompleteCommit {
 		t.Fatalf("once the groups are ready: %+v, want CompleteCommit", d)
 	}
-	if n := e.markerCalls.Load(); n != 4 {
-		t.Fatalf("%d marker writes, want the 2 failed ones and 2 once the groups are ready", n)
+	if n := e.markerCalls.Load(); n != failed+2 {
+		t.Fatalf("%d marker writes, want the %d failed ones and 2 once the groups are ready", n, failed)
 	}
 	for _, tp := range []TopicPartition{tp0, tp1} {
 		if m := e.markers(tp); !reflect.DeepEqual(m, []mark{{pid, epoch, true}}) {

@@ -20,12 +20,13 @@ type Description struct {
 }
 
 // Describe answers DescribeTransactions for one id:
-// TRANSACTIONAL_ID_NOT_FOUND when unknown.
+// TRANSACTIONAL_ID_NOT_FOUND when unknown, NOT_COORDINATOR when its
+// partition of Topic is not led here (its coordinator answers).
 func (c *Coordinator) Describe(id string) (Description, error) {
-	if err := c.ready(); err != nil {
+	e, err := c.lock(id, false)
+	if err != nil {
 		return Description{}, err
 	}
-	e := c.lock(id, false)
 	if e == nil {
 		return Description{}, fmt.Errorf("%w: %q", kerr.TransactionalIDNotFound, id)
 	}
@@ -53,17 +54,31 @@ type ListFilter struct {
 	MinDurationMs int64
 }
 
-// List answers ListTransactions, sorted by id.
+// List answers ListTransactions, sorted by id: the ids of the partitions
+// of Topic led here, as each Kafka broker lists its own (the admin client
+// asks every broker). COORDINATOR_LOAD_IN_PROGRESS while one of them
+// loads, as Kafka's listTransactionStates.
 func (c *Coordinator) List(f ListFilter) ([]Listing, error) {
-	if err := c.ready(); err != nil {
-		return nil, err
+	c.mu.Lock()
+	if c.n == 0 {
+		c.mu.Unlock()
+		return nil, kerr.NotCoordinator
 	}
+	var entries []*entry
+	for _, tp := range c.parts {
+		if !tp.loaded {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("%w: %s-%d at leader epoch %d", kerr.CoordinatorLoadInProgress, Topic, tp.id, tp.epoch)
+		}
+		entries = append(entries, tp.entriesLocked()...)
+	}
+	c.mu.Unlock()
 	now := c.cfg.Now().UnixMilli()
 	var out []Listing
-	for _, e := range c.entries() {
+	for _, e := range entries {
 		e.mu.Lock()
 		m := e.m
-		removed := e.removed
+		removed := e.removed || e.part.ctx.Err() != nil
 		e.mu.Unlock()
 		if removed || m.producerID < 0 {
 			continue
@@ -101,10 +116,10 @@ func (c *Coordinator) Verify(producerID int64, epoch int16, tp TopicPartition) e
 // CheckProducer says whether producerID at epoch is the current producer
 // of id (TxnOffsetCommit checks it before writing the offsets).
 func (c *Coordinator) CheckProducer(id string, producerID int64, epoch int16) error {
-	if err := c.ready(); err != nil {
+	e, err := c.lock(id, false)
+	if err != nil {
 		return err
 	}
-	e := c.lock(id, false)
 	if e == nil {
 		return check(nil, id, producerID, epoch)
 	}
