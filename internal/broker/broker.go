@@ -125,6 +125,9 @@ type Broker struct {
 	// (fetcher.go); fetchMu guards the map.
 	fetchMu  sync.Mutex
 	fetchers map[int32]*fetcher
+	// isrShrinks and isrExpands count the ISR changes this broker's
+	// leaderships made (metrics).
+	isrShrinks, isrExpands atomic.Uint64
 
 	recovery map[TopicPartition]int64 // from the checkpoint at start
 	logStart map[TopicPartition]int64

@@ -383,6 +383,11 @@ func (b *Broker) sendAlterPartition(lr *LeaderReplica, prop replica.AlterPartiti
 	}
 	switch {
 	case err == nil && code == 0:
+		if prop.Expand {
+			b.isrExpands.Add(1)
+		} else {
+			b.isrShrinks.Add(1)
+		}
 		hw, cerr := lr.st.Committed(prop, replica.LeaderAndISR{LeaderEpoch: answer.LeaderEpoch, PartitionEpoch: answer.PartitionEpoch, ISR: answer.ISR}, now)
 		if cerr != nil && !errors.Is(cerr, replica.ErrStaleAlterPartition) {
 			b.logger.Warn("AlterPartition answer not applied", "partition", partitionDir(lr.tp), "err", cerr)
@@ -429,4 +434,62 @@ func (b *Broker) isrLoop(ctx context.Context) {
 			lr.tick(now)
 		}
 	}
+}
+
+// ReplicationStats is what metrics report of replication on this broker.
+type ReplicationStats struct {
+	Clustered bool
+	Fenced    bool // the controller has this broker fenced
+	// Of the replicated partitions this broker leads: how many have fewer
+	// in-sync replicas than replicas, and fewer than min.insync.replicas.
+	UnderReplicated, UnderMinISR int
+	// Offline is the partitions of the cluster without a leader (from the
+	// metadata image; every broker reports the same).
+	Offline int
+	// The furthest any follower of a partition this broker leads is
+	// behind: in records (leader log end minus its log end) and in time
+	// since it was last caught up.
+	MaxLagRecords int64
+	MaxLagTime    time.Duration
+	// ISR changes this broker's leaderships made (committed AlterPartitions).
+	ISRShrinks, ISRExpands uint64
+	Metadata              metadata.Status
+}
+
+// ReplicationStats collects ReplicationStats now.
+func (b *Broker) ReplicationStats() ReplicationStats {
+	st := ReplicationStats{Clustered: b.clustered(), Fenced: b.clustered() && b.fenced.Load(),
+		ISRShrinks: b.isrShrinks.Load(), ISRExpands: b.isrExpands.Load(), Metadata: b.meta.Status()}
+	now := b.cfg.Now()
+	b.mu.RLock()
+	var leads []*LeaderReplica
+	for _, r := range b.parts {
+		if lr := r.lead.Load(); lr != nil {
+			leads = append(leads, lr)
+		}
+	}
+	b.mu.RUnlock()
+	for _, lr := range leads {
+		under, underMin, followers := lr.Status()
+		if under {
+			st.UnderReplicated++
+		}
+		if underMin {
+			st.UnderMinISR++
+		}
+		for _, f := range followers {
+			st.MaxLagRecords = max(st.MaxLagRecords, f.Lag)
+			if !f.LastCaughtUpTime.IsZero() {
+				st.MaxLagTime = max(st.MaxLagTime, now.Sub(f.LastCaughtUpTime))
+			}
+		}
+	}
+	for _, t := range b.meta.Image().Topics {
+		for _, p := range t.Partitions {
+			if p.Leader < 0 {
+				st.Offline++
+			}
+		}
+	}
+	return st
 }

@@ -328,6 +328,17 @@ func TestClusterReplicates(t *testing.T) {
 			alive = tb
 		}
 	}
+	// The stopped broker left the ISRs (its controlled shutdown): the
+	// leaders report their partitions under-replicated.
+	waitUntil(t, "under-replicated partitions reported", func() bool {
+		n := 0
+		for _, tb := range tc.nodes {
+			if tb.srv != nil {
+				n += tb.b.ReplicationStats().UnderReplicated
+			}
+		}
+		return n == 2
+	})
 	cons := alive.client(kgo.ConsumeTopics("rep"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
 	seen := map[string]int{}
 	for len(seen) < len(acked) {

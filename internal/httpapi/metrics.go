@@ -159,7 +159,18 @@ type partitionCollector struct {
 
 var (
 	descPartitions = prometheus.NewDesc("sluice_partitions", "Partitions this broker leads.", nil, nil)
-	descUnderRepl  = prometheus.NewDesc("sluice_under_replicated_partitions", "Partitions with fewer in-sync replicas than replicas (always 0 on one node).", nil, nil)
+	descUnderRepl  = prometheus.NewDesc("sluice_under_replicated_partitions", "Partitions this broker leads with fewer in-sync replicas than replicas.", nil, nil)
+	descUnderMin   = prometheus.NewDesc("sluice_under_min_isr_partitions", "Partitions this broker leads with fewer in-sync replicas than min.insync.replicas: acks=all produce requests to them fail (NOT_ENOUGH_REPLICAS).", nil, nil)
+	descOffline    = prometheus.NewDesc("sluice_offline_partitions", "Partitions of the cluster without a leader (from this broker's metadata): neither readable nor writable.", nil, nil)
+	descISRShrinks = prometheus.NewDesc("sluice_isr_shrinks_total", "ISR shrinks this broker's leaderships made (a follower fell behind by replica.lag.time.max.ms or its broker was fenced).", nil, nil)
+	descISRExpands = prometheus.NewDesc("sluice_isr_expands_total", "ISR expansions this broker's leaderships made (a follower caught up).", nil, nil)
+	descLagRecords = prometheus.NewDesc("sluice_replica_max_lag_records", "The furthest any follower of a partition this broker leads is behind its leader, in records.", nil, nil)
+	descLagSeconds = prometheus.NewDesc("sluice_replica_max_lag_seconds", "The longest any follower of a partition this broker leads has gone without catching up with its leader.", nil, nil)
+	descFenced     = prometheus.NewDesc("sluice_broker_fenced", "1 while the controller has this broker fenced (it leads nothing and clients are not sent to it).", nil, nil)
+	descController = prometheus.NewDesc("sluice_controller_active", "1 on the active controller (the metadata quorum's leader, caught up and announced).", nil, nil)
+	descRaftTerm   = prometheus.NewDesc("sluice_raft_term", "The metadata quorum's Raft term as this node knows it.", nil, nil)
+	descRaftCommit = prometheus.NewDesc("sluice_raft_commit_index", "The last metadata log entry this node knows committed.", nil, nil)
+	descRaftApply  = prometheus.NewDesc("sluice_raft_applied_index", "The last metadata log entry this node has applied.", nil, nil)
 	descTxns       = prometheus.NewDesc("sluice_transactions", "Transactional ids by state (Empty, Ongoing, PrepareCommit, ...).", []string{"state"}, nil)
 
 	descBytesCleaned = prometheus.NewDesc("sluice_cleaner_bytes_cleaned_total", "Segment bytes the log cleaner has compacted.", nil, nil)
@@ -197,7 +208,8 @@ var (
 )
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPartitions, descUnderRepl, descTxns, descBytesCleaned, descCleanPasses,
+	for _, d := range []*prometheus.Desc{descPartitions, descUnderRepl, descUnderMin, descOffline, descISRShrinks, descISRExpands,
+		descLagRecords, descLagSeconds, descFenced, descController, descRaftTerm, descRaftCommit, descRaftApply, descTxns, descBytesCleaned, descCleanPasses,
 		descLogDirOffline, descLogDirNoSpace, descStorageError, descOpenFiles, descOpenFilesMax, descOverLimit} {
 		ch <- d
 	}
@@ -223,7 +235,19 @@ type topicSums struct {
 func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	parts := c.b.Partitions()
 	ch <- prometheus.MustNewConstMetric(descPartitions, prometheus.GaugeValue, float64(len(parts)))
-	ch <- prometheus.MustNewConstMetric(descUnderRepl, prometheus.GaugeValue, 0)
+	rs := c.b.ReplicationStats()
+	ch <- prometheus.MustNewConstMetric(descUnderRepl, prometheus.GaugeValue, float64(rs.UnderReplicated))
+	ch <- prometheus.MustNewConstMetric(descUnderMin, prometheus.GaugeValue, float64(rs.UnderMinISR))
+	ch <- prometheus.MustNewConstMetric(descOffline, prometheus.GaugeValue, float64(rs.Offline))
+	ch <- prometheus.MustNewConstMetric(descISRShrinks, prometheus.CounterValue, float64(rs.ISRShrinks))
+	ch <- prometheus.MustNewConstMetric(descISRExpands, prometheus.CounterValue, float64(rs.ISRExpands))
+	ch <- prometheus.MustNewConstMetric(descLagRecords, prometheus.GaugeValue, float64(rs.MaxLagRecords))
+	ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, rs.MaxLagTime.Seconds())
+	ch <- prometheus.MustNewConstMetric(descFenced, prometheus.GaugeValue, boolValue(rs.Fenced))
+	ch <- prometheus.MustNewConstMetric(descController, prometheus.GaugeValue, boolValue(rs.Metadata.IsController))
+	ch <- prometheus.MustNewConstMetric(descRaftTerm, prometheus.GaugeValue, float64(rs.Metadata.Term))
+	ch <- prometheus.MustNewConstMetric(descRaftCommit, prometheus.GaugeValue, float64(rs.Metadata.CommitIndex))
+	ch <- prometheus.MustNewConstMetric(descRaftApply, prometheus.GaugeValue, float64(rs.Metadata.AppliedIndex))
 	cs := c.b.CleanerStats()
 	if list, err := c.b.Txns().List(txn.ListFilter{MinDurationMs: -1}); err == nil {
 		counts := map[string]int{}
@@ -390,6 +414,9 @@ func (m *Metrics) degraded() string {
 		return ""
 	}
 	var why []string
+	if rs := b.ReplicationStats(); rs.Fenced {
+		why = append(why, "fenced by the controller: this broker has not caught up with the metadata or cannot reach the active controller; it leads nothing until then")
+	}
 	for _, d := range b.LogDirs() {
 		if d.Offline != nil {
 			why = append(why, fmt.Sprintf("log dir %s offline since %s (%s failed: %v); its partitions refuse writes until the broker restarts; check the disk first",

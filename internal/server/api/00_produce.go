@@ -134,6 +134,7 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
+	addProduceLeaderHints(img, resp)
 	switch {
 	case r.Acks == 0:
 		reply(server.Reply{None: true})

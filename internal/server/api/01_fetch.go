@@ -208,6 +208,7 @@ func (h *Handler) readFetch(r *kmsg.FetchRequest, maxBytes int, wake chan<- stru
 		}
 		rd.resp.Topics = append(rd.resp.Topics, st)
 	}
+	addFetchLeaderHints(img, rd.resp)
 	return rd
 }
 

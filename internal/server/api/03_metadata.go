@@ -34,6 +34,11 @@ func (h *Handler) metadata(ctx context.Context, r *kmsg.MetadataRequest) kmsg.Re
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
 		b := img.Brokers[id]
+		if b.Fenced {
+			// As Kafka's KRaft brokers: a fenced broker (down, or not
+			// caught up yet) is not offered to clients.
+			continue
+		}
 		rb := kmsg.NewMetadataResponseBroker()
 		rb.NodeID, rb.Host, rb.Port = b.NodeID, b.Host, b.Port
 		if b.Rack != "" {
@@ -99,18 +104,29 @@ func (h *Handler) metadata(ctx context.Context, r *kmsg.MetadataRequest) kmsg.Re
 	return resp
 }
 
-// offlineReplicas lists this broker as an offline replica of a partition
-// whose log failed with an I/O error (its log dir is offline, as Kafka's
-// LogDirFailureChannel); a full disk is not offline.
+// offlineReplicas lists the replicas of a partition that are offline: on
+// a fenced or unregistered broker (down, as Kafka's KRaft metadata cache
+// counts them), or this broker's own when its log failed with an I/O error
+// (its log dir is offline, as Kafka's LogDirFailureChannel); a full disk
+// is not offline.
 func (h *Handler) offlineReplicas(topic string, partition int32) []int32 {
+	out := []int32{}
+	img := h.b.Image()
+	if t := img.Topics[topic]; t != nil && partition >= 0 && int(partition) < len(t.Partitions) {
+		for _, r := range t.Partitions[partition].Replicas {
+			if b, ok := img.Brokers[r]; !ok || b.Fenced {
+				out = append(out, r)
+			}
+		}
+	}
 	p, ok := h.b.Partition(topic, partition)
 	if !ok {
-		return []int32{}
+		return out
 	}
 	if reason, err := p.StorageError(); err != nil && reason == "io_error" {
-		return []int32{h.b.NodeID()}
+		out = append(out, h.b.NodeID())
 	}
-	return []int32{}
+	return out
 }
 
 func topicMetadata(t *metadata.Topic, version int16, offline func(topic string, partition int32) []int32) kmsg.MetadataResponseTopic {
