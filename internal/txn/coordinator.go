@@ -90,10 +90,12 @@ type Config struct {
 // A state write is answered once it is committed (held by every in-sync
 // replica), and the id's state in memory moves on only then.
 //
-// Lock order: entry.mu, then txnPartition.appendMu, then Coordinator.mu;
-// Coordinator.mu is also taken before txnPartition.appendMu by Elect and
-// Resign, so an append never takes Coordinator.mu while it holds appendMu.
-// completion.mu is taken last and nothing is taken under it.
+// Lock order: entry.mu, Coordinator.mu, txnPartition.appendMu,
+// completion.mu. Elect, Resign and Close stop a partition's appends
+// (appendMu) under Coordinator.mu, so that its replacement is atomic with
+// the stop; an append holds appendMu only around the local append, and
+// takes Coordinator.mu after it. Lookups never hold Coordinator.mu while
+// they wait for an entry.
 type Coordinator struct {
 	cfg    Config
 	ctx    context.Context
@@ -777,7 +779,9 @@ func (c *Coordinator) finishAbandoned(e *entry, err error) {
 	default:
 		return
 	}
-	if err := c.writeComplete(tp.ctx, e); err != nil && tp.ctx.Err() == nil {
+	ctx, cancel := context.WithTimeout(tp.ctx, backgroundWriteTimeout)
+	defer cancel()
+	if err := c.writeComplete(ctx, e); err != nil && tp.ctx.Err() == nil {
 		c.cfg.Logger.Warn("completing a transaction failed; retrying at the next check", "transactional_id", e.m.id, "err", err)
 	}
 }

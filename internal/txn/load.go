@@ -18,10 +18,15 @@ import (
 // TransactionStateManager.loadTransactionsForTxnTopicPartition /
 // removeTransactionsForTxnTopicPartition).
 
-// Limits of the retries of a load that failed.
+// Limits of the retries of a load that failed, and of the background's
+// state writes.
 const (
 	loadRetryBackoff    = 100 * time.Millisecond
 	maxLoadRetryBackoff = 10 * time.Second
+	// backgroundWriteTimeout bounds a state write of the background
+	// checks (a commit waits for the in-sync replicas); one that fails is
+	// tried again at the next check.
+	backgroundWriteTimeout = 30 * time.Second
 )
 
 // errClosed is what Start and Elect answer after Close.
@@ -57,7 +62,7 @@ func (tp *txnPartition) stop() {
 	tp.appendMu.Unlock()
 }
 
-// entries returns the partition's entries (a copy of the list). Called
+// entriesLocked returns the partition's entries (a copy of the list). Called
 // with Coordinator.mu held.
 func (tp *txnPartition) entriesLocked() []*entry {
 	out := make([]*entry, 0, len(tp.txns))
@@ -431,9 +436,11 @@ func (c *Coordinator) finishPrepared(tp *txnPartition, entries []*entry, block b
 			case PrepareEpochFence:
 				m := e.m.clone()
 				m.state = PrepareAbort
-				if err := c.write(tp.ctx, e, m); err == nil {
+				ctx, cancel := context.WithTimeout(tp.ctx, backgroundWriteTimeout)
+				if err := c.write(ctx, e, m); err == nil {
 					_ = c.complete(tp.ctx, e, false)
 				}
+				cancel()
 			}
 		}
 		e.mu.Unlock()
@@ -452,9 +459,11 @@ func (c *Coordinator) abortTimedOut(tp *txnPartition) {
 		if !e.removed && e.m.state == Ongoing && e.m.startMs >= 0 && now-e.m.startMs > int64(e.m.timeoutMs) {
 			c.cfg.Logger.Info("aborting a timed-out transaction", "transactional_id", e.m.id,
 				"producer_id", e.m.producerID, "epoch", e.m.epoch, "timeout_ms", e.m.timeoutMs)
-			if err := c.end(tp.ctx, e, false, true, false); err != nil {
+			ctx, cancel := context.WithTimeout(tp.ctx, backgroundWriteTimeout)
+			if err := c.end(ctx, e, false, true, false); err != nil {
 				c.cfg.Logger.Warn("aborting a timed-out transaction failed", "transactional_id", e.m.id, "err", err)
 			}
+			cancel()
 		}
 		e.mu.Unlock()
 	}
@@ -472,7 +481,10 @@ func (c *Coordinator) expireIDs(tp *txnPartition) {
 		switch e.m.state {
 		case Empty, CompleteCommit, CompleteAbort:
 			if !e.removed && now-e.m.lastUpdateMs > c.cfg.IDExpiration.Milliseconds() {
-				if err := c.append(tp.ctx, tp, e.m.id, nil); err == nil {
+				ctx, cancel := context.WithTimeout(tp.ctx, backgroundWriteTimeout)
+				err := c.append(ctx, tp, e.m.id, nil)
+				cancel()
+				if err == nil {
 					c.mu.Lock()
 					if tp.txns[e.m.id] == e {
 						delete(tp.txns, e.m.id)
