@@ -56,6 +56,8 @@ const (
 	maxBatchRecordBytes = 64 << 20
 	// defaultRetentionCheckInterval is offsets.retention.check.interval.ms.
 	defaultRetentionCheckInterval = 10 * time.Minute
+	// defaultCommitTimeout is offsets.commit.timeout.ms.
+	defaultCommitTimeout = 5 * time.Second
 )
 
 // Config configures a Coordinator.
@@ -68,6 +70,12 @@ type Config struct {
 	// RetentionCheckInterval (offsets.retention.check.interval.ms) is how
 	// often expired offsets and groups are removed.
 	RetentionCheckInterval time.Duration
+	// CommitTimeout (offsets.commit.timeout.ms) bounds how long an append
+	// waits to be committed (the in-sync replicas to have it) once it is
+	// durable here; past it the request is answered
+	// COORDINATOR_NOT_AVAILABLE (retriable; the records may still be
+	// committed later, as in Kafka). 0 is Kafka's default, 5 s.
+	CommitTimeout time.Duration
 }
 
 // Coordinator routes group requests to the runner of each group's
@@ -95,6 +103,9 @@ func New(cfg Config) *Coordinator {
 	}
 	if cfg.RetentionCheckInterval <= 0 {
 		cfg.RetentionCheckInterval = defaultRetentionCheckInterval
+	}
+	if cfg.CommitTimeout <= 0 {
+		cfg.CommitTimeout = defaultCommitTimeout
 	}
 	cfg.Settings = cfg.Settings.withDefaults()
 	c := &Coordinator{cfg: cfg, ready: make(chan struct{})}
@@ -370,8 +381,12 @@ func (r *runner) exec(out Output) {
 	}
 }
 
-// append writes one Append as a batch and waits for its fsync off the
-// runner goroutine; the result comes back as an appendDone.
+// append writes one Append as a batch and waits, off the runner goroutine,
+// for it to be durable and then committed (the high watermark past it,
+// within CommitTimeout or until the coordinator closes); the result comes
+// back as an appendDone. A partition that no longer leads refuses the
+// append or fails the wait with partition.ErrNotLeader: NOT_COORDINATOR,
+// so that the client finds the new coordinator.
 func (r *runner) append(a Append) {
 	fail := func(err error) { r.exec(r.s.AppendDone(r.c.cfg.Now(), a.ID, appendError(err))) }
 	p, ok := r.c.cfg.Partition(r.p)
@@ -408,6 +423,11 @@ func (r *runner) append(a Append) {
 	go func() {
 		defer r.c.wg.Done()
 		err := p.WaitDurable(res.LastOffset)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(r.c.ctx, r.c.cfg.CommitTimeout)
+			err = p.WaitCommitted(ctx, res.LastOffset+1)
+			cancel()
+		}
 		if err != nil {
 			err = appendError(err)
 		}
@@ -419,7 +439,9 @@ func (r *runner) append(a Append) {
 }
 
 // appendError is what a failed append of the coordinator answers, as
-// Kafka maps it: a lost or broken log is NOT_COORDINATOR.
+// Kafka maps it: a lost or broken log, or a partition this broker no
+// longer leads, is NOT_COORDINATOR; an append the in-sync replicas did not
+// take in time is COORDINATOR_NOT_AVAILABLE.
 func appendError(err error) error {
 	var ke *kerr.Error
 	switch {
@@ -430,6 +452,10 @@ func appendError(err error) error {
 	case errors.Is(err, partition.ErrInvalidProducerEpoch):
 		// A transactional commit of a producer a newer epoch fenced.
 		return kerr.ProducerFenced
+	case errors.Is(err, partition.ErrNotLeader), errors.Is(err, context.Canceled):
+		return kerr.NotCoordinator
+	case errors.Is(err, context.DeadlineExceeded):
+		return kerr.CoordinatorNotAvailable
 	case errors.Is(err, partition.ErrStorage), errors.Is(err, log.ErrStorage), errors.Is(err, log.ErrClosed):
 		return kerr.NotCoordinator
 	}

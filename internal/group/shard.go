@@ -104,8 +104,9 @@ func kafkaMemberID(clientID string, instanceID *string) string {
 }
 
 // Append asks the runner to append records to the shard's partition as
-// one batch. Once the batch is durable (or failed), the runner reports
-// AppendDone with its ID.
+// one batch. Once the batch is committed (durable and, in a cluster, held
+// by every in-sync replica) or failed, the runner reports AppendDone with
+// its ID.
 type Append struct {
 	ID      uint64
 	Records []Record
@@ -207,7 +208,7 @@ func (s *Shard) replyErr(reply func(error), err error) {
 }
 
 // appendRecords asks for records to be appended; done, if not nil, is
-// called once they are durable or failed.
+// called once they are committed or failed.
 func (s *Shard) appendRecords(recs []Record, done func(err error)) {
 	s.appendTxnRecords(recs, Producer{ID: -1}, done)
 }
@@ -226,8 +227,9 @@ func (s *Shard) appendTxnRecords(recs []Record, p Producer, done func(err error)
 	}
 }
 
-// AppendDone reports the append id durable (err nil) or failed. A durable
-// append makes every earlier one durable too: the log is fsynced in order.
+// AppendDone reports the append id committed (err nil) or failed. A
+// committed append makes every earlier one committed too: the log is
+// fsynced and replicated in order, and the high watermark only rises.
 func (s *Shard) AppendDone(now time.Time, id uint64, err error) Output {
 	s.begin(now)
 	if err != nil {
