@@ -32,24 +32,18 @@ func (s *Shard) Stats(now time.Time, reply func([]GroupStats)) Output {
 	return s.end()
 }
 
-// Stats reads every loaded partition's groups, in partition order, for
-// metrics. It is read-only; partitions that do not answer before ctx ends
-// are left out.
+// Stats reads the groups of every partition this broker leads and has
+// loaded, in partition order, for metrics (each broker reports the groups
+// it coordinates). It is read-only; partitions that do not answer before
+// ctx ends, or that are resigned meanwhile, are left out.
 func (c *Coordinator) Stats(ctx context.Context) []GroupStats {
-	c.mu.RLock()
-	shards := c.shards
-	c.mu.RUnlock()
-	results := make([]chan []GroupStats, len(shards))
-	for i, sh := range shards {
+	runners := c.led()
+	results := make([]chan []GroupStats, len(runners))
+	for i, r := range runners {
 		ch := make(chan []GroupStats, 1)
-		results[i] = ch
 		ev := func(s *Shard, now time.Time) Output { return s.Stats(now, func(r []GroupStats) { ch <- r }) }
-		select {
-		case sh.events <- ev:
-		case <-ctx.Done():
-			results[i] = nil
-		case <-c.ctx.Done():
-			results[i] = nil
+		if r.send(ctx, ev) {
+			results[i] = ch
 		}
 	}
 	var out []GroupStats
@@ -61,8 +55,6 @@ func (c *Coordinator) Stats(ctx context.Context) []GroupStats {
 		case r := <-ch:
 			out = append(out, r...)
 		case <-ctx.Done():
-			return out
-		case <-c.ctx.Done():
 			return out
 		}
 	}
