@@ -305,6 +305,9 @@ func Open(cfg Config) (*Broker, error) {
 	}
 	b.cleaner = newCleaner(b)
 	b.producerIDs = &producerIDs{meta: b.meta}
+	if b.clustered() {
+		b.producerIDs.allocate = b.allocateAtController
+	}
 	b.flusher = newFlusher(time.Duration(b.brokerInt("log.flush.max.delay.ms"))*time.Millisecond, b.logger)
 	if err := b.Reconcile(); err != nil {
 		b.closePartitions()
@@ -357,6 +360,9 @@ func (b *Broker) openGroups() {
 		Logger:                 b.logger.With("component", "group-coordinator"),
 		Now:                    b.cfg.Now,
 	})
+	if b.clustered() {
+		return // partitions are elected as this broker leads them (electCoordinators)
+	}
 	if t, ok := b.Image().Topics[group.Topic]; ok {
 		b.groups.Start(len(t.Partitions))
 	}

@@ -12,11 +12,12 @@ import (
 	"github.com/sluice-io/sluice/internal/kclient"
 )
 
-// forwarder sends admin requests that only the active controller executes
-// (CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs, ...) from a
-// broker that is not it to the controller's broker listener, at the
-// address it registered (its advertised address), as a Kafka broker
-// forwards them to its controller.
+// forwarder keeps connections to other brokers' listeners, at the
+// addresses they registered (their advertised addresses): for admin
+// requests that only the active controller executes (CreateTopics,
+// DeleteTopics, CreatePartitions, AlterConfigs, ...), forwarded there as a
+// Kafka broker forwards them to its controller, and for transaction
+// markers sent to partition leaders.
 type forwarder struct {
 	opts kclient.Options
 
@@ -32,7 +33,27 @@ func (b *Broker) Forward(ctx context.Context, req kmsg.Request) (kmsg.Response, 
 	if img.ControllerID < 0 || !ok {
 		return nil, fmt.Errorf("broker: no active controller known to forward %s to", kmsg.NameForKey(req.Key()))
 	}
-	addr := net.JoinHostPort(ctrl.Host, strconv.Itoa(int(ctrl.Port)))
+	return b.request(ctx, net.JoinHostPort(ctrl.Host, strconv.Itoa(int(ctrl.Port))), req, req.GetVersion())
+}
+
+// SendToBroker sends req to broker id at the address it registered, at
+// the highest version both know (a cluster only).
+func (b *Broker) SendToBroker(ctx context.Context, id int32, req kmsg.Request) (kmsg.Response, error) {
+	return b.sendToBroker(ctx, id, req)
+}
+
+// sendToBroker is SendToBroker.
+func (b *Broker) sendToBroker(ctx context.Context, id int32, req kmsg.Request) (kmsg.Response, error) {
+	br, ok := b.meta.Image().Brokers[id]
+	if !ok {
+		return nil, fmt.Errorf("broker %d is not registered", id)
+	}
+	return b.request(ctx, net.JoinHostPort(br.Host, strconv.Itoa(int(br.Port))), req, -1)
+}
+
+// request sends req to addr at version v (-1: the highest both know) over
+// the connection kept for addr.
+func (b *Broker) request(ctx context.Context, addr string, req kmsg.Request, v int16) (kmsg.Response, error) {
 	f := b.fwd
 	f.mu.Lock()
 	c := f.conns[addr]
@@ -51,7 +72,13 @@ func (b *Broker) Forward(ctx context.Context, req kmsg.Request) (kmsg.Response, 
 		}
 		f.mu.Unlock()
 	}
-	resp, err := c.RequestAt(ctx, req, req.GetVersion())
+	var resp kmsg.Response
+	var err error
+	if v < 0 {
+		resp, err = c.Request(ctx, req)
+	} else {
+		resp, err = c.RequestAt(ctx, req, v)
+	}
 	if err != nil {
 		f.mu.Lock()
 		if f.conns[addr] == c {

@@ -2,7 +2,11 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/metadata"
 )
@@ -18,6 +22,10 @@ const producerIDBlockSize = 1000
 // Safe for concurrent use; callers queue behind the one reserving a block.
 type producerIDs struct {
 	meta *metadata.Store
+	// allocate, if set, reserves a block at the active controller (a
+	// cluster: AllocateProducerIds, as Kafka's brokers); else the local
+	// quorum of one is written directly.
+	allocate func(ctx context.Context, n int64) (first int64, err error)
 
 	mu   sync.Mutex
 	next int64 // next id to hand out
@@ -29,7 +37,11 @@ func (p *producerIDs) nextID(ctx context.Context) (int64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.next == p.end {
-		first, err := p.meta.AllocateProducerIDs(ctx, producerIDBlockSize)
+		alloc := p.meta.AllocateProducerIDs
+		if p.allocate != nil {
+			alloc = p.allocate
+		}
+		first, err := alloc(ctx, producerIDBlockSize)
 		if err != nil {
 			return 0, err
 		}
@@ -43,4 +55,23 @@ func (p *producerIDs) nextID(ctx context.Context) (int64, error) {
 // NewProducerID returns a new producer id (InitProducerId).
 func (b *Broker) NewProducerID(ctx context.Context) (int64, error) {
 	return b.producerIDs.nextID(ctx)
+}
+
+// allocateAtController reserves a block of producer ids at the active
+// controller (AllocateProducerIds, KIP-730).
+func (b *Broker) allocateAtController(ctx context.Context, n int64) (int64, error) {
+	req := kmsg.NewPtrAllocateProducerIDsRequest()
+	req.BrokerID, req.BrokerEpoch = b.cfg.NodeID, b.brokerEpoch.Load()
+	resp, err := b.link.send(ctx, req, func(r kmsg.Response) int16 { return r.(*kmsg.AllocateProducerIDsResponse).ErrorCode })
+	if err != nil {
+		return 0, fmt.Errorf("broker: allocate producer ids: %w", err)
+	}
+	ar := resp.(*kmsg.AllocateProducerIDsResponse)
+	if err := kerr.ErrorForCode(ar.ErrorCode); err != nil {
+		return 0, fmt.Errorf("broker: allocate producer ids: %w", err)
+	}
+	if int64(ar.ProducerIDLen) != n {
+		return 0, fmt.Errorf("broker: the controller allocated %d producer ids, want %d", ar.ProducerIDLen, n)
+	}
+	return ar.ProducerIDStart, nil
 }

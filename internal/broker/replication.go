@@ -12,9 +12,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/config"
+	"github.com/sluice-io/sluice/internal/group"
 	"github.com/sluice-io/sluice/internal/metadata"
 	"github.com/sluice-io/sluice/internal/partition"
 	"github.com/sluice-io/sluice/internal/replica"
+	"github.com/sluice-io/sluice/internal/txn"
 )
 
 // Errors of replication, turned into Kafka codes by the api package.
@@ -87,6 +89,72 @@ func (b *Broker) replicaConfig(t *metadata.Topic) replica.Config {
 // unreplicated one (the partition keeps its own high watermark), or a
 // follower (fetching from the leader). Called by Reconcile under recMu.
 func (b *Broker) applyRole(r *hosted, tp TopicPartition, t *metadata.Topic, part metadata.Partition) error {
+	if err := b.applyReplicaRole(r, tp, t, part); err != nil {
+		return err
+	}
+	b.applyCoordinatorRole(tp, len(t.Partitions), part, r.leader.Load())
+	return nil
+}
+
+// applyCoordinatorRole moves a partition of __consumer_offsets or
+// __transaction_state between this broker's coordinators: loaded when it
+// leads the partition, dropped when it does not (Kafka's onElection and
+// onResignation). On a single node the coordinators start with every
+// partition instead (openGroups, openTxns).
+func (b *Broker) applyCoordinatorRole(tp TopicPartition, n int, part metadata.Partition, leads bool) {
+	if !b.clustered() {
+		return
+	}
+	switch tp.Topic {
+	case group.Topic:
+		if b.groups == nil {
+			return // openGroups elects what this broker leads
+		}
+		if leads {
+			b.groups.Elect(tp.Partition, n, part.LeaderEpoch)
+		} else {
+			b.groups.Resign(tp.Partition, part.LeaderEpoch)
+		}
+	case txn.Topic:
+		if b.txns == nil {
+			return
+		}
+		if leads {
+			if err := b.txns.Elect(tp.Partition, n, part.LeaderEpoch); err != nil {
+				b.logger.Error("loading transactions", "partition", partitionDir(tp), "err", err)
+			}
+		} else {
+			b.txns.Resign(tp.Partition, part.LeaderEpoch)
+		}
+	}
+}
+
+// electCoordinators runs applyCoordinatorRole for every internal partition
+// this broker holds: once the coordinators exist (Open).
+func (b *Broker) electCoordinators() {
+	img := b.meta.Image()
+	b.mu.RLock()
+	type role struct {
+		tp    TopicPartition
+		leads bool
+	}
+	var roles []role
+	for tp, r := range b.parts {
+		if tp.Topic == group.Topic || tp.Topic == txn.Topic {
+			roles = append(roles, role{tp, r.leader.Load()})
+		}
+	}
+	b.mu.RUnlock()
+	for _, r := range roles {
+		t := img.Topics[r.tp.Topic]
+		if t == nil || int(r.tp.Partition) >= len(t.Partitions) {
+			continue
+		}
+		b.applyCoordinatorRole(r.tp, len(t.Partitions), t.Partitions[r.tp.Partition], r.leads)
+	}
+}
+
+func (b *Broker) applyReplicaRole(r *hosted, tp TopicPartition, t *metadata.Topic, part metadata.Partition) error {
 	self := b.cfg.NodeID
 	if part.Leader == self {
 		b.stopFollowing(tp)
@@ -453,7 +521,7 @@ type ReplicationStats struct {
 	MaxLagTime    time.Duration
 	// ISR changes this broker's leaderships made (committed AlterPartitions).
 	ISRShrinks, ISRExpands uint64
-	Metadata              metadata.Status
+	Metadata               metadata.Status
 }
 
 // ReplicationStats collects ReplicationStats now.

@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/sluice-io/sluice/internal/config"
 	"github.com/sluice-io/sluice/internal/group"
 	"github.com/sluice-io/sluice/internal/partition"
@@ -46,6 +49,14 @@ func (b *Broker) openTxns() error {
 		Logger:              b.logger.With("component", "txn-coordinator"),
 		Now:                 b.cfg.Now,
 	})
+	if b.clustered() {
+		// Partitions of both internal topics are elected as this broker
+		// leads them, from now on by every reconcile.
+		b.recMu.Lock()
+		b.electCoordinators()
+		b.recMu.Unlock()
+		return nil
+	}
 	if t, ok := b.Image().Topics[txn.Topic]; ok {
 		return b.txns.Start(len(t.Partitions))
 	}
@@ -56,27 +67,83 @@ func (b *Broker) openTxns() error {
 // __transaction_state exists, else by whoever creates that topic.
 func (b *Broker) Txns() *txn.Coordinator { return b.txns }
 
-// writeMarker appends a transaction marker to a partition and waits until
-// it is durable and, in __consumer_offsets, applied to the groups' offsets.
+// writeMarker is the transaction coordinator's marker writer: to a
+// partition this broker leads, WriteMarkerHere; to one another broker
+// leads, a WriteTxnMarkers request to it (as Kafka's coordinator sends
+// them). A marker refused because the producer or its coordinator has
+// moved on counts as written: whoever moved on ended the transaction. A
+// partition without a leader, or led elsewhere by a broker that cannot be
+// reached, is an error the coordinator retries.
 func (b *Broker) writeMarker(ctx context.Context, tp txn.TopicPartition, pid int64, epoch int16, commit bool, cepoch int32) error {
-	p, ok := b.Partition(tp.Topic, tp.Partition)
-	if !ok {
-		if t, exists := b.Image().Topics[tp.Topic]; !exists || int(tp.Partition) >= len(t.Partitions) {
-			return txn.ErrUnknownPartition
-		}
-		return fmt.Errorf("broker: partition %s-%d is not open here", tp.Topic, tp.Partition)
-	}
-	res, err := p.WriteMarker(pid, epoch, commit, cepoch)
-	if errors.Is(err, partition.ErrInvalidProducerEpoch) || errors.Is(err, partition.ErrCoordinatorFenced) {
-		// A newer epoch of the producer, or a newer coordinator, has
-		// written here: this transaction was ended by whoever did.
+	err := b.writeMarkerAnywhere(ctx, tp, pid, epoch, commit, cepoch)
+	if errors.Is(err, partition.ErrInvalidProducerEpoch) || errors.Is(err, partition.ErrCoordinatorFenced) ||
+		errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionCoordinatorFenced) {
 		b.logger.Warn("transaction marker refused: the producer or its coordinator has moved on", "partition", partitionDir(TopicPartition(tp)), "err", err)
 		return nil
 	}
+	return err
+}
+
+func (b *Broker) writeMarkerAnywhere(ctx context.Context, tp txn.TopicPartition, pid int64, epoch int16, commit bool, cepoch int32) error {
+	if _, ok := b.Partition(tp.Topic, tp.Partition); ok {
+		return b.WriteMarkerHere(ctx, tp, pid, epoch, commit, cepoch)
+	}
+	t, exists := b.Image().Topics[tp.Topic]
+	if !exists || tp.Partition < 0 || int(tp.Partition) >= len(t.Partitions) {
+		return txn.ErrUnknownPartition
+	}
+	leader := t.Partitions[tp.Partition].Leader
+	if !b.clustered() || leader == b.cfg.NodeID {
+		return fmt.Errorf("broker: partition %s-%d is not open here", tp.Topic, tp.Partition)
+	}
+	if leader < 0 {
+		return fmt.Errorf("broker: partition %s-%d has no leader: %w", tp.Topic, tp.Partition, kerr.LeaderNotAvailable)
+	}
+	req := kmsg.NewPtrWriteTxnMarkersRequest()
+	m := kmsg.NewWriteTxnMarkersRequestMarker()
+	m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch = pid, epoch, commit, cepoch
+	mt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+	mt.Topic, mt.Partitions = tp.Topic, []int32{tp.Partition}
+	m.Topics = []kmsg.WriteTxnMarkersRequestMarkerTopic{mt}
+	req.Markers = []kmsg.WriteTxnMarkersRequestMarker{m}
+	resp, err := b.sendToBroker(ctx, leader, req)
+	if err != nil {
+		return fmt.Errorf("broker: send marker for %s-%d to broker %d: %w", tp.Topic, tp.Partition, leader, err)
+	}
+	wr := resp.(*kmsg.WriteTxnMarkersResponse)
+	for _, rm := range wr.Markers {
+		for _, rt := range rm.Topics {
+			for _, rp := range rt.Partitions {
+				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+					return fmt.Errorf("broker: marker for %s-%d at broker %d: %w", tp.Topic, tp.Partition, leader, err)
+				}
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("broker: broker %d answered WriteTxnMarkers without the partition", leader)
+}
+
+// WriteMarkerHere appends a transaction marker to a partition this broker
+// leads and waits until it is committed (fsynced and, replicated, in every
+// in-sync replica) and, in __consumer_offsets, applied to the groups'
+// offsets.
+func (b *Broker) WriteMarkerHere(ctx context.Context, tp txn.TopicPartition, pid int64, epoch int16, commit bool, cepoch int32) error {
+	p, ok := b.Partition(tp.Topic, tp.Partition)
+	if !ok {
+		return fmt.Errorf("%w: %s-%d", ErrNotLeader, tp.Topic, tp.Partition)
+	}
+	res, err := p.WriteMarker(pid, epoch, commit, cepoch)
 	if err != nil {
 		return err
 	}
+	if lr, ok := b.LeaderReplica(tp.Topic, tp.Partition); ok {
+		lr.Appended()
+	}
 	if err := p.WaitDurable(res.LastOffset); err != nil {
+		return err
+	}
+	if err := p.WaitCommitted(ctx, res.LastOffset+1); err != nil {
 		return err
 	}
 	return b.CompleteGroupTxn(ctx, tp, pid, commit)

@@ -471,6 +471,18 @@ func (c *Controller) AlterPartition(ctx context.Context, brokerID int32, brokerE
 	return out, nil
 }
 
+// AllocateProducerIDs reserves n producer ids for a registered broker
+// (AllocateProducerIds): blocks never overlap and never repeat.
+func (c *Controller) AllocateProducerIDs(ctx context.Context, brokerID int32, brokerEpoch int64, n int64) (int64, error) {
+	if !c.active() {
+		return 0, metadata.ErrNotController
+	}
+	if b, ok := c.meta.Image().Brokers[brokerID]; !ok || b.Epoch != brokerEpoch {
+		return 0, fmt.Errorf("%w: broker %d epoch %d", ErrStaleBrokerEpoch, brokerID, brokerEpoch)
+	}
+	return c.meta.AllocateProducerIDs(ctx, n)
+}
+
 // UsableBrokers lists the brokers that may take new replicas, for
 // placement: registered, unfenced and not shutting down.
 func UsableBrokers(img *metadata.Image) []BrokerSlot {

@@ -21,6 +21,7 @@ var handlerVersions = map[int16][2]int16{
 	56: {0, 3}, // AlterPartition
 	62: {0, 4}, // BrokerRegistration
 	63: {0, 1}, // BrokerHeartbeat
+	67: {0, 0}, // AllocateProducerIds
 }
 
 // Handler serves the controller listener's Kafka protocol.
@@ -70,6 +71,8 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 		go func() { answer(h.heartbeat(ctx, m)) }()
 	case *kmsg.AlterPartitionRequest:
 		go func() { answer(h.alterPartition(ctx, m)) }()
+	case *kmsg.AllocateProducerIDsRequest:
+		go func() { answer(h.allocateProducerIDs(ctx, m)) }()
 	default:
 		reply(server.Reply{Close: true})
 	}
@@ -172,6 +175,21 @@ func (h *Handler) alterPartition(ctx context.Context, r *kmsg.AlterPartitionRequ
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
+	return resp
+}
+
+// producerIDBlock is how many producer ids one AllocateProducerIds hands a
+// broker (Kafka's ProducerIdManager block size).
+const producerIDBlock = 1000
+
+func (h *Handler) allocateProducerIDs(ctx context.Context, r *kmsg.AllocateProducerIDsRequest) kmsg.Response {
+	resp := r.ResponseKind().(*kmsg.AllocateProducerIDsResponse)
+	first, err := h.c.AllocateProducerIDs(ctx, r.BrokerID, r.BrokerEpoch, producerIDBlock)
+	if err != nil {
+		resp.ErrorCode = ErrorCode(err)
+		return resp
+	}
+	resp.ProducerIDStart, resp.ProducerIDLen = first, producerIDBlock
 	return resp
 }
 

@@ -354,3 +354,89 @@ func TestClusterReplicates(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterGroupsAndTransactions: consumer groups and transactions on a
+// cluster, whose internal topics have three replicas and whose
+// coordinators are the leaders of their partitions, on several brokers;
+// then the coordinators move when a broker stops.
+func TestClusterGroupsAndTransactions(t *testing.T) {
+	tc := startCluster(t, 3, map[string]string{"min.insync.replicas": "2", "group.initial.rebalance.delay.ms": "0"})
+	adm := kadm.NewClient(tc.client())
+	ctx := ctxT(t)
+	if resp, err := adm.CreateTopic(ctx, 3, 3, nil, "gt"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	txnRound := func(id string, from, n int, commit bool) {
+		t.Helper()
+		p := tc.client(kgo.TransactionalID(id), kgo.DefaultProduceTopic("gt"), kgo.TransactionTimeout(10*time.Second))
+		if err := p.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := from; i < from+n; i++ {
+			p.Produce(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i))}, nil)
+		}
+		if err := p.Flush(ctx); err != nil {
+			t.Fatalf("flush: %v", err)
+		}
+		if err := p.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatalf("end transaction (commit %v): %v", commit, err)
+		}
+		p.Close()
+	}
+	txnRound("tx-a", 0, 50, true)
+	txnRound("tx-b", 1000, 50, false)
+	txnRound("tx-c", 50, 50, true)
+
+	consume := func(want int) map[string]bool {
+		t.Helper()
+		cons := tc.client(kgo.ConsumeTopics("gt"), kgo.ConsumerGroup("g1"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond), kgo.DisableAutoCommit())
+		seen := map[string]bool{}
+		for len(seen) < want {
+			fs := cons.PollFetches(ctx)
+			if err := ctx.Err(); err != nil {
+				t.Fatalf("consumed %d of %d: %v", len(seen), want, err)
+			}
+			fs.EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = true })
+		}
+		if err := cons.CommitUncommittedOffsets(ctx); err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+		cons.Close()
+		return seen
+	}
+	seen := consume(100)
+	for v := range seen {
+		if n, _ := strconv.Atoi(v); n >= 1000 {
+			t.Fatalf("read_committed consumer read aborted record %s", v)
+		}
+	}
+	// Committed offsets are where the group left off.
+	offs, err := adm.FetchOffsets(ctx, "g1")
+	if err != nil || offs.Error() != nil {
+		t.Fatalf("fetch offsets: %v %v", err, offs.Error())
+	}
+	if len(offs) == 0 {
+		t.Fatal("the group committed no offsets")
+	}
+	// Stop the coordinator of g1 (controlled shutdown): its partition of
+	// __consumer_offsets moves; the offsets are still there.
+	fc := adm.FindGroupCoordinators(ctx, "g1")["g1"]
+	if fc.Err != nil {
+		t.Fatal(fc.Err)
+	}
+	coord := fc.NodeID
+	tc.nodes[coord-1].stop()
+	var alive *testBroker
+	for _, tb := range tc.nodes {
+		if tb.srv != nil {
+			alive = tb
+		}
+	}
+	adm2 := kadm.NewClient(alive.client())
+	waitUntil(t, "g1's offsets at the new coordinator", func() bool {
+		o, err := adm2.FetchOffsets(ctx, "g1")
+		return err == nil && o.Error() == nil && len(o) == len(offs)
+	})
+	txnRound("tx-a", 100, 10, true) // the transaction coordinator of tx-a may have moved too
+}

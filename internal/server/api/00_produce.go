@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/broker"
+	"github.com/sluice-io/sluice/internal/group"
 	"github.com/sluice-io/sluice/internal/metadata"
 	"github.com/sluice-io/sluice/internal/partition"
 	"github.com/sluice-io/sluice/internal/record"
@@ -95,7 +96,7 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 				}
 				continue
 			}
-			if err := h.checkTxn(r.Version, t.Name, rp.Partition, rp.Records, txnErrs); err != nil {
+			if err := h.checkTxn(ctx, r, t.Name, rp.Partition, rp.Records, txnErrs); err != nil {
 				sp.ErrorCode = errorCode(err)
 				sp.ErrorMessage = errorMessage(err)
 				continue
@@ -281,9 +282,15 @@ func (h *Handler) addProducedPartitions(ctx context.Context, r *kmsg.ProduceRequ
 		return nil
 	}
 	out := make(map[int64]error, len(byPID))
-	c, ok := h.txns()
 	ctx, cancel := txnContext(ctx)
 	defer cancel()
+	if h.b.Clustered() {
+		for pid, p := range byPID {
+			out[pid] = h.addAtCoordinator(ctx, *r.TransactionID, pid, p.epoch, p.tps, false)
+		}
+		return out
+	}
+	c, ok := h.txns()
 	for pid, p := range byPID {
 		if !ok {
 			out[pid] = fmt.Errorf("%w: no transaction coordinator has started", kerr.InvalidTxnState)
@@ -301,13 +308,27 @@ func (h *Handler) addProducedPartitions(ctx context.Context, r *kmsg.ProduceRequ
 // already be in the producer's open transaction (KIP-890 part 1:
 // INVALID_TXN_STATE), so that a late or stray write cannot open a
 // transaction no one will end.
-func (h *Handler) checkTxn(version int16, topic string, partition int32, records []byte, added map[int64]error) error {
+func (h *Handler) checkTxn(ctx context.Context, r *kmsg.ProduceRequest, topic string, partition int32, records []byte, added map[int64]error) error {
+	version := r.Version
 	hd, ok := txnBatch(records)
 	if !ok {
 		return nil
 	}
 	if err, done := added[hd.ProducerID]; done {
 		return err
+	}
+	if h.b.Clustered() {
+		if version >= 12 && h.txnVersion >= 2 || r.TransactionID == nil {
+			return fmt.Errorf("%w: %s-%d was not added to a transaction (a transactional produce names its transactional id)",
+				kerr.InvalidTxnState, topic, partition)
+		}
+		if !h.txnVerify {
+			return nil
+		}
+		ctx, cancel := txnContext(ctx)
+		defer cancel()
+		return h.addAtCoordinator(ctx, *r.TransactionID, hd.ProducerID, hd.ProducerEpoch,
+			[]txn.TopicPartition{{Topic: topic, Partition: partition}}, true)
 	}
 	c, ok := h.txns()
 	if !ok {
@@ -323,6 +344,68 @@ func (h *Handler) checkTxn(version int16, topic string, partition int32, records
 		return nil
 	}
 	return c.Verify(hd.ProducerID, hd.ProducerEpoch, txn.TopicPartition{Topic: topic, Partition: partition})
+}
+
+// addAtCoordinator adds partitions to (or, verifyOnly, checks that they are
+// in) the open transaction of txnID at its coordinator: this broker's own,
+// or another broker's through AddPartitionsToTxn v5, as Kafka's partition
+// leaders ask the coordinator (KIP-890).
+func (h *Handler) addAtCoordinator(ctx context.Context, txnID string, pid int64, epoch int16, tps []txn.TopicPartition, verifyOnly bool) error {
+	t := h.b.Image().Topics[txn.Topic]
+	if t == nil || len(t.Partitions) == 0 {
+		return fmt.Errorf("%w: no %s yet", kerr.InvalidTxnState, txn.Topic)
+	}
+	coordinator := t.Partitions[group.PartitionFor(txnID, len(t.Partitions))].Leader
+	if coordinator < 0 {
+		return fmt.Errorf("%w: the coordinator of %s has no leader", kerr.NotEnoughReplicas, txnID)
+	}
+	if coordinator == h.b.NodeID() {
+		c, ok := h.txns()
+		if !ok {
+			return kerr.NotEnoughReplicas
+		}
+		return c.AddPartitions(ctx, txnID, pid, epoch, tps, verifyOnly)
+	}
+	req := kmsg.NewPtrAddPartitionsToTxnRequest()
+	tr := kmsg.NewAddPartitionsToTxnRequestTransaction()
+	tr.TransactionalID, tr.ProducerID, tr.ProducerEpoch, tr.VerifyOnly = txnID, pid, epoch, verifyOnly
+	byTopic := map[string]int{}
+	for _, tp := range tps {
+		i, ok := byTopic[tp.Topic]
+		if !ok {
+			tt := kmsg.NewAddPartitionsToTxnRequestTransactionTopic()
+			tt.Topic = tp.Topic
+			tr.Topics = append(tr.Topics, tt)
+			i = len(tr.Topics) - 1
+			byTopic[tp.Topic] = i
+		}
+		tr.Topics[i].Partitions = append(tr.Topics[i].Partitions, tp.Partition)
+	}
+	req.Transactions = []kmsg.AddPartitionsToTxnRequestTransaction{tr}
+	resp, err := h.b.SendToBroker(ctx, coordinator, req)
+	if err != nil {
+		// Retriable for the producer: the coordinator may be moving.
+		return fmt.Errorf("%w: asking the transaction coordinator (broker %d): %v", kerr.NotEnoughReplicas, coordinator, err)
+	}
+	ar := resp.(*kmsg.AddPartitionsToTxnResponse)
+	if err := kerr.ErrorForCode(ar.ErrorCode); err != nil {
+		return err
+	}
+	for _, rt := range ar.Transactions {
+		for _, tt := range rt.Topics {
+			for _, p := range tt.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+					if errors.Is(err, kerr.NotCoordinator) || errors.Is(err, kerr.CoordinatorLoadInProgress) || errors.Is(err, kerr.CoordinatorNotAvailable) {
+						// Kafka's partition leaders answer these as
+						// NOT_ENOUGH_REPLICAS, which producers retry.
+						return fmt.Errorf("%w: transaction coordinator: %v", kerr.NotEnoughReplicas, err)
+					}
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // appendOne appends the single batch of one partition.

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/group"
+	"github.com/sluice-io/sluice/internal/txn"
 )
 
 // Coordinator key types.
@@ -19,8 +20,7 @@ const (
 // FindCoordinator v0-6.
 //
 // Key type 0 (group): the leader of the partition of __consumer_offsets
-// that the group id hashes to (Kafka's hash), which on one node is this
-// broker. The topic is created on first use, as Kafka does, and the
+// that the group id hashes to (Kafka's hash); on one node, this broker. The topic is created on first use, as Kafka does, and the
 // request waits for its partitions to open. Key type 1 (transactional id)
 // is the same for __transaction_state, loaded before the answer; any other
 // type (share groups, 2) INVALID_REQUEST. v4+ batch keys, each with
@@ -35,9 +35,9 @@ func (h *Handler) findCoordinator(ctx context.Context, r *kmsg.FindCoordinatorRe
 		c := kmsg.NewFindCoordinatorResponseCoordinator()
 		c.Key = key
 		c.NodeID, c.Port = -1, -1
-		if err := h.coordinatorFor(ctx, r.CoordinatorType, key); err != nil {
+		if id, err := h.coordinatorFor(ctx, r.CoordinatorType, key); err != nil {
 			c.ErrorCode, c.ErrorMessage = errorCode(err), errorMessage(err)
-		} else if b, ok := h.b.Image().Brokers[h.b.NodeID()]; ok {
+		} else if b, ok := h.b.Image().Brokers[id]; ok && !b.Fenced {
 			c.NodeID, c.Host, c.Port = b.NodeID, b.Host, b.Port
 		} else {
 			c.ErrorCode = kerr.CoordinatorNotAvailable.Code
@@ -55,24 +55,39 @@ func (h *Handler) findCoordinator(ctx context.Context, r *kmsg.FindCoordinatorRe
 	return resp
 }
 
-// coordinatorFor says whether this broker coordinates key of keyType.
-func (h *Handler) coordinatorFor(ctx context.Context, keyType int8, key string) error {
+// coordinatorFor returns the broker that coordinates key of keyType: the
+// leader of the internal topic's partition the key hashes to (creating the
+// topic on first use). On one node that is this broker, once the partition
+// is open.
+func (h *Handler) coordinatorFor(ctx context.Context, keyType int8, key string) (int32, error) {
+	var topic string
 	switch keyType {
 	case coordinatorGroup:
-		c, err := h.ensureGroups(ctx)
-		if err != nil {
-			return err
+		if _, err := h.ensureGroups(ctx); err != nil {
+			return -1, err
 		}
-		p := group.PartitionFor(key, c.Partitions())
-		if _, ok := h.b.Partition(group.Topic, p); !ok {
-			return fmt.Errorf("%w: partition %d of %s is not open here", kerr.CoordinatorNotAvailable, p, group.Topic)
-		}
-		return nil
+		topic = group.Topic
 	case coordinatorTransaction:
 		if _, err := h.ensureTxns(ctx); err != nil {
-			return err
+			return -1, err
 		}
-		return nil
+		topic = txn.Topic
+	default:
+		return -1, fmt.Errorf("%w: coordinator type %d is not served", kerr.InvalidRequest, keyType)
 	}
-	return fmt.Errorf("%w: coordinator type %d is not served", kerr.InvalidRequest, keyType)
+	t := h.b.Image().Topics[topic]
+	if t == nil || len(t.Partitions) == 0 {
+		return -1, fmt.Errorf("%w: %s does not exist yet", kerr.CoordinatorNotAvailable, topic)
+	}
+	p := group.PartitionFor(key, len(t.Partitions))
+	leader := t.Partitions[p].Leader
+	if leader < 0 {
+		return -1, fmt.Errorf("%w: partition %d of %s has no leader", kerr.CoordinatorNotAvailable, p, topic)
+	}
+	if !h.b.Clustered() {
+		if _, ok := h.b.Partition(topic, p); !ok {
+			return -1, fmt.Errorf("%w: partition %d of %s is not open here", kerr.CoordinatorNotAvailable, p, topic)
+		}
+	}
+	return leader, nil
 }

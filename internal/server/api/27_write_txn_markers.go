@@ -11,12 +11,13 @@ import (
 
 // WriteTxnMarkers v0-2.
 //
-// Kafka's coordinators send it to partition leaders; on one node the
-// coordinator writes its markers directly, so this serves the admin tools
-// that abort a hanging transaction (kafka-transactions.sh abort): each
-// marker is appended to the named partitions and made durable, and, in
-// __consumer_offsets, applied to the group offsets. A marker of an epoch
-// older than the producer's answers INVALID_PRODUCER_EPOCH.
+// Transaction coordinators send it to partition leaders (a coordinator
+// writes markers to partitions it leads itself), and admin tools send it to
+// abort a hanging transaction (kafka-transactions.sh abort): each marker is
+// appended to the named partitions and committed (fsynced and, replicated,
+// in every in-sync replica), and, in __consumer_offsets, applied to the
+// group offsets. A marker of an epoch older than the producer's answers
+// INVALID_PRODUCER_EPOCH; a partition led elsewhere NOT_LEADER_OR_FOLLOWER.
 func (h *Handler) writeTxnMarkers(ctx context.Context, r *kmsg.WriteTxnMarkersRequest) kmsg.Response {
 	resp := r.ResponseKind().(*kmsg.WriteTxnMarkersResponse)
 	ctx, cancel := txnContext(ctx)
@@ -37,16 +38,11 @@ func (h *Handler) writeTxnMarkers(ctx context.Context, r *kmsg.WriteTxnMarkersRe
 }
 
 func (h *Handler) writeOneMarker(ctx context.Context, tp txn.TopicPartition, m kmsg.WriteTxnMarkersRequestMarker) error {
-	p, ok := h.b.Partition(tp.Topic, tp.Partition)
-	if !ok {
+	if _, ok := h.b.Partition(tp.Topic, tp.Partition); !ok {
+		if t := h.b.Image().Topics[tp.Topic]; t != nil && tp.Partition >= 0 && int(tp.Partition) < len(t.Partitions) {
+			return kerr.NotLeaderForPartition
+		}
 		return kerr.UnknownTopicOrPartition
 	}
-	res, err := p.WriteMarker(m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch)
-	if err != nil {
-		return err
-	}
-	if err := p.WaitDurable(res.LastOffset); err != nil {
-		return err
-	}
-	return h.b.CompleteGroupTxn(ctx, tp, m.ProducerID, m.Committed)
+	return h.b.WriteMarkerHere(ctx, tp, m.ProducerID, m.ProducerEpoch, m.Committed, m.CoordinatorEpoch)
 }

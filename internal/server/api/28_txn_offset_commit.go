@@ -9,6 +9,7 @@ import (
 	"github.com/sluice-io/sluice/internal/group"
 	"github.com/sluice-io/sluice/internal/metadata"
 	"github.com/sluice-io/sluice/internal/server"
+	"github.com/sluice-io/sluice/internal/txn"
 )
 
 // TxnOffsetCommit v0-6.
@@ -76,12 +77,30 @@ func (h *Handler) txnOffsetCommit(ctx context.Context, r *kmsg.TxnOffsetCommitRe
 		reply(server.Reply{Msg: resp})
 		return
 	}
-	tc, ok := h.txns()
-	if !ok {
+	if h.b.Clustered() {
+		// The transaction's coordinator may be another broker: ask it
+		// as a partition leader does (KIP-890), for the group's partition
+		// of __consumer_offsets.
+		ot := h.b.Image().Topics[group.Topic]
+		if ot == nil || len(ot.Partitions) == 0 {
+			fail(kerr.NotCoordinator)
+			return
+		}
+		tp := txn.TopicPartition{Topic: group.Topic, Partition: group.PartitionFor(r.Group, len(ot.Partitions))}
+		implicit := r.Version >= 5 && h.txnVersion >= 2
+		if implicit || h.txnVerify {
+			ctx, cancel := txnContext(ctx)
+			err := h.addAtCoordinator(ctx, r.TransactionalID, r.ProducerID, r.ProducerEpoch, []txn.TopicPartition{tp}, !implicit)
+			cancel()
+			if err != nil {
+				fail(fenced(err, r.Version, 3))
+				return
+			}
+		}
+	} else if tc, ok := h.txns(); !ok {
 		fail(kerr.NotCoordinator)
 		return
-	}
-	if r.Version >= 5 && h.txnVersion >= 2 {
+	} else if r.Version >= 5 && h.txnVersion >= 2 {
 		// KIP-890 part 2: the commit adds the group's partition itself.
 		ctx, cancel := txnContext(ctx)
 		err := tc.AddOffsets(ctx, r.TransactionalID, r.ProducerID, r.ProducerEpoch, r.Group)

@@ -39,6 +39,12 @@ func (h *Handler) groups() (*group.Coordinator, bool) {
 	if !ok {
 		return nil, false
 	}
+	if h.b.Clustered() {
+		// The partitions this broker leads are elected by the broker as
+		// their leadership moves; the coordinator answers NOT_COORDINATOR
+		// for the others.
+		return c, true
+	}
 	// Created but maybe not opened yet (by a concurrent FindCoordinator):
 	// start once every partition is open.
 	for p := range t.Partitions {
@@ -80,6 +86,9 @@ func (h *Handler) ensureGroups(ctx context.Context) (*group.Coordinator, error) 
 	c, ok := h.groups()
 	if !ok {
 		return nil, kerr.CoordinatorNotAvailable
+	}
+	if h.b.Clustered() {
+		return c, nil
 	}
 	// Loading new, empty partitions takes moments: wait, so that the
 	// client's first JoinGroup is not told COORDINATOR_LOAD_IN_PROGRESS.

@@ -35,6 +35,9 @@ func (h *Handler) txns() (*txn.Coordinator, bool) {
 	if !ok {
 		return nil, false
 	}
+	if h.b.Clustered() {
+		return c, true // partitions elected as their leadership moves
+	}
 	for p := range t.Partitions {
 		if _, ok := h.b.Partition(txn.Topic, int32(p)); !ok {
 			return nil, false
