@@ -593,7 +593,7 @@ func (b *Broker) Reconcile() error {
 					return
 				}
 				r := &hosted{p: p, topicID: t.ID}
-				if err := b.applyRole(r, tp, t, part); err != nil {
+				if err := b.applyReplicaRole(r, tp, t, part); err != nil {
 					p.Close()
 					addErr(err)
 					return
@@ -601,6 +601,9 @@ func (b *Broker) Reconcile() error {
 				b.mu.Lock()
 				b.parts[tp] = r
 				b.mu.Unlock()
+				// Once the partition is findable: a coordinator loads it
+				// through Broker.Partition.
+				b.applyCoordinatorRole(tp, len(t.Partitions), part, r.leader.Load())
 			}()
 		}
 	}

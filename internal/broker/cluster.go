@@ -36,9 +36,13 @@ func (b *Broker) startController() {
 			tc, err := b.TopicConfig(t)
 			return err == nil && tc.UncleanLeaderElectionEnable
 		},
-		Logger: b.logger.With("component", "controller"),
-		Now:    b.cfg.Now,
+		Logger:           b.logger.With("component", "controller"),
+		Now:              b.cfg.Now,
+		ImbalancePercent: int(b.brokerInt("leader.imbalance.per.broker.percentage")),
 	})
+	if v, _ := b.BrokerConfigs().Value("auto.leader.rebalance.enable"); v == "true" {
+		b.ctrl.SetRebalance(time.Duration(b.brokerInt("leader.imbalance.check.interval.seconds")) * time.Second)
+	}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()

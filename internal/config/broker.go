@@ -39,6 +39,10 @@ var brokerDefs = []Def{
 		Doc: "The broker's id; in KRaft mode it must equal node.id.",
 	},
 	{
+		Name: "auto.leader.rebalance.enable", Type: TypeBoolean, Default: "true", ReadOnly: true,
+		Doc: "Whether the controller moves partition leadership back to each partition's preferred (first) replica, every leader.imbalance.check.interval.seconds, for brokers above leader.imbalance.per.broker.percentage.",
+	},
+	{
 		// Kafka's default is 2000 ms with a 9000 ms session: a dead broker's
 		// partitions then wait about 9 s for a new leader. Sluice's defaults
 		// fence it within 1.5 s; a busy network or host may need more.
@@ -119,6 +123,16 @@ var brokerDefs = []Def{
 	{
 		Name: "group.min.session.timeout.ms", Type: TypeInt, Default: "6000", ReadOnly: true,
 		Doc: "Shortest session timeout a group member may ask for.",
+	},
+	{
+		Name: "leader.imbalance.check.interval.seconds", Type: TypeLong, Default: "300", ReadOnly: true,
+		Doc:      "How often the controller checks for partitions not led by their preferred replica (auto.leader.rebalance.enable).",
+		Validate: atLeast(1),
+	},
+	{
+		Name: "leader.imbalance.per.broker.percentage", Type: TypeInt, Default: "10", ReadOnly: true,
+		Doc:      "The share (percent) of a broker's preferred partitions led elsewhere above which the controller moves them back.",
+		Validate: between(0, 100),
 	},
 	{
 		Name: "log.cleaner.backoff.ms", Type: TypeLong, Default: "15000",

@@ -58,6 +58,13 @@ type Config struct {
 	Unclean func(t *metadata.Topic) bool
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// Rebalance, if set, is how often leadership goes back to preferred
+	// replicas (auto.leader.rebalance.enable with
+	// leader.imbalance.check.interval.seconds), for brokers whose share of
+	// partitions led by another than their preferred replica is above
+	// ImbalancePercent (leader.imbalance.per.broker.percentage).
+	Rebalance        time.Duration
+	ImbalancePercent int
 }
 
 // Controller is the cluster's decision maker. Every controller node has
@@ -72,7 +79,10 @@ type Controller struct {
 	// lastSeen is when each broker last heartbeated to this controller.
 	// It lives in memory, as in Kafka: a new active controller gives
 	// every broker a whole session from its start.
-	lastSeen  map[int32]time.Time
+	lastSeen map[int32]time.Time
+	// reported is the last metadata offset each broker's heartbeat
+	// reported (DescribeQuorum shows a voter's lag with it).
+	reported  map[int32]uint64
 	wasActive bool
 }
 
@@ -87,8 +97,11 @@ func New(cfg Config) *Controller {
 	if cfg.Unclean == nil {
 		cfg.Unclean = func(*metadata.Topic) bool { return false }
 	}
-	return &Controller{cfg: cfg, meta: cfg.Meta, log: cfg.Logger, lastSeen: map[int32]time.Time{}}
+	return &Controller{cfg: cfg, meta: cfg.Meta, log: cfg.Logger, lastSeen: map[int32]time.Time{}, reported: map[int32]uint64{}}
 }
+
+// SetRebalance sets Config.Rebalance; call before Run.
+func (c *Controller) SetRebalance(every time.Duration) { c.cfg.Rebalance = every }
 
 // Run checks brokers' sessions and elects leaders for leaderless
 // partitions until ctx ends.
@@ -96,10 +109,23 @@ func (c *Controller) Run(ctx context.Context) {
 	every := max(c.cfg.SessionTimeout/livenessCheckDivisor, 10*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var rebalance <-chan time.Time
+	if c.cfg.Rebalance > 0 {
+		rt := time.NewTicker(c.cfg.Rebalance)
+		defer rt.Stop()
+		rebalance = rt.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-rebalance:
+			if c.active() {
+				if err := c.rebalance(ctx); err != nil && !errors.Is(err, metadata.ErrNotController) {
+					c.log.Warn("preferred leader election", "err", err)
+				}
+			}
+			continue
 		case <-t.C:
 		}
 		if !c.active() {
@@ -207,6 +233,9 @@ func (c *Controller) Heartbeat(ctx context.Context, hb Heartbeat) (HeartbeatResu
 		return HeartbeatResult{}, fmt.Errorf("%w: broker %d epoch %d, registered epoch %d", ErrStaleBrokerEpoch, hb.NodeID, hb.Epoch, b.Epoch)
 	}
 	c.seen(hb.NodeID)
+	c.mu.Lock()
+	c.reported[hb.NodeID] = hb.MetadataIndex
+	c.mu.Unlock()
 	// Caught up: it has applied its own registration, so it knows its
 	// epoch's partitions as the controller does (Kafka compares with the
 	// registration record's offset too).
@@ -481,6 +510,163 @@ func (c *Controller) AllocateProducerIDs(ctx context.Context, brokerID int32, br
 		return 0, fmt.Errorf("%w: broker %d epoch %d", ErrStaleBrokerEpoch, brokerID, brokerEpoch)
 	}
 	return c.meta.AllocateProducerIDs(ctx, n)
+}
+
+// Election types of ElectLeaders.
+const (
+	ElectPreferred int8 = 0
+	ElectUnclean   int8 = 1
+)
+
+// Errors of ElectLeaders, per partition, as Kafka answers them.
+var (
+	// ErrElectionNotNeeded: the partition already has the leader asked for
+	// (ELECTION_NOT_NEEDED).
+	ErrElectionNotNeeded = errors.New("controller: election not needed")
+	// ErrPreferredLeaderNotAvailable: the preferred replica cannot lead
+	// now: out of the ISR, fenced or shutting down
+	// (PREFERRED_LEADER_NOT_AVAILABLE).
+	ErrPreferredLeaderNotAvailable = errors.New("controller: preferred leader not available")
+	// ErrEligibleLeadersNotAvailable: no replica can lead
+	// (ELIGIBLE_LEADERS_NOT_AVAILABLE).
+	ErrEligibleLeadersNotAvailable = errors.New("controller: no eligible leader")
+)
+
+// PartitionRef names a partition for ElectLeaders.
+type PartitionRef struct {
+	Topic     string
+	Partition int32
+}
+
+// ElectLeaders runs an election (ElectLeaders API): preferred makes the
+// first replica the leader where it is in the ISR and usable; unclean gives
+// a leaderless partition any usable replica, in or out of the ISR. parts
+// nil means every partition. It returns the outcome of each partition
+// asked for (nil: elected).
+func (c *Controller) ElectLeaders(ctx context.Context, typ int8, parts []PartitionRef) (map[PartitionRef]error, error) {
+	if !c.active() {
+		return nil, metadata.ErrNotController
+	}
+	img := c.meta.Image()
+	if parts == nil {
+		for _, name := range sortedTopics(img) {
+			for _, p := range img.Topics[name].Partitions {
+				parts = append(parts, PartitionRef{name, p.ID})
+			}
+		}
+	}
+	out := make(map[PartitionRef]error, len(parts))
+	var changes []metadata.PartitionChange
+	var changed []PartitionRef
+	for _, ref := range parts {
+		t := img.Topics[ref.Topic]
+		if t == nil || ref.Partition < 0 || int(ref.Partition) >= len(t.Partitions) {
+			out[ref] = metadata.ErrUnknownTopic
+			continue
+		}
+		p := t.Partitions[ref.Partition]
+		leader := int32(-1)
+		switch typ {
+		case ElectPreferred:
+			pref := p.Replicas[0]
+			switch {
+			case p.Leader == pref:
+				out[ref] = ErrElectionNotNeeded
+				continue
+			case !slices.Contains(p.ISR, pref) || !usable(img, pref):
+				out[ref] = ErrPreferredLeaderNotAvailable
+				continue
+			}
+			leader = pref
+		case ElectUnclean:
+			if p.Leader >= 0 && usable(img, p.Leader) {
+				out[ref] = ErrElectionNotNeeded
+				continue
+			}
+			l, _ := ElectLeader(p.Replicas, p.ISR, func(r int32) bool { return usable(img, r) }, true)
+			if l < 0 {
+				out[ref] = ErrEligibleLeadersNotAvailable
+				continue
+			}
+			leader = l
+		default:
+			return nil, fmt.Errorf("%w: election type %d", ErrInvalidISR, typ)
+		}
+		ch := metadata.PartitionChange{Topic: t.Name, TopicID: t.ID, Partition: p.ID, Leader: &leader}
+		if !slices.Contains(p.ISR, leader) {
+			ch.ISR = []int32{leader}
+		}
+		changes = append(changes, ch)
+		changed = append(changed, ref)
+	}
+	if err := c.write(ctx, changes); err != nil {
+		return nil, err
+	}
+	for _, ref := range changed {
+		out[ref] = nil
+	}
+	if len(changed) > 0 {
+		c.log.Info("leaders elected", "type", typ, "partitions", len(changed))
+	}
+	return out, nil
+}
+
+// rebalance moves leadership back to preferred replicas for the brokers
+// whose imbalance is above ImbalancePercent (Kafka's
+// checkAndTriggerAutoLeaderRebalance).
+func (c *Controller) rebalance(ctx context.Context) error {
+	img := c.meta.Image()
+	preferred := map[int32]int{}
+	notLeading := map[int32][]PartitionRef{}
+	for name, t := range img.Topics {
+		for _, p := range t.Partitions {
+			pref := p.Replicas[0]
+			preferred[pref]++
+			if p.Leader != pref && slices.Contains(p.ISR, pref) && usable(img, pref) {
+				notLeading[pref] = append(notLeading[pref], PartitionRef{name, p.ID})
+			}
+		}
+	}
+	var parts []PartitionRef
+	for b, refs := range notLeading {
+		if len(refs)*100 > c.cfg.ImbalancePercent*preferred[b] {
+			parts = append(parts, refs...)
+		}
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	_, err := c.ElectLeaders(ctx, ElectPreferred, parts)
+	return err
+}
+
+// VoterState is one voter of the metadata quorum as the active controller
+// sees it: the last metadata offset its broker reported and when.
+type VoterState struct {
+	ID            int32
+	AppliedIndex  int64 // -1: not reported (yet)
+	LastHeartbeat time.Time
+}
+
+// Voters reports the quorum's voters with what their brokers last told
+// this controller (DescribeQuorum). The leader's own entry is its applied
+// index now.
+func (c *Controller) Voters() []VoterState {
+	st := c.meta.Status()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]VoterState, 0, len(st.Voters))
+	for _, v := range st.Voters {
+		vs := VoterState{ID: v.ID, AppliedIndex: -1, LastHeartbeat: c.lastSeen[v.ID]}
+		if idx, ok := c.reported[v.ID]; ok {
+			vs.AppliedIndex = int64(idx)
+		}
+		if v.ID == st.NodeID {
+			vs.AppliedIndex, vs.LastHeartbeat = int64(st.AppliedIndex), c.cfg.Now()
+		}
+		out = append(out, vs)
+	}
+	return out
 }
 
 // UsableBrokers lists the brokers that may take new replicas, for

@@ -6,12 +6,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/broker"
 	"github.com/sluice-io/sluice/internal/controller"
@@ -25,8 +27,12 @@ import (
 // testCluster is n brokers in this process, each a voter of the metadata
 // quorum, on 127.0.0.1 with real sockets.
 type testCluster struct {
-	t     *testing.T
-	nodes []*testBroker
+	t      *testing.T
+	nodes  []*testBroker
+	cfgs   map[string]string
+	voters []metadata.Voter
+	dirs   []string
+	addrs  []string // Kafka listeners
 }
 
 // clusterNodeConfigs are test-friendly timings: heartbeats often, and a
@@ -38,18 +44,18 @@ var clusterNodeConfigs = map[string]string{
 
 func startCluster(t *testing.T, n int, static map[string]string) *testCluster {
 	t.Helper()
-	cfgs := map[string]string{}
+	tc := &testCluster{t: t, nodes: make([]*testBroker, n), cfgs: map[string]string{}}
 	for k, v := range clusterNodeConfigs {
-		cfgs[k] = v
+		tc.cfgs[k] = v
 	}
 	for k, v := range static {
-		cfgs[k] = v
+		tc.cfgs[k] = v
 	}
 	type slot struct {
 		kafka, ctrl net.Listener
 	}
 	slots := make([]slot, n)
-	var voters []metadata.Voter
+	base := t.TempDir()
 	for i := range slots {
 		var err error
 		if slots[i].kafka, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
@@ -58,38 +64,16 @@ func startCluster(t *testing.T, n int, static map[string]string) *testCluster {
 		if slots[i].ctrl, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			t.Fatal(err)
 		}
-		voters = append(voters, metadata.Voter{ID: int32(i + 1), Addr: slots[i].ctrl.Addr().String()})
+		tc.voters = append(tc.voters, metadata.Voter{ID: int32(i + 1), Addr: slots[i].ctrl.Addr().String()})
+		tc.dirs = append(tc.dirs, filepath.Join(base, fmt.Sprintf("node-%d", i+1)))
+		tc.addrs = append(tc.addrs, slots[i].kafka.Addr().String())
 	}
-	tc := &testCluster{t: t, nodes: make([]*testBroker, n)}
 	errs := make(chan error, n)
-	base := t.TempDir()
 	for i := range slots {
 		go func() {
-			ln := slots[i].kafka
-			host, portStr, _ := net.SplitHostPort(ln.Addr().String())
-			port, _ := strconv.Atoi(portStr)
-			m := httpapi.NewMetricsWithOptions(httpapi.MetricsOptions{PartitionLevel: true})
-			dir := filepath.Join(base, fmt.Sprintf("node-%d", i+1))
-			b, err := broker.Open(broker.Config{NodeID: int32(i + 1), DataDir: dir, Host: host, Port: int32(port),
-				Static: cfgs, Logger: logger(t).With("node", i+1), RetentionCheckInterval: time.Hour, OnFsync: m.Fsync,
-				Voters: voters, ControllerMux: netmux.New(slots[i].ctrl, nil)})
-			if err != nil {
-				ln.Close()
-				errs <- fmt.Errorf("node %d: %w", i+1, err)
-				return
-			}
-			m.SetBroker(b)
-			tb := &testBroker{t: t, metrics: m, dir: dir, addr: ln.Addr().String(), b: b, done: make(chan struct{})}
-			h := api.New(b, logger(t))
-			h.SetObserver(m)
-			tb.srv = server.New(h, logger(t))
-			tb.srv.SetObserver(m)
-			go func() {
-				defer close(tb.done)
-				tb.srv.Serve(ln)
-			}()
+			tb, err := tc.open(i, slots[i].kafka, slots[i].ctrl)
 			tc.nodes[i] = tb
-			errs <- nil
+			errs <- err
 		}()
 	}
 	var failed []error
@@ -109,6 +93,62 @@ func startCluster(t *testing.T, n int, static map[string]string) *testCluster {
 		t.Fatal(errors.Join(failed...))
 	}
 	return tc
+}
+
+// open opens node i on its listeners.
+func (tc *testCluster) open(i int, ln, ctrl net.Listener) (*testBroker, error) {
+	t := tc.t
+	host, portStr, _ := net.SplitHostPort(ln.Addr().String())
+	port, _ := strconv.Atoi(portStr)
+	m := httpapi.NewMetricsWithOptions(httpapi.MetricsOptions{PartitionLevel: true})
+	b, err := broker.Open(broker.Config{NodeID: int32(i + 1), DataDir: tc.dirs[i], Host: host, Port: int32(port),
+		Static: tc.cfgs, Logger: logger(t).With("node", i+1), RetentionCheckInterval: time.Hour, OnFsync: m.Fsync,
+		Voters: tc.voters, ControllerMux: netmux.New(ctrl, nil)})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("node %d: %w", i+1, err)
+	}
+	m.SetBroker(b)
+	tb := &testBroker{t: t, metrics: m, dir: tc.dirs[i], addr: ln.Addr().String(), b: b, done: make(chan struct{})}
+	h := api.New(b, logger(t))
+	h.SetObserver(m)
+	tb.srv = server.New(h, logger(t))
+	tb.srv.SetObserver(m)
+	go func() {
+		defer close(tb.done)
+		tb.srv.Serve(ln)
+	}()
+	return tb, nil
+}
+
+// restart stops node i (cleanly) and opens it again at the same addresses
+// on the same data.
+func (tc *testCluster) restart(i int) {
+	t := tc.t
+	t.Helper()
+	tc.nodes[i].stop()
+	var ln, ctrl net.Listener
+	var err error
+	for range 100 { // the ports were just released
+		if ln == nil {
+			ln, _ = net.Listen("tcp", tc.addrs[i])
+		}
+		if ctrl == nil {
+			ctrl, err = net.Listen("tcp", tc.voters[i].Addr)
+		}
+		if ln != nil && ctrl != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ln == nil || ctrl == nil {
+		t.Fatalf("listen again for node %d: %v", i+1, err)
+	}
+	tb, err := tc.open(i, ln, ctrl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.nodes[i] = tb
 }
 
 // bootstrap is every node's address.
@@ -439,4 +479,58 @@ func TestClusterGroupsAndTransactions(t *testing.T) {
 		return err == nil && o.Error() == nil && len(o) == len(offs)
 	})
 	txnRound("tx-a", 100, 10, true) // the transaction coordinator of tx-a may have moved too
+}
+
+// TestClusterRestartRejoinsAndLeadsAgain: a broker restarted after its
+// controlled shutdown catches up, rejoins the ISR of its partitions
+// (AlterPartition expansion), and an ElectLeaders (preferred) gives it its
+// leaderships back; DescribeQuorum shows the three voters.
+func TestClusterRestartRejoinsAndLeadsAgain(t *testing.T) {
+	tc := startCluster(t, 3, map[string]string{"min.insync.replicas": "2", "auto.leader.rebalance.enable": "false"})
+	adm := kadm.NewClient(tc.client())
+	ctx := ctxT(t)
+	if resp, err := adm.CreateTopic(ctx, 3, 3, nil, "back"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	victim := 1 // node 2
+	tc.restart(victim)
+	cl := tc.client(kgo.DefaultProduceTopic("back"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	for i := range 60 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+	}
+	id := int32(victim + 1)
+	waitUntil(t, "the restarted broker back in every ISR", func() bool {
+		for _, p := range tc.nodes[0].b.Image().Topics["back"].Partitions {
+			if !slices.Contains(p.ISR, id) {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, nil); err != nil {
+		t.Fatalf("elect leaders: %v", err)
+	}
+	waitUntil(t, "preferred leaders", func() bool {
+		for _, p := range tc.nodes[0].b.Image().Topics["back"].Partitions {
+			if p.Leader != p.Replicas[0] {
+				return false
+			}
+		}
+		return true
+	})
+	req := kmsg.NewPtrDescribeQuorumRequest()
+	rt := kmsg.NewDescribeQuorumRequestTopic()
+	rt.Topic = "__cluster_metadata"
+	rt.Partitions = []kmsg.DescribeQuorumRequestTopicPartition{{Partition: 0}}
+	req.Topics = []kmsg.DescribeQuorumRequestTopic{rt}
+	resp, err := req.RequestWith(ctx, tc.client())
+	if err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		t.Fatalf("describe quorum: %v %+v", err, resp)
+	}
+	qp := resp.Topics[0].Partitions[0]
+	if qp.ErrorCode != 0 || len(qp.CurrentVoters) != 3 || qp.LeaderID < 1 || qp.HighWatermark <= 0 {
+		t.Fatalf("quorum: %+v", qp)
+	}
 }

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/cli/clientopts"
@@ -63,6 +66,69 @@ type Info struct {
 	Controller int32    `json:"controller"`
 	Version    string   `json:"sluice_version"` // of this binary
 	Brokers    []Broker `json:"brokers"`
+	Quorum     *Quorum  `json:"quorum"`
+}
+
+// Quorum is the metadata quorum (DescribeQuorum): its leader (the active
+// controller), term, commit index, and each voter's applied offset and lag.
+type Quorum struct {
+	Leader      int32   `json:"leader"`
+	Term        int32   `json:"term"`
+	CommitIndex int64   `json:"commit_index"`
+	Voters      []Voter `json:"voters"`
+	Error       string  `json:"error,omitempty"`
+}
+
+// Voter is one voter of Quorum.
+type Voter struct {
+	ID int32 `json:"id"`
+	// Applied is the last metadata offset its broker reported applying
+	// (-1: not reported); Lag is CommitIndex minus it.
+	Applied int64 `json:"applied"`
+	Lag     int64 `json:"lag"`
+	// SinceMs is how long ago it last reported (-1: never).
+	SinceMs int64 `json:"since_ms"`
+}
+
+// describeQuorum asks for the metadata quorum's state.
+func describeQuorum(ctx context.Context, cl *kgo.Client) *Quorum {
+	req := kmsg.NewPtrDescribeQuorumRequest()
+	rt := kmsg.NewDescribeQuorumRequestTopic()
+	rt.Topic = "__cluster_metadata"
+	rt.Partitions = []kmsg.DescribeQuorumRequestTopicPartition{{Partition: 0}}
+	req.Topics = []kmsg.DescribeQuorumRequestTopic{rt}
+	q := &Quorum{Voters: []Voter{}}
+	resp, err := req.RequestWith(ctx, cl)
+	switch {
+	case err != nil:
+		q.Error = err.Error()
+		return q
+	case resp.ErrorCode != 0:
+		q.Error = kerr.ErrorForCode(resp.ErrorCode).Error()
+		return q
+	case len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1:
+		q.Error = "no quorum in the answer"
+		return q
+	}
+	p := resp.Topics[0].Partitions[0]
+	if p.ErrorCode != 0 {
+		q.Error = kerr.ErrorForCode(p.ErrorCode).Error()
+		return q
+	}
+	q.Leader, q.Term, q.CommitIndex = p.LeaderID, p.LeaderEpoch, p.HighWatermark
+	now := time.Now().UnixMilli()
+	for _, v := range p.CurrentVoters {
+		vv := Voter{ID: v.ReplicaID, Applied: v.LogEndOffset, Lag: -1, SinceMs: -1}
+		if v.LogEndOffset >= 0 {
+			vv.Lag = max(p.HighWatermark-v.LogEndOffset, 0)
+		}
+		if v.LastFetchTimestamp >= 0 {
+			vv.SinceMs = max(now-v.LastFetchTimestamp, 0)
+		}
+		q.Voters = append(q.Voters, vv)
+	}
+	sort.Slice(q.Voters, func(i, j int) bool { return q.Voters[i].ID < q.Voters[j].ID })
+	return q
 }
 
 // Broker is one broker of Info.
@@ -107,10 +173,12 @@ func RunInfo(ctx context.Context, o InfoOptions) error {
 	if err := clientopts.CheckOutput(o.Output); err != nil {
 		return err
 	}
-	adm, _, err := o.Admin(ctx)
+	cl, _, err := o.Connect(ctx, nil)
 	if err != nil {
 		return err
 	}
+	adm := kadm.NewClient(cl)
+	adm.SetTimeoutMillis(int32(o.Wait().Milliseconds()))
 	defer adm.Close()
 	ctx, cancel := context.WithTimeout(ctx, o.Wait())
 	defer cancel()
@@ -123,7 +191,18 @@ func RunInfo(ctx context.Context, o InfoOptions) error {
 		return fmt.Errorf("api versions: %w", err)
 	}
 	// The directories alone: a topic that names no partition lists none.
-	dirs, dirsErr := adm.DescribeAllLogDirs(ctx, kadm.TopicsSet{"": nil})
+	// Asked of each broker by id: kgo sends a request naming no partition
+	// to one broker only.
+	dirs := kadm.DescribedAllLogDirs{}
+	var dirsErr error
+	for _, b := range md.Brokers {
+		d, err := adm.DescribeBrokerLogDirs(ctx, b.NodeID, kadm.TopicsSet{"": nil})
+		if err != nil {
+			dirsErr = err
+			continue
+		}
+		dirs[b.NodeID] = d
+	}
 	info := Info{ClusterID: md.Cluster, Controller: md.Controller, Version: o.Version, Brokers: []Broker{}}
 	for _, b := range md.Brokers {
 		ib := Broker{ID: b.NodeID, Host: b.Host, Port: b.Port, Rack: b.Rack,
@@ -151,6 +230,7 @@ func RunInfo(ctx context.Context, o InfoOptions) error {
 		info.Brokers = append(info.Brokers, ib)
 	}
 	sort.Slice(info.Brokers, func(i, j int) bool { return info.Brokers[i].ID < info.Brokers[j].ID })
+	info.Quorum = describeQuorum(ctx, cl)
 	if o.Output == clientopts.OutputJSON {
 		return clientopts.JSON(o.Stdout(), info)
 	}
@@ -207,6 +287,28 @@ func printInfo(o InfoOptions, info Info) error {
 		return err
 	}
 	fmt.Fprintln(w, "(* controller)")
+	if q := info.Quorum; q != nil {
+		fmt.Fprintln(w, "\nMETADATA QUORUM")
+		if q.Error != "" {
+			fmt.Fprintf(w, "unknown: %s\n", q.Error)
+		} else {
+			fmt.Fprintf(w, "leader %d, term %d, commit index %d\n", q.Leader, q.Term, q.CommitIndex)
+			rows := [][]string{}
+			for _, v := range q.Voters {
+				applied, lag, since := "-", "-", "-"
+				if v.Applied >= 0 {
+					applied, lag = fmt.Sprint(v.Applied), fmt.Sprint(v.Lag)
+				}
+				if v.SinceMs >= 0 {
+					since = fmt.Sprintf("%dms ago", v.SinceMs)
+				}
+				rows = append(rows, []string{fmt.Sprint(v.ID), applied, lag, since})
+			}
+			if err := clientopts.Table(w, []string{"VOTER", "APPLIED", "LAG", "LAST-HEARTBEAT"}, rows); err != nil {
+				return err
+			}
+		}
+	}
 	if err := printLogDirs(w, info.Brokers); err != nil {
 		return err
 	}

@@ -40,65 +40,68 @@ type decision struct {
 // TestEveryBrokerConfigIsDecided: decide whether it is acted on, wired
 // here, or refused (config.Def.Unsupported) before adding it.
 var brokerConfigDecisions = map[string]decision{
-	"auto.create.topics.enable":            {"false", actedOn, nil}, // api: autoCreate
-	"broker.heartbeat.interval.ms":         {"500", actedOn, nil},   // broker: heartbeats to the controller
-	"broker.id":                            {"5", refused, nil},     // must be -1 or node.id (1)
-	"broker.session.timeout.ms":            {"3000", actedOn, nil},  // controller: fencing
-	"compression.gzip.level":               {"5", actedOn, nil},     // topic compression.gzip.level
-	"compression.lz4.level":                {"3", actedOn, nil},     // topic compression.lz4.level
-	"compression.type":                     {"zstd", actedOn, nil},  // topic compression.type
-	"compression.zstd.level":               {"9", actedOn, nil},     // topic compression.zstd.level
-	"connections.max.idle.ms":              {"1234", wired, func(s settings) bool { return s.limits.IdleTimeout == 1234*time.Millisecond }},
-	"default.replication.factor":           {"2", actedOn, nil}, // api: CreateTopics, auto-creation
-	"delete.topic.enable":                  {"false", actedOn, nil},
-	"fetch.max.bytes":                      {"1048576", refused, nil},
-	"group.consumer.heartbeat.interval.ms": {"3000", actedOn, nil}, // broker: group coordinator
-	"group.consumer.session.timeout.ms":    {"30000", actedOn, nil},
-	"group.initial.rebalance.delay.ms":     {"0", actedOn, nil},
-	"group.max.session.timeout.ms":         {"600000", actedOn, nil},
-	"group.max.size":                       {"100", actedOn, nil},
-	"group.min.session.timeout.ms":         {"1000", actedOn, nil},
-	"log.cleaner.backoff.ms":               {"20", actedOn, nil}, // broker: cleaner
-	"log.cleaner.dedupe.buffer.size":       {"1048576", actedOn, nil},
-	"log.cleaner.delete.retention.ms":      {"1000", actedOn, nil}, // topic delete.retention.ms
-	"log.cleaner.enable":                   {"false", actedOn, nil},
-	"log.cleaner.io.buffer.load.factor":    {"0.5", actedOn, nil},
-	"log.cleaner.io.buffer.size":           {"65536", actedOn, nil},
-	"log.cleaner.io.max.bytes.per.second":  {"1000000", actedOn, nil},
-	"log.cleaner.max.compaction.lag.ms":    {"60000", actedOn, nil}, // topic max.compaction.lag.ms
-	"log.cleaner.min.cleanable.ratio":      {"0.1", actedOn, nil},   // topic min.cleanable.dirty.ratio
-	"log.cleaner.min.compaction.lag.ms":    {"1000", actedOn, nil},  // topic min.compaction.lag.ms
-	"log.cleaner.threads":                  {"2", actedOn, nil},
-	"log.cleanup.policy":                   {"compact", actedOn, nil}, // topic cleanup.policy
-	"log.dirs":                             {"/elsewhere", refused, nil},
-	"log.flush.interval.messages":          {"1", refused, nil},
-	"log.flush.interval.ms":                {"1000", refused, nil},
-	"log.flush.max.delay.ms":               {"10", actedOn, nil}, // broker: flusher
-	"log.flush.policy":                     {"none", actedOn, nil},
-	"log.flush.scheduler.interval.ms":      {"1000", refused, nil},
-	"log.index.interval.bytes":             {"1024", actedOn, nil}, // topic index.interval.bytes
-	"log.index.size.max.bytes":             {"1048576", refused, nil},
-	"log.local.retention.bytes":            {"1000", refused, nil},
-	"log.local.retention.ms":               {"1000", refused, nil},
-	"log.message.downconversion.enable":    {"false", actedOn, nil}, // a no-op, as in Kafka 4.0: no version served down-converts
-	"log.message.timestamp.after.max.ms":   {"1000", actedOn, nil},  // topic message.timestamp.after.max.ms
-	"log.message.timestamp.before.max.ms":  {"1000", actedOn, nil},
-	"log.message.timestamp.type":           {"LogAppendTime", actedOn, nil},
-	"log.preallocate":                      {"true", refused, nil},
-	"log.retention.bytes":                  {"1000000", actedOn, nil}, // topic retention.bytes
-	"log.retention.check.interval.ms":      {"1234", wired, func(s settings) bool { return s.retentionCheck == 1234*time.Millisecond }},
-	"log.retention.hours":                  {"24", actedOn, nil}, // topic retention.ms
-	"log.retention.minutes":                {"60", actedOn, nil},
-	"log.retention.ms":                     {"60000", actedOn, nil},
-	"log.roll.hours":                       {"24", actedOn, nil}, // topic segment.ms
-	"log.roll.jitter.hours":                {"1", refused, nil},
-	"log.roll.jitter.ms":                   {"1000", refused, nil},
-	"log.roll.ms":                          {"60000", actedOn, nil},
-	"log.segment.bytes":                    {"1048576", actedOn, nil}, // topic segment.bytes
-	"log.segment.delete.delay.ms":          {"0", actedOn, nil},       // topic file.delete.delay.ms
-	"max.broker.partitions":                {"10", actedOn, nil},      // api: CreateTopics, CreatePartitions, auto-creation
-	"max.connections":                      {"10", wired, func(s settings) bool { return s.limits.MaxConnections == 10 }},
-	"max.connections.per.ip":               {"7", wired, func(s settings) bool { return s.limits.MaxConnectionsPerIP == 7 }},
+	"auto.create.topics.enable":               {"false", actedOn, nil}, // api: autoCreate
+	"auto.leader.rebalance.enable":            {"false", actedOn, nil}, // controller: preferred leaders
+	"broker.heartbeat.interval.ms":            {"500", actedOn, nil},   // broker: heartbeats to the controller
+	"broker.id":                               {"5", refused, nil},     // must be -1 or node.id (1)
+	"broker.session.timeout.ms":               {"3000", actedOn, nil},  // controller: fencing
+	"compression.gzip.level":                  {"5", actedOn, nil},     // topic compression.gzip.level
+	"compression.lz4.level":                   {"3", actedOn, nil},     // topic compression.lz4.level
+	"compression.type":                        {"zstd", actedOn, nil},  // topic compression.type
+	"compression.zstd.level":                  {"9", actedOn, nil},     // topic compression.zstd.level
+	"connections.max.idle.ms":                 {"1234", wired, func(s settings) bool { return s.limits.IdleTimeout == 1234*time.Millisecond }},
+	"default.replication.factor":              {"2", actedOn, nil}, // api: CreateTopics, auto-creation
+	"delete.topic.enable":                     {"false", actedOn, nil},
+	"fetch.max.bytes":                         {"1048576", refused, nil},
+	"group.consumer.heartbeat.interval.ms":    {"3000", actedOn, nil}, // broker: group coordinator
+	"group.consumer.session.timeout.ms":       {"30000", actedOn, nil},
+	"group.initial.rebalance.delay.ms":        {"0", actedOn, nil},
+	"group.max.session.timeout.ms":            {"600000", actedOn, nil},
+	"group.max.size":                          {"100", actedOn, nil},
+	"group.min.session.timeout.ms":            {"1000", actedOn, nil},
+	"leader.imbalance.check.interval.seconds": {"60", actedOn, nil},
+	"leader.imbalance.per.broker.percentage":  {"20", actedOn, nil},
+	"log.cleaner.backoff.ms":                  {"20", actedOn, nil}, // broker: cleaner
+	"log.cleaner.dedupe.buffer.size":          {"1048576", actedOn, nil},
+	"log.cleaner.delete.retention.ms":         {"1000", actedOn, nil}, // topic delete.retention.ms
+	"log.cleaner.enable":                      {"false", actedOn, nil},
+	"log.cleaner.io.buffer.load.factor":       {"0.5", actedOn, nil},
+	"log.cleaner.io.buffer.size":              {"65536", actedOn, nil},
+	"log.cleaner.io.max.bytes.per.second":     {"1000000", actedOn, nil},
+	"log.cleaner.max.compaction.lag.ms":       {"60000", actedOn, nil}, // topic max.compaction.lag.ms
+	"log.cleaner.min.cleanable.ratio":         {"0.1", actedOn, nil},   // topic min.cleanable.dirty.ratio
+	"log.cleaner.min.compaction.lag.ms":       {"1000", actedOn, nil},  // topic min.compaction.lag.ms
+	"log.cleaner.threads":                     {"2", actedOn, nil},
+	"log.cleanup.policy":                      {"compact", actedOn, nil}, // topic cleanup.policy
+	"log.dirs":                                {"/elsewhere", refused, nil},
+	"log.flush.interval.messages":             {"1", refused, nil},
+	"log.flush.interval.ms":                   {"1000", refused, nil},
+	"log.flush.max.delay.ms":                  {"10", actedOn, nil}, // broker: flusher
+	"log.flush.policy":                        {"none", actedOn, nil},
+	"log.flush.scheduler.interval.ms":         {"1000", refused, nil},
+	"log.index.interval.bytes":                {"1024", actedOn, nil}, // topic index.interval.bytes
+	"log.index.size.max.bytes":                {"1048576", refused, nil},
+	"log.local.retention.bytes":               {"1000", refused, nil},
+	"log.local.retention.ms":                  {"1000", refused, nil},
+	"log.message.downconversion.enable":       {"false", actedOn, nil}, // a no-op, as in Kafka 4.0: no version served down-converts
+	"log.message.timestamp.after.max.ms":      {"1000", actedOn, nil},  // topic message.timestamp.after.max.ms
+	"log.message.timestamp.before.max.ms":     {"1000", actedOn, nil},
+	"log.message.timestamp.type":              {"LogAppendTime", actedOn, nil},
+	"log.preallocate":                         {"true", refused, nil},
+	"log.retention.bytes":                     {"1000000", actedOn, nil}, // topic retention.bytes
+	"log.retention.check.interval.ms":         {"1234", wired, func(s settings) bool { return s.retentionCheck == 1234*time.Millisecond }},
+	"log.retention.hours":                     {"24", actedOn, nil}, // topic retention.ms
+	"log.retention.minutes":                   {"60", actedOn, nil},
+	"log.retention.ms":                        {"60000", actedOn, nil},
+	"log.roll.hours":                          {"24", actedOn, nil}, // topic segment.ms
+	"log.roll.jitter.hours":                   {"1", refused, nil},
+	"log.roll.jitter.ms":                      {"1000", refused, nil},
+	"log.roll.ms":                             {"60000", actedOn, nil},
+	"log.segment.bytes":                       {"1048576", actedOn, nil}, // topic segment.bytes
+	"log.segment.delete.delay.ms":             {"0", actedOn, nil},       // topic file.delete.delay.ms
+	"max.broker.partitions":                   {"10", actedOn, nil},      // api: CreateTopics, CreatePartitions, auto-creation
+	"max.connections":                         {"10", wired, func(s settings) bool { return s.limits.MaxConnections == 10 }},
+	"max.connections.per.ip":                  {"7", wired, func(s settings) bool { return s.limits.MaxConnectionsPerIP == 7 }},
 	"max.connections.per.ip.overrides": {"127.0.0.9:3,::1:4", wired, func(s settings) bool {
 		o := s.limits.MaxConnectionsPerIPOverrides
 		return len(o) == 2 && o[netip.MustParseAddr("127.0.0.9")] == 3 && o[netip.MustParseAddr("::1")] == 4

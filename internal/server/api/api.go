@@ -55,8 +55,10 @@ var versions = map[int16][2]int16{
 	35: {0, 5},  // DescribeLogDirs
 	37: {0, 3},  // CreatePartitions
 	42: {0, 3},  // DeleteGroups
+	43: {0, 2},  // ElectLeaders
 	44: {0, 1},  // IncrementalAlterConfigs
 	47: {0, 0},  // OffsetDelete
+	55: {0, 2},  // DescribeQuorum
 	60: {0, 2},  // DescribeCluster
 	61: {0, 0},  // DescribeProducers
 	65: {0, 0},  // DescribeTransactions
@@ -205,6 +207,10 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 		now(h.incrementalAlterConfigs(ctx, m))
 	case *kmsg.DescribeClusterRequest:
 		now(h.describeCluster(m))
+	case *kmsg.ElectLeadersRequest:
+		now(h.electLeaders(ctx, m))
+	case *kmsg.DescribeQuorumRequest:
+		now(h.describeQuorum(m))
 	case *kmsg.DeleteGroupsRequest:
 		h.deleteGroups(m, reply)
 	case *kmsg.OffsetDeleteRequest:

@@ -18,7 +18,9 @@ var forwardedKeys = map[int16]bool{
 	20: true, // DeleteTopics
 	33: true, // AlterConfigs
 	37: true, // CreatePartitions
+	43: true, // ElectLeaders
 	44: true, // IncrementalAlterConfigs
+	55: true, // DescribeQuorum
 }
 
 // forwardTimeout bounds a forwarded request when the request itself has no
