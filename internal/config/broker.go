@@ -449,6 +449,11 @@ var brokerDefs = []Def{
 		Validate: atLeast(1),
 	},
 	{
+		Name: "process.roles", Type: TypeList, Default: "broker,controller", ReadOnly: true,
+		Doc:         "What a node is: a broker, a controller (a voter of the metadata quorum), or both.",
+		Unsupported: "every Sluice node is both a broker and a voter of the metadata quorum; dedicated controllers and broker-only nodes are not served yet",
+	},
+	{
 		Name: "producer.id.expiration.check.interval.ms", Type: TypeInt, Default: "600000", ReadOnly: true,
 		Doc:      "How often partitions forget producer ids past producer.id.expiration.ms.",
 		Validate: atLeast(1),

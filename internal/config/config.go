@@ -188,8 +188,24 @@ func sameValue(typ Type, a, b string) bool {
 		x, errA := parseDouble(a)
 		y, errB := parseDouble(b)
 		return errA == nil && errB == nil && x == y
+	case TypeList:
+		// The same elements, in any order and case ("controller,broker"
+		// is process.roles' default too).
+		return slices.Equal(listElems(a), listElems(b))
 	}
 	return a == b
+}
+
+// listElems is a list value's elements, trimmed, lower-cased and sorted.
+func listElems(v string) []string {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.ToLower(strings.TrimSpace(e)); e != "" {
+			out = append(out, e)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func invalid(name, v, reason string) error {

@@ -122,6 +122,7 @@ var brokerConfigDecisions = map[string]decision{
 	"producer.id.expiration.check.interval.ms":                    {"1000", actedOn, nil}, // broker
 	"producer.id.expiration.ms":                                   {"1000", actedOn, nil},
 	"queued.max.request.bytes":                                    {"209715200", wired, func(s settings) bool { return s.queued == 200<<20 }},
+	"process.roles":                                               {"controller", refused, nil},
 	"replica.fetch.max.bytes":                                     {"65536", actedOn, nil}, // broker: replica fetcher
 	"replica.fetch.min.bytes":                                     {"2", actedOn, nil},
 	"replica.fetch.response.max.bytes":                            {"65536", actedOn, nil},
