@@ -7,7 +7,7 @@ GO ?= go
 FUZZTIME ?= 50000x
 LONGFUZZTIME ?= 5m
 
-.PHONY: test unit interop franz-go fuzz-short fuzz crash build vet
+.PHONY: test unit interop franz-go fuzz-short fuzz crash chaos build vet
 
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice
@@ -50,3 +50,11 @@ crash:
 	CRASH_ROUNDS=100 CRASH_ROLL_ROUNDS=100 CRASH_CHECKPOINT_ROUNDS=4 CRASH_COMPACT_ROUNDS=100 CRASH_TXN_OPEN_ROUNDS=60 \
 		$(GO) test -run TestCrash -timeout 60m -v ./internal/crashtest
 	POWERLOSS_ROUNDS=$(POWERLOSS_ROUNDS) $(GO) test -run TestPowerLoss -timeout 60m -v ./internal/powerloss
+
+# The cluster chaos test, longer than `make test` runs it: CHAOS_ROUNDS
+# faults (kill -9, SIGSTOP, isolation, one-way partitions, delays) on a
+# 3-node cluster under idempotent acks=all producers, then the checker.
+# CHAOS_SEED=N replays a run's faults; CHAOS_REPORT=file gets its summary.
+CHAOS_ROUNDS ?= 40
+chaos:
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -run TestChaos -count=1 -timeout 60m -v ./internal/chaos/clustertest

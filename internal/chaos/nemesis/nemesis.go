@@ -1,7 +1,8 @@
 // Package nemesis injects faults into a cluster of processes for the chaos
 // test: it kill -9s and restarts nodes, SIGSTOPs and SIGCONTs them, and
-// through the proxy in front of each node (internal/chaos/proxy) partitions
-// a node from the others both ways or one way, and delays its links.
+// through the proxies in front of each node (internal/chaos/proxy)
+// partitions a node from the others both ways or one way, and delays its
+// links.
 //
 // The faults are picked from a seeded random source, so a failing run is
 // replayed with its seed (given the same Target answers); one fault holds at
@@ -17,6 +18,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/sluice-io/sluice/internal/chaos/proxy"
@@ -113,6 +115,10 @@ type Node struct {
 	// Proxy is the proxy in front of the node: every connection to it,
 	// from the other nodes and from clients, goes through Proxy.
 	Proxy *proxy.Proxy
+	// OtherProxies are the proxies in front of the node's other listeners
+	// (a broker's controller listener besides its Kafka one), if it has
+	// more than one: the network faults apply to them as to Proxy.
+	OtherProxies []*proxy.Proxy
 	// IP is the source address of the node's outgoing connections (each
 	// node binds its own 127.0.0.x), by which the other nodes' proxies
 	// tell it from the rest. Clients must use other addresses.
@@ -120,6 +126,14 @@ type Node struct {
 	// Restarted, if set, is called after Proc is started again once it
 	// is ready, e.g. to point Proxy at the port it bound this time.
 	Restarted func() error
+}
+
+// proxies are every proxy in front of the node: Proxy, then OtherProxies.
+func (nd Node) proxies() []*proxy.Proxy {
+	if nd.Proxy == nil {
+		return nd.OtherProxies
+	}
+	return append([]*proxy.Proxy{nd.Proxy}, nd.OtherProxies...)
 }
 
 // Config configures a Nemesis.
@@ -207,6 +221,9 @@ func (cfg *Config) check() error {
 			if n.Proxy == nil || !n.IP.IsValid() {
 				return fmt.Errorf("nemesis: %v needs a proxy and a source address for every node; node %d lacks one", k, i)
 			}
+			if slices.Contains(n.OtherProxies, nil) {
+				return fmt.Errorf("nemesis: node %d has a nil proxy among its OtherProxies", i)
+			}
 		}
 		if k == DelayLinks && (cfg.MaxDelay <= 0 || cfg.MaxDelay > maxLinkDelay) {
 			return fmt.Errorf("nemesis: MaxDelay %v: want 0 < MaxDelay <= %v", cfg.MaxDelay, maxLinkDelay)
@@ -286,16 +303,20 @@ func (n *Nemesis) Inject(f Fault) error {
 	return nil
 }
 
-// links sets, for every other node o, atNode on node's proxy for o's
-// connections, and atOthers on o's proxy for node's connections.
+// links sets, for every other node o, atNode on node's proxies for o's
+// connections, and atOthers on o's proxies for node's connections.
 func (n *Nemesis) links(node int, atNode, atOthers proxy.Rule) {
 	me := n.cfg.Nodes[node]
 	for i, o := range n.cfg.Nodes {
 		if i == node {
 			continue
 		}
-		me.Proxy.Set(o.IP, atNode)
-		o.Proxy.Set(me.IP, atOthers)
+		for _, px := range me.proxies() {
+			px.Set(o.IP, atNode)
+		}
+		for _, px := range o.proxies() {
+			px.Set(me.IP, atOthers)
+		}
 	}
 }
 
@@ -316,8 +337,12 @@ func (n *Nemesis) Undo(ctx context.Context, f Fault) error {
 			if i == f.Node {
 				continue
 			}
-			node.Proxy.Clear(o.IP)
-			o.Proxy.Clear(node.IP)
+			for _, px := range node.proxies() {
+				px.Clear(o.IP)
+			}
+			for _, px := range o.proxies() {
+				px.Clear(node.IP)
+			}
 		}
 	default:
 		panic(fmt.Sprintf("BUG: nemesis: unknown kind of fault %d", int(f.Kind)))
@@ -360,7 +385,7 @@ func (n *Nemesis) Run(ctx context.Context) (faults []Fault, err error) {
 			return faults, err
 		}
 		f := n.Next()
-		n.logf("round %d/%d: %v", round, n.cfg.Rounds, f)
+		n.logf("round %d/%d: %v (%s)", round, n.cfg.Rounds, f, n.cfg.Nodes[f.Node].Proc.Name())
 		if err := n.Inject(f); err != nil {
 			return faults, fmt.Errorf("round %d: injecting %v: %w", round, f, err)
 		}
@@ -371,7 +396,7 @@ func (n *Nemesis) Run(ctx context.Context) (faults []Fault, err error) {
 		if err := n.Undo(context.WithoutCancel(ctx), f); err != nil {
 			return faults, fmt.Errorf("round %d: undoing %v: %w", round, f, err)
 		}
-		n.logf("round %d/%d: %v undone", round, n.cfg.Rounds, f.Kind)
+		n.logf("round %d/%d: %v of %s undone", round, n.cfg.Rounds, f.Kind, n.cfg.Nodes[f.Node].Proc.Name())
 		if holdErr != nil {
 			return faults, holdErr
 		}
@@ -414,8 +439,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (n *Nemesis) Heal(ctx context.Context) error {
 	var errs []error
 	for _, node := range n.cfg.Nodes {
-		if node.Proxy != nil {
-			node.Proxy.Heal()
+		for _, px := range node.proxies() {
+			px.Heal()
 		}
 	}
 	for i, node := range n.cfg.Nodes {

@@ -220,6 +220,61 @@ func TestInjectAndUndo(t *testing.T) {
 	expectHealthy(t, nodes)
 }
 
+// TestOtherProxies: a node with a second listener (a broker's controller
+// listener) has a second proxy, and every network fault applies to both.
+func TestOtherProxies(t *testing.T) {
+	nodes := cluster(t, t.Logf)
+	second := make([]*proxy.Proxy, len(nodes))
+	for i := range nodes {
+		px, err := proxy.New(nodes[i].IP.String()+":0", echoAddr(nodes[i].Proc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { px.Close() })
+		second[i] = px
+		nodes[i].OtherProxies = []*proxy.Proxy{px}
+	}
+	n := newNemesis(t, Config{Nodes: nodes, Rounds: 1, MinHold: time.Millisecond, MaxHold: time.Millisecond, MaxDelay: time.Second, Logf: t.Logf})
+	drop := proxy.Rule{Fault: proxy.Drop}
+	expect := func(node int, want proxy.Rule) {
+		t.Helper()
+		for i := range nodes {
+			for j, o := range nodes {
+				r := proxy.Rule{}
+				if i != j && (i == node || j == node) {
+					r = want
+				}
+				if got := second[i].Rule(o.IP); got != r {
+					t.Errorf("node %d's second proxy, connections from node %d: %v; want %v", i, j, got, r)
+				}
+			}
+			if got := second[i].Rule(netip.MustParseAddr(clientIP)); got != (proxy.Rule{}) {
+				t.Errorf("node %d's second proxy, clients: %v; want pass", i, got)
+			}
+		}
+	}
+	f := Fault{Kind: Isolate, Node: 1}
+	if err := n.Inject(f); err != nil {
+		t.Fatal(err)
+	}
+	expect(1, drop)
+	c := dialFrom(t, second[1].Addr(), nodes[0].IP.String())
+	send(t, c, "0 to 1's second listener")
+	expectSilence(t, c)
+	if err := n.Undo(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	expect(1, proxy.Rule{})
+	if err := n.Inject(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Heal(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	expect(1, proxy.Rule{})
+	expectEcho(t, dialFrom(t, second[1].Addr(), nodes[0].IP.String()), "0 to 1's second listener healed")
+}
+
 func TestRun(t *testing.T) {
 	l := &logs{t: t}
 	nodes := cluster(t, l.logf)
@@ -319,7 +374,7 @@ func TestRunHealsWhenCancelled(t *testing.T) {
 			cfg := Config{Nodes: nodes, Rounds: 3, MinHold: maxHold, MaxHold: maxHold, Kinds: []Kind{kind},
 				Logf: func(format string, args ...any) {
 					t.Logf(format, args...)
-					if strings.HasPrefix(format, "nemesis: round") && len(args) == 3 {
+					if strings.HasPrefix(format, "nemesis: round") && !strings.Contains(format, "undone") {
 						select {
 						case <-injected:
 						default:
@@ -409,6 +464,7 @@ func TestConfigChecks(t *testing.T) {
 		"one node, partitions":      func(c *Config) { c.Nodes = c.Nodes[:1]; c.Kinds = []Kind{Isolate} },
 		"two nodes on one address":  func(c *Config) { c.Nodes[1].IP = c.Nodes[0].IP },
 		"a node without a proxy":    func(c *Config) { c.Nodes[1].Proxy = nil },
+		"a nil other proxy":         func(c *Config) { c.Nodes[1].OtherProxies = []*proxy.Proxy{nil} },
 		"a node without a process":  func(c *Config) { c.Nodes[0].Proc = nil },
 		"a node without an address": func(c *Config) { c.Nodes[1].IP = netip.Addr{} },
 	} {
