@@ -352,6 +352,15 @@ func (f *fetcher) apply(tp TopicPartition, fp *followed, sp *kmsg.FetchResponseT
 		}
 	}
 	p.AdvanceHighWatermark(sp.HighWatermark)
+	// The leader's log start moved (DeleteRecords, retention): follow it,
+	// as Kafka's follower does, so that a record deleted there does not
+	// come back when this replica leads.
+	if start := sp.LogStartOffset; start > p.Log().StartOffset() {
+		end := p.Log().EndOffset()
+		if _, err := p.Log().DeleteRecordsBefore(min(start, end), end); err != nil {
+			return fmt.Errorf("follow the leader's log start %d: %w", start, err)
+		}
+	}
 	return nil
 }
 

@@ -534,3 +534,36 @@ func TestClusterRestartRejoinsAndLeadsAgain(t *testing.T) {
 		t.Fatalf("quorum: %+v", qp)
 	}
 }
+
+// TestClusterDeleteRecordsReachesFollowers: records deleted with
+// DeleteRecords at the leader are gone from its followers too, so that
+// they do not come back when a follower leads.
+func TestClusterDeleteRecordsReachesFollowers(t *testing.T) {
+	tc := startCluster(t, 3, map[string]string{"min.insync.replicas": "2"})
+	adm := kadm.NewClient(tc.client())
+	ctx := ctxT(t)
+	if resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.bytes": kmsg.StringPtr("1024")}, "del"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	cl := tc.client(kgo.DefaultProduceTopic("del"))
+	for i := range 100 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprintf("record-%03d", i))}).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "del", Partition: 0, At: 60})
+	if _, err := adm.DeleteRecords(ctx, offs); err != nil {
+		t.Fatalf("delete records: %v", err)
+	}
+	// Another record, so the followers fetch and hear of the new start.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range tc.nodes {
+		waitUntil(t, fmt.Sprintf("node %d's log start at 60", tb.b.NodeID()), func() bool {
+			p, ok := tb.b.Partitions()[broker.TopicPartition{Topic: "del", Partition: 0}]
+			return ok && p.Log().StartOffset() == 60
+		})
+	}
+}
