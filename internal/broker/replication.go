@@ -68,6 +68,45 @@ func (b *Broker) LeaderReplica(topic string, p int32) (*LeaderReplica, bool) {
 	return lr, lr != nil
 }
 
+// Follower returns a replica this broker holds but does not lead, for a
+// consumer fetching from its closest replica (KIP-392).
+func (b *Broker) Follower(topic string, p int32) (*partition.Partition, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	r, ok := b.parts[TopicPartition{topic, p}]
+	if !ok || r.leader.Load() || r.p.IsLeader() {
+		return nil, false
+	}
+	return r.p, true
+}
+
+// PreferredReadReplica is where a consumer in rack should read a partition
+// this broker leads (KIP-392, replica.selector.class): under the
+// rack-aware selector, an in-sync, unfenced replica in the consumer's rack
+// when the leader is in another; else -1 (the leader itself).
+func (b *Broker) PreferredReadReplica(topic string, partition int32, rack string) int32 {
+	if rack == "" {
+		return -1
+	}
+	if v, _ := b.BrokerConfigs().Value("replica.selector.class"); v != config.RackAwareSelector {
+		return -1
+	}
+	img := b.meta.Image()
+	if self, ok := img.Brokers[b.cfg.NodeID]; !ok || self.Rack == rack {
+		return -1
+	}
+	t := img.Topics[topic]
+	if t == nil || partition < 0 || int(partition) >= len(t.Partitions) {
+		return -1
+	}
+	for _, id := range sortedIDs(t.Partitions[partition].ISR) {
+		if br, ok := img.Brokers[id]; ok && id != b.cfg.NodeID && br.Rack == rack && !br.Fenced && !br.InControlledShutdown {
+			return id
+		}
+	}
+	return -1
+}
+
 // flushPolicy is log.flush.policy.
 func (b *Broker) flushPolicy() string {
 	v, _ := b.BrokerConfigs().Value("log.flush.policy")

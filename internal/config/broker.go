@@ -11,6 +11,12 @@ import (
 	"time"
 )
 
+// Values of replica.selector.class (KIP-392) that Sluice knows.
+const (
+	LeaderSelector    = "org.apache.kafka.common.replica.LeaderSelector"
+	RackAwareSelector = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
+)
+
 // Values of Sluice's log.flush.policy broker config.
 const (
 	// FlushPolicyAcksAll answers an acks=all produce only once its batch
@@ -462,6 +468,13 @@ var brokerDefs = []Def{
 		Name: "producer.id.expiration.ms", Type: TypeInt, Default: "86400000", ReadOnly: true,
 		Doc:      "How long a partition keeps the state of a producer id that wrote nothing and has no open transaction; its next write after that needs a new sequence.",
 		Validate: atLeast(1),
+	},
+	{
+		// KIP-392. Kafka takes any class; Sluice knows these two.
+		Name: "replica.selector.class", Type: TypeClass, NullDefault: true, ReadOnly: true,
+		Doc: "Which replica a consumer reads from: unset or " + LeaderSelector + " the leader; " + RackAwareSelector +
+			" an in-sync replica in the consumer's rack (client.rack), if there is one (KIP-392).",
+		Validate: oneOf(LeaderSelector, RackAwareSelector),
 	},
 	{
 		Name: "socket.request.max.bytes", Type: TypeInt, Default: "104857600", ReadOnly: true,

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"strings"
 	"fmt"
 	"net"
 	"os"
@@ -101,7 +102,11 @@ func (tc *testCluster) open(i int, ln, ctrl net.Listener) (*testBroker, error) {
 	host, portStr, _ := net.SplitHostPort(ln.Addr().String())
 	port, _ := strconv.Atoi(portStr)
 	m := httpapi.NewMetricsWithOptions(httpapi.MetricsOptions{PartitionLevel: true})
-	b, err := broker.Open(broker.Config{NodeID: int32(i + 1), DataDir: tc.dirs[i], Host: host, Port: int32(port),
+	rack := ""
+	if i < len(rackOf) {
+		rack = rackOf[i]
+	}
+	b, err := broker.Open(broker.Config{NodeID: int32(i + 1), DataDir: tc.dirs[i], Host: host, Port: int32(port), Rack: rack,
 		Static: tc.cfgs, Logger: logger(t).With("node", i+1), RetentionCheckInterval: time.Hour, OnFsync: m.Fsync,
 		Voters: tc.voters, ControllerMux: netmux.New(ctrl, nil)})
 	if err != nil {
@@ -567,3 +572,59 @@ func TestClusterDeleteRecordsReachesFollowers(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterFetchFromClosestReplica: with the rack-aware replica selector
+// a consumer in rack b is sent to the in-sync replica in rack b (KIP-392)
+// and reads every record from it.
+func TestClusterFetchFromClosestReplica(t *testing.T) {
+	tc := startClusterRacks(t, []string{"a", "b", "c"}, map[string]string{"replica.selector.class": "org.apache.kafka.common.replica.RackAwareReplicaSelector"})
+	adm := kadm.NewClient(tc.client())
+	ctx := ctxT(t)
+	if resp, err := adm.CreateTopic(ctx, 1, 3, nil, "near"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	cl := tc.client(kgo.DefaultProduceTopic("near"))
+	for i := range 50 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	leader := tc.nodes[0].b.Image().Topics["near"].Partitions[0].Leader
+	// A consumer in a rack other than the leader's.
+	racks := []string{"a", "b", "c"}
+	rack := racks[leader%3] // node ids are 1..3 in racks a..c: this is another node's rack
+	follower := tc.nodes[leader%3]
+	before := followerFetches(follower)
+	cons := tc.client(kgo.ConsumeTopics("near"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.Rack(rack), kgo.FetchMaxWait(200*time.Millisecond))
+	n := 0
+	for n < 50 {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("read %d of 50: %v", n, err)
+		}
+		n += fs.NumRecords()
+	}
+	if followerFetches(follower) == before {
+		t.Fatalf("the consumer in rack %s never fetched from the follower in its rack (node %d)", rack, follower.b.NodeID())
+	}
+}
+
+// followerFetches counts the records a node served consumers of "near".
+func followerFetches(tb *testBroker) float64 {
+	text := scrape(tb.t, tb)
+	if !strings.Contains(text, `sluice_topic_records_out_total{topic="near"}`) {
+		return 0
+	}
+	return metricValue(tb.t, text, `sluice_topic_records_out_total{topic="near"}`)
+}
+
+// startClusterRacks is startCluster with node i in racks[i].
+func startClusterRacks(t *testing.T, racks []string, static map[string]string) *testCluster {
+	t.Helper()
+	rackOf = racks
+	t.Cleanup(func() { rackOf = nil })
+	return startCluster(t, len(racks), static)
+}
+
+// rackOf, when set, gives startCluster's nodes their racks.
+var rackOf []string

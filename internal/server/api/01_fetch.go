@@ -111,12 +111,13 @@ func (h *Handler) answerFetch(rd fetchRead, reply func(server.Reply)) {
 	reply(server.Reply{Msg: rd.resp, Regions: rd.regions})
 }
 
-// hasError says whether any partition carries an error: such a response is
-// sent at once so the client can act on it.
+// hasError says whether any partition carries an error, or a preferred
+// read replica (KIP-392): such a response is sent at once so the client
+// can act on it.
 func hasError(resp *kmsg.FetchResponse) bool {
 	for _, t := range resp.Topics {
 		for _, p := range t.Partitions {
-			if p.ErrorCode != 0 {
+			if p.ErrorCode != 0 || p.PreferredReadReplica >= 0 {
 				return true
 			}
 		}
@@ -181,6 +182,21 @@ func (h *Handler) readFetch(r *kmsg.FetchRequest, maxBytes int, wake chan<- stru
 				continue
 			}
 			p, ok := h.b.Partition(t.Name, rp.Partition)
+			if ok && r.Version >= 11 {
+				// KIP-392: a consumer in another rack than this leader
+				// is sent to an in-sync replica in its own.
+				if id := h.b.PreferredReadReplica(t.Name, rp.Partition, r.Rack); id >= 0 {
+					sp.PreferredReadReplica = id
+					sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = p.HighWatermark(), p.LastStableOffset(), p.Log().StartOffset()
+					st.Partitions = append(st.Partitions, sp)
+					continue
+				}
+			}
+			if !ok && r.Version >= 11 {
+				// KIP-392: a consumer (v11+ names its rack) may read a
+				// follower, up to the follower's high watermark.
+				p, ok = h.b.Follower(t.Name, rp.Partition)
+			}
 			if !ok {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				if rp.Partition >= 0 && int(rp.Partition) < len(t.Partitions) {
