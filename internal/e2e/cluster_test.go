@@ -2,13 +2,13 @@ package e2e
 
 import (
 	"errors"
-	"strings"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
