@@ -24,9 +24,12 @@
 # franz-go's unit tests (no broker) are not run: `go test` of franz-go does
 # that. TestSCRAMAuth* need a SCRAM listener and are left out.
 #
-# franz-go's helpers read KGO_SEEDS (the broker), KGO_TEST_RF (replication
-# factor of the topics the tests create; 1 here) and KGO_TEST_RECORDS
-# (records per test; FRANZ_GO_RECORDS below bounds the run time).
+# franz-go's helpers read KGO_SEEDS (the brokers, comma-separated),
+# KGO_TEST_RF (replication factor of the topics the tests create; 1 here,
+# min(N, 3) on N nodes) and KGO_TEST_RECORDS (records per test;
+# FRANZ_GO_RECORDS below bounds the run time). They read nothing else about
+# the cluster: KGO_TEST_CHAOS (a fault-injecting dialer), KGO_TEST_UNSAFE,
+# KGO_TEST_TLS, KGO_TEST_SCRAM* and KGO_TEST_MAX_TOPIC_PARTS stay unset.
 # Downloading franz-go's test dependencies needs the Go module proxy.
 #
 # Environment:
@@ -36,6 +39,19 @@
 #   FRANZ_GO_JOBS     tests run at once (default 2)
 #   FRANZ_GO_VERSION  franz-go version (default v1.22.2)
 #   FRANZ_GO_SKIPS    the expected skips (default scripts/franz-suite-skips.txt)
+#   CLUSTER_NODES=N   run against a cluster of N `sluice serve` processes
+#                     (N > 1; scripts/lib/cluster.sh: node ids 1..N, each a
+#                     broker and a controller voter, on 127.0.0.1 with free
+#                     ports, ready once every /readyz answers 200 and every
+#                     node's Metadata lists the N brokers), with
+#                     default.replication.factor=min(N, 3) and
+#                     min.insync.replicas=min(N, 3)-1 on every node,
+#                     KGO_SEEDS every node and KGO_TEST_RF=min(N, 3); the
+#                     expected skips are then FRANZ_GO_SKIPS and
+#                     FRANZ_GO_CLUSTER_SKIPS (default
+#                     scripts/franz-suite-skips-cluster.txt).
+#                     A failed run prints each node's WARN/ERROR lines and
+#                     keeps the node logs. Default 1: a single node.
 #   KEEP_TMP=1        keep the temp dir (broker log, go test output)
 # Prints a PASS/FAIL/SKIP line per top-level test (and one per skipped
 # subtest) at the end; exits non-zero when any test failed, timed out or
@@ -51,6 +67,8 @@ RECORDS=${FRANZ_GO_RECORDS:-50000}
 TIMEOUT=${FRANZ_GO_TIMEOUT:-3m}
 JOBS=${FRANZ_GO_JOBS:-2}
 SKIPS_FILE=${FRANZ_GO_SKIPS:-scripts/franz-suite-skips.txt}
+CLUSTER_SKIPS_FILE=${FRANZ_GO_CLUSTER_SKIPS:-scripts/franz-suite-skips-cluster.txt}
+NODES=${CLUSTER_NODES:-1}
 T_START=$SECONDS
 
 say() { printf '%s\n' "$*"; }
@@ -58,6 +76,7 @@ fail() {
 	printf 'FAIL: %s\n' "$*" >&2
 	exit 1
 }
+case $NODES in '' | *[!0-9]* | 0*) fail "CLUSTER_NODES=$NODES: want a number of nodes, 1 or more" ;; esac
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-franz-suite.XXXXXX")
 BROKER_PID=""
@@ -67,12 +86,18 @@ cleanup() {
 		kill "$BROKER_PID" 2>/dev/null || true
 		wait "$BROKER_PID" 2>/dev/null || true
 	fi
+	! declare -F stop_cluster >/dev/null || stop_cluster 60
 	if [ "$rc" != 0 ] && [ -f "$TMP/broker.log" ]; then
 		say "---- broker log (tail) ----"
 		tail -n 40 "$TMP/broker.log" || true
 	fi
+	[ "$rc" = 0 ] || ! declare -F cluster_logs >/dev/null || cluster_logs
 	if [ -n "${KEEP_TMP:-}" ]; then
 		say "kept $TMP"
+	elif [ "$rc" != 0 ] && [ "$NODES" != 1 ]; then
+		chmod -R u+w "$TMP" 2>/dev/null || true
+		rm -rf "$TMP"/node-[0-9]*/ "$TMP/franz-go" "$TMP/sluice" "$TMP/kgo.test"
+		say "kept the node logs and the tests' logs in $TMP"
 	else
 		chmod -R u+w "$TMP" 2>/dev/null || true
 		rm -rf "$TMP"
@@ -84,15 +109,26 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # The expected skips: "NAME reason..." a line (NAME as go test prints it
-# in "--- SKIP: NAME"), '#' comments and blank lines ignored.
-declare -A EXPECT=()
+# in "--- SKIP: NAME"), '#' comments and blank lines ignored. On a cluster,
+# those of CLUSTER_SKIPS_FILE too.
+declare -A EXPECT=() EXPECT_FILE=()
+read_skips() {
+	local file=$1 name why
+	while read -r name why || [ -n "$name" ]; do
+		case $name in '' | '#'*) continue ;; esac
+		[ -n "$why" ] || fail "$file: $name has no reason (want: NAME reason...)"
+		[ -z "${EXPECT[$name]:-}" ] || fail "$file: $name is listed twice (also in ${EXPECT_FILE[$name]})"
+		EXPECT[$name]=$why
+		EXPECT_FILE[$name]=$file
+	done <"$file"
+}
 [ -f "$SKIPS_FILE" ] || fail "no expected-skips file $SKIPS_FILE"
-while read -r name why || [ -n "$name" ]; do
-	case $name in '' | '#'*) continue ;; esac
-	[ -n "$why" ] || fail "$SKIPS_FILE: $name has no reason (want: NAME reason...)"
-	[ -z "${EXPECT[$name]:-}" ] || fail "$SKIPS_FILE: $name is listed twice"
-	EXPECT[$name]=$why
-done <"$SKIPS_FILE"
+read_skips "$SKIPS_FILE"
+if [ "$NODES" != 1 ]; then
+	[ -f "$CLUSTER_SKIPS_FILE" ] || fail "no expected-skips file $CLUSTER_SKIPS_FILE"
+	read_skips "$CLUSTER_SKIPS_FILE"
+	SKIPS_FILE="$SKIPS_FILE or $CLUSTER_SKIPS_FILE"
+fi
 
 say "building sluice"
 go build -o "$TMP/sluice" ./cmd/sluice || fail "go build ./cmd/sluice failed"
@@ -132,19 +168,26 @@ say "compiling franz-go's pkg/kgo tests"
 TESTS=$(cd "$TMP/franz-go/pkg/kgo" && env -u KGO_SEEDS "$TMP/kgo.test" -test.list "$RUN" | grep -E '^(Test|Example)' || true)
 [ -n "$TESTS" ] || fail "no franz-go test matches '$RUN'"
 
-. scripts/lib/broker.sh
-start_broker
+if [ "$NODES" = 1 ]; then
+	. scripts/lib/broker.sh
+	start_broker
+	RF=1
+else
+	. scripts/lib/cluster.sh
+	start_cluster "$NODES"
+	RF=$CLUSTER_RF
+fi
 
 mkdir -p "$TMP/logs"
 run_one() {
 	local name=$1 rc=0
-	(cd "$TMP/franz-go/pkg/kgo" && KGO_SEEDS=$B KGO_TEST_RF=1 KGO_TEST_RECORDS=$RECORDS KGO_LOG_LEVEL=none \
+	(cd "$TMP/franz-go/pkg/kgo" && KGO_SEEDS=$B KGO_TEST_RF=$RF KGO_TEST_RECORDS=$RECORDS KGO_LOG_LEVEL=none \
 		"$TMP/kgo.test" -test.count=1 -test.v -test.timeout "$TIMEOUT" -test.run "^$name\$") \
 		>"$TMP/logs/$name.log" 2>&1 || rc=$?
 	echo "$rc" >"$TMP/logs/$name.rc"
 }
 
-say "franz-go $FRANZ_GO_VERSION pkg/kgo: $(echo "$TESTS" | wc -l) tests, $JOBS at a time, each with -timeout $TIMEOUT, KGO_TEST_RECORDS=$RECORDS"
+say "franz-go $FRANZ_GO_VERSION pkg/kgo: $(echo "$TESTS" | wc -l) tests, $JOBS at a time, each with -timeout $TIMEOUT, KGO_TEST_RECORDS=$RECORDS, KGO_TEST_RF=$RF, KGO_SEEDS=$B"
 T_TEST=$SECONDS
 running=0
 for name in $TESTS; do
@@ -160,6 +203,27 @@ while [ "$running" -gt 0 ]; do
 	running=$((running - 1))
 done
 T_TEST=$((SECONDS - T_TEST))
+
+# On a cluster every node must have lived through the tests and must stop
+# cleanly on SIGTERM (all at once; each moves its leaderships away first).
+nodes_bad=0
+if [ "$NODES" != 1 ]; then
+	for i in "${!NODE_PIDS[@]}"; do
+		kill -0 "${NODE_PIDS[i]}" 2>/dev/null || {
+			say "FAIL     node $i (pid ${NODE_PIDS[i]}) died during the tests; its log: \$TMP/node-$i.log"
+			nodes_bad=$((nodes_bad + 1))
+		}
+	done
+	t0=$SECONDS
+	stop_cluster 60
+	for i in "${!NODE_RC[@]}"; do
+		if [ "${NODE_RC[i]}" != 0 ] || ! grep -q "stopped cleanly" "$TMP/node-$i.log"; then
+			say "FAIL     node $i exited ${NODE_RC[i]} after SIGTERM$(grep -q "stopped cleanly" "$TMP/node-$i.log" || echo ", without logging \"stopped cleanly\"") (137: killed 60s after it)"
+			nodes_bad=$((nodes_bad + 1))
+		fi
+	done
+	[ "$nodes_bad" != 0 ] || say "ok   the $NODES nodes lived through the tests and exited 0 on SIGTERM, within $((SECONDS - t0))s"
+fi
 
 # One line per test: its own result line ("--- PASS: TestX (1.2s)",
 # unindented; subtests are indented), TIMEOUT when -timeout ended it,
@@ -216,14 +280,14 @@ for s in $(printf '%s\n' "${!EXPECT[@]}" | sort); do
 	top=${s%%/*}
 	if [ -z "${RES[$top]:-}" ]; then
 		[ "$RUN" = "$DEFAULT_RUN" ] || continue # not selected by FRANZ_GO_RUN
-		say "FAIL     $s: listed in $SKIPS_FILE, but franz-go $FRANZ_GO_VERSION runs no such test here; remove it"
+		say "FAIL     $s: listed in ${EXPECT_FILE[$s]}, but franz-go $FRANZ_GO_VERSION runs no such test here; remove it"
 		stale=$((stale + 1))
 	elif [ -z "${SKIPPED[$s]:-}" ] && [ "${RES[$top]}" = PASS ]; then
-		say "FAIL     $s: listed in $SKIPS_FILE, but it ran and did not skip; remove it from the list"
+		say "FAIL     $s: listed in ${EXPECT_FILE[$s]}, but it ran and did not skip; remove it from the list"
 		stale=$((stale + 1))
 	fi
 done
-nfail=$((nfail + stale))
+nfail=$((nfail + stale + nodes_bad))
 say "passed $npass, failed $nfail, skipped $nskip ($nexpected of them expected, in $SKIPS_FILE)"
 
 if [ "$nfail" != 0 ]; then
@@ -234,6 +298,7 @@ if [ "$nfail" != 0 ]; then
 	msg=""
 	[ -z "$failed" ] || msg="franz-go's tests failed or skipped unexpectedly against sluice:$failed (logs: KEEP_TMP=1)"
 	[ "$stale" = 0 ] || msg="${msg:+$msg; }$SKIPS_FILE is out of date: $stale listed tests did not skip or do not exist"
+	[ "$nodes_bad" = 0 ] || msg="${msg:+$msg; }$nodes_bad of the $NODES nodes died or did not stop cleanly (above)"
 	fail "$msg"
 fi
-say "ok   franz-go suite ($((SECONDS - T_START))s)"
+say "ok   franz-go suite$([ "$NODES" = 1 ] || echo " against $NODES nodes") ($((SECONDS - T_START))s)"

@@ -39,12 +39,28 @@
 # python3-lz4, python3-zstandard) with apt-get when missing. INTEROP_PYTHON picks the interpreter
 # that has them (default /usr/bin/python3, where Debian installs them);
 # KEEP_TMP=1 keeps the temp dir.
+#
+# CLUSTER_NODES=N (N > 1) runs every check against a cluster of N `sluice
+# serve` processes instead of one (scripts/lib/cluster.sh: node ids 1..N,
+# each a broker and a controller voter, on 127.0.0.1 with free ports; ready
+# once every /readyz answers 200 and every node's Metadata lists the N
+# brokers). Clients bootstrap from all N addresses; (a) checks that kcat
+# lists every node; the test topics are created with min(N, 3) replicas
+# (scripts/interop/cluster.py, before the helpers that would create them with
+# one) and the nodes run with default.replication.factor=min(N, 3) and
+# min.insync.replicas=min(N, 3)-1, so every acks=all produce waits for the
+# followers; at the end every partition of the test topics, of
+# __consumer_offsets and of __transaction_state must have all its replicas
+# in the ISR, and every node must exit 0 on SIGTERM. A failed run prints
+# each node's WARN/ERROR lines and keeps the node logs (not the data).
+# Default 1: a single node, no controller quorum.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HERE=$PWD/scripts/interop
 PY=${INTEROP_PYTHON:-/usr/bin/python3}
 export PYTHONDONTWRITEBYTECODE=1 # leave no __pycache__ in the work tree
 CODECS=(none gzip snappy lz4 zstd)
+NODES=${CLUSTER_NODES:-1}
 T_START=$SECONDS
 
 say() { printf '%s\n' "$*"; }
@@ -52,6 +68,7 @@ fail() {
 	printf 'FAIL: %s\n' "$*" >&2
 	exit 1
 }
+case $NODES in '' | *[!0-9]* | 0*) fail "CLUSTER_NODES=$NODES: want a number of nodes, 1 or more" ;; esac
 
 # ---- what the test needs --------------------------------------------------
 SUDO=""
@@ -105,6 +122,7 @@ cleanup() {
 	for pid in "${BG_PIDS[@]}"; do
 		kill "$pid" 2>/dev/null
 	done
+	! declare -F stop_cluster >/dev/null || stop_cluster 60
 	if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
 		kill -TERM "$BROKER_PID" 2>/dev/null
 		for _ in $(seq 100); do
@@ -121,10 +139,14 @@ cleanup() {
 			tail -n 300 "$TMP/broker.log" >&2
 			printf -- '---- end of broker log ----\n' >&2
 		fi
+		! declare -F cluster_logs >/dev/null || cluster_logs >&2
 		printf 'interop: FAILED after %ds\n' $((SECONDS - T_START)) >&2
 	fi
 	if [ -n "${KEEP_TMP:-}" ]; then
 		say "kept $TMP"
+	elif [ "$rc" != 0 ] && [ "$NODES" != 1 ]; then
+		rm -rf "$TMP"/node-[0-9]*/ "$TMP/sluice"
+		say "kept the node logs in $TMP" >&2
 	else
 		rm -rf "$TMP"
 	fi
@@ -137,23 +159,36 @@ trap 'exit 143' TERM
 say "building sluice"
 go build -o "$TMP/sluice" ./cmd/sluice || fail "go build ./cmd/sluice failed"
 
-. scripts/lib/broker.sh
-start_broker
+if [ "$NODES" = 1 ]; then
+	. scripts/lib/broker.sh
+	start_broker
+	KPORTS=("$KPORT")
+	RF=1
 
-# /readyz answers 200 once the broker has recovered.
-ready=$( (exec 3<>"/dev/tcp/127.0.0.1/$HPORT" && printf 'GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n' >&3 && head -n1 <&3) 2>/dev/null || true)
-case "$ready" in *" 200"*) say "ok   /readyz: $ready" | tr -d '\r' ;; *) fail "GET /readyz on 127.0.0.1:$HPORT answered '$ready', want 200" ;; esac
+	# /readyz answers 200 once the broker has recovered.
+	ready=$( (exec 3<>"/dev/tcp/127.0.0.1/$HPORT" && printf 'GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n' >&3 && head -n1 <&3) 2>/dev/null || true)
+	case "$ready" in *" 200"*) say "ok   /readyz: $ready" | tr -d '\r' ;; *) fail "GET /readyz on 127.0.0.1:$HPORT answered '$ready', want 200" ;; esac
+else
+	# start_cluster waits for every node's /readyz and Metadata.
+	. scripts/lib/cluster.sh
+	start_cluster "$NODES"
+	KPORTS=()
+	for a in "${NODE_KAFKA[@]}"; do KPORTS+=("${a##*:}"); done
+	RF=$CLUSTER_RF
+fi
 
 # ---- (a) metadata --------------------------------------------------------
 timeout 30 kcat -L -b "$B" -m 10 >"$TMP/list.txt" 2>&1 || {
 	cat "$TMP/list.txt" >&2
 	fail "kcat -L -b $B failed"
 }
-grep -Eq "^ +broker [0-9]+ at 127\.0\.0\.1:$KPORT" "$TMP/list.txt" || {
-	cat "$TMP/list.txt" >&2
-	fail "kcat -L does not list the broker at 127.0.0.1:$KPORT"
-}
-say "ok   kcat -L lists $(grep -Eo "broker [0-9]+ at 127\.0\.0\.1:$KPORT" "$TMP/list.txt")"
+for port in "${KPORTS[@]}"; do
+	grep -Eq "^ +broker [0-9]+ at 127\.0\.0\.1:$port" "$TMP/list.txt" || {
+		cat "$TMP/list.txt" >&2
+		fail "kcat -L does not list the broker at 127.0.0.1:$port"
+	}
+	say "ok   kcat -L lists $(grep -Eo "broker [0-9]+ at 127\.0\.0\.1:$port" "$TMP/list.txt")"
+done
 
 # ---- (b) cross-client roundtrips ------------------------------------------
 # check_failed MSG: a check failed; the others still run, the script fails at the end.
@@ -184,11 +219,38 @@ step() {
 	return 1
 }
 broker_alive() {
-	kill -0 "$BROKER_PID" 2>/dev/null || fail "the broker (pid $BROKER_PID) died"
+	if [ "$NODES" = 1 ]; then
+		kill -0 "$BROKER_PID" 2>/dev/null || fail "the broker (pid $BROKER_PID) died"
+		return
+	fi
+	for i in "${!NODE_PIDS[@]}"; do
+		kill -0 "${NODE_PIDS[i]}" 2>/dev/null || fail "node $i (pid ${NODE_PIDS[i]}) died; its log: $TMP/node-$i.log"
+	done
+}
+# batches TOPIC CODEC PRODUCER: every stored batch of TOPIC has CODEC. On a
+# cluster, cluster.py sends kafka_python.py's raw Fetch to the topic's leader.
+batches() {
+	if [ "$NODES" = 1 ]; then
+		step "$1: stored batches are $2" "$PY" "$HERE/kafka_python.py" batches "$B" "$@"
+	else
+		step "$1: stored batches are $2" "$PY" "$HERE/cluster.py" batches "$B" "$@"
+	fi
 }
 topics=()
 for c in "${CODECS[@]}"; do topics+=("ix-kcat-kp-$c" "ix-kp-ck-$c" "ix-ck-kcat-$c"); done
 topics+=(ix-tail)
+if [ "$NODES" != 1 ]; then
+	# The helpers would create the topics with one replica. One preferred
+	# leader for all partitions of a codec topic (see cluster.py batches),
+	# node 1, 2, 3 for the three legs.
+	leg=0
+	for pre in ix-kcat-kp ix-kp-ck ix-ck-kcat; do
+		step "create $pre-* topics with $RF replicas" "$PY" "$HERE/cluster.py" create "$B" "$RF" 2 "@$((leg % NODES + 1))" \
+			"${CODECS[@]/#/$pre-}" || fail "cannot create the test topics"
+		leg=$((leg + 1))
+	done
+	step "create ix-tail with $RF replicas" "$PY" "$HERE/cluster.py" create "$B" "$RF" 2 ix-tail || fail "cannot create the test topics"
+fi
 step "create topics" "$PY" "$HERE/confluent.py" create "$B" "${topics[@]}" || fail "cannot create the test topics"
 
 mapfile -t HARGS < <("$PY" "$HERE/kcat_io.py" hargs)
@@ -216,21 +278,21 @@ for c in "${CODECS[@]}"; do
 	t1=$(now_ms)
 	if [ -n "$ok" ]; then
 		say "     kcat produced to $T ($c)"
-		step "$T: stored batches are $c" "$PY" "$HERE/kafka_python.py" batches "$B" "$T" "$c" librdkafka || true
+		batches "$T" "$c" librdkafka || true
 		step "kcat -> kafka-python ($c)" "$PY" "$HERE/kafka_python.py" consume "$B" "$T" "$c" "$TMP/$T.json" "$t0" "$t1" || true
 	fi
 
 	# kafka-python -> confluent-kafka
 	T=ix-kp-ck-$c
 	if step "kafka-python -> confluent-kafka ($c)" "$PY" "$HERE/kafka_python.py" produce "$B" "$T" "$c" "$TMP/$T.json"; then
-		step "$T: stored batches are $c" "$PY" "$HERE/kafka_python.py" batches "$B" "$T" "$c" kafka-python || true
+		batches "$T" "$c" kafka-python || true
 		step "kafka-python -> confluent-kafka ($c)" "$PY" "$HERE/confluent.py" consume "$B" "$T" "$c" "$TMP/$T.json" || true
 	fi
 
 	# confluent-kafka -> kcat
 	T=ix-ck-kcat-$c
 	if step "confluent-kafka -> kcat ($c)" "$PY" "$HERE/confluent.py" produce "$B" "$T" "$c" "$TMP/$T.json"; then
-		step "$T: stored batches are $c" "$PY" "$HERE/kafka_python.py" batches "$B" "$T" "$c" librdkafka || true
+		batches "$T" "$c" librdkafka || true
 		rc=0
 		timeout 15 kcat -C -b "$B" -t "$T" -o beginning -e -q -f "$KCAT_FORMAT" >"$TMP/$T.out" 2>"$TMP/$T.err" || rc=$?
 		step "confluent-kafka -> kcat ($c)" "$PY" "$HERE/kcat_io.py" check "$T" "$c" "$TMP/$T.json" "$TMP/$T.out" || true
@@ -305,6 +367,11 @@ say "ok   tail received the 3 records produced after it started, ${latency}ms af
 
 # ---- (d) consumer groups ---------------------------------------------------
 say "== consumer groups"
+if [ "$NODES" != 1 ]; then
+	step "create group topics with $RF replicas" "$PY" "$HERE/cluster.py" create "$B" "$RF" 4 ix-grp-ck &&
+		step "create group topics with $RF replicas" "$PY" "$HERE/cluster.py" create "$B" "$RF" 2 ix-grp-kp ix-grp-kcat ||
+		fail "cannot create the group test topics"
+fi
 if step "create group topics" "$PY" "$HERE/groups.py" create "$B" 4 ix-grp-ck &&
 	step "create group topics" "$PY" "$HERE/groups.py" create "$B" 2 ix-grp-kp ix-grp-kcat; then
 	# librdkafka: two subscribed consumers split the partitions, commit; a
@@ -358,6 +425,7 @@ say "== transactions"
 # isolation.level LEVEL reads, "offsets BROKER TOPIC GROUP" the group's
 # committed offsets.
 cat >"$TMP/txn.py" <<'EOF'
+import os
 import sys
 import time
 
@@ -368,6 +436,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 TIMEOUT = 30
 PARTS = 2
 N = 5
+RF = int(os.environ.get("IX_RF", "1"))  # the topic's replication factor
 LIB = "confluent-kafka %s (librdkafka %s)" % (confluent_kafka.version()[0], confluent_kafka.libversion()[0])
 # tag -> committed? The aborted transaction sits between two committed ones,
 # so a read_committed fetch must skip it by the aborted-transaction list.
@@ -396,7 +465,7 @@ def expected(level):
 
 def create(broker, topic):
     admin = AdminClient({"bootstrap.servers": broker})
-    for t, f in admin.create_topics([NewTopic(topic, num_partitions=PARTS, replication_factor=1)],
+    for t, f in admin.create_topics([NewTopic(topic, num_partitions=PARTS, replication_factor=RF)],
                                     request_timeout=TIMEOUT).items():
         try:
             f.result(timeout=TIMEOUT)
@@ -499,7 +568,7 @@ if __name__ == "__main__":
     {"produce": produce, "read": read, "offsets": offsets}[sys.argv[1]](*sys.argv[2:])
 EOF
 T=ix-txn
-if step "confluent-kafka transactions: commit, abort, commit" "$PY" "$TMP/txn.py" produce "$B" "$T" ix-txn-group; then
+if step "confluent-kafka transactions: commit, abort, commit" env IX_RF="$RF" "$PY" "$TMP/txn.py" produce "$B" "$T" ix-txn-group; then
 	step "confluent-kafka read_committed after transactions" "$PY" "$TMP/txn.py" read "$B" "$T" read_committed || true
 	step "confluent-kafka read_uncommitted after transactions" "$PY" "$TMP/txn.py" read "$B" "$T" read_uncommitted || true
 	step "group offsets committed in transactions" "$PY" "$TMP/txn.py" offsets "$B" "$T" ix-txn-group || true
@@ -529,6 +598,23 @@ fi
 broker_alive
 
 # ---- clean shutdown --------------------------------------------------------
+if [ "$NODES" != 1 ]; then
+	# The followers kept up: every partition of the test topics and of the
+	# internal topics the groups and transactions used is fully in sync.
+	step "replicas in sync" "$PY" "$HERE/cluster.py" in-sync "$B" "$RF" 'ix-*' __consumer_offsets __transaction_state || true
+	# Every node at once, as the cleanup would: each moves its leaderships
+	# away, then stops.
+	t0=$SECONDS nfailed=${#FAILED[@]}
+	stop_cluster 60
+	for i in "${!NODE_RC[@]}"; do
+		[ "${NODE_RC[i]}" = 0 ] || check_failed "node $i exited ${NODE_RC[i]} after SIGTERM (137: killed 60s after it)"
+		grep -q "stopped cleanly" "$TMP/node-$i.log" || check_failed "node $i did not log \"stopped cleanly\""
+	done
+	[ ${#FAILED[@]} != "$nfailed" ] || say "ok   the $NODES nodes exited 0 on SIGTERM, within $((SECONDS - t0))s"
+	[ ${#FAILED[@]} = 0 ] || fail "${#FAILED[@]} interop checks failed (listed below)"
+	say "interop: all checks passed against $NODES nodes in $((SECONDS - T_START))s (none skipped)"
+	exit 0
+fi
 kill -TERM "$BROKER_PID"
 deadline=$((SECONDS + 20))
 while kill -0 "$BROKER_PID" 2>/dev/null; do
