@@ -816,6 +816,12 @@ func isStorageError(err error) bool {
 func (b *Broker) Close() error {
 	if b.clustered() {
 		b.controlledShutdown()
+		// Stop applying metadata before the coordinators close: the
+		// leaderships the controlled shutdown moved must not be loaded
+		// (or fail to load) on the way out.
+		b.cancel()
+		b.wg.Wait()
+		b.stopFetchers()
 	}
 	b.txns.Close()
 	b.groups.Close()

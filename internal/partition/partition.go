@@ -164,6 +164,7 @@ type Partition struct {
 	// offset of the last durable snapshot (-1: none); read by the cleaner.
 	checkpointMu sync.Mutex
 	snapshotAt   atomic.Int64
+	deleted      atomic.Bool // Delete ran: no more snapshots
 
 	// The high watermark. Visibility order, which read_committed depends
 	// on: an append updates the producer state and the first unstable
@@ -876,6 +877,9 @@ func (p *Partition) Checkpoint() error {
 	}
 	p.checkpointMu.Lock()
 	defer p.checkpointMu.Unlock()
+	if p.deleted.Load() {
+		return nil // its directory is gone
+	}
 	p.mu.Lock()
 	// published, not the log end: a marker appended whose transaction
 	// index entry failed is in the log but not in the producer state, and
@@ -916,8 +920,16 @@ func (p *Partition) Close() error {
 	return err
 }
 
-// Delete removes the partition's directory and everything in it.
-func (p *Partition) Delete() error { return p.log.Delete() }
+// Delete removes the partition's directory and everything in it. It
+// waits for a producer snapshot in progress, and no snapshot is written
+// after it (Checkpoint then does nothing): a snapshot written into the
+// directory being removed left it behind, with the snapshot in it.
+func (p *Partition) Delete() error {
+	p.checkpointMu.Lock()
+	defer p.checkpointMu.Unlock()
+	p.deleted.Store(true)
+	return p.log.Delete()
+}
 
 func isNotExist(err error) bool { return errors.Is(err, iofs.ErrNotExist) }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -251,4 +253,43 @@ func TestCleanKeepsProducerState(t *testing.T) {
 		t.Fatalf("producer 7 forgotten after cleaning: %v", err)
 	}
 	mustAppend(keyedIdemBatch(t, 7, 2, record.CodecNone, "x"))
+}
+
+// TestDeleteWhileCheckpointing: a producer snapshot racing a Delete never
+// leaves the partition's directory behind (before, the snapshot was
+// written into the directory being removed: "directory not empty").
+func TestDeleteWhileCheckpointing(t *testing.T) {
+	var batches [][]byte
+	for i := range 21 {
+		batches = append(batches, idemBatch(t, 7, 0, int32(i), 1))
+	}
+	for round := range 50 {
+		dir := filepath.Join(t.TempDir(), "p-0")
+		p, err := Open(Options{FS: vfs.OS(), Dir: dir, Config: DefaultConfig()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Append(batches[0]); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for _, b := range batches[1:] {
+				p.Checkpoint()
+				if _, err := p.Append(b); err != nil {
+					return
+				}
+			}
+		}()
+		derr := p.Delete()
+		<-done
+		if derr != nil {
+			t.Fatalf("round %d: delete: %v", round, derr)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			entries, _ := os.ReadDir(dir)
+			t.Fatalf("round %d: the deleted partition's directory is still there: %v %v", round, err, entries)
+		}
+	}
 }
