@@ -131,8 +131,13 @@ cleanup() {
 	for i in "${!NODE_PIDS[@]}"; do
 		[ -z "${NODE_PIDS[i]}" ] || kill -TERM "${NODE_PIDS[i]}" 2>/dev/null || true
 	done
+	# The last nodes cannot move their leaderships without a quorum: bounded.
+	local deadline=$((SECONDS + stop_timeout))
 	for i in "${!NODE_PIDS[@]}"; do
-		[ -z "${NODE_PIDS[i]}" ] || wait "${NODE_PIDS[i]}" 2>/dev/null || true
+		[ -n "${NODE_PIDS[i]}" ] || continue
+		while kill -0 "${NODE_PIDS[i]}" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+		kill -KILL "${NODE_PIDS[i]}" 2>/dev/null || true
+		wait "${NODE_PIDS[i]}" 2>/dev/null || true
 	done
 	if [ "$KEEP_DATA" != 1 ]; then rm -rf "$DATA"; fi
 }
@@ -337,7 +342,7 @@ if has_step failover; then
 			fail "failover round $r (see $OUT/failover.err)"
 		k=$(jq -r .killed_node <<<"$line")
 		rc=0
-		wait "${NODE_PIDS[k]}" 2>/dev/null || rc=$?
+		{ wait "${NODE_PIDS[k]}"; } 2>/dev/null || rc=$? # 137: killed
 		NODE_PIDS[k]=""
 		t0=$(now_ms)
 		start_node "$k"

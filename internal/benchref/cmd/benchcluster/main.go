@@ -34,6 +34,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Limits.
@@ -362,6 +363,26 @@ type failoverResult struct {
 	Timeline []string `json:"metadata_timeline"`
 }
 
+// partitionsAt is Metadata of topic as broker id answers it.
+func partitionsAt(ctx context.Context, cl *kgo.Client, id int32, topic string) (map[int32]kadm.PartitionDetail, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl.Broker(int(id)))
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]kadm.PartitionDetail{}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			out[p.Partition] = kadm.PartitionDetail{Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
+				Replicas: p.Replicas, ISR: p.ISR}
+		}
+	}
+	return out, nil
+}
+
 func parsePids(s string) (map[int32]int, error) {
 	pids := map[int32]int{}
 	for _, kv := range strings.Split(s, ",") {
@@ -467,6 +488,25 @@ func runFailover(ctx context.Context, args []string) error {
 	}
 	res := failoverResult{Op: "failover", Topic: *topic, Partition: p, KilledNode: killNode, KilledPid: pid,
 		KilledController: md.Controller == killNode, NewLeader: -1, LeaderVisibleMs: -1}
+	// Metadata during the round comes from one surviving broker, asked
+	// directly (a client's "any broker" may be the dead one).
+	ask := int32(-1)
+	for _, b := range md.Brokers {
+		if b.NodeID != killNode && (ask < 0 || b.NodeID < ask) {
+			ask = b.NodeID
+		}
+	}
+	pollCl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(*brokers, ",")...))
+	if err != nil {
+		return err
+	}
+	defer pollCl.Close()
+	if _, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, pollCl); err != nil { // learns the brokers
+		return fmt.Errorf("failover: metadata: %w", err)
+	}
+	if _, err := partitionsAt(ctx, pollCl, ask, *topic); err != nil {
+		return fmt.Errorf("failover: metadata from node %d: %w", ask, err)
+	}
 
 	type client struct {
 		name string
@@ -486,23 +526,26 @@ func runFailover(ctx context.Context, args []string) error {
 	pctx, stopProducing := context.WithCancel(ctx)
 	defer stopProducing()
 	var wg sync.WaitGroup
-	for _, c := range clients {
-		cl, err := kgo.NewClient(producerOpts(*brokers, *topic, *logInfo && c.age == 0, c.age)...)
-		if err != nil {
-			return err
-		}
-		cls = append(cls, cl)
-		targets := []struct {
+	// A client of its own for each partition: kgo keeps one produce request
+	// in flight per broker, so a partition stalled on a broker would hold
+	// the other partition's records to the same broker back.
+	targets := []struct {
+		role string
+		p    int32
+	}{{"leader", p}}
+	if q >= 0 {
+		targets = append(targets, struct {
 			role string
 			p    int32
-		}{{"leader", p}}
-		if q >= 0 {
-			targets = append(targets, struct {
-				role string
-				p    int32
-			}{"follower", q})
-		}
+		}{"follower", q})
+	}
+	for _, c := range clients {
 		for _, tg := range targets {
+			cl, err := kgo.NewClient(producerOpts(*brokers, *topic, *logInfo && c.age == 0 && tg.role == "leader", c.age)...)
+			if err != nil {
+				return err
+			}
+			cls = append(cls, cl)
 			w := watched{client: c.name, role: tg.role, partition: tg.p, t: &ticker{cl: cl}}
 			ws = append(ws, w)
 			wg.Add(1)
@@ -536,11 +579,10 @@ func runFailover(ctx context.Context, args []string) error {
 		last := ""
 		for pctx.Err() == nil && len(res.Timeline) < maxTimeline {
 			mctx, cancel := context.WithTimeout(pctx, time.Second)
-			md, err := adm.Metadata(mctx, *topic)
+			parts, err := partitionsAt(mctx, pollCl, ask, *topic)
 			cancel()
 			if err == nil {
 				at := ms(time.Since(killed))
-				parts := md.Topics[*topic].Partitions
 				if l := parts[p].Leader; l >= 0 && l != killNode && res.LeaderVisibleMs < 0 {
 					res.LeaderVisibleMs = at
 				}
