@@ -628,3 +628,57 @@ func startClusterRacks(t *testing.T, racks []string, static map[string]string) *
 
 // rackOf, when set, gives startCluster's nodes their racks.
 var rackOf []string
+
+// TestClusterFiveNodes: five brokers and five voters; two of them stop
+// (the active controller among them) and the other three go on: a new
+// controller, leaders moved, every acknowledged record readable. (With
+// min.insync.replicas 1: a partition whose two other replicas stopped
+// takes acks=all writes on its last one.)
+func TestClusterFiveNodes(t *testing.T) {
+	tc := startCluster(t, 5, map[string]string{"min.insync.replicas": "1"})
+	adm := kadm.NewClient(tc.client())
+	ctx := ctxT(t)
+	if resp, err := adm.CreateTopic(ctx, 5, 3, nil, "five"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	cl := tc.client(kgo.DefaultProduceTopic("five"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	produce := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+				t.Fatalf("produce %d: %v", i, err)
+			}
+		}
+	}
+	produce(0, 100)
+	ctrl := tc.controller()
+	stopped := map[int32]bool{ctrl.b.NodeID(): true}
+	ctrl.stop()
+	for _, tb := range tc.nodes {
+		if !stopped[tb.b.NodeID()] {
+			stopped[tb.b.NodeID()] = true
+			tb.stop()
+			break
+		}
+	}
+	produce(100, 200)
+	var alive *testBroker
+	for _, tb := range tc.nodes {
+		if !stopped[tb.b.NodeID()] {
+			alive = tb
+		}
+	}
+	waitUntil(t, "a new controller", func() bool {
+		id := alive.b.Image().ControllerID
+		return id > 0 && !stopped[id]
+	})
+	cons := alive.client(kgo.ConsumeTopics("five"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	seen := map[string]bool{}
+	for len(seen) < 200 {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("read %d of 200: %v", len(seen), err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = true })
+	}
+}
