@@ -100,8 +100,10 @@ type node struct {
 type cluster struct {
 	nodes []*node
 	log   *eventLog
-	admin *kgo.Client
-	adm   *kadm.Client
+	// clientLogLevel is what the clients log into the event log.
+	clientLogLevel kgo.LogLevel
+	admin          *kgo.Client
+	adm            *kadm.Client
 }
 
 // ipv4 is 127.0.0.last.
@@ -122,7 +124,7 @@ func freeAddr(ip netip.Addr) (string, error) {
 // stopped by t.Cleanup: nodes SIGTERMed then SIGKILLed, proxies closed.
 func startCluster(ctx context.Context, t *testing.T, dir string, elog *eventLog) *cluster {
 	t.Helper()
-	c := &cluster{log: elog}
+	c := &cluster{log: elog, clientLogLevel: envLogLevel(t, "CHAOS_CLIENT_LOG", kgo.LogLevelWarn)}
 	for i := 1; i <= nodeCount; i++ {
 		n := &node{id: int32(i), ip: ipv4(nodeIPBase + i), dataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i)), tail: newLineRing(tailLines)}
 		for _, a := range []*string{&n.listen, &n.controller, &n.http} {
@@ -193,7 +195,7 @@ func startCluster(ctx context.Context, t *testing.T, dir string, elog *eventLog)
 		t.Fatalf("starting the cluster: %v\n%s", err, c.tails())
 	}
 
-	admin, err := kgo.NewClient(c.clientOpts()...)
+	admin, err := kgo.NewClient(c.clientOpts("admin")...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,11 +226,12 @@ func (c *cluster) stop() {
 
 // clientOpts are the options of every client of the test: seeded with the
 // Kafka proxies, dialing from clientIP, quick to refresh metadata after a
-// leader moves, warnings into the event log. AlwaysRetryEOF: a proxy whose
+// leader moves, its log (warnings, or CHAOS_CLIENT_LOG's level) into the
+// event log prefixed with name. AlwaysRetryEOF: a proxy whose
 // node is down accepts a connection and closes it (where the node's own
 // port would refuse it), which kgo otherwise takes for a TLS misconfiguration
 // and fails the records at once instead of retrying.
-func (c *cluster) clientOpts() []kgo.Opt {
+func (c *cluster) clientOpts(name string) []kgo.Opt {
 	var seeds []string
 	for _, n := range c.nodes {
 		seeds = append(seeds, n.kafkaProxy.Addr())
@@ -240,7 +243,7 @@ func (c *cluster) clientOpts() []kgo.Opt {
 		kgo.MetadataMinAge(250 * time.Millisecond),
 		kgo.RequestTimeoutOverhead(5 * time.Second),
 		kgo.AlwaysRetryEOF(),
-		kgo.WithLogger(kgo.BasicLogger(c.log, kgo.LogLevelWarn, nil)),
+		kgo.WithLogger(kgo.BasicLogger(c.log, c.clientLogLevel, func() string { return name + ": " })),
 	}
 }
 
@@ -406,6 +409,27 @@ func (c *cluster) tails() string {
 		}
 	}
 	return b.String()
+}
+
+// envLogLevel is the kgo log level named by the environment variable
+// (error, warn, info or debug), def when unset.
+func envLogLevel(t *testing.T, name string, def kgo.LogLevel) kgo.LogLevel {
+	t.Helper()
+	switch v := os.Getenv(name); strings.ToLower(v) {
+	case "":
+		return def
+	case "error":
+		return kgo.LogLevelError
+	case "warn":
+		return kgo.LogLevelWarn
+	case "info":
+		return kgo.LogLevelInfo
+	case "debug":
+		return kgo.LogLevelDebug
+	default:
+		t.Fatalf("%s=%q: want error, warn, info or debug", name, v)
+		return def
+	}
 }
 
 // sleep waits d or until ctx ends; false if ctx ended.

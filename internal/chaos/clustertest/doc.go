@@ -7,9 +7,12 @@
 // kill -9s and restarts, SIGSTOPs, isolates, one-way partitions and delays
 // nodes, the active controller and partition leaders among them. After the
 // last fault it heals everything, waits for every partition to have a
-// leader and a full ISR, reads every partition back from offset 0 and
-// judges the run with internal/chaos/checker; internal/chaos/availability
-// measures how much of it the cluster took writes.
+// leader and a full ISR, reads every partition back from offset 0, then
+// stops each node cleanly in turn and reads again from the leaders left
+// (so that every replica's log is compared, not only the last leader's),
+// and judges the run with internal/chaos/checker;
+// internal/chaos/availability measures how much of it the cluster took
+// writes.
 //
 // Layout of one node i (1 to 3), all on loopback:
 //
@@ -34,5 +37,6 @@
 // seed, default from the clock; every run prints it), CHAOS_REPORT (a file
 // the one-line JSON summary is appended to), CHAOS_LOGDIR (where the nodes'
 // output and data dirs go, kept; by default a temporary dir kept only when
-// the test fails). -short skips the test.
+// the test fails), CHAOS_CLIENT_LOG (the clients' log level in the event
+// log: error, warn (default), info or debug). -short skips the test.
 package clustertest

@@ -51,6 +51,8 @@ const (
 	// maxFailureKinds bounds the distinct produce errors counted for the
 	// report.
 	maxFailureKinds = 50
+	// progressInterval is how often the event log gets a progress line.
+	progressInterval = time.Second
 )
 
 // history gathers what producers and consumers saw, for the checker.
@@ -59,6 +61,9 @@ type history struct {
 	avail *availability.Recorder
 
 	mu       sync.Mutex
+	sent     int             // records handed to kgo
+	ackedBy  [partitions]int // acks per partition
+	ackedOf  [producers]int  // acks per producer
 	acked    []checker.Ack
 	unknown  []string
 	observed []checker.Observation
@@ -87,6 +92,8 @@ func (h *history) produced(producer int, seq int64, value string, start, end tim
 	if len(h.acked) == 0 {
 		close(h.firstAck)
 	}
+	h.ackedBy[r.Partition]++
+	h.ackedOf[producer]++
 	h.acked = append(h.acked, checker.Ack{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: string(r.Key), Value: value,
 		ProducerID: int64(producer), Sequence: seq})
 }
@@ -95,6 +102,25 @@ func (h *history) observe(r *kgo.Record, committed bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.observed = append(h.observed, checker.Observation{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Value: string(r.Value), ReadCommitted: committed})
+}
+
+// progress is a snapshot of the counts the progress log shows.
+type progress struct {
+	sent, failed int
+	ackedBy      [partitions]int
+	ackedOf      [producers]int
+}
+
+func (h *history) progress() progress {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return progress{sent: h.sent, failed: len(h.unknown), ackedBy: h.ackedBy, ackedOf: h.ackedOf}
+}
+
+func (h *history) sending() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.sent++
 }
 
 // counts are the acked, unknown and observed records so far.
@@ -138,7 +164,7 @@ type workload struct {
 	stop context.CancelFunc // stops the producers' loops and the consumers
 
 	producing sync.WaitGroup // the producers' loops
-	consuming sync.WaitGroup // the consumers' loops
+	consuming sync.WaitGroup // the consumers' loops and the progress log
 	pending   sync.WaitGroup // records produced whose promise has not run
 	producers []*kgo.Client
 	consumers []*kgo.Client
@@ -161,7 +187,7 @@ func startWorkload(ctx context.Context, c *cluster, h *history) (*workload, erro
 	ctx, cancel := context.WithCancel(ctx)
 	w := &workload{c: c, h: h, stop: cancel}
 	for i := range producers {
-		opts := append(c.clientOpts(),
+		opts := append(c.clientOpts(fmt.Sprintf("producer %d", i)),
 			kgo.RequiredAcks(kgo.AllISRAcks()), // idempotence stays on (the default)
 			kgo.RecordPartitioner(kgo.ManualPartitioner()),
 			kgo.RecordDeliveryTimeout(deliveryTimeout),
@@ -186,7 +212,7 @@ func startWorkload(ctx context.Context, c *cluster, h *history) (*workload, erro
 		if committed {
 			level = kgo.ReadCommitted()
 		}
-		opts := append(c.clientOpts(),
+		opts := append(c.clientOpts("consumer "+levelName(committed)),
 			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
 			kgo.FetchIsolationLevel(level),
 			kgo.FetchMaxWait(time.Second),
@@ -200,7 +226,40 @@ func startWorkload(ctx context.Context, c *cluster, h *history) (*workload, erro
 		w.consuming.Add(1)
 		go w.consume(ctx, cl, committed)
 	}
+	w.consuming.Add(1)
+	go w.logProgress(ctx)
 	return w, nil
+}
+
+// logProgress writes to the event log, every progressInterval, the acks
+// per partition, the failures and the records in flight since the last
+// line: where a fault stalled which partition.
+func (w *workload) logProgress(ctx context.Context) {
+	defer w.consuming.Done()
+	tick := time.NewTicker(progressInterval)
+	defer tick.Stop()
+	var last progress
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		p := w.h.progress()
+		acked := 0
+		var per []string
+		for i := range p.ackedBy {
+			acked += p.ackedBy[i]
+			per = append(per, fmt.Sprintf("p%d +%d", i, p.ackedBy[i]-last.ackedBy[i]))
+		}
+		var of []string
+		for i := range p.ackedOf {
+			of = append(of, fmt.Sprintf("producer %d +%d", i, p.ackedOf[i]-last.ackedOf[i]))
+		}
+		w.c.log.printf("progress: acked %s (%s); failed +%d; in flight %d",
+			strings.Join(per, " "), strings.Join(of, " "), p.failed-last.failed, p.sent-acked-p.failed)
+		last = p
+	}
 }
 
 // produce writes a record every produceInterval until ctx ends, each value
@@ -219,6 +278,7 @@ func (w *workload) produce(ctx context.Context, id int, cl *kgo.Client) {
 		r := &kgo.Record{Topic: topic, Partition: int32(seq % partitions), Value: []byte(value)}
 		start := time.Now()
 		w.pending.Add(1)
+		w.h.sending()
 		// Not ctx: the record's fate is kgo's to settle (acked, or
 		// failed once that is safe), not this loop's.
 		cl.TryProduce(context.Background(), r, func(r *kgo.Record, err error) {
@@ -302,7 +362,7 @@ func readBack(ctx context.Context, c *cluster, committed bool) ([]checker.Record
 	for p := range int32(partitions) {
 		offsets[p] = kgo.NewOffset().At(0)
 	}
-	cl, err := kgo.NewClient(append(c.clientOpts(),
+	cl, err := kgo.NewClient(append(c.clientOpts("read back "+levelName(committed)),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
 		kgo.FetchIsolationLevel(level),
 		kgo.FetchMaxWait(time.Second),
@@ -343,6 +403,13 @@ func readBack(ctx context.Context, c *cluster, committed bool) ([]checker.Record
 			next[r.Partition] = max(next[r.Partition], r.Offset+1)
 		})
 	}
+}
+
+func levelName(committed bool) string {
+	if committed {
+		return "read_committed"
+	}
+	return "read_uncommitted"
 }
 
 // endOffsets lists every partition's end, retried until each answers
