@@ -5,7 +5,8 @@
 // broker is started again on what is left, and every record acknowledged
 // with acks=all before the cut must be there, at its offset. Unlike the
 // SIGKILL crash tests (internal/crashtest), this one loses the page cache,
-// so it fails if an fsync the broker relies on is missing.
+// so it fails if an fsync the broker relies on is missing. cluster_test.go
+// cuts the power of a whole three-node cluster at once.
 package powerloss
 
 import (
@@ -116,6 +117,29 @@ type ledger struct {
 	mu   sync.Mutex
 	got  map[acked]string
 	open bool // acknowledgements are recorded (between resume and cut)
+	// failed counts the produce errors producers saw while open, by
+	// error (a figure for the report: none is expected before a cut).
+	failed map[string]int
+}
+
+func (l *ledger) fail(err error) {
+	l.mu.Lock()
+	if l.open {
+		if l.failed == nil {
+			l.failed = map[string]int{}
+		}
+		l.failed[err.Error()]++
+	}
+	l.mu.Unlock()
+}
+
+// failures returns the produce errors counted since the last call.
+func (l *ledger) failures() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.failed
+	l.failed = nil
+	return f
 }
 
 func (l *ledger) add(r *kgo.Record) {
@@ -153,40 +177,45 @@ func (l *ledger) cut() map[acked]string {
 	return out
 }
 
-// produce runs idempotent acks=all producers against addr until ctx ends.
-func produce(ctx context.Context, addr, topic string, round int, l *ledger) *sync.WaitGroup {
+// produce runs idempotent acks=all producers against seeds until ctx ends,
+// each producing at most limit records (0: no limit), with opts after the
+// defaults.
+func produce(ctx context.Context, seeds []string, topic string, round, limit int, l *ledger, opts ...kgo.Opt) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for p := range producers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
+			cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic),
 				kgo.RequiredAcks(kgo.AllISRAcks()), kgo.MaxBufferedRecords(2000),
-				kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(0))
+				kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(0)}, opts...)...)
 			if err != nil {
 				return
 			}
 			defer cl.Close()
-			for seq := 0; ctx.Err() == nil; seq++ {
+			for seq := 0; ctx.Err() == nil && (limit == 0 || seq < limit); seq++ {
 				r := kgo.StringRecord(fmt.Sprintf("r%d-p%d-%d", round, p, seq))
 				cl.Produce(ctx, r, func(r *kgo.Record, err error) {
 					if err == nil {
 						l.add(r)
+					} else {
+						l.fail(err)
 					}
 				})
 			}
+			cl.Flush(ctx) // until the records are answered or ctx ends
 		}()
 	}
 	return &wg
 }
 
 // readAll reads every partition of topic from its start to its high
-// watermark, by offset.
-func readAll(t *testing.T, addr, topic string) (map[acked]string, error) {
+// watermark, by offset, through the brokers at seeds.
+func readAll(t *testing.T, seeds []string, topic string) (map[acked]string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), roundTimeout)
 	defer cancel()
-	adm, cl := admin(t, addr)
+	adm, cl := admin(t, seeds...)
 	defer cl.Close()
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err == nil {
@@ -207,7 +236,7 @@ func readAll(t *testing.T, addr, topic string) (map[acked]string, error) {
 	if len(want) == 0 {
 		return out, nil
 	}
-	rd, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(offsets), kgo.FetchMaxWait(200*time.Millisecond))
+	rd, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumePartitions(offsets), kgo.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
 		return nil, err
 	}
@@ -230,9 +259,9 @@ func readAll(t *testing.T, addr, topic string) (map[acked]string, error) {
 	return out, nil
 }
 
-func admin(t *testing.T, addr string) (*kadm.Client, *kgo.Client) {
+func admin(t *testing.T, seeds ...string) (*kadm.Client, *kgo.Client) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +302,7 @@ func run(t *testing.T, nrounds, minAcked int, wrap func(vfs.FS) vfs.FS) error {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		l.resume()
-		wg := produce(ctx, n.addr, topic, round, l)
+		wg := produce(ctx, []string{n.addr}, topic, round, 0, l)
 		for base := l.len(); l.len() < base+minAcked; {
 			time.Sleep(time.Millisecond)
 		}
@@ -289,7 +318,7 @@ func run(t *testing.T, nrounds, minAcked int, wrap func(vfs.FS) vfs.FS) error {
 		if n, err = tryStartNode(fs, dir); err != nil {
 			return fmt.Errorf("round %d (cut %v after start): restart: %w", round, delay, err)
 		}
-		got, err := readAll(t, n.addr, topic)
+		got, err := readAll(t, []string{n.addr}, topic)
 		n.stop()
 		if err != nil {
 			return fmt.Errorf("round %d (cut %v after start, %d records acknowledged): %w", round, delay, len(want), err)
