@@ -702,16 +702,21 @@ func (b *Broker) moveStrayDirs(want map[TopicPartition]bool) error {
 	return nil
 }
 
+// watchMetadata reconciles on every metadata change. It takes the change
+// channel before it reconciles (metadata.Store.Changes' pattern), so a
+// change published while a reconcile reads the image is never missed, and
+// it reconciles once at its start for what changed since Open's.
 func (b *Broker) watchMetadata() {
 	defer b.wg.Done()
 	for {
+		ch := b.meta.Changes()
+		if err := b.Reconcile(); err != nil {
+			b.logger.Error("applying metadata", "err", err)
+		}
 		select {
 		case <-b.ctx.Done():
 			return
-		case <-b.meta.Changes():
-			if err := b.Reconcile(); err != nil {
-				b.logger.Error("applying metadata", "err", err)
-			}
+		case <-ch:
 		}
 	}
 }

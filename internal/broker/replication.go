@@ -277,6 +277,12 @@ func (lr *LeaderReplica) update(t *metadata.Topic, part metadata.Partition) {
 	}
 	hw, err := lr.st.MakeLeader(replica.PartitionState{LeaderEpoch: part.LeaderEpoch, PartitionEpoch: part.PartitionEpoch,
 		Replicas: part.Replicas, ISR: part.ISR}, lr.b.cfg.Now())
+	if errors.Is(err, replica.ErrStaleMetadata) {
+		// An older image than the leader has seen (its own AlterPartition
+		// answer came first): nothing to apply.
+		lr.b.logger.Debug("stale partition change ignored", "partition", partitionDir(lr.tp), "err", err)
+		return
+	}
 	if err != nil {
 		lr.b.logger.Error("applying a partition change", "partition", partitionDir(lr.tp), "err", err)
 		return

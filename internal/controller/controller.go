@@ -84,6 +84,7 @@ type Controller struct {
 	// reported (DescribeQuorum shows a voter's lag with it).
 	reported  map[int32]uint64
 	wasActive bool
+	lastCheck time.Time // the last liveness check (fenceExpired)
 }
 
 // New returns a controller over cfg.Meta; Run drives its timers.
@@ -280,6 +281,14 @@ func (c *Controller) fenceExpired(ctx context.Context) error {
 	now := c.cfg.Now()
 	var expired []metadata.Broker
 	c.mu.Lock()
+	if !c.lastCheck.IsZero() && now.Sub(c.lastCheck) > c.cfg.SessionTimeout/2 {
+		// This process did not run for a while (paused, or starved): the
+		// brokers' silence may be our own. Give them a new session.
+		for id := range c.lastSeen {
+			c.lastSeen[id] = now
+		}
+	}
+	c.lastCheck = now
 	for id, b := range img.Brokers {
 		if b.Fenced {
 			continue
