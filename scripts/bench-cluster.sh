@@ -439,14 +439,19 @@ if has_step catchup; then
 	ready=$(($(now_ms) - t0))
 	h=$("$BIN/benchcluster" healthy -brokers "$B" -topics cu -timeout 1800s 2>>"$OUT/healthy.err") || fail "catchup: node $f not back in the ISR of cu within 1800s"
 	isr=$(($(jq .isr_unix_ms <<<"$h") - t0))
+	# When it registered with the controller (its log's last such line):
+	# the start before it (opening logs, joining the quorum) is no fetching.
+	reg=$(grep 'msg="registered with the controller"' "$OUT/node-$f.log" | tail -1 | sed -n 's/^time=\([^ ]*\) .*/\1/p')
+	reg=$([ -n "$reg" ] && echo $(($(date -d "$reg" +%s%3N) - t0)) || echo -1)
 	after=$(cu_bytes $f)
 	under_after=$(metric $leader sluice_under_replicated_partitions)
 	record "$(jq -nc --argjson mb "$want" --argjson isr "$isr" --argjson ready "$ready" --argjson b0 "$before" --argjson b1 "$after" \
-		--argjson lb "$leader_bytes" --arg u0 "$under_before" --arg u1 "$under_after" \
-		'{figure: "catchup", written_mib: $mb, isr_ms: $isr, ready_ms: $ready, follower_bytes_before: $b0, follower_bytes_after: $b1,
+		--argjson lb "$leader_bytes" --arg u0 "$under_before" --arg u1 "$under_after" --argjson reg "$reg" \
+		'{figure: "catchup", written_mib: $mb, isr_ms: $isr, ready_ms: $ready, registered_ms: $reg, follower_bytes_before: $b0, follower_bytes_after: $b1,
+		  mib_per_s_after_registered: (if $reg >= 0 and $isr > $reg then ($b1 - $b0) / 1048576 / (($isr - $reg) / 1000) else null end),
 		  leader_bytes: $lb, fetched_mib: (($b1 - $b0) / 1048576), mb_per_s: (($b1 - $b0) / 1e6 / ($isr / 1000)),
 		  mib_per_s: (($b1 - $b0) / 1048576 / ($isr / 1000)), under_replicated_before: $u0, under_replicated_after: $u1}')" "{}"
-	log "catchup: node $f in the ISR of cu ${isr} ms after its start (/readyz after $ready ms); fetched $(((after - before) / 1048576)) MiB"
+	log "catchup: node $f in the ISR of cu ${isr} ms after its start (registered after $reg ms, /readyz after $ready ms); fetched $(((after - before) / 1048576)) MiB"
 	healthy >/dev/null
 	"$BIN/sluice" topic delete cu --brokers "$B" >>"$OUT/client.err" 2>&1 || log "catchup: topic delete cu failed"
 	TOPICS=$(sed 's/,cu$//; s/,cu,/,/' <<<"$TOPICS")
@@ -586,9 +591,11 @@ if cu:
     c = cu[0]
     w = cw[0] if cw else {}
     print(f"\ncatch-up: {c['written_mib']} MiB of 1 KiB records written with one follower down ({w.get('mib_per_sec', 0):.1f} MiB/s, {w.get('errors')} errors); "
-          f"follower in every ISR {c['isr_ms']} ms after its start (/readyz after {c['ready_ms']} ms), fetched {c['fetched_mib']:.0f} MiB: {c['mib_per_s']:.1f} MiB/s ({c['mb_per_s']:.1f} MB/s)")
+          f"follower in every ISR {c['isr_ms']} ms after its start (registered with the controller after {c.get('registered_ms')} ms, /readyz after {c['ready_ms']} ms), fetched {c['fetched_mib']:.0f} MiB: "
+          f"{c['mib_per_s']:.1f} MiB/s ({c['mb_per_s']:.1f} MB/s) from its start, {(c.get('mib_per_s_after_registered') or 0):.1f} MiB/s from its registration")
     lines.append({"figure": "catchup", "written_mib": c["written_mib"], "write_mib_per_sec": w.get("mib_per_sec"),
-                  "isr_ms": c["isr_ms"], "ready_ms": c["ready_ms"], "fetched_mib": round(c["fetched_mib"], 1),
+                  "isr_ms": c["isr_ms"], "ready_ms": c["ready_ms"], "registered_ms": c.get("registered_ms"), "fetched_mib": round(c["fetched_mib"], 1),
+                  "mib_per_sec_after_registered": round(c["mib_per_s_after_registered"], 1) if c.get("mib_per_s_after_registered") else None,
                   "mib_per_sec": round(c["mib_per_s"], 1), "mb_per_sec": round(c["mb_per_s"], 1),
                   "under_replicated_before": c["under_replicated_before"], "under_replicated_after": c["under_replicated_after"]})
 
