@@ -498,6 +498,11 @@ func (b *Broker) Reconcile() error {
 	// topic config) or a failed reconcile makes the next one whole.
 	prev := b.reconciled
 	whole := prev == nil || !maps.Equal(prev.BrokerConfigs, img.BrokerConfigs)
+	if prev == nil || !maps.Equal(prev.Brokers, img.Brokers) {
+		// A broker fenced, unfenced or shutting down: the leaderships
+		// here learn which followers may be in sync.
+		b.refreshEligibility(img)
+	}
 	changed := func(t *metadata.Topic) bool { return whole || prev.Topics[t.Name] != t }
 	hosts := func(t *metadata.Topic, p int32) bool {
 		return t != nil && p >= 0 && int(p) < len(t.Partitions) && slices.Contains(t.Partitions[p].Replicas, b.cfg.NodeID)

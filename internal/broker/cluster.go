@@ -240,3 +240,13 @@ func (b *Broker) waitUnfenced(ctx context.Context) {
 // Clustered reports whether this node is one of a cluster (started with
 // controller quorum voters).
 func (b *Broker) Clustered() bool { return b.clustered() }
+
+// Halt stops the broker's background work (heartbeats, replica fetchers,
+// the controller's timers, metadata reconciles) without a controlled
+// shutdown, as if the process had died, but leaves its files open: tests
+// use it to make a node go silent. Close still has to be called.
+func (b *Broker) Halt() {
+	b.cancel()
+	b.wg.Wait()
+	b.stopFetchers()
+}

@@ -233,6 +233,7 @@ func (b *Broker) applyReplicaRole(r *hosted, tp TopicPartition, t *metadata.Topi
 		lr = &LeaderReplica{b: b, tp: tp, topicID: t.ID, p: r.p, st: st, epoch: part.LeaderEpoch, watchers: map[chan<- struct{}]struct{}{}}
 		r.lead.Store(lr)
 		r.p.SetOnLocalEnd(lr.localEndMoved)
+		lr.RefreshEligibility(b.meta.Image())
 		lr.localEndMoved() // the HW may move at once (e.g. a lone ISR)
 		r.leader.Store(true)
 		b.logger.Info("leading partition", "partition", partitionDir(tp), "leader_epoch", part.LeaderEpoch, "isr", part.ISR)
@@ -272,6 +273,7 @@ func (lr *LeaderReplica) close() {
 func (lr *LeaderReplica) update(t *metadata.Topic, part metadata.Partition) {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
+	lr.refreshEligibilityLocked(lr.b.meta.Image())
 	if lr.st.PartitionEpoch() == part.PartitionEpoch && slices.Equal(lr.st.ISR(), sortedIDs(part.ISR)) {
 		return
 	}
@@ -288,6 +290,34 @@ func (lr *LeaderReplica) update(t *metadata.Topic, part metadata.Partition) {
 		return
 	}
 	lr.afterLocked(hw)
+}
+
+// RefreshEligibility tells the leadership which followers' brokers may be
+// in the ISR now (registered, unfenced, not shutting down; KIP-841): a
+// fenced broker's follower no longer holds the high watermark back while
+// it waits to rejoin. The broker calls it when brokers' states change.
+func (lr *LeaderReplica) RefreshEligibility(img *metadata.Image) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	if lr.closed {
+		return
+	}
+	lr.refreshEligibilityLocked(img)
+}
+
+func (lr *LeaderReplica) refreshEligibilityLocked(img *metadata.Image) {
+	now := lr.b.cfg.Now()
+	moved := false
+	for _, id := range lr.st.Replicas() {
+		if id == lr.b.cfg.NodeID {
+			continue
+		}
+		br, ok := img.Brokers[id]
+		if lr.st.SetEligible(id, ok && !br.Fenced && !br.InControlledShutdown, now) {
+			moved = true
+		}
+	}
+	lr.afterLocked(moved)
 }
 
 func sortedIDs(ids []int32) []int32 {
@@ -425,6 +455,21 @@ func (lr *LeaderReplica) notifyData() {
 		case ch <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// refreshEligibility runs RefreshEligibility on every leadership.
+func (b *Broker) refreshEligibility(img *metadata.Image) {
+	b.mu.RLock()
+	var leads []*LeaderReplica
+	for _, r := range b.parts {
+		if lr := r.lead.Load(); lr != nil {
+			leads = append(leads, lr)
+		}
+	}
+	b.mu.RUnlock()
+	for _, lr := range leads {
+		lr.RefreshEligibility(img)
 	}
 }
 

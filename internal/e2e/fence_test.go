@@ -1,0 +1,47 @@
+package e2e
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestClusterDeadFollowerLeavesISR: a follower whose broker dies stops
+// holding acks=all back once its broker is fenced (broker.session.timeout.ms),
+// not after replica.lag.time.max.ms (30 s): the fenced broker's follower is
+// no longer eligible for the ISR (KIP-841), so it does not count for the
+// high watermark while out of it. (Before, the write waited 30 s.)
+func TestClusterDeadFollowerLeavesISR(t *testing.T) {
+	tc := startCluster(t, 3, map[string]string{"min.insync.replicas": "2"})
+	adm := kadm.NewClient(tc.client())
+	ctx := ctxT(t)
+	if resp, err := adm.CreateTopic(ctx, 1, 3, nil, "dead"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	cl := tc.client(kgo.DefaultProduceTopic("dead"))
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	p := tc.nodes[0].b.Image().Topics["dead"].Partitions[0]
+	var victim *testBroker
+	for _, tb := range tc.nodes {
+		if tb.b.NodeID() != p.Leader && !tb.b.Meta().IsController() {
+			victim = tb
+		}
+	}
+	if victim == nil {
+		t.Skip("no follower that is not the controller")
+	}
+	victim.srv.Close()
+	victim.b.Halt()
+	start := time.Now()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("y")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("acks=all with a dead follower took %v", time.Since(start))
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("acks=all with a dead follower took %v: it waited for replica.lag.time.max.ms, not the fencing", d)
+	}
+}
