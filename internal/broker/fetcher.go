@@ -259,7 +259,7 @@ func (f *fetcher) request() (*kmsg.FetchRequest, map[TopicPartition]*followed, b
 }
 
 // handle applies a fetch response; it reports whether the fetcher should
-// pause before the next fetch (nothing came, or errors).
+// pause before the next fetch (the whole response was refused).
 func (f *fetcher) handle(resp *kmsg.FetchResponse, parts map[TopicPartition]*followed) (pause bool) {
 	b := f.b
 	if resp.ErrorCode != 0 {
@@ -268,7 +268,6 @@ func (f *fetcher) handle(resp *kmsg.FetchResponse, parts map[TopicPartition]*fol
 	}
 	durable := b.flushPolicy() == config.FlushPolicyAcksAll
 	img := b.meta.Image()
-	got := false
 	for _, rt := range resp.Topics {
 		name := rt.Topic
 		if t := img.TopicsByID[metadata.TopicID(rt.TopicID)]; t != nil {
@@ -291,14 +290,9 @@ func (f *fetcher) handle(resp *kmsg.FetchResponse, parts map[TopicPartition]*fol
 			if err := f.apply(tp, fp, &sp, durable); err != nil {
 				b.logger.Info("replica fetch", "partition", partitionDir(tp), "leader", f.leader, "err", err)
 				f.pauseTP(tp, fp)
-				continue
-			}
-			if len(sp.RecordBatches) > 0 || sp.DivergingEpoch.Epoch >= 0 {
-				got = true
 			}
 		}
 	}
-	_ = got
 	return false
 }
 

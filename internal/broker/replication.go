@@ -458,16 +458,22 @@ func (lr *LeaderReplica) notifyData() {
 	}
 }
 
-// refreshEligibility runs RefreshEligibility on every leadership.
-func (b *Broker) refreshEligibility(img *metadata.Image) {
+// leaderships returns this broker's leaderships of replicated partitions.
+func (b *Broker) leaderships() []*LeaderReplica {
 	b.mu.RLock()
+	defer b.mu.RUnlock()
 	var leads []*LeaderReplica
 	for _, r := range b.parts {
 		if lr := r.lead.Load(); lr != nil {
 			leads = append(leads, lr)
 		}
 	}
-	b.mu.RUnlock()
+	return leads
+}
+
+// refreshEligibility runs RefreshEligibility on every leadership.
+func (b *Broker) refreshEligibility(img *metadata.Image) {
+	leads := b.leaderships()
 	for _, lr := range leads {
 		lr.RefreshEligibility(img)
 	}
@@ -580,15 +586,7 @@ func (b *Broker) isrLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		now := b.cfg.Now()
-		b.mu.RLock()
-		var leads []*LeaderReplica
-		for _, r := range b.parts {
-			if lr := r.lead.Load(); lr != nil {
-				leads = append(leads, lr)
-			}
-		}
-		b.mu.RUnlock()
-		for _, lr := range leads {
+		for _, lr := range b.leaderships() {
 			lr.tick(now)
 		}
 	}
@@ -619,14 +617,7 @@ func (b *Broker) ReplicationStats() ReplicationStats {
 	st := ReplicationStats{Clustered: b.clustered(), Fenced: b.clustered() && b.fenced.Load(),
 		ISRShrinks: b.isrShrinks.Load(), ISRExpands: b.isrExpands.Load(), Metadata: b.meta.Status()}
 	now := b.cfg.Now()
-	b.mu.RLock()
-	var leads []*LeaderReplica
-	for _, r := range b.parts {
-		if lr := r.lead.Load(); lr != nil {
-			leads = append(leads, lr)
-		}
-	}
-	b.mu.RUnlock()
+	leads := b.leaderships()
 	for _, lr := range leads {
 		under, underMin, followers := lr.Status()
 		if under {
