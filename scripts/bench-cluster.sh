@@ -53,6 +53,11 @@
 #   OUT                results directory (default: a new one under ${TMPDIR:-/tmp})
 #   KEEP_DATA          1: leave the nodes' data dirs (default: removed at exit)
 #   SLUICE_SERVE_ARGS  extra `sluice serve` arguments for every node
+#   CONTROLLERS        0 (default): every node is a broker and a controller
+#                      voter; N: N more nodes with process.roles=controller
+#                      (the voters) and the 3 brokers with process.roles=broker,
+#                      Kafka's production layout (killing a broker then never
+#                      kills the controller)
 #
 # Only the processes this script started are stopped, by PID.
 set -euo pipefail
@@ -69,6 +74,8 @@ BENCH_DIR=${BENCH_DIR:-${TMPDIR:-/tmp}}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench-cluster.XXXXXX")}
 KEEP_DATA=${KEEP_DATA:-0}
 NODES=3
+CONTROLLERS=${CONTROLLERS:-0}
+ALL=$((NODES + CONTROLLERS)) # brokers are 1..NODES, dedicated controllers after them
 PARTITIONS=6
 # node_ready_timeout: seconds for a node to answer /readyz 200 after its start.
 node_ready_timeout=120
@@ -168,7 +175,7 @@ metric() {
 pick_ports() {
 	local i p seen=" "
 	VOTERS="" B=""
-	for i in $(seq 1 $NODES); do
+	for i in $(seq 1 $ALL); do
 		for kind in KAFKA CTRL HTTP; do
 			while :; do
 				p=$(free_port)
@@ -178,9 +185,20 @@ pick_ports() {
 			done
 			eval "NODE_$kind[$i]=127.0.0.1:$p"
 		done
-		VOTERS+="${VOTERS:+,}$i@${NODE_CTRL[i]}"
-		B+="${B:+,}${NODE_KAFKA[i]}"
+		if [ "$CONTROLLERS" = 0 ] || [ "$i" -gt $NODES ]; then VOTERS+="${VOTERS:+,}$i@${NODE_CTRL[i]}"; fi
+		if [ "$i" -le $NODES ]; then B+="${B:+,}${NODE_KAFKA[i]}"; fi
 	done
+}
+
+# role_args I: node I's process.roles and listeners.
+role_args() {
+	if [ "$CONTROLLERS" = 0 ]; then
+		echo --listen "${NODE_KAFKA[$1]}" --controller-listen "${NODE_CTRL[$1]}"
+	elif [ "$1" -le $NODES ]; then
+		echo --listen "${NODE_KAFKA[$1]}" -c process.roles=broker
+	else
+		echo --controller-listen "${NODE_CTRL[$1]}" -c process.roles=controller
+	fi
 }
 
 # start_node I [ARGS...]: starts node I at its ports (again after a stop).
@@ -188,8 +206,8 @@ start_node() {
 	local i=$1
 	shift
 	# shellcheck disable=SC2086 # SLUICE_SERVE_ARGS is split on purpose
-	"$BIN/sluice" serve --node-id "$i" --listen "${NODE_KAFKA[i]}" \
-		--controller-listen "${NODE_CTRL[i]}" --controller-quorum-voters "$VOTERS" \
+	# shellcheck disable=SC2046 # role_args is split on purpose
+	"$BIN/sluice" serve --node-id "$i" $(role_args "$i") --controller-quorum-voters "$VOTERS" \
 		--http-listen "${NODE_HTTP[i]}" --data-dir "$DATA/node-$i" \
 		-c group.initial.rebalance.delay.ms=0 ${SLUICE_SERVE_ARGS:-} "$@" >>"$OUT/node-$i.log" 2>&1 &
 	NODE_PIDS[i]=$!
@@ -227,16 +245,16 @@ stop_node() {
 start_cluster() {
 	local i attempt
 	for attempt in 1 2 3; do
-		for i in $(seq 1 $NODES); do start_node "$i" "$@"; done
+		for i in $(seq 1 $ALL); do start_node "$i" "$@"; done
 		sleep 1
-		for i in $(seq 1 $NODES); do
+		for i in $(seq 1 $ALL); do
 			# Only a first start (no data yet) moves to other ports.
 			if [ "$FRESH" = 1 ] && [ $attempt -lt 3 ] && ! kill -0 "${NODE_PIDS[i]}" 2>/dev/null &&
 				grep -q "address already in use" "$OUT/node-$i.log"; then
 				log "node $i found a port taken; starting the cluster again at other ports"
 				stop_cluster
 				rm -rf "$DATA"/node-*
-				for j in $(seq 1 $NODES); do mv "$OUT/node-$j.log" "$OUT/node-$j.attempt$attempt.log"; done
+				for j in $(seq 1 $ALL); do mv "$OUT/node-$j.log" "$OUT/node-$j.attempt$attempt.log"; done
 				pick_ports
 				continue 2
 			fi
@@ -244,7 +262,7 @@ start_cluster() {
 		break
 	done
 	FRESH=0
-	for i in $(seq 1 $NODES); do wait_ready "$i"; done
+	for i in $(seq 1 $ALL); do wait_ready "$i"; done
 	# Every node's Metadata lists the three brokers.
 	local deadline=$((SECONDS + node_ready_timeout)) n
 	for i in $(seq 1 $NODES); do
@@ -260,8 +278,8 @@ start_cluster() {
 
 stop_cluster() {
 	local i
-	for i in $(seq 1 $NODES); do [ -z "${NODE_PIDS[i]}" ] || kill -TERM "${NODE_PIDS[i]}" 2>/dev/null || true; done
-	for i in $(seq 1 $NODES); do [ -z "${NODE_PIDS[i]}" ] || stop_node "$i"; done
+	for i in $(seq 1 $ALL); do [ -z "${NODE_PIDS[i]}" ] || kill -TERM "${NODE_PIDS[i]}" 2>/dev/null || true; done
+	for i in $(seq 1 $ALL); do [ -z "${NODE_PIDS[i]}" ] || stop_node "$i"; done
 }
 
 pids_arg() {

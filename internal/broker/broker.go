@@ -88,9 +88,22 @@ type Config struct {
 	// controller; the broker owns it from Open on) and the address to dial
 	// peers from (nil: any). Without Voters the node is a single-node
 	// cluster, a quorum of one.
+	//
+	// process.roles (in Static) says what the node is: a voter has the
+	// controller role and is listed in Voters; a broker-only node
+	// (process.roles=broker) is not listed, has no ControllerMux and
+	// follows the quorum as an observer through BrokerMux; a
+	// controller-only node (process.roles=controller) hosts no partitions
+	// and does not register as a broker.
 	Voters        []metadata.Voter
 	ControllerMux *netmux.Mux
 	LocalAddr     net.Addr
+	// BrokerMux is a broker-only node's Kafka listener, demultiplexed: the
+	// active controller sends the metadata log to the address the broker
+	// registered, so its raft connections arrive there. The broker owns
+	// it from Open on and takes BrokerMux.Raft(); the caller serves
+	// BrokerMux.Kafka().
+	BrokerMux *netmux.Mux
 	// MaxOpenFiles bounds the segment files all partitions hold open at
 	// once (log.FileCache): idle ones are closed and reopened on demand,
 	// so a broker with more partitions than file descriptors still starts.
@@ -152,10 +165,12 @@ type Broker struct {
 	// txns is the transaction coordinator (txn.go); closed before groups.
 	txns *txn.Coordinator
 
-	// A cluster's node (cluster.go): its controller, the controller
-	// listener's server, the link to the active controller, and this
-	// broker's registration.
+	// A cluster's node (cluster.go): its roles, its controller, the
+	// controller listener's server, the link to the active controller, and
+	// this broker's registration.
+	roles       roles
 	ctrl        *controller.Controller
+	ctrlHandler *controller.Handler
 	ctrlSrv     *server.Server
 	link        *controllerLink
 	fwd         *forwarder
@@ -232,18 +247,33 @@ func Open(cfg Config) (*Broker, error) {
 		b.logger.Warn("log start checkpoint unreadable", "err", err)
 		b.logStart = map[TopicPartition]int64{}
 	}
+	closeMuxes := func() {
+		if cfg.ControllerMux != nil {
+			cfg.ControllerMux.Close()
+		}
+		if cfg.BrokerMux != nil {
+			cfg.BrokerMux.Close()
+		}
+	}
+	if b.roles, err = nodeRoles(cfg); err != nil {
+		closeMuxes()
+		return nil, err
+	}
 	mcfg := metadata.Config{Dir: filepath.Join(cfg.DataDir, metaDir), NodeID: cfg.NodeID, Logger: cfg.Logger, FS: b.fs}
 	if b.clustered() {
-		mcfg.Voters, mcfg.Listener = cfg.Voters, cfg.ControllerMux.Raft()
+		mcfg.Voters = cfg.Voters
+		if b.roles.controller {
+			mcfg.Listener = cfg.ControllerMux.Raft()
+		} else {
+			mcfg.Listener, mcfg.Observer = cfg.BrokerMux.Raft(), true
+		}
 		mcfg.Dial = func(addr string, timeout time.Duration) (net.Conn, error) {
 			return netmux.DialRaft(addr, timeout, cfg.LocalAddr)
 		}
 	}
 	b.meta, err = metadata.Open(mcfg)
 	if err != nil {
-		if cfg.ControllerMux != nil {
-			cfg.ControllerMux.Close()
-		}
+		closeMuxes()
 		return nil, fmt.Errorf("broker: open metadata: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, metadataTimeout)
@@ -258,9 +288,7 @@ func Open(cfg Config) (*Broker, error) {
 		}
 		b.wg.Wait()
 		b.meta.Close()
-		if cfg.ControllerMux != nil {
-			cfg.ControllerMux.Close()
-		}
+		closeMuxes()
 		return nil, err
 	}
 	if !b.clustered() {
@@ -268,12 +296,23 @@ func Open(cfg Config) (*Broker, error) {
 			return fail(fmt.Errorf("broker: metadata quorum not ready: %w", err))
 		}
 	} else {
-		b.startController()
+		if b.roles.controller {
+			b.startController()
+		}
 		b.link = newControllerLink(b.meta, cfg.Voters, cfg.NodeID, cfg.LocalAddr)
 		b.fwd = &forwarder{opts: kclient.Options{ClientID: fmt.Sprintf("sluice-broker-%d", cfg.NodeID), LocalAddr: cfg.LocalAddr},
 			conns: map[string]*kclient.Conn{}}
+		b.incarnation = newIncarnation()
 		qctx, qcancel := context.WithTimeout(b.ctx, clusterStartTimeout)
-		err := b.waitForQuorum(qctx)
+		if !b.roles.controller {
+			// An observer is sent the metadata log only once it has
+			// registered: register first, with the cluster id its data
+			// dir names (none yet on a fresh one).
+			err = b.register(qctx, props.ClusterID)
+		}
+		if err == nil {
+			err = b.waitForQuorum(qctx)
+		}
 		qcancel()
 		if err != nil {
 			return fail(fmt.Errorf("broker: %w", err))
@@ -286,10 +325,11 @@ func Open(cfg Config) (*Broker, error) {
 		if err := b.meta.RegisterBroker(ctx, metadata.Broker{NodeID: cfg.NodeID, Host: cfg.Host, Port: cfg.Port, Rack: cfg.Rack}); err != nil {
 			return fail(fmt.Errorf("broker: register: %w", err))
 		}
-	} else {
-		b.incarnation = newIncarnation()
-		if err := b.register(ctx); err != nil {
-			return fail(fmt.Errorf("broker: %w", err))
+	} else if b.roles.broker {
+		if b.roles.controller {
+			if err := b.register(ctx, b.meta.Image().ClusterID); err != nil {
+				return fail(fmt.Errorf("broker: %w", err))
+			}
 		}
 		b.fenced.Store(true)
 		b.wg.Add(2)
@@ -902,6 +942,9 @@ func (b *Broker) Close() error {
 	}
 	if b.cfg.ControllerMux != nil {
 		b.cfg.ControllerMux.Close()
+	}
+	if b.cfg.BrokerMux != nil {
+		b.cfg.BrokerMux.Close()
 	}
 	if len(storageErrs) > 0 || offline != nil {
 		attrs := []any{"log_dir", b.cfg.DataDir, "failures", len(storageErrs), "err", summarize(storageErrs)}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -25,6 +26,57 @@ const (
 
 // clustered reports whether this node is one of several.
 func (b *Broker) clustered() bool { return len(b.cfg.Voters) > 0 }
+
+// roles are what process.roles makes a node.
+type roles struct {
+	broker     bool // serves clients, hosts partitions, registers with the controller
+	controller bool // a voter of the metadata quorum; runs the controller while it leads
+}
+
+// nodeRoles reads process.roles from cfg.Static and checks it against the
+// voters list and listeners: Kafka's rule that a node is a voter exactly
+// when it has the controller role.
+func nodeRoles(cfg Config) (roles, error) {
+	v, ok := cfg.Static["process.roles"]
+	if !ok {
+		return roles{broker: true, controller: true}, nil
+	}
+	var r roles
+	for _, e := range strings.Split(v, ",") {
+		switch strings.ToLower(strings.TrimSpace(e)) {
+		case "broker":
+			r.broker = true
+		case "controller":
+			r.controller = true
+		}
+	}
+	if !r.broker && !r.controller {
+		return r, fmt.Errorf("broker: process.roles=%q names no role: use broker, controller, or broker,controller", v)
+	}
+	if r.broker && r.controller {
+		return r, nil
+	}
+	if len(cfg.Voters) == 0 {
+		return r, fmt.Errorf("broker: process.roles=%s needs --controller-quorum-voters: a node with one role is part of a cluster with the other role elsewhere", v)
+	}
+	voter := slices.ContainsFunc(cfg.Voters, func(vt metadata.Voter) bool { return vt.ID == cfg.NodeID })
+	switch {
+	case r.controller && !voter:
+		return r, fmt.Errorf("broker: node %d has process.roles=controller but is not in --controller-quorum-voters (%v): list it there", cfg.NodeID, cfg.Voters)
+	case r.controller && cfg.ControllerMux == nil:
+		return r, fmt.Errorf("broker: process.roles=controller needs --controller-listen")
+	case r.broker && voter:
+		return r, fmt.Errorf("broker: node %d has process.roles=broker but is in --controller-quorum-voters (%v): a voter needs the controller role (process.roles=broker,controller), or drop it from the voters", cfg.NodeID, cfg.Voters)
+	case r.broker && cfg.BrokerMux == nil:
+		return r, fmt.Errorf("broker: BUG: a broker-only node needs Config.BrokerMux, its Kafka listener demultiplexed for the quorum's raft connections")
+	case r.broker && cfg.ControllerMux != nil:
+		return r, fmt.Errorf("broker: process.roles=broker takes no --controller-listen: a broker-only node has no controller listener (the controllers send it the metadata log on its Kafka listener)")
+	}
+	return r, nil
+}
+
+// IsBroker reports whether this node has the broker role (serves clients).
+func (b *Broker) IsBroker() bool { return b.roles.broker }
 
 // startController starts this node's controller (acting while it is the
 // quorum's leader) and serves the controller listener's Kafka protocol.
@@ -48,8 +100,19 @@ func (b *Broker) startController() {
 		defer b.wg.Done()
 		b.ctrl.Run(b.ctx)
 	}()
-	b.ctrlSrv = server.New(controller.NewHandler(b.ctrl, b.logger.With("component", "controller-listener")), b.logger)
+	b.ctrlHandler = controller.NewHandler(b.ctrl, b.logger.With("component", "controller-listener"))
+	b.ctrlSrv = server.New(b.ctrlHandler, b.logger)
 	go b.ctrlSrv.Serve(b.cfg.ControllerMux.Kafka())
+}
+
+// ServeAdmin makes h (the node's Kafka API handler) answer, on the
+// controller listener, the admin requests that brokers forward to the
+// active controller (keys; see controller.Handler.SetAdmin). A node without
+// the controller role ignores it.
+func (b *Broker) ServeAdmin(h server.Handler, keys map[int16]bool) {
+	if b.ctrlHandler != nil {
+		b.ctrlHandler.SetAdmin(h, keys)
+	}
 }
 
 // Controller is this node's controller (nil on a single node).
@@ -76,10 +139,10 @@ func (b *Broker) waitForQuorum(ctx context.Context) error {
 
 // register registers this broker with the active controller and keeps its
 // epoch.
-func (b *Broker) register(ctx context.Context) error {
+func (b *Broker) register(ctx context.Context, clusterID string) error {
 	req := kmsg.NewPtrBrokerRegistrationRequest()
 	req.BrokerID = b.cfg.NodeID
-	req.ClusterID = b.meta.Image().ClusterID
+	req.ClusterID = clusterID
 	req.IncarnationID = b.incarnation
 	l := kmsg.NewBrokerRegistrationRequestListener()
 	l.Name, l.Host, l.Port = "PLAINTEXT", b.cfg.Host, uint16(b.cfg.Port)
@@ -123,7 +186,7 @@ func (b *Broker) heartbeat(ctx context.Context, wantShutdown bool) (*kmsg.Broker
 		// The controller no longer knows this incarnation (it was
 		// fenced and re-registered, or the registration was lost):
 		// register again.
-		if err := b.register(ctx); err != nil {
+		if err := b.register(ctx, b.meta.Image().ClusterID); err != nil {
 			return nil, err
 		}
 		return hr, kerr.StaleBrokerEpoch

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,6 +26,12 @@ const (
 	controllerRetryDelay = 50 * time.Millisecond
 	// controllerRequestTimeout bounds one request to the controller.
 	controllerRequestTimeout = 10 * time.Second
+	// controllerDialTimeout bounds connecting to a voter (TCP and the
+	// ApiVersions exchange): a voter that is stopped (SIGSTOP, a hung
+	// host) accepts the TCP connection in its kernel but never answers,
+	// and a broker must move on to the next voter well before its
+	// session (broker.session.timeout.ms) runs out.
+	controllerDialTimeout = 2 * time.Second
 )
 
 // controllerLink sends a broker's requests to the active controller: the
@@ -35,9 +43,10 @@ type controllerLink struct {
 	voters map[int32]string
 	opts   kclient.Options
 
-	mu   sync.Mutex
-	conn *kclient.Conn
-	to   int32
+	mu    sync.Mutex
+	conn  *kclient.Conn
+	to    int32
+	probe int // the voter tried next while no leader is known
 }
 
 func newControllerLink(meta *metadata.Store, voters []metadata.Voter, nodeID int32, local net.Addr) *controllerLink {
@@ -86,12 +95,21 @@ func (l *controllerLink) send(ctx context.Context, req kmsg.Request, code func(k
 
 // connect returns a connection to the current leader.
 func (l *controllerLink) connect(ctx context.Context) (*kclient.Conn, error) {
-	id, ok := l.meta.Leader()
-	if !ok {
-		return nil, errors.New("no metadata quorum leader known yet")
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	id, ok := l.meta.Leader()
+	if !ok {
+		// A broker-only node learns the leader from the log the leader
+		// sends it, which starts only once it has registered: until then
+		// it tries the voters in turn (one that is not the active
+		// controller answers NOT_CONTROLLER, and send moves on).
+		if len(l.voters) == 0 {
+			return nil, errors.New("no metadata quorum leader known yet")
+		}
+		ids := slices.Sorted(maps.Keys(l.voters))
+		id = ids[l.probe%len(ids)]
+		l.probe++
+	}
 	if l.conn != nil && l.to == id {
 		return l.conn, nil
 	}
@@ -103,7 +121,7 @@ func (l *controllerLink) connect(ctx context.Context) (*kclient.Conn, error) {
 	if !ok {
 		return nil, fmt.Errorf("the quorum leader %d is not in this node's --controller-quorum-voters", id)
 	}
-	dctx, cancel := context.WithTimeout(ctx, controllerRequestTimeout)
+	dctx, cancel := context.WithTimeout(ctx, controllerDialTimeout)
 	defer cancel()
 	c, err := kclient.Dial(dctx, addr, l.opts)
 	if err != nil {

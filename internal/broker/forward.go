@@ -2,10 +2,12 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -26,15 +28,52 @@ type forwarder struct {
 }
 
 // Forward sends req, at the version it carries, to the active controller's
-// broker listener and returns its response.
+// controller listener (at the address this node's voters list gives for
+// it) and returns its response.
+//
+// While no leader is known, or the one known cannot be dialed (it died and
+// the quorum is electing another), it waits and tries again until ctx
+// ends: the request has not been sent, so trying again cannot apply it
+// twice. A connection that fails after sending is returned as an error.
 func (b *Broker) Forward(ctx context.Context, req kmsg.Request) (kmsg.Response, error) {
-	img := b.meta.Image()
-	ctrl, ok := img.Brokers[img.ControllerID]
-	if img.ControllerID < 0 || !ok {
-		return nil, fmt.Errorf("broker: no active controller known to forward %s to", kmsg.NameForKey(req.Key()))
+	var last error
+	for {
+		id, ok := b.meta.Leader()
+		if !ok {
+			last = fmt.Errorf("no active controller known to forward %s to", kmsg.NameForKey(req.Key()))
+		} else if id == b.cfg.NodeID {
+			// Never to itself: it would wait for its own connection.
+			if b.meta.IsController() {
+				return nil, ErrNowController
+			}
+			last = fmt.Errorf("this node is the quorum's leader but not yet the active controller")
+		} else if addr, ok := b.link.voters[id]; !ok {
+			return nil, fmt.Errorf("broker: the active controller %d is not in --controller-quorum-voters", id)
+		} else {
+			resp, err := b.request(ctx, addr, req, req.GetVersion())
+			var de *dialError
+			if !errors.As(err, &de) {
+				return resp, err
+			}
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("broker: forward %s: %w (last: %v)", kmsg.NameForKey(req.Key()), ctx.Err(), last)
+		case <-time.After(controllerRetryDelay):
+		}
 	}
-	return b.request(ctx, net.JoinHostPort(ctrl.Host, strconv.Itoa(int(ctrl.Port))), req, req.GetVersion())
 }
+
+// ErrNowController is Forward's answer when this node has become the
+// active controller since the caller decided to forward: run it here.
+var ErrNowController = errors.New("broker: this node is the active controller now")
+
+// dialError is a failure to connect: nothing was sent.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
 
 // SendToBroker sends req to broker id at the address it registered, at
 // the highest version both know (a cluster only).
@@ -61,7 +100,7 @@ func (b *Broker) request(ctx context.Context, addr string, req kmsg.Request, v i
 	if c == nil {
 		var err error
 		if c, err = kclient.Dial(ctx, addr, f.opts); err != nil {
-			return nil, err
+			return nil, &dialError{err}
 		}
 		f.mu.Lock()
 		if old := f.conns[addr]; old != nil {

@@ -456,8 +456,8 @@ var brokerDefs = []Def{
 	},
 	{
 		Name: "process.roles", Type: TypeList, Default: "broker,controller", ReadOnly: true,
-		Doc:         "What a node is: a broker, a controller (a voter of the metadata quorum), or both.",
-		Unsupported: "every Sluice node is both a broker and a voter of the metadata quorum; dedicated controllers and broker-only nodes are not served yet",
+		Doc:      "What a node is: broker (serves clients and hosts partitions, follows the metadata quorum without voting), controller (a voter of the metadata quorum, no client listener), or broker,controller (both; the default). A node is a voter exactly when --controller-quorum-voters lists it.",
+		Validate: validRoles,
 	},
 	{
 		Name: "producer.id.expiration.check.interval.ms", Type: TypeInt, Default: "600000", ReadOnly: true,
@@ -605,4 +605,22 @@ func ParseConnectionOverrides(v string) (map[string]int, error) {
 		out[host] = int(n)
 	}
 	return out, nil
+}
+
+// validRoles checks a process.roles value: broker, controller, or both,
+// each once.
+func validRoles(v string) error {
+	elems := ListElems(v)
+	if len(elems) == 0 {
+		return errors.New("must name broker, controller, or both")
+	}
+	for i, e := range elems {
+		if e != "broker" && e != "controller" {
+			return fmt.Errorf("unknown role %q: the roles are broker and controller", e)
+		}
+		if i > 0 && elems[i-1] == e {
+			return fmt.Errorf("names %s twice", e)
+		}
+	}
+	return nil
 }

@@ -191,13 +191,13 @@ func sameValue(typ Type, a, b string) bool {
 	case TypeList:
 		// The same elements, in any order and case ("controller,broker"
 		// is process.roles' default too).
-		return slices.Equal(listElems(a), listElems(b))
+		return slices.Equal(ListElems(a), ListElems(b))
 	}
 	return a == b
 }
 
-// listElems is a list value's elements, trimmed, lower-cased and sorted.
-func listElems(v string) []string {
+// ListElems is a list value's elements, trimmed, lower-cased and sorted.
+func ListElems(v string) []string {
 	var out []string
 	for _, e := range strings.Split(v, ",") {
 		if e = strings.ToLower(strings.TrimSpace(e)); e != "" {

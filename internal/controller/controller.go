@@ -188,11 +188,17 @@ func (c *Controller) Register(ctx context.Context, r Registration) (int64, error
 	if b, ok := img.Brokers[r.NodeID]; ok && b.IncarnationID == r.IncarnationID && r.IncarnationID != "" &&
 		b.Host == r.Host && b.Port == r.Port && b.Rack == r.Rack {
 		c.seen(r.NodeID)
-		return b.Epoch, nil
+		return b.Epoch, c.meta.AddObserver(ctx, r.NodeID)
 	}
 	epoch, err := c.meta.RegisterBrokerEpoch(ctx, metadata.Broker{NodeID: r.NodeID, Host: r.Host, Port: r.Port, Rack: r.Rack,
 		IncarnationID: r.IncarnationID, Fenced: true})
 	if err != nil {
+		return 0, err
+	}
+	// A broker-only node follows the metadata log as a non-voting raft
+	// member, sent the log at the address it just registered (nothing to
+	// do for a voter).
+	if err := c.meta.AddObserver(ctx, r.NodeID); err != nil {
 		return 0, err
 	}
 	c.seen(r.NodeID)
@@ -262,6 +268,12 @@ func (c *Controller) Heartbeat(ctx context.Context, hb Heartbeat) (HeartbeatResu
 			}
 		}
 		res.Fenced = true
+	case b.Fenced && !caughtUp:
+		// A broker-only node registered while another controller was
+		// active may not have been added to the raft configuration.
+		if err := c.meta.AddObserver(ctx, hb.NodeID); err != nil {
+			return res, err
+		}
 	case b.Fenced && caughtUp:
 		if err := c.meta.UnfenceBroker(ctx, hb.NodeID, hb.Epoch); err != nil {
 			return res, err
@@ -662,15 +674,30 @@ type VoterState struct {
 // index now.
 func (c *Controller) Voters() []VoterState {
 	st := c.meta.Status()
+	ids := make([]int32, len(st.Voters))
+	for i, v := range st.Voters {
+		ids[i] = v.ID
+	}
+	return c.members(st, ids)
+}
+
+// Observers is like Voters for the quorum's non-voting members, the
+// broker-only nodes (process.roles=broker).
+func (c *Controller) Observers() []VoterState {
+	st := c.meta.Status()
+	return c.members(st, st.Observers)
+}
+
+func (c *Controller) members(st metadata.Status, ids []int32) []VoterState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]VoterState, 0, len(st.Voters))
-	for _, v := range st.Voters {
-		vs := VoterState{ID: v.ID, AppliedIndex: -1, LastHeartbeat: c.lastSeen[v.ID]}
-		if idx, ok := c.reported[v.ID]; ok {
+	out := make([]VoterState, 0, len(ids))
+	for _, id := range ids {
+		vs := VoterState{ID: id, AppliedIndex: -1, LastHeartbeat: c.lastSeen[id]}
+		if idx, ok := c.reported[id]; ok {
 			vs.AppliedIndex = int64(idx)
 		}
-		if v.ID == st.NodeID {
+		if id == st.NodeID {
 			vs.AppliedIndex, vs.LastHeartbeat = int64(st.AppliedIndex), c.cfg.Now()
 		}
 		out = append(out, vs)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sort"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -24,10 +25,32 @@ var handlerVersions = map[int16][2]int16{
 	67: {0, 0}, // AllocateProducerIds
 }
 
-// Handler serves the controller listener's Kafka protocol.
+// Handler serves the controller listener's Kafka protocol: the requests
+// brokers send the active controller, and the admin requests they forward
+// to it (answered by the node's own Kafka API handler, see SetAdmin).
 type Handler struct {
 	c      *Controller
 	logger *slog.Logger
+	admin  atomic.Pointer[adminHandler]
+}
+
+// adminHandler answers the forwarded admin requests.
+type adminHandler struct {
+	h    server.Handler
+	keys map[int16]bool
+}
+
+// adminVersionProbe is the highest request version probed when the
+// admin handler's version ranges are listed in ApiVersions.
+const adminVersionProbe = 32
+
+// SetAdmin makes h answer the admin requests with the given keys that
+// brokers forward here (CreateTopics, DeleteTopics, ...): Kafka's brokers
+// forward them to their controller's listener too, which is the only
+// listener a dedicated controller (process.roles=controller) has. Until it
+// is set, such requests close the connection (the broker retries).
+func (h *Handler) SetAdmin(admin server.Handler, keys map[int16]bool) {
+	h.admin.Store(&adminHandler{h: admin, keys: keys})
 }
 
 var _ server.Handler = (*Handler)(nil)
@@ -42,8 +65,11 @@ func NewHandler(c *Controller, logger *slog.Logger) *Handler {
 
 // Supports implements server.Handler.
 func (h *Handler) Supports(key, version int16) bool {
-	r, ok := handlerVersions[key]
-	return ok && version >= r[0] && version <= r[1]
+	if r, ok := handlerVersions[key]; ok {
+		return version >= r[0] && version <= r[1]
+	}
+	a := h.admin.Load()
+	return a != nil && a.keys[key] && a.h.Supports(key, version)
 }
 
 // Handle implements server.Handler. Each request is answered on its own
@@ -63,6 +89,25 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 		for k, r := range handlerVersions {
 			resp.ApiKeys = append(resp.ApiKeys, kmsg.ApiVersionsResponseApiKey{ApiKey: k, MinVersion: r[0], MaxVersion: r[1]})
 		}
+		if a := h.admin.Load(); a != nil {
+			for k := range a.keys {
+				if _, own := handlerVersions[k]; own {
+					continue
+				}
+				lo, hi := int16(-1), int16(-1)
+				for v := int16(0); v <= adminVersionProbe; v++ {
+					if a.h.Supports(k, v) {
+						if lo < 0 {
+							lo = v
+						}
+						hi = v
+					}
+				}
+				if lo >= 0 {
+					resp.ApiKeys = append(resp.ApiKeys, kmsg.ApiVersionsResponseApiKey{ApiKey: k, MinVersion: lo, MaxVersion: hi})
+				}
+			}
+		}
 		sort.Slice(resp.ApiKeys, func(i, j int) bool { return resp.ApiKeys[i].ApiKey < resp.ApiKeys[j].ApiKey })
 		answer(resp)
 	case *kmsg.BrokerRegistrationRequest:
@@ -74,6 +119,10 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 	case *kmsg.AllocateProducerIDsRequest:
 		go func() { answer(h.allocateProducerIDs(ctx, m)) }()
 	default:
+		if a := h.admin.Load(); a != nil && a.keys[req.Key] {
+			a.h.Handle(ctx, req, reply)
+			return
+		}
 		reply(server.Reply{Close: true})
 	}
 }

@@ -117,6 +117,7 @@ func (tc *testCluster) open(i int, ln, ctrl net.Listener) (*testBroker, error) {
 	tb := &testBroker{t: t, metrics: m, dir: tc.dirs[i], addr: ln.Addr().String(), b: b, done: make(chan struct{})}
 	h := api.New(b, logger(t))
 	h.SetObserver(m)
+	b.ServeAdmin(h, api.ForwardedKeys())
 	tb.srv = server.New(h, logger(t))
 	tb.srv.SetObserver(m)
 	go func() {
@@ -385,19 +386,7 @@ func TestClusterReplicates(t *testing.T) {
 		return n == 2
 	})
 	cons := alive.client(kgo.ConsumeTopics("rep"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-	seen := map[string]int{}
-	for len(seen) < len(acked) {
-		fs := cons.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			t.Fatalf("consumed %d of %d acknowledged: %v", len(seen), len(acked), err)
-		}
-		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Value)]++ })
-	}
-	for v := range acked {
-		if seen[v] != 1 {
-			t.Errorf("acknowledged record %s read %d times", v, seen[v])
-		}
-	}
+	readsAckedOnce(t, ctx, cons, acked)
 }
 
 // TestClusterGroupsAndTransactions: consumer groups and transactions on a

@@ -181,6 +181,25 @@ func storedVoterIDs(c raft.Configuration) ([]int32, bool) {
 	return ids, true
 }
 
+// checkStoredObserver refuses an observer's data dir that holds another
+// quorum's configuration, or one in which this node is a voter. An observer
+// that has not been added yet has stored nothing (no check).
+func checkStoredObserver(dir string, nodeID int32, stored raft.Configuration, want []int32) error {
+	ids, ok := storedVoterIDs(stored)
+	if !ok {
+		return fmt.Errorf("metadata: %s holds a raft configuration with a server id that is not a node id (%v); it was not written by sluice", dir, stored.Servers)
+	}
+	if slices.Contains(ids, nodeID) {
+		return fmt.Errorf("metadata: %s belongs to a quorum in which node %d is a voter (voters %v), but it was started as a broker only (process.roles=broker); start it with process.roles=broker,controller or check node.id and the data dir",
+			dir, nodeID, ids)
+	}
+	if len(ids) > 0 && !slices.Equal(ids, want) {
+		return fmt.Errorf("metadata: %s belongs to a quorum of voters %v, but --controller-quorum-voters names %v; name exactly the voters %v",
+			dir, ids, want, ids)
+	}
+	return nil
+}
+
 // checkStoredVoters refuses a data dir whose stored voter set is not the
 // one this node was started with. Changing the voter set takes raft
 // configuration entries written by the leader (not supported yet); a
@@ -215,7 +234,9 @@ func (a nodeAddr) String() string  { return string(a) }
 
 // streamLayer is raft's StreamLayer over the caller's listener (already
 // demultiplexed from other traffic) and dialer. Dial resolves a raft
-// address (a node id) through this node's voter list.
+// address (a node id) through this node's voter list, and an observer's
+// (a broker-only node's) through resolve: the address that broker
+// registered, where its Kafka listener also takes raft connections.
 //
 // Accept serves at most maxInboundRaftConns connections at once. Close
 // closes the listener; raft's NetworkTransport calls it on shutdown.
@@ -224,6 +245,9 @@ type streamLayer struct {
 	addr  nodeAddr
 	peers map[raft.ServerAddress]string // node id -> host:port, from Voters; read-only
 	dial  func(addr string, timeout time.Duration) (net.Conn, error)
+	// resolve finds a server that Voters does not list (an observer); nil
+	// or false: unreachable.
+	resolve func(raft.ServerAddress) (string, bool)
 
 	slots     chan struct{} // one token per inbound connection being served
 	closed    chan struct{}
@@ -279,8 +303,11 @@ func (s *streamLayer) Addr() net.Addr { return s.addr }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	hostPort, ok := s.peers[address]
+	if !ok && s.resolve != nil {
+		hostPort, ok = s.resolve(address)
+	}
 	if !ok {
-		return nil, fmt.Errorf("metadata: raft wants to reach server %q, which --controller-quorum-voters does not list", address)
+		return nil, fmt.Errorf("metadata: raft wants to reach server %q, which --controller-quorum-voters does not list and which has not registered as a broker", address)
 	}
 	c, err := s.dial(hostPort, timeout)
 	if err != nil {

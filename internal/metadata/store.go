@@ -73,7 +73,7 @@ type Config struct {
 	// Voters is the controller quorum as this node's
 	// --controller-quorum-voters names it (ParseVoters): each voter's id and
 	// the address at which THIS node reaches it. It must include NodeID
-	// (nodes outside the quorum are not supported yet). Empty means a
+	// unless Observer is set, and must not if it is. Empty means a
 	// quorum of this node alone on an in-memory transport, as before
 	// clustering; so does exactly one voter (this node) without a Listener.
 	// Every voter must be started with the same set of ids; on a fresh Dir
@@ -88,6 +88,16 @@ type Config struct {
 	// Dial opens a raft connection to another voter at addr (a host:port
 	// from Voters); nil means net.DialTimeout("tcp", addr, timeout).
 	Dial func(addr string, timeout time.Duration) (net.Conn, error)
+	// Observer makes this node a non-voting member: a broker-only node
+	// (process.roles=broker). It never bootstraps or votes; it waits until
+	// the active controller adds it to the raft configuration as a
+	// non-voter (AddObserver, when it registers as a broker) and from then
+	// on receives and applies the metadata log like a voter. The leader
+	// dials it at the address it registered (Image.Brokers), so Listener
+	// must take raft connections at that address (its Kafka listener's
+	// raft side). Kafka's brokers are observers of the metadata log the
+	// same way, fetching it instead of being sent it.
+	Observer bool
 }
 
 // openOptions are Open's knobs that only tests turn.
@@ -168,11 +178,19 @@ func open(cfg Config, opts openOptions) (_ *Store, err error) {
 	if err := validVoters(cfg.Voters); err != nil {
 		return nil, err
 	}
-	if len(cfg.Voters) > 0 && !slices.ContainsFunc(cfg.Voters, func(v Voter) bool { return v.ID == cfg.NodeID }) {
-		return nil, fmt.Errorf("metadata: node %d is not in --controller-quorum-voters (%v); every node must be a controller voter for now: add it, or check node.id",
+	isVoter := slices.ContainsFunc(cfg.Voters, func(v Voter) bool { return v.ID == cfg.NodeID })
+	switch {
+	case cfg.Observer && isVoter:
+		return nil, fmt.Errorf("metadata: node %d is in --controller-quorum-voters (%v) but runs as a broker only (process.roles=broker); a voter must have the controller role",
 			cfg.NodeID, cfg.Voters)
-	}
-	if len(cfg.Voters) > 1 && cfg.Listener == nil {
+	case cfg.Observer && len(cfg.Voters) == 0:
+		return nil, errors.New("metadata: a broker-only node (process.roles=broker) needs --controller-quorum-voters: the controllers whose metadata it follows")
+	case cfg.Observer && cfg.Listener == nil:
+		return nil, errNoListener
+	case !cfg.Observer && len(cfg.Voters) > 0 && !isVoter:
+		return nil, fmt.Errorf("metadata: node %d is not in --controller-quorum-voters (%v): add it, run it as a broker only (-c process.roles=broker), or check node.id",
+			cfg.NodeID, cfg.Voters)
+	case len(cfg.Voters) > 1 && cfg.Listener == nil:
 		return nil, errNoListener
 	}
 	useNet := cfg.Listener != nil && len(cfg.Voters) > 0
@@ -185,6 +203,9 @@ func open(cfg Config, opts openOptions) (_ *Store, err error) {
 		want = voterIDs(cfg.Voters)
 	}
 	timeouts := timeoutsFor(len(want))
+	if cfg.Observer {
+		timeouts = timeoutsFor(maxVoters) // always across a network
+	}
 	if opts.timeouts != nil {
 		timeouts = *opts.timeouts
 	}
@@ -238,6 +259,7 @@ func open(cfg Config, opts openOptions) (_ *Store, err error) {
 	}
 
 	id := raft.ServerID(serverAddr(cfg.NodeID))
+	f := newFSM(logger)
 	var (
 		trans   raft.Transport
 		netTr   *observingTransport
@@ -245,6 +267,17 @@ func open(cfg Config, opts openOptions) (_ *Store, err error) {
 	)
 	if useNet {
 		stream := newStreamLayer(cfg.Listener, cfg.NodeID, cfg.Voters, cfg.Dial)
+		stream.resolve = func(a raft.ServerAddress) (string, bool) {
+			n, err := strconv.ParseInt(string(a), 10, 32)
+			if err != nil {
+				return "", false
+			}
+			b, ok := f.image.Load().Brokers[int32(n)]
+			if !ok {
+				return "", false
+			}
+			return net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))), true
+		}
 		netTr = newObservingTransport(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 			Logger:          hcl.Named("net"),
 			Stream:          stream,
@@ -284,7 +317,18 @@ func open(cfg Config, opts openOptions) (_ *Store, err error) {
 	if err != nil {
 		return fail(fmt.Errorf("metadata: read raft state in %s: %w", cfg.Dir, err))
 	}
-	if !existing {
+	if cfg.Observer {
+		if existing {
+			stored, err := storedConfiguration(rc, logs, stable, snaps)
+			if err != nil {
+				return fail(fmt.Errorf("metadata: read raft configuration in %s: %w", cfg.Dir, err))
+			}
+			if err := checkStoredObserver(cfg.Dir, cfg.NodeID, stored, want); err != nil {
+				return fail(err)
+			}
+		}
+		// Nothing to bootstrap: the leader adds this node when it registers.
+	} else if !existing {
 		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, bootstrapConfiguration(want)); err != nil {
 			return fail(fmt.Errorf("metadata: bootstrap in %s: %w", cfg.Dir, err))
 		}
@@ -301,7 +345,6 @@ func open(cfg Config, opts openOptions) (_ *Store, err error) {
 		}
 	}
 
-	f := newFSM(logger)
 	r, err := raft.NewRaft(rc, f, logs, stable, snaps, trans)
 	if err != nil {
 		return fail(fmt.Errorf("metadata: start raft in %s: %w", cfg.Dir, err))
@@ -498,6 +541,9 @@ type Status struct {
 	// contact times, so Voters carries none.
 	LastLeaderContact time.Time
 	Voters            []VoterStatus // sorted by ID
+	// Observers are the non-voting members (broker-only nodes) in the
+	// raft configuration, sorted.
+	Observers []int32
 }
 
 // VoterStatus is one voter of the stored raft configuration.
@@ -529,8 +575,72 @@ func (s *Store) Status() Status {
 		for _, id := range ids {
 			st.Voters = append(st.Voters, VoterStatus{ID: id, Addr: s.peers[id]})
 		}
+		st.Observers = observerIDs(cf.Configuration())
 	}
 	return st
+}
+
+// observerIDs returns the sorted ids of a configuration's non-voters.
+func observerIDs(c raft.Configuration) []int32 {
+	var ids []int32
+	for _, sv := range c.Servers {
+		if sv.Suffrage == raft.Voter {
+			continue
+		}
+		if id, err := strconv.ParseInt(string(sv.ID), 10, 32); err == nil {
+			ids = append(ids, int32(id))
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// AddObserver adds broker nodeID to the raft configuration as a non-voter
+// (an observer, see Config.Observer), so that the leader replicates the
+// metadata log to it; the controller does this when a broker-only node
+// registers. Nothing is done for a node that is already a member (voter or
+// not). Only on the active controller (ErrNotController elsewhere). The
+// leader reaches the observer at the address it registered as a broker.
+func (s *Store) AddObserver(ctx context.Context, nodeID int32) error {
+	if !s.IsController() {
+		return ErrNotController
+	}
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return fmt.Errorf("metadata: read raft configuration: %w", err)
+	}
+	for _, sv := range cf.Configuration().Servers {
+		if sv.ID == raft.ServerID(serverAddr(nodeID)) {
+			return nil
+		}
+	}
+	if s.net == nil {
+		return fmt.Errorf("metadata: node %d cannot follow a quorum of one; start the controllers with --controller-quorum-voters", nodeID)
+	}
+	if err := s.wait(ctx, s.raft.AddNonvoter(raft.ServerID(serverAddr(nodeID)), serverAddr(nodeID), 0, 0)); err != nil {
+		return fmt.Errorf("metadata: add observer %d: %w", nodeID, err)
+	}
+	s.log.Info("metadata: observer added to the quorum's configuration", "node", nodeID)
+	return nil
+}
+
+// RemoveObserver removes non-voter nodeID from the raft configuration (its
+// broker was unregistered). Nothing is done if it is not a non-voter.
+func (s *Store) RemoveObserver(ctx context.Context, nodeID int32) error {
+	if !s.IsController() {
+		return ErrNotController
+	}
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return fmt.Errorf("metadata: read raft configuration: %w", err)
+	}
+	if !slices.Contains(observerIDs(cf.Configuration()), nodeID) {
+		return nil
+	}
+	if err := s.wait(ctx, s.raft.RemoveServer(raft.ServerID(serverAddr(nodeID)), 0, 0)); err != nil {
+		return fmt.Errorf("metadata: remove observer %d: %w", nodeID, err)
+	}
+	return nil
 }
 
 // CaughtUp reports whether this node has applied the metadata log as far as

@@ -143,7 +143,9 @@ func (pc *powerCluster) start(disks []*vfs.MemFS) error {
 				return
 			}
 			n.b = b
-			n.srv = server.New(api.New(b, log), log)
+			h := api.New(b, log)
+			b.ServeAdmin(h, api.ForwardedKeys())
+			n.srv = server.New(h, log)
 			go func() {
 				defer close(n.done)
 				n.srv.Serve(n.kafka)

@@ -76,7 +76,10 @@ type Quorum struct {
 	Term        int32   `json:"term"`
 	CommitIndex int64   `json:"commit_index"`
 	Voters      []Voter `json:"voters"`
-	Error       string  `json:"error,omitempty"`
+	// Observers are the broker-only nodes (process.roles=broker), which
+	// follow the log without voting.
+	Observers []Voter `json:"observers"`
+	Error     string  `json:"error,omitempty"`
 }
 
 // Voter is one voter of Quorum.
@@ -97,7 +100,7 @@ func describeQuorum(ctx context.Context, cl *kgo.Client) *Quorum {
 	rt.Topic = "__cluster_metadata"
 	rt.Partitions = []kmsg.DescribeQuorumRequestTopicPartition{{Partition: 0}}
 	req.Topics = []kmsg.DescribeQuorumRequestTopic{rt}
-	q := &Quorum{Voters: []Voter{}}
+	q := &Quorum{Voters: []Voter{}, Observers: []Voter{}}
 	resp, err := req.RequestWith(ctx, cl)
 	switch {
 	case err != nil:
@@ -117,7 +120,7 @@ func describeQuorum(ctx context.Context, cl *kgo.Client) *Quorum {
 	}
 	q.Leader, q.Term, q.CommitIndex = p.LeaderID, p.LeaderEpoch, p.HighWatermark
 	now := time.Now().UnixMilli()
-	for _, v := range p.CurrentVoters {
+	member := func(v kmsg.DescribeQuorumResponseTopicPartitionReplicaState) Voter {
 		vv := Voter{ID: v.ReplicaID, Applied: v.LogEndOffset, Lag: -1, SinceMs: -1}
 		if v.LogEndOffset >= 0 {
 			vv.Lag = max(p.HighWatermark-v.LogEndOffset, 0)
@@ -125,9 +128,16 @@ func describeQuorum(ctx context.Context, cl *kgo.Client) *Quorum {
 		if v.LastFetchTimestamp >= 0 {
 			vv.SinceMs = max(now-v.LastFetchTimestamp, 0)
 		}
-		q.Voters = append(q.Voters, vv)
+		return vv
+	}
+	for _, v := range p.CurrentVoters {
+		q.Voters = append(q.Voters, member(v))
+	}
+	for _, v := range p.Observers {
+		q.Observers = append(q.Observers, member(v))
 	}
 	sort.Slice(q.Voters, func(i, j int) bool { return q.Voters[i].ID < q.Voters[j].ID })
+	sort.Slice(q.Observers, func(i, j int) bool { return q.Observers[i].ID < q.Observers[j].ID })
 	return q
 }
 
@@ -293,19 +303,28 @@ func printInfo(o InfoOptions, info Info) error {
 			fmt.Fprintf(w, "unknown: %s\n", q.Error)
 		} else {
 			fmt.Fprintf(w, "leader %d, term %d, commit index %d\n", q.Leader, q.Term, q.CommitIndex)
-			rows := [][]string{}
-			for _, v := range q.Voters {
-				applied, lag, since := "-", "-", "-"
-				if v.Applied >= 0 {
-					applied, lag = fmt.Sprint(v.Applied), fmt.Sprint(v.Lag)
+			rowsOf := func(vs []Voter) [][]string {
+				rows := [][]string{}
+				for _, v := range vs {
+					applied, lag, since := "-", "-", "-"
+					if v.Applied >= 0 {
+						applied, lag = fmt.Sprint(v.Applied), fmt.Sprint(v.Lag)
+					}
+					if v.SinceMs >= 0 {
+						since = fmt.Sprintf("%dms ago", v.SinceMs)
+					}
+					rows = append(rows, []string{fmt.Sprint(v.ID), applied, lag, since})
 				}
-				if v.SinceMs >= 0 {
-					since = fmt.Sprintf("%dms ago", v.SinceMs)
-				}
-				rows = append(rows, []string{fmt.Sprint(v.ID), applied, lag, since})
+				return rows
 			}
-			if err := clientopts.Table(w, []string{"VOTER", "APPLIED", "LAG", "LAST-HEARTBEAT"}, rows); err != nil {
+			if err := clientopts.Table(w, []string{"VOTER", "APPLIED", "LAG", "LAST-HEARTBEAT"}, rowsOf(q.Voters)); err != nil {
 				return err
+			}
+			if len(q.Observers) > 0 {
+				fmt.Fprintln(w)
+				if err := clientopts.Table(w, []string{"OBSERVER", "APPLIED", "LAG", "LAST-HEARTBEAT"}, rowsOf(q.Observers)); err != nil {
+					return err
+				}
 			}
 		}
 	}

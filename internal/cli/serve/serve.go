@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -109,22 +110,36 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is another broker running there? pick another with --listen)", o.Listen, err)
+	roles, _ := config.Broker{Static: set.static}.Value("process.roles") // validated by resolve
+	isBroker, isController := strings.Contains(roles, "broker"), strings.Contains(roles, "controller")
+	if !isBroker && (o.AdvertisedAddress != "") {
+		return fmt.Errorf("--advertised-address: a controller-only node (process.roles=controller) has no client listener to advertise")
 	}
-	defer ln.Close()
-	adv := o.AdvertisedAddress
-	if adv == "" {
-		adv = ln.Addr().String()
-	}
-	host, portStr, err := net.SplitHostPort(adv)
-	if err != nil {
-		return fmt.Errorf("--advertised-address %q: want host:port", adv)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port <= 0 || port > 65535 {
-		return fmt.Errorf("--advertised-address %q: bad port", adv)
+	// The Kafka listener (a controller-only node has none: clients and
+	// brokers reach it on --controller-listen only).
+	var (
+		ln   net.Listener
+		host string
+		port int
+		adv  string
+	)
+	if isBroker {
+		if ln, err = net.Listen("tcp", o.Listen); err != nil {
+			return fmt.Errorf("listen on %s: %w (is another broker running there? pick another with --listen)", o.Listen, err)
+		}
+		defer ln.Close()
+		adv = o.AdvertisedAddress
+		if adv == "" {
+			adv = ln.Addr().String()
+		}
+		var portStr string
+		if host, portStr, err = net.SplitHostPort(adv); err != nil {
+			return fmt.Errorf("--advertised-address %q: want host:port", adv)
+		}
+		port, err = strconv.Atoi(portStr)
+		if err != nil || port <= 0 || port > 65535 {
+			return fmt.Errorf("--advertised-address %q: bad port", adv)
+		}
 	}
 	httpLn, err := net.Listen("tcp", o.HTTPListen)
 	if err != nil {
@@ -148,19 +163,33 @@ func Run(ctx context.Context, o Options) error {
 		Static: set.static, Logger: logger, OnFsync: metrics.Fsync,
 		RetentionCheckInterval: set.retentionCheck,
 	}
+	kafkaLn := ln // what the Kafka protocol server accepts on
 	if o.Voters != "" {
 		if bcfg.Voters, err = metadata.ParseVoters(o.Voters); err != nil {
 			return fmt.Errorf("--controller-quorum-voters: %w", err)
 		}
-		if o.ControllerListen == "" {
-			return fmt.Errorf("--controller-quorum-voters needs --controller-listen: the host:port where this node's controller listener takes the other voters' connections")
+		if isController {
+			if o.ControllerListen == "" {
+				return fmt.Errorf("--controller-quorum-voters needs --controller-listen: the host:port where this node's controller listener takes the other voters' connections")
+			}
+			cln, err := net.Listen("tcp", o.ControllerListen)
+			if err != nil {
+				return fmt.Errorf("listen on %s for the controller: %w (pick another with --controller-listen)", o.ControllerListen, err)
+			}
+			bcfg.ControllerMux = netmux.New(cln, logger)
+			bcfg.LocalAddr = localAddr(cln.Addr())
+		} else if o.ControllerListen != "" {
+			return fmt.Errorf("--controller-listen: a broker-only node (process.roles=broker) has no controller listener; the controllers send it the metadata log on --listen")
 		}
-		cln, err := net.Listen("tcp", o.ControllerListen)
-		if err != nil {
-			return fmt.Errorf("listen on %s for the controller: %w (pick another with --controller-listen)", o.ControllerListen, err)
+		if isBroker {
+			bcfg.LocalAddr = localAddr(ln.Addr())
 		}
-		bcfg.ControllerMux = netmux.New(cln, logger)
-		bcfg.LocalAddr = localAddr(ln.Addr())
+		if !isController {
+			// The quorum's leader sends this observer the metadata log
+			// on its Kafka listener.
+			bcfg.BrokerMux = netmux.New(ln, logger)
+			kafkaLn = bcfg.BrokerMux.Kafka()
+		}
 	} else if o.ControllerListen != "" {
 		return fmt.Errorf("--controller-listen needs --controller-quorum-voters (without both, the node is a single-node cluster)")
 	}
@@ -172,20 +201,29 @@ func Run(ctx context.Context, o Options) error {
 	close(ready)
 	handler := api.New(b, logger)
 	handler.SetObserver(metrics)
-	srv := server.New(handler, logger)
-	srv.SetObserver(metrics)
-	srv.SetQueuedMaxRequestBytes(set.queued)
-	srv.SetLimits(set.limits)
-	logger.Info("sluice serving", "kafka", ln.Addr().String(), "advertised", adv, "http", httpLn.Addr().String(),
-		"data_dir", dataDir, "node_id", o.NodeID)
+	b.ServeAdmin(handler, api.ForwardedKeys())
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	var srv *server.Server
+	if isBroker {
+		srv = server.New(handler, logger)
+		srv.SetObserver(metrics)
+		srv.SetQueuedMaxRequestBytes(set.queued)
+		srv.SetLimits(set.limits)
+		logger.Info("sluice serving", "kafka", ln.Addr().String(), "advertised", adv, "http", httpLn.Addr().String(),
+			"data_dir", dataDir, "node_id", o.NodeID, "roles", roles)
+		go func() { errc <- srv.Serve(kafkaLn) }()
+	} else {
+		logger.Info("sluice serving as a controller only", "controller", o.ControllerListen, "http", httpLn.Addr().String(),
+			"data_dir", dataDir, "node_id", o.NodeID)
+	}
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
 	logger.Info("shutting down")
-	srv.Close()
+	if srv != nil {
+		srv.Close()
+	}
 	if cerr := b.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("clean shutdown: %w", cerr))
 	}
@@ -245,6 +283,9 @@ func resolve(ctx context.Context, o Options, dataDir string) (settings, error) {
 	}
 	if id := integer("broker.id"); id != -1 && id != int64(o.NodeID) {
 		return set, fmt.Errorf("-c broker.id=%d: broker.id must be -1 or equal node.id, %d (--node-id)", id, o.NodeID)
+	}
+	if roles := config.ListElems(value("process.roles")); !slices.Equal(roles, []string{"broker", "controller"}) && o.Voters == "" {
+		return set, fmt.Errorf("-c process.roles=%s needs --controller-quorum-voters: a node with one role is part of a cluster whose other nodes have the other role (without voters, a node is a single-node cluster with both)", value("process.roles"))
 	}
 	if v, ok := set.static["log.dirs"]; ok {
 		if err := checkLogDirs(v, dataDir); err != nil {

@@ -122,7 +122,7 @@ var brokerConfigDecisions = map[string]decision{
 	"producer.id.expiration.check.interval.ms":                    {"1000", actedOn, nil}, // broker
 	"producer.id.expiration.ms":                                   {"1000", actedOn, nil},
 	"queued.max.request.bytes":                                    {"209715200", wired, func(s settings) bool { return s.queued == 200<<20 }},
-	"process.roles":                                               {"controller", refused, nil},
+	"process.roles":                                               {"controller", refused, nil},                                               // without --controller-quorum-voters; see TestRunDedicatedRoles
 	"replica.selector.class":                                      {"org.apache.kafka.common.replica.RackAwareReplicaSelector", actedOn, nil}, // api: fetch
 	"replica.fetch.max.bytes":                                     {"65536", actedOn, nil},                                                    // broker: replica fetcher
 	"replica.fetch.min.bytes":                                     {"2", actedOn, nil},
@@ -161,7 +161,7 @@ func TestEveryBrokerConfigIsDecided(t *testing.T) {
 		if !d.NullDefault && dec.value == d.Default {
 			t.Errorf("%s: the test value %q is the default", d.Name, dec.value)
 		}
-		if (d.Unsupported != "") != (dec.does == refused && d.Name != "broker.id" && d.Name != "node.id" && d.Name != "log.dirs") {
+		if (d.Unsupported != "") != (dec.does == refused && d.Name != "broker.id" && d.Name != "node.id" && d.Name != "log.dirs" && d.Name != "process.roles") {
 			t.Errorf("%s: Unsupported %q does not match the decision %d", d.Name, d.Unsupported, dec.does)
 		}
 		o := Options{NodeID: 1, Configs: []string{d.Name + "=" + dec.value}}

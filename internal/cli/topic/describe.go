@@ -112,16 +112,19 @@ func describe(ctx context.Context, adm *kadm.Client, topic string) (*DescribedTo
 	if td.Err != nil {
 		return nil, fmt.Errorf("describe %s: %w", topic, td.Err)
 	}
+	// A broker that is down (not yet fenced) or just gone does not
+	// answer: the offsets of what it leads and the sizes of its replicas
+	// are unknown (each such partition says so), the rest is shown.
 	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err != nil {
+	if err = partialOK(err); err != nil {
 		return nil, fmt.Errorf("log start offsets of %s: %w", topic, err)
 	}
 	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
+	if err = partialOK(err); err != nil {
 		return nil, fmt.Errorf("log end offsets of %s: %w", topic, err)
 	}
 	dirs, err := adm.DescribeAllLogDirs(ctx, tds.TopicsSet())
-	if err != nil {
+	if err = partialOK(err); err != nil {
 		return nil, fmt.Errorf("log dirs of %s: %w", topic, err)
 	}
 	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
@@ -161,6 +164,8 @@ func describe(ctx context.Context, adm *kadm.Client, topic string) (*DescribedTo
 			} else {
 				p.LogEndOffset = lo.Offset
 			}
+		} else if pd.Err == nil {
+			perrs = append(perrs, fmt.Errorf("its leader, broker %d, did not answer", pd.Leader))
 		}
 		p.SizeBytes = partitionSize(dirs, topic, pd)
 		p.StorageError = storageError(dirs, topic, pd)
@@ -179,6 +184,16 @@ func describe(ctx context.Context, adm *kadm.Client, topic string) (*DescribedTo
 		d.Configs = append(d.Configs, DescribedConfig{Key: c.Key, Value: c.Value, Source: c.Source.String(), Sensitive: c.Sensitive})
 	}
 	return d, nil
+}
+
+// partialOK drops a sharded request's error when only some brokers
+// failed (their part of the answer is missing); other errors stay.
+func partialOK(err error) error {
+	var se *kadm.ShardErrors
+	if errors.As(err, &se) && !se.AllFailed {
+		return nil
+	}
+	return err
 }
 
 // partitionSize is the size of the leader's replica, else the largest

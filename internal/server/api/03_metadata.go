@@ -49,7 +49,7 @@ func (h *Handler) metadata(ctx context.Context, r *kmsg.MetadataRequest) kmsg.Re
 	}
 	cluster := img.ClusterID
 	resp.ClusterID = &cluster
-	resp.ControllerID = img.ControllerID
+	resp.ControllerID = h.controllerForClients(img)
 	resp.AuthorizedOperations = noAuthorizedOperations
 
 	all := r.Topics == nil || r.Version == 0 && len(r.Topics) == 0
@@ -150,4 +150,19 @@ func topicMetadata(t *metadata.Topic, version int16, offline func(topic string, 
 		mt.Partitions = append(mt.Partitions, mp)
 	}
 	return mt
+}
+
+// controllerForClients is the controller id told to clients: the active
+// controller when it is a broker they can reach, else this broker, which
+// forwards the admin requests clients send "the controller" (Kafka's KRaft
+// brokers name a live broker too, since clients cannot reach a dedicated
+// controller).
+func (h *Handler) controllerForClients(img *metadata.Image) int32 {
+	if b, ok := img.Brokers[img.ControllerID]; ok && !b.Fenced {
+		return img.ControllerID
+	}
+	if img.ControllerID < 0 {
+		return -1
+	}
+	return h.b.NodeID()
 }

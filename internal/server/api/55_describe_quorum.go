@@ -6,6 +6,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/controller"
 )
 
 // clusterMetadataPartition is the metadata quorum's log as Kafka names it.
@@ -40,7 +42,7 @@ func (h *Handler) describeQuorum(r *kmsg.DescribeQuorumRequest) kmsg.Response {
 			}
 			sp.LeaderID, sp.LeaderEpoch, sp.HighWatermark = st.NodeID, int32(st.Term), int64(st.CommitIndex)
 			if c := h.b.Controller(); c != nil {
-				for _, v := range c.Voters() {
+				state := func(v controller.VoterState) kmsg.DescribeQuorumResponseTopicPartitionReplicaState {
 					rs := kmsg.NewDescribeQuorumResponseTopicPartitionReplicaState()
 					rs.ReplicaID, rs.LogEndOffset = v.ID, v.AppliedIndex
 					rs.LastFetchTimestamp, rs.LastCaughtUpTimestamp = -1, -1
@@ -50,7 +52,14 @@ func (h *Handler) describeQuorum(r *kmsg.DescribeQuorumRequest) kmsg.Response {
 							rs.LastCaughtUpTimestamp = rs.LastFetchTimestamp
 						}
 					}
-					sp.CurrentVoters = append(sp.CurrentVoters, rs)
+					return rs
+				}
+				for _, v := range c.Voters() {
+					sp.CurrentVoters = append(sp.CurrentVoters, state(v))
+				}
+				// Broker-only nodes follow the log without voting.
+				for _, v := range c.Observers() {
+					sp.Observers = append(sp.Observers, state(v))
 				}
 			} else {
 				rs := kmsg.NewDescribeQuorumResponseTopicPartitionReplicaState()

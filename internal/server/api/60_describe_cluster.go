@@ -41,7 +41,7 @@ func (h *Handler) describeCluster(r *kmsg.DescribeClusterRequest) *kmsg.Describe
 	}
 	img := h.b.Image()
 	resp.ClusterID = img.ClusterID
-	resp.ControllerID = img.ControllerID
+	resp.ControllerID = h.controllerForClients(img)
 	ids := make([]int32, 0, len(img.Brokers))
 	for id := range img.Brokers {
 		ids = append(ids, id)

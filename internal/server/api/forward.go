@@ -2,10 +2,13 @@ package api
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-io/sluice/internal/broker"
 	"github.com/sluice-io/sluice/internal/server"
 )
 
@@ -23,6 +26,16 @@ var forwardedKeys = map[int16]bool{
 	55: true, // DescribeQuorum
 }
 
+// ForwardedKeys returns the admin API keys that brokers forward to the
+// active controller, for the controller listener to answer with this
+// package's handler (broker.ServeAdmin).
+func ForwardedKeys() map[int16]bool { return maps.Clone(forwardedKeys) }
+
+// selfLeaderWait bounds how long a node that raft has just elected waits
+// to become the active controller (a barrier and one record) before it
+// handles an admin request.
+const selfLeaderWait = 5 * time.Second
+
 // forwardTimeout bounds a forwarded request when the request itself has no
 // timeout of its own.
 const forwardTimeout = 60 * time.Second
@@ -30,13 +43,29 @@ const forwardTimeout = 60 * time.Second
 // forward sends req to the active controller if it must run there and this
 // node is not it; it reports whether it did (and will reply).
 func (h *Handler) forward(ctx context.Context, req *server.Request, reply func(server.Reply)) bool {
-	if !forwardedKeys[req.Key] || !h.b.Clustered() || h.b.Meta().IsController() {
+	if !forwardedKeys[req.Key] || !h.b.Clustered() {
+		return false
+	}
+	meta := h.b.Meta()
+	if id, ok := meta.Leader(); ok && id == h.b.NodeID() && !meta.IsController() {
+		// Just elected, still announcing itself: wait (briefly) rather
+		// than forward to itself, which would queue behind its own
+		// request on the one connection it keeps to each address.
+		wctx, cancel := context.WithTimeout(ctx, selfLeaderWait)
+		meta.WaitReady(wctx)
+		cancel()
+	}
+	if meta.IsController() {
 		return false
 	}
 	go func() {
 		fctx, cancel := context.WithTimeout(ctx, forwardTimeout)
 		defer cancel()
 		resp, err := h.b.Forward(fctx, req.Msg)
+		if errors.Is(err, broker.ErrNowController) {
+			h.Handle(ctx, req, reply)
+			return
+		}
 		if err != nil {
 			// The client sees a broken connection and retries, finding
 			// the controller again (as after any network failure).

@@ -487,7 +487,7 @@ func runFailover(ctx context.Context, args []string) error {
 		}
 	}
 	res := failoverResult{Op: "failover", Topic: *topic, Partition: p, KilledNode: killNode, KilledPid: pid,
-		KilledController: md.Controller == killNode, NewLeader: -1, LeaderVisibleMs: -1}
+		KilledController: quorumLeader(ctx, *brokers) == killNode, NewLeader: -1, LeaderVisibleMs: -1}
 	// Metadata during the round comes from one surviving broker, asked
 	// directly (a client's "any broker" may be the dead one).
 	ask := int32(-1)
@@ -702,4 +702,25 @@ func runProduceLoop(ctx context.Context, args []string) error {
 	gap, _ := maxAckGap(acks, start)
 	res.MaxAckGapMs = ms(gap)
 	return printJSON(res)
+}
+
+// quorumLeader is the metadata quorum's leader, the active controller, from
+// DescribeQuorum (Metadata's controller id names a broker, which with
+// dedicated controllers is not the controller); -1 if unknown.
+func quorumLeader(ctx context.Context, brokers string) int32 {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	if err != nil {
+		return -1
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrDescribeQuorumRequest()
+	rt := kmsg.NewDescribeQuorumRequestTopic()
+	rt.Topic = "__cluster_metadata"
+	rt.Partitions = []kmsg.DescribeQuorumRequestTopicPartition{{Partition: 0}}
+	req.Topics = []kmsg.DescribeQuorumRequestTopic{rt}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+		return -1
+	}
+	return resp.Topics[0].Partitions[0].LeaderID
 }
