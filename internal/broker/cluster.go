@@ -82,8 +82,9 @@ func (b *Broker) IsBroker() bool { return b.roles.broker }
 // quorum's leader) and serves the controller listener's Kafka protocol.
 func (b *Broker) startController() {
 	b.ctrl = controller.New(controller.Config{
-		Meta:           b.meta,
-		SessionTimeout: time.Duration(b.brokerInt("broker.session.timeout.ms")) * time.Millisecond,
+		Meta:              b.meta,
+		SessionTimeout:    time.Duration(b.brokerInt("broker.session.timeout.ms")) * time.Millisecond,
+		HeartbeatInterval: time.Duration(b.brokerInt("broker.heartbeat.interval.ms")) * time.Millisecond,
 		Unclean: func(t *metadata.Topic) bool {
 			tc, err := b.TopicConfig(t)
 			return err == nil && tc.UncleanLeaderElectionEnable
@@ -312,4 +313,7 @@ func (b *Broker) Halt() {
 	b.cancel()
 	b.wg.Wait()
 	b.stopFetchers()
+	if b.link != nil {
+		b.link.close() // a dead process's connections close
+	}
 }

@@ -53,6 +53,10 @@ type Config struct {
 	// SessionTimeout is broker.session.timeout.ms: a broker that has not
 	// heartbeated for this long is fenced and its leaderships move.
 	SessionTimeout time.Duration
+	// HeartbeatInterval is broker.heartbeat.interval.ms, how often live
+	// brokers heartbeat: a broker whose connection closed is fenced after
+	// a few of them without one (0: half a session).
+	HeartbeatInterval time.Duration
 	// Unclean says whether unclean.leader.election.enable holds for a
 	// topic (its own config, else the broker default). nil: never.
 	Unclean func(t *metadata.Topic) bool
@@ -82,9 +86,44 @@ type Controller struct {
 	lastSeen map[int32]time.Time
 	// reported is the last metadata offset each broker's heartbeat
 	// reported (DescribeQuorum shows a voter's lag with it).
-	reported  map[int32]uint64
-	wasActive bool
-	lastCheck time.Time // the last liveness check (fenceExpired)
+	reported map[int32]uint64
+	// lost is when a broker's connection to this controller closed, or,
+	// for the previous active controller, when this one took over: a
+	// process that died closes its connections at once (the kernel does),
+	// while a live broker redials and heartbeats within an interval. A
+	// broker silent for lostGrace after that is fenced without waiting
+	// for its whole session (see fenceExpired). Cleared by a heartbeat.
+	lost map[int32]time.Time
+	// prevController is the active controller as this node last saw it
+	// while it was not active itself (-1: none).
+	prevController int32
+	wasActive      bool
+	lastCheck      time.Time // the last liveness check (fenceExpired)
+}
+
+// A broker whose connection closed (or that was the previous active
+// controller) is fenced once it has been silent for lostGraceHeartbeats
+// heartbeat intervals (broker.heartbeat.interval.ms), at most half a
+// session, unless it heartbeats again: time to redial and heartbeat.
+const lostGraceHeartbeats = 4
+
+// lostGrace is how long a broker whose connection closed may stay silent.
+func (c *Controller) lostGrace() time.Duration {
+	g := c.cfg.SessionTimeout / 2
+	if c.cfg.HeartbeatInterval > 0 {
+		g = min(g, lostGraceHeartbeats*c.cfg.HeartbeatInterval)
+	}
+	return g
+}
+
+// ConnectionClosed tells the controller that broker id's connection to it
+// closed (the controller listener's handler sees it).
+func (c *Controller) ConnectionClosed(id int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wasActive {
+		c.lost[id] = c.cfg.Now()
+	}
 }
 
 // New returns a controller over cfg.Meta; Run drives its timers.
@@ -98,7 +137,8 @@ func New(cfg Config) *Controller {
 	if cfg.Unclean == nil {
 		cfg.Unclean = func(*metadata.Topic) bool { return false }
 	}
-	return &Controller{cfg: cfg, meta: cfg.Meta, log: cfg.Logger, lastSeen: map[int32]time.Time{}, reported: map[int32]uint64{}}
+	return &Controller{cfg: cfg, meta: cfg.Meta, log: cfg.Logger, lastSeen: map[int32]time.Time{}, reported: map[int32]uint64{},
+		lost: map[int32]time.Time{}, prevController: -1}
 }
 
 // SetRebalance sets Config.Rebalance; call before Run.
@@ -107,7 +147,7 @@ func (c *Controller) SetRebalance(every time.Duration) { c.cfg.Rebalance = every
 // Run checks brokers' sessions and elects leaders for leaderless
 // partitions until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	every := max(c.cfg.SessionTimeout/livenessCheckDivisor, 10*time.Millisecond)
+	every := max(min(c.cfg.SessionTimeout/livenessCheckDivisor, c.lostGrace()/2), 10*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var rebalance <-chan time.Time
@@ -145,14 +185,25 @@ func (c *Controller) Run(ctx context.Context) {
 // the brokers' sessions when it just became so.
 func (c *Controller) active() bool {
 	now := c.meta.IsController()
+	img := c.meta.Image()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if now && !c.wasActive {
 		start := c.cfg.Now()
 		clear(c.lastSeen)
-		for id := range c.meta.Image().Brokers {
+		clear(c.lost)
+		for id := range img.Brokers {
 			c.lastSeen[id] = start
 		}
+		// The previous controller most likely died (or was cut off):
+		// that is why this node was elected. Alive, it heartbeats here
+		// as soon as it learns of the new leader.
+		if prev := c.prevController; prev >= 0 && prev != img.ControllerID {
+			c.lost[prev] = start
+		}
+	}
+	if !now {
+		c.prevController = img.ControllerID
 	}
 	c.wasActive = now
 	return now
@@ -301,8 +352,10 @@ func (c *Controller) fenceExpired(ctx context.Context) error {
 		}
 	}
 	c.lastCheck = now
+	grace := c.lostGrace()
 	for id, b := range img.Brokers {
 		if b.Fenced {
+			delete(c.lost, id)
 			continue
 		}
 		last, ok := c.lastSeen[id]
@@ -310,14 +363,19 @@ func (c *Controller) fenceExpired(ctx context.Context) error {
 			c.lastSeen[id] = now
 			continue
 		}
-		if now.Sub(last) > c.cfg.SessionTimeout {
+		lostAt, lost := c.lost[id]
+		if lost && last.After(lostAt) {
+			delete(c.lost, id) // it heartbeated since
+			lost = false
+		}
+		if now.Sub(last) > c.cfg.SessionTimeout || lost && now.Sub(lostAt) > grace {
 			expired = append(expired, b)
 		}
 	}
 	c.mu.Unlock()
 	var errs []error
 	for _, b := range expired {
-		c.log.Warn("broker missed its heartbeats: fencing it and moving its leaderships", "broker", b.NodeID,
+		c.log.Warn("broker missed its heartbeats (or its connection closed and it did not come back): fencing it and moving its leaderships", "broker", b.NodeID,
 			"session_timeout", c.cfg.SessionTimeout)
 		if err := c.fence(ctx, b.NodeID, b.Epoch); err != nil {
 			errs = append(errs, err)

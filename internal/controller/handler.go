@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sort"
+	"sync"
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -32,6 +33,9 @@ type Handler struct {
 	c      *Controller
 	logger *slog.Logger
 	admin  atomic.Pointer[adminHandler]
+	// conns are the connections brokers heartbeat on (their contexts),
+	// watched for closing (Controller.ConnectionClosed).
+	conns sync.Map // context.Context -> struct{}
 }
 
 // adminHandler answers the forwarded admin requests.
@@ -113,6 +117,7 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 	case *kmsg.BrokerRegistrationRequest:
 		go func() { answer(h.register(ctx, m)) }()
 	case *kmsg.BrokerHeartbeatRequest:
+		h.watchConn(ctx, m.BrokerID)
 		go func() { answer(h.heartbeat(ctx, m)) }()
 	case *kmsg.AlterPartitionRequest:
 		go func() { answer(h.alterPartition(ctx, m)) }()
@@ -125,6 +130,18 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 		}
 		reply(server.Reply{Close: true})
 	}
+}
+
+// watchConn tells the controller when the connection that ctx belongs to
+// (one a broker heartbeats on) closes.
+func (h *Handler) watchConn(ctx context.Context, broker int32) {
+	if _, loaded := h.conns.LoadOrStore(ctx, struct{}{}); loaded {
+		return
+	}
+	context.AfterFunc(ctx, func() {
+		h.conns.Delete(ctx)
+		h.c.ConnectionClosed(broker)
+	})
 }
 
 // IncarnationString is how a broker's incarnation id is kept in the
