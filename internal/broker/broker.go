@@ -141,6 +141,10 @@ type Broker struct {
 	// isrShrinks and isrExpands count the ISR changes this broker's
 	// leaderships made (metrics).
 	isrShrinks, isrExpands atomic.Uint64
+	// leaderQuota and followerQuota measure the throttled replication
+	// this broker sends as a leader and fetches as a follower (KIP-73,
+	// throttle.go); their zero values are ready, so Open sets nothing.
+	leaderQuota, followerQuota replicationQuota
 
 	recovery map[TopicPartition]int64 // from the checkpoint at start
 	logStart map[TopicPartition]int64

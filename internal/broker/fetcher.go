@@ -152,11 +152,12 @@ func (f *fetcher) run(ctx context.Context) {
 		}
 	}
 	for ctx.Err() == nil {
-		req, parts, paused := f.request()
+		round := f.request()
+		req := round.req
 		if req == nil {
 			wait := time.Hour // until the set changes
-			if paused {
-				wait = fetchBackoff
+			if round.retry > 0 {
+				wait = round.retry
 			}
 			if !sleep(wait) {
 				return
@@ -192,7 +193,7 @@ func (f *fetcher) run(ctx context.Context) {
 			}
 			continue
 		}
-		if f.handle(resp.(*kmsg.FetchResponse), parts) {
+		if f.handle(resp.(*kmsg.FetchResponse), round) {
 			sleep(fetchBackoff)
 		}
 	}
@@ -210,10 +211,26 @@ func (f *fetcher) dial(ctx context.Context) (*kclient.Conn, error) {
 		kclient.Options{ClientID: fmt.Sprintf("sluice-replica-fetcher-%d", f.b.cfg.NodeID), LocalAddr: f.b.cfg.LocalAddr})
 }
 
+// fetchRound is one fetch of a fetcher: the request and what it names.
+type fetchRound struct {
+	req   *kmsg.FetchRequest // nil: nothing to fetch now
+	parts map[TopicPartition]*followed
+	// throttled are the partitions of parts that this broker throttles
+	// as their follower: their bytes count against
+	// follower.replication.throttled.rate.
+	throttled map[TopicPartition]bool
+	// retry, when req is nil, is how long until a partition left out
+	// (paused after an error, or held back by the follower's throttle)
+	// may be fetched; 0: none was left out.
+	retry time.Duration
+}
+
 // request builds the next fetch of every followed partition that is not
-// paused, and returns the partitions it names (and, when it names none,
-// whether some are paused).
-func (f *fetcher) request() (*kmsg.FetchRequest, map[TopicPartition]*followed, bool) {
+// paused, nor held back by the follower's throttle (KIP-73: while
+// follower.replication.throttled.rate is exceeded, the partitions that
+// follower.replication.throttled.replicas lists for this broker are left
+// out, as Kafka's ReplicaFetcherThread does).
+func (f *fetcher) request() fetchRound {
 	b := f.b
 	now := time.Now()
 	f.mu.Lock()
@@ -225,8 +242,24 @@ func (f *fetcher) request() (*kmsg.FetchRequest, map[TopicPartition]*followed, b
 	}
 	paused := len(parts) < len(f.parts)
 	f.mu.Unlock()
+	var retry time.Duration
+	if paused {
+		retry = fetchBackoff
+	}
+	throttled := b.followerThrottled(b.meta.Image(), parts)
+	if len(throttled) > 0 && b.followerQuotaExceeded() {
+		for tp := range throttled {
+			delete(parts, tp)
+		}
+		throttled = nil
+		// The soonest a left-out partition may go: when the rate falls
+		// to its bound, or a paused one's backoff ends.
+		if d := b.followerQuotaDelay(); retry == 0 || d < retry {
+			retry = d
+		}
+	}
 	if len(parts) == 0 {
-		return nil, nil, paused
+		return fetchRound{retry: retry}
 	}
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = b.cfg.NodeID
@@ -255,17 +288,22 @@ func (f *fetcher) request() (*kmsg.FetchRequest, map[TopicPartition]*followed, b
 		rp.PartitionMaxBytes = partMax
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
 	}
-	return req, parts, false
+	return fetchRound{req: req, parts: parts, throttled: throttled}
 }
 
 // handle applies a fetch response; it reports whether the fetcher should
-// pause before the next fetch (the whole response was refused).
-func (f *fetcher) handle(resp *kmsg.FetchResponse, parts map[TopicPartition]*followed) (pause bool) {
+// pause before the next fetch (the whole response was refused). The bytes
+// of the throttled partitions it carries count against the follower's
+// quota, whether or not they can be applied: they were fetched.
+func (f *fetcher) handle(resp *kmsg.FetchResponse, round fetchRound) (pause bool) {
 	b := f.b
 	if resp.ErrorCode != 0 {
 		b.logger.Debug("replica fetch refused", "leader", f.leader, "err", kerr.ErrorForCode(resp.ErrorCode))
 		return true
 	}
+	parts := round.parts
+	var throttledBytes int64
+	defer func() { b.recordFollowerReplication(throttledBytes) }()
 	durable := b.flushPolicy() == config.FlushPolicyAcksAll
 	img := b.meta.Image()
 	for _, rt := range resp.Topics {
@@ -278,6 +316,9 @@ func (f *fetcher) handle(resp *kmsg.FetchResponse, parts map[TopicPartition]*fol
 			fp := parts[tp]
 			if fp == nil {
 				continue
+			}
+			if round.throttled[tp] {
+				throttledBytes += int64(len(sp.RecordBatches))
 			}
 			f.mu.Lock()
 			current := f.parts[tp] == fp

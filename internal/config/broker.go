@@ -104,6 +104,14 @@ var brokerDefs = []Def{
 		Unsupported: "a fetch response holds at most Kafka's default, 57671680 bytes; changing it is not supported yet",
 	},
 	{
+		// KIP-73; Kafka sets it per broker or cluster-wide, Sluice
+		// cluster-wide (or statically on one node).
+		Name: "follower.replication.throttled.rate", Type: TypeLong, Default: maxLong,
+		Doc: "Most bytes per second this broker, as a follower, fetches for the replicas that topics list in follower.replication.throttled.replicas, all of them together (KIP-73); while it is exceeded the follower leaves those partitions out of its fetches. " +
+			"The default, 9223372036854775807, is unthrottled; Kafka advises at least 1 MB/s for an accurate throttle.",
+		Validate: atLeast(1),
+	},
+	{
 		Name: "group.consumer.heartbeat.interval.ms", Type: TypeInt, Default: "5000", ReadOnly: true,
 		Doc:      "Heartbeat interval the coordinator gives members of consumer groups (KIP-848).",
 		Validate: atLeast(1),
@@ -139,6 +147,14 @@ var brokerDefs = []Def{
 		Name: "leader.imbalance.per.broker.percentage", Type: TypeInt, Default: "10", ReadOnly: true,
 		Doc:      "The share (percent) of a broker's preferred partitions led elsewhere above which the controller moves them back.",
 		Validate: between(0, 100),
+	},
+	{
+		// KIP-73; Kafka sets it per broker or cluster-wide, Sluice
+		// cluster-wide (or statically on one node).
+		Name: "leader.replication.throttled.rate", Type: TypeLong, Default: maxLong,
+		Doc: "Most bytes per second this broker, as a leader, sends to followers for the replicas that topics list in leader.replication.throttled.replicas, all of them together (KIP-73); while it is exceeded those partitions are answered without records. " +
+			"The default, 9223372036854775807, is unthrottled; Kafka advises at least 1 MB/s for an accurate throttle.",
+		Validate: atLeast(1),
 	},
 	{
 		Name: "log.cleaner.backoff.ms", Type: TypeLong, Default: "15000",

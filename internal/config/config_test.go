@@ -748,3 +748,28 @@ func TestTopicConfigErrors(t *testing.T) {
 		t.Errorf("bad dynamic broker value: %v", err)
 	}
 }
+
+// TestReplicationThrottledRates: KIP-73's two rates are dynamic LONG broker
+// configs, unthrottled (Long.MAX_VALUE) by default and at least 1.
+func TestReplicationThrottledRates(t *testing.T) {
+	for _, name := range []string{"leader.replication.throttled.rate", "follower.replication.throttled.rate"} {
+		d, ok := BrokerDef(name)
+		if !ok || d.ReadOnly || d.Type != TypeLong || d.Default != "9223372036854775807" || d.Unsupported != "" {
+			t.Errorf("%s: %+v (found %v); want a dynamic LONG defaulting to Long.MAX_VALUE", name, d, ok)
+			continue
+		}
+		if v, src := (Broker{}).Value(name); v != d.Default || src != SourceDefault {
+			t.Errorf("%s unset: %q from %v", name, v, src)
+		}
+		if v, _ := (Broker{Static: map[string]string{name: "5"}, Dynamic: map[string]string{name: "1048576"}}).Value(name); v != "1048576" {
+			t.Errorf("%s: the dynamic value does not override the static one: %q", name, v)
+		}
+		for v, ok := range map[string]bool{"1": true, "1048576": true, d.Default: true, "0": false, "-1": false, "1.5": false, "fast": false} {
+			if err := ValidateBrokerConfigs(map[string]string{name: v}); (err == nil) != ok {
+				t.Errorf("%s=%q: %v, want accepted %v", name, v, err, ok)
+			} else if err != nil && !errors.Is(err, ErrInvalidValue) {
+				t.Errorf("%s=%q: %v, want ErrInvalidValue", name, v, err)
+			}
+		}
+	}
+}

@@ -178,6 +178,9 @@ func (c *Controller) Run(ctx context.Context) {
 		if err := c.electLeaderless(ctx); err != nil && !errors.Is(err, metadata.ErrNotController) {
 			c.log.Warn("electing leaders", "err", err)
 		}
+		if err := c.completeReassignments(ctx); err != nil && !errors.Is(err, metadata.ErrNotController) {
+			c.log.Warn("completing partition reassignments", "err", err)
+		}
 	}
 }
 
@@ -575,6 +578,14 @@ func (c *Controller) AlterPartition(ctx context.Context, brokerID int32, brokerE
 		p := t.Partitions[ch.Partition]
 		out[i] = ISRResult{Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, PartitionEpoch: p.PartitionEpoch, ISR: p.ISR}
 		c.log.Info("ISR changed", "topic", ch.Topic, "partition", ch.Partition, "isr", p.ISR, "partition_epoch", p.PartitionEpoch)
+	}
+	if len(changes) > 0 {
+		// A replica being added may just have joined the ISR. The
+		// answer above is what the leader asked for; the completion is
+		// a change of its own that the leader learns from the metadata.
+		if err := c.completeReassignments(ctx); err != nil && !errors.Is(err, metadata.ErrNotController) {
+			c.log.Warn("completing partition reassignments", "err", err)
+		}
 	}
 	return out, nil
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-io/sluice/internal/broker"
-	"github.com/sluice-io/sluice/internal/cli"
 	"github.com/sluice-io/sluice/internal/metadata"
 	"github.com/sluice-io/sluice/internal/netmux"
 	"github.com/sluice-io/sluice/internal/server"
@@ -306,16 +304,12 @@ func TestClusterTopicDescribeWithBrokerDown(t *testing.T) {
 		}
 		down.srv = nil
 	}()
-	root := cli.Root()
-	var out, errb bytes.Buffer
-	root.SetArgs([]string{"topic", "describe", "desc", "--brokers", tc.nodes[0].addr})
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	if err := root.ExecuteContext(ctx); err != nil {
-		t.Fatalf("topic describe with node 3 down: %v\n%s", err, errb.String())
+	out, err := runCLI(t, ctx, "topic", "describe", "desc", "--brokers", tc.nodes[0].addr)
+	if err != nil {
+		t.Fatalf("topic describe with node 3 down: %v\n%s", err, out)
 	}
-	if !strings.Contains(out.String(), "PARTITION") {
-		t.Fatalf("topic describe printed:\n%s", out.String())
+	if !strings.Contains(out, "PARTITION") {
+		t.Fatalf("topic describe printed:\n%s", out)
 	}
 }
 

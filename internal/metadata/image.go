@@ -145,6 +145,48 @@ type Partition struct {
 	// AlterPartition based on an older state is refused
 	// (ErrStalePartitionEpoch) instead of undoing a newer one.
 	PartitionEpoch int32 `json:",omitempty"`
+	// AddingReplicas and RemovingReplicas are an ongoing reassignment
+	// (KIP-455): Replicas holds the target replicas followed by the ones
+	// being removed; the adding ones copy the log and join the ISR, then
+	// the controller makes the target the replicas and drops the rest.
+	// Both empty when no reassignment is under way.
+	AddingReplicas   []int32 `json:",omitempty"`
+	RemovingReplicas []int32 `json:",omitempty"`
+}
+
+// Reassigning reports whether a reassignment of p is under way.
+func (p Partition) Reassigning() bool {
+	return len(p.AddingReplicas) > 0 || len(p.RemovingReplicas) > 0
+}
+
+// TargetReplicas are the replicas p will have once its reassignment is
+// done: Replicas without the removing ones (Replicas when none is under way).
+func (p Partition) TargetReplicas() []int32 {
+	if len(p.RemovingReplicas) == 0 {
+		return p.Replicas
+	}
+	out := make([]int32, 0, len(p.Replicas))
+	for _, r := range p.Replicas {
+		if !slices.Contains(p.RemovingReplicas, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// OriginalReplicas are the replicas p had before its reassignment:
+// Replicas without the adding ones.
+func (p Partition) OriginalReplicas() []int32 {
+	if len(p.AddingReplicas) == 0 {
+		return p.Replicas
+	}
+	out := make([]int32, 0, len(p.Replicas))
+	for _, r := range p.Replicas {
+		if !slices.Contains(p.AddingReplicas, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Topic is one topic. Partitions[i].ID == i.

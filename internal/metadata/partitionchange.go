@@ -27,6 +27,10 @@ type PartitionChange struct {
 	Leader   *int32  `json:"leader,omitempty"` // new leader, -1 for none; nil: unchanged
 	ISR      []int32 `json:"isr"`              // new ISR (empty is allowed with no leader); nil: unchanged
 	Replicas []int32 `json:"replicas"`         // new replicas; nil: unchanged
+	// Reassignment, if set, replaces the partition's adding and removing
+	// replicas (both empty: no reassignment under way); nil: unchanged.
+	// Each must be a subset of the (new) replicas, and they are disjoint.
+	Reassignment *Reassignment `json:"reassignment,omitempty"`
 	// BumpLeaderEpoch bumps the leader epoch even if the leader stays (as
 	// Kafka does when a reassignment removes replicas, to fence them).
 	BumpLeaderEpoch bool `json:"bumpLeaderEpoch,omitempty"`
@@ -37,6 +41,13 @@ type PartitionChange struct {
 	// ExpectPartitionEpoch, if set, must equal the partition epoch, else
 	// ErrStalePartitionEpoch (INVALID_UPDATE_VERSION).
 	ExpectPartitionEpoch *int32 `json:"expectPartitionEpoch,omitempty"`
+}
+
+// Reassignment is a partition's reassignment state (Partition's
+// AddingReplicas and RemovingReplicas).
+type Reassignment struct {
+	Adding   []int32 `json:"adding"`
+	Removing []int32 `json:"removing"`
 }
 
 // applyChangePartitions applies every change or none: the first refused
@@ -139,7 +150,13 @@ func changePartition(p Partition, c PartitionChange) (Partition, error) {
 		}
 		out.ISR = slices.Clone(c.ISR)
 	}
+	if c.Reassignment != nil {
+		out.AddingReplicas, out.RemovingReplicas = nilIfEmpty(c.Reassignment.Adding), nilIfEmpty(c.Reassignment.Removing)
+	}
 	if err := validPartitionState(out.Replicas, out.Leader, out.ISR); err != nil {
+		return p, fmt.Errorf("%w: %w", ErrInvalidPartitionChange, err)
+	}
+	if err := validReassignment(out); err != nil {
 		return p, fmt.Errorf("%w: %w", ErrInvalidPartitionChange, err)
 	}
 
@@ -151,7 +168,8 @@ func changePartition(p Partition, c PartitionChange) (Partition, error) {
 		out.LeaderEpoch++
 	}
 	if out.LeaderEpoch != p.LeaderEpoch || leaderChanged ||
-		!slices.Equal(out.ISR, p.ISR) || !slices.Equal(out.Replicas, p.Replicas) {
+		!slices.Equal(out.ISR, p.ISR) || !slices.Equal(out.Replicas, p.Replicas) ||
+		!slices.Equal(out.AddingReplicas, p.AddingReplicas) || !slices.Equal(out.RemovingReplicas, p.RemovingReplicas) {
 		if p.PartitionEpoch == math.MaxInt32 {
 			return p, fmt.Errorf("%w: partition epoch would overflow", ErrInvalidPartitionChange)
 		}
@@ -178,4 +196,32 @@ func validPartitionState(replicas []int32, leader int32, isr []int32) error {
 		return fmt.Errorf("ISR %v does not hold the leader %d", isr, leader)
 	}
 	return nil
+}
+
+// validReassignment checks p's adding and removing replicas: distinct
+// replicas of p, disjoint, and never all of them removed.
+func validReassignment(p Partition) error {
+	for _, set := range [][]int32{p.AddingReplicas, p.RemovingReplicas} {
+		for j, r := range set {
+			if !slices.Contains(p.Replicas, r) || slices.Contains(set[:j], r) {
+				return fmt.Errorf("reassignment replicas %v are not a set of replicas %v", set, p.Replicas)
+			}
+		}
+	}
+	for _, r := range p.AddingReplicas {
+		if slices.Contains(p.RemovingReplicas, r) {
+			return fmt.Errorf("replica %d is both added and removed", r)
+		}
+	}
+	if len(p.RemovingReplicas) >= len(p.Replicas) {
+		return fmt.Errorf("a reassignment removing every replica %v", p.Replicas)
+	}
+	return nil
+}
+
+func nilIfEmpty(s []int32) []int32 {
+	if len(s) == 0 {
+		return nil
+	}
+	return slices.Clone(s)
 }

@@ -41,6 +41,10 @@ func TestChangePartition(t *testing.T) {
 			Partition{Leader: 1, LeaderEpoch: 1, PartitionEpoch: 1, Replicas: []int32{4, 1}, ISR: []int32{1}}},
 		{"expectations met", PartitionChange{ISR: []int32{1}, ExpectLeaderEpoch: ptr(int32(0)), ExpectPartitionEpoch: ptr(int32(0))},
 			Partition{Leader: 1, PartitionEpoch: 1, Replicas: []int32{1, 2, 3}, ISR: []int32{1}}},
+		{"start a reassignment", PartitionChange{Replicas: []int32{1, 2, 4, 3}, Reassignment: &Reassignment{Adding: []int32{4}, Removing: []int32{3}}},
+			Partition{Leader: 1, PartitionEpoch: 1, Replicas: []int32{1, 2, 4, 3}, ISR: []int32{1, 2, 3},
+				AddingReplicas: []int32{4}, RemovingReplicas: []int32{3}}},
+		{"an empty reassignment is none", PartitionChange{Reassignment: &Reassignment{Adding: []int32{}}}, base},
 	} {
 		got, err := changePartition(base, c.change)
 		if err != nil {
@@ -75,6 +79,12 @@ func TestChangePartition(t *testing.T) {
 			PartitionChange{Leader: ptr(int32(2))}, ErrInvalidPartitionChange},
 		{"partition epoch overflow", Partition{Leader: 1, PartitionEpoch: 1<<31 - 1, Replicas: []int32{1, 2}, ISR: []int32{1, 2}},
 			PartitionChange{ISR: []int32{1}}, ErrInvalidPartitionChange},
+		{"adding not a replica", base, PartitionChange{Reassignment: &Reassignment{Adding: []int32{4}}}, ErrInvalidPartitionChange},
+		{"removing not a replica", base, PartitionChange{Reassignment: &Reassignment{Removing: []int32{5}}}, ErrInvalidPartitionChange},
+		{"added and removed", base, PartitionChange{Reassignment: &Reassignment{Adding: []int32{2}, Removing: []int32{2}}}, ErrInvalidPartitionChange},
+		{"every replica removed", base, PartitionChange{Reassignment: &Reassignment{Removing: []int32{1, 2, 3}}}, ErrInvalidPartitionChange},
+		{"replicas drop an adding one", Partition{Leader: 1, Replicas: []int32{1, 4}, ISR: []int32{1}, AddingReplicas: []int32{4}},
+			PartitionChange{Replicas: []int32{1}}, ErrInvalidPartitionChange},
 	} {
 		if got, err := changePartition(c.from, c.change); !errors.Is(err, c.want) {
 			t.Errorf("%s: %+v, %v; want %v", c.name, got, err, c.want)

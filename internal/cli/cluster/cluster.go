@@ -27,7 +27,7 @@ func Command(version string) *cobra.Command {
   sluice cluster info -o json --brokers kafka1:9092`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(infoCommand(version))
+	cmd.AddCommand(infoCommand(version), reassignCommand(), drainCommand(), unregisterCommand(), balanceCommand())
 	return cmd
 }
 

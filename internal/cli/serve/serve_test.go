@@ -53,7 +53,8 @@ var brokerConfigDecisions = map[string]decision{
 	"default.replication.factor":              {"2", actedOn, nil}, // api: CreateTopics, auto-creation
 	"delete.topic.enable":                     {"false", actedOn, nil},
 	"fetch.max.bytes":                         {"1048576", refused, nil},
-	"group.consumer.heartbeat.interval.ms":    {"3000", actedOn, nil}, // broker: group coordinator
+	"follower.replication.throttled.rate":     {"1048576", actedOn, nil}, // broker: replica fetcher (throttle.go)
+	"group.consumer.heartbeat.interval.ms":    {"3000", actedOn, nil},    // broker: group coordinator
 	"group.consumer.session.timeout.ms":       {"30000", actedOn, nil},
 	"group.initial.rebalance.delay.ms":        {"0", actedOn, nil},
 	"group.max.session.timeout.ms":            {"600000", actedOn, nil},
@@ -61,7 +62,8 @@ var brokerConfigDecisions = map[string]decision{
 	"group.min.session.timeout.ms":            {"1000", actedOn, nil},
 	"leader.imbalance.check.interval.seconds": {"60", actedOn, nil},
 	"leader.imbalance.per.broker.percentage":  {"20", actedOn, nil},
-	"log.cleaner.backoff.ms":                  {"20", actedOn, nil}, // broker: cleaner
+	"leader.replication.throttled.rate":       {"1048576", actedOn, nil}, // api: replica fetch (broker/throttle.go)
+	"log.cleaner.backoff.ms":                  {"20", actedOn, nil},      // broker: cleaner
 	"log.cleaner.dedupe.buffer.size":          {"1048576", actedOn, nil},
 	"log.cleaner.delete.retention.ms":         {"1000", actedOn, nil}, // topic delete.retention.ms
 	"log.cleaner.enable":                      {"false", actedOn, nil},

@@ -27,11 +27,12 @@ func Command() *cobra.Command {
   sluice topic describe orders -o json
   sluice topic alter-config orders -c retention.ms=3600000 --delete cleanup.policy
   sluice topic add-partitions orders --num 2
+  sluice topic alter orders --replication-factor 3
   sluice topic delete orders`,
 		Args: cobra.NoArgs,
 	}
 	cmd.AddCommand(createCommand(), listCommand(), describeCommand(), deleteCommand(),
-		alterConfigCommand(), addPartitionsCommand())
+		alterConfigCommand(), addPartitionsCommand(), alterCommand())
 	return cmd
 }
 

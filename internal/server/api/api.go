@@ -57,10 +57,13 @@ var versions = map[int16][2]int16{
 	42: {0, 3},  // DeleteGroups
 	43: {0, 2},  // ElectLeaders
 	44: {0, 1},  // IncrementalAlterConfigs
+	45: {0, 1},  // AlterPartitionReassignments
+	46: {0, 0},  // ListPartitionReassignments
 	47: {0, 0},  // OffsetDelete
 	55: {0, 2},  // DescribeQuorum
 	60: {0, 2},  // DescribeCluster
 	61: {0, 0},  // DescribeProducers
+	64: {0, 0},  // UnregisterBroker
 	65: {0, 0},  // DescribeTransactions
 	66: {0, 2},  // ListTransactions
 	68: {0, 1},  // ConsumerGroupHeartbeat
@@ -209,6 +212,12 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 		now(h.describeCluster(m))
 	case *kmsg.ElectLeadersRequest:
 		now(h.electLeaders(ctx, m))
+	case *kmsg.AlterPartitionAssignmentsRequest:
+		now(h.alterPartitionReassignments(ctx, m))
+	case *kmsg.ListPartitionReassignmentsRequest:
+		now(h.listPartitionReassignments(m))
+	case *kmsg.UnregisterBrokerRequest:
+		now(h.unregisterBroker(ctx, m))
 	case *kmsg.DescribeQuorumRequest:
 		now(h.describeQuorum(m))
 	case *kmsg.DeleteGroupsRequest:

@@ -23,7 +23,9 @@ var forwardedKeys = map[int16]bool{
 	37: true, // CreatePartitions
 	43: true, // ElectLeaders
 	44: true, // IncrementalAlterConfigs
+	45: true, // AlterPartitionReassignments
 	55: true, // DescribeQuorum
+	64: true, // UnregisterBroker
 }
 
 // ForwardedKeys returns the admin API keys that brokers forward to the

@@ -31,6 +31,13 @@ func replicaID(r *kmsg.FetchRequest) int32 {
 // what is not yet committed). With nothing to send, the fetch waits up to
 // MaxWaitMillis for an append. No fetch sessions: a follower names every
 // partition each time.
+//
+// Replication throttling (KIP-73, Kafka's shouldLeaderThrottle): the
+// partitions that leader.replication.throttled.replicas lists for this
+// broker are answered without records while leader.replication.throttled.rate
+// is exceeded, and their bytes count against it once sent. A fetch that
+// holds one back waits at most until the rate is expected to fall, so that
+// the throttle does not slow the copy below its rate.
 func (h *Handler) replicaFetch(ctx context.Context, r *kmsg.FetchRequest, id int32, reply func(server.Reply)) {
 	epoch := int64(-1)
 	if r.Version >= 15 {
@@ -42,15 +49,22 @@ func (h *Handler) replicaFetch(ctx context.Context, r *kmsg.FetchRequest, id int
 	}
 	wait := min(max(time.Duration(r.MaxWaitMillis)*time.Millisecond, 0), maxFetchWait)
 	wake := make(chan struct{}, 1)
-	rd, watched := h.readReplicaFetch(r, id, epoch, maxBytes, wake)
+	rd, watched, th := h.readReplicaFetch(r, id, epoch, maxBytes, wake)
 	unwatchAll := func() {
 		for _, lr := range watched {
 			lr.Unwatch(wake)
 		}
 	}
+	answer := func() {
+		h.b.RecordLeaderReplication(th.bytes)
+		h.answerFetch(rd, reply)
+	}
+	if th.held {
+		wait = min(wait, h.b.LeaderQuotaDelay())
+	}
 	if rd.bytes >= int(max(r.MinBytes, 1)) || wait == 0 || len(watched) == 0 || hasError(rd.resp) {
 		unwatchAll()
-		h.answerFetch(rd, reply)
+		answer()
 		return
 	}
 	go func() {
@@ -70,21 +84,34 @@ func (h *Handler) replicaFetch(ctx context.Context, r *kmsg.FetchRequest, id int
 			}
 			server.ReleaseRegions(rd.regions)
 			unwatchAll()
-			rd, watched = h.readReplicaFetch(r, id, epoch, maxBytes, wake)
+			rd, watched, th = h.readReplicaFetch(r, id, epoch, maxBytes, wake)
 			if timedOut || rd.bytes > 0 || len(watched) == 0 || hasError(rd.resp) {
 				unwatchAll()
-				h.answerFetch(rd, reply)
+				answer()
 				return
 			}
 		}
 	}()
 }
 
+// replicaThrottle is what a follower's fetch response holds of the
+// partitions this leader throttles.
+type replicaThrottle struct {
+	// bytes are the record bytes of throttled partitions in the response,
+	// counted against leader.replication.throttled.rate once it is sent.
+	bytes int64
+	// held: a throttled partition was answered without records because
+	// the rate was exceeded.
+	held bool
+}
+
 // readReplicaFetch builds a follower's response from what the logs hold
-// now, registering wake with each leadership it read.
-func (h *Handler) readReplicaFetch(r *kmsg.FetchRequest, id int32, brokerEpoch int64, maxBytes int, wake chan<- struct{}) (fetchRead, []*broker.LeaderReplica) {
+// now, registering wake with each leadership it read (throttled partitions
+// held back included, so that an append still ends the wait).
+func (h *Handler) readReplicaFetch(r *kmsg.FetchRequest, id int32, brokerEpoch int64, maxBytes int, wake chan<- struct{}) (fetchRead, []*broker.LeaderReplica, replicaThrottle) {
 	rd := fetchRead{resp: r.ResponseKind().(*kmsg.FetchResponse)}
 	var watched []*broker.LeaderReplica
+	var th replicaThrottle
 	img := h.b.Image()
 	for _, rt := range r.Topics {
 		st := kmsg.NewFetchResponseTopic()
@@ -93,6 +120,7 @@ func (h *Handler) readReplicaFetch(r *kmsg.FetchRequest, id int32, brokerEpoch i
 		if r.Version >= 13 {
 			t = img.TopicsByID[metadata.TopicID(rt.TopicID)]
 		}
+		throttled := h.b.LeaderThrottledReplicas(t)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
@@ -140,6 +168,12 @@ func (h *Handler) readReplicaFetch(r *kmsg.FetchRequest, id int32, brokerEpoch i
 			}
 			lr.Watch(wake)
 			watched = append(watched, lr)
+			limited := throttled.Has(rp.Partition)
+			if limited && h.b.LeaderQuotaExceeded(th.bytes) {
+				th.held = true
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			res, err := p.Log().Read(rp.FetchOffset, max(min(int(rp.PartitionMaxBytes), maxBytes-rd.bytes), 0), p.Log().EndOffset(), rd.bytes == 0)
 			if err != nil {
 				sp.ErrorCode = errorCode(err)
@@ -148,10 +182,13 @@ func (h *Handler) readReplicaFetch(r *kmsg.FetchRequest, id int32, brokerEpoch i
 				sp.RecordBatches = region.Marker
 				rd.regions = append(rd.regions, region)
 				rd.bytes += int(region.Size)
+				if limited {
+					th.bytes += region.Size
+				}
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}
 		rd.resp.Topics = append(rd.resp.Topics, st)
 	}
-	return rd, watched
+	return rd, watched, th
 }

@@ -1,0 +1,316 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-io/sluice/internal/broker"
+	"github.com/sluice-io/sluice/internal/cli"
+)
+
+// TestClusterReassign: AlterPartitionReassignments moves a partition's
+// replicas and its leadership to other brokers while an acks=all producer
+// with default retries writes to it: no produce error, nothing
+// acknowledged lost or doubled, the removed broker deletes its copy, and
+// ListPartitionReassignments shows the move while it lasts. A
+// reassignment that cannot finish (its new broker is down) is listed, and
+// cancelling it restores the original replicas.
+func TestClusterReassign(t *testing.T) {
+	tc := startCluster(t, 4, map[string]string{"min.insync.replicas": "2"})
+	ctx := ctxT(t)
+	adm := kadm.NewClient(tc.client())
+	if resp, err := adm.CreateTopic(ctx, 2, 3, nil, "mv"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	for _, tb := range tc.nodes {
+		waitUntil(t, "topic everywhere", func() bool { _, ok := tb.b.Image().Topics["mv"]; return ok })
+	}
+	p0 := tc.nodes[0].b.Image().Topics["mv"].Partitions[0]
+	// The target: every broker but the leader, so that both the data and
+	// the leadership move.
+	var target []int32
+	for id := int32(1); id <= 4; id++ {
+		if id != p0.Leader {
+			target = append(target, id)
+		}
+	}
+
+	// A producer writing to partition 0 throughout.
+	cl := tc.client(kgo.DefaultProduceTopic("mv"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	var (
+		mu       sync.Mutex
+		acked    = map[string]bool{}
+		failures []error
+	)
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; pctx.Err() == nil; i++ {
+			v := strconv.Itoa(i)
+			err := cl.ProduceSync(pctx, &kgo.Record{Value: []byte(v), Partition: 0}).FirstErr()
+			mu.Lock()
+			switch {
+			case err == nil:
+				acked[v] = true
+			case pctx.Err() == nil:
+				failures = append(failures, err)
+			}
+			mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	waitUntil(t, "some records acknowledged", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) > 100 })
+
+	var req kadm.AlterPartitionAssignmentsReq
+	req.Assign("mv", 0, target)
+	res, err := adm.AlterPartitionAssignments(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Error(); err != nil {
+		t.Fatalf("reassign: %v", err)
+	}
+	ctl := tc.controller()
+	waitUntil(t, "the reassignment completed", func() bool {
+		p := ctl.b.Image().Topics["mv"].Partitions[0]
+		return !p.Reassigning() && slices.Equal(p.Replicas, target) && slices.Contains(target, p.Leader)
+	})
+	waitUntil(t, "the removed broker deleted its copy", func() bool {
+		_, ok := tc.nodes[p0.Leader-1].b.Partitions()[broker.TopicPartition{Topic: "mv", Partition: 0}]
+		return !ok
+	})
+	waitUntil(t, "more records acknowledged by the new leader", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) > 600 })
+	stop()
+	<-done
+	if len(failures) > 0 {
+		t.Fatalf("%d produce errors during the reassignment, first: %v", len(failures), failures[0])
+	}
+	cons := tc.client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"mv": {0: kgo.NewOffset().AtStart()}}),
+		kgo.FetchMaxWait(200*time.Millisecond))
+	readsAckedOnce(t, ctx, cons, acked)
+
+	// Partition 1 to a broker that is down: it cannot catch up, so the
+	// reassignment stays listed until it is cancelled.
+	p1 := ctl.b.Image().Topics["mv"].Partitions[1]
+	var down *testBroker
+	for _, tb := range tc.nodes {
+		if id := tb.b.NodeID(); !slices.Contains(p1.Replicas, id) && tb != ctl {
+			down = tb
+		}
+	}
+	if down == nil {
+		t.Skip("no broker outside partition 1 that is not the controller")
+	}
+	down.srv.Close()
+	<-down.done
+	down.b.Halt()
+	defer func() {
+		if err := down.b.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		down.srv = nil
+	}()
+	waitUntil(t, "the stopped broker fenced", func() bool { return ctl.b.Image().Brokers[down.b.NodeID()].Fenced })
+	stuck := []int32{p1.Replicas[0], p1.Replicas[1], down.b.NodeID()}
+	req = nil
+	req.Assign("mv", 1, stuck)
+	if res, err := adm.AlterPartitionAssignments(ctx, req); err != nil || res.Error() != nil {
+		t.Fatalf("reassign to a stopped broker: %v %v", err, res.Error())
+	}
+	listed, err := adm.ListPartitionReassignments(ctx, kadm.TopicsSet{"mv": {1: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, ok := listed["mv"][1]
+	if !ok || !slices.Equal(l.AddingReplicas, []int32{down.b.NodeID()}) || !slices.Equal(l.RemovingReplicas, p1.Replicas[2:]) {
+		t.Fatalf("listed %+v (found %v); want adding %d, removing %v", l, ok, down.b.NodeID(), p1.Replicas[2:])
+	}
+	req = nil
+	req.CancelAssign("mv", 1)
+	if res, err := adm.AlterPartitionAssignments(ctx, req); err != nil || res.Error() != nil {
+		t.Fatalf("cancel: %v %v", err, res.Error())
+	}
+	now := ctl.b.Image().Topics["mv"].Partitions[1]
+	if now.Reassigning() || !slices.Equal(now.Replicas, p1.Replicas) {
+		t.Fatalf("after cancel: replicas %v adding %v removing %v; want %v", now.Replicas, now.AddingReplicas, now.RemovingReplicas, p1.Replicas)
+	}
+	// Cancelling again: nothing in progress.
+	res, err = adm.AlterPartitionAssignments(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Error(); !errors.Is(err, kerr.NoReassignmentInProgress) {
+		t.Fatalf("second cancel: %v, want NO_REASSIGNMENT_IN_PROGRESS", err)
+	}
+	// A target naming an unknown broker is refused.
+	req = nil
+	req.Assign("mv", 1, []int32{1, 2, 99})
+	res, err = adm.AlterPartitionAssignments(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Error(); !errors.Is(err, kerr.InvalidReplicaAssignment) {
+		t.Fatalf("unknown broker: %v, want INVALID_REPLICA_ASSIGNMENT", err)
+	}
+}
+
+// runCLI runs a sluice command line against the cluster and returns its
+// output.
+func runCLI(t *testing.T, ctx context.Context, args ...string) (string, error) {
+	t.Helper()
+	root := cli.Root()
+	var out, errb bytes.Buffer
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	err := root.ExecuteContext(ctx)
+	return out.String() + errb.String(), err
+}
+
+// TestClusterReassignCommand: `sluice cluster reassign --topics RE
+// --broker-list IDS` plans the fewest moves (replicas on allowed brokers
+// stay), applies them with a throttle, waits, and removes the throttle;
+// --status then finds nothing under way.
+func TestClusterReassignCommand(t *testing.T) {
+	tc := startCluster(t, 4, nil)
+	ctx := ctxT(t)
+	adm := kadm.NewClient(tc.client())
+	if resp, err := adm.CreateTopic(ctx, 4, 2, nil, "cmd"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	cl := tc.client(kgo.DefaultProduceTopic("cmd"))
+	for i := range 200 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := tc.nodes[0].b.Image().Topics["cmd"]
+	bootstrap := tc.nodes[0].addr
+	out, err := runCLI(t, ctx, "cluster", "reassign", "--topics", "cmd", "--broker-list", "1,2,3", "--throttle", "100", "--brokers", bootstrap)
+	if err != nil {
+		t.Fatalf("reassign: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Every partition has moved") || !strings.Contains(out, "Throttle removed") {
+		t.Fatalf("output:\n%s", out)
+	}
+	after := tc.controller().b.Image().Topics["cmd"]
+	for i, p := range after.Partitions {
+		if slices.Contains(p.Replicas, 4) || len(p.Replicas) != 2 || p.Reassigning() {
+			t.Errorf("partition %d: replicas %v (reassigning %v)", i, p.Replicas, p.Reassigning())
+		}
+		// Fewest moves: a replica that was on an allowed broker stayed.
+		for _, r := range before.Partitions[i].Replicas {
+			if r != 4 && !slices.Contains(p.Replicas, r) {
+				t.Errorf("partition %d: replica %d moved needlessly (%v -> %v)", i, r, before.Partitions[i].Replicas, p.Replicas)
+			}
+		}
+	}
+	if _, ok := after.Configs["leader.replication.throttled.replicas"]; ok {
+		t.Errorf("the throttle stayed on the topic: %v", after.Configs)
+	}
+	out, err = runCLI(t, ctx, "cluster", "reassign", "--status", "--brokers", bootstrap)
+	if err != nil || !strings.Contains(out, "No reassignment under way") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+}
+
+// TestClusterDrain: `sluice cluster drain` moves every replica and
+// leadership off a broker (internal topics too) while the others keep
+// min.insync.replicas, and `sluice cluster unregister` removes it once
+// stopped: clients no longer see it.
+func TestClusterDrain(t *testing.T) {
+	tc := startCluster(t, 4, map[string]string{"min.insync.replicas": "2"})
+	ctx := ctxT(t)
+	adm := kadm.NewClient(tc.client())
+	if resp, err := adm.CreateTopic(ctx, 4, 3, nil, "drained"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	victim := tc.notController()
+	id := victim.b.NodeID()
+	bootstrap := tc.controller().addr
+	out, err := runCLI(t, ctx, "cluster", "drain", strconv.Itoa(int(id)), "--brokers", bootstrap)
+	if err != nil {
+		t.Fatalf("drain: %v\n%s", err, out)
+	}
+	img := tc.controller().b.Image()
+	for _, topic := range img.Topics {
+		for _, p := range topic.Partitions {
+			if slices.Contains(p.Replicas, id) || p.Leader == id {
+				t.Errorf("%s-%d still on broker %d: replicas %v leader %d", topic.Name, p.ID, id, p.Replicas, p.Leader)
+			}
+		}
+	}
+	if len(victim.b.Partitions()) != 0 {
+		waitUntil(t, "the drained broker deleted its replicas", func() bool { return len(victim.b.Partitions()) == 0 })
+	}
+	victim.stop()
+	out, err = runCLI(t, ctx, "cluster", "unregister", strconv.Itoa(int(id)), "--brokers", bootstrap)
+	if err != nil {
+		t.Fatalf("unregister: %v\n%s", err, out)
+	}
+	if _, ok := tc.controller().b.Image().Brokers[id]; ok {
+		t.Fatalf("broker %d still registered", id)
+	}
+	out, err = runCLI(t, ctx, "cluster", "unregister", strconv.Itoa(int(id)), "--brokers", bootstrap)
+	if err == nil || !strings.Contains(out+err.Error(), "BROKER_ID_NOT_REGISTERED") {
+		t.Fatalf("second unregister: %v\n%s", err, out)
+	}
+}
+
+// TestClusterTopicReplicationFactor: `sluice topic alter --replication-factor`
+// adds copies of a topic's partitions (which catch up and join the ISR) and
+// removes them again, keeping every record; `sluice cluster balance` then
+// finds the brokers even.
+func TestClusterTopicReplicationFactor(t *testing.T) {
+	tc := startCluster(t, 3, nil)
+	ctx := ctxT(t)
+	adm := kadm.NewClient(tc.client())
+	if resp, err := adm.CreateTopic(ctx, 3, 1, nil, "rf"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	cl := tc.client(kgo.DefaultProduceTopic("rf"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	acked := map[string]bool{}
+	for i := range 300 {
+		v := strconv.Itoa(i)
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		acked[v] = true
+	}
+	bootstrap := tc.nodes[0].addr
+	check := func(rf int) {
+		t.Helper()
+		for _, p := range tc.controller().b.Image().Topics["rf"].Partitions {
+			if len(p.Replicas) != rf || len(p.ISR) != rf || p.Reassigning() {
+				t.Fatalf("partition %d after RF %d: replicas %v isr %v", p.ID, rf, p.Replicas, p.ISR)
+			}
+		}
+	}
+	if out, err := runCLI(t, ctx, "topic", "alter", "rf", "--replication-factor", "3", "--brokers", bootstrap); err != nil {
+		t.Fatalf("alter to 3: %v\n%s", err, out)
+	}
+	check(3)
+	if out, err := runCLI(t, ctx, "topic", "alter", "rf", "--replication-factor", "2", "--brokers", bootstrap); err != nil {
+		t.Fatalf("alter to 2: %v\n%s", err, out)
+	}
+	check(2)
+	out, err := runCLI(t, ctx, "cluster", "balance", "--dry-run", "--brokers", bootstrap)
+	if err != nil {
+		t.Fatalf("balance: %v\n%s", err, out)
+	}
+	t.Logf("balance plan after the changes:\n%s", out)
+	cons := tc.client(kgo.ConsumeTopics("rf"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	readsAckedOnce(t, ctx, cons, acked)
+}
