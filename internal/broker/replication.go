@@ -610,6 +610,17 @@ type ReplicationStats struct {
 	// ISR changes this broker's leaderships made (committed AlterPartitions).
 	ISRShrinks, ISRExpands uint64
 	Metadata               metadata.Status
+	// Leaders is how many partitions this broker leads.
+	Leaders int
+	// Reassigning is the partitions of the cluster being reassigned (from
+	// the metadata image); Adding the replicas this broker is adding for
+	// them, and AddingLagRecords how far those are behind their leader's
+	// high watermark, in records.
+	Reassigning, Adding int
+	AddingLagRecords    int64
+	// Throttled replication bytes since the start: sent to followers of
+	// leader-throttled partitions, and fetched for follower-throttled ones.
+	ThrottledLeaderBytes, ThrottledFollowerBytes int64
 }
 
 // ReplicationStats collects ReplicationStats now.
@@ -633,12 +644,34 @@ func (b *Broker) ReplicationStats() ReplicationStats {
 			}
 		}
 	}
+	self := b.cfg.NodeID
+	var adding []TopicPartition
 	for _, t := range b.meta.Image().Topics {
 		for _, p := range t.Partitions {
 			if p.Leader < 0 {
 				st.Offline++
 			}
+			if p.Reassigning() {
+				st.Reassigning++
+				if slices.Contains(p.AddingReplicas, self) {
+					adding = append(adding, TopicPartition{t.Name, p.ID})
+				}
+			}
 		}
 	}
+	b.mu.RLock()
+	for _, h := range b.parts {
+		if h.leader.Load() {
+			st.Leaders++
+		}
+	}
+	for _, tp := range adding {
+		if h, ok := b.parts[tp]; ok {
+			st.Adding++
+			st.AddingLagRecords += max(h.p.HighWatermark()-h.p.LocalEnd(), 0)
+		}
+	}
+	b.mu.RUnlock()
+	st.ThrottledLeaderBytes, st.ThrottledFollowerBytes = b.leaderQuota.total.Load(), b.followerQuota.total.Load()
 	return st
 }

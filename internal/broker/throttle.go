@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-io/sluice/internal/config"
@@ -83,6 +84,8 @@ type replicationQuota struct {
 	mu      sync.Mutex
 	samples [replicationQuotaSamples]rateSample
 	cur     int // the sample being filled
+	// total is every byte recorded since the start (metrics).
+	total atomic.Int64
 }
 
 // record counts n bytes at now.
@@ -90,6 +93,7 @@ func (q *replicationQuota) record(n int64, now time.Time) {
 	if n <= 0 {
 		return
 	}
+	q.total.Add(n)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if s := q.samples[q.cur]; s.start.IsZero() || now.Sub(s.start) >= replicationQuotaSampleWindow {

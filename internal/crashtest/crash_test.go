@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -175,9 +176,11 @@ func (b *broker) stop(sig syscall.Signal) error {
 		return fmt.Errorf("broker had already exited: %v", b.err)
 	default:
 	}
-	if err := b.cmd.Process.Signal(sig); err != nil {
+	if err := b.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err
 	}
+	// ErrProcessDone: it exited between the check above and the signal
+	// (a shutdown round's SIGTERM finishing just before its SIGKILL).
 	select {
 	case <-b.done:
 	case <-time.After(exitTimeout):

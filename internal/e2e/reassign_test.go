@@ -137,6 +137,9 @@ func TestClusterReassign(t *testing.T) {
 	if !ok || !slices.Equal(l.AddingReplicas, []int32{down.b.NodeID()}) || !slices.Equal(l.RemovingReplicas, p1.Replicas[2:]) {
 		t.Fatalf("listed %+v (found %v); want adding %d, removing %v", l, ok, down.b.NodeID(), p1.Replicas[2:])
 	}
+	if n := metricValue(t, scrape(t, ctl), "sluice_reassigning_partitions"); n != 1 {
+		t.Errorf("sluice_reassigning_partitions = %v, want 1", n)
+	}
 	req = nil
 	req.CancelAssign("mv", 1)
 	if res, err := adm.AlterPartitionAssignments(ctx, req); err != nil || res.Error() != nil {
@@ -190,7 +193,7 @@ func TestClusterReassignCommand(t *testing.T) {
 	if resp, err := adm.CreateTopic(ctx, 4, 2, nil, "cmd"); err != nil || resp.Err != nil {
 		t.Fatalf("create: %v %v", err, resp.Err)
 	}
-	cl := tc.client(kgo.DefaultProduceTopic("cmd"))
+	cl := tc.client(kgo.DefaultProduceTopic("cmd"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	for i := range 200 {
 		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
 			t.Fatal(err)
@@ -204,6 +207,13 @@ func TestClusterReassignCommand(t *testing.T) {
 	}
 	if !strings.Contains(out, "Every partition has moved") || !strings.Contains(out, "Throttle removed") {
 		t.Fatalf("output:\n%s", out)
+	}
+	throttled := 0.0
+	for _, tb := range tc.nodes {
+		throttled += metricValue(t, scrape(t, tb), `sluice_replication_throttled_bytes_total{side="leader"}`)
+	}
+	if throttled == 0 {
+		t.Error("no bytes counted against the leaders' replication throttle")
 	}
 	after := tc.controller().b.Image().Topics["cmd"]
 	for i, p := range after.Partitions {
@@ -302,6 +312,13 @@ func TestClusterTopicReplicationFactor(t *testing.T) {
 		t.Fatalf("alter to 3: %v\n%s", err, out)
 	}
 	check(3)
+	leaders := 0.0
+	for _, tb := range tc.nodes {
+		leaders += metricValue(t, scrape(t, tb), "sluice_leader_partitions")
+	}
+	if leaders != 3 {
+		t.Errorf("sluice_leader_partitions summed over the brokers = %v, want 3", leaders)
+	}
 	if out, err := runCLI(t, ctx, "topic", "alter", "rf", "--replication-factor", "2", "--brokers", bootstrap); err != nil {
 		t.Fatalf("alter to 2: %v\n%s", err, out)
 	}

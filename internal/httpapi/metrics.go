@@ -158,7 +158,12 @@ type partitionCollector struct {
 }
 
 var (
-	descPartitions = prometheus.NewDesc("sluice_partitions", "Partitions this broker leads.", nil, nil)
+	descPartitions = prometheus.NewDesc("sluice_partitions", "Partitions this broker holds a replica of (on a single node, every partition, all led here).", nil, nil)
+	descLeaders    = prometheus.NewDesc("sluice_leader_partitions", "Partitions this broker leads.", nil, nil)
+	descReassign   = prometheus.NewDesc("sluice_reassigning_partitions", "Partitions of the cluster being reassigned (from this broker's metadata).", nil, nil)
+	descAdding     = prometheus.NewDesc("sluice_reassignment_adding_replicas", "Replicas this broker is adding for partitions being reassigned.", nil, nil)
+	descAddingLag  = prometheus.NewDesc("sluice_reassignment_records_remaining", "How far the replicas this broker is adding are behind their leader's high watermark, in records.", nil, nil)
+	descThrottled  = prometheus.NewDesc("sluice_replication_throttled_bytes_total", "Replication bytes counted against the replication throttle: sent to followers of leader-throttled partitions (side=leader), fetched for follower-throttled ones (side=follower).", []string{"side"}, nil)
 	descUnderRepl  = prometheus.NewDesc("sluice_under_replicated_partitions", "Partitions this broker leads with fewer in-sync replicas than replicas.", nil, nil)
 	descUnderMin   = prometheus.NewDesc("sluice_under_min_isr_partitions", "Partitions this broker leads with fewer in-sync replicas than min.insync.replicas: acks=all produce requests to them fail (NOT_ENOUGH_REPLICAS).", nil, nil)
 	descOffline    = prometheus.NewDesc("sluice_offline_partitions", "Partitions of the cluster without a leader (from this broker's metadata): neither readable nor writable.", nil, nil)
@@ -208,7 +213,7 @@ var (
 )
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPartitions, descUnderRepl, descUnderMin, descOffline, descISRShrinks, descISRExpands,
+	for _, d := range []*prometheus.Desc{descPartitions, descLeaders, descReassign, descAdding, descAddingLag, descThrottled, descUnderRepl, descUnderMin, descOffline, descISRShrinks, descISRExpands,
 		descLagRecords, descLagSeconds, descFenced, descController, descRaftTerm, descRaftCommit, descRaftApply, descTxns, descBytesCleaned, descCleanPasses,
 		descLogDirOffline, descLogDirNoSpace, descStorageError, descOpenFiles, descOpenFilesMax, descOverLimit} {
 		ch <- d
@@ -236,6 +241,12 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	parts := c.b.Partitions()
 	ch <- prometheus.MustNewConstMetric(descPartitions, prometheus.GaugeValue, float64(len(parts)))
 	rs := c.b.ReplicationStats()
+	ch <- prometheus.MustNewConstMetric(descLeaders, prometheus.GaugeValue, float64(rs.Leaders))
+	ch <- prometheus.MustNewConstMetric(descReassign, prometheus.GaugeValue, float64(rs.Reassigning))
+	ch <- prometheus.MustNewConstMetric(descAdding, prometheus.GaugeValue, float64(rs.Adding))
+	ch <- prometheus.MustNewConstMetric(descAddingLag, prometheus.GaugeValue, float64(rs.AddingLagRecords))
+	ch <- prometheus.MustNewConstMetric(descThrottled, prometheus.CounterValue, float64(rs.ThrottledLeaderBytes), "leader")
+	ch <- prometheus.MustNewConstMetric(descThrottled, prometheus.CounterValue, float64(rs.ThrottledFollowerBytes), "follower")
 	ch <- prometheus.MustNewConstMetric(descUnderRepl, prometheus.GaugeValue, float64(rs.UnderReplicated))
 	ch <- prometheus.MustNewConstMetric(descUnderMin, prometheus.GaugeValue, float64(rs.UnderMinISR))
 	ch <- prometheus.MustNewConstMetric(descOffline, prometheus.GaugeValue, float64(rs.Offline))
