@@ -28,6 +28,10 @@
 #             written to an RF 3 topic, the follower restarted: the time from its
 #             start until it is in the ISR of every partition of the topic, and
 #             the MB/s that makes of what it fetched (its topic bytes on disk)
+#   reassign  REASSIGN_MB MiB moved between brokers unthrottled (against the
+#             disk's raw sequential write), produce during a throttled move
+#             against idle, and that topic drained off one broker (not in the
+#             default STEPS)
 #   flushnone FLUSH_NONE_ROUNDS more tput pairs after restarting the three nodes
 #             with -c log.flush.policy=none (0: skipped)
 #
@@ -48,6 +52,8 @@
 #   CATCHUP_MB         MiB written while the follower is down (default 1024;
 #                      lowered to what the free disk allows, with a note)
 #   FLUSH_NONE_ROUNDS  tput pairs with log.flush.policy=none (default 1)
+#   REASSIGN_MB        MiB moved between brokers by the reassign step (default 512)
+#   REASSIGN_THROTTLE_MB  the throttle of its second move, MB/s (default 20)
 #   BENCH_DIR          where the nodes' data dirs go: the disk under test
 #                      (default ${TMPDIR:-/tmp}; not a tmpfs for honest figures)
 #   OUT                results directory (default: a new one under ${TMPDIR:-/tmp})
@@ -70,6 +76,8 @@ RECORDS_A=${RECORDS_A:-500000}
 RECORDS_B=${RECORDS_B:-100000}
 CATCHUP_MB=${CATCHUP_MB:-1024}
 FLUSH_NONE_ROUNDS=${FLUSH_NONE_ROUNDS:-1}
+REASSIGN_MB=${REASSIGN_MB:-512}
+REASSIGN_THROTTLE_MB=${REASSIGN_THROTTLE_MB:-20}
 BENCH_DIR=${BENCH_DIR:-${TMPDIR:-/tmp}}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench-cluster.XXXXXX")}
 KEEP_DATA=${KEEP_DATA:-0}
@@ -473,6 +481,59 @@ if has_step catchup; then
 	healthy >/dev/null
 	"$BIN/sluice" topic delete cu --brokers "$B" >>"$OUT/client.err" 2>&1 || log "catchup: topic delete cu failed"
 	TOPICS=$(sed 's/,cu$//; s/,cu,/,/' <<<"$TOPICS")
+fi
+
+# ---- reassign ----
+# Moving data between brokers: every partition of a topic holding
+# REASSIGN_MB moved to the next broker with no throttle (against the disk's
+# raw sequential write, measured alongside), produce throughput to another
+# topic during a throttled move against idle, and a drain of a broker.
+if has_step reassign; then
+	disk=$("$BIN/sluice" bench disk --dir "$BENCH_DIR" --size-mib 1024 --quiet 2>>"$OUT/bench.err" | grep '^{' | tail -1)
+	record '{"figure":"disk-reference"}' "$disk"
+	create_topic mv 1
+	records=$((REASSIGN_MB * 1024))
+	log "reassign: writing $REASSIGN_MB MiB to mv (RF 1, $PARTITIONS partitions)"
+	bench_produce '{"figure":"reassign-write","rf":1,"size":1024,"round":1}' mv 1024 "$records"
+	mv_bytes() { du -sb "$DATA"/node-*/mv-* 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+	bytes=$(mv_bytes)
+	# The plan: each partition to the next broker.
+	"$BIN/sluice" topic describe mv -o json --brokers "$B" >"$OUT/mv-before.json" 2>>"$OUT/client.err" || fail "describe mv"
+	jq --argjson n "$NODES" '{version: 1, partitions: [.partitions[] | {topic: "mv", partition: .partition, replicas: [(.replicas[0] % $n) + 1]}]}' \
+		"$OUT/mv-before.json" >"$OUT/mv-plan.json"
+	t0=$(now_ms)
+	"$BIN/sluice" cluster reassign --plan "$OUT/mv-plan.json" --brokers "$B" >"$OUT/reassign-unthrottled.txt" 2>&1 || fail "reassign mv (see $OUT/reassign-unthrottled.txt)"
+	ms=$(($(now_ms) - t0))
+	record "$(jq -nc --argjson b "$bytes" --argjson ms "$ms" --argjson disk "$(jq .mib_per_sec <<<"$disk")" \
+		'{figure: "reassign-unthrottled", bytes: $b, ms: $ms, mib_per_s: ($b / 1048576 / ($ms / 1000)), disk_mib_per_s: $disk, ratio_to_disk: (($b / 1048576 / ($ms / 1000)) / $disk)}')" "{}"
+	log "reassign: moved $((bytes / 1048576)) MiB in $ms ms ($(jq -r '.mib_per_sec' <<<"$disk") MiB/s raw disk)"
+	# Produce during a throttled move back, against idle.
+	create_topic load 3
+	bench_produce '{"figure":"reassign-produce","phase":"idle","rf":3,"size":1024,"round":1}' load 1024 100000
+	jq --argjson n "$NODES" '{version: 1, partitions: [.partitions[] | {topic: "mv", partition: .partition, replicas: [.replicas[0]]}]}' \
+		"$OUT/mv-before.json" >"$OUT/mv-back.json"
+	"$BIN/sluice" cluster reassign --plan "$OUT/mv-back.json" --throttle "$REASSIGN_THROTTLE_MB" --no-wait --brokers "$B" >"$OUT/reassign-throttled.txt" 2>&1 ||
+		fail "throttled reassign (see $OUT/reassign-throttled.txt)"
+	t0=$(now_ms)
+	bench_produce '{"figure":"reassign-produce","phase":"throttled-move","rf":3,"size":1024,"round":1}' load 1024 100000
+	while "$BIN/sluice" cluster reassign --status --brokers "$B" 2>>"$OUT/client.err" | tee -a "$OUT/reassign-throttled.txt" | grep -q PARTITION; do sleep 1; done
+	ms=$(($(now_ms) - t0))
+	record "$(jq -nc --argjson b "$bytes" --argjson ms "$ms" --argjson mb "$REASSIGN_THROTTLE_MB" \
+		'{figure: "reassign-throttled", bytes: $b, ms: $ms, throttle_mb_per_s: $mb, mb_per_s: ($b / 1e6 / ($ms / 1000))}')" "{}"
+	log "reassign: moved back under a $REASSIGN_THROTTLE_MB MB/s throttle in $ms ms"
+	# Drain mv off the broker holding the most of it (what `cluster drain`
+	# does for every topic; other steps' RF 3 topics could not leave one of
+	# three brokers).
+	victim=$(jq -r '[.partitions[].replicas[0]] | group_by(.) | max_by(length)[0]' "$OUT/mv-before.json")
+	vb=$(du -sb "$DATA/node-$victim"/mv-* 2>/dev/null | awk '{s += $1} END {print s + 0}')
+	others=$(seq 1 $NODES | grep -vx "$victim" | paste -sd,)
+	t0=$(now_ms)
+	"$BIN/sluice" cluster reassign --topics mv --broker-list "$others" --brokers "$B" >"$OUT/drain.txt" 2>&1 || fail "drain mv off $victim (see $OUT/drain.txt)"
+	ms=$(($(now_ms) - t0))
+	record "$(jq -nc --argjson v "$victim" --argjson ms "$ms" --argjson b "$vb" '{figure: "drain", broker: $v, bytes: $b, ms: $ms, mib_per_s: ($b / 1048576 / ($ms / 1000))}')" "{}"
+	log "drain: $((vb / 1048576)) MiB of mv moved off broker $victim in $ms ms"
+	for t in mv load; do "$BIN/sluice" topic delete $t --brokers "$B" >>"$OUT/client.err" 2>&1 || true; done
+	TOPICS=$(sed 's/,\?mv//; s/,\?load//' <<<"$TOPICS")
 fi
 
 # ---- flushnone ----
