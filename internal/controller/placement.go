@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/sluice-io/sluice/internal/metadata"
 )
 
 // ErrInvalidReplicationFactor: more replicas asked for than there are
@@ -130,4 +132,92 @@ func rackAlternated(brokers []BrokerSlot) ([]BrokerSlot, int) {
 		}
 	}
 	return out, len(rackNames)
+}
+
+// Load is how many replicas, and how many first (preferred-leader)
+// replicas, each broker holds.
+type Load struct {
+	Replicas, Leaders map[int32]int
+}
+
+// LoadOf counts the replicas and preferred leaders of every broker in img.
+func LoadOf(img *metadata.Image) Load {
+	l := Load{Replicas: map[int32]int{}, Leaders: map[int32]int{}}
+	for _, t := range img.Topics {
+		for _, p := range t.Partitions {
+			for _, r := range p.Replicas {
+				l.Replicas[r]++
+			}
+			if len(p.Replicas) > 0 {
+				l.Leaders[p.Replicas[0]]++
+			}
+		}
+	}
+	return l
+}
+
+// PlaceLeastLoaded assigns replicas to count new partitions of an existing
+// topic, each on the least loaded brokers (fewest replicas, then fewest
+// preferred leaderships, then the lowest id), never two on one rack while
+// a rack the partition does not use is left, and counts each placement
+// before the next: new partitions go to brokers that joined after the
+// topic was made, or to those with little on them, first. The first
+// replica, the preferred leader, is the one with the fewest leaderships
+// among those chosen.
+func PlaceLeastLoaded(brokers []BrokerSlot, load Load, count int32, rf int) ([][]int32, error) {
+	if rf < 1 || rf > len(brokers) {
+		return nil, fmt.Errorf("%w: %d, with %d brokers", ErrInvalidReplicationFactor, rf, len(brokers))
+	}
+	racks := map[string]bool{}
+	for _, b := range brokers {
+		racks[b.Rack] = true
+	}
+	out := make([][]int32, 0, count)
+	for range count {
+		var chosen []int32
+		used := map[string]bool{}
+		for len(chosen) < rf {
+			best := -1
+			for i, b := range brokers {
+				if slices.Contains(chosen, b.ID) {
+					continue
+				}
+				if best < 0 || lessLoaded(b, brokers[best], used, len(used) < len(racks), load) {
+					best = i
+				}
+			}
+			b := brokers[best]
+			chosen = append(chosen, b.ID)
+			used[b.Rack] = true
+			load.Replicas[b.ID]++
+		}
+		lead := 0
+		for i, id := range chosen {
+			if load.Leaders[id] < load.Leaders[chosen[lead]] {
+				lead = i
+			}
+		}
+		chosen[0], chosen[lead] = chosen[lead], chosen[0]
+		load.Leaders[chosen[0]]++
+		out = append(out, chosen)
+	}
+	return out, nil
+}
+
+// lessLoaded reports whether broker a is a better next replica than b: a
+// rack not used yet (while one is left), fewer replicas, fewer
+// leaderships, a lower id.
+func lessLoaded(a, b BrokerSlot, used map[string]bool, racksLeft bool, load Load) bool {
+	if racksLeft {
+		if ua, ub := used[a.Rack], used[b.Rack]; ua != ub {
+			return !ua
+		}
+	}
+	if load.Replicas[a.ID] != load.Replicas[b.ID] {
+		return load.Replicas[a.ID] < load.Replicas[b.ID]
+	}
+	if load.Leaders[a.ID] != load.Leaders[b.ID] {
+		return load.Leaders[a.ID] < load.Leaders[b.ID]
+	}
+	return a.ID < b.ID
 }

@@ -128,3 +128,34 @@ func TestElectLeader(t *testing.T) {
 		}
 	}
 }
+
+// New partitions of an old topic go to the broker that joined since (it
+// holds nothing), then spread; never twice on one broker or rack while
+// another rack is free; leaders to the brokers leading least.
+func TestPlaceLeastLoaded(t *testing.T) {
+	load := Load{Replicas: map[int32]int{1: 10, 2: 10, 3: 10}, Leaders: map[int32]int{1: 4, 2: 3, 3: 3}}
+	brokers := []BrokerSlot{{1, "a"}, {2, "b"}, {3, "a"}, {4, "b"}}
+	got, err := PlaceLeastLoaded(brokers, load, 6, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	racks := map[int32]string{1: "a", 2: "b", 3: "a", 4: "b"}
+	per := map[int32]int{}
+	for _, rs := range got {
+		if len(rs) != 2 || rs[0] == rs[1] || racks[rs[0]] == racks[rs[1]] {
+			t.Fatalf("placement %v: want 2 replicas on 2 racks", got)
+		}
+		for _, r := range rs {
+			per[r]++
+		}
+	}
+	if got[0][0] != 4 && got[0][1] != 4 {
+		t.Errorf("first new partition %v skips the empty broker 4", got[0])
+	}
+	if per[4] != 6 {
+		t.Errorf("broker 4 (empty) got %d of 6 new partitions, want all: %v", per[4], got)
+	}
+	if _, err := PlaceLeastLoaded(brokers, load, 1, 5); !errors.Is(err, ErrInvalidReplicationFactor) {
+		t.Errorf("rf 5 on 4 brokers: %v", err)
+	}
+}

@@ -33,8 +33,10 @@ import (
 // partitions would take this broker past max.broker.partitions:
 // POLICY_VIOLATION.
 //
-// Without an Assignment the new partitions are placed like CreateTopics
-// places them, with the replication factor of partition 0. ValidateOnly
+// Without an Assignment the new partitions go to the least loaded brokers
+// (fewest replicas, then fewest preferred leaderships, racks apart:
+// controller.PlaceLeastLoaded), with the replication factor of partition
+// 0, so that brokers added since the topic was made take them first. ValidateOnly
 // checks and changes nothing. Otherwise the change is written through the
 // metadata quorum and the broker opens the new partitions before the
 // answer (KAFKA_STORAGE_ERROR if one does not open; unlike a new topic's,
@@ -169,7 +171,9 @@ func (h *Handler) planPartitions(img *metadata.Image, rt *kmsg.CreatePartitionsR
 			// it; placing them first would only allocate.
 			return nil, nil
 		}
-		placed, err := controller.PlaceNew(img, cur, add, rf)
+		// The least loaded brokers first: ones that joined after the
+		// topic was made get the new partitions.
+		placed, err := controller.PlaceLeastLoaded(controller.UsableBrokers(img), controller.LoadOf(img), add, rf)
 		if err != nil {
 			return nil, codeErr(kerr.InvalidReplicationFactor, "%v", err)
 		}
