@@ -509,14 +509,20 @@ if has_step reassign; then
 	log "reassign: moved $((bytes / 1048576)) MiB in $ms ms ($(jq -r '.mib_per_sec' <<<"$disk") MiB/s raw disk)"
 	# Produce during a throttled move back, against idle.
 	create_topic load 3
-	bench_produce '{"figure":"reassign-produce","phase":"idle","rf":3,"size":1024,"round":1}' load 1024 100000
+	bench_produce '{"figure":"reassign-produce","phase":"idle","rf":3,"size":1024,"round":1}' load 1024 300000
 	jq --argjson n "$NODES" '{version: 1, partitions: [.partitions[] | {topic: "mv", partition: .partition, replicas: [.replicas[0]]}]}' \
 		"$OUT/mv-before.json" >"$OUT/mv-back.json"
 	"$BIN/sluice" cluster reassign --plan "$OUT/mv-back.json" --throttle "$REASSIGN_THROTTLE_MB" --no-wait --brokers "$B" >"$OUT/reassign-throttled.txt" 2>&1 ||
 		fail "throttled reassign (see $OUT/reassign-throttled.txt)"
 	t0=$(now_ms)
-	bench_produce '{"figure":"reassign-produce","phase":"throttled-move","rf":3,"size":1024,"round":1}' load 1024 100000
-	while "$BIN/sluice" cluster reassign --status --brokers "$B" 2>>"$OUT/client.err" | tee -a "$OUT/reassign-throttled.txt" | grep -q PARTITION; do sleep 1; done
+	bench_produce '{"figure":"reassign-produce","phase":"throttled-move","rf":3,"size":1024,"round":1}' load 1024 300000
+	# Until --status finds nothing moving (it then removes the throttle).
+	while :; do
+		st=$("$BIN/sluice" cluster reassign --status --brokers "$B" 2>>"$OUT/client.err") || fail "reassign --status (see $OUT/client.err)"
+		echo "$st" >>"$OUT/reassign-throttled.txt"
+		grep -q PARTITION <<<"$st" || break
+		sleep 1
+	done
 	ms=$(($(now_ms) - t0))
 	record "$(jq -nc --argjson b "$bytes" --argjson ms "$ms" --argjson mb "$REASSIGN_THROTTLE_MB" \
 		'{figure: "reassign-throttled", bytes: $b, ms: $ms, throttle_mb_per_s: $mb, mb_per_s: ($b / 1e6 / ($ms / 1000))}')" "{}"

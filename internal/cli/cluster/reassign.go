@@ -593,7 +593,7 @@ func watch(ctx context.Context, o ReassignOptions, adm *kadm.Client, plan Plan) 
 		lastCopied, lastAt = copied, now
 		eta := "-"
 		if rate > 0 && need > copied {
-			eta = (time.Duration(float64(need-copied)/rate) * time.Second / time.Second).Round(time.Second).String()
+			eta = time.Duration(float64(need-copied) / rate * float64(time.Second)).Round(time.Second).String()
 		}
 		pct := 100.0
 		if need > 0 {
