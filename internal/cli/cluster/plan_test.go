@@ -143,3 +143,22 @@ func TestBalancePlanKeepsRacks(t *testing.T) {
 		t.Errorf("replicas %v: the new brokers got none", replicas)
 	}
 }
+
+// The ETA is in seconds: 100 MiB left at 10 MiB/s is 10 s (it printed 0s,
+// a count of nanoseconds, before).
+func TestETA(t *testing.T) {
+	for _, c := range []struct {
+		left int64
+		rate float64
+		want string
+	}{
+		{100 << 20, 10 << 20, "10s"},
+		{3 << 30, 1 << 20, "51m12s"},
+		{1, 0, "-"},
+		{0, 5, "-"},
+	} {
+		if got := etaOf(c.left, c.rate); got != c.want {
+			t.Errorf("etaOf(%d, %v) = %s, want %s", c.left, c.rate, got, c.want)
+		}
+	}
+}

@@ -591,10 +591,7 @@ func watch(ctx context.Context, o ReassignOptions, adm *kadm.Client, plan Plan) 
 			rate = 0.5*rate + 0.5*inst // smoothed
 		}
 		lastCopied, lastAt = copied, now
-		eta := "-"
-		if rate > 0 && need > copied {
-			eta = time.Duration(float64(need-copied) / rate * float64(time.Second)).Round(time.Second).String()
-		}
+		eta := etaOf(need-copied, rate)
 		pct := 100.0
 		if need > 0 {
 			pct = 100 * float64(copied) / float64(need)
@@ -628,6 +625,15 @@ func watch(ctx context.Context, o ReassignOptions, adm *kadm.Client, plan Plan) 
 		fmt.Fprintln(w, "Throttle removed.")
 	}
 	return nil
+}
+
+// etaOf is how long left bytes take at rate bytes per second ("-" when
+// unknown).
+func etaOf(left int64, rate float64) string {
+	if rate <= 0 || left <= 0 {
+		return "-"
+	}
+	return time.Duration(float64(left) / rate * float64(time.Second)).Round(time.Second).String()
 }
 
 // mib formats bytes as MiB.
