@@ -37,8 +37,9 @@ const (
 	// restart after kill -9 and the Target's metadata request.
 	roundBudget = maxHold + gap + 30*time.Second
 	// fixedBudget bounds everything but the rounds: build, start, topic,
-	// settling, finishing the producers and the final reads.
-	fixedBudget = 2*time.Minute + settleTimeout + flushTimeout + 2*readBackTimeout + rotationBudget
+	// settling, restoring the replicas the operator moved, finishing the
+	// producers and the final reads.
+	fixedBudget = 2*time.Minute + restoreTimeout + settleTimeout + flushTimeout + 2*readBackTimeout + rotationBudget
 	// rotationBudget is what rotateLeaders takes on a cluster that works:
 	// three clean stops, reads and restarts.
 	rotationBudget = 3 * time.Minute
@@ -52,21 +53,24 @@ const (
 // summary is the one-line JSON result of a run, in the test log and
 // appended to $CHAOS_REPORT.
 type summary struct {
-	Seed            uint64         `json:"seed"`
-	Rounds          int            `json:"rounds"`
-	Faults          map[string]int `json:"faults"`
-	Acked           int            `json:"acked"`
-	Unknown         int            `json:"unknown"`
-	Observed        int            `json:"observed"`
-	Violations      int            `json:"violations"`
-	Availability    float64        `json:"availability"`
-	LongestOutageS  float64        `json:"longest_outage_s"`
-	MaxAckLatencyS  float64        `json:"max_ack_latency_s"`
-	Settled         bool           `json:"settled"`
-	SettleS         float64        `json:"settle_s"`
-	WallS           float64        `json:"wall_s"`
-	Passed          bool           `json:"passed"`
-	FailureMessages []string       `json:"failures,omitempty"`
+	Seed           uint64         `json:"seed"`
+	Rounds         int            `json:"rounds"`
+	Faults         map[string]int `json:"faults"`
+	Acked          int            `json:"acked"`
+	Unknown        int            `json:"unknown"`
+	Observed       int            `json:"observed"`
+	Violations     int            `json:"violations"`
+	Availability   float64        `json:"availability"`
+	LongestOutageS float64        `json:"longest_outage_s"`
+	MaxAckLatencyS float64        `json:"max_ack_latency_s"`
+	// Reassignments is what the operator did; absent with
+	// CHAOS_REASSIGN=0.
+	Reassignments   *reassignSummary `json:"reassignments,omitempty"`
+	Settled         bool             `json:"settled"`
+	SettleS         float64          `json:"settle_s"`
+	WallS           float64          `json:"wall_s"`
+	Passed          bool             `json:"passed"`
+	FailureMessages []string         `json:"failures,omitempty"`
 }
 
 func TestChaos(t *testing.T) {
@@ -78,7 +82,8 @@ func TestChaos(t *testing.T) {
 	}
 	rounds := envInt(t, "CHAOS_ROUNDS", defaultRounds)
 	seed := envSeed(t)
-	t.Logf("seed %d (CHAOS_SEED=%d replays the same faults), %d rounds", seed, seed, rounds)
+	reassign := envReassign(t)
+	t.Logf("seed %d (CHAOS_SEED=%d replays the same faults), %d rounds, reassignments %v", seed, seed, rounds, reassign)
 
 	budget := fixedBudget + time.Duration(rounds)*roundBudget
 	if dl, ok := t.Deadline(); ok {
@@ -127,21 +132,50 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("no record acknowledged within %v on the healthy cluster; produce errors: %s\n%s", firstAckTimeout, h.failureSummary(), c.tails())
 	}
 
+	fw := &faultWatch{}
 	nem, err := nemesis.New(nemesis.Config{
 		Nodes: c.nemesisNodes(), Seed: seed, Rounds: rounds,
 		MinHold: minHold, MaxHold: maxHold, Gap: gap, MaxDelay: maxLinkDelay,
 		Target: c.target(ctx, logf),
-		Logf:   logf,
+		Logf: func(format string, args ...any) {
+			s := fmt.Sprintf(format, args...)
+			fw.line(s)
+			logf("%s", s)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The operator reassigns partitions while the nemesis runs.
+	var op *operator
+	opDone := make(chan struct{})
+	opCtx, opStop := context.WithCancel(ctx)
+	defer opStop()
+	if reassign {
+		if op, err = newOperator(c, seed, fw, logf); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(op.close)
+		go func() {
+			defer close(opDone)
+			op.run(opCtx)
+		}()
+	} else {
+		close(opDone)
+	}
 	faults, nemErr := nem.Run(ctx)
+	opStop()
+	<-opDone
 
 	var failures []string
 	fail := func(format string, args ...any) { failures = append(failures, fmt.Sprintf(format, args...)) }
 	if nemErr != nil {
 		fail("nemesis: %v", nemErr)
+	}
+	if op != nil {
+		if err := op.restore(ctx); err != nil {
+			fail("restoring the replicas after the reassignments: %v", err)
+		}
 	}
 	settleStart := time.Now()
 	m, settleErr := c.waitSettled(ctx, settleTimeout)
@@ -201,6 +235,10 @@ func TestChaos(t *testing.T) {
 	for _, f := range faults {
 		sum.Faults[f.Kind.String()]++
 	}
+	if op != nil {
+		rs := op.summary()
+		sum.Reassignments = &rs
+	}
 	writeSummary(t, sum)
 	t.Logf("checker: %v", res)
 	t.Logf("%v", avail)
@@ -213,8 +251,12 @@ func TestChaos(t *testing.T) {
 	if err := writeHistory(filepath.Join(dir, "history.json"), hist); err != nil {
 		t.Logf("saving the history: %v", err)
 	}
-	t.Errorf("chaos run failed (seed %d: CHAOS_SEED=%d CHAOS_ROUNDS=%d replays the faults):\n%s\n%s\nrounds: %s\n%s\nacked %d, unknown %d, observed %d\nnode output, data dirs and history in %s\n%s",
-		seed, seed, rounds, strings.Join(failures, "\n"), report(res), listFaults(faults), avail, acked, unknown, observed, dir, c.tails())
+	replay := fmt.Sprintf("CHAOS_SEED=%d CHAOS_ROUNDS=%d", seed, rounds)
+	if !reassign {
+		replay += " CHAOS_REASSIGN=0"
+	}
+	t.Errorf("chaos run failed (seed %d: %s replays the faults and the operator's choices):\n%s\n%s\nrounds: %s\n%s\nacked %d, unknown %d, observed %d\nnode output, data dirs and history in %s\n%s",
+		seed, replay, strings.Join(failures, "\n"), report(res), listFaults(faults), avail, acked, unknown, observed, dir, c.tails())
 }
 
 // layout is where each node and its proxies are.
@@ -320,6 +362,20 @@ func envInt(t *testing.T, name string, def int) int {
 		t.Fatalf("%s=%q: want a number from 1 to %d", name, s, maxEnvRounds)
 	}
 	return n
+}
+
+// envReassign is CHAOS_REASSIGN: the operator runs unless it is "0".
+func envReassign(t *testing.T) bool {
+	t.Helper()
+	switch s := os.Getenv("CHAOS_REASSIGN"); s {
+	case "", "1":
+		return true
+	case "0":
+		return false
+	default:
+		t.Fatalf("CHAOS_REASSIGN=%q: want 1 (the default) or 0", s)
+		return false
+	}
 }
 
 // envSeed is CHAOS_SEED, or a seed from the clock.

@@ -5,8 +5,19 @@
 // writing and reading a topic of 3 partitions with replication factor 3 and
 // min.insync.replicas=2, while a seeded nemesis (internal/chaos/nemesis)
 // kill -9s and restarts, SIGSTOPs, isolates, one-way partitions and delays
-// nodes, the active controller and partition leaders among them. After the
-// last fault it heals everything, waits for every partition to have a
+// nodes, the active controller and partition leaders among them. Meanwhile
+// an operator keeps reassigning the topic's partitions
+// (AlterPartitionReassignments, KIP-455; operator_test.go): with three
+// brokers nothing can move to a new one, so it cycles each partition in
+// turn from 3 replicas to 2 (dropping one picked by the seed, sometimes the
+// leader) and back to 3 (the dropped broker copying the log again,
+// sometimes first in the list so that the preferred leader changes),
+// sometimes cancelling a reassignment in flight, and one stuck for 15 s;
+// its requests fail while the controller is unreachable, which it logs and
+// retries, never failing the test. After the last fault it heals
+// everything, stops the operator and restores every partition to 3
+// replicas with no reassignment under way (cancelling what is, growing
+// back what is short, within 90 s), waits for every partition to have a
 // leader and a full ISR, reads every partition back from offset 0, then
 // stops each node cleanly in turn and reads again from the leaders left
 // (so that every replica's log is compared, not only the last leader's),
@@ -33,10 +44,14 @@
 //	make chaos                                        # CHAOS_ROUNDS=40
 //	CHAOS_SEED=123 CHAOS_ROUNDS=10 go test -v -run TestChaos ./internal/chaos/clustertest
 //
-// Environment: CHAOS_ROUNDS (faults, default 4), CHAOS_SEED (the nemesis's
-// seed, default from the clock; every run prints it), CHAOS_REPORT (a file
-// the one-line JSON summary is appended to), CHAOS_LOGDIR (where the nodes'
-// output and data dirs go, kept; by default a temporary dir kept only when
-// the test fails), CHAOS_CLIENT_LOG (the clients' log level in the event
-// log: error, warn (default), info or debug). -short skips the test.
+// Environment: CHAOS_ROUNDS (faults, default 4), CHAOS_SEED (the seed of the
+// nemesis's faults and the operator's choices, default from the clock; every
+// run prints it; timing still varies what the operator finds to do),
+// CHAOS_REASSIGN (1, the default, runs the operator; 0 leaves the replicas
+// alone), CHAOS_REPORT (a file the one-line JSON summary is appended to;
+// "reassignments" in it counts what the operator started, completed and
+// cancelled), CHAOS_LOGDIR (where the nodes' output and data dirs go, kept;
+// by default a temporary dir kept only when the test fails),
+// CHAOS_CLIENT_LOG (the clients' log level in the event log: error, warn
+// (default), info or debug). -short skips the test.
 package clustertest

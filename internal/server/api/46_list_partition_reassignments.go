@@ -12,8 +12,9 @@ import (
 
 // ListPartitionReassignments v0 (KIP-455).
 //
-// The reassignments under way, from this node's metadata (every broker has
-// it; Kafka answers on the controller): for each partition being moved,
+// The reassignments under way, as the active controller's metadata has
+// them (other brokers forward the request there, as Kafka answers it on the
+// controller, so that no broker's older view is shown): for each partition being moved,
 // its replicas (the target followed by the ones leaving), the ones being
 // added and the ones being removed. A null topic list means every
 // reassignment; partitions named that are not being moved are left out,

@@ -24,6 +24,7 @@ var forwardedKeys = map[int16]bool{
 	43: true, // ElectLeaders
 	44: true, // IncrementalAlterConfigs
 	45: true, // AlterPartitionReassignments
+	46: true, // ListPartitionReassignments: the controller's view, as in Kafka
 	55: true, // DescribeQuorum
 	64: true, // UnregisterBroker
 }
@@ -37,6 +38,11 @@ func ForwardedKeys() map[int16]bool { return maps.Clone(forwardedKeys) }
 // to become the active controller (a barrier and one record) before it
 // handles an admin request.
 const selfLeaderWait = 5 * time.Second
+
+// minForwardTimeout is the least time a forwarded request is given, even
+// when its own timeout is shorter (a timeout of a few milliseconds asks not
+// to wait for the outcome, not to fail on the way to the controller).
+const minForwardTimeout = 5 * time.Second
 
 // forwardTimeout bounds a forwarded request when the request itself has no
 // timeout of its own.
@@ -61,7 +67,13 @@ func (h *Handler) forward(ctx context.Context, req *server.Request, reply func(s
 		return false
 	}
 	go func() {
-		fctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+		// A request's own timeout bounds its forwarding too, so that it
+		// is not applied long after its client gave up on it.
+		limit := forwardTimeout
+		if tr, ok := req.Msg.(interface{ Timeout() int32 }); ok && tr.Timeout() > 0 {
+			limit = min(limit, max(time.Duration(tr.Timeout())*time.Millisecond, minForwardTimeout))
+		}
+		fctx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
 		resp, err := h.b.Forward(fctx, req.Msg)
 		if errors.Is(err, broker.ErrNowController) {
