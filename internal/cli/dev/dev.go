@@ -52,12 +52,16 @@ func Command() *cobra.Command {
 
 // ClusterOptions are the flags of `sluice dev cluster`.
 type ClusterOptions struct {
-	Nodes    int
-	Dir      string
-	Host     string
-	Configs  []string
-	Binary   string // the sluice binary to run; default this one
-	LogLevel string
+	Nodes int
+	// Controllers, if not 0, adds that many dedicated controllers
+	// (process.roles=controller, the quorum's voters) and makes the Nodes
+	// broker-only (process.roles=broker), Kafka's production layout.
+	Controllers int
+	Dir         string
+	Host        string
+	Configs     []string
+	Binary      string // the sluice binary to run; default this one
+	LogLevel    string
 }
 
 func clusterCommand() *cobra.Command {
@@ -72,12 +76,17 @@ relayed with a [node N] prefix. Ctrl-C stops every node cleanly (SIGTERM: each m
 partition leaderships away first). Run it again with the same --dir to restart the same
 cluster at the same addresses.
 
+With --controllers C, C dedicated controllers (process.roles=controller, ids 1 to C, the
+quorum's voters, no client listener) run beside the N brokers (process.roles=broker, ids
+C+1 on), Kafka's production layout: a broker that dies is never the active controller.
+
 Every node is started the way a real deployment starts one, e.g. for node 1 of 3:
   sluice serve --node-id 1 --listen 127.0.0.1:P1 --controller-listen 127.0.0.1:C1 \
     --controller-quorum-voters 1@127.0.0.1:C1,2@127.0.0.1:C2,3@127.0.0.1:C3 \
     --http-listen 127.0.0.1:H1 --data-dir DIR/node-1`,
 		Example: `  sluice dev cluster
   sluice dev cluster --nodes 5 --dir /tmp/sluice5
+  sluice dev cluster --controllers 3 --nodes 3 --dir /tmp/sluice-dedicated
   sluice dev cluster -c default.replication.factor=3 -c min.insync.replicas=2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -85,7 +94,8 @@ Every node is started the way a real deployment starts one, e.g. for node 1 of 3
 		},
 	}
 	f := cmd.Flags()
-	f.IntVarP(&o.Nodes, "nodes", "n", 3, "number of nodes (1-9); each is a broker and a controller voter")
+	f.IntVarP(&o.Nodes, "nodes", "n", 3, "number of nodes (1-9); each is a broker and a controller voter, unless --controllers")
+	f.IntVar(&o.Controllers, "controllers", 0, "dedicated controllers (process.roles=controller, 1-9) to add; the --nodes are then brokers only (process.roles=broker)")
 	f.StringVar(&o.Dir, "dir", "./sluice-dev-cluster", "directory for the nodes' data (node-1, node-2, ...) and the port layout")
 	f.StringVar(&o.Host, "host", "127.0.0.1", "address every node listens on")
 	f.StringArrayVarP(&o.Configs, "config", "c", nil, "broker config key=value passed to every node, repeatable")
@@ -95,7 +105,9 @@ Every node is started the way a real deployment starts one, e.g. for node 1 of 3
 
 // Node is one node's addresses, as printed and as kept in cluster.json.
 type Node struct {
-	ID         int32  `json:"id"`
+	ID int32 `json:"id"`
+	// Role is process.roles: "broker", "controller", or "" for both.
+	Role       string `json:"role,omitempty"`
 	Kafka      string `json:"kafka"`
 	Controller string `json:"controller"`
 	HTTP       string `json:"http"`
@@ -111,7 +123,9 @@ type Layout struct {
 func (l Layout) Voters() string {
 	var parts []string
 	for _, n := range l.Nodes {
-		parts = append(parts, fmt.Sprintf("%d@%s", n.ID, n.Controller))
+		if n.Role != roleBroker {
+			parts = append(parts, fmt.Sprintf("%d@%s", n.ID, n.Controller))
+		}
 	}
 	return strings.Join(parts, ",")
 }
@@ -120,9 +134,32 @@ func (l Layout) Voters() string {
 func (l Layout) Bootstrap() string {
 	var parts []string
 	for _, n := range l.Nodes {
-		parts = append(parts, n.Kafka)
+		if n.Role != roleController {
+			parts = append(parts, n.Kafka)
+		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// Node roles (process.roles) of a layout with dedicated controllers.
+const (
+	roleBroker     = "broker"
+	roleController = "controller"
+)
+
+// args are node n's `sluice serve` arguments in layout l.
+func (l Layout) args(n Node, logLevel string) []string {
+	args := []string{"serve", "--node-id", strconv.Itoa(int(n.ID)), "--controller-quorum-voters", l.Voters(),
+		"--http-listen", n.HTTP, "--data-dir", n.DataDir, "--log-level", logLevel}
+	switch n.Role {
+	case roleBroker:
+		args = append(args, "--listen", n.Kafka, "-c", "process.roles=broker")
+	case roleController:
+		args = append(args, "--controller-listen", n.Controller, "-c", "process.roles=controller")
+	default:
+		args = append(args, "--listen", n.Kafka, "--controller-listen", n.Controller)
+	}
+	return args
 }
 
 // RunCluster runs the cluster until ctx ends or every node has exited.
@@ -130,11 +167,14 @@ func RunCluster(ctx context.Context, o ClusterOptions, stdout, stderr io.Writer)
 	if o.Nodes < 1 || o.Nodes > maxNodes {
 		return fmt.Errorf("--nodes %d: want 1 to %d", o.Nodes, maxNodes)
 	}
+	if o.Controllers < 0 || o.Controllers > maxNodes {
+		return fmt.Errorf("--controllers %d: want 0 (every node both) or 1 to %d", o.Controllers, maxNodes)
+	}
 	dir, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return fmt.Errorf("--dir %q: %w", o.Dir, err)
 	}
-	layout, err := loadOrPlan(dir, o.Nodes, o.Host)
+	layout, err := loadOrPlan(dir, o.Nodes, o.Controllers, o.Host)
 	if err != nil {
 		return err
 	}
@@ -146,7 +186,14 @@ func RunCluster(ctx context.Context, o ClusterOptions, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "Starting %d nodes (data in %s):\n", len(layout.Nodes), dir)
 	for _, n := range layout.Nodes {
-		fmt.Fprintf(stdout, "  node %d  kafka %-21s controller %-21s http %-21s data %s\n", n.ID, n.Kafka, n.Controller, n.HTTP, n.DataDir)
+		switch n.Role {
+		case roleController:
+			fmt.Fprintf(stdout, "  node %d  controller only         controller %-21s http %-21s data %s\n", n.ID, n.Controller, n.HTTP, n.DataDir)
+		case roleBroker:
+			fmt.Fprintf(stdout, "  node %d  kafka %-21s broker only                     http %-21s data %s\n", n.ID, n.Kafka, n.HTTP, n.DataDir)
+		default:
+			fmt.Fprintf(stdout, "  node %d  kafka %-21s controller %-21s http %-21s data %s\n", n.ID, n.Kafka, n.Controller, n.HTTP, n.DataDir)
+		}
 	}
 	fmt.Fprintf(stdout, "Bootstrap: %s\n  export SLUICE_BROKERS=%s\n  sluice cluster info\nCtrl-C stops every node.\n\n", layout.Bootstrap(), layout.Bootstrap())
 
@@ -157,9 +204,7 @@ func RunCluster(ctx context.Context, o ClusterOptions, stdout, stderr io.Writer)
 	)
 	exited := make(chan error, len(layout.Nodes))
 	for _, n := range layout.Nodes {
-		args := []string{"serve", "--node-id", strconv.Itoa(int(n.ID)), "--listen", n.Kafka,
-			"--controller-listen", n.Controller, "--controller-quorum-voters", layout.Voters(),
-			"--http-listen", n.HTTP, "--data-dir", n.DataDir, "--log-level", o.LogLevel}
+		args := layout.args(n, o.LogLevel)
 		for _, c := range o.Configs {
 			args = append(args, "-c", c)
 		}
@@ -266,7 +311,7 @@ func stopAll(procs []*proc) {
 // loadOrPlan reads dir's cluster.json, or picks free ports for n nodes and
 // writes one. A layout with another node count is refused: the metadata
 // quorum's voters cannot change that way.
-func loadOrPlan(dir string, n int, host string) (Layout, error) {
+func loadOrPlan(dir string, n, controllers int, host string) (Layout, error) {
 	name := filepath.Join(dir, layoutFile)
 	var l Layout
 	b, err := os.ReadFile(name)
@@ -275,14 +320,21 @@ func loadOrPlan(dir string, n int, host string) (Layout, error) {
 		if err := json.Unmarshal(b, &l); err != nil {
 			return l, fmt.Errorf("%s: %w (delete %s to start a new cluster)", name, err, dir)
 		}
-		if len(l.Nodes) != n {
-			return l, fmt.Errorf("%s holds a %d-node cluster; run with --nodes %d, or use another --dir for a new cluster", dir, len(l.Nodes), len(l.Nodes))
+		ctl := 0
+		for _, nd := range l.Nodes {
+			if nd.Role == roleController {
+				ctl++
+			}
+		}
+		if len(l.Nodes)-ctl != n || ctl != controllers {
+			return l, fmt.Errorf("%s holds a cluster of %d nodes and %d dedicated controllers; run with --nodes %d --controllers %d, or use another --dir for a new cluster",
+				dir, len(l.Nodes)-ctl, ctl, len(l.Nodes)-ctl, ctl)
 		}
 		return l, nil
 	case !errors.Is(err, os.ErrNotExist):
 		return l, err
 	}
-	for i := 1; i <= n; i++ {
+	for i := 1; i <= n+controllers; i++ {
 		var addrs [3]string
 		for j := range addrs {
 			a, err := freeAddr(host)
@@ -291,8 +343,16 @@ func loadOrPlan(dir string, n int, host string) (Layout, error) {
 			}
 			addrs[j] = a
 		}
-		l.Nodes = append(l.Nodes, Node{ID: int32(i), Kafka: addrs[0], Controller: addrs[1], HTTP: addrs[2],
-			DataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i))})
+		nd := Node{ID: int32(i), Kafka: addrs[0], Controller: addrs[1], HTTP: addrs[2],
+			DataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i))}
+		// Dedicated controllers take the first ids, brokers the rest.
+		switch {
+		case controllers > 0 && i <= controllers:
+			nd.Role, nd.Kafka = roleController, ""
+		case controllers > 0:
+			nd.Role, nd.Controller = roleBroker, ""
+		}
+		l.Nodes = append(l.Nodes, nd)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return l, fmt.Errorf("create %s: %w", dir, err)
