@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-io/sluice/internal/config"
 	"github.com/sluice-io/sluice/internal/controller"
 	"github.com/sluice-io/sluice/internal/metadata"
 	"github.com/sluice-io/sluice/internal/server"
@@ -41,15 +41,8 @@ func nodeRoles(cfg Config) (roles, error) {
 	if !ok {
 		return roles{broker: true, controller: true}, nil
 	}
-	var r roles
-	for _, e := range strings.Split(v, ",") {
-		switch strings.ToLower(strings.TrimSpace(e)) {
-		case "broker":
-			r.broker = true
-		case "controller":
-			r.controller = true
-		}
-	}
+	elems := config.ListElems(v) // validated: broker, controller or both
+	r := roles{broker: slices.Contains(elems, "broker"), controller: slices.Contains(elems, "controller")}
 	if !r.broker && !r.controller {
 		return r, fmt.Errorf("broker: process.roles=%q names no role: use broker, controller, or broker,controller", v)
 	}

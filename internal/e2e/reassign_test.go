@@ -282,7 +282,7 @@ func TestClusterDrain(t *testing.T) {
 // TestClusterTopicReplicationFactor: `sluice topic alter --replication-factor`
 // adds copies of a topic's partitions (which catch up and join the ISR) and
 // removes them again, keeping every record; `sluice cluster balance` then
-// finds the brokers even.
+// evens out the replicas per broker (its --dry-run changes nothing).
 func TestClusterTopicReplicationFactor(t *testing.T) {
 	tc := startCluster(t, 3, nil)
 	ctx := ctxT(t)
@@ -323,11 +323,30 @@ func TestClusterTopicReplicationFactor(t *testing.T) {
 		t.Fatalf("alter to 2: %v\n%s", err, out)
 	}
 	check(2)
+	before := tc.controller().b.Image().Topics["rf"]
 	out, err := runCLI(t, ctx, "cluster", "balance", "--dry-run", "--brokers", bootstrap)
+	if err != nil {
+		t.Fatalf("balance --dry-run: %v\n%s", err, out)
+	}
+	if after := tc.controller().b.Image().Topics["rf"]; after != before {
+		t.Errorf("balance --dry-run changed the topic")
+	}
+	// Dropping copies need not leave the brokers even; balance makes them so.
+	out, err = runCLI(t, ctx, "cluster", "balance", "--brokers", bootstrap)
 	if err != nil {
 		t.Fatalf("balance: %v\n%s", err, out)
 	}
-	t.Logf("balance plan after the changes:\n%s", out)
+	t.Logf("balance:\n%s", out)
+	check(2)
+	per := map[int32]int{}
+	for _, p := range tc.controller().b.Image().Topics["rf"].Partitions {
+		for _, r := range p.Replicas {
+			per[r]++
+		}
+	}
+	if per[1] != 2 || per[2] != 2 || per[3] != 2 {
+		t.Errorf("replicas per broker after balance: %v, want 2 each", per)
+	}
 	cons := tc.client(kgo.ConsumeTopics("rf"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
 	readsAckedOnce(t, ctx, cons, acked)
 }

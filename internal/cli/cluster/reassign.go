@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -27,6 +28,9 @@ import (
 const (
 	// progressInterval is how often a waiting reassign reports progress.
 	progressInterval = time.Second
+	// metadataPoll is how often a finished reassign re-reads Metadata until
+	// it shows the new placement.
+	metadataPoll = 50 * time.Millisecond
 	// bytesPerMB is the unit of --throttle (as Kafka's tool, decimal).
 	bytesPerMB = 1_000_000
 )
@@ -92,17 +96,23 @@ follower.replication.throttled.rate, with the moving replicas listed in the topi
 		},
 	}
 	f := cmd.Flags()
-	clientopts.AddFlags(f, &o.Common)
-	clientopts.AddOutputFlag(f, &o.Output)
+	o.AddFlags(f)
 	f.StringVar(&o.Plan, "plan", "", "a plan file (Kafka's reassignment JSON) to apply")
 	f.StringVar(&o.Topics, "topics", "", "regular expression of the topics to move (whole name)")
 	f.StringVar(&brokers, "broker-list", "", "comma-separated ids of the brokers the topics may use")
-	f.Float64Var(&o.Throttle, "throttle", 0, "limit the copying to this many MB/s per broker (0: no limit)")
-	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and stop")
-	f.BoolVar(&o.NoWait, "no-wait", false, "apply the plan and return without showing progress")
 	f.BoolVar(&o.Cancel, "cancel", false, "cancel the reassignments under way (of --topics, else all)")
 	f.BoolVar(&o.Status, "status", false, "show the reassignments under way and remove a throttle once none is")
 	return cmd
+}
+
+// AddFlags registers the flags every command that moves replicas shares:
+// --brokers and --timeout, -o, --throttle, --dry-run and --no-wait.
+func (o *ReassignOptions) AddFlags(f *pflag.FlagSet) {
+	clientopts.AddFlags(f, &o.Common)
+	clientopts.AddOutputFlag(f, &o.Output)
+	f.Float64Var(&o.Throttle, "throttle", 0, "limit the copying to this many MB/s per broker (0: no limit)")
+	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and stop")
+	f.BoolVar(&o.NoWait, "no-wait", false, "apply the plan and return without showing progress")
 }
 
 // parseIDs parses a comma-separated list of broker ids.
@@ -605,6 +615,13 @@ func watch(ctx context.Context, o ReassignOptions, adm *kadm.Client, plan Plan) 
 		case <-t.C:
 		}
 	}
+	// The controller has completed the moves; the broker answering this
+	// client's Metadata may apply that a moment later. Wait for it, so that
+	// what this command prints, and the next command plans from, is the
+	// new placement.
+	if err := awaitPlacement(ctx, adm, plan, o.Wait()); err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "Every partition has moved (%s).\n", time.Since(start).Round(time.Second))
 	// Leadership to the new preferred replicas (the first of each target).
 	elect := kadm.TopicsSet{}
@@ -625,6 +642,36 @@ func watch(ctx context.Context, o ReassignOptions, adm *kadm.Client, plan Plan) 
 		fmt.Fprintln(w, "Throttle removed.")
 	}
 	return nil
+}
+
+// awaitPlacement waits, up to wait, until Metadata shows every partition
+// of plan on its target replicas.
+func awaitPlacement(ctx context.Context, adm *kadm.Client, plan Plan, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		md, err := adm.Metadata(ctx)
+		if err != nil {
+			return fmt.Errorf("metadata: %w", err)
+		}
+		pending := ""
+		for _, e := range plan.Partitions {
+			if pd, ok := md.Topics[e.Topic].Partitions[e.Partition]; !ok || !slices.Equal(pd.Replicas, e.Replicas) {
+				pending = fmt.Sprintf("%s-%d", e.Topic, e.Partition)
+				break
+			}
+		}
+		if pending == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the controller completed the moves, but after %s the brokers' metadata still shows %s elsewhere; see sluice topic describe", wait, pending)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(metadataPoll):
+		}
+	}
 }
 
 // etaOf is how long left bytes take at rate bytes per second ("-" when
@@ -774,11 +821,7 @@ BROKER'. To use a drained broker again, start it and run 'sluice cluster reassig
 		},
 	}
 	f := cmd.Flags()
-	clientopts.AddFlags(f, &o.Common)
-	clientopts.AddOutputFlag(f, &o.Output)
-	f.Float64Var(&o.Throttle, "throttle", 0, "limit the copying to this many MB/s per broker (0: no limit)")
-	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and stop")
-	f.BoolVar(&o.NoWait, "no-wait", false, "apply the plan and return without showing progress")
+	o.AddFlags(f)
 	return cmd
 }
 
@@ -887,12 +930,8 @@ adding a broker. Counts only: disk use and byte rates are not weighed yet.`,
 		},
 	}
 	f := cmd.Flags()
-	clientopts.AddFlags(f, &o.Common)
-	clientopts.AddOutputFlag(f, &o.Output)
+	o.AddFlags(f)
 	f.StringVar(&o.Topics, "topics", "", "regular expression of the topics that may move (default: all)")
-	f.Float64Var(&o.Throttle, "throttle", 0, "limit the copying to this many MB/s per broker (0: no limit)")
-	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and stop")
-	f.BoolVar(&o.NoWait, "no-wait", false, "apply the plan and return without showing progress")
 	return cmd
 }
 

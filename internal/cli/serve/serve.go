@@ -111,7 +111,8 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	roles, _ := config.Broker{Static: set.static}.Value("process.roles") // validated by resolve
-	isBroker, isController := strings.Contains(roles, "broker"), strings.Contains(roles, "controller")
+	roleList := config.ListElems(roles)
+	isBroker, isController := slices.Contains(roleList, "broker"), slices.Contains(roleList, "controller")
 	if !isBroker && (o.AdvertisedAddress != "") {
 		return fmt.Errorf("--advertised-address: a controller-only node (process.roles=controller) has no client listener to advertise")
 	}

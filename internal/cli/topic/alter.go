@@ -38,12 +38,8 @@ join the in-sync replicas before anything is removed.`,
 		},
 	}
 	f := cmd.Flags()
-	clientopts.AddFlags(f, &o.Common)
-	clientopts.AddOutputFlag(f, &o.Output)
+	o.AddFlags(f)
 	f.IntVar(&o.ReplicationFactor, "replication-factor", 0, "the new number of copies of each partition (required)")
-	f.Float64Var(&o.Throttle, "throttle", 0, "limit the copying to this many MB/s per broker (0: no limit)")
-	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and stop")
-	f.BoolVar(&o.NoWait, "no-wait", false, "apply the plan and return without showing progress")
 	return cmd
 }
 
