@@ -67,6 +67,10 @@ const (
 type Config struct {
 	NodeID  int32
 	DataDir string
+	// LogDirs are more log directories (log.dirs beyond the data dir, one
+	// per disk): partitions are spread over them and the data dir
+	// (logdirs.go).
+	LogDirs []string
 	// Host and Port are what clients are told to connect to.
 	Host string
 	Port int32
@@ -146,9 +150,7 @@ type Broker struct {
 	// throttle.go); their zero values are ready, so Open sets nothing.
 	leaderQuota, followerQuota replicationQuota
 
-	recovery map[TopicPartition]int64 // from the checkpoint at start
-	logStart map[TopicPartition]int64
-	clean    bool
+	clean bool
 	// cleaner is the log cleaner (cleaner.go).
 	cleaner *cleaner
 	// flusher fsyncs data appended without an acks=all waiter (flusher.go).
@@ -158,10 +160,21 @@ type Broker struct {
 	// files opens and closes every partition's segment files, at most
 	// cfg.MaxOpenFiles at once.
 	files *log.FileCache
-	// logDir is the health of the data dir, shared by every partition's
-	// log (Kafka's LogDirFailureChannel): offline after a write or fsync
-	// failed, full while a write finds no space.
-	logDir *log.LogDir
+	// dirs are the log directories, the data dir first (logdirs.go);
+	// each one's health is shared by the partitions' logs in it (Kafka's
+	// LogDirFailureChannel): offline after a write or fsync failed, full
+	// while a write finds no space. where says which dir holds each
+	// partition (open or found at start) and preferred where a partition
+	// not here yet goes (AlterReplicaLogDirs); dirMu guards both.
+	dirs      []*dataDir
+	dirMu     sync.Mutex
+	where     map[TopicPartition]*dataDir
+	preferred map[TopicPartition]*dataDir
+	// moves are the partitions moving between log dirs (replicamove.go),
+	// guarded by moveMu; moveWake starts the mover.
+	moveMu   sync.Mutex
+	moves    map[TopicPartition]*replicaMove
+	moveWake chan struct{}
 
 	// groups is the group coordinator; it reads and appends to the
 	// __consumer_offsets partitions and is closed before them.
@@ -224,8 +237,9 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b := &Broker{cfg: cfg, fs: cfg.FS, logger: cfg.Logger, parts: map[TopicPartition]*hosted{}, ready: make(chan struct{}),
-		fetchers: map[int32]*fetcher{},
-		files:    log.NewFileCache(cfg.MaxOpenFiles), logDir: log.NewLogDir(cfg.DataDir, cfg.Logger)}
+		fetchers:  map[int32]*fetcher{},
+		files:     log.NewFileCache(cfg.MaxOpenFiles),
+		preferred: map[TopicPartition]*dataDir{}, moves: map[TopicPartition]*replicaMove{}, moveWake: make(chan struct{}, 1)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := vfs.MkdirAll(b.fs, cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("broker: create data dir %s: %w (check the path and its permissions)", cfg.DataDir, err)
@@ -243,13 +257,11 @@ func Open(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	if b.recovery, err = readCheckpoint(b.fs, filepath.Join(cfg.DataDir, recoveryCheckpointFile)); err != nil {
-		b.logger.Warn("recovery checkpoint unreadable; every segment will be scanned", "err", err)
-		b.recovery, b.clean = map[TopicPartition]int64{}, false
+	if err := b.openLogDirs(); err != nil {
+		return nil, err
 	}
-	if b.logStart, err = readCheckpoint(b.fs, filepath.Join(cfg.DataDir, logStartCheckpointFile)); err != nil {
-		b.logger.Warn("log start checkpoint unreadable", "err", err)
-		b.logStart = map[TopicPartition]int64{}
+	if err := b.locatePartitions(); err != nil {
+		return nil, err
 	}
 	closeMuxes := func() {
 		if cfg.ControllerMux != nil {
@@ -325,6 +337,9 @@ func Open(cfg Config) (*Broker, error) {
 	if err := checkClusterID(b.fs, cfg.DataDir, cfg.NodeID, props, hasProps, b.meta.Image().ClusterID); err != nil {
 		return fail(err)
 	}
+	if err := b.checkLogDirClusters(b.meta.Image().ClusterID); err != nil {
+		return fail(err)
+	}
 	if !b.clustered() {
 		if err := b.meta.RegisterBroker(ctx, metadata.Broker{NodeID: cfg.NodeID, Host: cfg.Host, Port: cfg.Port, Rack: cfg.Rack}); err != nil {
 			return fail(fmt.Errorf("broker: register: %w", err))
@@ -366,9 +381,10 @@ func Open(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: load transactions: %w", err)
 	}
 	close(b.ready)
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go b.watchMetadata()
 	go b.background()
+	go b.mover()
 	b.wg.Add(2)
 	go b.cleaner.run(b.ctx)
 	go func() {
@@ -433,30 +449,6 @@ func (b *Broker) Ready() <-chan struct{} { return b.ready }
 
 // FileStats reports the segment files the partitions hold open.
 func (b *Broker) FileStats() log.FileCacheStats { return b.files.Stats() }
-
-// LogDirState is the health of a log directory (this broker has one, its
-// data dir), for metrics, /readyz and DescribeLogDirs.
-type LogDirState struct {
-	Path string
-	// Offline: a write or fsync failed (not for a full disk); every
-	// partition in the directory refuses produce requests
-	// (KAFKA_STORAGE_ERROR) until the broker restarts.
-	Offline *log.DirError
-	// NoSpace: a write found the disk full; produce requests to the
-	// partitions it hit fail until a write succeeds again (space freed).
-	NoSpace *log.DirError
-}
-
-// LogDirs reports the health of the broker's log directories.
-func (b *Broker) LogDirs() []LogDirState {
-	return []LogDirState{{Path: b.cfg.DataDir, Offline: b.logDir.Offline(), NoSpace: b.logDir.NoSpace()}}
-}
-
-// ProbeLogDirs checks whether a full log directory has space again (a
-// write of a scratch file), so that its state clears though no producer
-// retries. The background loop calls it every noSpaceProbeInterval while a
-// directory is full.
-func (b *Broker) ProbeLogDirs() error { return b.logDir.ProbeSpace(b.fs) }
 
 // Partition returns the open partition, if this broker leads it. A
 // replica it holds but does not lead is not returned: clients are served
@@ -571,13 +563,15 @@ func (b *Broker) Reconcile() error {
 		if lr := r.lead.Swap(nil); lr != nil {
 			lr.close()
 		}
+		b.cancelMove(tp)
 		if err := r.p.Delete(); err != nil {
 			b.logger.Error("delete partition", "partition", partitionDir(tp), "err", err)
 		}
+		if d, ok := b.logDirOf(tp); ok {
+			_ = b.fs.SyncDir(d.path)
+		}
+		b.forget(tp)
 		b.logger.Info("deleted partition", "partition", partitionDir(tp))
-	}
-	if len(gone) > 0 {
-		_ = b.fs.SyncDir(b.cfg.DataDir)
 	}
 	// Move aside directories of topics deleted while we were down: once,
 	// at the first reconcile; later deletions go through gone above.
@@ -666,7 +660,8 @@ func (b *Broker) Reconcile() error {
 }
 
 func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partition.Config, follower bool) (*partition.Partition, error) {
-	dir := filepath.Join(b.cfg.DataDir, partitionDir(tp))
+	d := b.dirFor(tp)
+	dir := filepath.Join(d.path, partitionDir(tp))
 	if err := vfs.MkdirAll(b.fs, dir); err != nil {
 		return nil, fmt.Errorf("broker: create %s: %w", dir, err)
 	}
@@ -675,8 +670,8 @@ func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partitio
 	}
 	p, err := partition.Open(partition.Options{
 		FS: b.fs, Dir: dir, Config: pc,
-		RecoveryPoint:  b.recovery[tp],
-		LogStartOffset: b.logStart[tp],
+		RecoveryPoint:  d.recovery[tp],
+		LogStartOffset: d.logStart[tp],
 		Clean:          b.clean,
 		LeaderEpoch:    t.Partitions[tp.Partition].LeaderEpoch,
 		Follower:       follower,
@@ -686,7 +681,7 @@ func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partitio
 		OnSync:         b.cfg.OnFsync,
 		OnUnflushed:    b.flusher.add,
 		Files:          b.files,
-		LogDir:         b.logDir,
+		LogDir:         d.state,
 
 		FirstDirtyOffset: b.cleaner.checkpointed(tp),
 	})
@@ -726,7 +721,7 @@ func (b *Broker) checkPartitionMetadata(dir string, id metadata.TopicID) error {
 	if err := vfs.WriteFileAtomic(b.fs, dir, name, []byte(want)); err != nil {
 		return fmt.Errorf("broker: write %s: %w", name, err)
 	}
-	return b.fs.SyncDir(b.cfg.DataDir)
+	return b.fs.SyncDir(filepath.Dir(dir))
 }
 
 // moveStrayDirs moves aside the partition directories that no partition
@@ -734,18 +729,22 @@ func (b *Broker) checkPartitionMetadata(dir string, id metadata.TopicID) error {
 // 3.7+ does: renamed "<dir>.<id>-stray", never deleted, since a directory
 // the metadata does not know may be the only copy of its data.
 func (b *Broker) moveStrayDirs(want map[TopicPartition]bool) error {
-	dirs, err := partitionDirs(b.fs, b.cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	for _, n := range dirs {
-		if tp, _ := parsePartitionDir(n); want[tp] {
-			continue
+	for _, d := range b.dirs {
+		dirs, err := partitionDirs(b.fs, d.path)
+		if err != nil {
+			return err
 		}
-		stray := strayName(n)
-		b.logger.Warn("partition directory unknown to the metadata; moving it aside", "dir", n, "to", stray)
-		if err := vfs.Rename(b.fs, filepath.Join(b.cfg.DataDir, n), filepath.Join(b.cfg.DataDir, stray)); err != nil {
-			return fmt.Errorf("broker: move %s aside: %w", n, err)
+		for _, n := range dirs {
+			tp, _ := parsePartitionDir(n)
+			if want[tp] {
+				continue
+			}
+			stray := strayName(n)
+			b.logger.Warn("partition directory unknown to the metadata; moving it aside", "dir", filepath.Join(d.path, n), "to", stray)
+			if err := vfs.Rename(b.fs, filepath.Join(d.path, n), filepath.Join(d.path, stray)); err != nil {
+				return fmt.Errorf("broker: move %s aside: %w", n, err)
+			}
+			b.forget(tp)
 		}
 	}
 	return nil
@@ -786,7 +785,7 @@ func (b *Broker) background() {
 		case <-b.ctx.Done():
 			return
 		case <-probe.C:
-			if b.logDir.NoSpace() != nil {
+			if b.anyNoSpace() {
 				if err := b.ProbeLogDirs(); err != nil {
 					b.logger.Debug("log dir still full", "err", err)
 				}
@@ -816,28 +815,25 @@ func (b *Broker) EnforceRetention() {
 // log-start-offset checkpoints. Nothing is written to an offline log
 // directory (as Kafka): the next start recovers from the last checkpoint.
 func (b *Broker) Checkpoint() error {
-	if b.logDir.Offline() != nil {
-		return nil
-	}
 	parts := b.Partitions()
 	rec := make(map[TopicPartition]int64, len(parts))
 	start := make(map[TopicPartition]int64, len(parts))
 	var errs []error
 	for tp, p := range parts {
+		if d, ok := b.logDirOf(tp); ok && d.state.Offline() != nil {
+			continue
+		}
 		if err := p.Checkpoint(); err != nil {
 			errs = append(errs, err)
 		}
 		rec[tp] = p.Log().DurableOffset()
 		start[tp] = p.Log().StartOffset()
 	}
-	if err := writeCheckpoint(b.fs, b.cfg.DataDir, recoveryCheckpointFile, rec); err != nil {
-		errs = append(errs, err)
-	}
-	if err := writeCheckpoint(b.fs, b.cfg.DataDir, logStartCheckpointFile, start); err != nil {
-		errs = append(errs, err)
-	}
-	if err := b.cleaner.writeCheckpoint(); err != nil {
-		errs = append(errs, err)
+	errs = append(errs, b.writeCheckpoints(rec, start)...)
+	if b.dirs[0].state.Offline() == nil {
+		if err := b.cleaner.writeCheckpoint(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return summarize(errs)
 }
@@ -894,7 +890,7 @@ func (b *Broker) Close() error {
 		sem = make(chan struct{}, maxParallelPartitionOps)
 	)
 	noteErr := func(err error) {
-		if isStorageError(err) || b.logDir.Offline() != nil {
+		if isStorageError(err) || len(b.offlineDirs()) > 0 {
 			storageErrs = append(storageErrs, err)
 		} else {
 			errs = append(errs, err)
@@ -920,14 +916,11 @@ func (b *Broker) Close() error {
 	b.mu.Lock()
 	b.parts = map[TopicPartition]*hosted{}
 	b.mu.Unlock()
-	offline := b.logDir.Offline()
-	if offline == nil {
-		if err := writeCheckpoint(b.fs, b.cfg.DataDir, recoveryCheckpointFile, rec); err != nil {
-			noteErr(err)
-		}
-		if err := writeCheckpoint(b.fs, b.cfg.DataDir, logStartCheckpointFile, start); err != nil {
-			noteErr(err)
-		}
+	offline := b.offlineDirs()
+	for _, err := range b.writeCheckpoints(rec, start) {
+		noteErr(err)
+	}
+	if b.dirs[0].state.Offline() == nil {
 		if err := b.cleaner.writeCheckpointOf(parts); err != nil {
 			noteErr(err)
 		}
@@ -950,16 +943,16 @@ func (b *Broker) Close() error {
 	if b.cfg.BrokerMux != nil {
 		b.cfg.BrokerMux.Close()
 	}
-	if len(storageErrs) > 0 || offline != nil {
-		attrs := []any{"log_dir", b.cfg.DataDir, "failures", len(storageErrs), "err", summarize(storageErrs)}
-		if offline != nil {
-			attrs = append(attrs, "offline_since", offline.Since, "offline_cause", offline.Err)
+	if len(storageErrs) > 0 || len(offline) > 0 {
+		attrs := []any{"failures", len(storageErrs), "err", summarize(storageErrs)}
+		for _, st := range offline {
+			attrs = append(attrs, "offline_dir", st.Path, "offline_since", st.Offline.Since, "offline_cause", st.Offline.Err)
 		}
 		b.logger.Error("shut down with the log directory failed or full: the partitions that could not be "+
 			"flushed or checkpointed were closed as they are, the rest cleanly; the next start recovers them "+
 			"from their recovery points", attrs...)
 	}
-	if len(errs) == 0 && len(storageErrs) == 0 && offline == nil {
+	if len(errs) == 0 && len(storageErrs) == 0 && len(offline) == 0 {
 		if err := vfs.WriteFileAtomic(b.fs, b.cfg.DataDir, filepath.Join(b.cfg.DataDir, cleanShutdownFile), nil); err != nil {
 			errs = append(errs, err)
 		}

@@ -215,9 +215,9 @@ var brokerDefs = []Def{
 		Validate: listOf(CleanupPolicyCompact, CleanupPolicyDelete),
 	},
 	{
-		// sluice serve accepts one directory, the --data-dir.
+		// sluice serve checks it lists --data-dir (internal/cli/serve).
 		Name: "log.dirs", Type: TypeString, NullDefault: true, ReadOnly: true,
-		Doc: "Comma-separated directories where the broker keeps its log data; Sluice keeps its data in one directory, --data-dir, and accepts only that one here.",
+		Doc: "Comma-separated directories where the broker keeps its log data, one per disk: new partitions go to the one holding the fewest, AlterReplicaLogDirs moves them. The --data-dir (which also holds the metadata) must be one of them.",
 	},
 	{
 		Name: "log.flush.interval.messages", Type: TypeLong, Default: maxLong,

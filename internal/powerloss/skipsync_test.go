@@ -35,3 +35,16 @@ type skipDirSync struct{ vfs.FS }
 func (skipDirSync) SyncDir(string) error { return nil }
 
 func slicesSort(s []string) { slices.Sort(s) }
+
+// skipMoveSync is a test fault: Sync of a file copied into a moving
+// partition's "-future" directory returns success without making it
+// durable, as a move that renamed its copy into place unsynced would.
+type skipMoveSync struct{ vfs.FS }
+
+func (fs skipMoveSync) Create(name string) (vfs.File, error) {
+	f, err := fs.FS.Create(name)
+	if err != nil || !strings.Contains(name, "-future") {
+		return f, err
+	}
+	return noSyncFile{f}, nil
+}

@@ -160,7 +160,7 @@ func Run(ctx context.Context, o Options) error {
 	}()
 
 	bcfg := broker.Config{
-		NodeID: o.NodeID, DataDir: dataDir, Host: host, Port: int32(port), Rack: o.Rack,
+		NodeID: o.NodeID, DataDir: dataDir, LogDirs: set.logDirs, Host: host, Port: int32(port), Rack: o.Rack,
 		Static: set.static, Logger: logger, OnFsync: metrics.Fsync,
 		RetentionCheckInterval: set.retentionCheck,
 	}
@@ -254,6 +254,7 @@ type settings struct {
 	queued           int           // queued.max.request.bytes
 	retentionCheck   time.Duration // log.retention.check.interval.ms
 	partitionMetrics bool          // metrics.partition.level
+	logDirs          []string      // log.dirs but the data dir
 }
 
 // resolve checks the -c broker configs and turns the ones sluice serve
@@ -289,9 +290,11 @@ func resolve(ctx context.Context, o Options, dataDir string) (settings, error) {
 		return set, fmt.Errorf("-c process.roles=%s needs --controller-quorum-voters: a node with one role is part of a cluster whose other nodes have the other role (without voters, a node is a single-node cluster with both)", value("process.roles"))
 	}
 	if v, ok := set.static["log.dirs"]; ok {
-		if err := checkLogDirs(v, dataDir); err != nil {
+		extra, err := checkLogDirs(v, dataDir)
+		if err != nil {
 			return set, err
 		}
+		set.logDirs = extra
 	}
 
 	set.limits = server.Limits{
@@ -322,25 +325,35 @@ func resolve(ctx context.Context, o Options, dataDir string) (settings, error) {
 	return set, nil
 }
 
-// checkLogDirs accepts a log.dirs of one directory, the data directory.
-func checkLogDirs(v, dataDir string) error {
-	var dirs []string
+// checkLogDirs parses log.dirs: the data directory (which also holds the
+// metadata) and any more, one per disk, where partitions are spread. It
+// returns the absolute paths of the others.
+func checkLogDirs(v, dataDir string) ([]string, error) {
+	var extra []string
+	found := false
 	for _, d := range strings.Split(v, ",") {
-		if d = strings.TrimSpace(d); d != "" {
-			dirs = append(dirs, d)
+		if d = strings.TrimSpace(d); d == "" {
+			continue
+		}
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return nil, fmt.Errorf("-c log.dirs=%s: %w", v, err)
+		}
+		switch {
+		case abs == dataDir:
+			found = true
+		case slices.Contains(extra, abs):
+			return nil, fmt.Errorf("-c log.dirs=%s names %s twice", v, abs)
+		case strings.HasPrefix(abs, dataDir+string(filepath.Separator)) || strings.HasPrefix(dataDir, abs+string(filepath.Separator)):
+			return nil, fmt.Errorf("-c log.dirs=%s: %s and the data dir %s are nested; give each log dir its own directory (one per disk)", v, abs, dataDir)
+		default:
+			extra = append(extra, abs)
 		}
 	}
-	if len(dirs) != 1 {
-		return fmt.Errorf("-c log.dirs=%s: Sluice keeps its data in one directory (several log dirs are not supported yet); set it with --data-dir", v)
+	if !found {
+		return nil, fmt.Errorf("-c log.dirs=%s does not list --data-dir %s: the data dir (which also holds the metadata) is always a log dir; list it too, or set it with --data-dir", v, dataDir)
 	}
-	abs, err := filepath.Abs(dirs[0])
-	if err != nil {
-		return fmt.Errorf("-c log.dirs=%s: %w", v, err)
-	}
-	if abs != dataDir {
-		return fmt.Errorf("-c log.dirs=%s differs from --data-dir %s: set the data directory with --data-dir", v, dataDir)
-	}
-	return nil
+	return extra, nil
 }
 
 // resolveOverrides turns max.connections.per.ip.overrides (validated) into

@@ -52,6 +52,7 @@ var versions = map[int16][2]int16{
 	28: {0, 6},  // TxnOffsetCommit
 	32: {0, 4},  // DescribeConfigs
 	33: {0, 2},  // AlterConfigs
+	34: {0, 2},  // AlterReplicaLogDirs
 	35: {0, 5},  // DescribeLogDirs
 	37: {0, 3},  // CreatePartitions
 	42: {0, 3},  // DeleteGroups
@@ -204,6 +205,8 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 		now(h.alterConfigs(ctx, m))
 	case *kmsg.DescribeLogDirsRequest:
 		now(h.describeLogDirs(m))
+	case *kmsg.AlterReplicaLogDirsRequest:
+		now(h.alterReplicaLogDirs(m))
 	case *kmsg.CreatePartitionsRequest:
 		now(h.createPartitions(ctx, m))
 	case *kmsg.IncrementalAlterConfigsRequest:

@@ -1,0 +1,381 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-io/sluice/internal/vfs"
+)
+
+// Moving a partition between this broker's log directories
+// (AlterReplicaLogDirs, KIP-113). Kafka copies through a "future" replica
+// that fetches from the current one and takes its place once caught up;
+// Sluice copies the files instead, in two passes:
+//
+//  1. While the partition serves, every file of its directory is copied to
+//     "<partition>.<id>-future" in the destination (each synced).
+//  2. Then, with reconciles held off, the partition is closed (the
+//     requests on it are answered NOT_LEADER_OR_FOLLOWER, which clients
+//     retry), the files that changed since their copy are copied again (the
+//     active segment, indexes, checkpoints: a sealed segment whose size and
+//     modification time are unchanged is not), the copy's directory is
+//     synced, the source is renamed "-delete" (its dir synced), the copy
+//     renamed into place (its dir synced), and the partition reopened from
+//     there; the source is then removed.
+//
+// So the partition is unavailable for the second pass only: the bytes
+// written since the first (plus small files), not its whole log. A crash at
+// any point leaves one complete copy that the next start uses
+// (recoverMoves). One partition moves at a time.
+
+// moveBufferBytes is the copy buffer of a move.
+const moveBufferBytes = 1 << 20
+
+// replicaMove is a partition moving to dest.
+type replicaMove struct {
+	dest *dataDir
+	// copied and total are the bytes copied so far and the partition's
+	// size when the move started (DescribeLogDirs shows the future
+	// replica's progress from them).
+	copied, total atomic.Int64
+	// canceled: the partition was deleted, or sent elsewhere, meanwhile.
+	canceled atomic.Bool
+}
+
+// MoveProgress is a partition's move between log dirs.
+type MoveProgress struct {
+	Dest          string
+	Copied, Total int64
+}
+
+// Moves reports the partitions moving between log dirs.
+func (b *Broker) Moves() map[TopicPartition]MoveProgress {
+	b.moveMu.Lock()
+	defer b.moveMu.Unlock()
+	out := make(map[TopicPartition]MoveProgress, len(b.moves))
+	for tp, m := range b.moves {
+		out[tp] = MoveProgress{Dest: m.dest.path, Copied: m.copied.Load(), Total: m.total.Load()}
+	}
+	return out
+}
+
+// Errors of AlterReplicaLogDir, besides ErrLogDirNotFound.
+var (
+	// ErrReplicaNotHere: this broker has no replica of the partition (yet);
+	// the directory is remembered for when it gets one (Kafka answers
+	// REPLICA_NOT_AVAILABLE).
+	ErrReplicaNotHere = errors.New("no replica of the partition on this broker")
+	// ErrLogDirOffline: the directory, or the partition's, failed
+	// (KAFKA_STORAGE_ERROR).
+	ErrLogDirOffline = errors.New("log directory offline")
+)
+
+// AlterReplicaLogDir moves the partition's replica on this broker to the
+// log dir at path, in the background (Kafka's AlterReplicaLogDirs). A
+// partition already there, or already moving there, is left alone; one
+// moving elsewhere is redirected.
+func (b *Broker) AlterReplicaLogDir(tp TopicPartition, path string) error {
+	dest, ok := b.logDirByPath(path)
+	if !ok {
+		return fmt.Errorf("%w: %s is not one of this broker's log.dirs", ErrLogDirNotFound, path)
+	}
+	if dest.state.Offline() != nil {
+		return fmt.Errorf("%w: %s", ErrLogDirOffline, path)
+	}
+	b.mu.RLock()
+	_, hosted := b.parts[tp]
+	b.mu.RUnlock()
+	if !hosted {
+		b.dirMu.Lock()
+		b.preferred[tp] = dest
+		b.dirMu.Unlock()
+		return fmt.Errorf("%w: %s will be created in %s", ErrReplicaNotHere, partitionDir(tp), dest.path)
+	}
+	cur, _ := b.logDirOf(tp)
+	if cur != nil && cur.state.Offline() != nil {
+		return fmt.Errorf("%w: %s is in %s", ErrLogDirOffline, partitionDir(tp), cur.path)
+	}
+	b.moveMu.Lock()
+	defer b.moveMu.Unlock()
+	if m, ok := b.moves[tp]; ok {
+		if m.dest == dest {
+			return nil
+		}
+		m.canceled.Store(true)
+		delete(b.moves, tp)
+	}
+	if cur == dest {
+		return nil
+	}
+	b.moves[tp] = &replicaMove{dest: dest}
+	select {
+	case b.moveWake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// cancelMove stops a partition's move (it is being deleted).
+func (b *Broker) cancelMove(tp TopicPartition) {
+	b.moveMu.Lock()
+	if m, ok := b.moves[tp]; ok {
+		m.canceled.Store(true)
+		delete(b.moves, tp)
+	}
+	b.moveMu.Unlock()
+}
+
+// mover runs the queued moves, one at a time, until the broker closes.
+func (b *Broker) mover() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.moveWake:
+		}
+		for b.ctx.Err() == nil {
+			tp, m, ok := b.nextMove()
+			if !ok {
+				break
+			}
+			if err := b.moveReplica(tp, m); err != nil {
+				b.logger.Error("moving a partition between log dirs failed; it stays where it was", "partition", partitionDir(tp),
+					"to", m.dest.path, "err", err)
+			}
+			b.moveMu.Lock()
+			if b.moves[tp] == m {
+				delete(b.moves, tp)
+			}
+			b.moveMu.Unlock()
+		}
+	}
+}
+
+func (b *Broker) nextMove() (TopicPartition, *replicaMove, bool) {
+	b.moveMu.Lock()
+	defer b.moveMu.Unlock()
+	for tp, m := range b.moves {
+		return tp, m, true
+	}
+	return TopicPartition{}, nil, false
+}
+
+// errMoveCanceled: the partition was deleted or redirected during its move.
+var errMoveCanceled = errors.New("move canceled")
+
+// moveReplica moves one partition (see the top of this file).
+func (b *Broker) moveReplica(tp TopicPartition, m *replicaMove) error {
+	src, ok := b.logDirOf(tp)
+	if !ok {
+		return nil // deleted meanwhile
+	}
+	var idb [8]byte
+	rand.Read(idb[:])
+	id := hex.EncodeToString(idb[:])
+	from := filepath.Join(src.path, partitionDir(tp))
+	future := filepath.Join(m.dest.path, movingName(tp, id, futureSuffix))
+	b.logger.Info("moving partition between log dirs", "partition", partitionDir(tp), "from", src.path, "to", m.dest.path)
+	if err := vfs.MkdirAll(b.fs, future); err != nil {
+		return fmt.Errorf("create %s: %w", future, err)
+	}
+	abandon := func(err error) error {
+		_ = vfs.RemoveAll(b.fs, future)
+		_ = b.fs.SyncDir(m.dest.path)
+		return err
+	}
+	// Pass 1, live.
+	total, err := dirSize(b.fs, from)
+	if err != nil {
+		return abandon(err)
+	}
+	m.total.Store(total)
+	copied, err := b.copyChanged(from, future, nil, m)
+	if err != nil {
+		return abandon(err)
+	}
+	// Pass 2, the partition closed.
+	b.recMu.Lock()
+	closedAt := time.Now()
+	defer b.recMu.Unlock()
+	if m.canceled.Load() {
+		return abandon(errMoveCanceled)
+	}
+	b.mu.Lock()
+	r, ok := b.parts[tp]
+	if ok {
+		delete(b.parts, tp)
+	}
+	b.mu.Unlock()
+	if !ok {
+		return abandon(errMoveCanceled)
+	}
+	b.stopFollowing(tp)
+	if lr := r.lead.Swap(nil); lr != nil {
+		lr.close()
+	}
+	// Whatever happens next, the next reconcile reopens the partition
+	// from wherever b.where says it is.
+	b.reconciled = nil
+	defer func() {
+		b.recMu.Unlock()
+		if err := b.Reconcile(); err != nil {
+			b.logger.Error("reopening a moved partition", "partition", partitionDir(tp), "err", err)
+		}
+		b.recMu.Lock()
+	}()
+	if err := r.p.Close(); err != nil {
+		return abandon(fmt.Errorf("close before the move: %w", err))
+	}
+	// The reopen in the destination starts from where the close left the
+	// log, not from that dir's checkpoint (read at start, without it).
+	m.dest.recovery[tp], m.dest.logStart[tp] = r.p.Log().DurableOffset(), r.p.Log().StartOffset()
+	if _, err := b.copyChanged(from, future, copied, m); err != nil {
+		return abandon(err)
+	}
+	if err := b.fs.SyncDir(future); err != nil {
+		return abandon(fmt.Errorf("sync %s: %w", future, err))
+	}
+	if err := b.fs.SyncDir(m.dest.path); err != nil {
+		return abandon(fmt.Errorf("sync %s: %w", m.dest.path, err))
+	}
+	gone := filepath.Join(src.path, movingName(tp, id, deleteSuffix))
+	if err := vfs.Rename(b.fs, from, gone); err != nil {
+		return abandon(fmt.Errorf("rename %s: %w", from, err))
+	}
+	if err := b.fs.SyncDir(src.path); err != nil {
+		// The rename may or may not survive a crash: either way one
+		// complete copy does (recoverMoves), but go on only from a known
+		// state.
+		_ = vfs.Rename(b.fs, gone, from)
+		return abandon(fmt.Errorf("sync %s: %w", src.path, err))
+	}
+	to := filepath.Join(m.dest.path, partitionDir(tp))
+	if err := vfs.Rename(b.fs, future, to); err != nil {
+		return fmt.Errorf("rename %s into place: %w (the next start completes the move)", future, err)
+	}
+	if err := b.fs.SyncDir(m.dest.path); err != nil {
+		return fmt.Errorf("sync %s: %w (the next start completes the move)", m.dest.path, err)
+	}
+	b.dirMu.Lock()
+	b.where[tp] = m.dest
+	b.dirMu.Unlock()
+	if err := vfs.RemoveAll(b.fs, gone); err != nil {
+		b.logger.Warn("removing a moved partition's old directory", "dir", gone, "err", err)
+	}
+	_ = b.fs.SyncDir(src.path)
+	m.copied.Store(m.total.Load())
+	b.logger.Info("moved partition between log dirs", "partition", partitionDir(tp), "from", src.path, "to", m.dest.path,
+		"bytes", m.total.Load(), "closed_for", time.Since(closedAt))
+	return nil
+}
+
+// copyChanged copies the files of from into to, each synced, and returns
+// what it copied. With prev (the first pass's), a segment file whose size
+// and modification time are those it had when copied is not copied again;
+// every other file is (indexes and checkpoints are small, and an index is
+// rewritten in place). Files of to that from no longer has are removed.
+func (b *Broker) copyChanged(from, to string, prev map[string]iofs.FileInfo, m *replicaMove) (map[string]iofs.FileInfo, error) {
+	names, err := b.fs.List(from)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", from, err)
+	}
+	copied := map[string]iofs.FileInfo{}
+	buf := make([]byte, moveBufferBytes)
+	for _, n := range names {
+		if m.canceled.Load() || b.ctx.Err() != nil {
+			return nil, errMoveCanceled
+		}
+		fi, err := b.fs.Stat(filepath.Join(from, n))
+		if errors.Is(err, iofs.ErrNotExist) {
+			continue // deleted by retention or the cleaner meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stat %s: %w", n, err)
+		}
+		if fi.IsDir() {
+			continue
+		}
+		if p, ok := prev[n]; ok && strings.HasSuffix(n, ".log") && p.Size() == fi.Size() && p.ModTime().Equal(fi.ModTime()) && !fi.ModTime().IsZero() {
+			copied[n] = p
+			continue
+		}
+		if err := copyFile(b.fs, filepath.Join(from, n), filepath.Join(to, n), buf, m); err != nil {
+			if errors.Is(err, iofs.ErrNotExist) {
+				continue
+			}
+			return nil, err
+		}
+		copied[n] = fi
+	}
+	have, err := b.fs.List(to)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", to, err)
+	}
+	for _, n := range have {
+		if _, ok := copied[n]; !ok {
+			if err := b.fs.Remove(filepath.Join(to, n)); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+				return nil, fmt.Errorf("remove %s: %w", n, err)
+			}
+		}
+	}
+	return copied, nil
+}
+
+// copyFile copies one file and syncs the copy.
+func copyFile(fs vfs.FS, from, to string, buf []byte, m *replicaMove) error {
+	src, err := fs.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := fs.Create(to)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", to, err)
+	}
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				dst.Close()
+				return fmt.Errorf("write %s: %w", to, err)
+			}
+			m.copied.Add(int64(n))
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			dst.Close()
+			return fmt.Errorf("read %s: %w", from, rerr)
+		}
+	}
+	if err := dst.Sync(); err != nil {
+		dst.Close()
+		return fmt.Errorf("sync %s: %w", to, err)
+	}
+	return dst.Close()
+}
+
+// dirSize is the bytes of the files in dir.
+func dirSize(fs vfs.FS, dir string) (int64, error) {
+	names, err := fs.List(dir)
+	if err != nil {
+		return 0, fmt.Errorf("list %s: %w", dir, err)
+	}
+	var n int64
+	for _, name := range names {
+		if fi, err := fs.Stat(filepath.Join(dir, name)); err == nil && !fi.IsDir() {
+			n += fi.Size()
+		}
+	}
+	return n, nil
+}
