@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-io/sluice/internal/log"
 	"github.com/sluice-io/sluice/internal/vfs"
 )
 
@@ -198,7 +199,7 @@ func (b *Broker) moveReplica(tp TopicPartition, m *replicaMove) error {
 		return abandon(err)
 	}
 	m.total.Store(total)
-	copied, err := b.copyChanged(from, future, nil, m)
+	copied, err := b.copyChanged(from, future, nil, m, log.NewThrottler(b.moveRate(), nil, nil))
 	if err != nil {
 		return abandon(err)
 	}
@@ -238,7 +239,7 @@ func (b *Broker) moveReplica(tp TopicPartition, m *replicaMove) error {
 	// The reopen in the destination starts from where the close left the
 	// log, not from that dir's checkpoint (read at start, without it).
 	m.dest.recovery[tp], m.dest.logStart[tp] = r.p.Log().DurableOffset(), r.p.Log().StartOffset()
-	if _, err := b.copyChanged(from, future, copied, m); err != nil {
+	if _, err := b.copyChanged(from, future, copied, m, nil); err != nil {
 		return abandon(err)
 	}
 	if err := b.fs.SyncDir(future); err != nil {
@@ -283,7 +284,10 @@ func (b *Broker) moveReplica(tp TopicPartition, m *replicaMove) error {
 // and modification time are those it had when copied is not copied again;
 // every other file is (indexes and checkpoints are small, and an index is
 // rewritten in place). Files of to that from no longer has are removed.
-func (b *Broker) copyChanged(from, to string, prev map[string]iofs.FileInfo, m *replicaMove) (map[string]iofs.FileInfo, error) {
+//
+// thr, if not nil, throttles the copy (its rate is read again at each
+// file, so that a config change applies to a move under way).
+func (b *Broker) copyChanged(from, to string, prev map[string]iofs.FileInfo, m *replicaMove, thr *log.Throttler) (map[string]iofs.FileInfo, error) {
 	names, err := b.fs.List(from)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", from, err)
@@ -308,7 +312,10 @@ func (b *Broker) copyChanged(from, to string, prev map[string]iofs.FileInfo, m *
 			copied[n] = p
 			continue
 		}
-		if err := copyFile(b.fs, filepath.Join(from, n), filepath.Join(to, n), buf, m); err != nil {
+		if thr != nil {
+			thr.SetRate(b.moveRate())
+		}
+		if err := b.copyFile(filepath.Join(from, n), filepath.Join(to, n), buf, m, thr); err != nil {
 			if errors.Is(err, iofs.ErrNotExist) {
 				continue
 			}
@@ -330,8 +337,14 @@ func (b *Broker) copyChanged(from, to string, prev map[string]iofs.FileInfo, m *
 	return copied, nil
 }
 
+// moveRate is replica.alter.log.dirs.io.max.bytes.per.second.
+func (b *Broker) moveRate() float64 {
+	return float64(b.brokerInt("replica.alter.log.dirs.io.max.bytes.per.second"))
+}
+
 // copyFile copies one file and syncs the copy.
-func copyFile(fs vfs.FS, from, to string, buf []byte, m *replicaMove) error {
+func (b *Broker) copyFile(from, to string, buf []byte, m *replicaMove, thr *log.Throttler) error {
+	fs := b.fs
 	src, err := fs.Open(from)
 	if err != nil {
 		return err
@@ -349,6 +362,10 @@ func copyFile(fs vfs.FS, from, to string, buf []byte, m *replicaMove) error {
 				return fmt.Errorf("write %s: %w", to, err)
 			}
 			m.copied.Add(int64(n))
+			if err := thr.Wait(b.ctx, n); err != nil {
+				dst.Close()
+				return errMoveCanceled
+			}
 		}
 		if rerr == io.EOF {
 			break

@@ -446,6 +446,11 @@ var brokerDefs = []Def{
 		Validate: atLeast(1),
 	},
 	{
+		Name: "replica.alter.log.dirs.io.max.bytes.per.second", Type: TypeLong, Default: maxLong,
+		Doc:      "Most bytes per second a move of a partition between this broker's log dirs (AlterReplicaLogDirs) copies while the partition serves; the last changes, copied with the partition closed, are not throttled.",
+		Validate: atLeast(1),
+	},
+	{
 		Name: "replica.fetch.max.bytes", Type: TypeInt, Default: "1048576", ReadOnly: true,
 		Doc:      "Bytes a follower asks for per partition in one fetch (the first batch is sent whole even if larger).",
 		Validate: atLeast(0),

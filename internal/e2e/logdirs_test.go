@@ -360,3 +360,57 @@ func TestInterruptedMoveRecovered(t *testing.T) {
 	}
 	check("only a -delete", dst)
 }
+
+// TestAlterReplicaLogDirsThrottled: replica.alter.log.dirs.io.max.bytes.per.second
+// bounds a move's copy. The check is a lower bound on the move's time (a
+// slow machine only makes it longer): a move of 8 MiB at 2 MiB/s, with a
+// second's burst, takes at least 2.8 s (80% of 3.5 s).
+func TestAlterReplicaLogDirsThrottled(t *testing.T) {
+	dirs := []string{t.TempDir(), t.TempDir()}
+	tb := startLogDirs(t, dirs, "")
+	adm := tb.admin()
+	ctx := context.Background()
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "slow"); err != nil {
+		t.Fatal(err)
+	}
+	cl := tb.client(kgo.DefaultProduceTopic("slow"), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	defer cl.Close()
+	rnd := rand.New(rand.NewPCG(3, 4))
+	v := make([]byte, 64<<10)
+	for range 8 << 20 / len(v) {
+		for i := range v {
+			v[i] = byte(rnd.Uint32())
+		}
+		if err := cl.ProduceSync(ctx, kgo.SliceRecord(v)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const rate = 2 << 20
+	setBrokerConfig(t, tb, "replica.alter.log.dirs.io.max.bytes.per.second", fmt.Sprint(rate))
+	where, _ := partitionDirsOf(t, adm, "slow")
+	to := dirs[0]
+	if where[0] == to {
+		to = dirs[1]
+	}
+	req := kadm.AlterReplicaLogDirsReq{}
+	req.Add(to, kadm.TopicsSet{"slow": {0: {}}})
+	started := time.Now()
+	if _, err := adm.AlterBrokerReplicaLogDirs(ctx, 1, req); err != nil {
+		t.Fatal(err)
+	}
+	var sawFuture bool
+	waitUntil(t, "slow-0 moved", func() bool {
+		where, futures := partitionDirsOf(t, adm, "slow")
+		sawFuture = sawFuture || futures > 0
+		return where[0] == to && futures == 0
+	})
+	took := time.Since(started)
+	size := float64(8 << 20)
+	if min := time.Duration(0.8 * (size - rate) / rate * float64(time.Second)); took < min {
+		t.Errorf("8 MiB moved in %v at %d B/s: faster than the throttle allows (at least %v)", took, rate, min)
+	}
+	if !sawFuture {
+		t.Error("DescribeLogDirs never listed the move as a future replica")
+	}
+	t.Logf("8 MiB moved in %v at a %d MiB/s throttle: %.2f MiB/s", took, rate>>20, size/(1<<20)/took.Seconds())
+}

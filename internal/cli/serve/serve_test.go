@@ -126,7 +126,8 @@ var brokerConfigDecisions = map[string]decision{
 	"queued.max.request.bytes":                                    {"209715200", wired, func(s settings) bool { return s.queued == 200<<20 }},
 	"process.roles":                                               {"controller", refused, nil},                                               // without --controller-quorum-voters; see TestRunDedicatedRoles
 	"replica.selector.class":                                      {"org.apache.kafka.common.replica.RackAwareReplicaSelector", actedOn, nil}, // api: fetch
-	"replica.fetch.max.bytes":                                     {"65536", actedOn, nil},                                                    // broker: replica fetcher
+	"replica.alter.log.dirs.io.max.bytes.per.second":              {"1048576", actedOn, nil},
+	"replica.fetch.max.bytes":                                     {"65536", actedOn, nil}, // broker: replica fetcher
 	"replica.fetch.min.bytes":                                     {"2", actedOn, nil},
 	"replica.fetch.response.max.bytes":                            {"65536", actedOn, nil},
 	"replica.fetch.wait.max.ms":                                   {"100", actedOn, nil},
