@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -413,4 +414,53 @@ func TestAlterReplicaLogDirsThrottled(t *testing.T) {
 		t.Error("DescribeLogDirs never listed the move as a future replica")
 	}
 	t.Logf("8 MiB moved in %v at a %d MiB/s throttle: %.2f MiB/s", took, rate>>20, size/(1<<20)/took.Seconds())
+}
+
+// TestReassignPlanLogDirs: `sluice cluster reassign --plan` takes
+// kafka-reassign-partitions' "log_dirs" and moves each named replica into
+// its dir, waiting until the copy is done.
+func TestReassignPlanLogDirs(t *testing.T) {
+	dirs := []string{t.TempDir(), t.TempDir()}
+	tb := startLogDirs(t, dirs, "")
+	ctx := ctxT(t)
+	adm := tb.admin()
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "pd"); err != nil {
+		t.Fatal(err)
+	}
+	cl := tb.client(kgo.DefaultProduceTopic("pd"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	for i := range 100 {
+		if err := cl.ProduceSync(ctx, kgo.StringRecord(fmt.Sprint(i))).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
+	where, _ := partitionDirsOf(t, adm, "pd")
+	other := func(d string) string {
+		if d == dirs[0] {
+			return dirs[1]
+		}
+		return dirs[0]
+	}
+	plan := filepath.Join(t.TempDir(), "plan.json")
+	body := fmt.Sprintf(`{"version":1,"partitions":[{"topic":"pd","partition":0,"replicas":[1],"log_dirs":[%q]},{"topic":"pd","partition":1,"replicas":[1],"log_dirs":["any"]}]}`,
+		other(where[0]))
+	if err := os.WriteFile(plan, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, ctx, "cluster", "reassign", "--plan", plan, "--brokers", tb.addr)
+	if err != nil {
+		t.Fatalf("reassign: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Every replica is in the log dir the plan names") || !strings.Contains(out, "LOG DIRS") {
+		t.Errorf("output:\n%s", out)
+	}
+	after, _ := partitionDirsOf(t, adm, "pd")
+	if after[0] != other(where[0]) || after[1] != where[1] {
+		t.Errorf("after the plan: %v, want pd-0 in %s and pd-1 left in %s", after, other(where[0]), where[1])
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"version":1,"partitions":[{"topic":"pd","partition":0,"replicas":[1],"log_dirs":["any","any"]}]}`), 0o644)
+	if out, err := runCLI(t, ctx, "cluster", "reassign", "--plan", bad, "--brokers", tb.addr); err == nil || !strings.Contains(err.Error(), "2 log_dirs for 1 replicas") {
+		t.Errorf("a plan with 2 log dirs for 1 replica: %v\n%s", err, out)
+	}
 }

@@ -145,6 +145,9 @@ type PlanEntry struct {
 	Topic     string  `json:"topic"`
 	Partition int32   `json:"partition"`
 	Replicas  []int32 `json:"replicas"`
+	// LogDirs is the log dir of each replica on its broker, or "any"
+	// (logdirs.go); optional.
+	LogDirs []string `json:"log_dirs,omitempty"`
 	// Current is the replicas the partition had when the plan was made
 	// (printed, not read back).
 	Current []int32 `json:"current,omitempty"`
@@ -228,6 +231,11 @@ func applyPlan(ctx context.Context, o ReassignOptions, adm *kadm.Client, plan Pl
 			return err
 		}
 	}
+	if n, err := sendLogDirs(ctx, adm, plan); err != nil {
+		return err
+	} else if n > 0 {
+		fmt.Fprintf(w, "Log dirs sent for %s.\n", clientopts.Count(n, "replica", "replicas"))
+	}
 	var req kadm.AlterPartitionAssignmentsReq
 	for _, e := range plan.Partitions {
 		req.Assign(e.Topic, e.Partition, e.Replicas)
@@ -250,7 +258,10 @@ func applyPlan(ctx context.Context, o ReassignOptions, adm *kadm.Client, plan Pl
 		fmt.Fprintln(w, "Follow it with: sluice cluster reassign --status")
 		return nil
 	}
-	return watch(ctx, o, adm, plan)
+	if err := watch(ctx, o, adm, plan); err != nil {
+		return err
+	}
+	return finishLogDirs(ctx, w, adm, plan)
 }
 
 // readPlan reads a plan file and checks it against the metadata.
@@ -274,6 +285,9 @@ func readPlan(name string, md kadm.Metadata) (Plan, error) {
 		}
 		if len(e.Replicas) == 0 {
 			return plan, fmt.Errorf("--plan %s: entry %d (%s-%d): no replicas", name, i, e.Topic, e.Partition)
+		}
+		if err := checkLogDirs(e); err != nil {
+			return plan, fmt.Errorf("--plan %s: entry %d (%s-%d): %w", name, i, e.Topic, e.Partition, err)
 		}
 		plan.Partitions[i].Current = pd.Replicas
 	}
@@ -395,9 +409,16 @@ func printPlan(w io.Writer, plan Plan) {
 			}
 		}
 		rows = append(rows, []string{e.Topic, fmt.Sprint(e.Partition), clientopts.Int32s(e.Current), clientopts.Int32s(e.Replicas),
-			dashIfEmpty(clientopts.Int32s(add)), dashIfEmpty(clientopts.Int32s(drop))})
+			dashIfEmpty(clientopts.Int32s(add)), dashIfEmpty(clientopts.Int32s(drop)), dashIfEmpty(strings.Join(e.LogDirs, ","))})
 	}
-	clientopts.Table(w, []string{"TOPIC", "PARTITION", "CURRENT", "TARGET", "ADD", "REMOVE"}, rows)
+	head := []string{"TOPIC", "PARTITION", "CURRENT", "TARGET", "ADD", "REMOVE", "LOG DIRS"}
+	if !slices.ContainsFunc(plan.Partitions, func(e PlanEntry) bool { return len(e.LogDirs) > 0 }) {
+		head = head[:len(head)-1]
+		for i := range rows {
+			rows[i] = rows[i][:len(head)]
+		}
+	}
+	clientopts.Table(w, head, rows)
 }
 
 func dashIfEmpty(s string) string {
