@@ -69,11 +69,12 @@ By default acks=all produce requests are answered after the data is fsynced
 (log.flush.policy=acks-all); -c log.flush.policy=none trades that for speed.
 
 -c takes Kafka's broker configs by name. One that Sluice does not act on (yet)
-stops the start with the reason, unless set to its default; node.id, broker.id and
-log.dirs must agree with --node-id and --data-dir.`,
+stops the start with the reason, unless set to its default; node.id and broker.id
+must agree with --node-id, and log.dirs (one dir per disk) must list --data-dir.`,
 		Example: `  sluice serve
   sluice serve --data-dir /var/lib/sluice --listen 0.0.0.0:9092 --advertised-address kafka1.example.com:9092
   sluice serve -c num.partitions=6 -c log.retention.hours=24
+  sluice serve --data-dir /disk1/sluice -c log.dirs=/disk1/sluice,/disk2/sluice,/disk3/sluice
   # node 1 of a three-node cluster (run nodes 2 and 3 alike; or try: sluice dev cluster)
   sluice serve --node-id 1 --listen 10.0.0.1:9092 --controller-listen 10.0.0.1:9093 \
     --controller-quorum-voters 1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093 --rack a --data-dir /var/lib/sluice`,
