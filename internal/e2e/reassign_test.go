@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/broker"
 	"github.com/sluice-io/sluice/internal/cli"
@@ -324,7 +325,7 @@ func TestClusterTopicReplicationFactor(t *testing.T) {
 	}
 	check(2)
 	before := tc.controller().b.Image().Topics["rf"]
-	out, err := runCLI(t, ctx, "cluster", "balance", "--dry-run", "--brokers", bootstrap)
+	out, err := runCLI(t, ctx, "cluster", "balance", "--dry-run", "--sample", "0", "--brokers", bootstrap)
 	if err != nil {
 		t.Fatalf("balance --dry-run: %v\n%s", err, out)
 	}
@@ -332,7 +333,7 @@ func TestClusterTopicReplicationFactor(t *testing.T) {
 		t.Errorf("balance --dry-run changed the topic")
 	}
 	// Dropping copies need not leave the brokers even; balance makes them so.
-	out, err = runCLI(t, ctx, "cluster", "balance", "--brokers", bootstrap)
+	out, err = runCLI(t, ctx, "cluster", "balance", "--sample", "1s", "--brokers", bootstrap)
 	if err != nil {
 		t.Fatalf("balance: %v\n%s", err, out)
 	}
@@ -349,4 +350,60 @@ func TestClusterTopicReplicationFactor(t *testing.T) {
 	}
 	cons := tc.client(kgo.ConsumeTopics("rf"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
 	readsAckedOnce(t, ctx, cons, acked)
+}
+
+// TestClusterBalanceBytes: replica counts even, broker 1 holding the two
+// heavy partitions: `sluice cluster balance` swaps one of them with a light
+// partition of another broker (counts kept), so that no broker holds both.
+func TestClusterBalanceBytes(t *testing.T) {
+	tc := startCluster(t, 3, nil)
+	ctx := ctxT(t)
+	cl := tc.client()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "w", -1, -1
+	for p, b := range []int32{1, 1, 2, 2, 3, 3} {
+		a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+		a.Partition, a.Replicas = int32(p), []int32{b}
+		rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("create: %v %+v", err, resp)
+	}
+	prod := tc.client(kgo.DefaultProduceTopic("w"), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	v := make([]byte, 32<<10)
+	for i := range v {
+		v[i] = byte(i * 7)
+	}
+	for p := range int32(6) {
+		n := 4
+		if p < 2 {
+			n = 128 // 4 MiB in each of broker 1's partitions
+		}
+		for range n {
+			if err := prod.ProduceSync(ctx, &kgo.Record{Partition: p, Value: v}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out, err := runCLI(t, ctx, "cluster", "balance", "--sample", "0", "--brokers", tc.nodes[0].addr)
+	if err != nil {
+		t.Fatalf("balance: %v\n%s", err, out)
+	}
+	t.Logf("balance:\n%s", out)
+	parts := tc.controller().b.Image().Topics["w"].Partitions
+	per := map[int32]int{}
+	for _, p := range parts {
+		for _, r := range p.Replicas {
+			per[r]++
+		}
+	}
+	if per[1] != 2 || per[2] != 2 || per[3] != 2 {
+		t.Errorf("replicas per broker after balance: %v, want 2 each (counts kept)", per)
+	}
+	if parts[0].Replicas[0] == parts[1].Replicas[0] {
+		t.Errorf("both heavy partitions still on broker %d: %v, %v", parts[0].Replicas[0], parts[0].Replicas, parts[1].Replicas)
+	}
 }

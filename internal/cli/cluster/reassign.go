@@ -48,6 +48,8 @@ type ReassignOptions struct {
 	NoWait     bool
 	Cancel     bool
 	Status     bool
+	// Sample is how long balance measures byte rates (0: disk use only).
+	Sample time.Duration
 }
 
 func reassignCommand() *cobra.Command {
@@ -939,8 +941,10 @@ and how many partitions each is the preferred (first) replica of, as 'sluice clu
 reassign' applies them (--throttle, progress, --dry-run). Replicas move from the most
 loaded broker to the least loaded one, one at a time, never onto a rack the partition
 already uses; then replicas are reordered (no data moves) so that preferred leaders
-spread out too, and a preferred leader election moves the leaderships. Run it after
-adding a broker. Counts only: disk use and byte rates are not weighed yet.`,
+spread out too, and a preferred leader election moves the leaderships. Then, counts
+kept, replicas are swapped between the heaviest and the lightest broker until their bytes
+are within 5% of the average: a partition weighs its size (DescribeLogDirs) plus an
+hour of the bytes it takes in, measured over --sample. Run it after adding a broker.`,
 		Example: `  sluice cluster balance --dry-run
   sluice cluster balance --throttle 50
   sluice cluster balance --topics 'orders.*'`,
@@ -953,6 +957,7 @@ adding a broker. Counts only: disk use and byte rates are not weighed yet.`,
 	f := cmd.Flags()
 	o.AddFlags(f)
 	f.StringVar(&o.Topics, "topics", "", "regular expression of the topics that may move (default: all)")
+	f.DurationVar(&o.Sample, "sample", 5*time.Second, "how long to measure the partitions' byte rates (0: weigh disk use only)")
 	return cmd
 }
 
@@ -978,7 +983,14 @@ func RunBalance(ctx context.Context, o ReassignOptions) error {
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
-	return applyPlan(ctx, o, adm, BalancePlan(md, re))
+	if o.Sample > 0 && o.Output != clientopts.OutputJSON {
+		fmt.Fprintf(o.Stdout(), "Measuring the partitions' byte rates for %s (--sample 0 to weigh disk use only)...\n", o.Sample)
+	}
+	loads, err := measureLoads(ctx, adm, o.Sample)
+	if err != nil {
+		return err
+	}
+	return applyPlan(ctx, o, adm, EvenBytes(md, BalancePlan(md, re), loads, re, nil))
 }
 
 // maxBalanceMoves bounds the replica moves one balance plans.
