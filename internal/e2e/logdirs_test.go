@@ -82,9 +82,16 @@ func TestLogDirs(t *testing.T) {
 	if len(where) != 6 || len(count) != 3 {
 		t.Fatalf("6 partitions over 3 dirs: got %v", where)
 	}
+	text := scrape(t, tb)
 	for d, n := range count {
 		if n != 2 {
 			t.Errorf("%s holds %d partitions, want 2 (%v)", d, n, where)
+		}
+		if got := metricValue(t, text, fmt.Sprintf("sluice_log_dir_partitions{dir=%q}", d)); got != 2 {
+			t.Errorf("sluice_log_dir_partitions of %s = %v, want 2", d, got)
+		}
+		if got := metricValue(t, text, fmt.Sprintf("sluice_log_dir_size_bytes{dir=%q}", d)); got <= 0 {
+			t.Errorf("sluice_log_dir_size_bytes of %s = %v, want its partitions' bytes", d, got)
 		}
 	}
 	tb.stop()

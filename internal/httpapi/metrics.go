@@ -183,6 +183,9 @@ var (
 
 	descLogDirOffline = prometheus.NewDesc("sluice_log_dir_offline", "1 while a log directory is offline: a write or fsync failed, and its partitions refuse produce requests (KAFKA_STORAGE_ERROR) until the broker restarts.", []string{"dir"}, nil)
 	descLogDirNoSpace = prometheus.NewDesc("sluice_log_dir_no_space", "1 while a write found a log directory full and none has succeeded since: produce requests fail until space is freed.", []string{"dir"}, nil)
+	descLogDirParts   = prometheus.NewDesc("sluice_log_dir_partitions", "Partitions whose replica on this broker is in a log directory.", []string{"dir"}, nil)
+	descLogDirBytes   = prometheus.NewDesc("sluice_log_dir_size_bytes", "Bytes of the partitions' logs in a log directory.", []string{"dir"}, nil)
+	descLogDirMoving  = prometheus.NewDesc("sluice_log_dir_moves_bytes_remaining", "Bytes still to copy of the partitions moving into a log directory (AlterReplicaLogDirs).", []string{"dir"}, nil)
 	descStorageError  = prometheus.NewDesc("sluice_partition_storage_error", "1 for a partition that refuses produce requests for its storage: reason io_error (a write or fsync of its log failed) or no_space (its last append found the disk full). Partitions refused because another one took the log directory offline show in sluice_log_dir_offline.", []string{"topic", "partition", "reason"}, nil)
 	descOpenFiles     = prometheus.NewDesc("sluice_log_open_files", "Segment files the partitions hold open.", nil, nil)
 	descOpenFilesMax  = prometheus.NewDesc("sluice_log_open_files_limit", "The most segment files held open at once; idle ones are closed beyond it.", nil, nil)
@@ -215,7 +218,7 @@ var (
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPartitions, descLeaders, descReassign, descAdding, descAddingLag, descThrottled, descUnderRepl, descUnderMin, descOffline, descISRShrinks, descISRExpands,
 		descLagRecords, descLagSeconds, descFenced, descController, descRaftTerm, descRaftCommit, descRaftApply, descTxns, descBytesCleaned, descCleanPasses,
-		descLogDirOffline, descLogDirNoSpace, descStorageError, descOpenFiles, descOpenFilesMax, descOverLimit} {
+		descLogDirOffline, descLogDirNoSpace, descLogDirParts, descLogDirBytes, descLogDirMoving, descStorageError, descOpenFiles, descOpenFilesMax, descOverLimit} {
 		ch <- d
 	}
 	ds := []*prometheus.Desc{descTopicPartitions, descTopicLogSize, descTopicLogStart, descTopicLogEnd, descTopicHW,
@@ -271,9 +274,22 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descBytesCleaned, prometheus.CounterValue, float64(cs.BytesCleaned))
 	ch <- prometheus.MustNewConstMetric(descCleanPasses, prometheus.CounterValue, float64(cs.Passes))
+	dirParts, dirBytes, dirMoving := map[string]int{}, map[string]int64{}, map[string]int64{}
+	for tp, p := range parts {
+		if dir, _, ok := c.b.PartitionLogDir(tp); ok {
+			dirParts[dir]++
+			dirBytes[dir] += p.Log().Size()
+		}
+	}
+	for _, mv := range c.b.Moves() {
+		dirMoving[mv.Dest] += max(mv.Total-mv.Copied, 0)
+	}
 	for _, d := range c.b.LogDirs() {
 		ch <- prometheus.MustNewConstMetric(descLogDirOffline, prometheus.GaugeValue, boolValue(d.Offline != nil), d.Path)
 		ch <- prometheus.MustNewConstMetric(descLogDirNoSpace, prometheus.GaugeValue, boolValue(d.NoSpace != nil), d.Path)
+		ch <- prometheus.MustNewConstMetric(descLogDirParts, prometheus.GaugeValue, float64(dirParts[d.Path]), d.Path)
+		ch <- prometheus.MustNewConstMetric(descLogDirBytes, prometheus.GaugeValue, float64(dirBytes[d.Path]), d.Path)
+		ch <- prometheus.MustNewConstMetric(descLogDirMoving, prometheus.GaugeValue, float64(dirMoving[d.Path]), d.Path)
 	}
 	fs := c.b.FileStats()
 	ch <- prometheus.MustNewConstMetric(descOpenFiles, prometheus.GaugeValue, float64(fs.Open))
