@@ -25,12 +25,14 @@ import (
 //     "<partition>.<id>-future" in the destination (each synced).
 //  2. Then, with reconciles held off, the partition is closed (the
 //     requests on it are answered NOT_LEADER_OR_FOLLOWER, which clients
-//     retry), the files that changed since their copy are copied again (the
-//     active segment, indexes, checkpoints: a sealed segment whose size and
-//     modification time are unchanged is not), the copy's directory is
-//     synced, the source is renamed "-delete" (its dir synced), the copy
-//     renamed into place (its dir synced), and the partition reopened from
-//     there; the source is then removed.
+//     retry) and the copy brought up to date: a segment gets the bytes
+//     appended to it since its copy (when the log had no truncation and no
+//     cleaner swap meanwhile, log.Log.Rewrites; else a segment whose size
+//     or modification time changed is copied again), every other file
+//     (indexes, checkpoints, snapshots: small) is copied again. Then the
+//     copy's directory is synced, the source is renamed "-delete" (its dir
+//     synced), the copy renamed into place (its dir synced), and the
+//     partition reopened from there; the source is then removed.
 //
 // So the partition is unavailable for the second pass only: the bytes
 // written since the first (plus small files), not its whole log. A crash at
@@ -173,6 +175,9 @@ func (b *Broker) nextMove() (TopicPartition, *replicaMove, bool) {
 // errMoveCanceled: the partition was deleted or redirected during its move.
 var errMoveCanceled = errors.New("move canceled")
 
+// errCutMeanwhile: a file was truncated while it was copied.
+var errCutMeanwhile = errors.New("file cut while copied")
+
 // moveReplica moves one partition (see the top of this file).
 func (b *Broker) moveReplica(tp TopicPartition, m *replicaMove) error {
 	src, ok := b.logDirOf(tp)
@@ -194,12 +199,19 @@ func (b *Broker) moveReplica(tp TopicPartition, m *replicaMove) error {
 		return err
 	}
 	// Pass 1, live.
+	b.mu.RLock()
+	live, ok := b.parts[tp]
+	b.mu.RUnlock()
+	if !ok {
+		return nil // deleted meanwhile
+	}
+	rewrites := live.p.Log().Rewrites()
 	total, err := dirSize(b.fs, from)
 	if err != nil {
 		return abandon(err)
 	}
 	m.total.Store(total)
-	copied, err := b.copyChanged(from, future, nil, m, log.NewThrottler(b.moveRate(), nil, nil))
+	copied, err := b.copyChanged(from, future, nil, false, m, log.NewThrottler(b.moveRate(), nil, nil))
 	if err != nil {
 		return abandon(err)
 	}
@@ -239,7 +251,8 @@ func (b *Broker) moveReplica(tp TopicPartition, m *replicaMove) error {
 	// The reopen in the destination starts from where the close left the
 	// log, not from that dir's checkpoint (read at start, without it).
 	m.dest.recovery[tp], m.dest.logStart[tp] = r.p.Log().DurableOffset(), r.p.Log().StartOffset()
-	if _, err := b.copyChanged(from, future, copied, m, nil); err != nil {
+	appendOnly := r == live && r.p.Log().Rewrites() == rewrites
+	if _, err := b.copyChanged(from, future, copied, appendOnly, m, nil); err != nil {
 		return abandon(err)
 	}
 	if err := b.fs.SyncDir(future); err != nil {
@@ -280,14 +293,18 @@ func (b *Broker) moveReplica(tp TopicPartition, m *replicaMove) error {
 }
 
 // copyChanged copies the files of from into to, each synced, and returns
-// what it copied. With prev (the first pass's), a segment file whose size
-// and modification time are those it had when copied is not copied again;
-// every other file is (indexes and checkpoints are small, and an index is
+// the size and modification time each had when copied (a file is copied up
+// to the size it had then, so the copy is exactly that long). With prev
+// (the first pass's), a segment (.log) file is brought up to date without
+// copying it again: when appendOnly (the log had no truncation or cleaner
+// swap since prev was taken) by copying the bytes past its size then, else
+// only if its size and modification time are unchanged. Every other file
+// is copied again (indexes and checkpoints are small, and an index is
 // rewritten in place). Files of to that from no longer has are removed.
 //
 // thr, if not nil, throttles the copy (its rate is read again at each
 // file, so that a config change applies to a move under way).
-func (b *Broker) copyChanged(from, to string, prev map[string]iofs.FileInfo, m *replicaMove, thr *log.Throttler) (map[string]iofs.FileInfo, error) {
+func (b *Broker) copyChanged(from, to string, prev map[string]iofs.FileInfo, appendOnly bool, m *replicaMove, thr *log.Throttler) (map[string]iofs.FileInfo, error) {
 	names, err := b.fs.List(from)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", from, err)
@@ -308,15 +325,22 @@ func (b *Broker) copyChanged(from, to string, prev map[string]iofs.FileInfo, m *
 		if fi.IsDir() {
 			continue
 		}
-		if p, ok := prev[n]; ok && strings.HasSuffix(n, ".log") && p.Size() == fi.Size() && p.ModTime().Equal(fi.ModTime()) && !fi.ModTime().IsZero() {
-			copied[n] = p
-			continue
+		offset := int64(0) // where the copy starts: past what the copy has
+		if p, ok := prev[n]; ok && strings.HasSuffix(n, ".log") {
+			switch {
+			case appendOnly && fi.Size() >= p.Size():
+				offset = p.Size()
+			case p.Size() == fi.Size() && p.ModTime().Equal(fi.ModTime()) && !fi.ModTime().IsZero():
+				offset = fi.Size()
+			}
 		}
 		if thr != nil {
 			thr.SetRate(b.moveRate())
 		}
-		if err := b.copyFile(filepath.Join(from, n), filepath.Join(to, n), buf, m, thr); err != nil {
-			if errors.Is(err, iofs.ErrNotExist) {
+		if err := b.copyFile(filepath.Join(from, n), filepath.Join(to, n), offset, fi.Size(), buf, m, thr); err != nil {
+			if errors.Is(err, iofs.ErrNotExist) || (prev == nil && errors.Is(err, errCutMeanwhile)) {
+				// Gone or cut while copied live: the second pass copies
+				// it (again) whole.
 				continue
 			}
 			return nil, err
@@ -342,35 +366,46 @@ func (b *Broker) moveRate() float64 {
 	return float64(b.brokerInt("replica.alter.log.dirs.io.max.bytes.per.second"))
 }
 
-// copyFile copies one file and syncs the copy.
-func (b *Broker) copyFile(from, to string, buf []byte, m *replicaMove, thr *log.Throttler) error {
-	fs := b.fs
-	src, err := fs.Open(from)
+// copyFile makes to a copy of the first size bytes of from, and syncs it.
+// With offset > 0, to already holds the first offset bytes (a previous
+// copy; checked by its size) and only the rest is copied.
+func (b *Broker) copyFile(from, to string, offset, size int64, buf []byte, m *replicaMove, thr *log.Throttler) error {
+	src, err := b.fs.Open(from)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, err := fs.Create(to)
-	if err != nil {
+	var dst vfs.File
+	if offset > 0 {
+		if dst, err = b.fs.OpenAppend(to); err != nil {
+			return fmt.Errorf("open %s: %w", to, err)
+		}
+		if n, err := dst.Size(); err != nil || n != offset {
+			dst.Close()
+			return fmt.Errorf("copy %s holds %d bytes, want %d (%v)", to, n, offset, err)
+		}
+	} else if dst, err = b.fs.Create(to); err != nil {
 		return fmt.Errorf("create %s: %w", to, err)
 	}
-	for {
-		n, rerr := src.Read(buf)
+	for pos := offset; pos < size; {
+		n, rerr := src.ReadAt(buf[:min(int64(len(buf)), size-pos)], pos)
 		if n > 0 {
 			if _, err := dst.Write(buf[:n]); err != nil {
 				dst.Close()
 				return fmt.Errorf("write %s: %w", to, err)
 			}
+			pos += int64(n)
 			m.copied.Add(int64(n))
 			if err := thr.Wait(b.ctx, n); err != nil {
 				dst.Close()
 				return errMoveCanceled
 			}
 		}
-		if rerr == io.EOF {
-			break
+		if rerr == io.EOF && pos < size {
+			dst.Close()
+			return fmt.Errorf("%w: read %s: %d bytes, it had %d", errCutMeanwhile, from, pos, size)
 		}
-		if rerr != nil {
+		if rerr != nil && rerr != io.EOF {
 			dst.Close()
 			return fmt.Errorf("read %s: %w", from, rerr)
 		}

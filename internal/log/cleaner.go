@@ -976,6 +976,7 @@ func (l *Log) abortSwap(base int64, cause error) error {
 // no longer in the log it returns ErrCleanAborted having changed nothing. A
 // failure past that fails the log; the next Open completes the swap.
 func (l *Log) replaceSegments(old []*segment, ns *segment, oldAborted []AbortedTxn, exts []string) error {
+	l.rewrites.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i := slices.Index(l.segments, old[0])

@@ -160,6 +160,8 @@ type Log struct {
 	// truncating counts truncations waiting for cleanMu: a pass in
 	// progress gives up at its next read or write (ErrCleanAborted).
 	truncating atomic.Int32
+	// rewrites counts the truncations and cleaner swaps begun (Rewrites).
+	rewrites atomic.Uint64
 
 	syncMu   sync.Mutex
 	syncCond *sync.Cond
@@ -169,6 +171,13 @@ type Log struct {
 	// the directory; the next sync fsyncs it.
 	dirDirty atomic.Bool
 }
+
+// Rewrites counts the operations begun that change bytes already in a
+// segment file rather than append to it: truncations and the cleaner's
+// swaps. While it stays the same, every segment file only grows, so a copy
+// of the log's directory brings a file up to date by copying its tail (a
+// move between log dirs does).
+func (l *Log) Rewrites() uint64 { return l.rewrites.Load() }
 
 // Open opens or creates the log in opts.Dir and recovers it.
 func Open(opts Options) (*Log, error) {

@@ -231,6 +231,7 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 // lockForTruncation stops cleaning passes and syncs and takes mu, in the
 // lock order (cleanMu, the syncer's turn, mu); it returns the unlock.
 func (l *Log) lockForTruncation() (unlock func()) {
+	l.rewrites.Add(1)
 	l.truncating.Add(1)
 	l.cleanMu.Lock()
 	l.truncating.Add(-1)
