@@ -8,6 +8,7 @@ import (
 	"io"
 	iofs "io/fs"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -215,7 +216,19 @@ func (b *Broker) moveReplica(tp TopicPartition, m *replicaMove) error {
 	if err != nil {
 		return abandon(err)
 	}
-	// Pass 2, the partition closed.
+	// Pass 2, the partition closed. The source's removal waits until it
+	// is open again (removing a large log takes a while) and reconciles
+	// may run.
+	var leftover string
+	defer func() {
+		if leftover == "" {
+			return
+		}
+		if err := vfs.RemoveAll(b.fs, leftover); err != nil {
+			b.logger.Warn("removing a moved partition's old directory", "dir", leftover, "err", err)
+		}
+		_ = b.fs.SyncDir(src.path)
+	}()
 	b.recMu.Lock()
 	closedAt := time.Now()
 	defer b.recMu.Unlock()
@@ -282,10 +295,7 @@ func (b *Broker) moveReplica(tp TopicPartition, m *replicaMove) error {
 	b.dirMu.Lock()
 	b.where[tp] = m.dest
 	b.dirMu.Unlock()
-	if err := vfs.RemoveAll(b.fs, gone); err != nil {
-		b.logger.Warn("removing a moved partition's old directory", "dir", gone, "err", err)
-	}
-	_ = b.fs.SyncDir(src.path)
+	leftover = gone
 	m.copied.Store(m.total.Load())
 	b.logger.Info("moved partition between log dirs", "partition", partitionDir(tp), "from", src.path, "to", m.dest.path,
 		"bytes", m.total.Load(), "closed_for", time.Since(closedAt))
@@ -326,11 +336,17 @@ func (b *Broker) copyChanged(from, to string, prev map[string]iofs.FileInfo, app
 			continue
 		}
 		offset := int64(0) // where the copy starts: past what the copy has
-		if p, ok := prev[n]; ok && strings.HasSuffix(n, ".log") {
+		if p, ok := prev[n]; ok {
+			base, isSegmentFile := segmentBase(n)
 			switch {
-			case appendOnly && fi.Size() >= p.Size():
+			case !isSegmentFile:
+			case strings.HasSuffix(n, ".log") && appendOnly && fi.Size() >= p.Size():
 				offset = p.Size()
-			case p.Size() == fi.Size() && p.ModTime().Equal(fi.ModTime()) && !fi.ModTime().IsZero():
+			case strings.HasSuffix(n, ".log") && p.Size() == fi.Size() && p.ModTime().Equal(fi.ModTime()) && !fi.ModTime().IsZero():
+				offset = fi.Size()
+			case appendOnly && base < activeBase(prev) && p.Size() == fi.Size():
+				// The indexes of a segment sealed before the first pass
+				// are final until a truncation or a cleaner swap.
 				offset = fi.Size()
 			}
 		}
@@ -359,6 +375,28 @@ func (b *Broker) copyChanged(from, to string, prev map[string]iofs.FileInfo, app
 		}
 	}
 	return copied, nil
+}
+
+// segmentBase parses a segment file's name, "<20-digit base offset>.<ext>".
+func segmentBase(name string) (int64, bool) {
+	digits, _, ok := strings.Cut(name, ".")
+	if !ok || len(digits) != 20 {
+		return 0, false
+	}
+	base, err := strconv.ParseInt(digits, 10, 64)
+	return base, err == nil
+}
+
+// activeBase is the base offset of the last segment among files: the
+// active one when they were listed.
+func activeBase(files map[string]iofs.FileInfo) int64 {
+	last := int64(-1)
+	for n := range files {
+		if base, ok := segmentBase(n); ok && strings.HasSuffix(n, ".log") {
+			last = max(last, base)
+		}
+	}
+	return last
 }
 
 // moveRate is replica.alter.log.dirs.io.max.bytes.per.second.
