@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/sluice-io/sluice/internal/record"
 	"github.com/sluice-io/sluice/internal/vfs"
 )
 
@@ -39,19 +38,7 @@ func TestLogDirFailureIsolated(t *testing.T) {
 	if err := b.Reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	write := func(p int32) error {
-		part, _ := b.Partition("t", p)
-		bt, err := record.BuildBatch(record.BatchSpec{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1},
-			[]record.Record{{Value: []byte("v")}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := part.Append(bt)
-		if err == nil {
-			err = part.WaitDurable(res.LastOffset)
-		}
-		return err
-	}
+	write := func(p int32) error { return writeOne(t, b, "t", p) }
 	in := map[string][]int32{}
 	for p := range int32(4) {
 		dir, _, ok := b.PartitionLogDir(TopicPartition{"t", p})

@@ -39,6 +39,26 @@ func (s *syncBuffer) String() string {
 // or full (ENOSPC) shuts down without an error, saying so in one log line,
 // writes no clean-shutdown marker, and starts again with every record it
 // acknowledged. On main its Close failed with one error per partition.
+// writeOne appends one record to a partition this broker leads and waits
+// until it is durable, as an acks=all produce.
+func writeOne(t *testing.T, b *Broker, topic string, p int32) error {
+	t.Helper()
+	part, ok := b.Partition(topic, p)
+	if !ok {
+		t.Fatalf("%s-%d is not led here", topic, p)
+	}
+	bt, err := record.BuildBatch(record.BatchSpec{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1},
+		[]record.Record{{Value: []byte("v")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := part.Append(bt)
+	if err == nil {
+		err = part.WaitDurable(res.LastOffset)
+	}
+	return err
+}
+
 func TestCloseWithStorageFailure(t *testing.T) {
 	for _, errno := range []error{syscall.EIO, syscall.ENOSPC} {
 		t.Run(errno.Error(), func(t *testing.T) {
@@ -65,19 +85,7 @@ func TestCloseWithStorageFailure(t *testing.T) {
 			if err := b.Reconcile(); err != nil {
 				t.Fatal(err)
 			}
-			write := func(p int32) error {
-				part, _ := b.Partition("t", p)
-				bt, err := record.BuildBatch(record.BatchSpec{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1},
-					[]record.Record{{Value: []byte("v")}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				res, err := part.Append(bt)
-				if err == nil {
-					err = part.WaitDurable(res.LastOffset)
-				}
-				return err
-			}
+			write := func(p int32) error { return writeOne(t, b, "t", p) }
 			for p := range int32(20) {
 				if err := write(p); err != nil {
 					t.Fatal(err)
