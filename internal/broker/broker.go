@@ -474,9 +474,11 @@ func (b *Broker) Partitions() map[TopicPartition]*partition.Partition {
 	return out
 }
 
-// BrokerConfigs is the static and dynamic broker configs.
+// BrokerConfigs is this broker's configs: static, cluster-wide dynamic, and
+// its own dynamic ones (which take precedence), from the current image.
 func (b *Broker) BrokerConfigs() config.Broker {
-	return config.Broker{Static: b.cfg.Static, Dynamic: b.meta.Image().BrokerConfigs}
+	img := b.meta.Image()
+	return config.Broker{Static: b.cfg.Static, Dynamic: img.BrokerConfigs, PerBroker: img.PerBrokerConfigs[b.cfg.NodeID]}
 }
 
 // TopicConfig resolves a topic's configs.
@@ -530,10 +532,13 @@ func (b *Broker) Reconcile() error {
 	img := b.meta.Image()
 	// Only topics whose metadata changed since the last reconcile that
 	// succeeded need work: the image shares unchanged topics, so a changed
-	// one is a new pointer. A change of broker configs (defaults of every
-	// topic config) or a failed reconcile makes the next one whole.
+	// one is a new pointer. A change of broker configs, cluster-wide or
+	// this broker's own (defaults of every topic config), or a failed
+	// reconcile makes the next one whole.
 	prev := b.reconciled
-	whole := prev == nil || !maps.Equal(prev.BrokerConfigs, img.BrokerConfigs)
+	self := b.cfg.NodeID
+	whole := prev == nil || !maps.Equal(prev.BrokerConfigs, img.BrokerConfigs) ||
+		!maps.Equal(prev.PerBrokerConfigs[self], img.PerBrokerConfigs[self])
 	if prev == nil || !maps.Equal(prev.Brokers, img.Brokers) {
 		// A broker fenced, unfenced or shutting down: the leaderships
 		// here learn which followers may be in sync.

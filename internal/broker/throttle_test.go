@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluice-io/sluice/internal/metadata"
 )
 
 var quotaEpoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -290,5 +292,49 @@ func TestBrokerReplicationThrottle(t *testing.T) {
 	mu.Unlock()
 	if b.LeaderQuotaExceeded(0) || b.LeaderQuotaDelay() != minThrottleRecheck {
 		t.Fatal("the leader quota is still exceeded once its samples expired")
+	}
+}
+
+// TestPerBrokerThrottleRate: a rate set on this broker's own resource
+// (kafka-reassign-partitions --throttle sets them so) beats the
+// cluster-wide one; one set on another broker does not apply here.
+func TestPerBrokerThrottleRate(t *testing.T) {
+	b, err := Open(Config{NodeID: 1, DataDir: t.TempDir(), Host: "127.0.0.1", Port: 9092, Now: func() time.Time { return quotaEpoch }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	if err := b.Meta().RegisterBroker(ctx, metadata.Broker{NodeID: 2, Host: "127.0.0.2", Port: 9092}); err != nil {
+		t.Fatal(err)
+	}
+	b.recordFollowerReplication(1500)
+	if err := b.Meta().SetBrokerConfigs(ctx, map[string]string{followerThrottledRateConfig: "2000"}); err != nil {
+		t.Fatal(err)
+	}
+	if b.followerQuotaExceeded() {
+		t.Fatal("1500 bytes under a cluster-wide 2000 B/s: exceeded")
+	}
+	if err := b.Meta().SetPerBrokerConfigs(ctx, 2, map[string]string{followerThrottledRateConfig: "1000"}); err != nil {
+		t.Fatal(err)
+	}
+	if b.followerQuotaExceeded() {
+		t.Fatal("broker 2's 1000 B/s throttles broker 1")
+	}
+	if err := b.Meta().SetPerBrokerConfigs(ctx, 1, map[string]string{followerThrottledRateConfig: "1000"}); err != nil {
+		t.Fatal(err)
+	}
+	if !b.followerQuotaExceeded() {
+		t.Fatal("1500 bytes under broker 1's own 1000 B/s (cluster-wide 2000): not exceeded")
+	}
+	if d := b.followerQuotaDelay(); d != 1500*time.Millisecond {
+		t.Fatalf("follower delay %v, want 1.5 s at broker 1's own rate", d)
+	}
+	// Removing it falls back to the cluster-wide rate.
+	if err := b.Meta().SetPerBrokerConfigs(ctx, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b.followerQuotaExceeded() {
+		t.Fatal("broker 1's rate removed: still throttled at it")
 	}
 }

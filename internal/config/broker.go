@@ -94,6 +94,15 @@ var brokerDefs = []Def{
 		Validate: betweenOr(1, math.MaxInt64/int64(time.Millisecond), -1),
 	},
 	{
+		// KIP-1066. Set per broker (or cluster-wide, which cordons every
+		// broker), dynamically: the controller reads it from the metadata,
+		// so sluice serve refuses it with -c.
+		Name: CordonedLogDirs, Type: TypeList, Default: "",
+		Doc: "The log directories of this broker that take no new partition replicas (KIP-1066); * cordons them all, so the controller places no new replica on the broker: not for new topics, new partitions, or sluice cluster balance. Replicas already there stay until moved (sluice cluster drain cordons the broker, then moves them). " +
+			"Sluice keeps one log directory per broker, so only * (or nothing) is accepted. Set it dynamically, per broker: kafka-configs --entity-type brokers --entity-name N --alter --add-config cordoned.log.dirs=*, or sluice cluster drain N; sluice cluster undrain N removes it.",
+		Validate: cordonedLogDirs,
+	},
+	{
 		Name: "delete.topic.enable", Type: TypeBoolean, Default: "true", ReadOnly: true,
 		Doc: "Whether topics can be deleted; when false, DeleteTopics has no effect.",
 	},
@@ -104,8 +113,7 @@ var brokerDefs = []Def{
 		Unsupported: "a fetch response holds at most Kafka's default, 57671680 bytes; changing it is not supported yet",
 	},
 	{
-		// KIP-73; Kafka sets it per broker or cluster-wide, Sluice
-		// cluster-wide (or statically on one node).
+		// KIP-73; per broker or cluster-wide, as in Kafka.
 		Name: "follower.replication.throttled.rate", Type: TypeLong, Default: maxLong,
 		Doc: "Most bytes per second this broker, as a follower, fetches for the replicas that topics list in follower.replication.throttled.replicas, all of them together (KIP-73); while it is exceeded the follower leaves those partitions out of its fetches. " +
 			"The default, 9223372036854775807, is unthrottled; Kafka advises at least 1 MB/s for an accurate throttle.",
@@ -149,8 +157,7 @@ var brokerDefs = []Def{
 		Validate: between(0, 100),
 	},
 	{
-		// KIP-73; Kafka sets it per broker or cluster-wide, Sluice
-		// cluster-wide (or statically on one node).
+		// KIP-73; per broker or cluster-wide, as in Kafka.
 		Name: "leader.replication.throttled.rate", Type: TypeLong, Default: maxLong,
 		Doc: "Most bytes per second this broker, as a leader, sends to followers for the replicas that topics list in leader.replication.throttled.replicas, all of them together (KIP-73); while it is exceeded those partitions are answered without records. " +
 			"The default, 9223372036854775807, is unthrottled; Kafka advises at least 1 MB/s for an accurate throttle.",
@@ -557,6 +564,30 @@ var brokerDefs = []Def{
 		Name: "unclean.leader.election.enable", Type: TypeBoolean, Default: "false",
 		Doc: "Default of whether a replica outside the ISR may become leader as a last resort (losing what only the ISR had).",
 	},
+}
+
+// KIP-1066's cordoned.log.dirs and its value that cordons every log
+// directory of a broker.
+const (
+	CordonedLogDirs = "cordoned.log.dirs"
+	CordonAll       = "*"
+)
+
+// CordonsAll reports whether a cordoned.log.dirs value cordons every log
+// directory of its broker: * among its items, as Kafka reads it.
+func CordonsAll(v string) bool {
+	return slices.Contains(splitList(v), CordonAll)
+}
+
+// cordonedLogDirs accepts * or nothing. Kafka also takes a list of the
+// broker's log.dirs; Sluice keeps one directory per broker, so cordoning
+// it is *, and a directory name is refused rather than silently ignored.
+func cordonedLogDirs(v string) error {
+	items := splitList(v)
+	if len(items) == 0 || (len(items) == 1 && items[0] == CordonAll) {
+		return nil
+	}
+	return errors.New("must be * (every log directory of the broker) or empty: Sluice keeps one log directory per broker and does not cordon directories by name yet")
 }
 
 // Reasons of Unsupported broker configs shared by several.

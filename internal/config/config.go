@@ -72,10 +72,11 @@ const (
 	SourceUnknown Source = 0
 	// SourceDynamicTopic is a config set on the topic itself.
 	SourceDynamicTopic Source = 1
-	// SourceDynamicBroker is a dynamic config set for one broker.
+	// SourceDynamicBroker is a dynamic config set for one broker
+	// (Broker.PerBroker).
 	SourceDynamicBroker Source = 2
 	// SourceDynamicDefaultBroker is a dynamic config set cluster-wide for
-	// all brokers. Sluice's Broker.Dynamic values are reported with it.
+	// all brokers (Broker.Dynamic).
 	SourceDynamicDefaultBroker Source = 3
 	// SourceStaticBroker is a config from the broker's startup
 	// configuration.

@@ -773,3 +773,69 @@ func TestReplicationThrottledRates(t *testing.T) {
 		}
 	}
 }
+
+// TestPerBrokerPrecedence: a broker's own dynamic value
+// (DYNAMIC_BROKER_CONFIG) beats the cluster-wide one, which beats the
+// static one and the default; synonyms list them in that order, as Kafka's
+// DescribeConfigs does, for broker configs and for the topic configs that
+// fall back to them.
+func TestPerBrokerPrecedence(t *testing.T) {
+	b := Broker{
+		Static:    map[string]string{"message.max.bytes": "2000000"},
+		Dynamic:   map[string]string{"message.max.bytes": "3000000", "log.retention.hours": "48"},
+		PerBroker: map[string]string{"message.max.bytes": "4000000", "log.retention.minutes": "30"},
+	}
+	if v, src := b.Value("message.max.bytes"); v != "4000000" || src != SourceDynamicBroker {
+		t.Errorf("Value = %q from %v, want the per-broker 4000000", v, src)
+	}
+	if v, src := (Broker{Static: b.Static, Dynamic: b.Dynamic}).Value("message.max.bytes"); v != "3000000" || src != SourceDynamicDefaultBroker {
+		t.Errorf("without a per-broker value: %q from %v, want the cluster-wide 3000000", v, src)
+	}
+	per := Synonym{"message.max.bytes", "4000000", SourceDynamicBroker}
+	dyn := Synonym{"message.max.bytes", "3000000", SourceDynamicDefaultBroker}
+	stat := Synonym{"message.max.bytes", "2000000", SourceStaticBroker}
+	def := Synonym{"message.max.bytes", "1048588", SourceDefault}
+	e := brokerEntry(t, b, "message.max.bytes")
+	if e.Value != "4000000" || e.Source != SourceDynamicBroker || !reflect.DeepEqual(e.Synonyms, []Synonym{per, dyn, stat, def}) {
+		t.Errorf("broker entry: %+v", e)
+	}
+	e = topicEntry(t, nil, b, "max.message.bytes")
+	if e.Value != "4000000" || e.Source != SourceDynamicBroker || !reflect.DeepEqual(e.Synonyms, []Synonym{per, dyn, stat, def}) {
+		t.Errorf("topic entry: %+v", e)
+	}
+	// Along a fallback chain, by precedence: the per-broker minutes beat
+	// the cluster-wide hours.
+	e = topicEntry(t, nil, b, "retention.ms")
+	if e.Value != "1800000" || e.Source != SourceDynamicBroker || len(e.Synonyms) != 3 ||
+		e.Synonyms[0] != (Synonym{"log.retention.minutes", "30", SourceDynamicBroker}) ||
+		e.Synonyms[1] != (Synonym{"log.retention.hours", "48", SourceDynamicDefaultBroker}) {
+		t.Errorf("retention.ms: %+v", e)
+	}
+	tc, err := TopicConfig(nil, b)
+	if err != nil || tc.MaxMessageBytes != 4000000 || tc.RetentionMs != 1800000 {
+		t.Errorf("TopicConfig: max.message.bytes %d, retention.ms %d, %v", tc.MaxMessageBytes, tc.RetentionMs, err)
+	}
+}
+
+// TestCordonedLogDirs: KIP-1066's cordoned.log.dirs is a dynamic LIST,
+// empty by default; Sluice accepts * (or nothing), and * among the items
+// cordons the whole broker.
+func TestCordonedLogDirs(t *testing.T) {
+	d, ok := BrokerDef(CordonedLogDirs)
+	if !ok || d.ReadOnly || d.Type != TypeList || d.Default != "" || d.NullDefault || d.Unsupported != "" {
+		t.Fatalf("%s: %+v (found %v); want a dynamic LIST defaulting to empty", CordonedLogDirs, d, ok)
+	}
+	for v, ok := range map[string]bool{"": true, "*": true, " * ": true, "/data/sluice": false, "*,/data": false, "a,b": false} {
+		err := ValidateBrokerConfigs(map[string]string{CordonedLogDirs: v})
+		if (err == nil) != ok {
+			t.Errorf("%s=%q: %v, want accepted %v", CordonedLogDirs, v, err, ok)
+		} else if err != nil && !errors.Is(err, ErrInvalidValue) {
+			t.Errorf("%s=%q: %v, want ErrInvalidValue", CordonedLogDirs, v, err)
+		}
+	}
+	for v, want := range map[string]bool{"": false, "*": true, " * ": true, "/d1, *": true, "/d1,/d2": false, "**": false} {
+		if got := CordonsAll(v); got != want {
+			t.Errorf("CordonsAll(%q) = %v, want %v", v, got, want)
+		}
+	}
+}

@@ -2,20 +2,28 @@ package config
 
 // Broker is a broker's configuration as it stands: Static is its startup
 // configuration, Dynamic the cluster-wide dynamic configs set with
-// AlterConfigs/IncrementalAlterConfigs (reported as
-// DYNAMIC_DEFAULT_BROKER_CONFIG). Either may be nil.
+// AlterConfigs/IncrementalAlterConfigs on the BROKER resource "" (reported
+// as DYNAMIC_DEFAULT_BROKER_CONFIG), PerBroker the dynamic configs set on
+// this broker's own resource, its id (DYNAMIC_BROKER_CONFIG). Kafka's
+// precedence, highest first: PerBroker, Dynamic, Static, the default. Any
+// may be nil.
 type Broker struct {
-	Static  map[string]string
-	Dynamic map[string]string
+	Static    map[string]string
+	Dynamic   map[string]string
+	PerBroker map[string]string
 }
 
 // Value returns the value of the broker config called name and where it comes
-// from: a dynamic value, else a static one, else the default
-// (SourceDefault; "" for a config with a null default). A name that is
-// neither set nor a known broker config gives ("", SourceUnknown). Value
-// looks at name alone: it does not follow fallbacks such as
-// log.retention.ms -> log.retention.hours (TopicConfig and ResolveTopic do).
+// from: this broker's dynamic value, else a cluster-wide dynamic one, else a
+// static one, else the default (SourceDefault; "" for a config with a null
+// default). A name that is neither set nor a known broker config gives ("",
+// SourceUnknown). Value looks at name alone: it does not follow fallbacks
+// such as log.retention.ms -> log.retention.hours (TopicConfig and
+// ResolveTopic do).
 func (b Broker) Value(name string) (string, Source) {
+	if v, ok := b.PerBroker[name]; ok {
+		return v, SourceDynamicBroker
+	}
 	if v, ok := b.Dynamic[name]; ok {
 		return v, SourceDynamicDefaultBroker
 	}
@@ -93,10 +101,15 @@ func brokerChain(name string) ([]synonymDef, int) {
 }
 
 // chainSynonyms lists where each config of chain is set on b, in precedence
-// order: per config, its dynamic value, its static value, then its default
-// (configs with a null default have none). convs[i] converts syns[i].
+// order: per config, its per-broker dynamic value, its cluster-wide dynamic
+// value, its static value, then its default (configs with a null default
+// have none). convs[i] converts syns[i].
 func chainSynonyms(chain []synonymDef, b Broker) (syns []Synonym, convs []func(string) (string, error)) {
 	for _, s := range chain {
+		if v, ok := b.PerBroker[s.name]; ok {
+			syns = append(syns, Synonym{s.name, v, SourceDynamicBroker})
+			convs = append(convs, s.conv)
+		}
 		if v, ok := b.Dynamic[s.name]; ok {
 			syns = append(syns, Synonym{s.name, v, SourceDynamicDefaultBroker})
 			convs = append(convs, s.conv)
@@ -199,9 +212,10 @@ func ResolveTopic(topicConfigs map[string]string, b Broker) []Entry {
 }
 
 // ResolveBroker returns every broker config, sorted by name, as
-// DescribeConfigs reports it for broker b: each config's own value (dynamic,
-// else static, else default; Null for an unset config without default), its
-// source, whether it is read-only, and its synonyms.
+// DescribeConfigs reports it for broker b: each config's own value
+// (per-broker dynamic, else cluster-wide dynamic, else static, else default;
+// Null for an unset config without default), its source, whether it is
+// read-only, and its synonyms.
 func ResolveBroker(b Broker) []Entry {
 	out := make([]Entry, 0, len(brokerDefs))
 	for _, d := range brokerDefs {

@@ -775,11 +775,11 @@ func (c *Controller) members(st metadata.Status, ids []int32) []VoterState {
 }
 
 // UsableBrokers lists the brokers that may take new replicas, for
-// placement: registered, unfenced and not shutting down.
+// placement: registered, unfenced, not shutting down and not cordoned.
 func UsableBrokers(img *metadata.Image) []BrokerSlot {
 	var out []BrokerSlot
 	for id, b := range img.Brokers {
-		if usable(img, id) {
+		if usable(img, id) && !Cordoned(img, id) {
 			out = append(out, BrokerSlot{ID: id, Rack: b.Rack})
 		}
 	}
@@ -793,8 +793,11 @@ func UsableBrokers(img *metadata.Image) []BrokerSlot {
 // the same broker.
 func PlaceNew(img *metadata.Image, first, count int32, rf int) ([][]int32, error) {
 	brokers := UsableBrokers(img)
-	if len(brokers) == 0 {
+	if len(brokers) == 0 && len(CordonedBrokers(img)) == 0 {
 		return nil, fmt.Errorf("%w: no broker is registered and unfenced yet", ErrInvalidReplicationFactor)
+	}
+	if rf > len(brokers) {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidReplicationFactor, TooFewBrokers(img, rf, len(brokers)))
 	}
 	return Place(brokers, first, count, rf, rand.IntN(len(brokers)), rand.IntN(len(brokers)))
 }

@@ -5,12 +5,48 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/sluice-io/sluice/internal/config"
 	"github.com/sluice-io/sluice/internal/metadata"
 )
 
 // ErrInvalidReplicationFactor: more replicas asked for than there are
 // brokers to hold them (Kafka's INVALID_REPLICATION_FACTOR).
 var ErrInvalidReplicationFactor = errors.New("controller: invalid replication factor")
+
+// Cordoned reports whether broker id is cordoned (KIP-1066): its own
+// dynamic cordoned.log.dirs, else the cluster-wide one, cordons every log
+// directory ("*"). A cordoned broker gets no new replica from placement
+// (UsableBrokers leaves it out); the replicas it has stay, and it may
+// still lead. A list naming particular directories does not cordon the
+// broker: placement does not choose a broker's log directory yet; when it
+// does, per-directory cordons belong here.
+func Cordoned(img *metadata.Image, id int32) bool {
+	v, _ := config.Broker{Dynamic: img.BrokerConfigs, PerBroker: img.PerBrokerConfigs[id]}.Value(config.CordonedLogDirs)
+	return config.CordonsAll(v)
+}
+
+// CordonedBrokers lists the registered brokers that are cordoned, by id.
+func CordonedBrokers(img *metadata.Image) []int32 {
+	var out []int32
+	for id := range img.Brokers {
+		if Cordoned(img, id) {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TooFewBrokers is Kafka's INVALID_REPLICATION_FACTOR message for rf
+// replicas when only usable brokers may take them, naming the cordoned
+// brokers, if any, and how to let them take replicas again.
+func TooFewBrokers(img *metadata.Image, rf, usable int) string {
+	msg := fmt.Sprintf("Unable to replicate the partition %d time(s): The target replication factor of %d cannot be reached because only %d broker(s) are registered", rf, rf, usable)
+	if c := CordonedBrokers(img); len(c) > 0 {
+		msg += fmt.Sprintf(" and not cordoned (cordoned.log.dirs=* on broker(s) %v; sluice cluster undrain ID uncordons one)", c)
+	}
+	return msg + "."
+}
 
 // BrokerSlot is a broker that may hold new replicas.
 type BrokerSlot struct {

@@ -3,7 +3,10 @@ package controller
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/sluice-io/sluice/internal/metadata"
 )
 
 func slots(ids ...int32) []BrokerSlot {
@@ -157,5 +160,55 @@ func TestPlaceLeastLoaded(t *testing.T) {
 	}
 	if _, err := PlaceLeastLoaded(brokers, load, 1, 5); !errors.Is(err, ErrInvalidReplicationFactor) {
 		t.Errorf("rf 5 on 4 brokers: %v", err)
+	}
+}
+
+// cordonImage is brokers 1..n, registered and unfenced, with the given
+// cluster-wide and per-broker dynamic configs.
+func cordonImage(n int32, cluster map[string]string, perBroker map[int32]map[string]string) *metadata.Image {
+	img := &metadata.Image{Brokers: map[int32]metadata.Broker{}, BrokerConfigs: cluster, PerBrokerConfigs: perBroker}
+	for id := int32(1); id <= n; id++ {
+		img.Brokers[id] = metadata.Broker{NodeID: id}
+	}
+	return img
+}
+
+// TestCordoned: a broker with cordoned.log.dirs=* (its own, else the
+// cluster-wide value) takes no new replica; its own value beats the
+// cluster-wide one either way, and a list of directories cordons nothing
+// yet. Too few brokers left is INVALID_REPLICATION_FACTOR naming them.
+func TestCordoned(t *testing.T) {
+	cordon := map[string]string{"cordoned.log.dirs": "*"}
+	img := cordonImage(3, nil, map[int32]map[string]string{3: cordon, 2: {"cordoned.log.dirs": "/data"}})
+	if !Cordoned(img, 3) || Cordoned(img, 2) || Cordoned(img, 1) || Cordoned(img, 9) {
+		t.Fatalf("cordoned: 1 %v, 2 %v, 3 %v, 9 %v; want 3 alone", Cordoned(img, 1), Cordoned(img, 2), Cordoned(img, 3), Cordoned(img, 9))
+	}
+	if got := UsableBrokers(img); !slices.Equal(got, slots(1, 2)) {
+		t.Fatalf("usable %v, want 1 and 2", got)
+	}
+	for range 20 { // random starts
+		placed, err := PlaceNew(img, 0, 6, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rs := range placed {
+			if slices.Contains(rs, 3) {
+				t.Fatalf("a replica on cordoned broker 3: %v", placed)
+			}
+		}
+	}
+	_, err := PlaceNew(img, 0, 1, 3)
+	if !errors.Is(err, ErrInvalidReplicationFactor) || !strings.Contains(err.Error(), "cordoned") || !strings.Contains(err.Error(), "[3]") {
+		t.Errorf("rf 3 with broker 3 cordoned: %v, want ErrInvalidReplicationFactor naming it", err)
+	}
+
+	// Cluster-wide: every broker, unless its own value says otherwise.
+	img = cordonImage(3, cordon, map[int32]map[string]string{2: {"cordoned.log.dirs": ""}})
+	if got := CordonedBrokers(img); !slices.Equal(got, []int32{1, 3}) {
+		t.Errorf("cordoned cluster-wide, broker 2 not: %v, want 1 and 3", got)
+	}
+	img = cordonImage(2, cordon, nil)
+	if _, err := PlaceNew(img, 0, 1, 1); !errors.Is(err, ErrInvalidReplicationFactor) || !strings.Contains(err.Error(), "cordoned") {
+		t.Errorf("every broker cordoned: %v, want ErrInvalidReplicationFactor saying so", err)
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/sluice-io/sluice/internal/broker"
 	"github.com/sluice-io/sluice/internal/cli"
+	"github.com/sluice-io/sluice/internal/cli/cluster"
 )
 
 // TestClusterReassign: AlterPartitionReassignments moves a partition's
@@ -405,5 +407,135 @@ func TestClusterBalanceBytes(t *testing.T) {
 	}
 	if parts[0].Replicas[0] == parts[1].Replicas[0] {
 		t.Errorf("both heavy partitions still on broker %d: %v, %v", parts[0].Replicas[0], parts[0].Replicas, parts[1].Replicas)
+	}
+}
+
+// TestClusterCordon: `sluice cluster drain` cordons its broker
+// (cordoned.log.dirs=*, KIP-1066, set through a broker that forwards it to
+// the controller) before moving its replicas off, so that afterwards no new
+// topic or partition and no balance puts a replica on it, and topics that
+// need it fail saying why; `sluice cluster info` shows it cordoned.
+// `sluice cluster undrain` lifts the cordon: new topics use the broker
+// again and balance moves replicas back onto it.
+func TestClusterCordon(t *testing.T) {
+	tc := startCluster(t, 3, nil)
+	ctx := ctxT(t)
+	adm := kadm.NewClient(tc.client())
+	if resp, err := adm.CreateTopic(ctx, 3, 2, nil, "existing"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	// Not the controller: the cordon goes to it and is forwarded.
+	victim := tc.notController()
+	id := victim.b.NodeID()
+	bootstrap := tc.controller().addr
+	out, err := runCLI(t, ctx, "cluster", "drain", strconv.Itoa(int(id)), "--brokers", bootstrap)
+	if err != nil {
+		t.Fatalf("drain: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "cordoned") {
+		t.Errorf("drain did not say it cordoned the broker:\n%s", out)
+	}
+	for _, tb := range tc.nodes {
+		if got := tb.b.Image().PerBrokerConfigs[id]["cordoned.log.dirs"]; got != "*" {
+			t.Fatalf("node %d: broker %d's cordoned.log.dirs = %q, want *", tb.b.NodeID(), id, got)
+		}
+	}
+	rcs, err := adm.DescribeBrokerConfigs(ctx, id)
+	if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+		t.Fatalf("describe broker %d: %v %+v", id, err, rcs)
+	}
+	for _, c := range rcs[0].Configs {
+		if c.Key == "cordoned.log.dirs" && (c.MaybeValue() != "*" || c.Source != kmsg.ConfigSourceDynamicBrokerConfig) {
+			t.Errorf("broker %d describes cordoned.log.dirs=%q from %v, want * from DYNAMIC_BROKER_CONFIG", id, c.MaybeValue(), c.Source)
+		}
+	}
+
+	onVictim := func(topic string) []int32 {
+		t.Helper()
+		var on []int32
+		for _, p := range tc.controller().b.Image().Topics[topic].Partitions {
+			if slices.Contains(p.Replicas, id) {
+				on = append(on, p.ID)
+			}
+		}
+		return on
+	}
+	// New topics and partitions, from a client bootstrapped on the drained
+	// broker (kgo sends them to the controller).
+	vadm := kadm.NewClient(victim.client())
+	if resp, err := vadm.CreateTopic(ctx, 6, 2, nil, "new"); err != nil || resp.Err != nil {
+		t.Fatalf("create with broker %d cordoned: %v %v", id, err, resp.Err)
+	}
+	if on := onVictim("new"); len(on) != 0 {
+		t.Errorf("partitions %v of a new topic on cordoned broker %d", on, id)
+	}
+	if res, err := vadm.CreatePartitions(ctx, 6, "existing"); err != nil || res.Error() != nil {
+		t.Fatalf("create partitions: %v %v", err, res.Error())
+	}
+	if on := onVictim("existing"); len(on) != 0 {
+		t.Errorf("partitions %v of existing on drained and cordoned broker %d", on, id)
+	}
+	resp, err := vadm.CreateTopic(ctx, 1, 3, nil, "rf3")
+	if err == nil {
+		err = resp.Err
+	}
+	if !errors.Is(err, kerr.InvalidReplicationFactor) || !strings.Contains(resp.ErrMessage, "cordoned") {
+		t.Errorf("rf 3 with one of 3 brokers cordoned: %v (%q), want INVALID_REPLICATION_FACTOR saying it is cordoned", err, resp.ErrMessage)
+	}
+
+	// Balance plans nothing onto it (the drained broker is empty: it
+	// would get a third of the replicas otherwise).
+	plan := func() cluster.Plan {
+		t.Helper()
+		out, err := runCLI(t, ctx, "cluster", "balance", "--dry-run", "--sample", "0", "-o", "json", "--brokers", bootstrap)
+		if err != nil {
+			t.Fatalf("balance --dry-run: %v\n%s", err, out)
+		}
+		var p cluster.Plan
+		if err := json.Unmarshal([]byte(out), &p); err != nil {
+			t.Fatalf("balance --dry-run -o json: %v\n%s", err, out)
+		}
+		return p
+	}
+	for _, e := range plan().Partitions {
+		if slices.Contains(e.Replicas, id) {
+			t.Errorf("balance plans %s-%d onto cordoned broker %d: %v -> %v", e.Topic, e.Partition, id, e.Current, e.Replicas)
+		}
+	}
+	out, err = runCLI(t, ctx, "cluster", "info", "-o", "json", "--brokers", bootstrap)
+	if err != nil {
+		t.Fatalf("info: %v\n%s", err, out)
+	}
+	var info cluster.Info
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("info -o json: %v\n%s", err, out)
+	}
+	for _, b := range info.Brokers {
+		if b.Cordoned != (b.ID == id) || b.CordonedError != "" {
+			t.Errorf("info: broker %d cordoned %v (%s), want %v", b.ID, b.Cordoned, b.CordonedError, b.ID == id)
+		}
+	}
+
+	out, err = runCLI(t, ctx, "cluster", "undrain", strconv.Itoa(int(id)), "--brokers", bootstrap)
+	if err != nil {
+		t.Fatalf("undrain: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "uncordoned") || !strings.Contains(out, "sluice cluster balance") {
+		t.Errorf("undrain said:\n%s", out)
+	}
+	if resp, err := vadm.CreateTopic(ctx, 6, 2, nil, "after"); err != nil || resp.Err != nil {
+		t.Fatalf("create after undrain: %v %v", err, resp.Err)
+	}
+	if on := onVictim("after"); len(on) == 0 {
+		t.Errorf("no partition of a topic created after undrain on broker %d", id)
+	}
+	onto := 0
+	for _, e := range plan().Partitions {
+		if slices.Contains(e.Replicas, id) && !slices.Contains(e.Current, id) {
+			onto++
+		}
+	}
+	if onto == 0 {
+		t.Errorf("after undrain, balance moves nothing back onto broker %d", id)
 	}
 }

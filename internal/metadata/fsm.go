@@ -170,6 +170,9 @@ type snapshotImage struct {
 	BrokerConfigs  map[string]string `json:"brokerConfigs"`
 	NextProducerID int64             `json:"nextProducerId"`
 	Index          uint64            `json:"index"`
+	// PerBrokerConfigs is Image.PerBrokerConfigs; left out when empty, so
+	// a snapshot without any is what a node before them wrote.
+	PerBrokerConfigs map[int32]map[string]string `json:"perBrokerConfigs,omitempty"`
 	// Applied is the fsm's applied index when the snapshot was taken: at
 	// least Index (refused records and configuration entries count too).
 	// Snapshots written before it existed have none; Index stands in.
@@ -189,6 +192,8 @@ func encodeSnapshotApplied(w io.Writer, img *Image, applied uint64) error {
 		NextProducerID: img.NextProducerID,
 		Index:          img.Index,
 		Applied:        max(applied, img.Index), // an image published without advance (tests) has applied 0
+
+		PerBrokerConfigs: img.PerBrokerConfigs,
 	}
 	for _, b := range img.Brokers {
 		s.Brokers = append(s.Brokers, b)
@@ -271,6 +276,15 @@ func decodeSnapshotImage(r io.Reader) (*Image, *snapshotImage, error) {
 			return nil, nil, fmt.Errorf("metadata: snapshot: broker %d twice", b.NodeID)
 		}
 		img.Brokers[b.NodeID] = b
+	}
+	for id, c := range s.PerBrokerConfigs {
+		if _, ok := img.Brokers[id]; !ok {
+			return nil, nil, fmt.Errorf("metadata: snapshot: configs of broker %d, which is not registered", id)
+		}
+		if len(c) == 0 {
+			return nil, nil, fmt.Errorf("metadata: snapshot: an empty set of configs for broker %d", id)
+		}
+		img.PerBrokerConfigs[id] = c
 	}
 	for _, t := range s.Topics {
 		if err := validSnapshotTopic(t); err != nil {

@@ -202,6 +202,10 @@ func TestDecodeSnapshotErrors(t *testing.T) {
 		"isr foreign": encodeTestSnapshot(t, snapshotImage{Topics: []*Topic{mod(func(tp *Topic) { tp.Partitions[0].ISR = []int32{7} })}}),
 		"leader":      encodeTestSnapshot(t, snapshotImage{Topics: []*Topic{mod(func(tp *Topic) { tp.Partitions[0].Leader = 7 })}}),
 		"epoch":       encodeTestSnapshot(t, snapshotImage{Topics: []*Topic{mod(func(tp *Topic) { tp.Partitions[0].LeaderEpoch = -1 })}}),
+		// Per-broker configs of an unregistered broker, empty or null.
+		"cfg foreign": append([]byte{snapshotVersion}, `{"brokers":[{"NodeID":1}],"perBrokerConfigs":{"2":{"a":"1"}}}`...),
+		"cfg empty":   append([]byte{snapshotVersion}, `{"brokers":[{"NodeID":1}],"perBrokerConfigs":{"1":{}}}`...),
+		"cfg null":    append([]byte{snapshotVersion}, `{"brokers":[{"NodeID":1}],"perBrokerConfigs":{"1":null}}`...),
 		"bad topic id": append([]byte{snapshotVersion},
 			`{"topics":[{"Name":"t","ID":"!!!!!!!!!!!!!!!!!!!!!!","Partitions":[{"ID":0,"Leader":1,"Replicas":[1],"ISR":[1]}]}]}`...),
 	}
@@ -238,6 +242,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		{Type: recUnfenceBroker, NodeID: 4, Epoch: 10},
 		{Type: recBeginControlledShutdown, NodeID: 5, Epoch: 11},
 		{Type: recUnregisterBroker, NodeID: 1},
+		{Type: recSetPerBrokerConfigs, NodeID: 2, Configs: map[string]string{"cordoned.log.dirs": "*"}},
 		{Type: recCreateTopic, Topic: "u", TopicID: &id, Partitions: 2, Assignments: [][]int32{{1, 2}, {2}}},
 		{Type: recCreatePartitions, Topic: "t3", Partitions: 4, Assignments: [][]int32{{5, 4}}},
 		{Type: recChangePartitions, Changes: []PartitionChange{

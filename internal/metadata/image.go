@@ -239,9 +239,18 @@ type Image struct {
 	Brokers        map[int32]Broker
 	Topics         map[string]*Topic
 	TopicsByID     map[TopicID]*Topic
-	BrokerConfigs  map[string]string // dynamic cluster-wide broker configs
+	BrokerConfigs  map[string]string // dynamic cluster-wide broker configs (Kafka's cluster default, resource name "")
 	NextProducerID int64             // next unallocated producer id; starts at 0
 	Index          uint64            // raft index of the last applied record
+
+	// PerBrokerConfigs are the dynamic configs of one broker each (Kafka's
+	// BROKER resource named by its id, DYNAMIC_BROKER_CONFIG), which take
+	// precedence over BrokerConfigs on that broker. Only registered
+	// brokers have an entry, never an empty one: setting an empty set
+	// removes the entry, and unregistering a broker removes its configs.
+	// The inner maps are replaced whole, never changed, so clones share
+	// them.
+	PerBrokerConfigs map[int32]map[string]string
 }
 
 // emptyImage is the image before any record: what a fresh FSM starts from.
@@ -252,12 +261,15 @@ func emptyImage() *Image {
 		Topics:        map[string]*Topic{},
 		TopicsByID:    map[TopicID]*Topic{},
 		BrokerConfigs: map[string]string{},
+
+		PerBrokerConfigs: map[int32]map[string]string{},
 	}
 }
 
 // shallowClone copies the top-level maps so that a record can replace entries
 // without touching img. Topics themselves are shared until one is changed;
-// then the changed one is replaced by a copy (cloneTopic). The cost is
+// then the changed one is replaced by a copy (cloneTopic); so are the maps of
+// PerBrokerConfigs, each replaced whole. The cost is
 // O(topics + brokers) per applied record, fine for metadata change rates.
 func (img *Image) shallowClone() *Image {
 	out := *img
@@ -265,6 +277,7 @@ func (img *Image) shallowClone() *Image {
 	out.Topics = maps.Clone(img.Topics)
 	out.TopicsByID = maps.Clone(img.TopicsByID)
 	out.BrokerConfigs = maps.Clone(img.BrokerConfigs)
+	out.PerBrokerConfigs = maps.Clone(img.PerBrokerConfigs)
 	return &out
 }
 

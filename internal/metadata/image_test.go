@@ -94,7 +94,8 @@ func TestShallowCloneMaps(t *testing.T) {
 	c.Topics["t"] = &Topic{}
 	c.TopicsByID[TopicID{1}] = &Topic{}
 	c.BrokerConfigs["k"] = "v"
-	if len(img.Brokers)+len(img.Topics)+len(img.TopicsByID)+len(img.BrokerConfigs) != 0 {
+	c.PerBrokerConfigs[1] = map[string]string{"k": "v"}
+	if len(img.Brokers)+len(img.Topics)+len(img.TopicsByID)+len(img.BrokerConfigs)+len(img.PerBrokerConfigs) != 0 {
 		t.Errorf("changing a clone's maps changed the original: %+v", img)
 	}
 }

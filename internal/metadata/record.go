@@ -26,6 +26,8 @@ import (
 // only ever ran as a quorum of one, so none of them shares a log with a
 // node that writes these records. A new version byte would instead have
 // made every older node refuse every record written after an upgrade.
+// SetPerBrokerConfigs kept version 1 for the same reason: an older node
+// refuses it as an unknown type.
 type record struct {
 	Type recordType `json:"type"`
 
@@ -35,9 +37,9 @@ type record struct {
 	Partitions  int32             `json:"partitions,omitempty"`  // CreateTopic: count; CreatePartitions: new total
 	Replicas    []int32           `json:"replicas,omitempty"`    // CreateTopic, CreatePartitions: the same replicas for every new partition
 	Assignments [][]int32         `json:"assignments,omitempty"` // CreateTopic, CreatePartitions: one replica list per new partition, instead of Replicas
-	Configs     map[string]string `json:"configs,omitempty"`     // CreateTopic, SetTopicConfigs, SetBrokerConfigs
+	Configs     map[string]string `json:"configs,omitempty"`     // CreateTopic, SetTopicConfigs, SetBrokerConfigs, SetPerBrokerConfigs
 	Count       int64             `json:"count,omitempty"`       // AllocateProducerIDs
-	NodeID      int32             `json:"nodeId,omitempty"`      // ActivateController, FenceBroker, UnfenceBroker, BeginControlledShutdown, UnregisterBroker
+	NodeID      int32             `json:"nodeId,omitempty"`      // ActivateController, FenceBroker, UnfenceBroker, BeginControlledShutdown, UnregisterBroker, SetPerBrokerConfigs
 	Epoch       int64             `json:"epoch,omitempty"`       // FenceBroker, UnfenceBroker, BeginControlledShutdown: the broker epoch the proposer acts on
 	ClusterID   string            `json:"clusterId,omitempty"`   // ActivateController: used only if the image has none yet
 	Changes     []PartitionChange `json:"changes,omitempty"`     // ChangePartitions
@@ -65,6 +67,11 @@ const (
 	// recChangePartitions changes leaders, ISRs and replicas of any number
 	// of partitions, all or nothing (partitionchange.go).
 	recChangePartitions recordType = "ChangePartitions"
+
+	// recSetPerBrokerConfigs replaces the dynamic configs of broker
+	// NodeID (a registered one, unless the set is empty: that removes
+	// them).
+	recSetPerBrokerConfigs recordType = "SetPerBrokerConfigs"
 )
 
 // recordVersion is the first byte of every encoded record.
@@ -174,6 +181,10 @@ func applyRecord(img *Image, r *record, index uint64) (*Image, applyResult) {
 		}
 		next := img.shallowClone()
 		delete(next.Brokers, r.NodeID)
+		// Its dynamic configs go too: a broker registering later with
+		// the same id is another machine, which starts from the cluster
+		// defaults (and is not cordoned).
+		delete(next.PerBrokerConfigs, r.NodeID)
 		return next, applyResult{}
 
 	case recChangePartitions:
@@ -268,6 +279,25 @@ func applyRecord(img *Image, r *record, index uint64) (*Image, applyResult) {
 	case recSetBrokerConfigs:
 		next := img.shallowClone()
 		next.BrokerConfigs = cloneConfigs(r.Configs)
+		return next, applyResult{}
+
+	case recSetPerBrokerConfigs:
+		if r.NodeID < 0 {
+			return fail(fmt.Errorf("%w: configs for node %d", ErrInvalidBroker, r.NodeID))
+		}
+		next := img.shallowClone()
+		if len(r.Configs) == 0 {
+			// Removing is fine whether or not the broker is registered,
+			// so that a delete never fails for a broker that just left.
+			delete(next.PerBrokerConfigs, r.NodeID)
+			return next, applyResult{}
+		}
+		// Decided here, in log order, so that configs never outlive an
+		// UnregisterBroker that raced with them.
+		if _, ok := img.Brokers[r.NodeID]; !ok {
+			return fail(fmt.Errorf("%w: %d; only a registered broker has configs of its own", ErrUnknownBroker, r.NodeID))
+		}
+		next.PerBrokerConfigs[r.NodeID] = cloneConfigs(r.Configs)
 		return next, applyResult{}
 
 	case recAllocateProducerIDs:

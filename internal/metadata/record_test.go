@@ -25,6 +25,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		{Type: recUnfenceBroker, NodeID: 3, Epoch: 12},
 		{Type: recBeginControlledShutdown, NodeID: 3, Epoch: 12},
 		{Type: recUnregisterBroker, NodeID: 3},
+		{Type: recSetPerBrokerConfigs, NodeID: 3, Configs: map[string]string{"cordoned.log.dirs": "*"}},
 		{Type: recCreateTopic, Topic: "t", TopicID: &id, Partitions: 2, Assignments: [][]int32{{1, 2}, {2, 3}}},
 		{Type: recCreatePartitions, Topic: "t", Partitions: 3, Assignments: [][]int32{{3}}},
 		{Type: recChangePartitions, Changes: []PartitionChange{
@@ -113,6 +114,9 @@ func testImage(t testing.TB) *Image {
 		&record{Type: recRegisterBroker, Broker: &Broker{NodeID: 4, Host: "d", Port: 4, IncarnationID: "i4"}},
 		&record{Type: recRegisterBroker, Broker: &Broker{NodeID: 5, Host: "e", Port: 5, IncarnationID: "i5"}},
 		&record{Type: recCreateTopic, Topic: "t3", TopicID: &id3, Partitions: 3, Assignments: [][]int32{{3, 4}, {4, 5}, {5, 3}}},
+		// Per-broker configs, one of them of a broker unregistered below.
+		&record{Type: recSetPerBrokerConfigs, NodeID: 2, Configs: map[string]string{"cordoned.log.dirs": "*"}},
+		&record{Type: recSetPerBrokerConfigs, NodeID: 4, Configs: map[string]string{"follower.replication.throttled.rate": "1000"}},
 	)
 	return applyAll(t, img,
 		&record{Type: recUnfenceBroker, NodeID: 4, Epoch: img.Brokers[4].Epoch},
@@ -147,6 +151,10 @@ func TestApplyDoesNotMutate(t *testing.T) {
 		{Type: recCreatePartitions, Topic: "t1", Partitions: 4, Replicas: []int32{2}},
 		{Type: recSetTopicConfigs, Topic: "t1", Configs: map[string]string{"z": "z"}},
 		{Type: recSetBrokerConfigs, Configs: map[string]string{"z": "z"}},
+		{Type: recSetPerBrokerConfigs, NodeID: 2, Configs: map[string]string{"z": "z"}},
+		{Type: recSetPerBrokerConfigs, NodeID: 1, Configs: map[string]string{"z": "z"}},
+		{Type: recSetPerBrokerConfigs, NodeID: 2},
+		{Type: recSetPerBrokerConfigs, NodeID: 9, Configs: map[string]string{"z": "z"}},
 		{Type: recAllocateProducerIDs, Count: 100},
 		{Type: recActivateController, NodeID: 5, ClusterID: "other"},
 		{Type: recRegisterBroker, Broker: &Broker{NodeID: 4, Host: "again", IncarnationID: "new"}},
@@ -208,6 +216,8 @@ func TestApplyRefusals(t *testing.T) {
 		{&record{Type: recUnfenceBroker, NodeID: 9}, ErrUnknownBroker},
 		{&record{Type: recBeginControlledShutdown, NodeID: 9}, ErrUnknownBroker},
 		{&record{Type: recUnregisterBroker, NodeID: 9}, ErrUnknownBroker},
+		{&record{Type: recSetPerBrokerConfigs, NodeID: 9, Configs: map[string]string{"a": "1"}}, ErrUnknownBroker},
+		{&record{Type: recSetPerBrokerConfigs, NodeID: -1}, ErrInvalidBroker},
 		{&record{Type: recFenceBroker, NodeID: 3, Epoch: img.Brokers[3].Epoch - 1}, ErrStaleBrokerEpoch},
 		{&record{Type: recUnfenceBroker, NodeID: 3, Epoch: img.Brokers[3].Epoch + 1}, ErrStaleBrokerEpoch},
 		{&record{Type: recBeginControlledShutdown, NodeID: 3, Epoch: 0}, ErrStaleBrokerEpoch},

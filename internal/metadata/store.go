@@ -800,9 +800,10 @@ func (s *Store) BeginControlledShutdown(ctx context.Context, nodeID int32, epoch
 	return err
 }
 
-// UnregisterBroker removes broker nodeID's registration whatever its epoch
-// (Kafka's UnregisterBroker, for a broker that is gone for good); partitions
-// that list it as a replica keep doing so. ErrUnknownBroker if there is none.
+// UnregisterBroker removes broker nodeID's registration, and its own
+// dynamic configs, whatever its epoch (Kafka's UnregisterBroker, for a
+// broker that is gone for good); partitions that list it as a replica keep
+// doing so. ErrUnknownBroker if there is none.
 func (s *Store) UnregisterBroker(ctx context.Context, nodeID int32) error {
 	_, err := s.propose(ctx, &record{Type: recUnregisterBroker, NodeID: nodeID})
 	return err
@@ -930,6 +931,14 @@ func (s *Store) SetTopicConfigs(ctx context.Context, name string, configs map[st
 // exactly configs.
 func (s *Store) SetBrokerConfigs(ctx context.Context, configs map[string]string) error {
 	_, err := s.propose(ctx, &record{Type: recSetBrokerConfigs, Configs: configs})
+	return err
+}
+
+// SetPerBrokerConfigs replaces broker nodeID's own dynamic configs with
+// exactly configs; an empty (or nil) configs removes them. Setting configs
+// of a broker that is not registered fails with ErrUnknownBroker.
+func (s *Store) SetPerBrokerConfigs(ctx context.Context, nodeID int32, configs map[string]string) error {
+	_, err := s.propose(ctx, &record{Type: recSetPerBrokerConfigs, NodeID: nodeID, Configs: configs})
 	return err
 }
 

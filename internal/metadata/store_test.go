@@ -82,8 +82,13 @@ func checkImage(t testing.TB, img *Image) {
 	if img == nil {
 		t.Fatal("nil image")
 	}
-	if img.Brokers == nil || img.Topics == nil || img.TopicsByID == nil || img.BrokerConfigs == nil {
+	if img.Brokers == nil || img.Topics == nil || img.TopicsByID == nil || img.BrokerConfigs == nil || img.PerBrokerConfigs == nil {
 		t.Fatalf("image has a nil map: %+v", img)
+	}
+	for id, c := range img.PerBrokerConfigs {
+		if _, ok := img.Brokers[id]; !ok || len(c) == 0 {
+			t.Fatalf("configs %v of broker %d (registered %v): only registered brokers have configs, never an empty set", c, id, ok)
+		}
 	}
 	if len(img.Topics) != len(img.TopicsByID) {
 		t.Fatalf("%d topics by name, %d by id", len(img.Topics), len(img.TopicsByID))
@@ -559,6 +564,89 @@ func TestSetBrokerConfigs(t *testing.T) {
 	}
 }
 
+// A broker's own configs are set, replaced whole and removed; only a
+// registered broker may have them, and unregistering it removes them; they
+// survive a snapshot and a restart.
+func TestSetPerBrokerConfigs(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "meta")
+	s := readyStore(t, dir, 1)
+	ctx := testCtx(t)
+	for _, b := range []Broker{{NodeID: 1, Host: "a", Port: 9092}, {NodeID: 2, Host: "b", Port: 9093}, {NodeID: 3, Host: "c", Port: 9094}} {
+		if err := s.RegisterBroker(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set := func(id int32, c map[string]string) {
+		t.Helper()
+		if err := s.SetPerBrokerConfigs(ctx, id, c); err != nil {
+			t.Fatalf("SetPerBrokerConfigs(%d, %v): %v", id, c, err)
+		}
+	}
+	set(2, map[string]string{"a": "1", "b": "2"})
+	first := s.Image()
+	set(2, map[string]string{"b": "3"})
+	set(3, map[string]string{"cordoned.log.dirs": "*"})
+	img := s.Image()
+	checkImage(t, img)
+	if want := map[string]string{"b": "3"}; !maps.Equal(img.PerBrokerConfigs[2], want) {
+		t.Errorf("broker 2's configs = %v, want exactly %v", img.PerBrokerConfigs[2], want)
+	}
+	if want := map[string]string{"a": "1", "b": "2"}; !maps.Equal(first.PerBrokerConfigs[2], want) || len(first.PerBrokerConfigs) != 1 {
+		t.Errorf("an older image's per-broker configs changed: %v", first.PerBrokerConfigs)
+	}
+	if len(img.BrokerConfigs) != 0 || len(img.PerBrokerConfigs[1]) != 0 {
+		t.Errorf("one broker's configs leaked elsewhere: cluster-wide %v, broker 1 %v", img.BrokerConfigs, img.PerBrokerConfigs[1])
+	}
+
+	// An unregistered broker has none to set; removing is always fine.
+	if err := s.SetPerBrokerConfigs(ctx, 9, map[string]string{"a": "1"}); !errors.Is(err, ErrUnknownBroker) {
+		t.Errorf("configs of unregistered broker 9: %v, want ErrUnknownBroker", err)
+	}
+	if err := s.SetPerBrokerConfigs(ctx, -1, map[string]string{"a": "1"}); !errors.Is(err, ErrInvalidBroker) {
+		t.Errorf("configs of broker -1: %v, want ErrInvalidBroker", err)
+	}
+	set(9, nil)
+	set(1, map[string]string{})
+	if _, ok := s.Image().PerBrokerConfigs[1]; ok {
+		t.Error("an empty set left an entry")
+	}
+
+	// Snapshot, a change after it, restart: both come back.
+	if err := s.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	set(1, map[string]string{"c": "4"})
+	want := s.Image()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = readyStore(t, dir, 1)
+	got := s.Image()
+	checkImage(t, got)
+	if !reflect.DeepEqual(got.PerBrokerConfigs, want.PerBrokerConfigs) || len(got.PerBrokerConfigs) != 3 {
+		t.Fatalf("per-broker configs after restart: %v, want %v", got.PerBrokerConfigs, want.PerBrokerConfigs)
+	}
+
+	// Removed, and removed with its broker.
+	if err := s.SetPerBrokerConfigs(ctx, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UnregisterBroker(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Image().PerBrokerConfigs; len(got) != 1 || got[1]["c"] != "4" {
+		t.Errorf("after removing broker 2's and unregistering broker 3: %v, want broker 1's alone", got)
+	}
+	// A broker registering again with the id starts without them.
+	if err := s.RegisterBroker(ctx, Broker{NodeID: 3, Host: "new", Port: 9095}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Image().PerBrokerConfigs[3]; ok {
+		t.Error("a re-registered broker got the configs of the one unregistered")
+	}
+}
+
 func TestAllocateProducerIDs(t *testing.T) {
 	t.Parallel()
 	s := newReadyStore(t)
@@ -707,6 +795,9 @@ func populate(t *testing.T, s *Store) {
 		t.Fatal(err)
 	}
 	if err := s.SetBrokerConfigs(ctx, map[string]string{"log.retention.ms": "5"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPerBrokerConfigs(ctx, 2, map[string]string{"cordoned.log.dirs": "*"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.AllocateProducerIDs(ctx, 1000); err != nil {

@@ -27,7 +27,8 @@ func Command(version string) *cobra.Command {
   sluice cluster info -o json --brokers kafka1:9092`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(infoCommand(version), reassignCommand(), drainCommand(), unregisterCommand(), balanceCommand())
+	cmd.AddCommand(infoCommand(version), reassignCommand(), drainCommand(), unregisterCommand(), balanceCommand(),
+		cordonCommand(), undrainCommand())
 	return cmd
 }
 
@@ -43,9 +44,10 @@ func infoCommand(version string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "info",
 		Short: "Show the brokers, controller, cluster id, log dirs and the APIs each broker serves",
-		Long: `Show the cluster id, the controller, every broker, this sluice binary's version,
-each broker's log directories with their state (KAFKA_STORAGE_ERROR when one is
-offline or full) and sizes (DescribeLogDirs), and for each broker the Kafka APIs
+		Long: `Show the cluster id, the controller, every broker (and whether it is cordoned: it
+takes no new partition replicas, see 'sluice cluster cordon'), this sluice binary's
+version, each broker's log directories with their state (KAFKA_STORAGE_ERROR when one
+is offline or full) and sizes (DescribeLogDirs), and for each broker the Kafka APIs
 it serves with their version ranges and the features it reports (ApiVersions).`,
 		Example: `  sluice cluster info
   sluice cluster info -o json`,
@@ -153,6 +155,10 @@ type Broker struct {
 	Error             string    `json:"error,omitempty"` // if its ApiVersions failed
 	LogDirs           []LogDir  `json:"log_dirs"`
 	LogDirsError      string    `json:"log_dirs_error,omitempty"` // if its DescribeLogDirs failed
+	// Cordoned: the broker takes no new partition replicas (KIP-1066's
+	// cordoned.log.dirs=*, as it reports it).
+	Cordoned      bool   `json:"cordoned"`
+	CordonedError string `json:"cordoned_error,omitempty"` // if its DescribeConfigs failed
 }
 
 // LogDir is a broker's log directory and its state (DescribeLogDirs).
@@ -218,6 +224,11 @@ func RunInfo(ctx context.Context, o InfoOptions) error {
 		ib := Broker{ID: b.NodeID, Host: b.Host, Port: b.Port, Rack: b.Rack,
 			APIs: []API{}, SupportedFeatures: []Feature{}, FinalizedFeatures: []Feature{}, LogDirs: []LogDir{}}
 		ib.LogDirs, ib.LogDirsError = logDirsOf(dirs, dirsErr, b.NodeID)
+		if c, err := brokerCordon(ctx, adm, b.NodeID); err != nil {
+			ib.CordonedError = err.Error()
+		} else {
+			ib.Cordoned = c.cordoned
+		}
 		v, ok := vs[b.NodeID]
 		switch {
 		case !ok:
@@ -291,12 +302,19 @@ func printInfo(o InfoOptions, info Info) error {
 		if b.Rack != nil {
 			rack = *b.Rack
 		}
-		rows = append(rows, []string{id, b.Host, fmt.Sprint(b.Port), rack})
+		cordoned := "-"
+		switch {
+		case b.CordonedError != "":
+			cordoned = "unknown: " + b.CordonedError
+		case b.Cordoned:
+			cordoned = "yes"
+		}
+		rows = append(rows, []string{id, b.Host, fmt.Sprint(b.Port), rack, cordoned})
 	}
-	if err := clientopts.Table(w, []string{"BROKER", "HOST", "PORT", "RACK"}, rows); err != nil {
+	if err := clientopts.Table(w, []string{"BROKER", "HOST", "PORT", "RACK", "CORDONED"}, rows); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "(* controller)")
+	fmt.Fprintln(w, "(* controller; cordoned: takes no new partition replicas, see sluice cluster undrain)")
 	if q := info.Quorum; q != nil {
 		fmt.Fprintln(w, "\nMETADATA QUORUM")
 		if q.Error != "" {

@@ -80,3 +80,60 @@ func itoa(n int32) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
+
+// TestCordonUndrain: `cluster cordon` cordons a broker (cluster info shows
+// it, in JSON and in the table), `cluster undrain` lifts it and points to
+// balance; an unknown broker is refused.
+func TestCordonUndrain(t *testing.T) {
+	b := clitest.Start(t, nil)
+	ctx := clitest.Ctx(t)
+	cordoned := func() Broker {
+		t.Helper()
+		c, io := clitest.Common(b.Addr, nil)
+		if err := RunInfo(ctx, InfoOptions{Common: c, Output: "json"}); err != nil {
+			t.Fatal(err)
+		}
+		var info Info
+		if err := json.Unmarshal(io.Out.Bytes(), &info); err != nil || len(info.Brokers) != 1 {
+			t.Fatalf("%v\n%s", err, io.Out)
+		}
+		return info.Brokers[0]
+	}
+	if br := cordoned(); br.Cordoned || br.CordonedError != "" {
+		t.Fatalf("a new broker is cordoned: %+v", br)
+	}
+
+	c, io := clitest.Common(b.Addr, nil)
+	if err := RunCordon(ctx, c, []int32{1}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(io.Out.String(), "Broker 1 cordoned") {
+		t.Errorf("cordon said:\n%s", io.Out)
+	}
+	if br := cordoned(); !br.Cordoned {
+		t.Fatalf("after cordon: %+v", br)
+	}
+	c, io = clitest.Common(b.Addr, nil)
+	if err := RunInfo(ctx, InfoOptions{Common: c}); err != nil {
+		t.Fatal(err)
+	}
+	if out := io.Out.String(); !strings.Contains(out, "CORDONED") || !strings.Contains(out, "yes") {
+		t.Errorf("the table does not show broker 1 cordoned:\n%s", out)
+	}
+
+	c, io = clitest.Common(b.Addr, nil)
+	if err := RunUndrain(ctx, c, []int32{1}); err != nil {
+		t.Fatal(err)
+	}
+	if out := io.Out.String(); !strings.Contains(out, "Broker 1 uncordoned") || !strings.Contains(out, "sluice cluster balance") {
+		t.Errorf("undrain said:\n%s", out)
+	}
+	if br := cordoned(); br.Cordoned {
+		t.Fatalf("after undrain: %+v", br)
+	}
+
+	c, _ = clitest.Common(b.Addr, nil)
+	if err := RunCordon(ctx, c, []int32{9}); err == nil || !strings.Contains(err.Error(), "not in the cluster") {
+		t.Errorf("cordon of unknown broker 9: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -106,7 +107,7 @@ func TestBalancePlanFillsNewBroker(t *testing.T) {
 		parts = append(parts, []int32{int32(i%3 + 1), int32((i+1)%3 + 1)})
 	}
 	md := testMetadata(map[int32]string{1: "", 2: "", 3: "", 4: ""}, map[string][][]int32{"t": parts})
-	plan := BalancePlan(md, regexp.MustCompile(".*"))
+	plan := BalancePlan(md, regexp.MustCompile(".*"), nil)
 	replicas, preferred := counts(md, plan)
 	for b := int32(1); b <= 4; b++ {
 		if replicas[b] != 6 {
@@ -121,7 +122,7 @@ func TestBalancePlanFillsNewBroker(t *testing.T) {
 			t.Fatalf("duplicate replica in %v", e)
 		}
 	}
-	if again := BalancePlan(testMetadata(map[int32]string{1: "", 2: "", 3: ""}, map[string][][]int32{"t": parts}), regexp.MustCompile(".*")); len(again.Partitions) != 0 {
+	if again := BalancePlan(testMetadata(map[int32]string{1: "", 2: "", 3: ""}, map[string][][]int32{"t": parts}), regexp.MustCompile(".*"), nil); len(again.Partitions) != 0 {
 		t.Errorf("a balanced cluster got moves: %+v", again.Partitions)
 	}
 }
@@ -131,7 +132,7 @@ func TestBalancePlanKeepsRacks(t *testing.T) {
 	md := testMetadata(map[int32]string{1: "a", 2: "b", 3: "a", 4: "b"}, map[string][][]int32{
 		"t": {{1, 2}, {1, 2}, {1, 2}, {1, 2}},
 	})
-	plan := BalancePlan(md, regexp.MustCompile(".*"))
+	plan := BalancePlan(md, regexp.MustCompile(".*"), nil)
 	racks := map[int32]string{1: "a", 2: "b", 3: "a", 4: "b"}
 	for _, e := range plan.Partitions {
 		if racks[e.Replicas[0]] == racks[e.Replicas[1]] {
@@ -141,6 +142,57 @@ func TestBalancePlanKeepsRacks(t *testing.T) {
 	replicas, _ := counts(md, plan)
 	if replicas[3] == 0 || replicas[4] == 0 {
 		t.Errorf("replicas %v: the new brokers got none", replicas)
+	}
+}
+
+// A cordoned broker takes part in no balancing: an empty cordoned broker
+// gets nothing (it would get a third of the replicas otherwise), and a
+// loaded one keeps its replicas and preferred leaderships.
+func TestBalancePlanLeavesCordonedOut(t *testing.T) {
+	var parts [][]int32
+	for i := range 12 {
+		parts = append(parts, []int32{int32(i%2 + 1), int32((i+1)%2 + 1)})
+	}
+	md := testMetadata(map[int32]string{1: "", 2: "", 3: ""}, map[string][][]int32{"t": parts})
+	if plan := BalancePlan(md, regexp.MustCompile(".*"), nil); len(plan.Partitions) == 0 {
+		t.Fatal("uncordoned, the empty broker 3 gets nothing: the test shows nothing")
+	}
+	if plan := BalancePlan(md, regexp.MustCompile(".*"), map[int32]bool{3: true}); len(plan.Partitions) != 0 {
+		t.Errorf("moves with the empty broker 3 cordoned: %+v", plan.Partitions)
+	}
+
+	// Broker 1 is in every partition and leads them all: uncordoned, it
+	// gives replicas and leaderships away; cordoned, it keeps them.
+	parts = nil
+	for i := range 8 {
+		parts = append(parts, []int32{1, int32(i%2 + 2)})
+	}
+	md = testMetadata(map[int32]string{1: "", 2: "", 3: ""}, map[string][][]int32{"t": parts})
+	if replicas, _ := counts(md, BalancePlan(md, regexp.MustCompile(".*"), nil)); replicas[1] == 8 {
+		t.Fatal("uncordoned, broker 1 keeps all 8 replicas: the test shows nothing")
+	}
+	plan := BalancePlan(md, regexp.MustCompile(".*"), map[int32]bool{1: true})
+	replicas, preferred := counts(md, plan)
+	if replicas[1] != 8 || preferred[1] != 8 || replicas[2] != 4 || replicas[3] != 4 {
+		t.Errorf("with broker 1 cordoned: replicas %v, preferred leaders %v; want all as they were (%+v)", replicas, preferred, plan.Partitions)
+	}
+}
+
+// A higher replication factor puts no new replica on a cordoned broker,
+// and says so when nothing else is left.
+func TestReplicationFactorPlanCordoned(t *testing.T) {
+	md := testMetadata(map[int32]string{1: "", 2: "", 3: "", 4: ""}, map[string][][]int32{"t": {{1}, {2}, {1}, {2}}})
+	plan, err := ReplicationFactorPlan(md, "t", 3, map[int32]bool{4: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range plan.Partitions {
+		if len(e.Replicas) != 3 || slices.Contains(e.Replicas, 4) {
+			t.Errorf("partition %d: %v, want 3 replicas, none on cordoned broker 4", e.Partition, e.Replicas)
+		}
+	}
+	if _, err := ReplicationFactorPlan(md, "t", 4, map[int32]bool{4: true}); err == nil || !strings.Contains(err.Error(), "cordoned") {
+		t.Errorf("4 replicas with broker 4 cordoned: %v, want an error naming the cordon", err)
 	}
 }
 

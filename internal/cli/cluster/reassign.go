@@ -77,7 +77,11 @@ first replica changed, the leadership move. Ctrl-C stops watching, not the move:
 --throttle MB/s limits the copying (leader.replication.throttled.rate and
 follower.replication.throttled.rate, with the moving replicas listed in the topics'
 *.replication.throttled.replicas); the throttle is removed when the move is done, or by
---status once nothing is moving.`,
+--status once nothing is moving.
+
+--broker-list is obeyed as given, even where it names a cordoned broker (see 'sluice
+cluster cordon'), as Kafka obeys an explicit assignment; drain and balance leave
+cordoned brokers out by themselves.`,
 		Example: `  sluice cluster reassign --topics 'orders|payments' --broker-list 1,2,4 --dry-run
   sluice cluster reassign --topics '.*' --broker-list 1,2,3,4 --throttle 50
   sluice cluster reassign --dry-run -o json --topics orders --broker-list 2,3,4 > plan.json
@@ -820,19 +824,23 @@ func drainCommand() *cobra.Command {
 	o := ReassignOptions{}
 	cmd := &cobra.Command{
 		Use:   "drain BROKER",
-		Short: "Move every replica and leadership off a broker, to remove it",
-		Long: `Move every replica (and with it every leadership) off broker BROKER onto the other
-brokers: a reassignment of every topic, internal ones included, onto all brokers but
-BROKER, planned and shown as by 'sluice cluster reassign' (fewest moves, least loaded
+		Short: "Cordon a broker and move every replica and leadership off it, to remove it",
+		Long: `First cordon broker BROKER (as 'sluice cluster cordon': cordoned.log.dirs=* on it,
+KIP-1066), so that no new topic, new partition or balance puts a replica on it while it
+empties or afterwards. Then move every replica (and with it every leadership) off it onto
+the other brokers that are not cordoned: a reassignment of every topic, internal ones
+included, planned and shown as by 'sluice cluster reassign' (fewest moves, least loaded
 brokers, racks kept apart), with --throttle and progress. The new replicas join the
 in-sync replicas before the drained one leaves, so min.insync.replicas holds throughout.
+--dry-run shows the plan and cordons nothing.
 
 Then stop the broker and remove it from the cluster with 'sluice cluster unregister
-BROKER'. To use a drained broker again, start it and run 'sluice cluster reassign'
-(or 'sluice cluster balance') with it in --broker-list.`,
+BROKER' (which drops its cordon too). To use a drained broker again instead, run
+'sluice cluster undrain BROKER', then 'sluice cluster balance' to move replicas back.`,
 		Example: `  sluice cluster drain 3 --dry-run
   sluice cluster drain 3 --throttle 50
-  sluice cluster unregister 3`,
+  sluice cluster unregister 3
+  sluice cluster undrain 3 && sluice cluster balance`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.SetStreams(cmd)
@@ -848,32 +856,54 @@ BROKER'. To use a drained broker again, start it and run 'sluice cluster reassig
 	return cmd
 }
 
-// RunDrain runs `sluice cluster drain`: a reassignment of every topic onto
-// every broker but id.
+// RunDrain runs `sluice cluster drain`: it cordons id (unless it is a dry
+// run), then reassigns every topic onto every broker but id and the
+// cordoned ones.
 func RunDrain(ctx context.Context, o ReassignOptions, id int32) error {
 	adm, _, err := o.Admin(ctx)
 	if err != nil {
 		return err
 	}
+	defer adm.Close()
 	md, err := adm.BrokerMetadata(ctx)
-	adm.Close()
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
-	o.BrokerList = nil
+	var others []int32
 	found := false
 	for _, b := range md.Brokers {
 		if b.NodeID == id {
 			found = true
 			continue
 		}
-		o.BrokerList = append(o.BrokerList, b.NodeID)
+		others = append(others, b.NodeID)
 	}
 	if !found {
 		return fmt.Errorf("broker %d is not in the cluster (its brokers: %s)", id, brokerIDs(md))
 	}
-	if len(o.BrokerList) == 0 {
+	if len(others) == 0 {
 		return fmt.Errorf("broker %d is the only broker: there is nowhere to move its replicas", id)
+	}
+	// Cordoned first, so that nothing created while it empties lands on
+	// it; the plan is made after, from the metadata as it is then.
+	if !o.DryRun {
+		if err := cordon(ctx, o.Common, adm, []int32{id}); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Stdout(), "Broker %d cordoned: no new partition replica goes to it (undo with: sluice cluster undrain %d).\n", id, id)
+	} else if o.Output != clientopts.OutputJSON {
+		fmt.Fprintf(o.Stdout(), "Dry run: broker %d is not cordoned; without --dry-run it is cordoned first.\n", id)
+	}
+	cordoned, err := CordonedBrokers(ctx, adm, others)
+	if err != nil {
+		return err
+	}
+	o.BrokerList = slices.DeleteFunc(others, func(b int32) bool { return cordoned[b] })
+	if len(o.BrokerList) == 0 {
+		return fmt.Errorf("drain %d: %w", id, errAllCordoned)
+	}
+	if len(cordoned) > 0 && o.Output != clientopts.OutputJSON {
+		fmt.Fprintf(o.Stdout(), "Leaving out the cordoned broker(s) %s.\n", clientopts.Int32s(sortedIDs(cordoned)))
 	}
 	o.Topics = ".*"
 	err = RunReassign(ctx, o)
@@ -944,7 +974,11 @@ already uses; then replicas are reordered (no data moves) so that preferred lead
 spread out too, and a preferred leader election moves the leaderships. Then, counts
 kept, replicas are swapped between the heaviest and the lightest broker until their bytes
 are within 5% of the average: a partition weighs its size (DescribeLogDirs) plus an
-hour of the bytes it takes in, measured over --sample. Run it after adding a broker.`,
+hour of the bytes it takes in, measured over --sample. Run it after adding a broker, or
+after 'sluice cluster undrain'.
+
+Cordoned brokers ('sluice cluster cordon', 'drain') are left out: nothing moves onto
+them, and the replicas they hold stay where they are.`,
 		Example: `  sluice cluster balance --dry-run
   sluice cluster balance --throttle 50
   sluice cluster balance --topics 'orders.*'`,
@@ -983,6 +1017,13 @@ func RunBalance(ctx context.Context, o ReassignOptions) error {
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
+	cordoned, err := CordonedBrokers(ctx, adm, brokerIDsOf(md))
+	if err != nil {
+		return err
+	}
+	if len(cordoned) > 0 && o.Output != clientopts.OutputJSON {
+		fmt.Fprintf(o.Stdout(), "Leaving out the cordoned broker(s) %s: nothing moves onto or off them.\n", clientopts.Int32s(sortedIDs(cordoned)))
+	}
 	if o.Sample > 0 && o.Output != clientopts.OutputJSON {
 		fmt.Fprintf(o.Stdout(), "Measuring the partitions' byte rates for %s (--sample 0 to weigh disk use only)...\n", o.Sample)
 	}
@@ -990,7 +1031,18 @@ func RunBalance(ctx context.Context, o ReassignOptions) error {
 	if err != nil {
 		return err
 	}
-	return applyPlan(ctx, o, adm, EvenBytes(md, BalancePlan(md, re), loads, re, nil))
+	skip := func(id int32) bool { return cordoned[id] }
+	return applyPlan(ctx, o, adm, EvenBytes(md, BalancePlan(md, re, cordoned), loads, re, skip))
+}
+
+// sortedIDs lists the brokers of a set, by id.
+func sortedIDs(set map[int32]bool) []int32 {
+	ids := make([]int32, 0, len(set))
+	for id := range set {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // maxBalanceMoves bounds the replica moves one balance plans.
@@ -999,12 +1051,16 @@ const maxBalanceMoves = 100_000
 // BalancePlan plans moves that even out the replicas per broker (within
 // one of each other, where racks allow) and then the preferred leaders
 // per broker, among the partitions of the topics matching re; the other
-// topics' replicas count for the load but do not move.
-func BalancePlan(md kadm.Metadata, re *regexp.Regexp) Plan {
+// topics' replicas count for the load but do not move. The cordoned
+// brokers take part in neither: no replica or preferred leadership moves
+// onto them, and theirs stay.
+func BalancePlan(md kadm.Metadata, re *regexp.Regexp, cordoned map[int32]bool) Plan {
 	racks := map[int32]string{}
 	var brokers []int32
 	for _, b := range md.Brokers {
-		brokers = append(brokers, b.NodeID)
+		if !cordoned[b.NodeID] {
+			brokers = append(brokers, b.NodeID)
+		}
 		if b.Rack != nil {
 			racks[b.NodeID] = *b.Rack
 		}
@@ -1127,10 +1183,10 @@ func ApplyPlan(ctx context.Context, o ReassignOptions, adm *kadm.Client, plan Pl
 
 // ReplicationFactorPlan plans changing topic's replication factor to rf:
 // a partition with too few replicas gets new ones (a rack it does not use
-// yet first, then the broker with the fewest replicas); one with too many
-// keeps its first rf replicas, those in sync first (the preferred leader
-// stays when it is in sync).
-func ReplicationFactorPlan(md kadm.Metadata, topic string, rf int) (Plan, error) {
+// yet first, then the broker with the fewest replicas), never on a
+// cordoned broker; one with too many keeps its first rf replicas, those in
+// sync first (the preferred leader stays when it is in sync).
+func ReplicationFactorPlan(md kadm.Metadata, topic string, rf int, cordoned map[int32]bool) (Plan, error) {
 	plan := Plan{Version: 1, Partitions: []PlanEntry{}}
 	td, ok := md.Topics[topic]
 	if !ok || td.Err != nil {
@@ -1140,9 +1196,11 @@ func ReplicationFactorPlan(md kadm.Metadata, topic string, rf int) (Plan, error)
 		return plan, fmt.Errorf("--replication-factor %d: want 1 to %d (the brokers in the cluster)", rf, len(md.Brokers))
 	}
 	racks := map[int32]string{}
-	var all []int32
+	var all []int32 // the brokers that may take new replicas
 	for _, b := range md.Brokers {
-		all = append(all, b.NodeID)
+		if !cordoned[b.NodeID] {
+			all = append(all, b.NodeID)
+		}
 		if b.Rack != nil {
 			racks[b.NodeID] = *b.Rack
 		}
@@ -1170,6 +1228,10 @@ func ReplicationFactorPlan(md kadm.Metadata, topic string, rf int) (Plan, error)
 					if !slices.Contains(target, b) && (best < 0 || better(b, best, used, racks, load)) {
 						best = b
 					}
+				}
+				if best < 0 {
+					return plan, fmt.Errorf("--replication-factor %d: %s-%d would need a replica on a cordoned broker (cordoned: %s); lift a cordon with sluice cluster undrain ID",
+						rf, topic, pd.Partition, clientopts.Int32s(sortedIDs(cordoned)))
 				}
 				target = append(target, best)
 				used[racks[best]] = true

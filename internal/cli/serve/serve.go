@@ -297,6 +297,12 @@ func resolve(ctx context.Context, o Options, dataDir string) (settings, error) {
 		}
 		set.logDirs = extra
 	}
+	if v := value(config.CordonedLogDirs); v != "" {
+		// The controller places replicas by the metadata, which holds the
+		// dynamic configs only: a static cordon would be ignored.
+		return set, fmt.Errorf("-c %s=%s: cordon a broker dynamically, so the controller sees it: sluice cluster drain %d (or kafka-configs --entity-type brokers --entity-name %d --alter --add-config %s=*)",
+			config.CordonedLogDirs, v, o.NodeID, o.NodeID, config.CordonedLogDirs)
+	}
 
 	set.limits = server.Limits{
 		MaxConnections:      int(integer("max.connections")),

@@ -50,6 +50,7 @@ var brokerConfigDecisions = map[string]decision{
 	"compression.type":                        {"zstd", actedOn, nil},  // topic compression.type
 	"compression.zstd.level":                  {"9", actedOn, nil},     // topic compression.zstd.level
 	"connections.max.idle.ms":                 {"1234", wired, func(s settings) bool { return s.limits.IdleTimeout == 1234*time.Millisecond }},
+	"cordoned.log.dirs":                       {"*", refused, nil}, // set dynamically: the controller reads it from the metadata
 	"default.replication.factor":              {"2", actedOn, nil}, // api: CreateTopics, auto-creation
 	"delete.topic.enable":                     {"false", actedOn, nil},
 	"fetch.max.bytes":                         {"1048576", refused, nil},
@@ -164,7 +165,7 @@ func TestEveryBrokerConfigIsDecided(t *testing.T) {
 		if !d.NullDefault && dec.value == d.Default {
 			t.Errorf("%s: the test value %q is the default", d.Name, dec.value)
 		}
-		if (d.Unsupported != "") != (dec.does == refused && d.Name != "broker.id" && d.Name != "node.id" && d.Name != "log.dirs" && d.Name != "process.roles") {
+		if (d.Unsupported != "") != (dec.does == refused && d.Name != "broker.id" && d.Name != "node.id" && d.Name != "log.dirs" && d.Name != "process.roles" && d.Name != "cordoned.log.dirs") {
 			t.Errorf("%s: Unsupported %q does not match the decision %d", d.Name, d.Unsupported, dec.does)
 		}
 		o := Options{NodeID: 1, Configs: []string{d.Name + "=" + dec.value}}

@@ -24,9 +24,10 @@ func alterCommand() *cobra.Command {
 		Short: "Change a topic's replication factor (its copies), throttled, with progress",
 		Long: `Change how many copies each partition of a topic has, through a partition
 reassignment (as 'sluice cluster reassign': --throttle, progress, --dry-run). More
-copies go to the least loaded brokers, on racks the partition does not use yet; fewer
-keep the in-sync replicas first, so the preferred leader stays where it can. New copies
-join the in-sync replicas before anything is removed.`,
+copies go to the least loaded brokers, on racks the partition does not use yet, never to
+a cordoned broker ('sluice cluster cordon'); fewer keep the in-sync replicas first, so
+the preferred leader stays where it can. New copies join the in-sync replicas before
+anything is removed.`,
 		Example: `  sluice topic alter orders --replication-factor 3
   sluice topic alter orders --replication-factor 3 --throttle 50 --dry-run
   sluice topic alter clicks --replication-factor 1`,
@@ -60,7 +61,15 @@ func RunAlter(ctx context.Context, o AlterOptions) error {
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
-	plan, err := cluster.ReplicationFactorPlan(md, o.Topic, o.ReplicationFactor)
+	var ids []int32
+	for _, b := range md.Brokers {
+		ids = append(ids, b.NodeID)
+	}
+	cordoned, err := cluster.CordonedBrokers(ctx, adm, ids)
+	if err != nil {
+		return err
+	}
+	plan, err := cluster.ReplicationFactorPlan(md, o.Topic, o.ReplicationFactor, cordoned)
 	if err != nil {
 		return err
 	}

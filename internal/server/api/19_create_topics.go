@@ -55,7 +55,10 @@ import (
 //
 // Without a manual assignment, replicas are placed as Kafka places them
 // (controller.PlaceNew: leaders round-robin over the unfenced brokers from
-// a random one, followers shifted, racks alternated).
+// a random one, followers shifted, racks alternated), never on a cordoned
+// broker (KIP-1066's cordoned.log.dirs=*); a replication factor above the
+// brokers left is INVALID_REPLICATION_FACTOR, naming the cordoned ones. A
+// manual assignment may name a cordoned broker, as in Kafka.
 //
 // In a cluster, a broker that is not the active controller forwards the
 // request there (forward.go); this runs on the controller.
@@ -271,9 +274,7 @@ func (h *Handler) planTopic(img *metadata.Image, rt *kmsg.CreateTopicsRequestTop
 			return plan, nil
 		}
 		if usable := len(controller.UsableBrokers(img)); int(rf) > usable {
-			return plan, codeErr(kerr.InvalidReplicationFactor,
-				"Unable to replicate the partition %d time(s): The target replication factor of %d cannot be reached because only %d broker(s) are registered.",
-				rf, rf, usable)
+			return plan, codeErr(kerr.InvalidReplicationFactor, "%s", controller.TooFewBrokers(img, int(rf), usable))
 		}
 		assignments, err := controller.PlaceNew(img, 0, n, int(rf))
 		if err != nil {

@@ -17,10 +17,14 @@ import (
 //     (the topic's own value, a dynamic or static broker synonym, or the
 //     default). An illegal name is INVALID_TOPIC_EXCEPTION, an unknown
 //     topic UNKNOWN_TOPIC_OR_PARTITION.
-//   - BROKER (4): with this node's id as the name, every broker config;
-//     with the empty name, only the dynamic cluster-wide ones (as Kafka
-//     answers for the cluster default resource). Another id, or a name that
-//     is not a number, is INVALID_REQUEST.
+//   - BROKER (4): with this node's id as the name, every broker config as
+//     this node resolves it (its own dynamic value, DYNAMIC_BROKER_CONFIG,
+//     over the cluster-wide one, DYNAMIC_DEFAULT_BROKER_CONFIG, over its
+//     static one and the default); with the empty name, only the dynamic
+//     cluster-wide ones (as Kafka answers for the cluster default
+//     resource). Another id, or a name that is not a number, is
+//     INVALID_REQUEST: as in Kafka, broker N's configs are asked of broker
+//     N (Kafka's admin client sends the request there).
 //   - BROKER_LOGGER (8): this node has no log4j loggers to list, so its id
 //     gets an empty list; the empty name or another id INVALID_REQUEST.
 //   - anything else: INVALID_REQUEST.
@@ -73,8 +77,11 @@ func (h *Handler) describeResource(typ kmsg.ConfigResourceType, name string) ([]
 
 	case kmsg.ConfigResourceTypeBroker:
 		b := h.b.BrokerConfigs()
-		all := config.ResolveBroker(b)
 		if name == "" {
+			// The cluster default resource: this node's own values are
+			// not part of it.
+			b.PerBroker = nil
+			all := config.ResolveBroker(b)
 			dynamic := all[:0]
 			for _, e := range all {
 				if _, ok := b.Dynamic[e.Name]; ok {
@@ -86,7 +93,7 @@ func (h *Handler) describeResource(typ kmsg.ConfigResourceType, name string) ([]
 		if err := h.checkBrokerName(name); err != nil {
 			return nil, err
 		}
-		return all, nil
+		return config.ResolveBroker(b), nil
 
 	case kmsg.ConfigResourceTypeBrokerLogger:
 		if name == "" {
@@ -100,7 +107,9 @@ func (h *Handler) describeResource(typ kmsg.ConfigResourceType, name string) ([]
 	return nil, codeErr(kerr.InvalidRequest, "Unsupported resource type: %s (%d)", typ, int8(typ))
 }
 
-// checkBrokerName accepts only this node's id as a broker resource name.
+// checkBrokerName accepts only this node's id as a broker resource name:
+// what describing a broker's configs or loggers, which only that broker
+// knows, needs.
 func (h *Handler) checkBrokerName(name string) error {
 	id, err := strconv.ParseInt(name, 10, 32)
 	if err != nil {

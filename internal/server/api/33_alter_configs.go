@@ -2,14 +2,18 @@ package api
 
 import (
 	"context"
+	"errors"
 	"maps"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/config"
+	"github.com/sluice-io/sluice/internal/metadata"
 )
 
 // AlterConfigs v0-2.
@@ -20,11 +24,17 @@ import (
 // its own, in request order:
 //   - TOPIC (2): the topic's overrides. An illegal name is
 //     INVALID_TOPIC_EXCEPTION, an unknown topic UNKNOWN_TOPIC_OR_PARTITION.
-//   - BROKER (4): the empty name (cluster default) or this node's id (else
-//     INVALID_REQUEST). Both change the one set of dynamic broker configs
-//     this cluster keeps, reported as DYNAMIC_DEFAULT_BROKER_CONFIG: there
-//     are no per-broker dynamic configs. Read-only broker configs are
-//     INVALID_CONFIG.
+//   - BROKER (4): the empty name is the cluster default, the dynamic
+//     configs of every broker (DYNAMIC_DEFAULT_BROKER_CONFIG); a broker's
+//     id is that broker's own dynamic configs (DYNAMIC_BROKER_CONFIG),
+//     which take precedence over the cluster default on it. Read-only
+//     broker configs are INVALID_CONFIG. A name that is not a number, a
+//     negative one, or the id of no registered broker is INVALID_REQUEST.
+//     Deviation: Kafka's admin client sends broker N's alter to broker N,
+//     which refuses any other id and forwards it to the controller; here
+//     any broker takes the alter of any registered broker (each forwards
+//     to the controller, which checks the id), so a request as Kafka's
+//     tools send it works too.
 //   - BROKER_LOGGER (8), as in Kafka: INVALID_REQUEST (AlterConfigs does not
 //     support it). Anything else: INVALID_REQUEST.
 //
@@ -104,14 +114,41 @@ func (h *Handler) dynamicConfigs(typ kmsg.ConfigResourceType, name string) (map[
 		}
 		return t.Configs, nil
 	case kmsg.ConfigResourceTypeBroker:
-		if name != "" {
-			if err := h.checkBrokerName(name); err != nil {
-				return nil, err
-			}
+		id, perBroker, err := alterBrokerID(img, name)
+		if err != nil {
+			return nil, err
+		}
+		if perBroker {
+			return img.PerBrokerConfigs[id], nil
 		}
 		return img.BrokerConfigs, nil
 	}
 	return nil, codeErr(kerr.InvalidRequest, "Unsupported resource type: %s (%d)", typ, int8(typ))
+}
+
+// alterBrokerID reads the name of a BROKER resource to alter: "" is the
+// cluster default (perBroker false), else it must be the id of a broker
+// registered in img. The errors are Kafka's for a name it cannot take.
+func alterBrokerID(img *metadata.Image, name string) (id int32, perBroker bool, err error) {
+	if name == "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(name, 10, 32)
+	if err != nil {
+		return 0, false, codeErr(kerr.InvalidRequest, "Broker id must be an integer, but it is: %s", name)
+	}
+	if n < 0 {
+		return 0, false, codeErr(kerr.InvalidRequest, "Invalid negative broker ID.")
+	}
+	if _, ok := img.Brokers[int32(n)]; !ok {
+		ids := make([]int32, 0, len(img.Brokers))
+		for id := range img.Brokers {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		return 0, false, codeErr(kerr.InvalidRequest, "Unexpected broker id %d: no broker with that id is registered (the registered ones: %v)", n, ids)
+	}
+	return int32(n), true, nil
 }
 
 // writeConfigs validates configs as the complete new set of dynamic configs
@@ -146,10 +183,19 @@ func (h *Handler) writeConfigs(ctx context.Context, typ kmsg.ConfigResourceType,
 	ctx, cancel := context.WithTimeout(ctx, metadataWriteTimeout)
 	defer cancel()
 	var err error
-	if typ == kmsg.ConfigResourceTypeTopic {
+	switch {
+	case typ == kmsg.ConfigResourceTypeTopic:
 		err = h.b.Meta().SetTopicConfigs(ctx, name, maps.Clone(configs))
-	} else {
+	case name == "":
 		err = h.b.Meta().SetBrokerConfigs(ctx, maps.Clone(configs))
+	default:
+		// dynamicConfigs checked the name; the broker may have been
+		// unregistered since, which the metadata decides in log order.
+		id, _ := strconv.ParseInt(name, 10, 32)
+		err = h.b.Meta().SetPerBrokerConfigs(ctx, int32(id), maps.Clone(configs))
+		if errors.Is(err, metadata.ErrUnknownBroker) {
+			err = codeErr(kerr.InvalidRequest, "Unexpected broker id %d: %v", id, err)
+		}
 	}
 	if err != nil {
 		h.logger.Info("altering configs failed", "type", typ, "name", name, "err", err)

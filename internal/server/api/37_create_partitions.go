@@ -35,8 +35,10 @@ import (
 //
 // Without an Assignment the new partitions go to the least loaded brokers
 // (fewest replicas, then fewest preferred leaderships, racks apart:
-// controller.PlaceLeastLoaded), with the replication factor of partition
-// 0, so that brokers added since the topic was made take them first. ValidateOnly
+// controller.PlaceLeastLoaded) that are not cordoned (KIP-1066), with the
+// replication factor of partition 0, so that brokers added since the topic
+// was made take them first; too few such brokers is INVALID_REPLICATION_FACTOR.
+// An Assignment may name a cordoned broker, as in Kafka. ValidateOnly
 // checks and changes nothing. Otherwise the change is written through the
 // metadata quorum and the broker opens the new partitions before the
 // answer (KAFKA_STORAGE_ERROR if one does not open; unlike a new topic's,
@@ -173,7 +175,11 @@ func (h *Handler) planPartitions(img *metadata.Image, rt *kmsg.CreatePartitionsR
 		}
 		// The least loaded brokers first: ones that joined after the
 		// topic was made get the new partitions.
-		placed, err := controller.PlaceLeastLoaded(controller.UsableBrokers(img), controller.LoadOf(img), add, rf)
+		usable := controller.UsableBrokers(img)
+		if rf > len(usable) {
+			return nil, codeErr(kerr.InvalidReplicationFactor, "%s", controller.TooFewBrokers(img, rf, len(usable)))
+		}
+		placed, err := controller.PlaceLeastLoaded(usable, controller.LoadOf(img), add, rf)
 		if err != nil {
 			return nil, codeErr(kerr.InvalidReplicationFactor, "%v", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -508,7 +509,11 @@ func TestOffsetForLeaderEpoch(t *testing.T) {
 func TestDescribeConfigs(t *testing.T) {
 	h := adminHandler(t, map[string]string{"num.partitions": "3", "log.retention.hours": "24"})
 	adminCreate(t, h, "cfg", 1, map[string]string{"retention.ms": "1000"})
-	if err := h.b.Meta().SetBrokerConfigs(context.Background(), map[string]string{"log.segment.bytes": "2097152"}); err != nil {
+	if err := h.b.Meta().SetBrokerConfigs(context.Background(), map[string]string{"log.segment.bytes": "2097152", "message.max.bytes": "2000000"}); err != nil {
+		t.Fatal(err)
+	}
+	// This broker's own value beats the cluster default.
+	if err := h.b.Meta().SetPerBrokerConfigs(context.Background(), 1, map[string]string{"log.segment.bytes": "3145728"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -551,8 +556,11 @@ func TestDescribeConfigs(t *testing.T) {
 				t.Errorf("retention.ms %+v", ret)
 			}
 			seg := find(sr, "segment.bytes")
-			if seg.Value == nil || *seg.Value != "2097152" || seg.Source != kmsg.ConfigSourceDynamicDefaultBrokerConfig {
-				t.Errorf("segment.bytes %+v", seg)
+			if seg.Value == nil || *seg.Value != "3145728" || seg.Source != kmsg.ConfigSourceDynamicBrokerConfig {
+				t.Errorf("segment.bytes %+v, want broker 1's own 3145728 (DYNAMIC_BROKER_CONFIG)", seg)
+			}
+			if mm := find(sr, "max.message.bytes"); mm.Value == nil || *mm.Value != "2000000" || mm.Source != kmsg.ConfigSourceDynamicDefaultBrokerConfig {
+				t.Errorf("max.message.bytes %+v, want the cluster default 2000000", mm)
 			}
 			if idx := find(sr, "index.interval.bytes"); !idx.IsDefault || idx.Source != kmsg.ConfigSourceDefaultConfig {
 				t.Errorf("index.interval.bytes %+v", idx)
@@ -592,13 +600,38 @@ func TestDescribeConfigs(t *testing.T) {
 			if lr := find(sr, "log.retention.ms"); lr.Value != nil {
 				t.Errorf("log.retention.ms has no default but is %q", *lr.Value)
 			}
+			// Its own value, with the cluster default and the default as
+			// synonyms, in Kafka's order.
+			sr = describe(v, kmsg.ConfigResourceTypeBroker, "1", []string{"log.segment.bytes"}, true, false)
+			ls := find(sr, "log.segment.bytes")
+			if ls.Value == nil || *ls.Value != "3145728" || ls.Source != kmsg.ConfigSourceDynamicBrokerConfig || ls.IsDefault {
+				t.Errorf("log.segment.bytes of broker 1 %+v, want 3145728 from DYNAMIC_BROKER_CONFIG", ls)
+			}
+			if v >= 1 {
+				var syn []string
+				for _, s := range ls.ConfigSynonyms {
+					syn = append(syn, fmt.Sprintf("%s=%s/%s", s.Name, *s.Value, s.Source))
+				}
+				wantSyn := []string{"log.segment.bytes=3145728/DYNAMIC_BROKER_CONFIG", "log.segment.bytes=2097152/DYNAMIC_DEFAULT_BROKER_CONFIG", "log.segment.bytes=1073741824/DEFAULT_CONFIG"}
+				if !slices.Equal(syn, wantSyn) {
+					t.Errorf("log.segment.bytes synonyms %v, want %v", syn, wantSyn)
+				}
+			}
 
-			// The cluster default: only the dynamic configs.
+			// The cluster default: only the cluster-wide dynamic configs,
+			// without this broker's own values.
 			sr = describe(v, kmsg.ConfigResourceTypeBroker, "", nil, false, false)
 			adminCode(t, "broker default", sr.ErrorCode, nil)
-			if len(sr.Configs) != 1 || sr.Configs[0].Name != "log.segment.bytes" || *sr.Configs[0].Value != "2097152" ||
-				sr.Configs[0].Source != kmsg.ConfigSourceDynamicDefaultBrokerConfig {
-				t.Errorf("cluster default configs %+v", sr.Configs)
+			got := map[string]string{}
+			for _, c := range sr.Configs {
+				if c.Source != kmsg.ConfigSourceDynamicDefaultBrokerConfig || c.Value == nil {
+					t.Errorf("cluster default config %+v", c)
+					continue
+				}
+				got[c.Name] = *c.Value
+			}
+			if want := map[string]string{"log.segment.bytes": "2097152", "message.max.bytes": "2000000"}; !mapsEqual(got, want) {
+				t.Errorf("cluster default configs %v, want %v", got, want)
 			}
 
 			for _, c := range []struct {
@@ -696,7 +729,9 @@ func TestAlterConfigs(t *testing.T) {
 				{"bad topic name", res{kmsg.ConfigResourceTypeTopic, "bad name", nil}, kerr.InvalidTopicException},
 				{"read-only broker config", res{kmsg.ConfigResourceTypeBroker, "1", map[string]*string{"num.partitions": s("4")}}, kerr.InvalidConfig},
 				{"bad broker value", res{kmsg.ConfigResourceTypeBroker, "", map[string]*string{"log.retention.ms": s("soon")}}, kerr.InvalidConfig},
-				{"other broker", res{kmsg.ConfigResourceTypeBroker, "3", nil}, kerr.InvalidRequest},
+				{"unregistered broker", res{kmsg.ConfigResourceTypeBroker, "3", nil}, kerr.InvalidRequest},
+				{"negative broker", res{kmsg.ConfigResourceTypeBroker, "-1", nil}, kerr.InvalidRequest},
+				{"broker not a number", res{kmsg.ConfigResourceTypeBroker, "one", nil}, kerr.InvalidRequest},
 				{"broker logger", res{kmsg.ConfigResourceTypeBrokerLogger, "1", nil}, kerr.InvalidRequest},
 				{"unknown type", res{kmsg.ConfigResourceType(3), "x", nil}, kerr.InvalidRequest},
 			} {
@@ -727,16 +762,26 @@ func TestAlterConfigs(t *testing.T) {
 				t.Errorf("effective retention %d, %v", tc.RetentionMs, err)
 			}
 
-			// This broker's id works too, and replaces the set.
-			r = alter(v, false, res{kmsg.ConfigResourceTypeBroker, "1", map[string]*string{"log.retention.bytes": s("100")}})
+			// A broker's id sets that broker's own configs, over the
+			// cluster default, and replaces them.
+			r = alter(v, false, res{kmsg.ConfigResourceTypeBroker, "1", map[string]*string{"log.retention.ms": s("7000"), "log.retention.bytes": s("100")}})
 			adminCode(t, "broker by id", r[0].ErrorCode, nil)
-			if got := h.b.Image().BrokerConfigs; len(got) != 1 || got["log.retention.bytes"] != "100" {
-				t.Errorf("broker configs %v", got)
+			r = alter(v, false, res{kmsg.ConfigResourceTypeBroker, "1", map[string]*string{"log.retention.ms": s("6000")}})
+			adminCode(t, "broker by id again", r[0].ErrorCode, nil)
+			if got := h.b.Image().PerBrokerConfigs[1]; len(got) != 1 || got["log.retention.ms"] != "6000" {
+				t.Errorf("broker 1's configs %v, want log.retention.ms=6000 alone", got)
 			}
-			r = alter(v, false, res{kmsg.ConfigResourceTypeBroker, "", nil})
+			if got := h.b.Image().BrokerConfigs; len(got) != 1 || got["log.retention.ms"] != "5000" {
+				t.Errorf("cluster default changed by broker 1's: %v", got)
+			}
+			if tc, err := h.b.TopicConfig(h.b.Image().Topics["alter"]); err != nil || tc.RetentionMs != 6000 {
+				t.Errorf("effective retention %d, %v; want broker 1's 6000", tc.RetentionMs, err)
+			}
+			r = alter(v, false, res{kmsg.ConfigResourceTypeBroker, "", nil}, res{kmsg.ConfigResourceTypeBroker, "1", nil})
 			adminCode(t, "clear broker", r[0].ErrorCode, nil)
-			if got := h.b.Image().BrokerConfigs; len(got) != 0 {
-				t.Errorf("broker configs %v", got)
+			adminCode(t, "clear broker 1", r[1].ErrorCode, nil)
+			if img := h.b.Image(); len(img.BrokerConfigs) != 0 || len(img.PerBrokerConfigs) != 0 {
+				t.Errorf("broker configs %v, per broker %v", img.BrokerConfigs, img.PerBrokerConfigs)
 			}
 		})
 	}
@@ -817,7 +862,10 @@ func TestIncrementalAlterConfigs(t *testing.T) {
 				{"logger nothing", res{kmsg.ConfigResourceTypeBrokerLogger, "1", nil}, false, nil, nil},
 				{"logger other broker", res{kmsg.ConfigResourceTypeBrokerLogger, "2", nil}, false, kerr.InvalidRequest, nil},
 				{"read-only broker config", res{kmsg.ConfigResourceTypeBroker, "", []kmsg.IncrementalAlterConfigsRequestResourceConfig{op("num.partitions", set, s("5"))}}, false, kerr.InvalidConfig, nil},
-				{"other broker", res{kmsg.ConfigResourceTypeBroker, "7", nil}, false, kerr.InvalidRequest, nil},
+				{"unregistered broker", res{kmsg.ConfigResourceTypeBroker, "7", []kmsg.IncrementalAlterConfigsRequestResourceConfig{op("log.retention.ms", set, s("1"))}}, false, kerr.InvalidRequest, nil},
+				{"negative broker", res{kmsg.ConfigResourceTypeBroker, "-1", nil}, false, kerr.InvalidRequest, nil},
+				{"broker not a number", res{kmsg.ConfigResourceTypeBroker, "b1", nil}, false, kerr.InvalidRequest, nil},
+				{"bad cordon", res{kmsg.ConfigResourceTypeBroker, "1", []kmsg.IncrementalAlterConfigsRequestResourceConfig{op("cordoned.log.dirs", set, s("/data"))}}, false, kerr.InvalidConfig, nil},
 			}
 			adminAlterTopicReset(t, h, "inc", map[string]string{"retention.ms": "1000"})
 			for _, st := range steps {
@@ -842,17 +890,43 @@ func TestIncrementalAlterConfigs(t *testing.T) {
 			}
 			r := alter(v, false, b(op("log.retention.ms", set, s("60000")), op("log.cleanup.policy", app, s("compact"))))
 			adminCode(t, "broker set", r[0].ErrorCode, nil)
-			if got := h.b.Image().BrokerConfigs; !mapsEqual(got, map[string]string{"log.retention.ms": "60000", "log.cleanup.policy": "delete,compact"}) {
-				t.Errorf("broker configs %v", got)
+			if got := h.b.Image().PerBrokerConfigs[1]; !mapsEqual(got, map[string]string{"log.retention.ms": "60000", "log.cleanup.policy": "delete,compact"}) {
+				t.Errorf("broker 1's configs %v", got)
 			}
 			tc, err := h.b.TopicConfig(h.b.Image().Topics["inc"])
 			if err != nil || tc.RetentionMs != 60000 {
 				t.Errorf("topic inherits retention %d, %v", tc.RetentionMs, err)
 			}
-			r = alter(v, false, res{kmsg.ConfigResourceTypeBroker, "", []kmsg.IncrementalAlterConfigsRequestResourceConfig{op("log.retention.ms", del, nil), op("log.cleanup.policy", del, nil)}})
+			// The cluster default is another set: broker 1's stays above it.
+			r = alter(v, false, res{kmsg.ConfigResourceTypeBroker, "", []kmsg.IncrementalAlterConfigsRequestResourceConfig{op("log.retention.ms", set, s("30000"))}})
+			adminCode(t, "cluster default set", r[0].ErrorCode, nil)
+			if tc, err := h.b.TopicConfig(h.b.Image().Topics["inc"]); err != nil || tc.RetentionMs != 60000 {
+				t.Errorf("retention %d, %v; want broker 1's 60000 over the cluster default", tc.RetentionMs, err)
+			}
+			r = alter(v, false, b(op("log.retention.ms", del, nil), op("log.cleanup.policy", del, nil)))
 			adminCode(t, "broker delete", r[0].ErrorCode, nil)
+			if got, ok := h.b.Image().PerBrokerConfigs[1]; ok {
+				t.Errorf("broker 1's configs %v after deleting them all", got)
+			}
+			if tc, err := h.b.TopicConfig(h.b.Image().Topics["inc"]); err != nil || tc.RetentionMs != 30000 {
+				t.Errorf("retention %d, %v; want the cluster default 30000", tc.RetentionMs, err)
+			}
+			r = alter(v, false, res{kmsg.ConfigResourceTypeBroker, "", []kmsg.IncrementalAlterConfigsRequestResourceConfig{op("log.retention.ms", del, nil)}})
+			adminCode(t, "cluster default delete", r[0].ErrorCode, nil)
 			if got := h.b.Image().BrokerConfigs; len(got) != 0 {
 				t.Errorf("broker configs %v", got)
+			}
+			// KIP-1066's cordon, the way kafka-configs sets it and
+			// sluice cluster undrain removes it.
+			r = alter(v, false, b(op("cordoned.log.dirs", app, s("*"))))
+			adminCode(t, "cordon", r[0].ErrorCode, nil)
+			if got := h.b.Image().PerBrokerConfigs[1]; !mapsEqual(got, map[string]string{"cordoned.log.dirs": "*"}) {
+				t.Errorf("broker 1's configs after cordoning %v", got)
+			}
+			r = alter(v, false, b(op("cordoned.log.dirs", del, nil)))
+			adminCode(t, "uncordon", r[0].ErrorCode, nil)
+			if got, ok := h.b.Image().PerBrokerConfigs[1]; ok {
+				t.Errorf("broker 1's configs after uncordoning %v", got)
 			}
 		})
 	}
@@ -1092,4 +1166,76 @@ func TestAdminDispatch(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCordonedBrokerTakesNoReplicas: with its only broker cordoned
+// (cordoned.log.dirs=*, KIP-1066), a node places no new replica: a new
+// topic or new partitions are INVALID_REPLICATION_FACTOR saying why, while
+// a manual assignment naming it is obeyed, as in Kafka. Uncordoned, it
+// takes them again.
+func TestCordonedBrokerTakesNoReplicas(t *testing.T) {
+	h := adminHandler(t, nil)
+	ctx := context.Background()
+	adminCreate(t, h, "before", 1, nil)
+	cordon := func(op kmsg.IncrementalAlterConfigOp, v *string) {
+		t.Helper()
+		req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+		rr := kmsg.NewIncrementalAlterConfigsRequestResource()
+		rr.ResourceType, rr.ResourceName = kmsg.ConfigResourceTypeBroker, "1"
+		c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		c.Name, c.Op, c.Value = "cordoned.log.dirs", op, v
+		rr.Configs = append(rr.Configs, c)
+		req.Resources = append(req.Resources, rr)
+		adminCode(t, "cordon", h.incrementalAlterConfigs(ctx, req).Resources[0].ErrorCode, nil)
+	}
+	create := func(name string, assignment []int32) kmsg.CreateTopicsResponseTopic {
+		t.Helper()
+		req := kmsg.NewPtrCreateTopicsRequest()
+		req.Version = 7
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, 2, 1
+		if assignment != nil {
+			rt.NumPartitions, rt.ReplicationFactor = -1, -1
+			rt.ReplicaAssignment = []kmsg.CreateTopicsRequestTopicReplicaAssignment{{Partition: 0, Replicas: assignment}}
+		}
+		req.Topics = append(req.Topics, rt)
+		return h.createTopics(ctx, req).Topics[0]
+	}
+	grow := func(name string, count int32, assignment []int32) kmsg.CreatePartitionsResponseTopic {
+		t.Helper()
+		req := kmsg.NewPtrCreatePartitionsRequest()
+		req.Version = 3
+		rt := kmsg.NewCreatePartitionsRequestTopic()
+		rt.Topic, rt.Count = name, count
+		if assignment != nil {
+			rt.Assignment = []kmsg.CreatePartitionsRequestTopicAssignment{{Replicas: assignment}}
+		}
+		req.Topics = append(req.Topics, rt)
+		return h.createPartitions(ctx, req).Topics[0]
+	}
+	cordoned := func(what string, code int16, msg *string) {
+		t.Helper()
+		adminCode(t, what, code, kerr.InvalidReplicationFactor)
+		if msg == nil || !strings.Contains(*msg, "cordoned") {
+			t.Errorf("%s: message %v does not say the brokers are cordoned", what, msg)
+		}
+	}
+
+	cordon(kmsg.IncrementalAlterConfigOpSet, kmsg.StringPtr("*"))
+	r := create("new", nil)
+	cordoned("create on a cordoned broker", r.ErrorCode, r.ErrorMessage)
+	if _, ok := h.b.Image().Topics["new"]; ok {
+		t.Error("the topic was created")
+	}
+	g := grow("before", 2, nil)
+	cordoned("grow on a cordoned broker", g.ErrorCode, g.ErrorMessage)
+	// Explicit assignments are obeyed.
+	adminCode(t, "create assigned", create("assigned", []int32{1}).ErrorCode, nil)
+	adminCode(t, "grow assigned", grow("before", 2, []int32{1}).ErrorCode, nil)
+	// The partitions already there keep working.
+	adminProduce(t, h, "before", 0, 3)
+
+	cordon(kmsg.IncrementalAlterConfigOpDelete, nil)
+	adminCode(t, "create uncordoned", create("new", nil).ErrorCode, nil)
+	adminCode(t, "grow uncordoned", grow("before", 3, nil).ErrorCode, nil)
 }
