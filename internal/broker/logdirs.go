@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sluice-io/sluice/internal/config"
 	"github.com/sluice-io/sluice/internal/log"
 	"github.com/sluice-io/sluice/internal/vfs"
 )
@@ -224,8 +225,10 @@ func movingName(tp TopicPartition, id, suffix string) string {
 
 // dirFor returns the log dir a partition is in or, for a new one, the dir
 // it goes to: the one AlterReplicaLogDirs named for it, else the online
-// dir holding the fewest partitions (the data dir on a tie).
+// dir holding the fewest partitions (the data dir on a tie), among those
+// not cordoned (KIP-1066's cordoned.log.dirs) if any is not.
 func (b *Broker) dirFor(tp TopicPartition) *dataDir {
+	cordoned := b.cordonedDirs()
 	b.dirMu.Lock()
 	defer b.dirMu.Unlock()
 	if d, ok := b.where[tp]; ok {
@@ -245,7 +248,7 @@ func (b *Broker) dirFor(tp TopicPartition) *dataDir {
 		if d.state.Offline() != nil {
 			continue
 		}
-		if best == nil || count[d] < count[best] {
+		if best == nil || (cordoned[best] && !cordoned[d]) || (cordoned[best] == cordoned[d] && count[d] < count[best]) {
 			best = d
 		}
 	}
@@ -254,6 +257,25 @@ func (b *Broker) dirFor(tp TopicPartition) *dataDir {
 	}
 	b.where[tp] = best
 	return best
+}
+
+// cordonedDirs returns the log dirs cordoned.log.dirs names (all of them
+// for *): they take no new partition while another dir can.
+func (b *Broker) cordonedDirs() map[*dataDir]bool {
+	v, _ := b.BrokerConfigs().Value(config.CordonedLogDirs)
+	out := map[*dataDir]bool{}
+	if config.CordonsAll(v) {
+		for _, d := range b.dirs {
+			out[d] = true
+		}
+		return out
+	}
+	for _, p := range config.CordonedDirs(v) {
+		if d, ok := b.logDirByPath(p); ok {
+			out[d] = true
+		}
+	}
+	return out
 }
 
 // forget drops a deleted partition's location.
@@ -296,14 +318,17 @@ type LogDirState struct {
 	// NoSpace: a write found the disk full; produce requests to the
 	// partitions it hit fail until a write succeeds again (space freed).
 	NoSpace *log.DirError
+	// Cordoned: cordoned.log.dirs names it (KIP-1066).
+	Cordoned bool
 }
 
 // LogDirs reports the health of the broker's log directories, the data
 // dir first.
 func (b *Broker) LogDirs() []LogDirState {
 	out := make([]LogDirState, 0, len(b.dirs))
+	cordoned := b.cordonedDirs()
 	for _, d := range b.dirs {
-		out = append(out, LogDirState{Path: d.path, Offline: d.state.Offline(), NoSpace: d.state.NoSpace()})
+		out = append(out, LogDirState{Path: d.path, Offline: d.state.Offline(), NoSpace: d.state.NoSpace(), Cordoned: cordoned[d]})
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -98,8 +99,8 @@ var brokerDefs = []Def{
 		// broker), dynamically: the controller reads it from the metadata,
 		// so sluice serve refuses it with -c.
 		Name: CordonedLogDirs, Type: TypeList, Default: "",
-		Doc: "The log directories of this broker that take no new partition replicas (KIP-1066); * cordons them all, so the controller places no new replica on the broker: not for new topics, new partitions, or sluice cluster balance. Replicas already there stay until moved (sluice cluster drain cordons the broker, then moves them). " +
-			"Sluice keeps one log directory per broker, so only * (or nothing) is accepted. Set it dynamically, per broker: kafka-configs --entity-type brokers --entity-name N --alter --add-config cordoned.log.dirs=*, or sluice cluster drain N; sluice cluster undrain N removes it.",
+		Doc: "The log directories of this broker that take no new partition replicas (KIP-1066): absolute paths among its log.dirs, whose new replicas go to its other dirs; * cordons them all, so the controller places no new replica on the broker: not for new topics, new partitions, or sluice cluster balance. Replicas already there stay until moved (sluice cluster drain cordons the broker, then moves them; AlterReplicaLogDirs moves one off a dir). " +
+			"Set it dynamically, per broker: kafka-configs --entity-type brokers --entity-name N --alter --add-config cordoned.log.dirs=*, or sluice cluster drain N; sluice cluster undrain N removes it. Naming every dir of a broker cordons its dirs, not the broker: use * for that.",
 		Validate: cordonedLogDirs,
 	},
 	{
@@ -579,15 +580,34 @@ func CordonsAll(v string) bool {
 	return slices.Contains(splitList(v), CordonAll)
 }
 
-// cordonedLogDirs accepts * or nothing. Kafka also takes a list of the
-// broker's log.dirs; Sluice keeps one directory per broker, so cordoning
-// it is *, and a directory name is refused rather than silently ignored.
+// cordonedLogDirs accepts *, nothing, or absolute paths (the broker's
+// log.dirs; a path that is none of them cordons nothing, as in Kafka).
 func cordonedLogDirs(v string) error {
 	items := splitList(v)
-	if len(items) == 0 || (len(items) == 1 && items[0] == CordonAll) {
+	if len(items) == 1 && items[0] == CordonAll {
 		return nil
 	}
-	return errors.New("must be * (every log directory of the broker) or empty: Sluice keeps one log directory per broker and does not cordon directories by name yet")
+	for _, it := range items {
+		if it == CordonAll {
+			return errors.New("* cordons every log directory of the broker: give it alone, not in a list")
+		}
+		if !strings.HasPrefix(it, "/") {
+			return fmt.Errorf("%q: want * or absolute paths of the broker's log.dirs", it)
+		}
+	}
+	return nil
+}
+
+// CordonedDirs returns the log dirs a cordoned.log.dirs value names (not
+// *), cleaned.
+func CordonedDirs(v string) []string {
+	var out []string
+	for _, it := range splitList(v) {
+		if it != CordonAll {
+			out = append(out, path.Clean(it))
+		}
+	}
+	return out
 }
 
 // Reasons of Unsupported broker configs shared by several.

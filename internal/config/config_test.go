@@ -818,20 +818,23 @@ func TestPerBrokerPrecedence(t *testing.T) {
 }
 
 // TestCordonedLogDirs: KIP-1066's cordoned.log.dirs is a dynamic LIST,
-// empty by default; Sluice accepts * (or nothing), and * among the items
-// cordons the whole broker.
+// empty by default; * alone, nothing, or absolute paths of log dirs are
+// accepted, and * among the items cordons the whole broker.
 func TestCordonedLogDirs(t *testing.T) {
 	d, ok := BrokerDef(CordonedLogDirs)
 	if !ok || d.ReadOnly || d.Type != TypeList || d.Default != "" || d.NullDefault || d.Unsupported != "" {
 		t.Fatalf("%s: %+v (found %v); want a dynamic LIST defaulting to empty", CordonedLogDirs, d, ok)
 	}
-	for v, ok := range map[string]bool{"": true, "*": true, " * ": true, "/data/sluice": false, "*,/data": false, "a,b": false} {
+	for v, ok := range map[string]bool{"": true, "*": true, " * ": true, "/data/sluice": true, "/d1, /d2/": true, "*,/data": false, "a,b": false} {
 		err := ValidateBrokerConfigs(map[string]string{CordonedLogDirs: v})
 		if (err == nil) != ok {
 			t.Errorf("%s=%q: %v, want accepted %v", CordonedLogDirs, v, err, ok)
 		} else if err != nil && !errors.Is(err, ErrInvalidValue) {
 			t.Errorf("%s=%q: %v, want ErrInvalidValue", CordonedLogDirs, v, err)
 		}
+	}
+	if got := CordonedDirs(" /d1, /d2/ "); !slices.Equal(got, []string{"/d1", "/d2"}) {
+		t.Errorf("CordonedDirs = %q", got)
 	}
 	for v, want := range map[string]bool{"": false, "*": true, " * ": true, "/d1, *": true, "/d1,/d2": false, "**": false} {
 		if got := CordonsAll(v); got != want {

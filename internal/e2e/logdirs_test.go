@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/broker"
 )
@@ -470,4 +472,90 @@ func TestReassignPlanLogDirs(t *testing.T) {
 	if out, err := runCLI(t, ctx, "cluster", "reassign", "--plan", bad, "--brokers", tb.addr); err == nil || !strings.Contains(err.Error(), "2 log_dirs for 1 replicas") {
 		t.Errorf("a plan with 2 log dirs for 1 replica: %v\n%s", err, out)
 	}
+}
+
+// TestCordonedLogDir: cordoned.log.dirs naming one of a broker's log dirs
+// (KIP-1066) keeps new partitions out of it while its other dirs take them,
+// and DescribeLogDirs says it is cordoned; * cordons the broker, so a single
+// node takes no new topic; emptied, the dir takes partitions again.
+func TestCordonedLogDir(t *testing.T) {
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	tb := startLogDirs(t, dirs, "")
+	adm := tb.admin()
+	ctx := ctxT(t)
+	cordon := func(v string) {
+		t.Helper()
+		op := kadm.AlterConfig{Name: "cordoned.log.dirs", Value: &v}
+		if v == "" {
+			op = kadm.AlterConfig{Op: kadm.DeleteConfig, Name: "cordoned.log.dirs"}
+		}
+		res, err := adm.AlterBrokerConfigs(ctx, []kadm.AlterConfig{op}, 1)
+		if err == nil {
+			err = res[0].Err
+		}
+		if err != nil {
+			t.Fatalf("cordoned.log.dirs=%q: %v", v, err)
+		}
+	}
+	cordon(dirs[1])
+	if _, err := adm.CreateTopic(ctx, 6, 1, nil, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	where, _ := partitionDirsOf(t, adm, "c1")
+	for p, d := range where {
+		if d == dirs[1] {
+			t.Errorf("c1-%d went to the cordoned dir %s", p, d)
+		}
+	}
+	all, err := adm.DescribeAllLogDirs(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all.Each(func(d kadm.DescribedLogDir) {
+		req := kmsgDescribeLogDirsCordoned(t, tb, d.Dir)
+		if req != (d.Dir == dirs[1]) {
+			t.Errorf("%s: IsCordoned %v", d.Dir, req)
+		}
+	})
+	cordon("*")
+	if res, err := adm.CreateTopic(ctx, 1, 1, nil, "c2"); err == nil && res.Err == nil {
+		t.Error("a topic was created on a single node whose broker is cordoned")
+	}
+	cordon("")
+	if _, err := adm.CreateTopic(ctx, 3, 1, nil, "c3"); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := partitionDirsOf(t, adm, "c3"); !slices.Contains(mapValues(w), dirs[1]) {
+		t.Errorf("after the cordon was lifted no c3 partition went to %s: %v", dirs[1], w)
+	}
+}
+
+// kmsgDescribeLogDirsCordoned asks the broker directly whether a log dir is
+// cordoned (kadm does not return IsCordoned, and kgo's merge of a request
+// sent to every broker drops it: hence one broker, by id).
+func kmsgDescribeLogDirsCordoned(t *testing.T, tb *testBroker, dir string) bool {
+	t.Helper()
+	cl := tb.client()
+	defer cl.Close()
+	req := kmsg.NewPtrDescribeLogDirsRequest()
+	kresp, err := cl.Broker(1).Request(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := kresp.(*kmsg.DescribeLogDirsResponse)
+	for _, d := range resp.Dirs {
+		if d.Dir == dir {
+			return d.IsCordoned
+		}
+	}
+	t.Fatalf("no log dir %s in DescribeLogDirs", dir)
+	return false
+}
+
+func mapValues[K comparable, V any](m map[K]V) []V {
+	out := make([]V, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
 }

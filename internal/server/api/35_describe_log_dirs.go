@@ -25,11 +25,11 @@ import (
 // records still to copy (its records times the share of bytes not copied):
 // the copy is of files, not of records. v4+ carry TotalBytes and
 // UsableBytes of the directory's file system (statfs; -1 if that fails),
-// and v5 IsCordoned false. The top-level ErrorCode (v3+) is 0: there is no
-// authorization. A directory offline after an I/O error is answered
-// KAFKA_STORAGE_ERROR with no topics, as Kafka does; a full one (writes
-// refused until space returns, a Sluice state) KAFKA_STORAGE_ERROR with its
-// topics.
+// and v5 IsCordoned (cordoned.log.dirs names the dir, or is *). The
+// top-level ErrorCode (v3+) is 0: there is no authorization. A directory
+// offline after an I/O error is answered KAFKA_STORAGE_ERROR with no
+// topics, as Kafka does; a full one (writes refused until space returns, a
+// Sluice state) KAFKA_STORAGE_ERROR with its topics.
 func (h *Handler) describeLogDirs(r *kmsg.DescribeLogDirsRequest) *kmsg.DescribeLogDirsResponse {
 	resp := r.ResponseKind().(*kmsg.DescribeLogDirsResponse)
 	resp.ThrottleMillis = 0
@@ -83,6 +83,7 @@ func (h *Handler) describeLogDirs(r *kmsg.DescribeLogDirsRequest) *kmsg.Describe
 		if total, usable, ok := diskSpace(st.Path); ok {
 			rd.TotalBytes, rd.UsableBytes = total, usable
 		}
+		rd.IsCordoned = st.Cordoned
 		if st.Offline != nil || st.NoSpace != nil {
 			rd.ErrorCode = kerr.KafkaStorageError.Code
 		}
