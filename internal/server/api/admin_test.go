@@ -865,7 +865,7 @@ func TestIncrementalAlterConfigs(t *testing.T) {
 				{"unregistered broker", res{kmsg.ConfigResourceTypeBroker, "7", []kmsg.IncrementalAlterConfigsRequestResourceConfig{op("log.retention.ms", set, s("1"))}}, false, kerr.InvalidRequest, nil},
 				{"negative broker", res{kmsg.ConfigResourceTypeBroker, "-1", nil}, false, kerr.InvalidRequest, nil},
 				{"broker not a number", res{kmsg.ConfigResourceTypeBroker, "b1", nil}, false, kerr.InvalidRequest, nil},
-				{"bad cordon", res{kmsg.ConfigResourceTypeBroker, "1", []kmsg.IncrementalAlterConfigsRequestResourceConfig{op("cordoned.log.dirs", set, s("/data"))}}, false, kerr.InvalidConfig, nil},
+				{"bad cordon", res{kmsg.ConfigResourceTypeBroker, "1", []kmsg.IncrementalAlterConfigsRequestResourceConfig{op("cordoned.log.dirs", set, s("data"))}}, false, kerr.InvalidConfig, nil},
 			}
 			adminAlterTopicReset(t, h, "inc", map[string]string{"retention.ms": "1000"})
 			for _, st := range steps {
