@@ -199,15 +199,7 @@ func EvenBytes(md kadm.Metadata, plan Plan, loads map[topicPartition]PartitionLo
 		total += weight[b]
 	}
 	for range maxByteSwaps {
-		hi, lo := int32(-1), int32(-1)
-		for _, b := range brokers {
-			if hi < 0 || weight[b] > weight[hi] {
-				hi = b
-			}
-			if lo < 0 || weight[b] < weight[lo] {
-				lo = b
-			}
-		}
+		hi, lo := extremes(brokers, weight)
 		if hi < 0 || hi == lo {
 			break
 		}
@@ -282,15 +274,7 @@ func evenPreferred(brokers []int32, leaders map[int32]int, targets [][]int32) {
 		leaders[t[0]]++
 	}
 	for range maxBalanceMoves {
-		hi, lo := int32(-1), int32(-1)
-		for _, b := range brokers {
-			if hi < 0 || leaders[b] > leaders[hi] {
-				hi = b
-			}
-			if lo < 0 || leaders[b] < leaders[lo] {
-				lo = b
-			}
-		}
+		hi, lo := extremes(brokers, leaders)
 		if hi < 0 || leaders[hi]-leaders[lo] <= 1 {
 			return
 		}
@@ -308,4 +292,19 @@ func evenPreferred(brokers []int32, leaders map[int32]int, targets [][]int32) {
 			return
 		}
 	}
+}
+
+// extremes returns the brokers with the most and the least of count (the
+// lowest id on a tie); -1 and -1 for no brokers.
+func extremes[N int | float64](brokers []int32, count map[int32]N) (hi, lo int32) {
+	hi, lo = -1, -1
+	for _, b := range brokers {
+		if hi < 0 || count[b] > count[hi] {
+			hi = b
+		}
+		if lo < 0 || count[b] < count[lo] {
+			lo = b
+		}
+	}
+	return hi, lo
 }

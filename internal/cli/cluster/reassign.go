@@ -1074,7 +1074,7 @@ func BalancePlan(md kadm.Metadata, re *regexp.Regexp, cordoned map[int32]bool) P
 	}
 	var parts []*part
 	load := map[int32]int{}
-	leaders := map[int32]int{}
+	fixedLeaders := map[int32]int{} // preferred replicas of the partitions that stay
 	var names []string
 	for name := range md.Topics {
 		names = append(names, name)
@@ -1085,25 +1085,13 @@ func BalancePlan(md kadm.Metadata, re *regexp.Regexp, cordoned map[int32]bool) P
 			for _, r := range pd.Replicas {
 				load[r]++
 			}
-			if len(pd.Replicas) > 0 {
-				leaders[pd.Replicas[0]]++
-			}
-			if re.MatchString(name) && len(pd.Replicas) > 0 {
+			switch {
+			case re.MatchString(name) && len(pd.Replicas) > 0:
 				parts = append(parts, &part{topic: name, partition: pd.Partition, current: pd.Replicas, target: slices.Clone(pd.Replicas)})
+			case len(pd.Replicas) > 0:
+				fixedLeaders[pd.Replicas[0]]++
 			}
 		}
-	}
-	extremes := func(count map[int32]int) (hi, lo int32) {
-		hi, lo = -1, -1
-		for _, b := range brokers {
-			if hi < 0 || count[b] > count[hi] {
-				hi = b
-			}
-			if lo < 0 || count[b] < count[lo] {
-				lo = b
-			}
-		}
-		return hi, lo
 	}
 	rackFree := func(p *part, from, to int32) bool {
 		if racks[to] == "" {
@@ -1118,7 +1106,7 @@ func BalancePlan(md kadm.Metadata, re *regexp.Regexp, cordoned map[int32]bool) P
 	}
 	// Replicas: the most loaded broker gives one to the least loaded.
 	for range maxBalanceMoves {
-		hi, lo := extremes(load)
+		hi, lo := extremes(brokers, load)
 		if hi < 0 || load[hi]-load[lo] <= 1 {
 			break
 		}
@@ -1131,10 +1119,6 @@ func BalancePlan(md kadm.Metadata, re *regexp.Regexp, cordoned map[int32]bool) P
 			p.target[i] = lo
 			load[hi]--
 			load[lo]++
-			if i == 0 {
-				leaders[hi]--
-				leaders[lo]++
-			}
 			moved = true
 			break
 		}
@@ -1142,29 +1126,13 @@ func BalancePlan(md kadm.Metadata, re *regexp.Regexp, cordoned map[int32]bool) P
 			break // racks or placement leave no move between these two
 		}
 	}
-	// Preferred leaders: reorder a partition so that a broker with fewer
-	// preferred leaderships comes first.
-	for range maxBalanceMoves {
-		hi, lo := extremes(leaders)
-		if hi < 0 || leaders[hi]-leaders[lo] <= 1 {
-			break
-		}
-		moved := false
-		for _, p := range parts {
-			j := slices.Index(p.target, lo)
-			if p.target[0] != hi || j < 0 {
-				continue
-			}
-			p.target[0], p.target[j] = p.target[j], p.target[0]
-			leaders[hi]--
-			leaders[lo]++
-			moved = true
-			break
-		}
-		if !moved {
-			break
-		}
+	// Preferred leaders: reorder partitions so that brokers with fewer
+	// preferred leaderships come first.
+	targets := make([][]int32, len(parts))
+	for i, p := range parts {
+		targets[i] = p.target
 	}
+	evenPreferred(brokers, fixedLeaders, targets)
 	plan := Plan{Version: 1, Partitions: []PlanEntry{}}
 	for _, p := range parts {
 		if !slices.Equal(p.target, p.current) {
