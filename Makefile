@@ -60,8 +60,12 @@ crash:
 
 # The cluster chaos test, longer than `make test` runs it: CHAOS_ROUNDS
 # faults (kill -9, SIGSTOP, isolation, one-way partitions, delays) on a
-# 3-node cluster under idempotent acks=all producers, then the checker.
+# 3-node cluster under idempotent acks=all producers, then the checker;
+# then CHAOS_DRAIN_ROUNDS faults on 4 nodes while brokers are drained
+# (CHAOS_DRAIN=1).
 # CHAOS_SEED=N replays a run's faults; CHAOS_REPORT=file gets its summary.
 CHAOS_ROUNDS ?= 40
+CHAOS_DRAIN_ROUNDS ?= 20
 chaos:
 	CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -run TestChaos -count=1 -timeout 60m -v ./internal/chaos/clustertest
+	CHAOS_DRAIN=1 CHAOS_ROUNDS=$(CHAOS_DRAIN_ROUNDS) $(GO) test -run TestChaos -count=1 -timeout 60m -v ./internal/chaos/clustertest

@@ -36,13 +36,14 @@ const (
 	// roundBudget is the most one round may take: its hold, the gap, a
 	// restart after kill -9 and the Target's metadata request.
 	roundBudget = maxHold + gap + 30*time.Second
-	// fixedBudget bounds everything but the rounds: build, start, topic,
-	// settling, restoring the replicas the operator moved, finishing the
-	// producers and the final reads.
-	fixedBudget = 2*time.Minute + restoreTimeout + settleTimeout + flushTimeout + 2*readBackTimeout + rotationBudget
-	// rotationBudget is what rotateLeaders takes on a cluster that works:
-	// three clean stops, reads and restarts.
-	rotationBudget = 3 * time.Minute
+	// fixedBudget bounds everything but the rounds and the rotation:
+	// build, start, topic, settling, restoring the replicas the operator
+	// moved, finishing the producers and the final reads.
+	fixedBudget = 2*time.Minute + restoreTimeout + settleTimeout + flushTimeout + 2*readBackTimeout
+	// rotationNodeBudget is what rotateLeaders and readEveryReplica take
+	// per node on a cluster that works: a clean stop, reads and a
+	// restart, and the reads from the replicas the rotation missed.
+	rotationNodeBudget = time.Minute + partitions*leadTimeout/voterCount
 	// settleTimeout bounds the wait, after the last fault is healed, for
 	// every partition to have a leader and a full ISR.
 	settleTimeout = 90 * time.Second
@@ -63,19 +64,23 @@ type summary struct {
 	Availability   float64        `json:"availability"`
 	LongestOutageS float64        `json:"longest_outage_s"`
 	MaxAckLatencyS float64        `json:"max_ack_latency_s"`
-	// Reassignments is what the operator did; absent with
-	// CHAOS_REASSIGN=0.
-	Reassignments   *reassignSummary `json:"reassignments,omitempty"`
-	Settled         bool             `json:"settled"`
-	SettleS         float64          `json:"settle_s"`
-	WallS           float64          `json:"wall_s"`
-	Passed          bool             `json:"passed"`
-	FailureMessages []string         `json:"failures,omitempty"`
+	// Nodes is how many nodes ran: 3, or 4 with CHAOS_DRAIN=1.
+	Nodes int `json:"nodes"`
+	// Reassignments is what the operator did (with CHAOS_DRAIN=1, the
+	// drains' partition moves); absent with CHAOS_REASSIGN=0.
+	Reassignments *reassignSummary `json:"reassignments,omitempty"`
+	// Drains is what the drain operator did; only with CHAOS_DRAIN=1.
+	Drains          *drainSummary `json:"drains,omitempty"`
+	Settled         bool          `json:"settled"`
+	SettleS         float64       `json:"settle_s"`
+	WallS           float64       `json:"wall_s"`
+	Passed          bool          `json:"passed"`
+	FailureMessages []string      `json:"failures,omitempty"`
 }
 
 func TestChaos(t *testing.T) {
 	if testing.Short() {
-		t.Skip("cluster chaos test: builds sluice and runs a 3-node cluster under faults; skipped under -short")
+		t.Skip("cluster chaos test: builds sluice and runs a 3-node cluster (4 with CHAOS_DRAIN=1) under faults; skipped under -short")
 	}
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -83,9 +88,17 @@ func TestChaos(t *testing.T) {
 	rounds := envInt(t, "CHAOS_ROUNDS", defaultRounds)
 	seed := envSeed(t)
 	reassign := envReassign(t)
-	t.Logf("seed %d (CHAOS_SEED=%d replays the same faults), %d rounds, reassignments %v", seed, seed, rounds, reassign)
+	drain := envDrain(t)
+	if drain && !reassign {
+		t.Fatal("CHAOS_DRAIN=1 drains brokers with reassignments: drop CHAOS_REASSIGN=0")
+	}
+	nodes := voterCount
+	if drain {
+		nodes = drainNodes
+	}
+	t.Logf("seed %d (CHAOS_SEED=%d replays the same faults), %d rounds, %d nodes, reassignments %v, drains %v", seed, seed, rounds, nodes, reassign, drain)
 
-	budget := fixedBudget + time.Duration(rounds)*roundBudget
+	budget := fixedBudget + time.Duration(nodes)*rotationNodeBudget + time.Duration(rounds)*roundBudget
 	if dl, ok := t.Deadline(); ok {
 		budget = min(budget, time.Until(dl)-30*time.Second)
 	}
@@ -109,7 +122,7 @@ func TestChaos(t *testing.T) {
 		t.Logf("+%.1fs %s", time.Since(start).Seconds(), s)
 	}
 
-	c := startCluster(ctx, t, dir, elog)
+	c := startCluster(ctx, t, dir, elog, nodes)
 	logf("cluster up in %v: %s", time.Since(start).Round(time.Millisecond), c.layout())
 	if err := c.createTopic(ctx); err != nil {
 		t.Fatalf("%v\n%s", err, c.tails())
@@ -146,12 +159,25 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The operator reassigns partitions while the nemesis runs.
+	// The operator reassigns partitions, or drains brokers, while the
+	// nemesis runs.
 	var op *operator
+	var dr *drainer
 	opDone := make(chan struct{})
 	opCtx, opStop := context.WithCancel(ctx)
 	defer opStop()
-	if reassign {
+	switch {
+	case drain:
+		if dr, err = newDrainer(c, seed, fw, logf); err != nil {
+			t.Fatal(err)
+		}
+		op = dr.operator
+		t.Cleanup(op.close)
+		go func() {
+			defer close(opDone)
+			dr.run(opCtx)
+		}()
+	case reassign:
 		if op, err = newOperator(c, seed, fw, logf); err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +186,7 @@ func TestChaos(t *testing.T) {
 			defer close(opDone)
 			op.run(opCtx)
 		}()
-	} else {
+	default:
 		close(opDone)
 	}
 	faults, nemErr := nem.Run(ctx)
@@ -211,8 +237,10 @@ func TestChaos(t *testing.T) {
 		rot, err := rotateLeaders(ctx, c, logf)
 		if err != nil {
 			fail("leader rotation: %v", err)
+		} else if err := readEveryReplica(ctx, c, &rot, logf); err != nil {
+			fail("reading every replica: %v", err)
 		}
-		logf("rotation read %d records read_committed, %d read_uncommitted; leaders read per partition: %v",
+		logf("rotation and replica sweep read %d records read_committed, %d read_uncommitted; leaders read per partition: %v",
 			len(rot.committed), len(rot.uncommitted), rot.leaders)
 		committedRecs = append(committedRecs, rot.committed...)
 		uncommittedRecs = append(uncommittedRecs, rot.uncommitted...)
@@ -226,7 +254,7 @@ func TestChaos(t *testing.T) {
 	avail := h.avail.Report(stopAt)
 
 	sum := summary{
-		Seed: seed, Rounds: len(faults), Faults: map[string]int{},
+		Seed: seed, Rounds: len(faults), Faults: map[string]int{}, Nodes: nodes,
 		Acked: acked, Unknown: unknown, Observed: observed, Violations: res.TotalViolations,
 		Availability: avail.Availability, LongestOutageS: avail.LongestOutage.Seconds(), MaxAckLatencyS: avail.MaxLatency.Seconds(),
 		Settled: settleErr == nil, SettleS: settle.Seconds(), WallS: time.Since(start).Seconds(),
@@ -238,6 +266,10 @@ func TestChaos(t *testing.T) {
 	if op != nil {
 		rs := op.summary()
 		sum.Reassignments = &rs
+	}
+	if dr != nil {
+		ds := dr.drainSummary()
+		sum.Drains = &ds
 	}
 	writeSummary(t, sum)
 	t.Logf("checker: %v", res)
@@ -255,6 +287,9 @@ func TestChaos(t *testing.T) {
 	if !reassign {
 		replay += " CHAOS_REASSIGN=0"
 	}
+	if drain {
+		replay += " CHAOS_DRAIN=1"
+	}
 	t.Errorf("chaos run failed (seed %d: %s replays the faults and the operator's choices):\n%s\n%s\nrounds: %s\n%s\nacked %d, unknown %d, observed %d\nnode output, data dirs and history in %s\n%s",
 		seed, replay, strings.Join(failures, "\n"), report(res), listFaults(faults), avail, acked, unknown, observed, dir, c.tails())
 }
@@ -263,6 +298,11 @@ func TestChaos(t *testing.T) {
 func (c *cluster) layout() string {
 	var parts []string
 	for _, n := range c.nodes {
+		if !n.voter {
+			parts = append(parts, fmt.Sprintf("node%d pid %d at %s (kafka proxy %s, broker only)",
+				n.id, n.proc.PID(), n.listen, n.kafkaProxy.Addr()))
+			continue
+		}
 		parts = append(parts, fmt.Sprintf("node%d pid %d at %s (kafka proxy %s, controller %s via %s)",
 			n.id, n.proc.PID(), n.listen, n.kafkaProxy.Addr(), n.controller, n.controllerProxy.Addr()))
 	}
@@ -374,6 +414,21 @@ func envReassign(t *testing.T) bool {
 		return false
 	default:
 		t.Fatalf("CHAOS_REASSIGN=%q: want 1 (the default) or 0", s)
+		return false
+	}
+}
+
+// envDrain is CHAOS_DRAIN: "1" runs four nodes and the drain operator
+// (drain_test.go) instead of the replication-factor cycles; off by default.
+func envDrain(t *testing.T) bool {
+	t.Helper()
+	switch s := os.Getenv("CHAOS_DRAIN"); s {
+	case "", "0":
+		return false
+	case "1":
+		return true
+	default:
+		t.Fatalf("CHAOS_DRAIN=%q: want 0 (the default) or 1", s)
 		return false
 	}
 }

@@ -12,12 +12,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/chaos/nemesis"
 	"github.com/sluice-io/sluice/internal/chaos/proxy"
@@ -25,7 +27,14 @@ import (
 
 // The cluster and its topic.
 const (
-	nodeCount         = 3
+	// voterCount is how many nodes are voters of the metadata quorum
+	// (process.roles=broker,controller): nodes 1 to voterCount. A node
+	// after them (drainNodes) is broker-only.
+	voterCount = 3
+	// drainNodes is how many nodes CHAOS_DRAIN=1 runs: the voters and a
+	// broker-only node, so that a drained broker's replicas have
+	// somewhere to go while the topic keeps replicationFactor.
+	drainNodes        = voterCount + 1
 	topic             = "chaos"
 	partitions        = 3
 	replicationFactor = 3
@@ -80,16 +89,23 @@ func brokerConfigs() []string {
 	}
 }
 
-// node is one `sluice serve` of the cluster and the two proxies in front of
+// node is one `sluice serve` of the cluster and the proxies in front of
 // it. Immutable after startCluster but for proc's own state.
 type node struct {
 	id int32
 	ip netip.Addr // its listeners and the source of its connections
+	// voter: a voter of the metadata quorum as well as a broker; false
+	// for a broker-only node (process.roles=broker), which has no
+	// controller listener, so neither controller nor controllerProxy,
+	// and follows the metadata log as an observer: the active
+	// controller sends it on the node's Kafka listener, through
+	// kafkaProxy.
+	voter bool
 	// listen, controller and http are the addresses it listens on; the
 	// same at every restart.
 	listen, controller, http string
 	kafkaProxy               *proxy.Proxy // its --advertised-address
-	controllerProxy          *proxy.Proxy // its controller listener, for the other voters
+	controllerProxy          *proxy.Proxy // its controller listener, for the other voters; nil for a broker-only node
 	dataDir                  string
 	proc                     *nemesis.Process
 	tail                     *lineRing
@@ -104,6 +120,8 @@ type cluster struct {
 	clientLogLevel kgo.LogLevel
 	admin          *kgo.Client
 	adm            *kadm.Client
+	// asked turns the node activeController asks first.
+	asked atomic.Int64
 }
 
 // ipv4 is 127.0.0.last.
@@ -119,15 +137,24 @@ func freeAddr(ip netip.Addr) (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// startCluster starts the proxies and the nodes (data in dir/node-N) and
-// waits until every node says it is serving. Everything it starts is
-// stopped by t.Cleanup: nodes SIGTERMed then SIGKILLed, proxies closed.
-func startCluster(ctx context.Context, t *testing.T, dir string, elog *eventLog) *cluster {
+// startCluster starts the proxies and nodeCount nodes (data in
+// dir/node-N): the first voterCount voters of the metadata quorum and
+// brokers, the others broker-only. It waits until every node says it is
+// serving. Everything it starts is stopped by t.Cleanup: nodes SIGTERMed
+// then SIGKILLed, proxies closed.
+func startCluster(ctx context.Context, t *testing.T, dir string, elog *eventLog, nodeCount int) *cluster {
 	t.Helper()
+	if nodeCount < voterCount || nodeCount > drainNodes {
+		t.Fatalf("BUG: a cluster of %d nodes: want %d to %d", nodeCount, voterCount, drainNodes)
+	}
 	c := &cluster{log: elog, clientLogLevel: envLogLevel(t, "CHAOS_CLIENT_LOG", kgo.LogLevelWarn)}
 	for i := 1; i <= nodeCount; i++ {
-		n := &node{id: int32(i), ip: ipv4(nodeIPBase + i), dataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i)), tail: newLineRing(tailLines)}
-		for _, a := range []*string{&n.listen, &n.controller, &n.http} {
+		n := &node{id: int32(i), ip: ipv4(nodeIPBase + i), voter: i <= voterCount, dataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i)), tail: newLineRing(tailLines)}
+		addrs := []*string{&n.listen, &n.http}
+		if n.voter {
+			addrs = append(addrs, &n.controller)
+		}
+		for _, a := range addrs {
 			addr, err := freeAddr(n.ip)
 			if err != nil {
 				t.Fatal(err)
@@ -139,17 +166,22 @@ func startCluster(ctx context.Context, t *testing.T, dir string, elog *eventLog)
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { n.kafkaProxy.Close() })
-		if n.controllerProxy, err = proxy.New(net.JoinHostPort(ipv4(controllerProxyIPBase+i).String(), "0"), n.controller); err != nil {
-			t.Fatal(err)
+		if n.voter {
+			if n.controllerProxy, err = proxy.New(net.JoinHostPort(ipv4(controllerProxyIPBase+i).String(), "0"), n.controller); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { n.controllerProxy.Close() })
 		}
-		t.Cleanup(func() { n.controllerProxy.Close() })
 		c.nodes = append(c.nodes, n)
 	}
 	for _, n := range c.nodes {
-		// Each node reaches the other voters through their controller
+		// Each node reaches the voters through their controller
 		// proxies, and itself directly.
 		var voters []string
 		for _, o := range c.nodes {
+			if !o.voter {
+				continue
+			}
 			addr := o.controllerProxy.Addr()
 			if o == n {
 				addr = n.controller
@@ -157,11 +189,17 @@ func startCluster(ctx context.Context, t *testing.T, dir string, elog *eventLog)
 			voters = append(voters, fmt.Sprintf("%d@%s", o.id, addr))
 		}
 		args := []string{"serve", "--node-id", strconv.Itoa(int(n.id)),
-			"--listen", n.listen, "--advertised-address", n.kafkaProxy.Addr(),
-			"--controller-listen", n.controller, "--controller-quorum-voters", strings.Join(voters, ","),
-			"--http-listen", n.http, "--data-dir", n.dataDir}
+			"--listen", n.listen, "--advertised-address", n.kafkaProxy.Addr()}
+		if n.voter {
+			args = append(args, "--controller-listen", n.controller)
+		}
+		args = append(args, "--controller-quorum-voters", strings.Join(voters, ","),
+			"--http-listen", n.http, "--data-dir", n.dataDir)
 		for _, kv := range brokerConfigs() {
 			args = append(args, "-c", kv)
+		}
+		if !n.voter {
+			args = append(args, "-c", "process.roles=broker")
 		}
 		name := fmt.Sprintf("node%d", n.id)
 		n.proc = nemesis.NewProcess(nemesis.ProcessConfig{
@@ -252,7 +290,11 @@ func (c *cluster) clientOpts(name string) []kgo.Opt {
 func (c *cluster) nemesisNodes() []nemesis.Node {
 	var ns []nemesis.Node
 	for _, n := range c.nodes {
-		ns = append(ns, nemesis.Node{Proc: n.proc, Proxy: n.kafkaProxy, OtherProxies: []*proxy.Proxy{n.controllerProxy}, IP: n.ip})
+		nd := nemesis.Node{Proc: n.proc, Proxy: n.kafkaProxy, IP: n.ip}
+		if n.controllerProxy != nil {
+			nd.OtherProxies = []*proxy.Proxy{n.controllerProxy}
+		}
+		ns = append(ns, nd)
 	}
 	return ns
 }
@@ -268,6 +310,58 @@ func (c *cluster) metadata(ctx context.Context) (kadm.Metadata, error) {
 	ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
 	defer cancel()
 	return c.adm.Metadata(ctx, topic)
+}
+
+// controllerMetadata is the cluster's metadata and the topic's as the
+// active controller sees it: the metadata quorum's leader, named by
+// DescribeQuorum, answers Metadata from its own image. Any other node
+// answers from its image, which may lag after a fault: the broker-only
+// node, cut off from the quorum's leader for 3 s, was seen answering the
+// replicas and ISR of 6 s before, 4 s after its links healed and 3 s after
+// the controller unfenced it (which, as in Kafka, waits only for the
+// broker to have applied its own registration), and waitSettled, asking
+// any node, took that for settled while the controller's ISR had 2
+// replicas (seed 2 of CHAOS_DRAIN=1 CHAOS_ROUNDS=6).
+func (c *cluster) controllerMetadata(ctx context.Context) (kadm.Metadata, error) {
+	ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
+	defer cancel()
+	ctl, err := c.activeController(ctx, c.admin)
+	if err != nil {
+		return kadm.Metadata{}, err
+	}
+	req := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, mt)
+	resp, err := req.RequestWith(ctx, c.admin.Broker(int(ctl)))
+	if err != nil {
+		return kadm.Metadata{}, fmt.Errorf("metadata from node%d, the active controller: %w", ctl, err)
+	}
+	return metadataOf(resp), nil
+}
+
+// metadataOf is resp as kadm.Metadata (the fields the harness reads).
+func metadataOf(resp *kmsg.MetadataResponse) kadm.Metadata {
+	m := kadm.Metadata{Controller: resp.ControllerID, Topics: kadm.TopicDetails{}}
+	if resp.ClusterID != nil {
+		m.Cluster = *resp.ClusterID
+	}
+	for _, b := range resp.Brokers {
+		m.Brokers = append(m.Brokers, kadm.BrokerDetail{NodeID: b.NodeID, Host: b.Host, Port: b.Port, Rack: b.Rack})
+	}
+	slices.SortFunc(m.Brokers, func(a, b kadm.BrokerDetail) int { return int(a.NodeID - b.NodeID) })
+	for _, t := range resp.Topics {
+		if t.Topic == nil {
+			continue
+		}
+		td := kadm.TopicDetail{Topic: *t.Topic, IsInternal: t.IsInternal, Partitions: kadm.PartitionDetails{}, Err: kerr.ErrorForCode(t.ErrorCode)}
+		for _, p := range t.Partitions {
+			td.Partitions[p.Partition] = kadm.PartitionDetail{Topic: *t.Topic, Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
+				Replicas: p.Replicas, ISR: p.ISR, OfflineReplicas: p.OfflineReplicas, Err: kerr.ErrorForCode(p.ErrorCode)}
+		}
+		m.Topics[*t.Topic] = td
+	}
+	return m
 }
 
 // createTopic creates the topic, retrying while the cluster forms (no
@@ -294,12 +388,12 @@ func (c *cluster) createTopic(ctx context.Context) error {
 	}
 }
 
-// unsettled says what keeps m from being settled: every node a broker,
-// a controller, and every partition of the topic with a leader and all its
-// replicas in sync; "" when it is.
-func unsettled(m kadm.Metadata) string {
+// unsettled says what keeps m from being settled: each of the nodes a
+// broker, a controller, and every partition of the topic with a leader and
+// replicationFactor replicas, all in sync; "" when it is.
+func unsettled(m kadm.Metadata, nodes int) string {
 	var why []string
-	if len(m.Brokers) != nodeCount {
+	if len(m.Brokers) != nodes {
 		why = append(why, fmt.Sprintf("brokers %v", m.Brokers.NodeIDs()))
 	}
 	if m.Controller < 0 {
@@ -342,17 +436,18 @@ func describe(m kadm.Metadata) string {
 	return strings.Join(parts, "; ")
 }
 
-// waitSettled waits up to timeout for the cluster to settle (unsettled) and
-// returns the metadata that showed it, or an error with the last state.
+// waitSettled waits up to timeout for the cluster to settle (unsettled),
+// as the active controller sees it, and returns the metadata that showed
+// it, or an error with the last state.
 func (c *cluster) waitSettled(ctx context.Context, timeout time.Duration) (kadm.Metadata, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	last := "no metadata answer"
 	for {
-		m, err := c.metadata(ctx)
+		m, err := c.controllerMetadata(ctx)
 		if err != nil {
 			last = fmt.Sprintf("metadata: %v", err)
-		} else if last = unsettled(m); last == "" {
+		} else if last = unsettled(m, len(c.nodes)); last == "" {
 			return m, nil
 		}
 		if !sleep(ctx, pollInterval) {

@@ -78,10 +78,14 @@ type reassignSummary struct {
 	Started   int `json:"started"`
 	Completed int `json:"completed"`
 	Cancelled int `json:"cancelled"`
-	// Shrinks, Grows and LeaderDrops split Started: to 2 replicas, back
-	// to 3, and shrinks that dropped the leader.
+	// Shrinks, Grows and DrainMoves split Started: to 2 replicas, back
+	// to 3, and (CHAOS_DRAIN=1, drain_test.go) a replica moved off a
+	// drained broker onto the one that held none. LeaderDrops are those
+	// that took the leader's replica away (shrinks, or moves off a
+	// drained leader).
 	Shrinks     int `json:"shrinks"`
 	Grows       int `json:"grows"`
+	DrainMoves  int `json:"drain_moves,omitempty"`
 	LeaderDrops int `json:"leader_drops"`
 	// StartedInFault and CompletedInFault are those started and seen
 	// completed while a fault held.
@@ -123,8 +127,9 @@ func (w *faultWatch) holding() bool { return w != nil && w.on.Load() }
 
 // move is a reassignment the operator started and tracks.
 type move struct {
-	kind       string // "shrink" or "grow"
-	leaderDrop bool   // a shrink that drops the leader
+	kind       string // "shrink", "grow" or "drain"
+	leaderDrop bool   // a shrink, or a drain's move, that drops the leader
+	drain      int    // the drain a "drain" move is part of (drainer.run), from 1
 	seenBy     int32  // the controller whose view it was started from
 	from       []int32
 	target     []int32
@@ -384,8 +389,9 @@ func (o *operator) start(ctx context.Context, p int32, mv *move, what string, pv
 	return true
 }
 
-// cancel cancels p's reassignment, asking node ctl (the controller).
-func (o *operator) cancel(ctx context.Context, ctl, p int32, why string) {
+// cancel cancels p's reassignment, asking node ctl (the controller); true
+// when the controller says it did.
+func (o *operator) cancel(ctx context.Context, ctl, p int32, why string) bool {
 	o.logf("partition %d: cancelling its reassignment (%s)", p, why)
 	var req kadm.AlterPartitionAssignmentsReq
 	req.CancelAssign(topic, p)
@@ -398,6 +404,7 @@ func (o *operator) cancel(ctx context.Context, ctl, p int32, why string) {
 		o.sum.Cancelled++
 		delete(o.pending, p)
 		o.logf("partition %d: reassignment cancelled%s", p, faultNote(o.fault.holding()))
+		return true
 	case errors.Is(err, kerr.NoReassignmentInProgress):
 		o.sum.TooLate++
 		o.logf("partition %d: nothing to cancel: the reassignment had ended", p)
@@ -408,6 +415,7 @@ func (o *operator) cancel(ctx context.Context, ctl, p int32, why string) {
 		}
 		o.logf("partition %d: cancel failed: %v", p, err)
 	}
+	return false
 }
 
 // errUnknownOutcome: a request got no answer, or an error for the whole
@@ -473,14 +481,18 @@ func (o *operator) account(v view) {
 // started counts mv started. o.mu held.
 func (o *operator) started(mv *move) {
 	o.sum.Started++
-	switch {
-	case mv.kind == "grow":
-		o.sum.Grows++
-	case mv.leaderDrop:
+	if mv.leaderDrop {
 		o.sum.LeaderDrops++
-		fallthrough
-	default:
+	}
+	switch mv.kind {
+	case "grow":
+		o.sum.Grows++
+	case "shrink":
 		o.sum.Shrinks++
+	case "drain":
+		o.sum.DrainMoves++
+	default:
+		panic(fmt.Sprintf("BUG: operator: a move of kind %q", mv.kind))
 	}
 }
 
@@ -577,31 +589,77 @@ const metadataQuorum = "__cluster_metadata"
 // activeController is the metadata quorum's leader, the active
 // controller, as DescribeQuorum says (answered by the controller itself).
 func (o *operator) activeController(ctx context.Context) (int32, error) {
+	return o.c.activeController(ctx, o.cl)
+}
+
+// quorumAskTimeout bounds asking one node for the metadata quorum's
+// leader before activeController asks the next.
+const quorumAskTimeout = 1500 * time.Millisecond
+
+// activeController asks the running nodes in turn (a different one first
+// each call), through cl, for the metadata quorum's leader: the first
+// answer wins. Not through kgo's routing of DescribeQuorum, an admin
+// request that kgo sends to the controller its last Metadata named, and
+// keeps sending there while that node does not answer (kgo forgets the
+// controller on NOT_CONTROLLER, not on a timeout or a closed
+// connection): the operator saw nothing for 19 s while the nemesis cut
+// node1, the controller kgo had cached, off from the others (node1
+// forwarding to a leader it could not reach), and waitLeaders, asking
+// this way, waited its whole 90 s after the rotation stopped the
+// controller.
+func (c *cluster) activeController(ctx context.Context, cl *kgo.Client) (int32, error) {
+	first := int(c.asked.Add(1))
+	var errs []string
+	for i := range c.nodes {
+		n := c.nodes[(first+i)%len(c.nodes)]
+		if !n.proc.Running() {
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, quorumAskTimeout)
+		ctl, err := describeQuorum(actx, cl.Broker(int(n.id)))
+		cancel()
+		if err == nil {
+			return ctl, nil
+		}
+		errs = append(errs, fmt.Sprintf("node%d: %v", n.id, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 0 {
+		return -1, errors.New("describing the metadata quorum: no node running")
+	}
+	return -1, fmt.Errorf("describing the metadata quorum: %s", strings.Join(errs, "; "))
+}
+
+// describeQuorum asks r for the metadata quorum's leader; a node that is
+// not the leader forwards DescribeQuorum to it.
+func describeQuorum(ctx context.Context, r kmsg.Requestor) (int32, error) {
 	req := kmsg.NewPtrDescribeQuorumRequest()
 	t := kmsg.NewDescribeQuorumRequestTopic()
 	t.Topic = metadataQuorum
 	p := kmsg.NewDescribeQuorumRequestTopicPartition()
 	t.Partitions = append(t.Partitions, p) // partition 0
 	req.Topics = append(req.Topics, t)
-	resp, err := req.RequestWith(ctx, o.cl)
+	resp, err := req.RequestWith(ctx, r)
 	if err != nil {
-		return -1, fmt.Errorf("describing the metadata quorum: %w", err)
+		return -1, err
 	}
 	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-		return -1, fmt.Errorf("describing the metadata quorum: %w", err)
+		return -1, err
 	}
 	for _, rt := range resp.Topics {
 		for _, rp := range rt.Partitions {
 			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-				return -1, fmt.Errorf("describing the metadata quorum: %w", err)
+				return -1, err
 			}
 			if rp.LeaderID < 0 {
-				return -1, errors.New("the metadata quorum has no leader")
+				return -1, errors.New("no leader")
 			}
 			return rp.LeaderID, nil
 		}
 	}
-	return -1, errors.New("describing the metadata quorum: an empty answer")
+	return -1, errors.New("an empty answer")
 }
 
 // restore takes every partition back to replicationFactor replicas with
@@ -715,8 +773,10 @@ func (o *operator) reassign(ctx context.Context, ctl int32, req kadm.AlterPartit
 }
 
 // restoreStep is one pass of restore over v: the first cancels every
-// reassignment under way, the others grow partitions back. Done when every
-// partition has its replicas and none is being reassigned.
+// reassignment under way, the others grow partitions back (the brokers
+// missing, in node order, until replicationFactor: with a fourth node,
+// any three will do). Done when every partition has its replicas and
+// none is being reassigned.
 func (o *operator) restoreStep(ctx context.Context, v view, cancelled *bool, asked map[int32]bool) (bool, error) {
 	if !*cancelled {
 		var req kadm.AlterPartitionAssignmentsReq
@@ -762,7 +822,7 @@ func (o *operator) restoreStep(ctx context.Context, v view, cancelled *bool, ask
 		done = false
 		target := slices.Clone(pv.replicas)
 		for _, n := range o.c.nodes {
-			if !slices.Contains(target, n.id) {
+			if len(target) < replicationFactor && !slices.Contains(target, n.id) {
 				target = append(target, n.id)
 			}
 		}

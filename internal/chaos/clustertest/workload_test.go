@@ -348,18 +348,26 @@ func (w *workload) close() {
 // (the high watermark, or for read_committed the last stable offset), with
 // a fresh client.
 func readBack(ctx context.Context, c *cluster, committed bool) ([]checker.Record, error) {
+	return readBackPartitions(ctx, c, committed, nil)
+}
+
+// readBackPartitions is readBack of the partitions ps only (nil: all).
+func readBackPartitions(ctx context.Context, c *cluster, committed bool, ps []int32) ([]checker.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, readBackTimeout)
 	defer cancel()
 	ends, err := endOffsets(ctx, c, committed)
 	if err != nil {
 		return nil, err
 	}
+	if ps != nil {
+		maps.DeleteFunc(ends, func(p int32, _ int64) bool { return !slices.Contains(ps, p) })
+	}
 	level := kgo.ReadUncommitted()
 	if committed {
 		level = kgo.ReadCommitted()
 	}
 	offsets := map[int32]kgo.Offset{}
-	for p := range int32(partitions) {
+	for p := range ends {
 		offsets[p] = kgo.NewOffset().At(0)
 	}
 	cl, err := kgo.NewClient(append(c.clientOpts("read back "+levelName(committed)),
