@@ -183,17 +183,6 @@ func EvenBytes(md kadm.Metadata, plan Plan, loads map[topicPartition]PartitionLo
 			}
 		}
 	}
-	rackFree := func(p *part, from, to int32) bool {
-		if racks[to] == "" {
-			return true
-		}
-		for _, r := range p.target {
-			if r != from && racks[r] == racks[to] {
-				return false
-			}
-		}
-		return true
-	}
 	var total float64
 	for _, b := range brokers {
 		total += weight[b]
@@ -215,9 +204,9 @@ func EvenBytes(md kadm.Metadata, plan Plan, loads map[topicPartition]PartitionLo
 		for _, p := range parts {
 			switch {
 			case p.swapped:
-			case slices.Contains(p.target, hi) && !slices.Contains(p.target, lo) && rackFree(p, hi, lo):
+			case slices.Contains(p.target, hi) && !slices.Contains(p.target, lo) && rackFree(racks, p.target, hi, lo):
 				ps = append(ps, p)
-			case slices.Contains(p.target, lo) && !slices.Contains(p.target, hi) && rackFree(p, lo, hi):
+			case slices.Contains(p.target, lo) && !slices.Contains(p.target, hi) && rackFree(racks, p.target, lo, hi):
 				qs = append(qs, p)
 			}
 		}
@@ -307,4 +296,18 @@ func extremes[N int | float64](brokers []int32, count map[int32]N) (hi, lo int32
 		}
 	}
 	return hi, lo
+}
+
+// rackFree says whether replicas, with from replaced by to, keep to's rack
+// (if it has one) free of the partition's other replicas.
+func rackFree(racks map[int32]string, replicas []int32, from, to int32) bool {
+	if racks[to] == "" {
+		return true
+	}
+	for _, r := range replicas {
+		if r != from && racks[r] == racks[to] {
+			return false
+		}
+	}
+	return true
 }

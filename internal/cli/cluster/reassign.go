@@ -1093,17 +1093,6 @@ func BalancePlan(md kadm.Metadata, re *regexp.Regexp, cordoned map[int32]bool) P
 			}
 		}
 	}
-	rackFree := func(p *part, from, to int32) bool {
-		if racks[to] == "" {
-			return true
-		}
-		for _, r := range p.target {
-			if r != from && racks[r] == racks[to] {
-				return false
-			}
-		}
-		return true
-	}
 	// Replicas: the most loaded broker gives one to the least loaded.
 	for range maxBalanceMoves {
 		hi, lo := extremes(brokers, load)
@@ -1113,7 +1102,7 @@ func BalancePlan(md kadm.Metadata, re *regexp.Regexp, cordoned map[int32]bool) P
 		moved := false
 		for _, p := range parts {
 			i := slices.Index(p.target, hi)
-			if i < 0 || slices.Contains(p.target, lo) || !rackFree(p, hi, lo) {
+			if i < 0 || slices.Contains(p.target, lo) || !rackFree(racks, p.target, hi, lo) {
 				continue
 			}
 			p.target[i] = lo
