@@ -7,7 +7,7 @@ GO ?= go
 FUZZTIME ?= 50000x
 LONGFUZZTIME ?= 5m
 
-.PHONY: test unit interop franz-go interop-cluster franz-go-cluster fuzz-short fuzz crash chaos build vet
+.PHONY: test unit interop franz-go interop-cluster franz-go-cluster kafka-go fuzz-short fuzz crash chaos build vet
 
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice
@@ -18,7 +18,7 @@ vet:
 
 # Every test: unit and integration tests (race detector on), the crash
 # test, the cross-client interop script, and each fuzz target briefly.
-test: vet unit interop franz-go interop-cluster franz-go-cluster fuzz-short
+test: vet unit interop franz-go interop-cluster franz-go-cluster kafka-go fuzz-short
 
 unit:
 	$(GO) test -race -timeout 20m ./...
@@ -35,6 +35,12 @@ interop-cluster:
 
 franz-go-cluster:
 	CLUSTER_NODES=3 ./scripts/franz-suite.sh
+
+# segmentio/kafka-go's own admin tests (reassignments, elections, partition
+# adds, configs) and Client tests, against 3 nodes so that reassignments and
+# elections move replicas between brokers.
+kafka-go:
+	CLUSTER_NODES=3 ./scripts/kafkago-suite.sh
 
 # Packages with fuzz targets (every decoder of network or disk bytes).
 FUZZPKGS ?= record log server txn partition metadata broker group backup

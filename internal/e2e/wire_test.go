@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/record"
 )
 
 // rawRequest frames a request as a client does.
@@ -126,7 +128,9 @@ func TestBadInputClosesOneConnection(t *testing.T) {
 }
 
 // TestAcksZeroNoResponse: acks=0 produce gets no response; the next
-// response on the socket answers the next request.
+// response on the socket answers the next request. An acks=0 produce that
+// fails (a batch that is not one) closes the connection instead, as Kafka
+// does, since the producer has no response to learn it from.
 func TestAcksZeroNoResponse(t *testing.T) {
 	tb := start(t, t.TempDir(), "", nil)
 	createTopic(t, tb.admin(), "a0", 1, nil)
@@ -135,22 +139,40 @@ func TestAcksZeroNoResponse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	p := kmsg.NewPtrProduceRequest()
-	p.SetVersion(9)
-	p.Acks = 0
-	p.TimeoutMillis = 1000
-	pt := kmsg.NewProduceRequestTopic()
-	pt.Topic = "a0"
-	pp := kmsg.NewProduceRequestTopicPartition()
-	pp.Records = []byte("not a batch at all, and acks=0 hides the error")
-	pt.Partitions = append(pt.Partitions, pp)
-	p.Topics = append(p.Topics, pt)
-	c.Write(rawRequest(0, 9, 1, p.AppendTo(nil), true))
-	m := kmsg.NewPtrMetadataRequest()
-	m.SetVersion(1)
-	c.Write(rawRequest(3, 1, 2, m.AppendTo(nil), false))
+	now := time.Now().UnixMilli()
+	batch, err := record.BuildBatch(record.BatchSpec{FirstTimestamp: now, MaxTimestamp: now, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1},
+		[]record.Record{{Value: []byte("v")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce := func(correlationID int32, records []byte) {
+		p := kmsg.NewPtrProduceRequest()
+		p.SetVersion(9)
+		p.Acks = 0
+		p.TimeoutMillis = 1000
+		pt := kmsg.NewProduceRequestTopic()
+		pt.Topic = "a0"
+		pp := kmsg.NewProduceRequestTopicPartition()
+		pp.Records = records
+		pt.Partitions = append(pt.Partitions, pp)
+		p.Topics = append(p.Topics, pt)
+		c.Write(rawRequest(0, 9, correlationID, p.AppendTo(nil), true))
+	}
+	metadata := func(correlationID int32) {
+		m := kmsg.NewPtrMetadataRequest()
+		m.SetVersion(1)
+		c.Write(rawRequest(3, 1, correlationID, m.AppendTo(nil), false))
+	}
+	produce(1, batch)
+	metadata(2)
 	b := readFrame(t, c)
 	if id := int32(binary.BigEndian.Uint32(b)); id != 2 {
 		t.Fatalf("first response answers correlation id %d, want 2", id)
+	}
+	produce(3, []byte("not a batch at all, and acks=0 has no response to say so"))
+	metadata(4)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 4)); err != io.EOF {
+		t.Fatalf("after an acks=0 produce that failed: read %d bytes, err %v; want the connection closed (EOF)", n, err)
 	}
 }

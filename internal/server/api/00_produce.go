@@ -31,8 +31,9 @@ const maxProduceWait = 30 * time.Second
 // Each partition's records must be exactly one magic-2 batch (as Kafka
 // requires since v3); it is validated (CRC-32C, sizes, producer sequence)
 // and appended on the connection's reader goroutine, so batches of one
-// connection keep their order. acks=0 gets no response; acks=1 is answered
-// after the append; acks=-1 (all) after the batch is fsynced when
+// connection keep their order. acks=0 gets no response (a partition that
+// fails closes the connection, as in Kafka: see acksZeroFailed); acks=1 is
+// answered after the append; acks=-1 (all) after the batch is fsynced when
 // log.flush.policy is acks-all (the default), sharing fsyncs with
 // concurrent producers (group commit), or REQUEST_TIMED_OUT when that takes
 // longer than the request's timeout_ms. v13 names topics by id. Unknown
@@ -56,7 +57,9 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 			resp.Topics = append(resp.Topics, st)
 		}
 		if r.Acks == 0 {
-			reply(server.Reply{None: true})
+			if !h.acksZeroFailed(resp, reply) {
+				reply(server.Reply{None: true}) // no partitions
+			}
 			return
 		}
 		reply(server.Reply{Msg: resp})
@@ -138,7 +141,9 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 	addProduceLeaderHints(img, resp)
 	switch {
 	case r.Acks == 0:
-		reply(server.Reply{None: true})
+		if !h.acksZeroFailed(resp, reply) {
+			reply(server.Reply{None: true})
+		}
 	case len(waits) == 0:
 		reply(server.Reply{Msg: resp})
 	default:
@@ -151,6 +156,36 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 			reply(server.Reply{Msg: resp})
 		}()
 	}
+}
+
+// acksZeroFailed closes the connection, and says so, when a partition of
+// an acks=0 produce has an error, as Kafka does (KafkaApis
+// handleProduceRequest): the producer gets no response to learn it from,
+// but sees the connection go, refreshes its metadata and sends its next
+// batches where they belong; kept open, it would go on sending to a broker
+// that drops every batch (one not yet leading the partition, say). Earlier
+// responses on the connection are written first. It replies only when it
+// returns true.
+func (h *Handler) acksZeroFailed(resp *kmsg.ProduceResponse, reply func(server.Reply)) bool {
+	var failed []string
+	for _, st := range resp.Topics {
+		for _, sp := range st.Partitions {
+			if sp.ErrorCode == 0 {
+				continue
+			}
+			name := st.Topic
+			if name == "" { // v13 names topics by id
+				name = fmt.Sprintf("topic id %x", st.TopicID)
+			}
+			failed = append(failed, fmt.Sprintf("%s-%d: %s", name, sp.Partition, kerr.ErrorForCode(sp.ErrorCode)))
+		}
+	}
+	if len(failed) == 0 {
+		return false
+	}
+	h.logger.Info("closing the connection: an acks=0 produce failed", "partitions", failed)
+	reply(server.Reply{Close: true})
+	return true
 }
 
 // pending is an appended batch that an acks=all produce waits for: its

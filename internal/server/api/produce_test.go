@@ -117,3 +117,54 @@ func TestMetadataAutoCreateAnswersLeaderNotAvailable(t *testing.T) {
 		t.Fatalf("next request: error %v, %d partitions; want the topic with 3", kerr.ErrorForCode(second.ErrorCode), len(second.Partitions))
 	}
 }
+
+// TestProduceAcksZeroErrorClosesConnection: an acks=0 produce gets no
+// response, so a partition it could not append to (here one the topic does
+// not have, and a topic that does not exist) closes the connection, as
+// Kafka does (KafkaApis.handleProduceRequest): the producer sees the
+// connection go, refreshes its metadata and resends, where otherwise it
+// would go on sending to a broker that drops every batch. One that appends
+// everything is answered with nothing and keeps the connection.
+func TestProduceAcksZeroErrorClosesConnection(t *testing.T) {
+	h := adminHandler(t, map[string]string{"auto.create.topics.enable": "false"})
+	adminCreate(t, h, "zero", 1, nil)
+	now := time.Now().UnixMilli()
+	produce := func(topic string, partition int32) server.Reply {
+		t.Helper()
+		batch, err := record.BuildBatch(record.BatchSpec{FirstTimestamp: now, MaxTimestamp: now, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1},
+			[]record.Record{{Value: []byte("v")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := kmsg.NewPtrProduceRequest()
+		req.Version, req.Acks, req.TimeoutMillis = 9, 0, 1000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Partition, rp.Records = partition, batch
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		answered := make(chan server.Reply, 1)
+		h.produce(context.Background(), req, func(r server.Reply) { answered <- r })
+		select {
+		case r := <-answered:
+			return r
+		case <-time.After(20 * time.Second):
+			t.Fatalf("acks=0 produce to %s-%d: no reply within 20 s", topic, partition)
+			return server.Reply{}
+		}
+	}
+	if r := produce("zero", 0); !r.None || r.Close {
+		t.Fatalf("acks=0 produce appended: reply None=%v Close=%v, want None (no response, connection kept)", r.None, r.Close)
+	}
+	if r := produce("zero", 3); !r.Close {
+		t.Fatalf("acks=0 produce to partition 3 of a 1-partition topic: reply None=%v Close=%v, want Close (as Kafka: the error closes the connection)", r.None, r.Close)
+	}
+	if r := produce("no-such-topic", 0); !r.Close {
+		t.Fatalf("acks=0 produce to a topic that does not exist: reply None=%v Close=%v, want Close", r.None, r.Close)
+	}
+	p, _ := h.b.Partition("zero", 0)
+	if end := p.Log().EndOffset(); end != 1 {
+		t.Fatalf("log end offset %d after one appended acks=0 batch, want 1", end)
+	}
+}
