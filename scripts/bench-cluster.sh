@@ -456,7 +456,7 @@ if has_step catchup; then
 	records=$((want * 1024))
 	log "catchup: node $f stopped; writing $want MiB ($records records of 1 KiB) to cu"
 	bench_produce '{"figure":"catchup-write","rf":3,"size":1024,"round":1}' cu 1024 "$records"
-	cu_bytes() { du -sb "$DATA/node-$1"/cu-* 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+	cu_bytes() { du -sb "$DATA/node-$1"/cu-* 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 	before=$(cu_bytes $f)
 	leader_bytes=$(cu_bytes $leader)
 	t0=$(now_ms)
@@ -495,7 +495,7 @@ if has_step reassign; then
 	records=$((REASSIGN_MB * 1024))
 	log "reassign: writing $REASSIGN_MB MiB to mv (RF 1, $PARTITIONS partitions)"
 	bench_produce '{"figure":"reassign-write","rf":1,"size":1024,"round":1}' mv 1024 "$records"
-	mv_bytes() { du -sb "$DATA"/node-*/mv-* 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+	mv_bytes() { du -sb "$DATA"/node-*/mv-* 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 	bytes=$(mv_bytes)
 	# The plan: each partition to the next broker.
 	"$BIN/sluice" topic describe mv -o json --brokers "$B" >"$OUT/mv-before.json" 2>>"$OUT/client.err" || fail "describe mv"
@@ -531,7 +531,7 @@ if has_step reassign; then
 	# does for every topic; other steps' RF 3 topics could not leave one of
 	# three brokers).
 	victim=$(jq -r '[.partitions[].replicas[0]] | group_by(.) | max_by(length)[0]' "$OUT/mv-before.json")
-	vb=$(du -sb "$DATA/node-$victim"/mv-* 2>/dev/null | awk '{s += $1} END {print s + 0}')
+	vb=$(du -sb "$DATA/node-$victim"/mv-* 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}')
 	others=$(seq 1 $NODES | grep -vx "$victim" | paste -sd,)
 	t0=$(now_ms)
 	"$BIN/sluice" cluster reassign --topics mv --broker-list "$others" --brokers "$B" >"$OUT/drain.txt" 2>&1 || fail "drain mv off $victim (see $OUT/drain.txt)"
