@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-io/sluice/internal/cli/group"
 	"github.com/sluice-io/sluice/internal/cli/kv"
 	"github.com/sluice-io/sluice/internal/cli/produce"
+	"github.com/sluice-io/sluice/internal/cli/schema"
 	"github.com/sluice-io/sluice/internal/cli/serve"
 	"github.com/sluice-io/sluice/internal/cli/topic"
 	"github.com/sluice-io/sluice/internal/cli/txn"
@@ -51,6 +52,7 @@ reach the brokers in --brokers (-b), or $SLUICE_BROKERS, or 127.0.0.1:9092.`,
 	root.AddCommand(topic.Command(), produce.Command(), consume.Command(), cluster.Command(version), versioncmd.Command(version))
 	root.AddCommand(group.Command(), configcmd.Command())
 	root.AddCommand(txn.Command())
+	root.AddCommand(schema.Command())
 	root.AddCommand(dev.Command())
 	root.InitDefaultCompletionCmd() // now rather than at Execute, so that the walk below sees it
 	refuseUnknownSubcommands(root)

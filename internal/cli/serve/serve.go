@@ -24,12 +24,17 @@ import (
 	"github.com/sluice-io/sluice/internal/httpapi"
 	"github.com/sluice-io/sluice/internal/metadata"
 	"github.com/sluice-io/sluice/internal/netmux"
+	"github.com/sluice-io/sluice/internal/schemareg"
 	"github.com/sluice-io/sluice/internal/server"
 	"github.com/sluice-io/sluice/internal/server/api"
 )
 
 // shutdownTimeout bounds a clean shutdown's HTTP drain.
 const shutdownTimeout = 10 * time.Second
+
+// DefaultSchemaRegistryListen is where the schema registry listens by
+// default: Confluent's and Redpanda's port.
+const DefaultSchemaRegistryListen = "127.0.0.1:8081"
 
 // Options are the flags of `sluice serve`.
 type Options struct {
@@ -41,6 +46,14 @@ type Options struct {
 	Configs           []string // key=value broker configs
 	LogLevel          string
 	Pprof             bool // serve /debug/pprof/ on the HTTP listener
+
+	// SchemaRegistryListen is where the schema registry serves
+	// Confluent's REST API; empty turns it off. SchemaRegistryOptional
+	// (the flag left at its default) makes a failed listen a warning, so
+	// that several nodes on one host (sluice dev cluster, test harnesses)
+	// start without each naming a port: the first one serves it.
+	SchemaRegistryListen   string
+	SchemaRegistryOptional bool
 
 	// A cluster: this node's controller listener (Raft between voters and
 	// the requests brokers send the active controller) and the quorum's
@@ -79,7 +92,10 @@ must agree with --node-id, and log.dirs (one dir per disk) must list --data-dir.
   sluice serve --node-id 1 --listen 10.0.0.1:9092 --controller-listen 10.0.0.1:9093 \
     --controller-quorum-voters 1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093 --rack a --data-dir /var/lib/sluice`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return Run(cmd.Context(), o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.SchemaRegistryOptional = !cmd.Flags().Changed("schema-registry-listen")
+			return Run(cmd.Context(), o)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:9092", "host:port for the Kafka protocol")
@@ -92,6 +108,7 @@ must agree with --node-id, and log.dirs (one dir per disk) must list --data-dir.
 	f.StringVar(&o.ControllerListen, "controller-listen", "", "host:port for the controller listener (the metadata quorum's Raft and brokers' controller requests); required with --controller-quorum-voters")
 	f.StringVar(&o.Voters, "controller-quorum-voters", "", "the metadata quorum, id@host:port,... (Kafka's controller.quorum.voters), the same ids on every node; each address is where this node reaches that voter's --controller-listen. Empty: a single-node cluster")
 	f.StringVar(&o.Rack, "rack", "", "this broker's rack (Kafka's broker.rack): replicas of a partition go to different racks, and consumers may fetch from their own rack")
+	f.StringVar(&o.SchemaRegistryListen, "schema-registry-listen", DefaultSchemaRegistryListen, "host:port for the schema registry (Confluent's REST API, state in the topic _schemas); empty turns it off")
 	f.BoolVar(&o.Pprof, "pprof", false, "serve Go's profiles on /debug/pprof/ of --http-listen (they show the command line and let anyone who reaches the port profile the broker: use only where just operators reach it)")
 	return cmd
 }
@@ -206,6 +223,7 @@ func Run(ctx context.Context, o Options) error {
 	b.ServeAdmin(handler, api.ForwardedKeys())
 	errc := make(chan error, 1)
 	var srv *server.Server
+	stopRegistry := func() {}
 	if isBroker {
 		srv = server.New(handler, logger)
 		srv.SetObserver(metrics)
@@ -214,6 +232,11 @@ func Run(ctx context.Context, o Options) error {
 		logger.Info("sluice serving", "kafka", ln.Addr().String(), "advertised", adv, "http", httpLn.Addr().String(),
 			"data_dir", dataDir, "node_id", o.NodeID, "roles", roles)
 		go func() { errc <- srv.Serve(kafkaLn) }()
+		if stopRegistry, err = startSchemaRegistry(o, ln.Addr().String(), logger); err != nil {
+			srv.Close()
+			b.Close()
+			return err
+		}
 	} else {
 		logger.Info("sluice serving as a controller only", "controller", o.ControllerListen, "http", httpLn.Addr().String(),
 			"data_dir", dataDir, "node_id", o.NodeID)
@@ -224,6 +247,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	logger.Info("shutting down")
 	if srv != nil {
+		// The schema registry is a client of this broker: it stops first.
+		stopRegistry()
 		srv.Close()
 	}
 	if cerr := b.Close(); cerr != nil {
@@ -395,4 +420,36 @@ func cutConfig(kv string) (string, string, bool) {
 		}
 	}
 	return "", "", false
+}
+
+// startSchemaRegistry serves the schema registry on o.SchemaRegistryListen
+// (nothing when empty), a client of the broker at kafkaAddr. It returns
+// the function that stops it.
+func startSchemaRegistry(o Options, kafkaAddr string, logger *slog.Logger) (func(), error) {
+	if o.SchemaRegistryListen == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", o.SchemaRegistryListen)
+	if err != nil {
+		if o.SchemaRegistryOptional {
+			logger.Warn("schema registry not started: its default address is taken (another node on this host serves it?); set --schema-registry-listen to serve it here, or to \"\" to silence this",
+				"addr", o.SchemaRegistryListen, "err", err)
+			return func() {}, nil
+		}
+		return nil, fmt.Errorf("listen on %s for the schema registry: %w (pick another with --schema-registry-listen, or \"\" for none)", o.SchemaRegistryListen, err)
+	}
+	reg, err := schemareg.Open(schemareg.Config{Brokers: []string{kafkaAddr}, Logger: logger.With("component", "schema-registry")})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	hs := &http.Server{Handler: reg.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	logger.Info("schema registry listening", "addr", ln.Addr().String(), "topic", schemareg.DefaultTopic)
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		hs.Shutdown(sctx)
+		reg.Close()
+	}, nil
 }
