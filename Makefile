@@ -43,7 +43,7 @@ kafka-go:
 	CLUSTER_NODES=3 ./scripts/kafkago-suite.sh
 
 # Packages with fuzz targets (every decoder of network or disk bytes).
-FUZZPKGS ?= record log server txn partition metadata broker group backup
+FUZZPKGS ?= record log server txn partition metadata broker group backup schemareg
 
 fuzz-short:
 	@for p in $(FUZZPKGS); do \

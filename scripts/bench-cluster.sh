@@ -216,7 +216,7 @@ start_node() {
 	# shellcheck disable=SC2086 # SLUICE_SERVE_ARGS is split on purpose
 	# shellcheck disable=SC2046 # role_args is split on purpose
 	"$BIN/sluice" serve --node-id "$i" $(role_args "$i") --controller-quorum-voters "$VOTERS" \
-		--http-listen "${NODE_HTTP[i]}" --data-dir "$DATA/node-$i" \
+		--http-listen "${NODE_HTTP[i]}" --data-dir "$DATA/node-$i" --schema-registry-listen "" \
 		-c group.initial.rebalance.delay.ms=0 ${SLUICE_SERVE_ARGS:-} "$@" >>"$OUT/node-$i.log" 2>&1 &
 	NODE_PIDS[i]=$!
 	echo "$(date -Is) ---- bench-cluster: started pid ${NODE_PIDS[i]} $*" >>"$OUT/node-$i.log.marks"

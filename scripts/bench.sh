@@ -90,7 +90,7 @@ start_broker() {
 	if [ "$kind" != kfake ]; then
 		BROKER_DIR=$(mktemp -d "$BENCH_DIR/sluice-bench-data.XXXXXX")
 		# shellcheck disable=SC2086 # SLUICE_SERVE_ARGS is split on purpose
-		"$bin" serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --data-dir "$BROKER_DIR" ${SLUICE_SERVE_ARGS:-} >"$logf" 2>&1 &
+		"$bin" serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --schema-registry-listen "" --data-dir "$BROKER_DIR" ${SLUICE_SERVE_ARGS:-} >"$logf" 2>&1 &
 	else
 		./bin/benchref --listen 127.0.0.1:0 --partitions 6 >"$logf" 2>&1 &
 	fi

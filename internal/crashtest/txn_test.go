@@ -120,7 +120,7 @@ func tryStartAt(ctx context.Context, t *testing.T, bin, dataDir, logPath string,
 	defer lf.Close()
 	fmt.Fprintf(lf, "==== round %d: start on %s ====\n", round, addr)
 	mark, _ := lf.Seek(0, 1)
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", addr, "--http-listen", freePort(t), "--data-dir", dataDir}, args...)...)
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", addr, "--http-listen", freePort(t), "--data-dir", dataDir, "--schema-registry-listen", ""}, args...)...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -22,7 +22,7 @@ start_broker() {
 		KPORT=$(free_port)
 		HPORT=$(free_port)
 		B=127.0.0.1:$KPORT
-		"$TMP/sluice" serve --listen "$B" --http-listen "127.0.0.1:$HPORT" --data-dir "$TMP/data" \
+		"$TMP/sluice" serve --listen "$B" --http-listen "127.0.0.1:$HPORT" --data-dir "$TMP/data" --schema-registry-listen "" \
 			-c group.initial.rebalance.delay.ms=0 ${SLUICE_SERVE_ARGS:-} >>"$TMP/broker.log" 2>&1 &
 		BROKER_PID=$!
 		local deadline=$((SECONDS + 30))

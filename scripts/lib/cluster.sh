@@ -75,7 +75,7 @@ start_cluster() {
 		for i in $(seq 1 "$n"); do
 			"$TMP/sluice" serve --node-id "$i" --listen "${NODE_KAFKA[i]}" \
 				--controller-listen "${NODE_CTRL[i]}" --controller-quorum-voters "$voters" \
-				--http-listen "${NODE_HTTP[i]}" --data-dir "$TMP/node-$i" \
+				--http-listen "${NODE_HTTP[i]}" --data-dir "$TMP/node-$i" --schema-registry-listen "" \
 				-c group.initial.rebalance.delay.ms=0 \
 				-c default.replication.factor="$CLUSTER_RF" -c min.insync.replicas="$CLUSTER_MIN_ISR" \
 				${SLUICE_SERVE_ARGS:-} >>"$TMP/node-$i.log" 2>&1 &

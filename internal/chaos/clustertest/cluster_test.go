@@ -194,7 +194,7 @@ func startCluster(ctx context.Context, t *testing.T, dir string, elog *eventLog,
 			args = append(args, "--controller-listen", n.controller)
 		}
 		args = append(args, "--controller-quorum-voters", strings.Join(voters, ","),
-			"--http-listen", n.http, "--data-dir", n.dataDir)
+			"--http-listen", n.http, "--data-dir", n.dataDir, "--schema-registry-listen", "")
 		for _, kv := range brokerConfigs() {
 			args = append(args, "-c", kv)
 		}

@@ -112,6 +112,10 @@ type Node struct {
 	Controller string `json:"controller"`
 	HTTP       string `json:"http"`
 	DataDir    string `json:"dataDir"`
+	// Registry is where the node serves the schema registry: the first
+	// node with a Kafka listener only ("" for the others, and in layouts
+	// written before the registry).
+	Registry string `json:"registry,omitempty"`
 }
 
 // Layout is cluster.json.
@@ -150,7 +154,7 @@ const (
 // args are node n's `sluice serve` arguments in layout l.
 func (l Layout) args(n Node, logLevel string) []string {
 	args := []string{"serve", "--node-id", strconv.Itoa(int(n.ID)), "--controller-quorum-voters", l.Voters(),
-		"--http-listen", n.HTTP, "--data-dir", n.DataDir, "--log-level", logLevel}
+		"--http-listen", n.HTTP, "--data-dir", n.DataDir, "--log-level", logLevel, "--schema-registry-listen", n.Registry}
 	switch n.Role {
 	case roleBroker:
 		args = append(args, "--listen", n.Kafka, "-c", "process.roles=broker")
@@ -195,7 +199,13 @@ func RunCluster(ctx context.Context, o ClusterOptions, stdout, stderr io.Writer)
 			fmt.Fprintf(stdout, "  node %d  kafka %-21s controller %-21s http %-21s data %s\n", n.ID, n.Kafka, n.Controller, n.HTTP, n.DataDir)
 		}
 	}
-	fmt.Fprintf(stdout, "Bootstrap: %s\n  export SLUICE_BROKERS=%s\n  sluice cluster info\nCtrl-C stops every node.\n\n", layout.Bootstrap(), layout.Bootstrap())
+	fmt.Fprintf(stdout, "Bootstrap: %s\n  export SLUICE_BROKERS=%s\n  sluice cluster info\n", layout.Bootstrap(), layout.Bootstrap())
+	for _, n := range layout.Nodes {
+		if n.Registry != "" {
+			fmt.Fprintf(stdout, "Schema registry (node %d): http://%s\n  export SLUICE_SCHEMA_REGISTRY=http://%s\n", n.ID, n.Registry, n.Registry)
+		}
+	}
+	fmt.Fprintf(stdout, "Ctrl-C stops every node.\n\n")
 
 	var (
 		out   sync.Mutex // one line at a time on stdout
@@ -353,6 +363,16 @@ func loadOrPlan(dir string, n, controllers int, host string) (Layout, error) {
 			nd.Role, nd.Controller = roleBroker, ""
 		}
 		l.Nodes = append(l.Nodes, nd)
+	}
+	for i := range l.Nodes {
+		if l.Nodes[i].Kafka != "" {
+			a, err := freeAddr(host)
+			if err != nil {
+				return l, err
+			}
+			l.Nodes[i].Registry = a
+			break
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return l, fmt.Errorf("create %s: %w", dir, err)

@@ -2,6 +2,7 @@ package dev
 
 import (
 	"context"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -100,6 +101,24 @@ func TestDevClusterDedicatedControllers(t *testing.T) {
 	}
 	if fs := cl.PollFetches(ctx); fs.NumRecords() != 1 {
 		t.Fatalf("consumed %d records: %v", fs.NumRecords(), fs.Errors())
+	}
+	// The first broker serves the schema registry, printed with the layout.
+	reg := layout.Nodes[1].Registry
+	if reg == "" || layout.Nodes[0].Registry != "" || layout.Nodes[2].Registry != "" || !strings.Contains(stdout.String(), "http://"+reg) {
+		t.Fatalf("schema registry: %+v\n%s", layout.Nodes, stdout.String())
+	}
+	for {
+		resp, err := http.Get("http://" + reg + "/subjects")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the schema registry at %s does not answer: %v", reg, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if !strings.Contains(stdout.String(), "controller only") || !strings.Contains(stdout.String(), "broker only") {
 		t.Errorf("the printed layout does not show the roles:\n%s", stdout.String())
