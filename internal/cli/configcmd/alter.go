@@ -28,7 +28,7 @@ type AlterOptions struct {
 func alterCommand() *cobra.Command {
 	o := AlterOptions{}
 	cmd := &cobra.Command{
-		Use:   "alter (topic NAME | broker ID) [--set key=value]... [--delete key]...",
+		Use:   "alter (topic NAME | broker ID | broker default) [--set key=value]... [--delete key]...",
 		Short: "Set configs of a topic or a broker, or delete them back to their defaults",
 		Long: `Change a topic's or a broker's configs in one IncrementalAlterConfigs request:
 --set key=value sets a value, --delete key removes the value set on the topic
@@ -36,14 +36,15 @@ func alterCommand() *cobra.Command {
 applies again. Configs not named are left as they are.
 
 As kafka-configs.sh does, a --delete of a config that is not set there fails
-the whole command before anything is changed. Dynamic broker configs are
-cluster-wide in Sluice: altering them through any broker's id changes them for
-every broker; a broker's start-up configs (sluice serve -c) cannot be
-altered.`,
+the whole command before anything is changed. "broker ID" alters that broker's
+own dynamic configs, "broker default" the cluster-wide ones (kafka-configs.sh's
+--entity-default), which a broker's own take precedence over; a broker's
+start-up configs (sluice serve -c) cannot be altered.`,
 		Example: `  sluice config alter topic orders --set retention.ms=86400000
   sluice config alter topic orders --set cleanup.policy=compact --set min.cleanable.dirty.ratio=0.1
   sluice config alter topic orders --delete retention.ms
-  sluice config alter broker 1 --set log.retention.ms=3600000 -o json`,
+  sluice config alter broker 1 --set log.retention.ms=3600000 -o json
+  sluice config alter broker default --set log.retention.ms=3600000`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := parseResource(args[0], args[1])
@@ -83,7 +84,7 @@ func RunAlter(ctx context.Context, o AlterOptions) error {
 	if err := clientopts.CheckOutput(o.Output); err != nil {
 		return err
 	}
-	if o.Resource.Name == "" {
+	if o.Resource.Name == "" && o.Resource.Type != kmsg.ConfigResourceTypeBroker {
 		return errors.New("name the topic or broker whose configs to alter")
 	}
 	ch, err := ParseChanges(o.Set, "--set", o.Delete)
@@ -189,10 +190,13 @@ func Alter(ctx context.Context, adm *kadm.Client, r Resource, ch Changes) error 
 		resps kadm.AlterConfigsResponses
 		err   error
 	)
-	if r.Type == kmsg.ConfigResourceTypeBroker {
+	switch {
+	case r.Type == kmsg.ConfigResourceTypeBroker && r.Name == "":
+		resps, err = adm.AlterBrokerConfigs(ctx, alters) // the cluster-wide default
+	case r.Type == kmsg.ConfigResourceTypeBroker:
 		id, _ := strconv.ParseInt(r.Name, 10, 32)
 		resps, err = adm.AlterBrokerConfigs(ctx, alters, int32(id))
-	} else {
+	default:
 		resps, err = adm.AlterTopicConfigs(ctx, alters, r.Name)
 	}
 	if err != nil {

@@ -57,8 +57,12 @@ func parseResource(kind, name string) (Resource, error) {
 		}
 		return Topic(name), nil
 	case "broker", "brokers":
+		if name == "default" {
+			// Kafka's --entity-default: the cluster-wide dynamic configs.
+			return Resource{Type: kmsg.ConfigResourceTypeBroker, Name: ""}, nil
+		}
 		if _, err := strconv.ParseInt(name, 10, 32); err != nil {
-			return Resource{}, fmt.Errorf("broker %q: give the broker's id (a number, see `sluice cluster info`)", name)
+			return Resource{}, fmt.Errorf("broker %q: give the broker's id (a number, see `sluice cluster info`), or default for every broker", name)
 		}
 		return Resource{Type: kmsg.ConfigResourceTypeBroker, Name: name}, nil
 	}
@@ -67,6 +71,9 @@ func parseResource(kind, name string) (Resource, error) {
 
 func (r Resource) String() string {
 	if r.Type == kmsg.ConfigResourceTypeBroker {
+		if r.Name == "" {
+			return "every broker (the cluster-wide default)"
+		}
 		return "broker " + r.Name
 	}
 	return "topic " + r.Name
@@ -89,10 +96,13 @@ func describeConfigs(ctx context.Context, adm *kadm.Client, r Resource) ([]kadm.
 		rcs kadm.ResourceConfigs
 		err error
 	)
-	if r.Type == kmsg.ConfigResourceTypeBroker {
+	switch {
+	case r.Type == kmsg.ConfigResourceTypeBroker && r.Name == "":
+		rcs, err = adm.DescribeBrokerConfigs(ctx) // the cluster-wide default
+	case r.Type == kmsg.ConfigResourceTypeBroker:
 		id, _ := strconv.ParseInt(r.Name, 10, 32) // checked by parseResource
 		rcs, err = adm.DescribeBrokerConfigs(ctx, int32(id))
-	} else {
+	default:
 		rcs, err = adm.DescribeTopicConfigs(ctx, r.Name)
 	}
 	if err != nil {
@@ -183,7 +193,7 @@ func RunDescribe(ctx context.Context, o DescribeOptions) error {
 	if err := clientopts.CheckOutput(o.Output); err != nil {
 		return err
 	}
-	if o.Resource.Name == "" {
+	if o.Resource.Name == "" && o.Resource.Type != kmsg.ConfigResourceTypeBroker {
 		return errors.New("name the topic or broker whose configs to describe")
 	}
 	adm, _, err := o.Admin(ctx)

@@ -186,6 +186,24 @@ func TestBrokerConfigs(t *testing.T) {
 		!strings.HasPrefix(err.Error(), "configs of broker 7: ") {
 		t.Fatalf("describe broker 7: %v", err)
 	}
+	// "broker default": the cluster-wide configs, under a broker's own.
+	def, err := parseResource("broker", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ = clitest.Common(b.Addr, nil)
+	if err := RunAlter(ctx, AlterOptions{Common: c, Resource: def, Set: []string{"log.retention.ms=7200000"}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := describeJSON(t, b.Addr, def, false)["log.retention.ms"]; str(d.Value) != "7200000" || d.Source != "DYNAMIC_DEFAULT_BROKER_CONFIG" {
+		t.Fatalf("broker default's log.retention.ms: %+v", d)
+	}
+	if err := RunAlter(ctx, AlterOptions{Common: c, Resource: r, Set: []string{"log.retention.ms=3600000"}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := describeJSON(t, b.Addr, r, false)["log.retention.ms"]; str(d.Value) != "3600000" || d.Source != "DYNAMIC_BROKER_CONFIG" {
+		t.Fatalf("broker 1's own log.retention.ms over the default: %+v", d)
+	}
 }
 
 func TestParseResource(t *testing.T) {
@@ -194,7 +212,7 @@ func TestParseResource(t *testing.T) {
 		ok         bool
 	}{
 		{"topic", "orders", true}, {"broker", "1", true}, {"brokers", "2", true},
-		{"broker", "one", false}, {"group", "g", false}, {"topic", "", false},
+		{"broker", "default", true}, {"broker", "one", false}, {"group", "g", false}, {"topic", "", false},
 	} {
 		if _, err := parseResource(tc.kind, tc.name); (err == nil) != tc.ok {
 			t.Errorf("%s %q: %v", tc.kind, tc.name, err)
