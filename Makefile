@@ -7,7 +7,7 @@ GO ?= go
 FUZZTIME ?= 50000x
 LONGFUZZTIME ?= 5m
 
-.PHONY: test unit interop franz-go interop-cluster franz-go-cluster kafka-go fuzz-short fuzz crash chaos build vet
+.PHONY: test unit interop registry-interop franz-go interop-cluster franz-go-cluster kafka-go fuzz-short fuzz crash chaos build vet
 
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice
@@ -17,14 +17,21 @@ vet:
 	@test -z "$$(gofmt -l cmd internal)" || (gofmt -l cmd internal; echo "gofmt needed"; exit 1)
 
 # Every test: unit and integration tests (race detector on), the crash
-# test, the cross-client interop script, and each fuzz target briefly.
-test: vet unit interop franz-go interop-cluster franz-go-cluster kafka-go fuzz-short
+# test, the cross-client interop scripts (Kafka clients; schema registry
+# clients), and each fuzz target briefly.
+test: vet unit interop registry-interop franz-go interop-cluster franz-go-cluster kafka-go fuzz-short
 
 unit:
 	$(GO) test -race -timeout 20m ./...
 
 interop:
 	./scripts/interop.sh
+
+# The schema registry with clients nobody here wrote: kafkajs with
+# @kafkajs/confluent-schema-registry (Avro, JSON Schema, Confluent's wire
+# format through the broker), confluent-kafka's SchemaRegistryClient.
+registry-interop:
+	./scripts/registry-interop.sh
 
 franz-go:
 	./scripts/franz-suite.sh

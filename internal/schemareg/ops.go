@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -173,9 +174,11 @@ func (r *Registry) Register(ctx context.Context, subject string, req SchemaReque
 	return id, nil
 }
 
+// incompatible is the 409 of a registration; msgs are listed in brackets,
+// separated by ", " as Confluent's details are.
 func incompatible(subject string, msgs []string) *Error {
 	e := errorf(http.StatusConflict, codeIncompatibleSchema,
-		"Schema being registered is incompatible with an earlier schema for subject %q, details: %v", subject, msgs)
+		"Schema being registered is incompatible with an earlier schema for subject %q, details: [%s]", subject, strings.Join(msgs, ", "))
 	return e
 }
 
