@@ -11,6 +11,7 @@ import (
 	"github.com/sluice-io/sluice/internal/cli/backupcmd"
 	"github.com/sluice-io/sluice/internal/cli/bench"
 	"github.com/sluice-io/sluice/internal/cli/cluster"
+	collectcmd "github.com/sluice-io/sluice/internal/cli/collect"
 	"github.com/sluice-io/sluice/internal/cli/configcmd"
 	"github.com/sluice-io/sluice/internal/cli/consume"
 	"github.com/sluice-io/sluice/internal/cli/dev"
@@ -53,6 +54,7 @@ reach the brokers in --brokers (-b), or $SLUICE_BROKERS, or 127.0.0.1:9092.`,
 	root.AddCommand(group.Command(), configcmd.Command())
 	root.AddCommand(txn.Command())
 	root.AddCommand(schema.Command())
+	root.AddCommand(collectcmd.Command())
 	root.AddCommand(dev.Command())
 	root.InitDefaultCompletionCmd() // now rather than at Execute, so that the walk below sees it
 	refuseUnknownSubcommands(root)

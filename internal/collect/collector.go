@@ -1,0 +1,174 @@
+package collect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+)
+
+// Options configure New.
+type Options struct {
+	Brokers []string // seed brokers of the Kafka cluster
+	Config  *Config  // from ParseConfig or LoadConfig
+	Logger  *slog.Logger
+	// ClientOpts are added to the producer's kgo options (tests shorten
+	// metadata ages).
+	ClientOpts []kgo.Opt
+	// Now is the clock of receive times and rate limits; nil: time.Now.
+	Now func() time.Time
+	// Spool takes what the full in-memory buffer cannot; nil: 503.
+	Spool Spool
+}
+
+// Collector is the state of `sluice collect`: streams with their current
+// encoders, sources with their rate limits, and the producer. It keeps no
+// state worth saving: run as many as needed behind a load balancer.
+// Handler is safe for concurrent use; Refresh may run at the same time.
+type Collector struct {
+	cfg      *Config
+	log      *slog.Logger
+	now      func() time.Time
+	registry *sr.Client // nil when no stream has a schema
+	streams  map[string]*streamState
+	tokens   map[string]string // token -> source name
+	limiters map[string]*tokenBucket
+	producer *kgo.Client
+	buf      *buffer
+	m        *metrics
+
+	refreshMu sync.Mutex  // serializes Refresh; guards schemas
+	schemas   schemaCache // see schemaCache
+}
+
+// New builds a collector. It does not reach the cluster or the registry:
+// Refresh fetches the schemas (until it has, a stream with a schema
+// answers 503 and /readyz is not ready), the producer connects on its own.
+func New(o Options) (*Collector, error) {
+	if o.Config == nil {
+		return nil, errors.New("BUG: collect.New without a Config")
+	}
+	if len(o.Brokers) == 0 {
+		return nil, errors.New("collect: no brokers")
+	}
+	c := &Collector{cfg: o.Config, log: o.Logger, now: o.Now, streams: map[string]*streamState{},
+		tokens: map[string]string{}, limiters: map[string]*tokenBucket{}, m: newMetrics(), schemas: schemaCache{}}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	var err error
+	if c.registry, err = newRegistryClient(o.Config.SchemaRegistry); err != nil {
+		return nil, err
+	}
+	for name, st := range o.Config.Streams {
+		s := &streamState{name: name, cfg: st, version: -1}
+		if st.Schema != nil {
+			s.version, _ = st.Schema.version() // checked by ParseConfig
+		}
+		c.streams[name] = s
+	}
+	for name, src := range o.Config.Sources {
+		c.tokens[src.Token] = name
+		if src.RatePerSecond > 0 {
+			c.limiters[name] = newTokenBucket(src.RatePerSecond, src.Burst)
+		}
+	}
+	if c.producer, err = newProducer(o.Brokers, o.Config.Limits, o.ClientOpts); err != nil {
+		return nil, fmt.Errorf("collect: producer: %w", err)
+	}
+	c.buf = &buffer{cl: c.producer, limit: o.Config.Limits.BufferBytes, spool: o.Spool, m: c.m, log: c.log}
+	return c, nil
+}
+
+// Refresh fetches the schema of every stream that has none yet or follows
+// "latest", and installs its encoder; it returns the errors joined (a
+// stream whose fetch fails keeps the schema it had).
+func (c *Collector) Refresh(ctx context.Context) error {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	var errs []error
+	for _, s := range c.streams {
+		if err := c.refreshStream(ctx, s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// refreshRetry is how soon Run tries again after a failed Refresh.
+const refreshRetry = 2 * time.Second
+
+// Run refreshes the schemas now and every RefreshInterval (every
+// refreshRetry while some fail) until ctx is done.
+func (c *Collector) Run(ctx context.Context) {
+	for {
+		wait := c.cfg.RefreshInterval
+		if err := c.Refresh(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("schema refresh failed; streams keep the schemas they have", "err", err)
+			wait = min(wait, refreshRetry)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Ready reports whether every stream has its schema and the buffer has
+// room: a load balancer should send elsewhere until it does.
+func (c *Collector) Ready() error {
+	for _, s := range c.streams {
+		if s.encoder() == nil {
+			return fmt.Errorf("stream %s: schema not fetched yet", s.name)
+		}
+	}
+	if c.buf.full() {
+		return errors.New("in-memory buffer full: the cluster is not taking records")
+	}
+	return nil
+}
+
+// Close flushes the buffered records until ctx is done, then closes the
+// producer; records still buffered are lost (counted as dropped).
+func (c *Collector) Close(ctx context.Context) error {
+	err := c.producer.Flush(ctx)
+	c.producer.Close()
+	if err != nil {
+		return fmt.Errorf("collect: flush on close: %w", err)
+	}
+	return nil
+}
+
+// Handler serves the streams, /metrics, /healthz and /readyz.
+func (c *Collector) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/streams/{stream}", c.servePost)
+	mux.HandleFunc("GET /v1/streams/{stream}", c.serveGIF)
+	mux.HandleFunc("OPTIONS /v1/streams/{stream}", c.servePreflight)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(c.m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := c.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}
