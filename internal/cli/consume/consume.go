@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -30,6 +31,35 @@ type Options struct {
 	Group         string
 	Format        string // text with verbs, or "json"; "": %v
 	Partitions    []int32
+	// Decode prints keys and values in Confluent's wire format as JSON,
+	// their schemas from the registry at SchemaRegistry (decode.go).
+	Decode         bool
+	SchemaRegistry string
+}
+
+// defaultSchemaRegistry is where --decode finds the registry when neither
+// --schema-registry nor $SLUICE_SCHEMA_REGISTRY says: sluice serve's.
+const defaultSchemaRegistry = "http://127.0.0.1:8081"
+
+// newPrinterFor is newPrinter with the decoder --decode asks for.
+func (o Options) newPrinterFor(fm formatter, onPrinted func(*kgo.Record)) (*printer, error) {
+	p := newPrinter(o.Stdout(), fm, onPrinted)
+	if !o.Decode {
+		return p, nil
+	}
+	url := o.SchemaRegistry
+	if url == "" {
+		url = os.Getenv("SLUICE_SCHEMA_REGISTRY")
+	}
+	if url == "" {
+		url = defaultSchemaRegistry
+	}
+	d, err := newDecoder(url, o.Stderr())
+	if err != nil {
+		return nil, err
+	}
+	p.dec = d
+	return p, nil
 }
 
 // Command returns `sluice consume`.
@@ -68,7 +98,8 @@ started; a member assigned nothing exits at once.`,
   sluice consume orders --partition 0 --partition 2
   sluice consume orders --group billing
   sluice consume orders -g billing -n 10           # the next 10 of the group, committed
-  sluice consume orders -g billing --exit-at-end   # the group's records up to now`,
+  sluice consume orders -g billing --exit-at-end   # the group's records up to now
+  sluice consume pageviews --decode --from-beginning  # Avro/JSON Schema records as JSON`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.SetStreams(cmd)
@@ -86,6 +117,8 @@ started; a member assigned nothing exits at once.`,
 	f.StringVarP(&o.Group, "group", "g", "", "consume in this consumer group, committing offsets")
 	f.StringVarP(&o.Format, "format", "f", "%v", "record format: text with verbs (see above), or json")
 	f.Int32SliceVarP(&o.Partitions, "partition", "p", nil, "consume only these partitions (repeatable, or comma-separated)")
+	f.BoolVar(&o.Decode, "decode", false, "print keys and values in Confluent's wire format (schema id framing) as JSON: Avro decoded with its schema from the registry, JSON Schema as produced")
+	f.StringVar(&o.SchemaRegistry, "schema-registry", "", "the schema registry --decode asks (default $SLUICE_SCHEMA_REGISTRY, else "+defaultSchemaRegistry+")")
 	return cmd
 }
 
@@ -223,7 +256,10 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return true, len(done) == len(parts)
 	}
-	p := newPrinter(o.Stdout(), fm, nil)
+	p, err := o.newPrinterFor(fm, nil)
+	if err != nil {
+		return err
+	}
 	return loop(ctx, o, cl, p, accept)
 }
 
@@ -296,7 +332,7 @@ func loop(ctx context.Context, o Options, cl *kgo.Client, p *printer, accept fun
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			return p.flush()
 		}
-		stop, err := p.printFetches(o, fs, accept)
+		stop, err := p.printFetches(ctx, o, fs, accept)
 		if err != nil || stop {
 			return err
 		}

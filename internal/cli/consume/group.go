@@ -90,7 +90,10 @@ func runGroup(ctx context.Context, o Options, st start, fm formatter) (err error
 		cl.CloseAllowingRebalance()
 	}()
 
-	p := newPrinter(o.Stdout(), fm, func(r *kgo.Record) { cl.MarkCommitRecords(r) })
+	p, err := o.newPrinterFor(fm, func(r *kgo.Record) { cl.MarkCommitRecords(r) })
+	if err != nil {
+		return err
+	}
 	accept := func(*kgo.Record) (bool, bool) { return true, false }
 	if ends != nil {
 		accept = func(r *kgo.Record) (bool, bool) { return ends.accept(cl, r) }
@@ -106,7 +109,7 @@ func runGroup(ctx context.Context, o Options, st start, fm formatter) (err error
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			return p.flush()
 		}
-		stop, err := p.printFetches(o, fs, accept)
+		stop, err := p.printFetches(ctx, o, fs, accept)
 		cl.AllowRebalance()
 		if err != nil || stop {
 			return err

@@ -27,6 +27,8 @@ type printer struct {
 	pending   []pendingRecord   // handed to w, not yet known printed
 	printed   int               // records printed or pending
 	onPrinted func(*kgo.Record) // nil: nothing to tell
+	// dec, if set, decodes records in Confluent's wire format (--decode).
+	dec *decoder
 }
 
 type pendingRecord struct {
@@ -89,7 +91,7 @@ func (p *printer) settle() {
 // printFetches prints the records of fs that accept takes, then flushes.
 // It stops after --count records or when accept says so, and fails on a
 // fetch error (once what was printed before it is flushed).
-func (p *printer) printFetches(o Options, fs kgo.Fetches, accept func(*kgo.Record) (print, stop bool)) (stop bool, err error) {
+func (p *printer) printFetches(ctx context.Context, o Options, fs kgo.Fetches, accept func(*kgo.Record) (print, stop bool)) (stop bool, err error) {
 	var errs []string
 	fs.EachError(func(t string, part int32, err error) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -106,6 +108,9 @@ func (p *printer) printFetches(o Options, fs kgo.Fetches, accept func(*kgo.Recor
 		ok, stop = accept(r)
 		if !ok {
 			continue
+		}
+		if p.dec != nil {
+			p.dec.record(ctx, r)
 		}
 		if err := p.print(r); err != nil {
 			return true, err
