@@ -321,6 +321,7 @@ func (b *Broker) copyChanged(from, to string, prev map[string]iofs.FileInfo, app
 	}
 	copied := map[string]iofs.FileInfo{}
 	buf := make([]byte, moveBufferBytes)
+	sealedBelow := activeBase(prev) // segments below it were sealed before prev was taken
 	for _, n := range names {
 		if m.canceled.Load() || b.ctx.Err() != nil {
 			return nil, errMoveCanceled
@@ -344,7 +345,7 @@ func (b *Broker) copyChanged(from, to string, prev map[string]iofs.FileInfo, app
 				offset = p.Size()
 			case strings.HasSuffix(n, ".log") && p.Size() == fi.Size() && p.ModTime().Equal(fi.ModTime()) && !fi.ModTime().IsZero():
 				offset = fi.Size()
-			case appendOnly && base < activeBase(prev) && p.Size() == fi.Size():
+			case appendOnly && base < sealedBelow && p.Size() == fi.Size():
 				// The indexes of a segment sealed before the first pass
 				// are final until a truncation or a cleaner swap.
 				offset = fi.Size()
