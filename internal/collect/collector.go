@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/sluice-io/sluice/internal/vfs"
 )
 
 // Options configure New.
@@ -24,8 +26,8 @@ type Options struct {
 	ClientOpts []kgo.Opt
 	// Now is the clock of receive times and rate limits; nil: time.Now.
 	Now func() time.Time
-	// Spool takes what the full in-memory buffer cannot; nil: 503.
-	Spool Spool
+	// FS holds the spool (Config.Spool.Dir); nil: the operating system's.
+	FS vfs.FS
 }
 
 // Collector is the state of `sluice collect`: streams with their current
@@ -41,7 +43,9 @@ type Collector struct {
 	tokens   map[string]string // token -> source name
 	limiters map[string]*tokenBucket
 	producer *kgo.Client
+	replayer *kgo.Client // nil without a spool
 	buf      *buffer
+	spool    *Spool // nil without one
 	m        *metrics
 
 	refreshMu sync.Mutex  // serializes Refresh; guards schemas
@@ -83,10 +87,27 @@ func New(o Options) (*Collector, error) {
 			c.limiters[name] = newTokenBucket(src.RatePerSecond, src.Burst)
 		}
 	}
-	if c.producer, err = newProducer(o.Brokers, o.Config.Limits, o.ClientOpts); err != nil {
+	if c.producer, err = newProducer(o.Brokers, o.Config.Limits, false, o.ClientOpts); err != nil {
 		return nil, fmt.Errorf("collect: producer: %w", err)
 	}
-	c.buf = &buffer{cl: c.producer, limit: o.Config.Limits.BufferBytes, spool: o.Spool, m: c.m, log: c.log}
+	c.buf = &buffer{cl: c.producer, limit: o.Config.Limits.BufferBytes, m: c.m, log: c.log}
+	if dir := o.Config.Spool.Dir; dir != "" {
+		fsys := o.FS
+		if fsys == nil {
+			fsys = vfs.OS()
+		}
+		if c.spool, err = openSpool(fsys, dir, o.Config.Spool.MaxBytes, c.log, c.m); err != nil {
+			c.producer.Close()
+			return nil, err
+		}
+		if c.replayer, err = newProducer(o.Brokers, o.Config.Limits, true, o.ClientOpts); err != nil {
+			c.producer.Close()
+			c.spool.closeWriter()
+			return nil, fmt.Errorf("collect: replay producer: %w", err)
+		}
+		c.buf.spool = c.spool
+		c.spool.start(c.buf, c.replayer)
+	}
 	return c, nil
 }
 
@@ -128,25 +149,41 @@ func (c *Collector) Run(ctx context.Context) {
 	}
 }
 
-// Ready reports whether every stream has its schema and the buffer has
-// room: a load balancer should send elsewhere until it does.
+// Ready reports whether every stream has its schema and the buffer (or
+// else the spool) has room: a load balancer should send elsewhere until
+// it does.
 func (c *Collector) Ready() error {
 	for _, s := range c.streams {
 		if s.encoder() == nil {
 			return fmt.Errorf("stream %s: schema not fetched yet", s.name)
 		}
 	}
-	if c.buf.full() {
+	if c.spool != nil {
+		if c.spool.full() {
+			return errors.New("disk spool full: the cluster has not been taking records")
+		}
+	} else if c.buf.full() {
 		return errors.New("in-memory buffer full: the cluster is not taking records")
 	}
 	return nil
 }
 
 // Close flushes the buffered records until ctx is done, then closes the
-// producer; records still buffered are lost (counted as dropped).
+// producer. With a spool, replay stops first, and records still buffered
+// at the end are spooled, to be sent by the next collector on the spool;
+// without one they are lost (counted as dropped).
 func (c *Collector) Close(ctx context.Context) error {
+	if c.spool != nil {
+		c.spool.Close(ctx)
+		c.replayer.Close()
+	}
 	err := c.producer.Flush(ctx)
 	c.producer.Close()
+	if c.spool != nil {
+		if serr := c.spool.closeWriter(); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("collect: flush on close: %w", err)
 	}

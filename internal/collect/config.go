@@ -45,6 +45,7 @@ type Config struct {
 	// RefreshInterval: how often "latest" schemas are fetched again.
 	RefreshInterval time.Duration `yaml:"refresh_interval"`
 	Limits          Limits        `yaml:"limits"`
+	Spool           SpoolConfig   `yaml:"spool"`
 	CORS            CORS          `yaml:"cors"`
 	// Sources are the senders that hold a token, by name.
 	Sources map[string]Source `yaml:"sources"`
@@ -59,6 +60,14 @@ type Limits struct {
 	BufferBytes     int64         `yaml:"buffer_bytes"`
 	DeliveryTimeout time.Duration `yaml:"delivery_timeout"`
 	RetryAfter      time.Duration `yaml:"retry_after"`
+}
+
+// SpoolConfig places the disk spool that takes events while the cluster
+// cannot; without a dir there is none, and a full buffer is a 503.
+type SpoolConfig struct {
+	Dir string `yaml:"dir"`
+	// MaxBytes bounds the spool's files (0: DefaultSpoolBytes); full, 503.
+	MaxBytes int64 `yaml:"max_bytes"`
 }
 
 // CORS lists the origins browsers may post from ("*": any).
@@ -168,6 +177,9 @@ func (c *Config) check() error {
 	}
 	if l.RetryAfter <= 0 {
 		l.RetryAfter = DefaultRetryAfter
+	}
+	if c.Spool.MaxBytes <= 0 {
+		c.Spool.MaxBytes = DefaultSpoolBytes
 	}
 	tokens := map[string]string{}
 	for name, s := range c.Sources {

@@ -40,14 +40,28 @@
 // new version is used without a restart (events already buffered keep
 // the schema id they were encoded with).
 //
-// # Buffer and backpressure
+// # Buffer, spool and backpressure
 //
 // The handler never waits for the cluster. Accepted records wait in an
 // in-memory buffer bounded in bytes (limits.buffer_bytes); a request's
 // records are reserved all at once, so a request is taken whole or
-// refused whole with a 503, and a client retrying sends no duplicates.
-// The Spool interface is the seam for a disk spool that would take what
-// the full buffer cannot; without one, the answer is 503. A record the
-// cluster has not acknowledged within limits.delivery_timeout is dropped
-// and counted (sluice_collect_events_dropped_total{reason="delivery"}).
+// refused whole, and a client retrying after a 503 sends no duplicates.
+//
+// With a spool (spool.dir), what the buffer cannot take goes to segment
+// files on disk, fsynced before the 202, bounded by spool.max_bytes; so do
+// records the cluster has not acknowledged within limits.delivery_timeout.
+// A second producer replays the spool in order once the cluster takes
+// records again, saving its position (replay.checkpoint) after each
+// acknowledged window; while anything is spooled, new requests go to the
+// spool too, so that none overtakes an earlier event. Only a full spool
+// (or a failing disk) answers 503. Without a spool, a full buffer is a 503
+// and a record the delivery timeout fails is dropped and counted
+// (sluice_collect_events_dropped_total{reason="delivery"}).
+//
+// What a kill -9 (or a power cut) keeps: every event answered 202 from the
+// spool; the next collector on the same spool dir replays it. Events of
+// the replay window the kill interrupted may reach the topic twice (the
+// idempotent producer dedupes its own retries within one run, not across
+// runs). Events answered 202 from the in-memory buffer and not yet
+// acknowledged are lost; a clean stop spools what it cannot flush.
 package collect

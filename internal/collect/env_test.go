@@ -50,13 +50,20 @@ type testBroker struct {
 
 func startBroker(t *testing.T) *testBroker {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return startBrokerOn(t, t.TempDir(), "127.0.0.1:0")
+}
+
+// startBrokerOn starts a broker on dataDir listening on addr: a broker
+// stopped before comes back with its topics on the same address.
+func startBrokerOn(t *testing.T, dataDir, addr string) *testBroker {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	host, portStr, _ := net.SplitHostPort(ln.Addr().String())
 	port, _ := strconv.Atoi(portStr)
-	b, err := broker.Open(broker.Config{NodeID: 1, DataDir: t.TempDir(), Host: host, Port: int32(port),
+	b, err := broker.Open(broker.Config{NodeID: 1, DataDir: dataDir, Host: host, Port: int32(port),
 		Logger: testLogger(), RetentionCheckInterval: time.Hour})
 	if err != nil {
 		ln.Close()

@@ -287,8 +287,16 @@ func (c *Collector) ingest(w http.ResponseWriter, s *streamState, source string,
 		return http.StatusBadRequest, resp
 	}
 	if err := c.buf.produce(s.name, recs); err != nil {
-		c.m.dropped.WithLabelValues(s.name, "buffer_full").Add(float64(len(recs)))
-		c.fail(w, s.name, http.StatusServiceUnavailable, "the collector's buffer is full (the cluster is slow or down); retry later")
+		reason, msg := "buffer_full", "the collector's buffer is full (the cluster is slow or down); retry later"
+		switch {
+		case errors.Is(err, errSpoolFull):
+			reason, msg = "spool_full", "the collector's buffer and disk spool are full (the cluster has been down or slow); retry later"
+		case !errors.Is(err, errBufferFull):
+			reason, msg = "spool_error", "the collector cannot write its disk spool; retry later"
+			c.log.Error("spool write failed", "stream", s.name, "err", err)
+		}
+		c.m.dropped.WithLabelValues(s.name, reason).Add(float64(len(recs)))
+		c.fail(w, s.name, http.StatusServiceUnavailable, msg)
 		return 0, nil
 	}
 	resp.Accepted = len(recs)

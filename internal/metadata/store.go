@@ -122,7 +122,7 @@ type Store struct {
 	fsm    *fsm
 	raft   *raft.Raft
 	logs   *logStore           // closed after raft
-	lock   *dirLock            // released last
+	lock   *vfs.DirLock        // released last
 	net    *observingTransport // nil for the in-memory transport
 	peers  map[int32]string    // voter id -> address as this node dials it; empty for a quorum of one
 
@@ -237,24 +237,24 @@ func open(cfg Config, opts openOptions) (_ *Store, err error) {
 		return nil, err
 	}
 	if err := migrateLegacy(fsys, cfg.Dir, logger); err != nil {
-		lock.release()
+		lock.Release()
 		return nil, err
 	}
 	logs, err := openLogStore(fsys, cfg.Dir, logger)
 	if err != nil {
-		lock.release()
+		lock.Release()
 		return nil, err
 	}
 	stable, err := openStableStore(fsys, cfg.Dir)
 	if err != nil {
 		logs.Close()
-		lock.release()
+		lock.Release()
 		return nil, err
 	}
 	snaps, err := openSnapshotStore(fsys, cfg.Dir, snapshotsRetained, logger)
 	if err != nil {
 		logs.Close()
-		lock.release()
+		lock.Release()
 		return nil, err
 	}
 
@@ -310,7 +310,7 @@ func open(cfg Config, opts openOptions) (_ *Store, err error) {
 	fail := func(err error) (*Store, error) {
 		closeTr()
 		logs.Close()
-		lock.release()
+		lock.Release()
 		return nil, err
 	}
 	existing, err := raft.HasExistingState(logs, stable, snaps)
@@ -972,7 +972,7 @@ func (s *Store) Close() error {
 		if cerr := s.logs.Close(); err == nil && cerr != nil {
 			err = cerr
 		}
-		if cerr := s.lock.release(); err == nil && cerr != nil {
+		if cerr := s.lock.Release(); err == nil && cerr != nil {
 			err = cerr
 		}
 		if err != nil {

@@ -149,7 +149,7 @@ func TestOpenEmptyDir(t *testing.T) {
 	if img.Index == 0 {
 		t.Error("Index = 0 after the activation record")
 	}
-	for _, name := range []string{journalName, stableName, lockName} {
+	for _, name := range []string{journalName, stableName, vfs.LockName} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}

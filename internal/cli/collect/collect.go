@@ -41,6 +41,7 @@ type Options struct {
 	ConfigPath      string
 	SchemaRegistry  string // overrides the config's schema_registry when set
 	CollectorID     string // overrides the config's collector_id when set
+	SpoolDir        string // overrides the config's spool.dir when set
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	Err             io.Writer // logs; nil: stderr
@@ -54,7 +55,10 @@ const exampleConfig = `  # collect.yaml
     max_body_bytes: 1048576            # 413 over it (also once gunzipped)
     max_events: 1000                   # per request; 413 over it
     buffer_bytes: 67108864             # in-memory buffer; 503 + Retry-After when full
-    delivery_timeout: 2m               # then an accepted event is dropped (and counted)
+    delivery_timeout: 2m               # then an accepted event is spooled (or dropped without a spool)
+  spool:                               # events the cluster cannot take now wait here, on disk
+    dir: /var/lib/sluice-collect       # fsynced before the 202; replayed in order; no dir: no spool
+    max_bytes: 1073741824              # full: 503 + Retry-After
   cors:
     allowed_origins: ["https://shop.example"]
   sources:
@@ -98,9 +102,21 @@ Answers: 202 with {"accepted":N,"invalid":M,"errors":[{"index","reason","error"}
 (the events are buffered; delivery is asynchronous); 400 body not JSON or no
 valid event; 401 no token; 403 wrong token; 404 no such stream; 413 over
 max_body_bytes or max_events; 429 over the source's rate; 503 + Retry-After
-when the in-memory buffer is full (the cluster is slow or down) or a schema is
-not fetched yet. /metrics (sluice_collect_*), /healthz and /readyz (not ready
-while a schema is missing or the buffer is full) are on the same port.
+when the in-memory buffer is full (the cluster is slow or down) and there is no
+spool or the spool is full, or a schema is not fetched yet. /metrics
+(sluice_collect_*), /healthz and /readyz (not ready while a schema is missing
+or the buffer, or else the spool, is full) are on the same port.
+
+With a spool (--spool-dir or spool.dir), what the cluster cannot take now is
+written to disk and fsynced before the 202, then replayed in order when the
+cluster takes records again; requests go to the spool while it replays, so no
+event overtakes an earlier one. What survives a kill -9 of the collector (or a
+power cut): every event answered 202 from the spool, replayed by the next
+collector started on the same --spool-dir; events of the last replay step may
+then reach the topic twice (the idempotent producer dedupes retries within one
+run only). Events answered 202 from the in-memory buffer and not yet
+acknowledged by the cluster are lost on a kill -9; a clean stop (SIGTERM)
+spools what it cannot flush.
 
 Example config:
 ` + exampleConfig,
@@ -127,6 +143,7 @@ Example config:
 	fs.StringVarP(&o.ConfigPath, "config", "c", "", "the collector's config file (YAML or JSON; see above)")
 	fs.StringVar(&o.SchemaRegistry, "schema-registry", "", "schema registry URL, overriding the config's schema_registry")
 	fs.StringVar(&o.CollectorID, "collector-id", "", "this collector's id, overriding the config's collector_id")
+	fs.StringVar(&o.SpoolDir, "spool-dir", "", "directory of the disk spool, overriding the config's spool.dir (one collector per dir)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGTERM, how long to finish requests and flush buffered events")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.MarkFlagRequired("config")
@@ -154,6 +171,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.CollectorID != "" {
 		cfg.CollectorID = o.CollectorID
+	}
+	if o.SpoolDir != "" {
+		cfg.Spool.Dir = o.SpoolDir
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = DefaultShutdownTimeout
@@ -186,7 +206,7 @@ func Run(ctx context.Context, o Options) error {
 		log.Warn("HTTP shutdown", "err", err)
 	}
 	if err := c.Close(stopCtx); err != nil {
-		log.Warn("buffered events not all delivered before the shutdown timeout", "err", err)
+		log.Warn("buffered events not all delivered before the shutdown timeout (with a spool, they are spooled)", "err", err)
 	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("collect: serve: %w", serveErr)
