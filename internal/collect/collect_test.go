@@ -487,7 +487,8 @@ streams:
 	}
 	a = post(t, u, `{"a":1}`, map[string]string{"Origin": "https://shop.example", "Content-Type": "text/plain"})
 	wantCode(t, "post, allowed", a, http.StatusAccepted)
-	if a.header.Get("Access-Control-Allow-Origin") != "https://shop.example" || a.header.Get("Access-Control-Allow-Credentials") != "true" {
+	if a.header.Get("Access-Control-Allow-Origin") != "https://shop.example" || a.header.Get("Access-Control-Allow-Credentials") != "true" ||
+		a.header.Get("Access-Control-Expose-Headers") != "Retry-After" {
 		t.Fatalf("post, allowed: headers %v", a.header)
 	}
 	a = post(t, u, `{"a":2}`, map[string]string{"Origin": "https://evil.example", "Content-Type": "text/plain"})

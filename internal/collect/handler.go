@@ -102,6 +102,9 @@ func (c *Collector) cors(w http.ResponseWriter, r *http.Request) bool {
 	// a browser refuses "*" with credentials.
 	w.Header().Set("Access-Control-Allow-Origin", origin)
 	w.Header().Set("Access-Control-Allow-Credentials", "true")
+	// A page reads only safelisted headers of a cross-origin answer, and
+	// Retry-After (of a 429 or 503) is not one.
+	w.Header().Set("Access-Control-Expose-Headers", "Retry-After")
 	return true
 }
 
