@@ -12,6 +12,7 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	sjson "github.com/segmentio/encoding/json"
 	"github.com/twmb/franz-go/pkg/sr"
 )
 
@@ -32,8 +33,9 @@ const wireMagic = 0
 // one.
 type encoder interface {
 	// encode returns the record value of event (a JSON object as
-	// received), or an error saying why the event is invalid.
-	encode(event json.RawMessage) ([]byte, error)
+	// received; fields is it decoded by decodeEvent), or an error saying
+	// why the event is invalid. The event is parsed once, by the caller.
+	encode(event json.RawMessage, fields map[string]any) ([]byte, error)
 	// schemaID is the registry id of the schema, 0 for none.
 	schemaID() int
 }
@@ -41,8 +43,33 @@ type encoder interface {
 // rawEncoder is a stream without a schema: any JSON object, as received.
 type rawEncoder struct{}
 
-func (rawEncoder) encode(e json.RawMessage) ([]byte, error) { return e, nil }
-func (rawEncoder) schemaID() int                            { return 0 }
+func (rawEncoder) encode(e json.RawMessage, _ map[string]any) ([]byte, error) { return e, nil }
+func (rawEncoder) schemaID() int                                              { return 0 }
+
+// jsonSpace is JSON's whitespace (not Unicode's: "\f" is not).
+const jsonSpace = " \t\r\n"
+
+// decodeEvent decodes one event as jsonschema.UnmarshalJSON does (numbers
+// as json.Number, so that a long does not pass through float64, and
+// nothing after the value), for every encoder and the key: an event is
+// parsed once. An event that is not an object gives nil fields.
+//
+// It is the collector's hottest path, so it uses segmentio/encoding's
+// parser (the standard one's semantics, several times as fast), and
+// strings point into event instead of being copied (ZeroCopy): the
+// fields live no longer than the request's body.
+func decodeEvent(event json.RawMessage) (map[string]any, error) {
+	var v any
+	rest, err := sjson.Parse(event, &v, sjson.UseNumber|sjson.ZeroCopy)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimLeft(rest, jsonSpace)) != 0 {
+		return nil, errors.New("data after the JSON value")
+	}
+	fields, _ := v.(map[string]any)
+	return fields, nil
+}
 
 // newEncoder builds the encoder of a registered schema.
 func newEncoder(ss sr.SubjectSchema, jsonPrefix bool) (encoder, error) {
@@ -95,12 +122,8 @@ type jsonEncoder struct {
 
 func (e *jsonEncoder) schemaID() int { return e.id }
 
-func (e *jsonEncoder) encode(event json.RawMessage) ([]byte, error) {
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(event))
-	if err != nil {
-		return nil, err
-	}
-	if err := e.schema.Validate(v); err != nil {
+func (e *jsonEncoder) encode(event json.RawMessage, fields map[string]any) ([]byte, error) {
+	if err := e.schema.Validate(fields); err != nil {
 		var ve *jsonschema.ValidationError
 		if errors.As(err, &ve) {
 			// The first line is "jsonschema validation failed with URL";
@@ -128,14 +151,8 @@ type avroEncoder struct {
 
 func (e *avroEncoder) schemaID() int { return e.id }
 
-func (e *avroEncoder) encode(event json.RawMessage) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(event))
-	dec.UseNumber() // a long must not pass through float64
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	native, err := avroNative(e.schema, v, "")
+func (e *avroEncoder) encode(_ json.RawMessage, fields map[string]any) ([]byte, error) {
+	native, err := avroNative(e.schema, fields, "")
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,10 @@
 package collect
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -33,12 +36,21 @@ func avroEnc(t *testing.T, schema string) encoder {
 	return e
 }
 
+// encodeRaw decodes and encodes an event as the handler does.
+func encodeRaw(e encoder, raw json.RawMessage) ([]byte, error) {
+	fields, err := decodeEvent(raw)
+	if err != nil {
+		return nil, err
+	}
+	return e.encode(raw, fields)
+}
+
 // Every Avro type the collector converts from JSON round-trips.
 func TestAvroEveryType(t *testing.T) {
 	e := avroEnc(t, everyType)
 	event := `{"b":true,"i":-5,"f":1.5,"d":2.25,"by":"\u0000\u00ff","fx":"a\u00ff","en":"BLUE","arr":[1,9007199254740993],
 		"m":{"k":"v"},"sub":{"x":3},"u":"str"}`
-	v, err := e.encode(json.RawMessage(event))
+	v, err := encodeRaw(e, json.RawMessage(event))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +96,7 @@ func TestAvroRefusals(t *testing.T) {
 		}
 		ev[c.field] = c.value
 		raw, _ := json.Marshal(ev)
-		if _, err := e.encode(raw); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := encodeRaw(e, raw); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s=%v: %v, want %q", c.field, c.value, err, c.want)
 		}
 	}
@@ -114,6 +126,37 @@ func FuzzParseEvents(f *testing.F) {
 			if e.reason != "" && e.reason != reasonBadJSON {
 				t.Fatalf("reason %q", e.reason)
 			}
+		}
+	})
+}
+
+// FuzzDecodeEvent holds decodeEvent (segmentio/encoding's parser) to the
+// standard library's: the same events refused, the same values decoded.
+func FuzzDecodeEvent(f *testing.F) {
+	for _, s := range []string{`{"a":1,"b":[1.5e3,"x",null,true],"c":{"d":"\u00e9\ud83d\ude00"}}`, `{"n":9007199254740993}`,
+		`{"a":1} x`, `[1]`, `{"a":"\xff"}`, `{"a":1,"a":2}`, ` {"s":"\n"} `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := decodeEvent(raw)
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var want any
+		werr := dec.Decode(&want)
+		if werr == nil {
+			if _, terr := dec.Token(); terr != io.EOF {
+				werr = errors.New("data after the value")
+			}
+		}
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("%q: decodeEvent %v, encoding/json %v", raw, err, werr)
+		}
+		if err != nil {
+			return
+		}
+		wantFields, _ := want.(map[string]any)
+		if !reflect.DeepEqual(got, wantFields) {
+			t.Fatalf("%q: decodeEvent %#v, encoding/json %#v", raw, got, wantFields)
 		}
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	sjson "github.com/segmentio/encoding/json"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -270,12 +271,12 @@ func (c *Collector) ingest(w http.ResponseWriter, s *streamState, source string,
 			invalid(i, e.reason, e.err)
 			continue
 		}
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(e.raw, &fields); err != nil || fields == nil {
+		fields, err := decodeEvent(e.raw)
+		if err != nil || fields == nil {
 			invalid(i, reasonNotObject, "an event must be a JSON object")
 			continue
 		}
-		value, err := enc.encode(e.raw)
+		value, err := enc.encode(e.raw, fields)
 		if err != nil {
 			invalid(i, reasonSchema, err.Error())
 			continue
@@ -309,20 +310,23 @@ func (c *Collector) ingest(w http.ResponseWriter, s *streamState, source string,
 }
 
 // keyOf returns the record key: the field's string, or its JSON text for
-// another type; nil when the field is absent or null.
-func keyOf(fields map[string]json.RawMessage, field string) []byte {
+// another type (a number as written, an object or array compacted with
+// its keys sorted); nil when the field is absent or null.
+func keyOf(fields map[string]any, field string) []byte {
 	if field == "" {
 		return nil
 	}
-	v, ok := fields[field]
-	if !ok || string(v) == "null" {
+	switch v := fields[field].(type) {
+	case nil:
 		return nil
+	case string:
+		return []byte(v)
+	case json.Number:
+		return []byte(v)
+	default:
+		b, _ := json.Marshal(v)
+		return b
 	}
-	var s string
-	if json.Unmarshal(v, &s) == nil {
-		return []byte(s)
-	}
-	return bytes.Clone(v)
 }
 
 // readBody reads the body, gunzipped when it says so (Content-Encoding)
@@ -369,9 +373,15 @@ func parseEvents(body []byte) ([]event, error) {
 	if len(body) == 0 {
 		return nil, errEmptyBody
 	}
+	// segmentio/encoding's parser, as in decodeEvent; the events point
+	// into body (ZeroCopy), which is the request's own.
 	if body[0] == '[' {
 		var arr []json.RawMessage
-		if err := json.Unmarshal(body, &arr); err != nil {
+		rest, err := sjson.Parse(body, &arr, sjson.ZeroCopy)
+		if err == nil && len(bytes.TrimLeft(rest, jsonSpace)) != 0 {
+			err = errors.New("data after the array")
+		}
+		if err != nil {
 			return nil, fmt.Errorf("body is not JSON: %w", err)
 		}
 		if len(arr) == 0 {
@@ -384,15 +394,16 @@ func parseEvents(body []byte) ([]event, error) {
 		return events, nil
 	}
 	var events []event
-	dec := json.NewDecoder(bytes.NewReader(body))
-	for {
-		var raw json.RawMessage
-		err := dec.Decode(&raw)
-		if err == io.EOF {
+	for rest := body; ; {
+		rest = bytes.TrimLeft(rest, jsonSpace)
+		if len(rest) == 0 {
 			return events, nil
 		}
+		var raw json.RawMessage
+		next, err := sjson.Parse(rest, &raw, sjson.ZeroCopy)
 		if err == nil {
 			events = append(events, event{raw: raw})
+			rest = next
 			continue
 		}
 		if !bytes.Contains(body, []byte("\n")) {
