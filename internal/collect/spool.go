@@ -43,7 +43,7 @@ const (
 	// times (each after the replay client's own retries) is dropped.
 	spoolMaxAttempts = 5
 	// spoolReadyHeadroomBytes: /readyz says not ready when the spool has
-	// less room than this left.
+	// less room than this left (or a sixteenth of a smaller spool).
 	spoolReadyHeadroomBytes = 4 << 20
 )
 
@@ -274,7 +274,7 @@ func (s *Spool) pending() bool {
 func (s *Spool) full() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.bytes+spoolReadyHeadroomBytes > s.limit
+	return s.bytes+min(spoolReadyHeadroomBytes, s.limit/16) > s.limit
 }
 
 // put appends recs (of one request of stream) to the spool and returns

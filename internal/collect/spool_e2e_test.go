@@ -134,6 +134,9 @@ streams:
   events: {topic: events}
 `, t.TempDir()), nil)
 	u := base + "/v1/streams/events"
+	if err := c.Ready(); err != nil {
+		t.Fatalf("not ready with an empty spool: %v", err)
+	}
 	b.stop()
 	accepted := 0
 	var a answer
