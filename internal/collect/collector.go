@@ -87,6 +87,12 @@ func New(o Options) (*Collector, error) {
 			c.limiters[name] = newTokenBucket(src.RatePerSecond, src.Burst)
 		}
 	}
+	if o.Config.Limits.DeliveryTimeout == 0 {
+		o.Config.Limits.DeliveryTimeout = DefaultDeliveryTimeout
+		if o.Config.Spool.Dir != "" {
+			o.Config.Limits.DeliveryTimeout = DefaultSpoolDeliveryTimeout
+		}
+	}
 	if c.producer, err = newProducer(o.Brokers, o.Config.Limits, false, o.ClientOpts); err != nil {
 		return nil, fmt.Errorf("collect: producer: %w", err)
 	}
@@ -129,17 +135,31 @@ func (c *Collector) Refresh(ctx context.Context) error {
 // refreshRetry is how soon Run tries again after a failed Refresh.
 const refreshRetry = 2 * time.Second
 
+// refreshWarnEvery: while the same refresh error repeats (the registry is
+// down), it is logged as a warning at most this often.
+const refreshWarnEvery = 30 * time.Second
+
 // Run refreshes the schemas now and every RefreshInterval (every
 // refreshRetry while some fail) until ctx is done.
 func (c *Collector) Run(ctx context.Context) {
+	var lastWarn time.Time
+	var lastErr string
 	for {
 		wait := c.cfg.RefreshInterval
 		if err := c.Refresh(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			c.log.Warn("schema refresh failed; streams keep the schemas they have", "err", err)
+			level := slog.LevelWarn
+			if err.Error() == lastErr && time.Since(lastWarn) < refreshWarnEvery {
+				level = slog.LevelDebug
+			} else {
+				lastWarn, lastErr = time.Now(), err.Error()
+			}
+			c.log.Log(ctx, level, "schema refresh failed; streams keep the schemas they have", "err", err)
 			wait = min(wait, refreshRetry)
+		} else {
+			lastErr = ""
 		}
 		select {
 		case <-ctx.Done():

@@ -26,8 +26,13 @@ const (
 	// registry for a newer version.
 	DefaultRefreshInterval = 30 * time.Second
 	// DefaultDeliveryTimeout is how long a record may wait for the cluster
-	// before it is dropped (counted in sluice_collect_events_dropped_total).
+	// in memory before it is dropped (counted in
+	// sluice_collect_events_dropped_total), without a spool.
 	DefaultDeliveryTimeout = 2 * time.Minute
+	// DefaultSpoolDeliveryTimeout is how long a record may wait for the
+	// cluster in memory, with a spool, before it is spooled: short, because
+	// a kill -9 loses what is in memory and not what is spooled.
+	DefaultSpoolDeliveryTimeout = 10 * time.Second
 	// DefaultRetryAfter is the Retry-After of a 503 and a 429.
 	DefaultRetryAfter = 1 * time.Second
 )
@@ -172,8 +177,10 @@ func (c *Config) check() error {
 	if l.BufferBytes <= 0 {
 		l.BufferBytes = DefaultBufferBytes
 	}
-	if l.DeliveryTimeout <= 0 {
-		l.DeliveryTimeout = DefaultDeliveryTimeout
+	// DeliveryTimeout 0 is decided by New: it depends on the spool, which
+	// a flag may set after the file is parsed.
+	if l.DeliveryTimeout < 0 {
+		l.DeliveryTimeout = 0
 	}
 	if l.RetryAfter <= 0 {
 		l.RetryAfter = DefaultRetryAfter

@@ -346,3 +346,30 @@ func TestCheckpointDecode(t *testing.T) {
 		t.Fatal("short checkpoint accepted")
 	}
 }
+
+// With a spool, an event waits in memory 10 s by default before it is
+// spooled (a kill -9 loses memory, not the spool); without, 2 minutes
+// before it is dropped. A delivery_timeout in the file wins.
+func TestDeliveryTimeoutDefaults(t *testing.T) {
+	for _, c := range []struct {
+		config string
+		want   time.Duration
+	}{
+		{"streams: {s: {topic: t}}\n", DefaultDeliveryTimeout},
+		{fmt.Sprintf("spool: {dir: %s}\nstreams: {s: {topic: t}}\n", t.TempDir()), DefaultSpoolDeliveryTimeout},
+		{fmt.Sprintf("limits: {delivery_timeout: 1m}\nspool: {dir: %s}\nstreams: {s: {topic: t}}\n", t.TempDir()), time.Minute},
+	} {
+		cfg, err := ParseConfig([]byte(c.config))
+		if err != nil {
+			t.Fatal(err)
+		}
+		col, err := New(Options{Brokers: []string{"127.0.0.1:1"}, Config: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := col.cfg.Limits.DeliveryTimeout; got != c.want {
+			t.Errorf("%q: delivery timeout %v, want %v", c.config, got, c.want)
+		}
+		col.Close(t.Context())
+	}
+}

@@ -55,7 +55,7 @@ const exampleConfig = `  # collect.yaml
     max_body_bytes: 1048576            # 413 over it (also once gunzipped)
     max_events: 1000                   # per request; 413 over it
     buffer_bytes: 67108864             # in-memory buffer; 503 + Retry-After when full
-    delivery_timeout: 2m               # then an accepted event is spooled (or dropped without a spool)
+    delivery_timeout: 10s              # then an accepted event is spooled (default 10s; 2m, then dropped, without a spool)
   spool:                               # events the cluster cannot take now wait here, on disk
     dir: /var/lib/sluice-collect       # fsynced before the 202; replayed in order; no dir: no spool
     max_bytes: 1073741824              # full: 503 + Retry-After
