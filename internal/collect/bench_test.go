@@ -102,15 +102,7 @@ streams:
   json: {topic: bench-json, key_field: user_id, schema: {subject: bench-json-value}}
 `, regURL), nil)
 
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(b.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admCl.Close()
-	tr := &http.Transport{MaxIdleConnsPerHost: benchMaxInFlight, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	bn := &benchEnv{t: t, adm: kadm.NewClient(admCl), brokers: b.addr, dur: dur, http: &http.Client{Transport: tr}}
-	bn.events, bn.keys = benchEvents(t)
+	bn := newBenchEnv(t, b.addr, dur, benchMaxInFlight)
 	batches := benchBodies(bn.events)
 	singles := bn.events
 
@@ -150,6 +142,22 @@ streams:
 			f.name, l.reqRate, l.reqRate*float64(f.perReq), ms(l.p50), ms(l.p99), ms(l.max), l.sent, l.non202, l.skipped, benchMaxInFlight, ms(l.p99Sched))
 	}
 	t.Logf("\n%s", out.String())
+}
+
+// newBenchEnv returns the benchmarks' admin client, an HTTP client keeping
+// up to conns connections, and the events, all closed at the test's end.
+func newBenchEnv(t *testing.T, brokers string, dur time.Duration, conns int) *benchEnv {
+	t.Helper()
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admCl.Close)
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	bn := &benchEnv{t: t, adm: kadm.NewClient(admCl), brokers: brokers, dur: dur, http: &http.Client{Transport: tr}}
+	bn.events, bn.keys = benchEvents(t)
+	return bn
 }
 
 // benchEnv is what the figures of TestBenchCollect share.

@@ -10,9 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestBenchSpool measures the disk spool for BENCHMARKS.md; it runs only
@@ -46,15 +43,7 @@ spool: {dir: %s, max_bytes: 8589934592}
 streams:
   s: {topic: bench-spool, key_field: user_id}
 `, spoolDir), nil)
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(b.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admCl.Close()
-	tr := &http.Transport{MaxIdleConnsPerHost: benchClients, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	bn := &benchEnv{t: t, adm: kadm.NewClient(admCl), brokers: b.addr, dur: dur, http: &http.Client{Transport: tr}}
-	bn.events, bn.keys = benchEvents(t)
+	bn := newBenchEnv(t, b.addr, dur, benchClients)
 	bodies := benchBodies(bn.events)
 	ref := bn.reference("bench-reference", 100_000)
 
@@ -93,13 +82,6 @@ streams:
 
 	restart := time.Now()
 	b = startBrokerOn(t, dataDir, b.addr)
-	bn.adm.Close()
-	admCl2, err := kgo.NewClient(kgo.SeedBrokers(b.addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admCl2.Close()
-	bn.adm = kadm.NewClient(admCl2)
 	// The replay rate is timed from the first record in the topic: before
 	// it, the broker opens and the producers reconnect (their backoff).
 	var first time.Time
