@@ -197,12 +197,17 @@ func (r *Registry) ensureTopic(ctx context.Context) error {
 		return errors.New("no brokers in the metadata")
 	}
 	compact := "compact"
-	resp, err := adm.CreateTopic(tctx, 1, rf, map[string]*string{"cleanup.policy": &compact}, r.cfg.Topic)
+	// kadm returns the topic's error as err too.
+	_, err = adm.CreateTopic(tctx, 1, rf, map[string]*string{"cleanup.policy": &compact}, r.cfg.Topic)
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		// Another instance created it since the metadata above. (Not
+		// an error to retry: the client would answer the next look
+		// from the same metadata, cached for MetadataMinAge, 5 s by
+		// default.)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("create %s: %w", r.cfg.Topic, err)
-	}
-	if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("create %s: %w", r.cfg.Topic, resp.Err)
 	}
 	r.log.Info("schema registry: created its topic", "topic", r.cfg.Topic, "replication_factor", rf)
 	return nil

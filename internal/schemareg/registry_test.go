@@ -13,10 +13,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/sluice-io/sluice/internal/broker"
@@ -443,5 +446,56 @@ func TestRegistryInstancesAgreeAndRestart(t *testing.T) {
 	id, err := c.cl.RegisterSchema(ctx, "later", sr.Schema{Schema: `"bytes"`}, -1, -1)
 	if err != nil || schemaOf[id] != "" {
 		t.Fatalf("new id %d (%v) reuses %q", id, err, schemaOf[id])
+	}
+}
+
+// A registry whose look at the cluster does not show _schemas yet, and
+// whose creation of it is answered TOPIC_ALREADY_EXISTS (another instance
+// created it in between, as happens when a cluster's registries start
+// together), uses the topic. (Before, it took the answer for a failure and
+// retried until its client's cached metadata expired, 5 s by default; here
+// the look never shows the topic, so it never became ready.)
+func TestRegistryStartsWhenAnotherCreatedItsTopic(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, schemareg.DefaultTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	addr := c.ListenAddrs()[0]
+	host, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	var creates atomic.Int32
+	c.ControlKey(int16(kmsg.CreateTopics), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		creates.Add(1)
+		return nil, nil, false // kfake answers TOPIC_ALREADY_EXISTS
+	})
+	c.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		r := req.(*kmsg.MetadataRequest)
+		if r.Topics != nil {
+			return nil, nil, false // a look at named topics: kfake answers
+		}
+		// A look at every topic (the registry's before creating): not
+		// there yet.
+		resp := r.ResponseKind().(*kmsg.MetadataResponse)
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID, b.Host, b.Port = 0, host, int32(port)
+		resp.Brokers = []kmsg.MetadataResponseBroker{b}
+		resp.ControllerID = 0
+		return resp, nil, true
+	})
+	reg, err := schemareg.Open(schemareg.Config{Brokers: []string{addr}, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	select {
+	case <-reg.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("not ready after 10s (%d CreateTopics answered TOPIC_ALREADY_EXISTS)", creates.Load())
+	}
+	if n := creates.Load(); n != 1 {
+		t.Fatalf("%d CreateTopics, want 1", n)
 	}
 }
