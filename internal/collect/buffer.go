@@ -192,6 +192,9 @@ func newProducer(brokers []string, limits Limits, replay bool, extra []kgo.Opt) 
 		kgo.MaxBufferedBytes(int(2 * limits.BufferBytes)),
 		kgo.MaxBufferedRecords(int(limits.BufferBytes/recordOverheadBytes) + 1),
 		kgo.ProducerLinger(5 * time.Millisecond),
+		// After a leader dies, the next metadata within 500 ms (kgo's
+		// default: 5 s), so that records move to the new leader soon.
+		kgo.MetadataMinAge(500 * time.Millisecond),
 	}
 	if !replay {
 		opts = append(opts, kgo.RecordDeliveryTimeout(limits.DeliveryTimeout))

@@ -580,3 +580,51 @@ func TestSchemaRegistryCluster(t *testing.T) {
 	lap("reopened and rebuilt")
 	t.Logf("total %v", time.Since(begin).Round(time.Millisecond))
 }
+
+// A registry whose topic has fewer replicas than min(3, brokers) (created
+// while the cluster was forming, or before brokers were added) adds
+// replicas by a reassignment, and keeps working meanwhile.
+func TestSchemaRegistryAddsReplicas(t *testing.T) {
+	tc := startCluster(t, 3, map[string]string{"min.insync.replicas": "1"})
+	ctx := ctxT(t)
+	adm := kadm.NewClient(tc.client())
+	compact := "compact"
+	resp, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": &compact}, schemareg.DefaultTopic)
+	if err != nil || resp.Err != nil {
+		t.Fatalf("create %s with one replica: %v %v", schemareg.DefaultTopic, err, resp.Err)
+	}
+	reg, err := schemareg.Open(schemareg.Config{Brokers: []string{tc.addrs[0]}, Logger: logger(t),
+		ReplicationCheckInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg.Handler())
+	t.Cleanup(func() { srv.Close(); reg.Close() })
+	select {
+	case <-reg.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("registry not ready after 30s")
+	}
+	cl, err := sr.NewClient(sr.URLs(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.CreateSchema(ctx, "a-value", sr.Schema{Schema: avroRecord("A")}); err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, "_schemas with 3 replicas, all in sync", 30*time.Second, func() error {
+		tds, err := adm.ListTopics(ctx, schemareg.DefaultTopic)
+		if err != nil {
+			return err
+		}
+		p := tds[schemareg.DefaultTopic].Partitions[0]
+		if len(p.Replicas) != 3 || len(p.ISR) != 3 {
+			return fmt.Errorf("replicas %v, in sync %v", p.Replicas, p.ISR)
+		}
+		return nil
+	})
+	t.Logf("3 replicas in sync %v after the registry was ready", took)
+	if _, err := cl.CreateSchema(ctx, "b-value", sr.Schema{Schema: avroRecord("B")}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,6 +28,13 @@ const (
 	maxVersionsPerSubject = 10_000           // versions of one subject, soft-deleted included (42205 past it)
 	maxSubjects           = 100_000          // subjects (42205 past it)
 	maxTopicReplicas      = 3                // _schemas' replication factor when there are this many brokers
+	// DefaultReplicationCheckInterval is how often an instance checks that
+	// the topic has min(3, brokers) replicas, and adds replicas when not.
+	DefaultReplicationCheckInterval = 30 * time.Second
+	// metadataMinAge bounds how stale the client's idea of the topic's
+	// leader may be before a failed write refreshes it (kgo's default, 5 s,
+	// made the first write after a leader's death take 4-5 s).
+	metadataMinAge = 500 * time.Millisecond
 )
 
 // Config configures a Registry.
@@ -37,6 +45,8 @@ type Config struct {
 	// ClientOpts are more options for the franz-go client (tests: a
 	// client id, shorter waits).
 	ClientOpts []kgo.Opt
+	// ReplicationCheckInterval: default DefaultReplicationCheckInterval.
+	ReplicationCheckInterval time.Duration
 }
 
 // Registry is a schema registry instance: one franz-go client that
@@ -75,6 +85,9 @@ func Open(cfg Config) (*Registry, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.ReplicationCheckInterval <= 0 {
+		cfg.ReplicationCheckInterval = DefaultReplicationCheckInterval
+	}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID("sluice-schema-registry"),
@@ -84,6 +97,7 @@ func Open(cfg Config) (*Registry, error) {
 		kgo.ProducerLinger(0),
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.KeepControlRecords(), // so that nothing is hidden from offset tracking
+		kgo.MetadataMinAge(metadataMinAge),
 	}, cfg.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -122,6 +136,7 @@ func (r *Registry) run(ctx context.Context) {
 	}
 	r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.cfg.Topic: {0: kgo.NewOffset().AtStart()}})
 	go r.catchUp(ctx)
+	go r.keepReplicated(ctx)
 	for {
 		fetches := r.cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -210,6 +225,79 @@ func (r *Registry) ensureTopic(ctx context.Context) error {
 		return fmt.Errorf("create %s: %w", r.cfg.Topic, err)
 	}
 	r.log.Info("schema registry: created its topic", "topic", r.cfg.Topic, "replication_factor", rf)
+	return nil
+}
+
+// keepReplicated checks every ReplicationCheckInterval that the topic has
+// min(3, brokers) replicas and reassigns it to more when it has fewer. A
+// topic created while the cluster was still forming gets fewer (the first
+// instance takes min(3, brokers in its metadata), as Confluent's does, and
+// the brokers of a cluster started together join some 50 ms apart); so
+// does one created before brokers were added. Losing the only replica of
+// the schemas would make every Avro record undecodable.
+func (r *Registry) keepReplicated(ctx context.Context) {
+	t := time.NewTicker(r.cfg.ReplicationCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := r.addReplicas(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("schema registry: cannot add replicas to its topic", "topic", r.cfg.Topic, "err", err)
+		}
+	}
+}
+
+// addReplicas reassigns the topic's partition to min(3, brokers) replicas
+// when it has fewer and no reassignment is under way: its replicas, then
+// the brokers holding none, by id.
+func (r *Registry) addReplicas(ctx context.Context) error {
+	adm := kadm.NewClient(r.cl)
+	tctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	md, err := adm.Metadata(tctx, r.cfg.Topic)
+	if err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	td, ok := md.Topics[r.cfg.Topic]
+	if !ok || td.Err != nil || len(td.Partitions) != 1 {
+		return nil // ensureTopic's business
+	}
+	replicas := td.Partitions[0].Replicas
+	want := min(len(md.Brokers), maxTopicReplicas)
+	if len(replicas) >= want {
+		return nil
+	}
+	ongoing, err := adm.ListPartitionReassignments(tctx, kadm.TopicsSet{r.cfg.Topic: {0: {}}})
+	if err != nil {
+		return fmt.Errorf("list reassignments: %w", err)
+	}
+	if len(ongoing) > 0 {
+		return nil
+	}
+	target := append([]int32(nil), replicas...)
+	ids := md.Brokers.NodeIDs()
+	slices.Sort(ids)
+	for _, id := range ids {
+		if len(target) == want {
+			break
+		}
+		if !slices.Contains(target, id) {
+			target = append(target, id)
+		}
+	}
+	var req kadm.AlterPartitionAssignmentsReq
+	req.Assign(r.cfg.Topic, 0, target)
+	resps, err := adm.AlterPartitionAssignments(tctx, req)
+	if err == nil {
+		err = resps.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("reassign to %v: %w", target, err)
+	}
+	r.log.Info("schema registry: adding replicas to its topic", "topic", r.cfg.Topic, "replicas", replicas, "target", target)
 	return nil
 }
 
