@@ -171,7 +171,7 @@ func New(ctx context.Context, o Options) (*Mirror, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.AutoCommitMarks(), kgo.AutoCommitInterval(o.CommitInterval),
-		kgo.MetadataMaxAge(o.TopicSyncInterval),
+		kgo.MetadataMaxAge(o.TopicSyncInterval), kgo.MetadataMinAge(min(o.TopicSyncInterval, time.Second)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("mirror: source client: %w", err)
@@ -180,7 +180,7 @@ func New(ctx context.Context, o Options) (*Mirror, error) {
 		kgo.SeedBrokers(o.Target...), kgo.ClientID(clientID), kgo.DialTimeout(o.Timeout),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.MetadataMaxAge(o.TopicSyncInterval),
+		kgo.MetadataMaxAge(o.TopicSyncInterval), kgo.MetadataMinAge(min(o.TopicSyncInterval, time.Second)),
 	)
 	if err != nil {
 		m.src.Close()
@@ -252,6 +252,9 @@ func (m *Mirror) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := m.syncTopics(runCtx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	bg := make(chan struct{})
