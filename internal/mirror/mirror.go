@@ -64,6 +64,7 @@ type Options struct {
 	CheckpointInterval time.Duration // 0: DefaultCheckpointInterval; negative: no offset translation
 	Timeout            time.Duration // connecting, admin requests; 0: DefaultTimeout
 	StopTimeout        time.Duration // 0: DefaultStopTimeout
+	SessionTimeout     time.Duration // of the source group member; 0: kgo's default (45 s). A crashed mirror's partitions wait this long for the next
 	Logger             *slog.Logger  // nil: discard
 }
 
@@ -165,14 +166,18 @@ func New(ctx context.Context, o Options) (*Mirror, error) {
 		topics: map[string]int32{}, ready: map[string]int32{}, parts: map[tp]*partState{}}
 	m.metrics = newMetrics(m)
 
-	m.src, err = kgo.NewClient(
+	srcOpts := []kgo.Opt{
 		kgo.SeedBrokers(o.Source...), kgo.ClientID(clientID), kgo.DialTimeout(o.Timeout),
 		kgo.ConsumerGroup(o.Group),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.AutoCommitMarks(), kgo.AutoCommitInterval(o.CommitInterval),
 		kgo.MetadataMaxAge(o.TopicSyncInterval), kgo.MetadataMinAge(min(o.TopicSyncInterval, time.Second)),
-	)
+	}
+	if o.SessionTimeout > 0 {
+		srcOpts = append(srcOpts, kgo.SessionTimeout(o.SessionTimeout), kgo.HeartbeatInterval(o.SessionTimeout/10))
+	}
+	m.src, err = kgo.NewClient(srcOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("mirror: source client: %w", err)
 	}
