@@ -175,7 +175,7 @@ func New(ctx context.Context, o Options) (*Mirror, error) {
 		kgo.MetadataMaxAge(o.TopicSyncInterval), kgo.MetadataMinAge(min(o.TopicSyncInterval, time.Second)),
 	}
 	if o.SessionTimeout > 0 {
-		srcOpts = append(srcOpts, kgo.SessionTimeout(o.SessionTimeout), kgo.HeartbeatInterval(o.SessionTimeout/10))
+		srcOpts = append(srcOpts, kgo.SessionTimeout(o.SessionTimeout), kgo.HeartbeatInterval(min(o.SessionTimeout/10, 3*time.Second)))
 	}
 	m.src, err = kgo.NewClient(srcOpts...)
 	if err != nil {
