@@ -51,7 +51,9 @@
 // after the failed record is committed, so the next run starts at it.
 // Nothing is ever dropped to keep up: when the target is slow, the records
 // produced and not yet acknowledged grow to MaxInFlightBytes, then fetching
-// from the source pauses (kgo PauseFetchTopics) until they fall to half.
+// from the source pauses (kgo PauseFetchTopics) and the copy waits until
+// they fall to half. Memory is about MaxInFlightBytes in flight plus one
+// fetch buffered by the consumer (at most MaxInFlightBytes, or 50 MiB).
 //
 // Records aborted by a source transaction are not copied (read_committed);
 // committed ones are copied as plain records, not in a transaction.

@@ -45,6 +45,10 @@ const (
 	// maxOffsetSyncs is how many offset syncs a partition keeps (the
 	// oldest go first): 0 is not allowed.
 	maxOffsetSyncs = 1024
+	// maxFetchBytes caps a fetch response's bytes (kgo's default, 50 MiB);
+	// below it, a fetch is at most MaxInFlightBytes. A broker still returns
+	// a first record batch larger than that whole.
+	maxFetchBytes = 50 << 20
 	// partitionWait bounds the wait for the producer to see partitions just
 	// added to the target.
 	partitionWait = 30 * time.Second
@@ -173,6 +177,8 @@ func New(ctx context.Context, o Options) (*Mirror, error) {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.AutoCommitMarks(), kgo.AutoCommitInterval(o.CommitInterval),
 		kgo.MetadataMaxAge(o.TopicSyncInterval), kgo.MetadataMinAge(min(o.TopicSyncInterval, time.Second)),
+		// What the consumer buffers ahead is bounded like what is in flight.
+		kgo.FetchMaxBytes(int32(min(o.MaxInFlightBytes, maxFetchBytes))),
 	}
 	if o.SessionTimeout > 0 {
 		srcOpts = append(srcOpts, kgo.SessionTimeout(o.SessionTimeout), kgo.HeartbeatInterval(min(o.SessionTimeout/10, 3*time.Second)))
@@ -323,9 +329,6 @@ func (m *Mirror) stop() error {
 // copyLoop polls the source and produces each record to the target.
 func (m *Mirror) copyLoop(ctx context.Context) error {
 	for {
-		if err := m.waitInFlight(ctx); err != nil {
-			return nil
-		}
 		fetches := m.src.PollFetches(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -343,6 +346,9 @@ func (m *Mirror) copyLoop(ctx context.Context) error {
 			}
 			m.setHighWater(fp.Topic, fp.Partition, fp.HighWatermark)
 			for _, r := range fp.Records {
+				if m.waitInFlight(ctx) != nil {
+					return // stopping: the rest is not marked, the next run copies it
+				}
 				if err = m.copyRecord(ctx, r); err != nil {
 					return
 				}
@@ -350,6 +356,9 @@ func (m *Mirror) copyLoop(ctx context.Context) error {
 		})
 		if err != nil {
 			return err
+		}
+		if ctx.Err() != nil {
+			return nil
 		}
 		if err := m.failed(); err != nil {
 			return nil // stop reports it
@@ -363,8 +372,10 @@ func (m *Mirror) failed() error {
 	return m.err
 }
 
-// waitInFlight pauses fetching while the bytes in flight exceed the limit,
-// until they fall to half of it; it returns ctx's error if ctx ends first.
+// waitInFlight, called before each record is produced, pauses fetching
+// while the bytes in flight exceed the limit, until they fall to half of
+// it; it returns ctx's error if ctx ends first. The bytes in flight thus
+// stay below MaxInFlightBytes plus one record.
 func (m *Mirror) waitInFlight(ctx context.Context) error {
 	over := func(limit int64) bool {
 		m.mu.Lock()

@@ -121,3 +121,24 @@ func TestMirrorToKfake(t *testing.T) {
 		t.Fatalf("retention.ms=%s not on kfake's copy: %+v", retention, rc.Configs)
 	}
 }
+
+// TestMirrorBackpressure: with a small in-flight limit, fetching pauses
+// again and again, and every record still arrives, in order.
+func TestMirrorBackpressure(t *testing.T) {
+	a, b := connect(t, startBroker(t)), connect(t, startBroker(t))
+	a.create(t, "big", 2, nil)
+	base := time.UnixMilli(1_700_000_000_000)
+	var recs []*kgo.Record
+	for i := range 1000 {
+		r := rec("big", int32(i%2), i, base)
+		r.Value = append(r.Value, make([]byte, 1000)...)
+		recs = append(recs, r)
+	}
+	a.produce(t, recs...)
+	m, _ := start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "big", MaxInFlightBytes: 8 << 10})
+	compare(t, a.read(t, "big", 1000), b.read(t, "big", 1000), m.SourceClusterID())
+	if p := metric(t, m, "sluice_mirror_fetch_pauses_total", ""); p < 1 {
+		t.Fatalf("fetch paused %v times with 8 KiB in flight at most and 1 MB to copy", p)
+	}
+	t.Logf("fetch paused %v times", metric(t, m, "sluice_mirror_fetch_pauses_total", ""))
+}
