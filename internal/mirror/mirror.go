@@ -354,11 +354,11 @@ func (m *Mirror) copyLoop(ctx context.Context) error {
 				}
 			}
 		})
+		if ctx.Err() != nil {
+			return nil // stopping
+		}
 		if err != nil {
 			return err
-		}
-		if ctx.Err() != nil {
-			return nil
 		}
 		if err := m.failed(); err != nil {
 			return nil // stop reports it

@@ -74,21 +74,35 @@ func same(a, b *kgo.Record) bool {
 func TestMirrorCleanStopRestart(t *testing.T) {
 	a, b := connect(t, startBroker(t)), connect(t, startBroker(t))
 	a.create(t, "stream", 3, nil)
-	wait := streamRecords(t, a, "stream", 3, 6000, 2*time.Millisecond, nil)
+	const total = 30000
+	wait := streamRecords(t, a, "stream", 3, total, 0, nil) // a burst: much in flight at the stop
 	m1, stop1 := start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "stream"})
 	deadline := time.Now().Add(30 * time.Second)
-	for metric(t, m1, "sluice_mirror_records_total", "topic=stream") < 1000 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	for metric(t, m1, "sluice_mirror_records_total", "topic=stream") < 3000 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
 	}
+	inFlight := metric(t, m1, "sluice_mirror_in_flight_bytes", "")
 	if err := stop1(); err != nil {
 		t.Fatalf("clean stop: %v", err)
 	}
-	first := sum(b.ends(t, "stream"))
+	// A clean stop commits exactly what the target has.
+	ends := b.ends(t, "stream")
+	committed, err := a.adm.FetchOffsets(clitest.Ctx(t), DefaultGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, end := range ends {
+		if c, _ := committed.Lookup("stream", p); c.At != end {
+			t.Fatalf("after a clean stop, partition %d: committed %d on the source, %d records on the target", p, c.At, end)
+		}
+	}
+	first := sum(ends)
+	t.Logf("stopped with %.0f bytes in flight", inFlight)
 	start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "stream"})
 	src := wait()
-	got := b.read(t, "stream", 6000)
-	t.Logf("first run copied %d of 6000 records; the second the rest", first)
-	if first >= 6000 {
+	got := b.read(t, "stream", total)
+	t.Logf("first run copied %d of %d records; the second the rest", first, total)
+	if first >= total {
 		t.Logf("the first run copied everything before its stop: the restart was not mid-stream")
 	}
 	for p, want := range src {
@@ -101,8 +115,8 @@ func TestMirrorCleanStopRestart(t *testing.T) {
 			}
 		}
 	}
-	if n := sum(b.ends(t, "stream")); n != 6000 {
-		t.Fatalf("%d records on the target, want 6000: duplicates after a clean stop", n)
+	if n := sum(b.ends(t, "stream")); n != total {
+		t.Fatalf("%d records on the target, want %d: duplicates after a clean stop", n, total)
 	}
 }
 
