@@ -108,8 +108,14 @@ func TestRunMetricsStatus(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if v := metric(t, addr, `sluice_mirror_lag_records{partition="1",topic="logs"}`); v != "0" {
-		t.Fatalf("lag of logs[1]: %q, want 0", v)
+	for _, series := range []string{`sluice_mirror_lag_records{partition="1",topic="logs"}`,
+		`sluice_mirror_seconds_behind{partition="1",topic="logs"}`, `sluice_mirror_in_flight_bytes`} {
+		if v := metric(t, addr, series); v != "0" {
+			t.Fatalf("%s: %q, want 0 once all is copied", series, v)
+		}
+	}
+	if v := metric(t, addr, `sluice_mirror_bytes_total{topic="logs"}`); v == "" || v == "0" {
+		t.Fatalf("bytes copied of logs: %q", v)
 	}
 	cancel()
 	if err := <-done; err != nil {
