@@ -101,6 +101,7 @@ type Mirror struct {
 	parts         map[tp]*partState
 	inFlightBytes int64
 	err           error // first produce error: nothing is marked after it
+	abort         context.CancelFunc
 }
 
 type tp struct {
@@ -262,6 +263,9 @@ func (m *Mirror) Run(ctx context.Context) error {
 	defer m.close()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	m.mu.Lock()
+	m.abort = cancel // a produce error ends the copy loop's poll
+	m.mu.Unlock()
 	if err := m.syncTopics(runCtx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -513,6 +517,9 @@ func (m *Mirror) ack(st *partState, src, out *kgo.Record, size int64, err error)
 	m.inFlightBytes -= size
 	if err != nil {
 		if m.err == nil {
+			if m.abort != nil {
+				m.abort()
+			}
 			m.err = fmt.Errorf("mirror: produce to %s[%d] failed (the mirror stops; the next run starts at source offset %d of %s[%d]): %w",
 				out.Topic, out.Partition, src.Offset, src.Topic, src.Partition, err)
 		}

@@ -1,7 +1,9 @@
 package mirror
 
 import (
+	"crypto/rand"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,4 +143,48 @@ func TestMirrorBackpressure(t *testing.T) {
 		t.Fatalf("fetch paused %v times with 8 KiB in flight at most and 1 MB to copy", p)
 	}
 	t.Logf("fetch paused %v times", metric(t, m, "sluice_mirror_fetch_pauses_total", ""))
+}
+
+// TestMirrorStopsOnProduceError: a record the target refuses (too large for
+// its topic) stops the mirror with an error that names it, and no source
+// offset at or past it is committed: the next run starts at it again.
+func TestMirrorStopsOnProduceError(t *testing.T) {
+	a, b := connect(t, startBroker(t)), connect(t, startBroker(t))
+	a.create(t, "docs", 1, nil)
+	small := "2000"
+	b.create(t, "docs", 1, map[string]*string{"max.message.bytes": &small})
+	var recs []*kgo.Record
+	for i := range 10 {
+		v := []byte(fmt.Sprintf("doc-%d", i))
+		if i == 5 {
+			big := make([]byte, 10_000)
+			rand.Read(big) // incompressible: the batch stays above 2000 bytes
+			v = append(v, big...)
+		}
+		recs = append(recs, &kgo.Record{Topic: "docs", Value: v})
+	}
+	a.produce(t, recs...)
+	m, err := New(clitest.Ctx(t), Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "docs", CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.Run(clitest.Ctx(t)) // returns by itself, on the error
+	if err == nil || !strings.Contains(err.Error(), "source offset") {
+		t.Fatalf("Run: %v, want the produce error naming the source offset", err)
+	}
+	t.Logf("Run: %v", err)
+	committed, ferr := a.adm.FetchOffsets(clitest.Ctx(t), DefaultGroup)
+	if ferr != nil {
+		t.Fatal(ferr)
+	}
+	if c, ok := committed.Lookup("docs", 0); ok && c.At > 5 {
+		t.Fatalf("committed source offset %d, past the record at 5 that was not copied", c.At)
+	}
+	for _, rs := range b.read(t, "docs", int(sum(b.ends(t, "docs")))) {
+		for _, r := range rs {
+			if len(r.Value) > 1000 {
+				t.Fatal("the refused record is on the target")
+			}
+		}
+	}
 }
