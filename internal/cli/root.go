@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-io/sluice/internal/cli/dev"
 	"github.com/sluice-io/sluice/internal/cli/group"
 	"github.com/sluice-io/sluice/internal/cli/kv"
+	mirrorcmd "github.com/sluice-io/sluice/internal/cli/mirror"
 	"github.com/sluice-io/sluice/internal/cli/produce"
 	"github.com/sluice-io/sluice/internal/cli/schema"
 	"github.com/sluice-io/sluice/internal/cli/serve"
@@ -55,6 +56,7 @@ reach the brokers in --brokers (-b), or $SLUICE_BROKERS, or 127.0.0.1:9092.`,
 	root.AddCommand(txn.Command())
 	root.AddCommand(schema.Command())
 	root.AddCommand(collectcmd.Command())
+	root.AddCommand(mirrorcmd.Command())
 	root.AddCommand(dev.Command())
 	root.InitDefaultCompletionCmd() // now rather than at Execute, so that the walk below sees it
 	refuseUnknownSubcommands(root)

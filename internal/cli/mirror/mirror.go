@@ -1,0 +1,286 @@
+// Package mirror is `sluice mirror`: internal/mirror as a command, and
+// `sluice mirror status`.
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/sluice-io/sluice/internal/cli/clientopts"
+	"github.com/sluice-io/sluice/internal/mirror"
+)
+
+const (
+	// readHeaderTimeout bounds a slow /metrics client.
+	readHeaderTimeout = 10 * time.Second
+)
+
+// Options are the flags of `sluice mirror`.
+type Options struct {
+	From, To           []string
+	Topics             string
+	Group              string
+	TopicPrefix        string
+	ReplicationFactor  int16
+	MaxInFlightBytes   int64
+	TopicSyncInterval  time.Duration
+	CommitInterval     time.Duration
+	CheckpointInterval time.Duration
+	SessionTimeout     time.Duration
+	StopTimeout        time.Duration
+	Timeout            time.Duration
+	Listen             string // "" serves no /metrics
+	LogLevel           string
+	Err                io.Writer // logs; nil: stderr
+	// Started, when not nil, is called with the /metrics address once the
+	// mirror runs (tests).
+	Started func(metricsAddr string)
+}
+
+// StatusOptions are the flags of `sluice mirror status`.
+type StatusOptions struct {
+	From, To    []string
+	Topics      string
+	Group       string
+	TopicPrefix string
+	Timeout     time.Duration
+	Output      string
+	Out         io.Writer
+}
+
+// Command returns `sluice mirror` and its status subcommand.
+func Command() *cobra.Command {
+	o := Options{}
+	cmd := &cobra.Command{
+		Use:   "mirror --from HOST:PORT --to HOST:PORT --topics REGEX",
+		Short: "Copy topics from one Kafka cluster to another, as MirrorMaker 2 does",
+		Long: `Copy every topic of the --from cluster whose whole name matches --topics (Go
+regexp syntax; "__" internal topics never) to the --to cluster, until SIGTERM
+or Ctrl-C. Both sides are reached only through the Kafka protocol: either can
+be Sluice or any Kafka cluster.
+
+What it does:
+  - creates a missing target topic with the source's partition count, its
+    non-default (dynamic) configs, and --replication-factor (by default the
+    target's); adds partitions to it when the source topic grows; new
+    topics matching --topics are picked up every --topic-sync-interval;
+  - copies each record with its key, value, headers and timestamp to the SAME
+    partition number, in order, with an idempotent acks=all producer; the
+    target topic is --topic-prefix + the source name;
+  - reads the source with consumer group --group and commits a source offset
+    only after the target acknowledged the record at it (every
+    --commit-interval, and on stop);
+  - every --checkpoint-interval, translates the committed offsets of the
+    source's other consumer groups on mirrored topics and commits them to the
+    same groups on the target (only where the target group has no members),
+    so that consumers can move to the target and resume there.
+
+Delivery is at least once. A stop (SIGTERM) waits for the target to acknowledge
+what was sent, commits, and loses or repeats nothing. After a crash (kill -9),
+the next run copies again what the target acknowledged after the last commit:
+at most --commit-interval's worth per partition appears twice, in order.
+Nothing is dropped when the target is slow: past --max-in-flight-bytes
+unacknowledged, source fetching pauses.
+
+Translated offsets never skip a record: a consumer resumes on the target at
+the copy of its committed source record, or up to 100 records before it
+(they are processed again).
+
+Mirroring both ways (A -> B and B -> A) does not loop: every copied record
+carries the header sluice-mirror-source = the cluster id of the cluster it was
+first written to, and a mirror does not copy records whose header names its
+target. --topic-prefix (say "a." on the A -> B mirror, as MirrorMaker 2 names
+remote topics "A.topic") keeps copies in topics of their own; then pick a
+--topics regexp that does not match the other direction's prefixed topics.
+
+With --listen, /metrics serves sluice_mirror_lag_records and
+sluice_mirror_seconds_behind per partition, sluice_mirror_records_total and
+sluice_mirror_bytes_total per topic, and the in-flight bytes.`,
+		Example: `  # copy orders and every payments.* topic from the primary to the DR cluster
+  sluice mirror --from kafka-a:9092 --to kafka-b:9092 --topics 'orders|payments\..*' --listen 127.0.0.1:9645
+
+  # both ways, each cluster's copies in prefixed topics
+  sluice mirror --from a:9092 --to b:9092 --topics 'orders' --topic-prefix a. --group mirror-a-to-b
+  sluice mirror --from b:9092 --to a:9092 --topics 'orders' --topic-prefix b. --group mirror-b-to-a
+
+  # how far behind is it?
+  sluice mirror status --from kafka-a:9092 --to kafka-b:9092 --topics 'orders|payments\..*'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Err = cmd.ErrOrStderr()
+			return Run(cmd.Context(), o)
+		},
+	}
+	fs := cmd.Flags()
+	addSides(fs, &o.From, &o.To, &o.Topics, &o.Group, &o.TopicPrefix)
+	fs.Int16Var(&o.ReplicationFactor, "replication-factor", -1, "replication factor of the topics created on the target; -1: the target's default")
+	fs.Int64Var(&o.MaxInFlightBytes, "max-in-flight-bytes", mirror.DefaultMaxInFlightBytes, "bytes sent to the target and not yet acknowledged before source fetching pauses")
+	fs.DurationVar(&o.TopicSyncInterval, "topic-sync-interval", mirror.DefaultTopicSyncInterval, "how often to look for new topics and partitions on the source")
+	fs.DurationVar(&o.CommitInterval, "commit-interval", mirror.DefaultCommitInterval, "how often to commit copied source offsets (what a crash can copy twice)")
+	fs.DurationVar(&o.CheckpointInterval, "checkpoint-interval", mirror.DefaultCheckpointInterval, "how often to translate consumer groups' offsets to the target; 0: never")
+	fs.DurationVar(&o.SessionTimeout, "session-timeout", 45*time.Second, "session timeout in the source group: how long a crashed mirror's partitions wait for another")
+	fs.DurationVar(&o.StopTimeout, "stop-timeout", mirror.DefaultStopTimeout, "on SIGTERM, how long to wait for the target to acknowledge what was sent")
+	fs.DurationVar(&o.Timeout, "timeout", mirror.DefaultTimeout, "how long to wait for either cluster (connection, admin requests)")
+	fs.StringVar(&o.Listen, "listen", "", "host:port to serve /metrics on (none by default)")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.AddCommand(statusCommand())
+	return cmd
+}
+
+// addSides registers the flags the mirror and its status share.
+func addSides(fs *pflag.FlagSet, from, to *[]string, topics, group, prefix *string) {
+	fs.StringSliceVar(from, "from", nil, "comma-separated host:port of the source cluster's brokers")
+	fs.StringSliceVar(to, "to", nil, "comma-separated host:port of the target cluster's brokers")
+	fs.StringVar(topics, "topics", "", `regexp that a source topic's whole name matches ("orders|payments\..*"; ".*" for all)`)
+	fs.StringVar(group, "group", mirror.DefaultGroup, "consumer group of the mirror on the source")
+	fs.StringVar(prefix, "topic-prefix", "", `prefix of the target topics' names ("a." copies orders to a.orders)`)
+}
+
+func checkSides(from, to []string, topics string) error {
+	var missing []string
+	if len(from) == 0 {
+		missing = append(missing, "--from (the source cluster)")
+	}
+	if len(to) == 0 {
+		missing = append(missing, "--to (the target cluster)")
+	}
+	if topics == "" {
+		missing = append(missing, `--topics (a regexp; ".*" for all topics)`)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("mirror: give %s; see `sluice mirror --help`", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Run mirrors until ctx is done, then stops cleanly (see mirror.Mirror.Run).
+func Run(ctx context.Context, o Options) error {
+	if err := checkSides(o.From, o.To, o.Topics); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil && o.LogLevel != "" {
+		return fmt.Errorf("--log-level %q: use debug, info, warn or error", o.LogLevel)
+	}
+	errOut := o.Err
+	if errOut == nil {
+		errOut = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level}))
+	checkpoints := o.CheckpointInterval
+	if checkpoints == 0 {
+		checkpoints = -1 // the flag's 0 is never; the package's is its default
+	}
+	m, err := mirror.New(ctx, mirror.Options{Source: o.From, Target: o.To, Topics: o.Topics, Group: o.Group,
+		TopicPrefix: o.TopicPrefix, ReplicationFactor: o.ReplicationFactor, MaxInFlightBytes: o.MaxInFlightBytes,
+		TopicSyncInterval: o.TopicSyncInterval, CommitInterval: o.CommitInterval, CheckpointInterval: checkpoints,
+		SessionTimeout: o.SessionTimeout, StopTimeout: o.StopTimeout, Timeout: o.Timeout, Logger: log})
+	if err != nil {
+		return err
+	}
+	metricsAddr := ""
+	if o.Listen != "" {
+		ln, err := net.Listen("tcp", o.Listen)
+		if err != nil {
+			return fmt.Errorf("mirror: listen on %s: %w (another process there? pick one with --listen)", o.Listen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{}))
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
+		go hs.Serve(ln)
+		defer hs.Close()
+		metricsAddr = ln.Addr().String()
+	}
+	log.Info("mirroring", "from", strings.Join(o.From, ","), "source_cluster", m.SourceClusterID(),
+		"to", strings.Join(o.To, ","), "target_cluster", m.TargetClusterID(), "topics", o.Topics,
+		"group", o.Group, "topic_prefix", o.TopicPrefix, "metrics", metricsAddr)
+	if o.Started != nil {
+		o.Started(metricsAddr)
+	}
+	err = m.Run(ctx)
+	if err == nil {
+		log.Info("stopped: copied records acknowledged and their source offsets committed")
+	}
+	return err
+}
+
+func statusCommand() *cobra.Command {
+	o := StatusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status --from HOST:PORT --to HOST:PORT --topics REGEX",
+		Short: "Show each mirrored partition's end on both clusters and the mirror's lag",
+		Long: `For every source topic matching --topics, print per partition: the source's
+end offset (high watermark), the target's end offset, the offset the mirror's
+group has committed on the source, and the lag (source end minus committed).
+The committed offset trails what is copied by up to --commit-interval.
+Target offsets are the target's own: they equal the source's only when the
+target topic was empty when mirroring began and nothing else writes to it.
+No mirror needs to run.`,
+		Example: `  sluice mirror status --from kafka-a:9092 --to kafka-b:9092 --topics 'orders|payments\..*'
+  sluice mirror status --from a:9092 --to b:9092 --topics orders --topic-prefix a. -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Out = cmd.OutOrStdout()
+			return RunStatus(cmd.Context(), o)
+		},
+	}
+	fs := cmd.Flags()
+	addSides(fs, &o.From, &o.To, &o.Topics, &o.Group, &o.TopicPrefix)
+	fs.DurationVar(&o.Timeout, "timeout", mirror.DefaultTimeout, "how long to wait for either cluster")
+	clientopts.AddOutputFlag(fs, &o.Output)
+	return cmd
+}
+
+// RunStatus prints the status table (or JSON).
+func RunStatus(ctx context.Context, o StatusOptions) error {
+	if err := checkSides(o.From, o.To, o.Topics); err != nil {
+		return err
+	}
+	if err := clientopts.CheckOutput(o.Output); err != nil {
+		return err
+	}
+	out := o.Out
+	if out == nil {
+		out = io.Discard
+	}
+	st, err := mirror.Status(ctx, mirror.StatusOptions{Source: o.From, Target: o.To, Topics: o.Topics,
+		Group: o.Group, TopicPrefix: o.TopicPrefix, Timeout: o.Timeout})
+	if err != nil {
+		return err
+	}
+	if o.Output == clientopts.OutputJSON {
+		if st == nil {
+			st = []mirror.PartitionStatus{}
+		}
+		return clientopts.JSON(out, st)
+	}
+	if len(st) == 0 {
+		return errors.New("mirror status: no source topic matches --topics")
+	}
+	rows := make([][]string, 0, len(st))
+	for _, s := range st {
+		rows = append(rows, []string{s.Topic, s.TargetTopic, strconv.Itoa(int(s.Partition)), strconv.FormatInt(s.SourceEnd, 10),
+			orDash(s.TargetEnd), orDash(s.Committed), strconv.FormatInt(s.Lag, 10)})
+	}
+	return clientopts.Table(out, []string{"TOPIC", "TARGET TOPIC", "PARTITION", "SOURCE END", "TARGET END", "COMMITTED", "LAG"}, rows)
+}
+
+func orDash(n int64) string {
+	if n < 0 {
+		return "-"
+	}
+	return strconv.FormatInt(n, 10)
+}

@@ -1,0 +1,123 @@
+package mirror
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-io/sluice/internal/cli/clitest"
+)
+
+// TestBenchMirror (only with SLUICE_BENCH_MIRROR set) copies the same
+// records between two in-process brokers with the mirror and with a plain
+// kgo loop (a direct consumer feeding an idempotent acks=all producer, same
+// partitions, no group, no commits), three times each, alternating, and reports
+// records/s and MB/s of each. A figure, not an assertion.
+// SLUICE_BENCH_MIRROR_RECORDS sets the record count (default 1000000, of a
+// 16-byte key and a 200-byte value).
+func TestBenchMirror(t *testing.T) {
+	if os.Getenv("SLUICE_BENCH_MIRROR") == "" {
+		t.Skip("a benchmark: set SLUICE_BENCH_MIRROR=1")
+	}
+	n := 1_000_000
+	if s := os.Getenv("SLUICE_BENCH_MIRROR_RECORDS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	const valueBytes, partitions = 200, 3
+	a, b := connect(t, startBroker(t)), connect(t, startBroker(t))
+	a.create(t, "bench", partitions, nil)
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		value := make([]byte, valueBytes) // random: kgo's default compression does not shrink it
+		rand.Read(value)
+		a.cl.Produce(ctx, &kgo.Record{Topic: "bench", Partition: int32(i % partitions), Key: []byte(fmt.Sprintf("key-%012d", i)), Value: value}, nil)
+	}
+	if err := a.cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bytesTotal := float64(n * (16 + valueBytes))
+	report := func(what string, d time.Duration) {
+		t.Logf("%-34s %d records in %6.2fs: %8.0f records/s, %6.1f MB/s", what, n, d.Seconds(), float64(n)/d.Seconds(), bytesTotal/d.Seconds()/1e6)
+	}
+	// copied waits until the target acknowledged n records of m's.
+	copied := func(m *Mirror) (first time.Time) {
+		deadline := time.Now().Add(5 * time.Minute)
+		for first.IsZero() {
+			if metric(t, m, "sluice_mirror_records_total", "topic=bench") > 0 {
+				first = time.Now()
+			}
+			time.Sleep(time.Millisecond)
+		}
+		for metric(t, m, "sluice_mirror_records_total", "topic=bench") < float64(n) {
+			if time.Now().After(deadline) {
+				t.Fatal("not all copied in 5 minutes")
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		return first
+	}
+	plain := func(target string) time.Duration {
+		b.create(t, target, partitions, nil)
+		began := time.Now()
+		src, err := kgo.NewClient(kgo.SeedBrokers(a.addr), kgo.ConsumeTopics("bench"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		dst, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dst.Close()
+		var failed atomic.Pointer[error]
+		promise := func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.CompareAndSwap(nil, &err)
+			}
+		}
+		pctx := clitest.Ctx(t)
+		for copied := 0; copied < n; {
+			fs := src.PollFetches(pctx)
+			if pctx.Err() != nil {
+				t.Fatal("plain loop: timed out")
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				copied++
+				dst.Produce(ctx, &kgo.Record{Topic: target, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp}, promise)
+			})
+		}
+		if err := dst.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := failed.Load(); err != nil {
+			t.Fatalf("plain loop: produce: %v", *err)
+		}
+		return time.Since(began)
+	}
+	mirrored := func(prefix string) time.Duration {
+		began := time.Now()
+		m, stop := start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "bench", TopicPrefix: prefix, Group: "bench-" + prefix})
+		first := copied(m)
+		d := time.Since(began)
+		t.Logf("  (of which %.2fs before the first record was acknowledged: group join, topic creation)", first.Sub(began).Seconds())
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if got := sum(b.ends(t, prefix+"bench")); got != int64(n) {
+			t.Fatalf("%sbench on the target: %d records, want %d", prefix, got, n)
+		}
+		return d
+	}
+	for round := 1; round <= 3; round++ {
+		report(fmt.Sprintf("plain kgo consume+produce, run %d", round), plain(fmt.Sprintf("plain%d", round)))
+		report(fmt.Sprintf("sluice mirror, run %d", round), mirrored(fmt.Sprintf("m%d.", round)))
+	}
+}

@@ -1,0 +1,101 @@
+// Package mirror copies topics from one Kafka cluster to another, as Kafka's
+// MirrorMaker 2 does, speaking to both only through the Kafka protocol
+// (franz-go kgo and kadm): either side can be Sluice or any Kafka cluster.
+//
+// # What is copied
+//
+// Every source topic whose whole name matches the Topics regexp (Go syntax,
+// anchored: "orders|payments" does not match "orders-dlq"), internal
+// topics (names starting with "__") excepted, goes to a target topic named
+// TopicPrefix + the source name. A missing target topic is created with the
+// source's partition count, the replication factor asked for (the target's
+// default when none is), and the source's non-default configs: those whose
+// DescribeConfigs source is DYNAMIC_TOPIC_CONFIG, except the ones MM2's
+// DefaultConfigPropertyFilter leaves out too (replication throttles,
+// min.insync.replicas, unclean.leader.election.enable,
+// message.timestamp.type and the timestamp difference bounds), which
+// describe the target cluster rather than the data. Configs are copied once,
+// at creation; later changes on the source are not followed. When a source
+// topic gains partitions the target gets them too (the check runs every
+// TopicSyncInterval, and before the first record of a partition the target
+// does not have yet). A topic deleted on the source is left on the target.
+//
+// Each record keeps its key, value, headers and timestamp and goes to the
+// SAME partition number on the target, by one idempotent producer with
+// acks=all: the order of a source partition is the order of its target
+// partition. Target offsets are the target's own: they differ from the
+// source's (offset translation below maps them).
+//
+// # Delivery: at least once
+//
+// The source is read by a consumer group (Group, default "sluice-mirror").
+// A source offset is committed only after the target acknowledged (acks=all)
+// the record at it and every record before it in the partition; commits go
+// every CommitInterval and at a clean stop, which first waits for every
+// produced record to be acknowledged. So:
+//
+//   - a clean stop (Run's context cancelled, SIGTERM for the CLI) loses
+//     nothing and, when the flush finishes within the stop timeout,
+//     duplicates nothing: the next run starts where this one stopped;
+//   - a crash (kill -9, power cut, a target error that stops the mirror)
+//     loses nothing acknowledged by the source cluster, and the next run
+//     copies again the records acknowledged by the target after the last
+//     commit: at most CommitInterval's worth of records per partition (plus
+//     what was in flight) appear twice on the target, in order, each
+//     duplicate run a contiguous repeat of a stretch of the source
+//     partition. The idempotent producer dedupes its own retries within
+//     one run, not across runs.
+//
+// A produce error the producer does not retry (a record too large for the
+// target, an authorization error) stops the mirror with the error; nothing
+// after the failed record is committed, so the next run starts at it.
+// Nothing is ever dropped to keep up: when the target is slow, the records
+// produced and not yet acknowledged grow to MaxInFlightBytes, then fetching
+// from the source pauses (kgo PauseFetchTopics) and the copy waits until
+// they fall to half. Memory is about MaxInFlightBytes in flight plus one
+// fetch buffered by the consumer (at most MaxInFlightBytes, or 50 MiB).
+//
+// Records aborted by a source transaction are not copied (read_committed);
+// committed ones are copied as plain records, not in a transaction.
+//
+// # Loops, when mirroring both ways
+//
+// Each copied record carries the header sluice-mirror-source naming the
+// cluster id of the cluster it was first written to: a mirror adds it with
+// the source's cluster id when the record has none and keeps it when it has
+// one. A mirror does not copy a record whose header names its target's
+// cluster id (the record came from there), so A -> B and B -> A together
+// copy each record once each way, and a ring A -> B -> C -> A stops at the
+// record's origin. TopicPrefix (for example "a." on the A -> B mirror, as
+// MM2's DefaultReplicationPolicy names remote topics "A.topic") keeps the
+// copies in topics of their own; with a prefix, choose a Topics regexp that
+// does not match the other direction's prefixed topics, or they are copied
+// back as new topics (the header still stops their records).
+//
+// # Offset translation (checkpoints)
+//
+// Every CheckpointInterval the mirror translates the committed offsets of
+// the source's consumer groups (its own group excepted) on mirrored topics,
+// and commits them to the same group on the target (OffsetCommit with
+// kadm), as MM2's checkpoints do, so that the group's consumers can move to
+// the target and resume. Translation uses offset syncs: per partition, a
+// sparse, in-memory list of (source offset -> target offset) pairs taken
+// from the producer's acknowledgements (one every offsetSyncEvery records,
+// and the newest). A committed source offset c becomes the target offset
+// of the latest sync at or below c, with nothing added: when that sync is
+// c itself the consumer resumes exactly at the copy of record c; else it
+// resumes at an earlier record and replays at most offsetSyncEvery records
+// it had already processed. It never skips a record: every source record
+// from the sync's offset on was copied after it, in order. A group's offset
+// is not written when no sync at or below it is known (before this run
+// copied anything of the partition, or when the group is behind the first
+// sync kept), when the target's group has members (they commit their own
+// offsets), or when the target already has a higher offset for the
+// partition. Syncs live in memory: after a restart translation resumes with
+// the first records the new run copies.
+//
+// Ownership: Run owns the source consumer and the copy path; the producer's
+// promise goroutine updates the per-partition state under Mirror.mu (the
+// only lock taken by the mirror; kgo's own locks are taken inside it when
+// offsets are marked, never the other way round).
+package mirror

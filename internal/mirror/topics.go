@@ -1,0 +1,195 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// uncopiedConfigs are the dynamic topic configs not copied to the target:
+// MM2's DefaultConfigPropertyFilter's list. They describe the source
+// cluster's operation (throttles, durability), not the data, and
+// message.timestamp.type=LogAppendTime would replace the copied timestamps.
+var uncopiedConfigs = map[string]bool{
+	"follower.replication.throttled.replicas": true,
+	"leader.replication.throttled.replicas":   true,
+	"message.timestamp.difference.max.ms":     true,
+	"message.timestamp.before.max.ms":         true,
+	"message.timestamp.after.max.ms":          true,
+	"message.timestamp.type":                  true,
+	"unclean.leader.election.enable":          true,
+	"min.insync.replicas":                     true,
+}
+
+// Matches says whether the mirror copies source topic t.
+func (m *Mirror) Matches(t string) bool {
+	return !strings.HasPrefix(t, "__") && m.re.MatchString(t)
+}
+
+// syncTopics makes sure every matching source topic exists on the target
+// with at least its partitions, and consumes the new ones. One sync runs at
+// a time.
+func (m *Mirror) syncTopics(ctx context.Context) error {
+	m.topicMu.Lock()
+	defer m.topicMu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	src, err := m.srcAdm.ListTopics(ctx)
+	if err != nil {
+		return fmt.Errorf("mirror: list source topics: %w", err)
+	}
+	var want []string
+	count := map[string]int{}
+	for _, d := range src.Sorted() {
+		if d.Err != nil || !m.Matches(d.Topic) {
+			continue
+		}
+		want = append(want, d.Topic)
+		count[d.Topic] = len(d.Partitions)
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	targets := make([]string, len(want))
+	for i, t := range want {
+		targets[i] = m.opts.TopicPrefix + t
+	}
+	dst, err := m.dstAdm.ListTopics(ctx, targets...)
+	if err != nil {
+		return fmt.Errorf("mirror: list target topics: %w", err)
+	}
+	var added []string
+	var errs []error
+	for _, t := range want {
+		tt := m.opts.TopicPrefix + t
+		n := count[t]
+		d, ok := dst[tt]
+		switch {
+		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+			if err := m.createTopic(ctx, t, tt, n); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		case d.Err != nil:
+			errs = append(errs, fmt.Errorf("mirror: target topic %s: %w", tt, d.Err))
+			continue
+		case len(d.Partitions) < n:
+			resp, err := m.dstAdm.UpdatePartitions(ctx, n, tt)
+			if err == nil {
+				err = resp.Error()
+			}
+			if err != nil && !errors.Is(err, kerr.InvalidPartitions) {
+				errs = append(errs, fmt.Errorf("mirror: add partitions to target topic %s (%d -> %d): %w", tt, len(d.Partitions), n, err))
+				continue
+			}
+			m.log.Info("added partitions to the target topic", "topic", tt, "from", len(d.Partitions), "to", n)
+			m.dst.ForceMetadataRefresh()
+		}
+		if _, seen := m.topics[t]; !seen {
+			added = append(added, t)
+		}
+		m.topics[t] = int32(n)
+	}
+	if len(added) > 0 {
+		m.log.Info("mirroring topics", "topics", strings.Join(added, ","))
+		m.src.AddConsumeTopics(added...)
+	}
+	return errors.Join(errs...)
+}
+
+// createTopic creates target topic tt for source topic t with n partitions
+// and t's dynamic configs.
+func (m *Mirror) createTopic(ctx context.Context, t, tt string, n int) error {
+	rcs, err := m.srcAdm.DescribeTopicConfigs(ctx, t)
+	if err != nil {
+		return fmt.Errorf("mirror: describe configs of source topic %s: %w", t, err)
+	}
+	configs := map[string]*string{}
+	var names []string
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			return fmt.Errorf("mirror: describe configs of source topic %s: %w", t, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if c.Source != 1 || uncopiedConfigs[c.Key] || c.Sensitive { // 1: DYNAMIC_TOPIC_CONFIG
+				continue
+			}
+			configs[c.Key] = c.Value
+			names = append(names, c.Key)
+		}
+	}
+	resp, err := m.dstAdm.CreateTopic(ctx, int32(n), m.opts.ReplicationFactor, configs, tt)
+	if err == nil {
+		err = resp.Err
+	}
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		return nil // another mirror, or a sync that raced us
+	}
+	if err != nil {
+		return fmt.Errorf("mirror: create target topic %s (%d partitions, replication factor %d): %w", tt, n, m.opts.ReplicationFactor, kadmErr(err, resp))
+	}
+	slices.Sort(names)
+	m.log.Info("created the target topic", "topic", tt, "partitions", n, "configs", strings.Join(names, ","))
+	return nil
+}
+
+func kadmErr(err error, resp kadm.CreateTopicResponse) error {
+	if resp.ErrMessage != "" && !strings.Contains(err.Error(), resp.ErrMessage) {
+		return fmt.Errorf("%w: %s", err, resp.ErrMessage)
+	}
+	return err
+}
+
+// ensurePartition makes sure the target has partition p of source topic t
+// and that the producer knows it, before a record of it is produced. It
+// runs on Run's goroutine, which owns m.ready.
+func (m *Mirror) ensurePartition(ctx context.Context, t string, p int32) error {
+	if m.ready[t] > p {
+		return nil
+	}
+	m.topicMu.Lock()
+	n := m.topics[t]
+	m.topicMu.Unlock()
+	if n <= p {
+		if err := m.syncTopics(ctx); err != nil {
+			return err
+		}
+		m.topicMu.Lock()
+		n = m.topics[t]
+		m.topicMu.Unlock()
+		if n <= p {
+			return fmt.Errorf("BUG: mirror: source %s[%d] fetched, but the topic has %d partitions after a sync", t, p, n)
+		}
+	}
+	tt := m.opts.TopicPrefix + t
+	if _, had := m.ready[t]; had {
+		// The producer knows the topic, with fewer partitions: wait until
+		// it sees the new ones (kgo fails a record for a partition it
+		// does not know at once).
+		deadline := time.Now().Add(partitionWait)
+		for {
+			if leader, _, _ := m.dst.PartitionLeader(tt, p); leader >= 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("mirror: the target's metadata does not show %s[%d] %s after it was created; is the target cluster healthy?", tt, p, partitionWait)
+			}
+			m.dst.ForceMetadataRefresh()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	// A topic the producer never produced to is loaded on its first
+	// record, with the partitions created above.
+	m.ready[t] = n
+	return nil
+}
