@@ -101,7 +101,7 @@ type Auditor struct {
 	partitions []int32
 	prod       *kgo.Client // producer and admin
 	adm        *kadm.Client
-	cons       *kgo.Client // direct assignment from the end offsets at New
+	cons       *kgo.Client   // direct assignment from the end offsets at New
 	started    time.Time     // New's end: the "since last seen" of a partition that saw nothing
 	changed    chan struct{} // a heartbeat was seen or acknowledged (capacity 1)
 

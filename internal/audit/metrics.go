@@ -30,13 +30,13 @@ func newRegistry(a *Auditor) *prometheus.Registry {
 		seen:          d("sluice_audit_heartbeats_seen_total", "Distinct heartbeats of this auditor consumed back."),
 		lost: d("sluice_audit_records_lost_total", "Acknowledged heartbeats not seen: passed over (a later one of the partition was consumed first) "+
 			"or not seen within the grace period of their acknowledgement."),
-		late:          d("sluice_audit_records_late_total", "Heartbeats counted lost that were consumed afterwards (lost minus late are still missing)."),
-		duplicated:    d("sluice_audit_records_duplicated_total", "Heartbeats consumed again after having been seen."),
-		outOfOrder:    d("sluice_audit_records_out_of_order_total", "Heartbeats consumed for the first time after a higher sequence of the same partition."),
-		unexpected:    d("sluice_audit_records_unexpected_total", "Records of this auditor with a sequence never sent, of another partition, or older than the tracking window."),
-		undec:         d("sluice_audit_records_undecodable_total", "Records on the audit topic that are not heartbeats."),
-		latency:       d("sluice_audit_latency_seconds", "From a heartbeat's produce to its consumption (wall clock of the auditor's host)."),
-		lastSeen:      d("sluice_audit_last_seen_seconds", "Seconds since the last heartbeat of the partition was consumed (since the auditor's start when none was)."),
+		late:       d("sluice_audit_records_late_total", "Heartbeats counted lost that were consumed afterwards (lost minus late are still missing)."),
+		duplicated: d("sluice_audit_records_duplicated_total", "Heartbeats consumed again after having been seen."),
+		outOfOrder: d("sluice_audit_records_out_of_order_total", "Heartbeats consumed for the first time after a higher sequence of the same partition."),
+		unexpected: d("sluice_audit_records_unexpected_total", "Records of this auditor with a sequence never sent, of another partition, or older than the tracking window."),
+		undec:      d("sluice_audit_records_undecodable_total", "Records on the audit topic that are not heartbeats."),
+		latency:    d("sluice_audit_latency_seconds", "From a heartbeat's produce to its consumption (wall clock of the auditor's host)."),
+		lastSeen:   d("sluice_audit_last_seen_seconds", "Seconds since the last heartbeat of the partition was consumed (since the auditor's start when none was)."),
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
