@@ -46,6 +46,10 @@ const (
 	fetchErrBackoff = 200 * time.Millisecond
 	// leaderWait bounds the wait for the leaders of a topic just created.
 	leaderWait = 30 * time.Second
+	// metadataMinAge is the clients' least time between metadata refreshes
+	// (kgo's default is 5 s): a topic just created, or a leader that moved,
+	// is found within it.
+	metadataMinAge = 250 * time.Millisecond
 )
 
 // Options configure an Auditor.
@@ -139,6 +143,7 @@ func New(ctx context.Context, o Options) (*Auditor, error) {
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(o.Grace),
 		kgo.MaxBufferedRecords(maxBufferedHeartbeats),
+		kgo.MetadataMinAge(metadataMinAge),
 	)
 	if err != nil {
 		return nil, err
@@ -168,6 +173,7 @@ func New(ctx context.Context, o Options) (*Auditor, error) {
 	a.cons, err = o.NewClient(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.Topic: at}),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		kgo.MetadataMinAge(metadataMinAge),
 	)
 	if err != nil {
 		prod.Close()

@@ -156,7 +156,8 @@ came in order after --grace); -o json has both counts.
 It exits non-zero when a partition saw nothing, or when any heartbeat was
 lost, duplicated, out of order, or not seen at all (a produce error included:
 the cluster did not take it), so that a cron job or a CI step fails. It ends
-within --duration plus --grace plus the time to close its connections.`,
+within --duration plus --grace plus a few seconds (a last read of the
+partitions' leaders, at most 2 s, and closing its connections).`,
 		Example: `  sluice audit check
   sluice audit check --duration 10s --interval 200ms --grace 5s -b kafka1:9092
   sluice audit check -o json | jq '.brokers[] | {broker, lost, p99_ms}'`,
