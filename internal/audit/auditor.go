@@ -98,7 +98,8 @@ func (o *Options) defaults() error {
 // Concurrency: mu guards the tracker, the leaders and the brokers; it is
 // held only for bookkeeping, never across a call into the client (a
 // promise can run inside TryProduce). Report and the metrics are safe to
-// read at any time.
+// read at any time; Start, StopProducing, Drain and Close are called from
+// one goroutine, in that order.
 type Auditor struct {
 	o          Options
 	instance   InstanceID
@@ -117,6 +118,7 @@ type Auditor struct {
 	lastFetchEr time.Time       // of a fetch error
 
 	stopProduce chan struct{}
+	produceDone chan struct{} // closed when the producer loop has returned
 	stopOnce    sync.Once
 	wg          sync.WaitGroup // the producer, the consumer and the metadata loop
 	cancel      context.CancelFunc
@@ -133,7 +135,7 @@ func New(ctx context.Context, o Options) (*Auditor, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	a := &Auditor{o: o, changed: make(chan struct{}, 1), stopProduce: make(chan struct{}), leaders: map[int32]int32{}}
+	a := &Auditor{o: o, changed: make(chan struct{}, 1), stopProduce: make(chan struct{}), produceDone: make(chan struct{}), leaders: map[int32]int32{}}
 	if _, err := rand.Read(a.instance[:]); err != nil {
 		return nil, fmt.Errorf("audit: instance id: %w", err)
 	}
@@ -278,7 +280,7 @@ func (a *Auditor) Start(ctx context.Context) {
 	ctx, a.cancel = context.WithCancel(ctx)
 	a.wg.Add(3)
 	go func() { defer a.wg.Done(); consume(ctx, a.cons, &a.mu, a.tr, a.o.Logger, &a.lastFetchEr, a.signal) }()
-	go func() { defer a.wg.Done(); a.produceLoop(ctx) }()
+	go func() { defer a.wg.Done(); defer close(a.produceDone); a.produceLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.metadataLoop(ctx) }()
 }
 
@@ -290,9 +292,13 @@ func (a *Auditor) signal() {
 	}
 }
 
-// StopProducing stops the heartbeats; the consumer goes on.
+// StopProducing stops the heartbeats and returns once the last one is
+// handed to the client (after Start); the consumer goes on.
 func (a *Auditor) StopProducing() {
 	a.stopOnce.Do(func() { close(a.stopProduce) })
+	if a.cancel != nil { // started
+		<-a.produceDone
+	}
 }
 
 // Drain waits until every heartbeat sent is settled or seen, for at most
@@ -341,6 +347,11 @@ func (a *Auditor) produceLoop(ctx context.Context) {
 	t := time.NewTicker(a.o.Interval)
 	defer t.Stop()
 	for {
+		select {
+		case <-a.stopProduce: // also when the tick below was ready at the same time
+			return
+		default:
+		}
 		a.beat()
 		select {
 		case <-t.C:
