@@ -203,11 +203,13 @@ func (a *Auditor) ensureTopic(ctx context.Context) error {
 		rf := min(maxReplicationFactor, len(md.Brokers))
 		retention := strconv.FormatInt(topicRetention.Milliseconds(), 10)
 		_, err := a.adm.CreateTopic(ctx, int32(n), int16(rf), map[string]*string{"retention.ms": &retention}, a.o.Topic)
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		switch {
+		case err == nil:
+			a.o.Logger.Info("created the audit topic", "topic", a.o.Topic, "partitions", n, "replication_factor", rf)
+		case !errors.Is(err, kerr.TopicAlreadyExists): // another auditor's, just created
 			return fmt.Errorf("audit: create topic %s (%d partitions, replication factor %d): %w; create it yourself with `sluice topic create %s`",
 				a.o.Topic, n, rf, err, a.o.Topic)
 		}
-		a.o.Logger.Info("created the audit topic", "topic", a.o.Topic, "partitions", n, "replication_factor", rf)
 		wctx, cancel := context.WithTimeout(ctx, leaderWait)
 		defer cancel()
 		for {

@@ -34,6 +34,8 @@ const (
 	readHeaderTimeout = 10 * time.Second
 	// finalMetadataWait bounds the leaders' refresh before check's report.
 	finalMetadataWait = 2 * time.Second
+	// clientID names the auditor's clients to the brokers.
+	clientID = "sluice-audit"
 )
 
 const measures = `Every --interval the auditor produces one small heartbeat record to every
@@ -191,7 +193,7 @@ func (o Options) start(ctx context.Context, log *slog.Logger) (*audit.Auditor, e
 	sctx, cancel := context.WithTimeout(ctx, o.Wait())
 	defer cancel()
 	return audit.New(sctx, audit.Options{
-		NewClient:  func(opts ...kgo.Opt) (*kgo.Client, error) { return o.NewClient(opts...) },
+		NewClient:  func(opts ...kgo.Opt) (*kgo.Client, error) { return o.NewClient(append(opts, kgo.ClientID(clientID))...) },
 		Topic:      o.Topic,
 		Interval:   o.Interval,
 		Grace:      o.Grace,
