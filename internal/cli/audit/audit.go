@@ -193,7 +193,9 @@ func (o Options) start(ctx context.Context, log *slog.Logger) (*audit.Auditor, e
 	sctx, cancel := context.WithTimeout(ctx, o.Wait())
 	defer cancel()
 	return audit.New(sctx, audit.Options{
-		NewClient:  func(opts ...kgo.Opt) (*kgo.Client, error) { return o.NewClient(append(opts, kgo.ClientID(clientID))...) },
+		NewClient: func(opts ...kgo.Opt) (*kgo.Client, error) {
+			return o.NewClient(append(opts, kgo.ClientID(clientID))...)
+		},
 		Topic:      o.Topic,
 		Interval:   o.Interval,
 		Grace:      o.Grace,
