@@ -115,7 +115,7 @@ type Auditor struct {
 	leaders     map[int32]int32 // partition -> leader broker; -1: none
 	brokers     []int32         // brokers of the cluster, sorted
 	lastErrLog  time.Time       // of a produce error
-	lastFetchEr time.Time       // of a fetch error
+	lastFetchLog time.Time      // of a fetch error
 
 	stopProduce chan struct{}
 	produceDone chan struct{} // closed when the producer loop has returned
@@ -281,7 +281,7 @@ func (a *Auditor) Registry() *prometheus.Registry { return a.registry }
 func (a *Auditor) Start(ctx context.Context) {
 	ctx, a.cancel = context.WithCancel(ctx)
 	a.wg.Add(3)
-	go func() { defer a.wg.Done(); consume(ctx, a.cons, &a.mu, a.tr, a.o.Logger, &a.lastFetchEr, a.signal) }()
+	go func() { defer a.wg.Done(); consume(ctx, a.cons, &a.mu, a.tr, a.o.Logger, &a.lastFetchLog, a.signal) }()
 	go func() { defer a.wg.Done(); defer close(a.produceDone); a.produceLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.metadataLoop(ctx) }()
 }
