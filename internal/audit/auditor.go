@@ -110,12 +110,12 @@ type Auditor struct {
 	started    time.Time     // New's end: the "since last seen" of a partition that saw nothing
 	changed    chan struct{} // a heartbeat was seen or acknowledged (capacity 1)
 
-	mu          sync.Mutex
-	tr          *Tracker
-	leaders     map[int32]int32 // partition -> leader broker; -1: none
-	brokers     []int32         // brokers of the cluster, sorted
-	lastErrLog  time.Time       // of a produce error
-	lastFetchLog time.Time      // of a fetch error
+	mu           sync.Mutex
+	tr           *Tracker
+	leaders      map[int32]int32 // partition -> leader broker; -1: none
+	brokers      []int32         // brokers of the cluster, sorted
+	lastErrLog   time.Time       // of a produce error
+	lastFetchLog time.Time       // of a fetch error
 
 	stopProduce chan struct{}
 	produceDone chan struct{} // closed when the producer loop has returned
