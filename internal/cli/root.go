@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	auditcmd "github.com/sluice-io/sluice/internal/cli/audit"
 	"github.com/sluice-io/sluice/internal/cli/backupcmd"
 	"github.com/sluice-io/sluice/internal/cli/bench"
 	"github.com/sluice-io/sluice/internal/cli/cluster"
@@ -57,6 +58,7 @@ reach the brokers in --brokers (-b), or $SLUICE_BROKERS, or 127.0.0.1:9092.`,
 	root.AddCommand(schema.Command())
 	root.AddCommand(collectcmd.Command())
 	root.AddCommand(mirrorcmd.Command())
+	root.AddCommand(auditcmd.Command())
 	root.AddCommand(dev.Command())
 	root.InitDefaultCompletionCmd() // now rather than at Execute, so that the walk below sees it
 	refuseUnknownSubcommands(root)

@@ -42,12 +42,12 @@ func TestEveryCommandHasAnExample(t *testing.T) {
 	}
 	for _, c := range root.Commands() {
 		switch c.Name() {
-		case "serve", "topic", "config", "produce", "consume", "cluster", "version":
+		case "serve", "topic", "config", "produce", "consume", "cluster", "version", "audit":
 			walk(c)
 		}
 	}
 	for _, args := range [][]string{{"topic", "describe", "--help"}, {"consume", "--help"}, {"produce", "--help"}, {"cluster", "info", "--help"},
-		{"config", "describe", "--help"}, {"config", "alter", "--help"}} {
+		{"config", "describe", "--help"}, {"config", "alter", "--help"}, {"audit", "check", "--help"}, {"audit", "run", "--help"}} {
 		out, _, err := run(t, "", args...)
 		if err != nil || !strings.Contains(out, "Examples:") || !strings.Contains(out, "--brokers") {
 			t.Errorf("%v: %v\n%s", args, err, out)
