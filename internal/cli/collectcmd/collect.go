@@ -1,6 +1,6 @@
-// Package collect is `sluice collect`: the HTTP event collector of
+// Package collectcmd is `sluice collect`: the HTTP event collector of
 // internal/collect as a command.
-package collect
+package collectcmd
 
 import (
 	"context"

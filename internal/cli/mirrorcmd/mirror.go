@@ -1,6 +1,6 @@
-// Package mirror is `sluice mirror`: internal/mirror as a command, and
+// Package mirrorcmd is `sluice mirror`: internal/mirror as a command, and
 // `sluice mirror status`.
-package mirror
+package mirrorcmd
 
 import (
 	"context"

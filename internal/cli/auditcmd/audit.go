@@ -1,7 +1,7 @@
-// Package audit is `sluice audit`: the heartbeat auditor of internal/audit
+// Package auditcmd is `sluice audit`: the heartbeat auditor of internal/audit
 // as commands, `run` (a long-running canary with /metrics) and `check` (a
 // bounded run with a verdict, for cron or CI).
-package audit
+package auditcmd
 
 import (
 	"context"
