@@ -110,7 +110,7 @@ With --listen, /metrics serves sluice_mirror_lag_records and
 sluice_mirror_seconds_behind per partition, sluice_mirror_records_total and
 sluice_mirror_bytes_total per topic, and the in-flight bytes.`,
 		Example: `  # copy orders and every payments.* topic from the primary to the DR cluster
-  sluice mirror --from kafka-a:9092 --to kafka-b:9092 --topics 'orders|payments\..*' --listen 127.0.0.1:9645
+  sluice mirror --from kafka-a:9092 --to kafka-b:9092 --topics 'orders|payments\..*' --listen 127.0.0.1:9646
 
   # both ways, each cluster's copies in prefixed topics
   sluice mirror --from a:9092 --to b:9092 --topics 'orders' --topic-prefix a. --group mirror-a-to-b
