@@ -176,11 +176,7 @@ partitions' leaders, at most 2 s, and closing its connections).`,
 }
 
 func (o Options) logger() (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil && o.LogLevel != "" {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", o.LogLevel)
-	}
-	return slog.New(slog.NewTextHandler(o.Stderr(), &slog.HandlerOptions{Level: level})), nil
+	return clientopts.NewLogger(o.LogLevel, o.Stderr())
 }
 
 // start checks that a broker answers, then builds the auditor.

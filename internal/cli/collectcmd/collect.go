@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -153,15 +152,14 @@ Example config:
 // Run serves until ctx is done, then stops taking requests and flushes
 // the buffered events for at most ShutdownTimeout.
 func Run(ctx context.Context, o Options) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil && o.LogLevel != "" {
-		return fmt.Errorf("--log-level %q: use debug, info, warn or error", o.LogLevel)
-	}
 	errOut := o.Err
 	if errOut == nil {
 		errOut = os.Stderr
 	}
-	log := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level}))
+	log, err := clientopts.NewLogger(o.LogLevel, errOut)
+	if err != nil {
+		return err
+	}
 	cfg, err := collect.LoadConfig(o.ConfigPath)
 	if err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -171,15 +170,14 @@ func Run(ctx context.Context, o Options) error {
 	if err := checkSides(o.From, o.To, o.Topics); err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil && o.LogLevel != "" {
-		return fmt.Errorf("--log-level %q: use debug, info, warn or error", o.LogLevel)
-	}
 	errOut := o.Err
 	if errOut == nil {
 		errOut = os.Stderr
 	}
-	log := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level}))
+	log, err := clientopts.NewLogger(o.LogLevel, errOut)
+	if err != nil {
+		return err
+	}
 	checkpoints := o.CheckpointInterval
 	if checkpoints == 0 {
 		checkpoints = -1 // the flag's 0 is never; the package's is its default

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-io/sluice/internal/broker"
+	"github.com/sluice-io/sluice/internal/cli/clientopts"
 	"github.com/sluice-io/sluice/internal/config"
 	"github.com/sluice-io/sluice/internal/httpapi"
 	"github.com/sluice-io/sluice/internal/metadata"
@@ -115,11 +116,10 @@ must agree with --node-id, and log.dirs (one dir per disk) must list --data-dir.
 
 // Run runs a broker until ctx ends, then shuts down cleanly.
 func Run(ctx context.Context, o Options) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
-		return fmt.Errorf("--log-level %q: use debug, info, warn or error", o.LogLevel)
+	logger, err := clientopts.NewLogger(o.LogLevel, os.Stderr)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	dataDir, err := filepath.Abs(o.DataDir)
 	if err != nil {
 		return fmt.Errorf("--data-dir %q: %w", o.DataDir, err)
