@@ -2,8 +2,9 @@ package audit
 
 import (
 	"math"
-	"math/bits"
 	"time"
+
+	"github.com/sluice-io/sluice/internal/loglin"
 )
 
 // latencyHist is a log-linear latency histogram: 32 linear buckets below
@@ -25,31 +26,15 @@ const (
 	histBuckets = (1 << histSubBits) + (histMaxBits-histSubBits)*histHalf
 )
 
-func histBucket(v uint64) int {
-	l := bits.Len64(v)
-	if l <= histSubBits {
-		return int(v)
-	}
-	m := l - histSubBits // v>>m is in [16, 32)
-	return (1 << histSubBits) + (m-1)*histHalf + int(v>>uint(m)) - histHalf
-}
-
-// histBucketHigh is the largest value that falls into bucket i.
-func histBucketHigh(i int) uint64 {
-	if i < 1<<histSubBits {
-		return uint64(i)
-	}
-	j := i - (1 << histSubBits)
-	m := j/histHalf + 1
-	top := uint64(j%histHalf + histHalf)
-	return (top+1)<<uint(m) - 1
-}
+// histBucketing is the histogram's bucketing; histBuckets is its
+// Len(histMaxBits) (TestHistBuckets).
+var histBucketing = loglin.Buckets{SubBits: histSubBits}
 
 // record adds one latency; a negative one (the wall clock stepped back)
 // counts as zero.
 func (h *latencyHist) record(d time.Duration) {
 	d = min(max(d, 0), histMax)
-	h.counts[histBucket(uint64(d))]++
+	h.counts[histBucketing.Of(uint64(d))]++
 	h.n++
 	h.max = max(h.max, d)
 }
@@ -73,7 +58,7 @@ func (h *latencyHist) quantile(q float64) time.Duration {
 	var seen uint64
 	for i, c := range h.counts {
 		if seen += c; seen >= rank {
-			return min(time.Duration(histBucketHigh(i)), h.max)
+			return min(time.Duration(histBucketing.High(i)), h.max)
 		}
 	}
 	return h.max

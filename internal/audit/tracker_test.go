@@ -145,3 +145,9 @@ func TestHistogramQuantiles(t *testing.T) {
 		t.Errorf("max %v", h.quantile(1))
 	}
 }
+
+func TestHistBuckets(t *testing.T) {
+	if histBuckets != histBucketing.Len(histMaxBits) {
+		t.Fatalf("histBuckets %d, the bucketing has %d below 2^%d", histBuckets, histBucketing.Len(histMaxBits), histMaxBits)
+	}
+}

@@ -2,9 +2,10 @@ package bench
 
 import (
 	"math"
-	"math/bits"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-io/sluice/internal/loglin"
 )
 
 // histogram is a small HDR-style latency histogram: values (nanoseconds)
@@ -24,25 +25,9 @@ const (
 	histBuckets = (1 << histSubBits) + (64-histSubBits)*histHalf
 )
 
-func bucketOf(v uint64) int {
-	l := bits.Len64(v)
-	if l <= histSubBits {
-		return int(v)
-	}
-	m := l - histSubBits // v>>m is in [64, 128)
-	return (1 << histSubBits) + (m-1)*histHalf + int(v>>uint(m)) - histHalf
-}
-
-// bucketHigh is the largest value that falls into bucket i.
-func bucketHigh(i int) uint64 {
-	if i < 1<<histSubBits {
-		return uint64(i)
-	}
-	j := i - (1 << histSubBits)
-	m := j/histHalf + 1
-	top := uint64(j%histHalf + histHalf)
-	return (top+1)<<uint(m) - 1
-}
+// buckets is the histogram's bucketing; histBuckets is its Len(64)
+// (TestBucketsAreContiguousAndBounded).
+var buckets = loglin.Buckets{SubBits: histSubBits}
 
 // Record adds one latency; negative ones (clock steps) count as zero.
 func (h *histogram) Record(d time.Duration) {
@@ -50,7 +35,7 @@ func (h *histogram) Record(d time.Duration) {
 	if v < 0 {
 		v = 0
 	}
-	h.counts[bucketOf(uint64(v))].Add(1)
+	h.counts[buckets.Of(uint64(v))].Add(1)
 	h.n.Add(1)
 	for {
 		cur := h.max.Load()
@@ -81,7 +66,7 @@ func (h *histogram) Quantile(q float64) time.Duration {
 	for i := range h.counts {
 		seen += h.counts[i].Load()
 		if seen >= rank {
-			v := time.Duration(bucketHigh(i))
+			v := time.Duration(buckets.High(i))
 			if m := h.Max(); v > m {
 				v = m
 			}

@@ -8,22 +8,25 @@ import (
 )
 
 func TestBucketsAreContiguousAndBounded(t *testing.T) {
+	if histBuckets != buckets.Len(64) {
+		t.Fatalf("histBuckets %d, the bucketing has %d below 2^64", histBuckets, buckets.Len(64))
+	}
 	prev := -1
 	for _, v := range []uint64{0, 1, 127, 128, 129, 255, 256, 1000, 1 << 20, 1<<40 + 12345, 1<<63 - 1, 1<<64 - 1} {
-		i := bucketOf(v)
+		i := buckets.Of(v)
 		if i < prev || i >= histBuckets {
-			t.Fatalf("bucketOf(%d) = %d (prev %d, buckets %d)", v, i, prev, histBuckets)
+			t.Fatalf("buckets.Of(%d) = %d (prev %d, buckets %d)", v, i, prev, histBuckets)
 		}
 		prev = i
-		if hi := bucketHigh(i); hi < v || float64(hi-v) > float64(v)/64+1 {
-			t.Fatalf("bucketHigh(bucketOf(%d)) = %d: outside 1/64", v, hi)
+		if hi := buckets.High(i); hi < v || float64(hi-v) > float64(v)/64+1 {
+			t.Fatalf("buckets.High(buckets.Of(%d)) = %d: outside 1/64", v, hi)
 		}
-		if i > 0 && bucketHigh(i-1) >= v {
+		if i > 0 && buckets.High(i-1) >= v {
 			t.Fatalf("value %d also fits bucket %d", v, i-1)
 		}
 	}
 	for i := 1; i < histBuckets; i++ {
-		if bucketOf(bucketHigh(i-1)+1) != i {
+		if buckets.Of(buckets.High(i-1)+1) != i {
 			t.Fatalf("bucket %d does not start right after bucket %d", i, i-1)
 		}
 	}
