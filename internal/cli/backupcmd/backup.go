@@ -39,9 +39,10 @@ s3://bucket/prefix: see Object storage below): one data file per partition
 (keys, values including null ones, headers, timestamps and the original
 offsets) and manifest.json (the partition count, the configs that are not at
 their default, per partition the offsets read, the record count and the file's
-SHA-256). Each file is written to a temporary name, fsynced and renamed; the
-manifest goes last, so a back-up cut short has none and restore refuses it.
-The files are readable by their owner only (mode 0600).
+SHA-256). Each file appears only once whole (in a directory: written to a
+temporary name, fsynced and renamed, readable by its owner only, mode 0600;
+in S3: a multipart upload, completed); the manifest goes last, so a back-up
+cut short has none and restore refuses it.
 
 DIR is created if missing and must hold no files unless --force, which
 replaces the back-up in it (its manifest.json and partition-*.rec files).
