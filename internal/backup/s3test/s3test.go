@@ -1,7 +1,7 @@
 // Package s3test starts a real S3-compatible server, versitygw with its
 // posix backend, for the tests of the S3 back-up target.
 //
-// The binary is found on PATH or in $GOPATH/bin (install it with
+// The binary is found on PATH or in $(go env GOPATH)/bin (install it with
 // go install github.com/versity/versitygw/cmd/versitygw@v1.8.0). Without
 // it the tests that need it are skipped, unless SLUICE_REQUIRE_VERSITYGW
 // is set, as CI does: then they fail.
@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -53,7 +54,12 @@ func Binary(t testing.TB) string {
 	if p, err := exec.LookPath("versitygw"); err == nil {
 		return p
 	}
-	for _, gp := range filepath.SplitList(build.Default.GOPATH) {
+	gopaths := filepath.SplitList(build.Default.GOPATH)
+	// go env -w GOPATH=... is seen by go env only.
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		gopaths = append(gopaths, filepath.SplitList(strings.TrimSpace(string(out)))...)
+	}
+	for _, gp := range gopaths {
 		p := filepath.Join(gp, "bin", "versitygw")
 		if st, err := os.Stat(p); err == nil && !st.IsDir() {
 			return p
