@@ -1,8 +1,10 @@
 package backup
 
 import (
+	"bytes"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -138,50 +140,144 @@ func TestDamage(t *testing.T) {
 func TestDirAtomic(t *testing.T) {
 	dir := t.TempDir()
 	tg := NewDir(filepath.Join(dir, "sub"))
+	testTargetContract(t, tg)
+	ents, _ := os.ReadDir(filepath.Join(dir, "sub"))
+	if len(ents) != 0 {
+		t.Fatalf("temporary files left: %v", ents)
+	}
+}
+
+// testTargetContract checks what target.go promises of a Target, on tg,
+// which must be empty (or not exist yet): a file appears whole only on
+// Close, Abort leaves the previous file, Open of a missing file wraps
+// fs.ErrNotExist, List is sorted, Remove of a missing file is no error.
+// It leaves tg empty.
+func testTargetContract(t *testing.T, tg Target) {
+	t.Helper()
 	if names, err := tg.List(); err != nil || len(names) != 0 {
-		t.Fatalf("list of a missing dir: %v %v", names, err)
+		t.Fatalf("list of a new target: %v %v", names, err)
+	}
+	if _, err := tg.Open("a"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("open of a missing file: %v, want fs.ErrNotExist", err)
 	}
 	w, err := tg.Create("a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Write([]byte("hello"))
+	if _, err := w.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
 	if names, _ := tg.List(); len(names) != 0 {
 		t.Fatalf("unfinished file listed: %v", names)
 	}
-	if _, err := tg.Open("a"); !errors.Is(err, os.ErrNotExist) {
+	if _, err := tg.Open("a"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("unfinished file opened: %v", err)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	w, _ = tg.Create("a")
-	w.Write([]byte("other"))
+	if err := w.Close(); err == nil {
+		t.Fatal("a second Close succeeded")
+	}
+	if err := Abort(w); err != nil {
+		t.Fatalf("abort after close: %v", err)
+	}
+	read := func(name string) string {
+		t.Helper()
+		rc, err := tg.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got := read("a"); got != "hello" {
+		t.Fatalf("read back %q", got)
+	}
+
+	// An aborted rewrite, small and of several upload parts (for S3).
+	big := bytes.Repeat([]byte("0123456789abcdef"), (s3PartBytes+s3PartBytes/2)/16)
+	for _, data := range [][]byte{[]byte("other"), big} {
+		w, _ = tg.Create("a")
+		if _, err := w.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := Abort(w); err != nil {
+			t.Fatal(err)
+		}
+		if got := read("a"); got != "hello" {
+			t.Fatalf("after an aborted rewrite of %d bytes: %.20q", len(data), got)
+		}
+		if names, _ := tg.List(); !slices.Equal(names, []string{"a"}) {
+			t.Fatalf("after an aborted rewrite: %v", names)
+		}
+	}
+	// A rewrite replaces the file whole; a large one too; and an empty one.
+	prev := "hello"
+	for _, data := range [][]byte{big, {}} {
+		w, _ = tg.Create("a")
+		if _, err := w.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if got := read("a"); got != prev {
+			t.Fatalf("during a rewrite: %.20q", got)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := read("a"); got != string(data) {
+			t.Fatalf("after a rewrite of %d bytes: %d bytes", len(data), len(got))
+		}
+		prev = string(data)
+	}
+	// An aborted file that never existed leaves nothing.
+	w, _ = tg.Create("never")
+	w.Write([]byte("x"))
 	if err := Abort(w); err != nil {
 		t.Fatal(err)
 	}
-	rc, err := tg.Open("a")
-	if err != nil {
-		t.Fatal(err)
+	if _, err := tg.Open("never"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("aborted file opened: %v", err)
 	}
-	b, _ := io.ReadAll(rc)
-	rc.Close()
-	if string(b) != "hello" {
-		t.Fatalf("after an aborted rewrite: %q", b)
-	}
-	ents, _ := os.ReadDir(filepath.Join(dir, "sub"))
-	if len(ents) != 1 {
-		t.Fatalf("temporary files left: %v", ents)
-	}
-	for _, bad := range []string{"", "..", "a/b", ".hidden"} {
+
+	for _, bad := range []string{"", ".", "..", "a/b", `a\b`, ".hidden"} {
 		if _, err := tg.Create(bad); err == nil {
 			t.Fatalf("Create(%q) accepted", bad)
 		}
+		if _, err := tg.Open(bad); err == nil {
+			t.Fatalf("Open(%q) accepted", bad)
+		}
+		if err := tg.Remove(bad); err == nil {
+			t.Fatalf("Remove(%q) accepted", bad)
+		}
 	}
-	if err := tg.Remove("a"); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"partition-00002.rec", ManifestName, "partition-00000.rec", "b"} {
+		w, _ := tg.Create(name)
+		w.Write([]byte(name))
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"a", "b", ManifestName, "partition-00000.rec", "partition-00002.rec"}
+	if names, err := tg.List(); err != nil || !slices.Equal(names, want) {
+		t.Fatalf("list: %v %v, want %v", names, err, want)
+	}
+	for _, name := range want {
+		if err := tg.Remove(name); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := tg.Remove("a"); err != nil {
 		t.Fatalf("removing a missing file: %v", err)
+	}
+	if _, err := tg.Open("a"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("removed file opened: %v", err)
+	}
+	if names, err := tg.List(); err != nil || len(names) != 0 {
+		t.Fatalf("list after removing all: %v %v", names, err)
 	}
 }

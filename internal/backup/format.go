@@ -1,7 +1,7 @@
 // Package backup is the format of a topic's back-up and where it is kept.
 //
-// A back-up is a set of flat files in a Target (a local directory now,
-// object storage later): one data file per partition and a manifest, written
+// A back-up is a set of flat files in a Target (a local directory, or a
+// prefix of an S3 bucket): one data file per partition and a manifest, written
 // last, that lists them. A back-up without its manifest is incomplete.
 //
 // # Data file, format version 1

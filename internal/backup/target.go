@@ -13,9 +13,9 @@ import (
 	"github.com/sluice-io/sluice/internal/vfs"
 )
 
-// Target is where a back-up's files live: a local directory now, object
-// storage later. Names are flat (no directories): the manifest and one data
-// file per partition.
+// Target is where a back-up's files live: a local directory (Dir) or a
+// prefix of an S3 bucket (S3, in s3.go). Names are flat (no
+// directories): the manifest and one data file per partition.
 type Target interface {
 	// Create starts writing the file name. It appears under name, whole,
 	// only when Close returns nil; until then readers see the previous

@@ -20,9 +20,10 @@ import (
 type BackupOptions struct {
 	clientopts.Common
 	Topic string
-	To    string // directory
+	To    string // directory, or s3://bucket/prefix
 	Force bool   // replace a back-up already in To
-	// Target, when set, is used instead of the directory To.
+	S3    S3Flags
+	// Target, when set, is used instead of To.
 	Target backup.Target
 }
 
@@ -30,25 +31,33 @@ type BackupOptions struct {
 func BackupCommand() *cobra.Command {
 	o := BackupOptions{}
 	cmd := &cobra.Command{
-		Use:   "backup TOPIC --to DIR",
-		Short: "Write a topic's records and configs to a back-up directory",
+		Use:   "backup TOPIC --to DIR|s3://bucket/prefix",
+		Short: "Write a topic's records and configs to a back-up directory or S3 bucket",
 		Long: `Write every record of every partition of TOPIC, from its log start to the end
-offset it has when the command starts, to DIR: one data file per partition
+offset it has when the command starts, to LOCATION (a directory DIR, or
+s3://bucket/prefix: see Object storage below): one data file per partition
 (keys, values including null ones, headers, timestamps and the original
 offsets) and manifest.json (the partition count, the configs that are not at
 their default, per partition the offsets read, the record count and the file's
-SHA-256). Each file is written to a temporary name, fsynced and renamed; the
-manifest goes last, so a back-up cut short has none and restore refuses it.
-The files are readable by their owner only (mode 0600).
+SHA-256). Each file appears only once whole (in a directory: written to a
+temporary name, fsynced and renamed, readable by its owner only, mode 0600;
+in S3: a multipart upload, completed); the manifest goes last, so a back-up
+cut short has none and restore refuses it.
 
 DIR is created if missing and must hold no files unless --force, which
 replaces the back-up in it (its manifest.json and partition-*.rec files).
 Records produced while the back-up runs are not in it. A progress bar goes
 to stderr when it is a terminal. The format is described in
-internal/backup/format.go.`,
+internal/backup/format.go.
+
+An s3:// LOCATION must hold no objects directly under the prefix unless
+--force.
+` + s3Help,
 		Example: `  sluice backup users --to /backups/users-2024-05-01
   sluice backup orders --to ./orders.bak --brokers kafka1:9092
-  sluice backup users --to /backups/users --force`,
+  sluice backup users --to /backups/users --force
+  AWS_PROFILE=backup sluice backup users --to s3://my-backups/users/2024-05-01 --region eu-west-1
+  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... sluice backup users --to s3://backups/users --endpoint http://127.0.0.1:9000`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.SetStreams(cmd)
@@ -57,17 +66,21 @@ internal/backup/format.go.`,
 		},
 	}
 	clientopts.AddFlags(cmd.Flags(), &o.Common)
-	cmd.Flags().StringVar(&o.To, "to", "", "directory to write the back-up to (created if missing)")
-	cmd.Flags().BoolVar(&o.Force, "force", false, "replace a back-up that is already in the directory")
+	cmd.Flags().StringVar(&o.To, "to", "", "directory to write the back-up to (created if missing), or s3://bucket/prefix")
+	cmd.Flags().BoolVar(&o.Force, "force", false, "replace a back-up that is already in the directory or under the prefix")
+	addS3Flags(cmd.Flags(), &o.S3)
 	return cmd
 }
 
-func (o BackupOptions) target() (backup.Target, error) {
+func (o BackupOptions) target(ctx context.Context) (backup.Target, error) {
 	if o.Target != nil {
 		return o.Target, nil
 	}
 	if o.To == "" {
-		return nil, errors.New("--to DIR: say where to write the back-up")
+		return nil, errors.New("--to DIR or --to s3://bucket/prefix: say where to write the back-up")
+	}
+	if backup.IsS3(o.To) {
+		return s3Target(ctx, o.To, o.S3)
 	}
 	return backup.NewDir(o.To), nil
 }
@@ -79,7 +92,7 @@ func isBackupFile(name string) bool {
 
 // RunBackup writes the back-up and prints a summary.
 func RunBackup(ctx context.Context, o BackupOptions) error {
-	tg, err := o.target()
+	tg, err := o.target(ctx)
 	if err != nil {
 		return err
 	}
@@ -92,7 +105,7 @@ func RunBackup(ctx context.Context, o BackupOptions) error {
 		if len(existing) > 3 {
 			shown += ", ..."
 		}
-		return fmt.Errorf("%s is not empty (%s); back up into an empty or new directory, or use --force to replace the back-up in it", tg, shown)
+		return fmt.Errorf("%s is not empty (%s); back up into an empty or new directory or prefix, or use --force to replace the back-up in it", tg, shown)
 	}
 
 	cl, md, err := o.Connect(ctx, []string{o.Topic})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -153,4 +154,50 @@ func interrupted(ctx context.Context, err error) error {
 		return fmt.Errorf("interrupted: %w", err)
 	}
 	return err
+}
+
+// s3Help is the part of both commands' help about object storage.
+const s3Help = `
+Object storage: LOCATION s3://bucket/prefix keeps the back-up's files as
+objects prefix/manifest.json and prefix/partition-NNNNN.rec in an existing
+bucket of AWS S3 or any S3-compatible store (MinIO, Ceph RGW, versitygw, ...).
+--endpoint names a store other than AWS (http://host:port, or a host for
+https), addressed path-style; --region is the bucket's region. Credentials
+come, in this order, from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and
+AWS_SESSION_TOKEN) in the environment, the shared credentials file
+(~/.aws/credentials or AWS_SHARED_CREDENTIALS_FILE, profile AWS_PROFILE or
+default), then the instance's IAM role. Each file is a multipart upload that
+becomes visible only when complete, so an interrupted back-up has no
+manifest and restore refuses it; a file being written holds 16 MiB of memory,
+and a partition's file can be up to 156 GiB. Configure the bucket to abort
+incomplete multipart uploads after a day, so that interrupted ones do not
+keep their parts.`
+
+// S3Flags are --endpoint and --region.
+type S3Flags struct {
+	Endpoint string
+	Region   string
+}
+
+// addS3Flags registers --endpoint (env AWS_ENDPOINT_URL_S3, then
+// AWS_ENDPOINT_URL) and --region (env AWS_REGION, then AWS_DEFAULT_REGION).
+func addS3Flags(fs *pflag.FlagSet, f *S3Flags) {
+	fs.StringVar(&f.Endpoint, "endpoint", firstEnv("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+		"S3-compatible store for s3:// locations, http://host:port or host (https); empty is AWS S3 (env AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)")
+	fs.StringVar(&f.Region, "region", firstEnv("AWS_REGION", "AWS_DEFAULT_REGION"),
+		"region of the bucket of an s3:// location; empty asks AWS, or us-east-1 with --endpoint (env AWS_REGION, AWS_DEFAULT_REGION)")
+}
+
+func firstEnv(names ...string) string {
+	for _, n := range names {
+		if v := strings.TrimSpace(os.Getenv(n)); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// s3Target opens an s3:// location with the flags.
+func s3Target(ctx context.Context, loc string, f S3Flags) (backup.Target, error) {
+	return backup.NewS3(ctx, loc, backup.S3Config{Endpoint: f.Endpoint, Region: f.Region})
 }

@@ -28,10 +28,11 @@ import (
 type RestoreOptions struct {
 	clientopts.Common
 	Topic   string // the topic to restore into
-	From    string // directory
+	From    string // directory, or s3://bucket/prefix
 	Force   bool
+	S3      S3Flags
 	Configs []string // key=value for a topic that restore creates; key= leaves key out
-	// Source, when set, is used instead of the directory From.
+	// Source, when set, is used instead of From.
 	Source backup.Target
 }
 
@@ -39,9 +40,10 @@ type RestoreOptions struct {
 func RestoreCommand() *cobra.Command {
 	o := RestoreOptions{}
 	cmd := &cobra.Command{
-		Use:   "restore TOPIC --from DIR",
+		Use:   "restore TOPIC --from DIR|s3://bucket/prefix",
 		Short: "Restore a back-up into a topic (created when missing)",
-		Long: `Restore the back-up in DIR (written by sluice backup) into TOPIC, whose name
+		Long: `Restore the back-up in LOCATION (a directory DIR, or s3://bucket/prefix: see
+Object storage below), written by sluice backup, into TOPIC, whose name
 may differ from the backed-up topic's. Every file of the back-up is read and
 checked first (manifest checksum, each data file's size, SHA-256, structure and
 record count): a damaged or partial back-up is refused, naming the file, before
@@ -65,11 +67,14 @@ back-up's records to it anyway.
 
 Run twice, restore is idempotent: the second run finds nothing to write
 (except after --force on a non-compacted topic). A progress bar goes to
-stderr when it is a terminal.`,
+stderr when it is a terminal.
+` + s3Help,
 		Example: `  sluice restore users --from /backups/users-2024-05-01
   sluice restore users-copy --from /backups/users-2024-05-01 --brokers dr-kafka:9092
   sluice restore orders --from ./orders.bak -c retention.ms=-1
-  sluice restore orders --from ./orders.bak --force`,
+  sluice restore orders --from ./orders.bak --force
+  sluice restore users --from s3://my-backups/users/2024-05-01 --region eu-west-1
+  sluice restore users --from s3://backups/users --endpoint http://127.0.0.1:9000`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.SetStreams(cmd)
@@ -78,18 +83,22 @@ stderr when it is a terminal.`,
 		},
 	}
 	clientopts.AddFlags(cmd.Flags(), &o.Common)
-	cmd.Flags().StringVar(&o.From, "from", "", "directory holding the back-up")
+	cmd.Flags().StringVar(&o.From, "from", "", "directory holding the back-up, or s3://bucket/prefix")
 	cmd.Flags().BoolVar(&o.Force, "force", false, "restore a non-compacted back-up into a topic that holds other records, appending")
 	cmd.Flags().StringArrayVarP(&o.Configs, "config", "c", nil, "config key=value for a topic that restore creates (key=: leave it out), repeatable")
+	addS3Flags(cmd.Flags(), &o.S3)
 	return cmd
 }
 
-func (o RestoreOptions) source() (backup.Target, error) {
+func (o RestoreOptions) source(ctx context.Context) (backup.Target, error) {
 	if o.Source != nil {
 		return o.Source, nil
 	}
 	if o.From == "" {
-		return nil, errors.New("--from DIR: say where the back-up is")
+		return nil, errors.New("--from DIR or --from s3://bucket/prefix: say where the back-up is")
+	}
+	if backup.IsS3(o.From) {
+		return s3Target(ctx, o.From, o.S3)
 	}
 	st, err := os.Stat(o.From)
 	if err != nil {
@@ -191,7 +200,7 @@ type plan struct {
 
 // RunRestore restores the back-up and prints a summary.
 func RunRestore(ctx context.Context, o RestoreOptions) error {
-	src, err := o.source()
+	src, err := o.source(ctx)
 	if err != nil {
 		return err
 	}
