@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -156,20 +155,11 @@ func TestVerdict(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // run serves the metrics of the heartbeats it sees until stopped.
 func TestRunServesMetrics(t *testing.T) {
 	b := clitest.Start(t, nil) // no audit topic: run creates it
 	c, bufs := clitest.Common(b.Addr, nil)
-	addr := freeAddr(t)
+	addr := clitest.FreeAddr(t)
 	o := RunOptions{Options: Options{Common: c, Interval: 50 * time.Millisecond, Grace: 2 * time.Second, LogLevel: "info"}, Listen: addr}
 	ctx := clitest.Ctx(t)
 	runCtx, cancel := context.WithCancel(ctx)

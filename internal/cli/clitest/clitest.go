@@ -91,8 +91,16 @@ func Common(addr string, in io.Reader) (clientopts.Common, IO) {
 	return clientopts.Common{Brokers: []string{addr}, Timeout: 10 * time.Second, In: in, Out: bufs.Out, Err: bufs.Err}, bufs
 }
 
-// DeadAddr returns a loopback address where nothing listens.
+// DeadAddr returns a loopback address where nothing listens, to dial and
+// fail.
 func DeadAddr(t testing.TB) string {
+	t.Helper()
+	return FreeAddr(t)
+}
+
+// FreeAddr returns a loopback address with a port nothing listens on, for
+// a server under test to listen on.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

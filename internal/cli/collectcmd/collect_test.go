@@ -3,7 +3,6 @@ package collectcmd
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -42,15 +41,6 @@ func TestHelpExampleConfigParses(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // Run serves a config file's streams until its context ends, and flushes
 // what it took before returning.
 func TestRunServesAndFlushes(t *testing.T) {
@@ -66,7 +56,7 @@ func TestRunServesAndFlushes(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "collect.yaml")
 	os.WriteFile(path, []byte("streams:\n  events: {topic: events}\n"), 0o600)
-	addr := freeAddr(t)
+	addr := clitest.FreeAddr(t)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {

@@ -53,7 +53,7 @@ type collectorProcess struct {
 
 func startCollectorProcess(t *testing.T, brokers, config string) *collectorProcess {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := clitest.FreeAddr(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCollectorProcess$", "-test.v")
 	cmd.Env = append(os.Environ(), childEnv+"=1", childBrokersEnv+"="+brokers, childListenEnv+"="+addr,
 		childConfigEnv+"="+config)
