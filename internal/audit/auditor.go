@@ -46,6 +46,8 @@ const (
 	fetchErrBackoff = 200 * time.Millisecond
 	// leaderWait bounds the wait for the leaders of a topic just created.
 	leaderWait = 30 * time.Second
+	// leaderPoll is how often the metadata is read during leaderWait.
+	leaderPoll = 100 * time.Millisecond
 	// metadataMinAge is the clients' least time between metadata refreshes
 	// (kgo's default is 5 s): a topic just created, or a leader that moved,
 	// is found within it.
@@ -221,7 +223,7 @@ func (a *Auditor) ensureTopic(ctx context.Context) error {
 			select {
 			case <-wctx.Done():
 				return fmt.Errorf("audit: topic %s created, but its partitions have no leaders within %s", a.o.Topic, leaderWait)
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(leaderPoll):
 			}
 		}
 	} else if td.Err != nil {

@@ -52,6 +52,8 @@ const (
 	// partitionWait bounds the wait for the producer to see partitions just
 	// added to the target.
 	partitionWait = 30 * time.Second
+	// partitionPoll is how often the metadata is read during partitionWait.
+	partitionPoll = 100 * time.Millisecond
 	clientID      = "sluice-mirror"
 )
 

@@ -184,7 +184,7 @@ func (m *Mirror) ensurePartition(ctx context.Context, t string, p int32) error {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(partitionPoll):
 			}
 		}
 	}
