@@ -123,6 +123,7 @@ type Auditor struct {
 	produceDone chan struct{} // closed when the producer loop has returned
 	stopOnce    sync.Once
 	wg          sync.WaitGroup // the producer, the consumer and the metadata loop
+	promises    sync.WaitGroup // heartbeats handed to the producer whose promise has not run
 	cancel      context.CancelFunc
 	closeOnce   sync.Once
 	registry    *prometheus.Registry
@@ -341,6 +342,9 @@ func (a *Auditor) Close() {
 		}
 		a.wg.Wait()
 		a.prod.Close()
+		// kgo fails the heartbeats still buffered on another goroutine:
+		// their promises log, and must be done before Close returns.
+		a.promises.Wait()
 		a.cons.Close()
 	})
 }
@@ -377,7 +381,9 @@ func (a *Auditor) beat() {
 		rec := &kgo.Record{Topic: a.o.Topic, Partition: p, Value: AppendHeartbeat(make([]byte, 0, HeartbeatSize), hb), Timestamp: now}
 		// Not the run's context: stopping the producer must not fail the
 		// heartbeats in flight; the delivery timeout bounds them.
+		a.promises.Add(1)
 		a.prod.TryProduce(context.Background(), rec, func(_ *kgo.Record, err error) {
+			defer a.promises.Done()
 			a.mu.Lock()
 			a.tr.Acked(p, seq, err, time.Now())
 			logIt := err != nil && time.Since(a.lastErrLog) >= errLogEvery
