@@ -1,0 +1,87 @@
+// Package format is how `sluice sink` encodes records into files: JSON
+// lines, Parquet, Avro object container files.
+//
+// A Format makes Files; a File takes records in offset order and writes
+// them to an io.Writer when it is closed (Parquet and Avro need a footer or
+// blocks, so they buffer). Whether a record needs a new file (ErrNewFile)
+// depends only on the records, never on the clock, so that a sink that
+// re-reads the same offsets after a crash writes the same files.
+package format
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// Record is one Kafka record as a sink writes it.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Timestamp time.Time
+	Key       []byte // nil is a null key
+	Value     []byte // nil is a null value (a tombstone)
+	Headers   []Header
+}
+
+// Header is a record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Format encodes records into files of one kind.
+type Format interface {
+	// Name is the --format value.
+	Name() string
+	// Ext is the file name's extension, with its dot.
+	Ext() string
+	// NewFile starts a file that Close writes to w.
+	NewFile(w io.Writer) (File, error)
+}
+
+// File is one output file being written; its methods are not safe for
+// concurrent use.
+type File interface {
+	// Append adds r. It returns ErrNewFile, having taken nothing, when r
+	// cannot go into this file (its schema differs from the records
+	// before it): the caller closes this file and appends r to a new one.
+	Append(ctx context.Context, r *Record) error
+	// Size estimates the bytes the file will have when closed, for
+	// rolling by size.
+	Size() int64
+	// Records is how many records were appended.
+	Records() int
+	// Close writes what is buffered and the file's trailer to w; it does
+	// not close w. A File is not used after Close.
+	Close() error
+}
+
+// ErrNewFile says a record must go into a new file.
+var ErrNewFile = errors.New("record needs a new file")
+
+// Options are what some formats need.
+type Options struct {
+	// Registry is the schema registry's URL, to decode values in its wire
+	// format (magic byte 0, a 4-byte schema id, the encoded value). Empty:
+	// values are written as bytes.
+	Registry string
+	// HTTP is the registry's client; nil is a client with a timeout.
+	HTTP *http.Client
+}
+
+// Names are the formats New knows.
+var Names = []string{"jsonl"}
+
+// New returns the format called name.
+func New(name string, o Options) (Format, error) {
+	switch name {
+	case "jsonl":
+		return JSONL{}, nil
+	}
+	return nil, fmt.Errorf("format %q: want one of %v", name, Names)
+}
