@@ -218,11 +218,15 @@ func (s *Spool) cutTornTail(path string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("collect: read spool segment: %w", err)
 	}
-	valid := validPrefix(data)
+	valid, damaged := intactEnd(data)
+	if damaged > 0 {
+		s.log.Error("spool segment has damaged bytes between intact entries (the disk corrupted synced data); "+
+			"they are skipped, the entries after them kept", "segment", path, "damaged_bytes", damaged)
+	}
 	if valid == len(data) {
 		return int64(valid), nil
 	}
-	s.log.Warn("spool segment ends in a torn or corrupt entry; cutting it off", "segment", path,
+	s.log.Warn("spool segment ends in a torn entry; cutting it off", "segment", path,
 		"kept", valid, "cut", len(data)-valid)
 	f, err := s.fs.OpenAppend(path)
 	if err != nil {
@@ -544,6 +548,20 @@ func (s *Spool) replayLoop() {
 	}
 }
 
+// skipDamaged returns how many bytes from off on, in the segment read by
+// rf (size bytes long), come before its next intact entry (or its end).
+func (s *Spool) skipDamaged(rf vfs.File, off, size int64) (int64, bool) {
+	rest, err := readAt(rf, off, size-off)
+	if err != nil {
+		s.log.Error("spool: read segment; replay stops", "err", err)
+		return 0, false
+	}
+	if next := nextEntry(rest, 1); next >= 0 {
+		return int64(next), true
+	}
+	return size - off, true
+}
+
 // waitFor waits for ch to close; false when the spool stops first.
 func (s *Spool) waitFor(ch chan struct{}) bool {
 	select {
@@ -581,11 +599,17 @@ func (s *Spool) replayWindow(rf vfs.File, seg *spoolSegment, off, size int64) (i
 				break // the window ends inside this entry
 			}
 			// Synced bytes that do not read back: the disk corrupted
-			// them. Skip the rest of the segment rather than stall.
-			s.log.Error("spool: corrupt entry in a synced segment; the rest of the segment is lost",
-				"segment", segmentName(seg.seq), "offset", off+int64(used), "bytes", size-off-int64(used))
+			// them. Skip to the next intact entry in the segment; only
+			// the damaged entry is lost.
+			skip, ok := s.skipDamaged(rf, off+int64(used), size)
+			if !ok {
+				<-s.stop
+				return 0, false
+			}
+			s.log.Error("spool: damaged entry in a synced segment skipped", "segment", segmentName(seg.seq),
+				"offset", off+int64(used), "bytes", skip)
 			s.m.dropped.WithLabelValues("", "spool_corrupt").Inc()
-			used = int(size - off)
+			used += int(skip)
 			break
 		}
 		stream, rs, err := decodeEntry(data[used+spoolEntryHeaderBytes : used+n])

@@ -265,6 +265,39 @@ func TestSpoolRecovery(t *testing.T) {
 	s.stopWriter()
 }
 
+// Damage between intact entries is skipped at recovery, not cut with
+// everything after it; a torn tail after it is still cut.
+func TestSpoolRecoveryKeepsEntriesAfterDamage(t *testing.T) {
+	mem := vfs.NewMem()
+	s := spoolOn(t, mem, 1<<30)
+	for i := range 4 {
+		if err := s.put("a", testRecords("a", i, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.stopWriter()
+	seg := filepath.Join("/spool", segmentName(1))
+	data, err := vfs.ReadFile(mem, seg, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := len(appendEntry(nil, "a", testRecords("a", 0, 1)))
+	data[entry+entry/2] ^= 1 // inside the second entry
+	torn := appendEntry(nil, "a", testRecords("a", 99, 1))
+	data = append(data, torn[:len(torn)-2]...)
+	if err := vfs.WriteFileAtomic(mem, "/spool", seg, data); err != nil {
+		t.Fatal(err)
+	}
+	if end, damaged := intactEnd(data); end != 4*entry || damaged != entry {
+		t.Fatalf("intact end %d with %d damaged, want %d and %d", end, damaged, 4*entry, entry)
+	}
+	s = spoolOn(t, mem, 1<<30)
+	defer s.stopWriter()
+	if st, _ := mem.Stat(seg); st.Size() != int64(4*entry) {
+		t.Fatalf("segment %d bytes after recovery, want %d (the torn tail cut, the rest kept)", st.Size(), 4*entry)
+	}
+}
+
 // The spool refuses a put that does not fit, whole.
 func TestSpoolLimit(t *testing.T) {
 	s := spoolOn(t, vfs.NewMem(), 1000)
@@ -287,21 +320,31 @@ func TestSpoolLimit(t *testing.T) {
 }
 
 // FuzzSpoolSegment feeds arbitrary segment bytes to recovery's reader and
-// the entry decoder: no panic, and the valid prefix is exactly the whole,
-// intact entries.
+// the entry decoder: no panic; recovery keeps exactly up to the end of the
+// last intact entry, and what it calls damaged are the bytes it skips
+// between intact entries.
 func FuzzSpoolSegment(f *testing.F) {
-	f.Add(appendEntry(nil, "s", testRecords("s", 1, 2)))
+	e := appendEntry(nil, "s", testRecords("s", 1, 2))
+	f.Add(e)
 	f.Add(append(appendEntry(nil, "", nil), 0, 0, 0, 9, 1, 2))
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add(append(append(bytes.Clone(e[:len(e)-1]), 7), e...)) // damaged, then intact
 	f.Fuzz(func(t *testing.T, seg []byte) {
-		valid := validPrefix(seg)
-		if valid > len(seg) {
-			t.Fatalf("valid prefix %d of %d bytes", valid, len(seg))
+		valid, damaged := intactEnd(seg)
+		if valid > len(seg) || damaged > valid {
+			t.Fatalf("intact end %d, %d damaged, of %d bytes", valid, damaged, len(seg))
 		}
+		skipped := 0
 		for off := 0; off < valid; {
 			n, err := entryLen(seg[off:valid])
 			if err != nil {
-				t.Fatalf("entry at %d inside the valid prefix: %v", off, err)
+				next := nextEntry(seg[:valid], off+1)
+				if next < 0 {
+					t.Fatalf("no intact entry after %d inside the kept %d bytes", off, valid)
+				}
+				skipped += next - off
+				off = next
+				continue
 			}
 			stream, recs, err := decodeEntry(seg[off+spoolEntryHeaderBytes : off+n])
 			if err == nil {
@@ -313,6 +356,12 @@ func FuzzSpoolSegment(f *testing.F) {
 				}
 			}
 			off += n
+		}
+		if skipped != damaged {
+			t.Fatalf("%d bytes skipped walking the kept bytes, intactEnd says %d damaged", skipped, damaged)
+		}
+		if n := nextEntry(seg, valid); n >= 0 && n < len(seg) && valid < len(seg) {
+			t.Fatalf("an intact entry at %d after the intact end %d", n, valid)
 		}
 	})
 }

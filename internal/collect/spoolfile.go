@@ -29,7 +29,9 @@ const (
 	// maxSpoolEntryBytes bounds one entry's payload: a longer length read
 	// from disk is corruption, not an allocation to make.
 	maxSpoolEntryBytes = 256 << 20
-	spoolSuffix        = ".spool"
+	// maxTopicNameBytes is Kafka's limit on a topic name's length.
+	maxTopicNameBytes = 249
+	spoolSuffix       = ".spool"
 )
 
 var (
@@ -91,18 +93,72 @@ func entryLen(b []byte) (int, error) {
 	return spoolEntryHeaderBytes + int(n), nil
 }
 
-// validPrefix returns how many bytes at the start of seg are whole, intact
-// entries: recovery cuts a segment there.
-func validPrefix(seg []byte) int {
+// intactEnd returns where the last whole, intact entry of seg ends
+// (recovery cuts the segment there: what follows is a torn write) and how
+// many bytes before it are damaged. Damage between intact entries is not a
+// torn write, which can only be at the end, but bytes that were fsynced
+// and do not read back: they are skipped, and the entries after them kept.
+func intactEnd(seg []byte) (end, damaged int) {
 	off := 0
 	for off < len(seg) {
-		n, err := entryLen(seg[off:])
-		if err != nil {
+		if n, err := entryLen(seg[off:]); err == nil {
+			off += n
+			end = off
+			continue
+		}
+		next := nextEntry(seg, off+1)
+		if next < 0 {
 			break
 		}
-		off += n
+		damaged += next - off
+		off = next
 	}
-	return off
+	return end, damaged
+}
+
+// nextEntry returns the offset of the first intact entry in b at or after
+// from, or -1. It scans byte by byte, so a candidate must look like the
+// start of an entry (see looksLikeEntry) before its CRC is computed: that
+// keeps a scan over megabytes of damaged or binary bytes cheap.
+func nextEntry(b []byte, from int) int {
+	for p := max(from, 0); p+spoolEntryHeaderBytes <= len(b); p++ {
+		if !looksLikeEntry(b[p:]) {
+			continue
+		}
+		if _, err := entryLen(b[p:]); err == nil {
+			return p
+		}
+	}
+	return -1
+}
+
+// looksLikeEntry says whether b starts with a length that fits, then a
+// payload that starts with a stream name, at least one record and a topic
+// name Kafka allows (1-249 of [a-zA-Z0-9._-]). Every entry does; random
+// bytes seldom do.
+func looksLikeEntry(b []byte) bool {
+	if len(b) < spoolEntryHeaderBytes {
+		return false
+	}
+	n := binary.BigEndian.Uint32(b)
+	if n > maxSpoolEntryBytes || int(n) > len(b)-spoolEntryHeaderBytes {
+		return false
+	}
+	d := entryDecoder{b: b[spoolEntryHeaderBytes : spoolEntryHeaderBytes+int(n)]}
+	d.bytes()
+	if d.uvarint() == 0 {
+		return false
+	}
+	topic := d.bytes()
+	if d.err != nil || len(topic) == 0 || len(topic) > maxTopicNameBytes {
+		return false
+	}
+	for _, c := range topic {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeEntry decodes the payload of one entry (its CRC checked by
