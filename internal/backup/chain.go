@@ -71,6 +71,12 @@ func NewID(now time.Time) (string, error) {
 // ErrNoBackup is returned by Latest when the Target holds no manifest.
 var ErrNoBackup = errors.New("backup: no back-up")
 
+// noBackupError is ErrNoBackup with ReadManifest's message.
+type noBackupError struct{ msg string }
+
+func (e noBackupError) Error() string        { return e.msg }
+func (e noBackupError) Is(target error) bool { return target == ErrNoBackup }
+
 // Latest returns the sequence of the newest back-up in t: the highest
 // incremental whose manifest is there, else 0 when manifest.json is,
 // else ErrNoBackup. It does not read the manifests.
@@ -113,7 +119,7 @@ func ReadChain(t Target, seq int) ([]*Manifest, error) {
 		var err error
 		if seq, err = Latest(t); err != nil {
 			if errors.Is(err, ErrNoBackup) {
-				return nil, fmt.Errorf("%s: missing; the back-up is incomplete (interrupted?) or %s holds no back-up", ManifestName, t)
+				return nil, noBackupError{fmt.Sprintf("%s: missing; the back-up is incomplete (interrupted?) or %s holds no back-up", ManifestName, t)}
 			}
 			return nil, err
 		}
