@@ -320,11 +320,38 @@ func TestIncrementalChain(t *testing.T) {
 		}
 	}
 
-	// Run again, restore finds every record there and commits the same.
-	commit(t, dst.Addr, "g1", "copy", map[int32]int64{0: 0, 1: 0, 2: 0})
-	out, err = runRestore(t, dst.Addr, "copy", copyDir(t, dir), false)
-	if err == nil || !strings.Contains(err.Error(), "already holds records that are not the back-up's") {
-		t.Fatalf("restore again without --force: %v %q", err, out)
+	// A restore cut short is completed: the records already there are
+	// not written again, and the offsets are translated through them.
+	create(t, dst.Addr, "again", 3)
+	var first []*kgo.Record
+	for _, r := range want[0][:32] { // the full back-up, incremental 1 and some of 2
+		first = append(first, &kgo.Record{Topic: "again", Partition: 0, Key: r.Key, Value: r.Value, Timestamp: time.UnixMilli(r.Timestamp), Headers: r.Headers})
+	}
+	produce(t, dst.Addr, first, true)
+	commit(t, dst.Addr, "g1", "again", map[int32]int64{0: 0, 1: 0, 2: 0})
+	out, err = runRestore(t, dst.Addr, "again", dir, false)
+	if err != nil || !strings.Contains(out, "wrote 73 records; 32 were already there; committed the offsets of 3 consumer groups") {
+		t.Fatalf("restore cut short, again: %v %q", err, out)
+	}
+	if c := committed(t, dst.Addr, "g1", "again"); !reflect.DeepEqual(c, g1) {
+		t.Fatalf("g1 after completing a restore: %v, want %v", c, g1)
+	}
+	if c := committed(t, dst.Addr, "g2", "again"); !reflect.DeepEqual(c, map[int32]int64{0: 10}) {
+		t.Fatalf("g2 after completing a restore: %v", c)
+	}
+	if !reflect.DeepEqual(records(t, dst.Addr, "again"), contents(want)) {
+		t.Fatal("the completed restore differs")
+	}
+
+	// The topic deleted and re-created: no incremental on the old chain.
+	if _, err := kadm.NewClient(client(t, src.Addr)).DeleteTopic(clitest.Ctx(t), "orders"); err != nil {
+		t.Fatal(err)
+	}
+	create(t, src.Addr, "orders", 3)
+	c, _ = clitest.Common(src.Addr, nil)
+	err = RunBackup(clitest.Ctx(t), BackupOptions{Common: c, Topic: "orders", To: dir, Incremental: true})
+	if err == nil || !strings.Contains(err.Error(), "the back-up in the location was made of id "+head.TopicID+" (deleted and re-created since?); take a full back-up") {
+		t.Fatalf("incremental of a re-created topic: %v", err)
 	}
 }
 
