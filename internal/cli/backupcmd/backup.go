@@ -48,7 +48,8 @@ in S3: a multipart upload, completed); the manifest goes last, so a back-up
 cut short has none and restore refuses it.
 
 DIR is created if missing and must hold no files unless --force, which
-replaces the back-up in it (its manifest.json and partition-*.rec files).
+replaces the back-up in it (its manifest.json and partition-*.rec files, and
+the incremental back-ups' incr-* files), or --incremental.
 Records produced while the back-up runs are not in it. A progress bar goes
 to stderr when it is a terminal. The format is described in
 internal/backup/format.go.

@@ -101,7 +101,9 @@ at exactly the records it had not read. (Compacted back-ups: records that
 restore leaves out, of keys already up to date in TOPIC, deleted or without
 a key, are not among them.) A group with members on the target cluster is
 not overwritten: restore refuses before writing anything, naming the group,
-or with --active-groups=skip leaves that group out with a warning.
+or with --active-groups=skip leaves that group out with a warning. Each run
+commits the offsets again: run twice, it moves back a group that consumed
+from TOPIC in between.
 ` + s3Help,
 		Example: `  sluice restore users --from /backups/users-2024-05-01
   sluice restore users-copy --from /backups/users-2024-05-01 --brokers dr-kafka:9092
