@@ -140,8 +140,7 @@ func ReadChain(t Target, seq int) ([]*Manifest, error) {
 		}
 		m, err := ReadManifestNamed(t, l.Manifest)
 		if err != nil {
-			var pe *fs.PathError
-			if strings.Contains(err.Error(), ": missing;") || errors.As(err, &pe) && errors.Is(pe, fs.ErrNotExist) {
+			if errors.Is(err, fs.ErrNotExist) {
 				return nil, broken("missing (link %d of the chain)", i)
 			}
 			return nil, broken("%v", strings.TrimPrefix(err.Error(), l.Manifest+": "))

@@ -260,6 +260,13 @@ func ReadManifest(t Target) (*Manifest, error) {
 	return ReadManifestNamed(t, ManifestName)
 }
 
+// missingError is a manifest that does not exist; it wraps
+// fs.ErrNotExist.
+type missingError struct{ msg string }
+
+func (e missingError) Error() string { return e.msg }
+func (e missingError) Unwrap() error { return fs.ErrNotExist }
+
 // maxManifestBytes is the most of a manifest read; a longer one is
 // damaged.
 const maxManifestBytes = 256 << 20
@@ -270,7 +277,7 @@ const maxManifestBytes = 256 << 20
 func ReadManifestNamed(t Target, name string) (*Manifest, error) {
 	rc, err := t.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: missing; the back-up is incomplete (interrupted?) or %s holds no back-up", name, t)
+		return nil, missingError{fmt.Sprintf("%s: missing; the back-up is incomplete (interrupted?) or %s holds no back-up", name, t)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)

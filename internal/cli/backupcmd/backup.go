@@ -58,8 +58,9 @@ An s3:// LOCATION must hold no objects directly under the prefix unless
 --force.
 
 Consumer groups: the offsets that every consumer group has committed on
-TOPIC, read when the command starts, are in the manifest; restore commits
-them on the restored topic.
+TOPIC, read when the command starts (before the end offsets, so that each
+points into the back-up or at its end), are in the manifest with their
+metadata; restore commits them on the restored topic.
 
 Incremental back-ups: --incremental (or --since-last) adds to LOCATION a
 back-up of only the records after the newest back-up already there (full or
@@ -71,7 +72,9 @@ full back-up, then 2, ...), and its manifest names its base and every back-up
 of the chain with their manifests' checksums. restore reads the whole chain.
 The base must be a back-up of TOPIC with the same partition count and topic
 id, made by this version of sluice (format version 2); otherwise take a full
-back-up. A full back-up with --force replaces the chain.
+back-up. A full back-up with --force replaces the chain. Run one back-up at a
+time into a location: two at once write the same names, and restore refuses
+what they leave (the files' checksums do not match).
 ` + s3Help,
 		Example: `  sluice backup users --to /backups/users-2024-05-01
   sluice backup orders --to ./orders.bak --brokers kafka1:9092
