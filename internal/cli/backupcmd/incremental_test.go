@@ -533,3 +533,42 @@ func TestIncrementalFigures(t *testing.T) {
 		t.Fatalf("incremental of %d records is %d bytes, the full back-up of %d %d", more, incSize, total, fullSize)
 	}
 }
+
+// TestCompactedIncremental: a compacted topic's chain restores to the
+// source's key-value content, with keys updated and deleted after the
+// full back-up, into a new topic and over the restored copy of the full
+// back-up alone (which then needs tombstones).
+func TestCompactedIncremental(t *testing.T) {
+	src := clitest.Start(t, nil)
+	compactedSource(t, src.Addr)
+	dir := filepath.Join(t.TempDir(), "users.bak")
+	if _, err := runBackup(t, src.Addr, "users", dir, false); err != nil {
+		t.Fatal(err)
+	}
+	dst := clitest.Start(t, nil)
+	mustRestore(t, dst.Addr, "older", dir, "wrote ")
+
+	var rs []*kgo.Record
+	for i := range 30 {
+		k := fmt.Sprintf("user-%03d", i*3)
+		v := fmt.Appendf(nil, "later-%d", i)
+		if i%4 == 0 {
+			v = nil // deleted after the full back-up
+		}
+		rs = append(rs, &kgo.Record{Topic: "users", Key: []byte(k), Value: v, Timestamp: ts0.Add(time.Hour + time.Duration(i)*time.Second)})
+	}
+	rs = append(rs, &kgo.Record{Topic: "users", Key: []byte("new-key"), Value: []byte("new"), Timestamp: ts0.Add(2 * time.Hour)})
+	produce(t, src.Addr, rs, false)
+	if out := runBackupInc(t, src.Addr, "users", nil, dir); !strings.Contains(out, "backed up 31 records of users") {
+		t.Fatalf("incremental: %q", out)
+	}
+	want := scan(t, src.Addr, "users")
+
+	mustRestore(t, dst.Addr, "users", dir, "a chain of 2 back-ups")
+	sameContent(t, "compacted chain into a new topic", scan(t, dst.Addr, "users"), want)
+	out, err := runRestore(t, dst.Addr, "older", dir, false)
+	if err != nil || !strings.Contains(out, "wrote ") {
+		t.Fatalf("compacted chain over the full back-up's copy: %v %q", err, out)
+	}
+	sameContent(t, "compacted chain over the full back-up's copy", scan(t, dst.Addr, "older"), want)
+}
