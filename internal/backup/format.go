@@ -50,11 +50,24 @@
 //	          metadata}]}], sorted by group and partition; offset is the
 //	          committed offset (the next record the group reads)
 //
+// Empty ones are left out: "sequence" 0, "base", "chain" and "groups" of a
+// full back-up without groups. A version-2 manifest must have an id; a
+// chain's links must be numbered 0 to sequence-1 and named
+// ChainManifestName(i); group offsets are on partitions of the topic, >= 0,
+// each partition once. Restore commits the groups' offsets translated to
+// the restored topic's offsets: a committed offset c goes to the restored
+// offset of the first backed-up record with original offset >= c, or to the
+// restored end when there is none (internal/cli/backupcmd, translator).
+//
 // An incremental back-up (chain.go) is files beside the full one in the
 // same Target, named incr-SSSSSS-manifest.json and
 // incr-SSSSSS-partition-NNNNN.rec (SSSSSS: its sequence, 6 digits); each
 // of its data files holds a partition's records from the base's end offset
-// (or the log start, if that moved past it) to the end offset it read.
+// (or the log start, if that moved past it) to the end offset it read. A
+// chain is sound (ReadChain) when every link's manifest is there with the
+// id, sequence and checksum its successors record, all are of the same
+// topic (id) and partition count, and each link's file of a partition
+// starts at or after its base's end offset.
 package backup
 
 import (
