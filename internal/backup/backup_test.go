@@ -129,7 +129,7 @@ func TestDamage(t *testing.T) {
 
 	man := filepath.Join(dir, ManifestName)
 	morig, _ := os.ReadFile(man)
-	for _, pair := range [][2]string{{`"topic": "t"`, `"topic": "u"`}, {`"records": 4`, `"records": 5`}, {`"version": 1`, `"version": 2`}} {
+	for _, pair := range [][2]string{{`"topic": "t"`, `"topic": "u"`}, {`"records": 4`, `"records": 5`}, {`"version": 2`, `"version": 3`}, {`"version": 2`, `"version": 1`}} {
 		os.WriteFile(man, []byte(strings.Replace(string(morig), pair[0], pair[1], 1)), 0o644)
 		check(pair[1], ManifestName)
 	}

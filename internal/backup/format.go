@@ -24,7 +24,7 @@
 // self-checking: a truncated file has no trailer, a damaged one a wrong
 // digest.
 //
-// # Manifest
+// # Manifest, format version 2
 //
 // manifest.json: the topic, its partition count, its configs that do not
 // have their default value, and per partition the file's name, the
@@ -32,8 +32,42 @@
 // last record offsets, the record count, and the file's size and SHA-256.
 // Its "checksum" is the SHA-256 of the manifest encoded as compact JSON
 // with "checksum" empty. "format" is "sluice-backup"; "version" is the
-// format version of the manifest and the data files; a reader refuses a
-// version it does not know.
+// manifest's format version (2; the data files stay at version 1); a
+// reader refuses a version it does not know, and reads version 1.
+//
+// Version 2 adds, all absent from a version-1 manifest (which is read as a
+// full back-up without group offsets):
+//
+//	id        a back-up's unique name (UTC time and random hex)
+//	sequence  0 for a full back-up, n for the nth incremental on top of it
+//	base      the back-up this one continues: {id, sequence, manifest (its
+//	          file name), checksum (its manifest's checksum)}; absent for a
+//	          full back-up
+//	chain     every back-up from the full one to base, oldest first, each
+//	          as base is; chain[sequence-1] is base
+//	groups    the consumer groups with offsets committed on the topic when
+//	          the back-up started: [{group, offsets: [{partition, offset,
+//	          metadata}]}], sorted by group and partition; offset is the
+//	          committed offset (the next record the group reads)
+//
+// Empty ones are left out: "sequence" 0, "base", "chain" and "groups" of a
+// full back-up without groups. A version-2 manifest must have an id; a
+// chain's links must be numbered 0 to sequence-1 and named
+// ChainManifestName(i); group offsets are on partitions of the topic, >= 0,
+// each partition once. Restore commits the groups' offsets translated to
+// the restored topic's offsets: a committed offset c goes to the restored
+// offset of the first backed-up record with original offset >= c, or to the
+// restored end when there is none (internal/cli/backupcmd, translator).
+//
+// An incremental back-up (chain.go) is files beside the full one in the
+// same Target, named incr-SSSSSS-manifest.json and
+// incr-SSSSSS-partition-NNNNN.rec (SSSSSS: its sequence, 6 digits); each
+// of its data files holds a partition's records from the base's end offset
+// (or the log start, if that moved past it) to the end offset it read. A
+// chain is sound (ReadChain) when every link's manifest is there with the
+// id, sequence and checksum its successors record, all are of the same
+// topic (id) and partition count, and each link's file of a partition
+// starts at or after its base's end offset.
 package backup
 
 import (
@@ -49,13 +83,17 @@ import (
 	"io"
 	"io/fs"
 	"strings"
+	"time"
 )
 
 const (
 	// FormatName is the manifest's "format".
 	FormatName = "sluice-backup"
-	// Version is the format version written and the newest one read.
-	Version = 1
+	// Version is the manifest format version written and the newest one
+	// read; version 1 is read too.
+	Version = 2
+	// DataVersion is the data files' format version, written and read.
+	DataVersion = 1
 	// ManifestName is the manifest's file name.
 	ManifestName = "manifest.json"
 
@@ -114,7 +152,39 @@ type Manifest struct {
 	ConfigSources map[string]string `json:"config_sources"`
 	Records       int64             `json:"records"`
 	Files         []File            `json:"files"`
-	Checksum      string            `json:"checksum"`
+
+	// Version 2: see the package doc. ID is empty in a version-1
+	// manifest, which is a full back-up.
+	ID       string  `json:"id,omitempty"`
+	Sequence int     `json:"sequence,omitempty"`
+	Base     *Link   `json:"base,omitempty"`
+	Chain    []Link  `json:"chain,omitempty"`
+	Groups   []Group `json:"groups,omitempty"`
+
+	Checksum string `json:"checksum"`
+}
+
+// Link names another back-up of a chain: its id, sequence, manifest file
+// and that manifest's checksum, which changes if anything in it does.
+type Link struct {
+	ID       string `json:"id"`
+	Sequence int    `json:"sequence"`
+	Manifest string `json:"manifest"`
+	Checksum string `json:"checksum"`
+}
+
+// Group is a consumer group's committed offsets on the topic.
+type Group struct {
+	Group   string        `json:"group"`
+	Offsets []GroupOffset `json:"offsets"` // by partition, each once
+}
+
+// GroupOffset is a committed offset: the next record the group reads in
+// the partition, and the metadata committed with it.
+type GroupOffset struct {
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Metadata  string `json:"metadata,omitempty"`
 }
 
 // File is a partition's data file in the manifest.
@@ -156,9 +226,27 @@ func (m *Manifest) checksum() (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// WriteManifest sets m's checksum and writes it to t.
+// WriteManifest sets m's format, version and checksum and writes it to t
+// as the full back-up's manifest.json.
 func WriteManifest(t Target, m *Manifest) error {
+	return WriteManifestAs(t, ManifestName, m)
+}
+
+// WriteManifestAs is WriteManifest under the file name name. A manifest
+// without an id is given a new one (NewID): it was read from version 1, or
+// made by hand.
+func WriteManifestAs(t Target, name string, m *Manifest) error {
 	m.Format, m.Version = FormatName, Version
+	if m.ID == "" {
+		id, err := NewID(time.Now())
+		if err != nil {
+			return err
+		}
+		m.ID = id
+	}
+	if err := m.checkV2(); err != nil {
+		return fmt.Errorf("BUG: writing an inconsistent manifest: %v", err)
+	}
 	sum, err := m.checksum()
 	if err != nil {
 		return err
@@ -168,7 +256,7 @@ func WriteManifest(t Target, m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	w, err := t.Create(ManifestName)
+	w, err := t.Create(name)
 	if err != nil {
 		return err
 	}
@@ -179,23 +267,41 @@ func WriteManifest(t Target, m *Manifest) error {
 	return w.Close()
 }
 
-// ReadManifest reads t's manifest and checks it: known format and version,
-// checksum, one file per partition. Errors name the file.
+// ReadManifest reads t's full back-up manifest (manifest.json); see
+// ReadManifestNamed.
 func ReadManifest(t Target) (*Manifest, error) {
-	rc, err := t.Open(ManifestName)
+	return ReadManifestNamed(t, ManifestName)
+}
+
+// missingError is a manifest that does not exist; it wraps
+// fs.ErrNotExist.
+type missingError struct{ msg string }
+
+func (e missingError) Error() string { return e.msg }
+func (e missingError) Unwrap() error { return fs.ErrNotExist }
+
+// maxManifestBytes is the most of a manifest read; a longer one is
+// damaged.
+const maxManifestBytes = 256 << 20
+
+// ReadManifestNamed reads the manifest name from t and checks it: known
+// format and version, checksum, one file per partition, and (version 2)
+// a consistent chain and group offsets. Errors name the file.
+func ReadManifestNamed(t Target, name string) (*Manifest, error) {
+	rc, err := t.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: missing; the back-up is incomplete (interrupted?) or %s holds no back-up", ManifestName, t)
+		return nil, missingError{fmt.Sprintf("%s: missing; the back-up is incomplete (interrupted?) or %s holds no back-up", name, t)}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", ManifestName, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 256<<20))
+	b, err := io.ReadAll(io.LimitReader(rc, maxManifestBytes))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", ManifestName, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%s: damaged: %s", ManifestName, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%s: damaged: %s", name, fmt.Sprintf(format, args...))
 	}
 	var head struct {
 		Format  string `json:"format"`
@@ -208,7 +314,7 @@ func ReadManifest(t Target) (*Manifest, error) {
 		return nil, bad("format %q, want %q", head.Format, FormatName)
 	}
 	if head.Version > Version || head.Version < 1 {
-		return nil, fmt.Errorf("%s: format version %d; this sluice reads version %d (written by a newer sluice?)", ManifestName, head.Version, Version)
+		return nil, fmt.Errorf("%s: format version %d; this sluice reads versions 1 to %d (written by a newer sluice?)", name, head.Version, Version)
 	}
 	m := &Manifest{}
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -236,7 +342,47 @@ func ReadManifest(t Target) (*Manifest, error) {
 	if total != m.Records {
 		return nil, bad("%d records in total, the files hold %d", m.Records, total)
 	}
+	if err := m.checkV2(); err != nil {
+		return nil, bad("%v", err)
+	}
 	return m, nil
+}
+
+// checkV2 checks the version-2 fields: none in version 1; in version 2 an
+// id, a chain as long as the sequence ending at base, and group offsets on
+// the topic's partitions, sorted, each partition once.
+func (m *Manifest) checkV2() error {
+	if m.Version == 1 {
+		if m.ID != "" || m.Sequence != 0 || m.Base != nil || m.Chain != nil || m.Groups != nil {
+			return errors.New("version 1 with fields of version 2")
+		}
+		return nil
+	}
+	if checkName(m.ID) != nil {
+		return fmt.Errorf("id %q", m.ID)
+	}
+	if m.Sequence < 0 || m.Sequence > MaxSequence || len(m.Chain) != m.Sequence || (m.Sequence == 0) != (m.Base == nil) {
+		return fmt.Errorf("sequence %d with %d links in its chain (base %v)", m.Sequence, len(m.Chain), m.Base != nil)
+	}
+	for i, l := range m.Chain {
+		if l.Sequence != i || checkName(l.ID) != nil || l.ID == m.ID || l.Manifest != ChainManifestName(i) || len(l.Checksum) != 2*sha256.Size {
+			return fmt.Errorf("chain link %d (%+v)", i, l)
+		}
+	}
+	if m.Base != nil && *m.Base != m.Chain[len(m.Chain)-1] {
+		return fmt.Errorf("base %+v is not the chain's last link", *m.Base)
+	}
+	for i, g := range m.Groups {
+		if g.Group == "" || i > 0 && m.Groups[i-1].Group >= g.Group || len(g.Offsets) == 0 {
+			return fmt.Errorf("group entry %d (%q): empty, or not in order", i, g.Group)
+		}
+		for j, o := range g.Offsets {
+			if o.Partition < 0 || o.Partition >= m.Partitions || o.Offset < 0 || j > 0 && g.Offsets[j-1].Partition >= o.Partition {
+				return fmt.Errorf("group %q offset entry %d (%+v)", g.Group, j, o)
+			}
+		}
+	}
+	return nil
 }
 
 // FileWriter writes a partition's data file.
@@ -267,7 +413,7 @@ func NewFileWriter(w io.Writer, partition int32) (*FileWriter, error) {
 	fw := &FileWriter{h: sha256.New(), first: -1, last: -1}
 	fw.w = bufio.NewWriterSize(countingWriter{w: io.MultiWriter(w, fw.h), n: &fw.n}, 256<<10)
 	hdr := append([]byte(magic), 0, 0, 0, 0, 0, 0, 0, 0)
-	binary.BigEndian.PutUint32(hdr[len(magic):], Version)
+	binary.BigEndian.PutUint32(hdr[len(magic):], DataVersion)
 	binary.BigEndian.PutUint32(hdr[len(magic)+4:], uint32(partition))
 	if _, err := fw.w.Write(hdr); err != nil {
 		return nil, err
@@ -417,8 +563,8 @@ func readFile(t Target, f File, fn func(*Record) error) error {
 	if string(hdr[:len(magic)]) != magic {
 		return errors.New("damaged: not a sluice back-up data file (bad magic)")
 	}
-	if v := binary.BigEndian.Uint32(hdr[len(magic):]); v != Version {
-		return fmt.Errorf("format version %d; this sluice reads version %d", v, Version)
+	if v := binary.BigEndian.Uint32(hdr[len(magic):]); v != DataVersion {
+		return fmt.Errorf("format version %d; this sluice reads version %d", v, DataVersion)
 	}
 	if p := int32(binary.BigEndian.Uint32(hdr[len(magic)+4:])); p != f.Partition {
 		return fmt.Errorf("damaged: holds partition %d, the manifest says %d", p, f.Partition)

@@ -238,8 +238,22 @@ func manifestSeeds(t testing.TB) [][]byte {
 	if err := WriteManifest(tg, empty); err != nil {
 		t.Fatal(err)
 	}
-	return [][]byte{full, tg[ManifestName], full[:len(full)/2],
-		[]byte(`{"format":"sluice-backup","version":2}`),
+	// An incremental: id, sequence, base, chain and groups.
+	inc := *m
+	inc.ID, inc.Sequence = "20240101T000000Z-00000002", 2
+	inc.Chain = []Link{{ID: "20240101T000000Z-00000000", Sequence: 0, Manifest: ManifestName, Checksum: strings.Repeat("a", 64)},
+		{ID: "20240101T000000Z-00000001", Sequence: 1, Manifest: ChainManifestName(1), Checksum: strings.Repeat("b", 64)}}
+	inc.Base = &inc.Chain[1]
+	inc.Groups = []Group{{Group: "billing", Offsets: []GroupOffset{{Partition: 0, Offset: 3, Metadata: "m"}, {Partition: 1, Offset: 11}}},
+		{Group: "audit", Offsets: []GroupOffset{{Partition: 1, Offset: 0}}}}
+	inc.Groups[0], inc.Groups[1] = inc.Groups[1], inc.Groups[0]
+	if err := WriteManifestAs(tg, ChainManifestName(2), &inc); err != nil {
+		t.Fatal(err)
+	}
+	incremental := tg[ChainManifestName(2)]
+	return [][]byte{full, tg[ManifestName], full[:len(full)/2], incremental,
+		[]byte(strings.Replace(string(incremental), `"sequence": 2`, `"sequence": 3`, 1)),
+		[]byte(`{"format":"sluice-backup","version":3}`),
 		[]byte(`{"format":"sluice-backup","version":1,"partitions":2147483647,"files":[{},{}]}`), {}}
 }
 
@@ -267,7 +281,18 @@ func FuzzBackupManifest(f *testing.F) {
 		if err := WriteManifest(tg, &c); err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(&c, m) {
+		if m.Version == 1 {
+			// Written as version 2 with an id: the rest is the same.
+			if c.Version != Version || c.ID == "" {
+				t.Fatalf("a version-1 manifest was written as version %d, id %q", c.Version, c.ID)
+			}
+			v1 := c
+			v1.Version, v1.ID, v1.Checksum = m.Version, m.ID, m.Checksum
+			if !reflect.DeepEqual(&v1, m) {
+				t.Fatalf("writing changed the version-1 manifest:\n%+v\n%+v", v1, *m)
+			}
+			m = &c
+		} else if !reflect.DeepEqual(&c, m) {
 			t.Fatalf("writing changed the manifest:\n%+v\n%+v", c, *m)
 		}
 		m2, err := ReadManifest(tg)

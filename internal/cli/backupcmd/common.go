@@ -159,8 +159,9 @@ func interrupted(ctx context.Context, err error) error {
 // s3Help is the part of both commands' help about object storage.
 const s3Help = `
 Object storage: LOCATION s3://bucket/prefix keeps the back-up's files as
-objects prefix/manifest.json and prefix/partition-NNNNN.rec in an existing
-bucket of AWS S3 or any S3-compatible store (MinIO, Ceph RGW, versitygw, ...).
+objects prefix/manifest.json and prefix/partition-NNNNN.rec (and
+prefix/incr-SSSSSS-... for incremental back-ups) in an existing bucket of
+AWS S3 or any S3-compatible store (MinIO, Ceph RGW, versitygw, ...).
 --endpoint names a store other than AWS (http://host:port, or a host for
 https), addressed path-style; --region is the bucket's region. Credentials
 come, in this order, from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and

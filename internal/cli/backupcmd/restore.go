@@ -9,6 +9,7 @@ import (
 	"hash"
 	"maps"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +33,16 @@ type RestoreOptions struct {
 	Force   bool
 	S3      S3Flags
 	Configs []string // key=value for a topic that restore creates; key= leaves key out
+	// Sequence, when set, is the back-up of the chain to restore (0 the
+	// full one, n the nth incremental); nil is the newest.
+	Sequence *int
+	// NoGroupOffsets leaves the consumer groups' offsets out; Groups,
+	// when set, is a regular expression that selects the groups whose
+	// offsets are restored; ActiveGroups is what to do with a group that
+	// has members on the target: fail (the default) or skip.
+	NoGroupOffsets bool
+	Groups         string
+	ActiveGroups   string
 	// Source, when set, is used instead of From.
 	Source backup.Target
 }
@@ -39,6 +50,7 @@ type RestoreOptions struct {
 // RestoreCommand returns `sluice restore`.
 func RestoreCommand() *cobra.Command {
 	o := RestoreOptions{}
+	seq := 0
 	cmd := &cobra.Command{
 		Use:   "restore TOPIC --from DIR|s3://bucket/prefix",
 		Short: "Restore a back-up into a topic (created when missing)",
@@ -68,17 +80,46 @@ back-up's records to it anyway.
 Run twice, restore is idempotent: the second run finds nothing to write
 (except after --force on a non-compacted topic). A progress bar goes to
 stderr when it is a terminal.
+
+Incremental back-ups (sluice backup --incremental): restore takes the newest
+back-up in LOCATION and every back-up it is built on, oldest first, after
+checking that they form one chain (each link present, unmodified since the
+next was made on it: the manifests' checksums; contiguous offsets) and every
+data file of every link; a broken chain is refused before anything is
+written. --sequence N restores the chain only up to back-up N (0: the full
+one).
+
+Consumer groups: after the records, restore commits on TOPIC the offsets
+that the back-up recorded for each consumer group (the newest link's), unless
+--no-group-offsets; --groups REGEX restores only the groups it matches.
+Restore writes records at new offsets, so each committed offset C (the next
+record the group would read) is translated: to the offset in TOPIC of the
+first backed-up record with original offset >= C that TOPIC holds after the
+restore (written now, or found already there by a restore cut short), or to
+TOPIC's end offset when there is none. A consumer of the group then resumes
+at exactly the records it had not read. (Compacted back-ups: records that
+restore leaves out, of keys already up to date in TOPIC, deleted or without
+a key, are not among them.) A group with members on the target cluster is
+not overwritten: restore refuses before writing anything, naming the group,
+or with --active-groups=skip leaves that group out with a warning. Each run
+commits the offsets again: run twice, it moves back a group that consumed
+from TOPIC in between.
 ` + s3Help,
 		Example: `  sluice restore users --from /backups/users-2024-05-01
   sluice restore users-copy --from /backups/users-2024-05-01 --brokers dr-kafka:9092
   sluice restore orders --from ./orders.bak -c retention.ms=-1
   sluice restore orders --from ./orders.bak --force
+  sluice restore orders --from ./orders.bak --groups '^billing-' --active-groups=skip
+  sluice restore orders --from ./orders.bak --sequence 0 --no-group-offsets
   sluice restore users --from s3://my-backups/users/2024-05-01 --region eu-west-1
   sluice restore users --from s3://backups/users --endpoint http://127.0.0.1:9000`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.SetStreams(cmd)
 			o.Topic = args[0]
+			if cmd.Flags().Changed("sequence") {
+				o.Sequence = &seq
+			}
 			return RunRestore(cmd.Context(), o)
 		},
 	}
@@ -86,6 +127,10 @@ stderr when it is a terminal.
 	cmd.Flags().StringVar(&o.From, "from", "", "directory holding the back-up, or s3://bucket/prefix")
 	cmd.Flags().BoolVar(&o.Force, "force", false, "restore a non-compacted back-up into a topic that holds other records, appending")
 	cmd.Flags().StringArrayVarP(&o.Configs, "config", "c", nil, "config key=value for a topic that restore creates (key=: leave it out), repeatable")
+	cmd.Flags().IntVar(&seq, "sequence", 0, "restore the chain up to this back-up (0: the full one, N: the Nth incremental); default the newest")
+	cmd.Flags().BoolVar(&o.NoGroupOffsets, "no-group-offsets", false, "do not restore the consumer groups' committed offsets")
+	cmd.Flags().StringVar(&o.Groups, "groups", "", "restore the offsets only of the consumer groups that this regular expression matches")
+	cmd.Flags().StringVar(&o.ActiveGroups, "active-groups", activeFail, "a group with members on the target: fail (write nothing) or skip (leave it out, with a warning)")
 	addS3Flags(cmd.Flags(), &o.S3)
 	return cmd
 }
@@ -193,6 +238,8 @@ type plan struct {
 	tombstones []tombstone
 	keys       map[int32]map[string]bool // compacted: the keys to write
 	skip       map[int32]int64           // otherwise: records already in the partition
+	skipAt     map[int32][]int64         // and their offsets there
+	perPart    map[int32]int64           // the back-up's records per partition, whole chain
 	records    int64                     // back-up records to write
 	upToDate   int64                     // keys (compacted) or records already there
 	keyless    int64                     // compacted: records without a key, not written
@@ -220,15 +267,38 @@ func RunRestore(ctx context.Context, o RestoreOptions) error {
 		return fmt.Errorf("back-up %s: %w; nothing was written", src, err)
 	}
 
+	var groupRE *regexp.Regexp
+	if o.Groups != "" {
+		if groupRE, err = regexp.Compile(o.Groups); err != nil {
+			return fmt.Errorf("--groups %q: %w", o.Groups, err)
+		}
+	}
+	if o.ActiveGroups == "" {
+		o.ActiveGroups = activeFail
+	}
+	if o.ActiveGroups != activeFail && o.ActiveGroups != activeSkip {
+		return fmt.Errorf("--active-groups %q: want %s or %s", o.ActiveGroups, activeFail, activeSkip)
+	}
+	seq := -1
+	if o.Sequence != nil {
+		if seq = *o.Sequence; seq < 0 || seq > backup.MaxSequence {
+			return fmt.Errorf("--sequence %d: want 0 (the full back-up) to %d", seq, backup.MaxSequence)
+		}
+	}
+
 	// Everything in the back-up is read and checked before anything else.
-	m, err := backup.ReadManifest(src)
+	chain, err := backup.ReadChain(src, seq)
 	if err != nil {
 		return refuse(err)
 	}
+	m := chain[len(chain)-1]
 	compacted := m.Compacted()
 	bix := keyIndex{}
-	var maxRecord, keyless int64
-	err = backup.Verify(src, m, func(p int32, r *backup.Record) error {
+	var maxRecord, keyless, total int64
+	perPart := map[int32]int64{}
+	err = backup.VerifyChain(src, chain, func(_ int, p int32, r *backup.Record) error {
+		total++
+		perPart[p]++
 		size := int64(len(r.Key) + len(r.Value))
 		for _, h := range r.Headers {
 			size += int64(len(h.Key) + len(h.Value))
@@ -262,7 +332,12 @@ func RunRestore(ctx context.Context, o RestoreOptions) error {
 		return err
 	}
 	withTS := m.TimestampType != "LogAppendTime"
-	pl := &plan{compacted: compacted, keyless: keyless, keys: map[int32]map[string]bool{}, skip: map[int32]int64{}}
+	pl := &plan{compacted: compacted, keyless: keyless, keys: map[int32]map[string]bool{}, skip: map[int32]int64{},
+		skipAt: map[int32][]int64{}, perPart: perPart}
+	var groups []backup.Group
+	if !o.NoGroupOffsets {
+		groups = selectGroups(m.Groups, groupRE)
+	}
 	if exists {
 		if nparts != int(m.Partitions) {
 			return fmt.Errorf("topic %s has %s and the back-up %d: each record goes back to its partition, so they must match; restore into a new topic instead",
@@ -281,11 +356,31 @@ func RunRestore(ctx context.Context, o RestoreOptions) error {
 			fmt.Fprintf(o.Stderr(), "note: the back-up is of a compacted topic and %s has cleanup.policy %s: it will keep superseded records\n",
 				o.Topic, tc.effective["cleanup.policy"])
 		}
-		if err := o.planExisting(ctx, cl, src, m, bix, withTS, pl); err != nil {
+		if err := o.planExisting(ctx, cl, src, chain, bix, withTS, pl); err != nil {
 			return interrupted(ctx, err)
 		}
 	} else {
-		o.planEmpty(m, bix, pl)
+		o.planEmpty(total, bix, pl)
+	}
+	if len(groups) > 0 {
+		actx, cancel := context.WithTimeout(ctx, o.Wait())
+		active, err := activeGroups(actx, adm, groups)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if len(active) > 0 && o.ActiveGroups == activeFail {
+			return activeError(active)
+		}
+		if len(active) > 0 {
+			fmt.Fprintf(o.Stderr(), "warning: consumer %s active on the target cluster: %s; not restoring their offsets (--active-groups=skip)\n",
+				pluralGroups(len(active)), activeList(active))
+			groups = slices.DeleteFunc(groups, func(g backup.Group) bool { _, ok := active[g.Group]; return ok })
+		}
+	}
+	var tr *translator
+	if len(groups) > 0 {
+		tr = newTranslator(groups)
 	}
 
 	if !exists {
@@ -293,9 +388,26 @@ func RunRestore(ctx context.Context, o RestoreOptions) error {
 			return err
 		}
 	}
-	written, err := o.produce(ctx, cl, src, m, pl)
+	written, err := o.produce(ctx, cl, src, chain, pl, tr)
 	if err != nil {
 		return interrupted(ctx, fmt.Errorf("restore into %s: %w (after writing %s; run restore again to complete it)", o.Topic, err, clientopts.Count(written, "record", "records")))
+	}
+	var groupLines []string
+	if len(groups) > 0 {
+		actx, cancel := context.WithTimeout(ctx, o.Wait())
+		defer cancel()
+		ends, err := adm.ListEndOffsets(actx, o.Topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("restore into %s: the records are restored, but not the consumer groups' offsets: end offsets: %w; run restore again", o.Topic, err)
+		}
+		endOf := map[int32]int64{}
+		ends.Each(func(l kadm.ListedOffset) { endOf[l.Partition] = l.Offset })
+		if groupLines, err = commitGroups(actx, adm, o.Topic, groups, tr, endOf); err != nil {
+			return fmt.Errorf("restore into %s: the records are restored, but not every consumer group's offsets: %w", o.Topic, err)
+		}
 	}
 
 	kind := "compacted"
@@ -303,8 +415,12 @@ func RunRestore(ctx context.Context, o RestoreOptions) error {
 		kind = "cleanup.policy " + m.CleanupPolicy
 	}
 	records := func(n int64) string { return clientopts.Count(n, "record", "records") }
-	msg := fmt.Sprintf("restored %s (%s, %s, %s) from %s into %s: wrote %s", m.Topic, kind,
-		clientopts.Count(m.Partitions, "partition", "partitions"), records(m.Records), src, o.Topic, records(pl.records))
+	from := ""
+	if len(chain) > 1 {
+		from = fmt.Sprintf(", a chain of %s", clientopts.Count(len(chain), "back-up", "back-ups"))
+	}
+	msg := fmt.Sprintf("restored %s (%s, %s, %s%s) from %s into %s: wrote %s", m.Topic, kind,
+		clientopts.Count(m.Partitions, "partition", "partitions"), records(total), from, src, o.Topic, records(pl.records))
 	if compacted {
 		msg += fmt.Sprintf(" and %s; %s already up to date", clientopts.Count(len(pl.tombstones), "tombstone", "tombstones"),
 			clientopts.Count(pl.upToDate, "key was", "keys were"))
@@ -314,14 +430,20 @@ func RunRestore(ctx context.Context, o RestoreOptions) error {
 	} else {
 		msg += fmt.Sprintf("; %s already there", clientopts.Count(pl.upToDate, "was", "were"))
 	}
+	if len(groups) > 0 {
+		msg += fmt.Sprintf("; committed the offsets of %s", clientopts.Count(len(groups), "consumer group", "consumer groups"))
+	}
 	fmt.Fprintln(o.Stdout(), msg)
+	for _, l := range groupLines {
+		fmt.Fprintln(o.Stdout(), l)
+	}
 	return nil
 }
 
 // planEmpty plans a restore into a topic that does not exist yet.
-func (o RestoreOptions) planEmpty(m *backup.Manifest, bix keyIndex, pl *plan) {
+func (o RestoreOptions) planEmpty(total int64, bix keyIndex, pl *plan) {
 	if !pl.compacted {
-		pl.records = m.Records
+		pl.records = total
 		return
 	}
 	for p, keys := range bix {
@@ -341,7 +463,8 @@ func (o RestoreOptions) planEmpty(m *backup.Manifest, bix keyIndex, pl *plan) {
 
 // planExisting reads the target topic and plans what makes it hold the
 // back-up's content; it refuses (writing nothing) when that cannot be done.
-func (o RestoreOptions) planExisting(ctx context.Context, cl *kgo.Client, src backup.Target, m *backup.Manifest, bix keyIndex, withTS bool, pl *plan) error {
+func (o RestoreOptions) planExisting(ctx context.Context, cl *kgo.Client, src backup.Target, chain []*backup.Manifest, bix keyIndex, withTS bool, pl *plan) error {
+	m := chain[len(chain)-1]
 	parts := make([]int32, m.Partitions)
 	for i := range parts {
 		parts[i] = int32(i)
@@ -392,8 +515,10 @@ func (o RestoreOptions) planExisting(ctx context.Context, cl *kgo.Client, src ba
 
 	// Not compacted: compare each partition's records with the back-up's.
 	have := map[int32][]digest{}
+	haveAt := map[int32][]int64{}
 	err = topicread.Read(ctx, cl, o.Topic, ranges, func(r *kgo.Record) error {
 		have[r.Partition] = append(have[r.Partition], contentDigest(toBackup(r), true, withTS))
+		haveAt[r.Partition] = append(haveAt[r.Partition], r.Offset)
 		return nil
 	})
 	if err != nil {
@@ -402,14 +527,15 @@ func (o RestoreOptions) planExisting(ctx context.Context, cl *kgo.Client, src ba
 	var conflicts []string
 	for _, f := range m.Files {
 		p := f.Partition
+		records := pl.perPart[p]
 		target := have[p]
 		var i int64
 		diverge := int64(-1)
-		if int64(len(target)) > f.Records {
-			diverge = f.Records
+		if int64(len(target)) > records {
+			diverge = records
 		}
 		if len(target) > 0 && diverge < 0 {
-			err := backup.ReadFile(src, f, func(r *backup.Record) error {
+			err := backup.ReadPartition(src, chain, p, func(r *backup.Record) error {
 				if i < int64(len(target)) && diverge < 0 && contentDigest(r, true, withTS) != target[i] {
 					diverge = i
 				}
@@ -423,11 +549,12 @@ func (o RestoreOptions) planExisting(ctx context.Context, cl *kgo.Client, src ba
 		switch {
 		case diverge >= 0:
 			conflicts = append(conflicts, fmt.Sprintf("partition %d (%d records; record %d differs from the back-up's)", p, len(target), diverge))
-			pl.records += f.Records
+			pl.records += records
 		default:
 			pl.skip[p] = int64(len(target))
+			pl.skipAt[p] = haveAt[p]
 			pl.upToDate += int64(len(target))
-			pl.records += f.Records - int64(len(target))
+			pl.records += records - int64(len(target))
 		}
 	}
 	if len(conflicts) > 0 && !o.Force {
@@ -490,7 +617,10 @@ func (o RestoreOptions) create(ctx context.Context, adm *kadm.Client, m *backup.
 
 // produce writes the plan: tombstones first, then the back-up's records,
 // each to the partition it was in. It returns how many were written.
-func (o RestoreOptions) produce(ctx context.Context, cl *kgo.Client, src backup.Target, m *backup.Manifest, pl *plan) (int64, error) {
+//
+// tr, if not nil, is told the offset in the topic of each backed-up record
+// that the topic holds afterwards: written now, or already there.
+func (o RestoreOptions) produce(ctx context.Context, cl *kgo.Client, src backup.Target, chain []*backup.Manifest, pl *plan, tr *translator) (int64, error) {
 	bar := newProgress(o.Stderr(), int64(len(pl.tombstones))+pl.records, "restore "+o.Topic)
 	defer bar.done()
 	pctx, cancel := context.WithCancelCause(ctx)
@@ -501,13 +631,16 @@ func (o RestoreOptions) produce(ctx context.Context, cl *kgo.Client, src backup.
 		written int64
 		wg      sync.WaitGroup
 	)
-	send := func(r *kgo.Record) error {
+	send := func(r *kgo.Record, at func(int64)) error {
 		if err := context.Cause(pctx); err != nil {
 			return err
 		}
 		wg.Add(1)
 		cl.Produce(pctx, r, func(r *kgo.Record, err error) {
 			defer wg.Done()
+			if err == nil && at != nil {
+				at(r.Offset)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -540,7 +673,7 @@ func (o RestoreOptions) produce(ctx context.Context, cl *kgo.Client, src backup.
 
 	now := time.Now()
 	for _, t := range pl.tombstones {
-		if err := send(&kgo.Record{Topic: o.Topic, Partition: t.partition, Key: t.key, Timestamp: now}); err != nil {
+		if err := send(&kgo.Record{Topic: o.Topic, Partition: t.partition, Key: t.key, Timestamp: now}, nil); err != nil {
 			finish()
 			return count(), err
 		}
@@ -548,22 +681,25 @@ func (o RestoreOptions) produce(ctx context.Context, cl *kgo.Client, src backup.
 	if err := finish(); err != nil {
 		return count(), err
 	}
-	for _, f := range m.Files {
-		p := f.Partition
-		if pl.compacted && len(pl.keys[p]) == 0 || !pl.compacted && pl.skip[p] >= f.Records {
+	for p := range chain[len(chain)-1].Partitions {
+		nothing := pl.compacted && len(pl.keys[p]) == 0 || !pl.compacted && pl.skip[p] >= pl.perPart[p]
+		if nothing && (tr == nil || pl.compacted) {
 			continue
 		}
 		var i int64
-		err := backup.ReadFile(src, f, func(r *backup.Record) error {
+		err := backup.ReadPartition(src, chain, p, func(r *backup.Record) error {
 			i++
 			if pl.compacted {
 				if r.Key == nil || !pl.keys[p][string(r.Key)] {
 					return nil
 				}
 			} else if i <= pl.skip[p] {
+				if at := tr.at(p, r.Offset); at != nil {
+					at(pl.skipAt[p][i-1])
+				}
 				return nil
 			}
-			return send(toProduce(r, o.Topic, p))
+			return send(toProduce(r, o.Topic, p), tr.at(p, r.Offset))
 		})
 		if err != nil {
 			finish()

@@ -213,3 +213,76 @@ func TestS3Interrupted(t *testing.T) {
 		sameRecords(t, how+": restored", records(t, b.Addr, "restored-"+how), want)
 	}
 }
+
+// TestS3Incremental: a full back-up and an incremental in S3 with the
+// command line (--since-last), an incremental cut short in between (the
+// chain stays whole: restore takes the newest complete back-up, and the
+// next incremental replaces the remains), restored with the groups'
+// offsets; a full back-up with --force replaces the chain.
+func TestS3Incremental(t *testing.T) {
+	srv := s3test.Start(t)
+	s3Env(t, srv)
+	b := clitest.Start(t, nil)
+	t.Setenv("SLUICE_BROKERS", b.Addr)
+	create(t, b.Addr, "orders", 2)
+	produceBatch(t, b.Addr, "orders", 2, 1, 30)
+	commit(t, b.Addr, "billing", "orders", map[int32]int64{0: 10, 1: 30})
+	loc := "s3://" + srv.Bucket + "/orders"
+	if out, err := execute(t, BackupCommand(), "", "orders", "--to", loc, "--endpoint", srv.Endpoint); err != nil ||
+		!strings.Contains(out, "backed up 60 records of orders") {
+		t.Fatalf("full back-up: %v %q", err, out)
+	}
+	produceBatch(t, b.Addr, "orders", 2, 2, 10)
+	commit(t, b.Addr, "billing", "orders", map[int32]int64{0: 35, 1: 31})
+
+	tg, err := backup.NewS3(context.Background(), loc, backup.S3Config{Endpoint: srv.Endpoint, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := clitest.Common(b.Addr, nil)
+	err = RunBackup(clitest.Ctx(t), BackupOptions{Common: c, Topic: "orders", Incremental: true,
+		Target: cutTarget{Target: tg, cut: backup.ChainDataFileName(1, 1), at: func() error { return fmt.Errorf("cut short") }}})
+	if err == nil {
+		t.Fatal("the cut incremental succeeded")
+	}
+	out, err := execute(t, RestoreCommand(), "", "after-cut", "--from", loc, "--endpoint", srv.Endpoint)
+	if err != nil || !strings.Contains(out, "restored orders (cleanup.policy delete, 2 partitions, 60 records) from "+loc) {
+		t.Fatalf("restore after a cut incremental: %v %q", err, out)
+	}
+
+	out, err = execute(t, BackupCommand(), "", "orders", "--to", loc, "--since-last", "--endpoint", srv.Endpoint)
+	if err != nil || !strings.HasPrefix(out, "incremental back-up 1 (on manifest.json): backed up 20 records of orders") {
+		t.Fatalf("incremental: %v %q", err, out)
+	}
+	var keys []string
+	for o := range srv.Client().ListObjects(t.Context(), srv.Bucket, minio.ListObjectsOptions{Recursive: true}) {
+		keys = append(keys, o.Key)
+	}
+	if w := []string{"orders/incr-000001-manifest.json", "orders/incr-000001-partition-00000.rec", "orders/incr-000001-partition-00001.rec",
+		"orders/manifest.json", "orders/partition-00000.rec", "orders/partition-00001.rec"}; !slices.Equal(keys, w) {
+		t.Fatalf("objects: %v, want %v", keys, w)
+	}
+	want := recordsAt(t, b.Addr, "orders")
+
+	dst := clitest.Start(t, nil)
+	out, err = execute(t, RestoreCommand(), "", "orders-copy", "--from", loc, "--endpoint", srv.Endpoint, "--brokers", dst.Addr)
+	if err != nil || !strings.Contains(out, "(cleanup.policy delete, 2 partitions, 80 records, a chain of 2 back-ups) from "+loc+" into orders-copy: wrote 80 records") {
+		t.Fatalf("restore: %v %q", err, out)
+	}
+	sameRecords(t, "restored from S3", records(t, dst.Addr, "orders-copy"), contents(want))
+	if c := committed(t, dst.Addr, "billing", "orders-copy"); !reflect.DeepEqual(c, map[int32]int64{0: 35, 1: 31}) {
+		t.Fatalf("billing on the restored topic: %v", c)
+	}
+
+	out, err = execute(t, BackupCommand(), "", "orders", "--to", loc, "--force", "--endpoint", srv.Endpoint)
+	if err != nil || !strings.Contains(out, "backed up 80 records of orders") {
+		t.Fatalf("full back-up with --force: %v %q", err, out)
+	}
+	keys = nil
+	for o := range srv.Client().ListObjects(t.Context(), srv.Bucket, minio.ListObjectsOptions{Recursive: true}) {
+		keys = append(keys, o.Key)
+	}
+	if w := []string{"orders/manifest.json", "orders/partition-00000.rec", "orders/partition-00001.rec"}; !slices.Equal(keys, w) {
+		t.Fatalf("objects after --force: %v, want %v", keys, w)
+	}
+}
