@@ -34,7 +34,8 @@ type cluster struct {
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	b := clitest.Start(t, nil)
+	// No initial rebalance delay: sinks join at once.
+	b := clitest.Start(t, map[string]string{"group.initial.rebalance.delay.ms": "0"})
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
