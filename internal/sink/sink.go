@@ -70,6 +70,11 @@ type Options struct {
 	RollTime         time.Duration // 0: DefaultRollTime
 	MaxBufferedBytes int64         // 0: DefaultMaxBufferedBytes
 	SessionTimeout   time.Duration // 0: kgo's (45 s)
+	// RebalanceTimeout is how long the group waits for this sink to
+	// rejoin in a rebalance (it rejoins between flushes, so a flush stuck
+	// on a failing store longer than this loses its partitions); 0: kgo's
+	// (60 s).
+	RebalanceTimeout time.Duration
 	Timeout          time.Duration // 0: DefaultTimeout
 	StopTimeout      time.Duration // 0: DefaultStopTimeout; <0: no final flush
 	Logger           *slog.Logger
@@ -191,6 +196,9 @@ func New(o Options) (*Sink, error) {
 		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsRevoked(s.drop), kgo.OnPartitionsLost(s.drop),
 		kgo.MetadataMaxAge(30 * time.Second),
+	}
+	if o.RebalanceTimeout > 0 {
+		opts = append(opts, kgo.RebalanceTimeout(o.RebalanceTimeout))
 	}
 	if o.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(o.InstanceID))

@@ -233,3 +233,64 @@ func metricValue(t *testing.T, s *sink.Sink, name string) float64 {
 	}
 	return v
 }
+
+func (f *failingStore) release() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.allow = 1 << 30
+}
+
+// TestZombieFenced: a sink whose store fails stays inside a flush (it
+// uploads before it commits) while another sink joins the group; the
+// group drops it after its rebalance timeout and the other sink finishes
+// the pending flush and the rest. When its store comes back, the first
+// sink uploads what it had (the same objects) and its commit is refused:
+// the committed offsets stay at the ends, and every record is stored
+// exactly once.
+func TestZombieFenced(t *testing.T) {
+	c := startCluster(t)
+	const topic, partitions, n = "zombie", 3, 3000
+	c.create(t, topic, partitions)
+	c.produce(t, topic, partitions, 0, n)
+	root := t.TempDir()
+	dir, err := sink.OpenStore(context.Background(), "file://"+root, backup.S3Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &failingStore{Store: dir, allow: 5}
+	o := options(t, c, topic, fs)
+	o.RebalanceTimeout = 2 * time.Second
+	zombie := runSink(t, o)
+	deadline := time.Now().Add(20 * time.Second)
+	for fs.refusals() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no upload refused in 20 s%s", zombie.status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	o2 := options(t, c, topic, dir)
+	o2.RebalanceTimeout = 2 * time.Second
+	next := runSink(t, o2)
+	c.waitCommitted(t, "g-"+topic, topic, 25*time.Second, next.status)
+	if got := metricValue(t, zombie.s, "sluice_sink_commit_errors_total"); got != 0 {
+		t.Fatalf("the stuck sink committed (or failed to) %v times before its store came back", got)
+	}
+	fs.release()
+	for metricValue(t, zombie.s, "sluice_sink_commit_errors_total") == 0 {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("the fenced sink's commit did not fail%s", zombie.status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ends := c.ends(t, topic)
+	for p, o := range c.committed(t, "g-"+topic, topic) {
+		if o.At != ends[p] || o.Metadata != "" {
+			t.Fatalf("partition %d: committed %d %q after the fenced sink's commit, want %d", p, o.At, o.Metadata, ends[p])
+		}
+	}
+	if err := next.stop(); err != nil {
+		t.Fatal(err)
+	}
+	zombie.stop()
+	check(t, readDir(t, root), topic, partitions, testTemplate, ends)
+}
