@@ -77,7 +77,7 @@ func TestKillNine(t *testing.T) {
 		}
 	}()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	for round := range 4 {
+	for round := range 6 {
 		began := time.Now()
 		cmd, out := start()
 		// Until it has committed something new, then a random moment.
