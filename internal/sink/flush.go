@@ -14,80 +14,121 @@ import (
 	"github.com/sluice-io/sluice/internal/backup"
 )
 
-// flush writes every sealed cut: pending commit, uploads, end commit (see
-// the package doc). It returns an error only when ctx ends; a failed
-// commit rewinds the partitions it was for.
-func (s *Sink) flush(ctx context.Context) error {
-	var ps []*part
+// batch is a flush: sealed cuts of some partitions, written by one
+// goroutine (run) while the loop goes on encoding. The goroutine reads
+// only the cuts and the partitions' names; the loop applies the result
+// (finish).
+type batch struct {
+	parts []batchPart
+	stage string // where it failed: "pending" or "end" commit, or "upload"
+	err   error
+}
+
+type batchPart struct {
+	p    *part
+	cuts []*cut
+}
+
+// startBatch moves up to maxCutsPerCommit sealed cuts of every partition
+// into a batch and starts it; it says whether there was anything to flush.
+func (s *Sink) startBatch(ctx context.Context) bool {
+	if s.inflight != nil {
+		panic("BUG: sink: a batch while one is in flight")
+	}
+	b := &batch{}
 	for _, p := range s.parts {
-		if len(p.sealed) > 0 {
-			ps = append(ps, p)
+		if len(p.sealed) == 0 {
+			continue
 		}
+		n := min(len(p.sealed), maxCutsPerCommit)
+		b.parts = append(b.parts, batchPart{p: p, cuts: p.sealed[:n:n]})
+		p.sealed = p.sealed[n:]
 	}
-	if len(ps) == 0 {
-		return nil
+	if len(b.parts) == 0 {
+		return false
 	}
+	s.inflight = b
+	go func() {
+		b.stage, b.err = s.run(ctx, b)
+		s.done <- b
+	}()
+	return true
+}
+
+// run writes b: pending commit, uploads, end commit (see the package doc).
+func (s *Sink) run(ctx context.Context, b *batch) (string, error) {
 	pending := map[string]map[int32]kgo.EpochOffset{}
+	ends := map[string]map[int32]kgo.EpochOffset{}
 	meta := map[tp]string{}
 	var objs []*object
-	for _, p := range ps {
-		setOffset(pending, p.tp, p.sealed[0].first)
-		meta[p.tp] = formatCuts(p.sealed)
-		for _, c := range p.sealed {
+	for _, bp := range b.parts {
+		setOffset(pending, bp.p.tp, bp.cuts[0].first)
+		setOffset(ends, bp.p.tp, bp.cuts[len(bp.cuts)-1].end+1)
+		meta[bp.p.tp] = formatCuts(bp.cuts)
+		for _, c := range bp.cuts {
 			objs = append(objs, c.objects...)
 		}
 	}
 	if err := s.commit(ctx, pending, meta); err != nil {
-		return s.commitFailed(ctx, ps, "pending", err)
+		return "pending", err
 	}
 	if err := s.upload(ctx, objs); err != nil {
-		return err
-	}
-	ends := map[string]map[int32]kgo.EpochOffset{}
-	for _, p := range ps {
-		setOffset(ends, p.tp, p.sealed[len(p.sealed)-1].end+1)
+		return "upload", err
 	}
 	if err := s.commit(ctx, ends, nil); err != nil {
-		return s.commitFailed(ctx, ps, "end", err)
+		return "end", err
 	}
-	for _, p := range ps {
-		var n int64
-		for _, c := range p.sealed {
-			s.m.records.WithLabelValues(p.topic).Add(float64(c.records))
-			for _, o := range c.objects {
-				n += int64(len(o.data))
+	return "", nil
+}
+
+// finish applies the batch b that ended: counts what it wrote, or, when
+// a commit failed, rewinds its partitions to their first offset in it
+// with the cuts it tried (and the later ones) kept as pending, or, when
+// ctx ended it, forgets its partitions (their next run replays them). It
+// returns ctx's error in that last case.
+func (s *Sink) finish(ctx context.Context, b *batch) error {
+	s.inflight = nil
+	defer s.publishStats()
+	if b.err == nil {
+		for _, bp := range b.parts {
+			var n int64
+			for _, c := range bp.cuts {
+				s.m.records.WithLabelValues(bp.p.topic).Add(float64(c.records))
+				for _, o := range c.objects {
+					n += int64(len(o.data))
+				}
+			}
+			s.m.bytes.WithLabelValues(bp.p.topic).Add(float64(n))
+			bp.p.bytes -= n
+			if s.parts[bp.p.tp] == bp.p {
+				s.buffered -= n
+				bp.p.committed = bp.cuts[len(bp.cuts)-1].end + 1
 			}
 		}
-		s.m.bytes.WithLabelValues(p.topic).Add(float64(n))
-		p.bytes -= n
-		s.buffered -= n
-		p.committed = p.sealed[len(p.sealed)-1].end + 1
-		p.sealed = nil
+		s.m.lastFlush.Set(float64(time.Now().UnixNano()) / 1e9)
+		return nil
 	}
-	s.m.lastFlush.Set(float64(time.Now().UnixNano()) / 1e9)
-	return nil
-}
-
-func setOffset(m map[string]map[int32]kgo.EpochOffset, k tp, at int64) {
-	if m[k.topic] == nil {
-		m[k.topic] = map[int32]kgo.EpochOffset{}
-	}
-	m[k.topic][k.partition] = kgo.EpochOffset{Epoch: -1, Offset: at}
-}
-
-// commitFailed rewinds ps to their first sealed offset, keeping the cuts
-// that were tried as pending (the commit may have taken effect), waits a
-// little, and goes on; or returns ctx's error.
-func (s *Sink) commitFailed(ctx context.Context, ps []*part, which string, err error) error {
-	s.m.commits.Inc()
 	if ctx.Err() != nil {
+		for _, bp := range b.parts {
+			if s.parts[bp.p.tp] == bp.p {
+				s.buffered -= bp.p.bytes
+				delete(s.parts, bp.p.tp)
+			}
+		}
 		return ctx.Err()
 	}
-	s.log.Warn("offset commit failed; reading the flushed records again", "commit", which, "err", err)
+	s.m.commits.Inc()
+	s.log.Warn("offset commit failed; reading the flushed records again", "commit", b.stage, "err", b.err)
 	rewind := map[string]map[int32]kgo.EpochOffset{}
-	for _, p := range ps {
-		at := p.sealed[0].first
-		cuts := make([]int64, 0, len(p.sealed)+len(p.cuts))
+	for _, bp := range b.parts {
+		p := bp.p
+		if s.parts[p.tp] != p {
+			continue // revoked or lost meanwhile
+		}
+		var cuts []int64
+		for _, c := range bp.cuts {
+			cuts = append(cuts, c.end)
+		}
 		for _, c := range p.sealed {
 			cuts = append(cuts, c.end)
 		}
@@ -96,11 +137,17 @@ func (s *Sink) commitFailed(ctx context.Context, ps []*part, which string, err e
 		p.bytes = 0
 		p.sealed, p.closed, p.openFirst = nil, nil, -1
 		clear(p.open)
-		p.rewound = true
-		setOffset(rewind, p.tp, at)
+		setOffset(rewind, p.tp, bp.cuts[0].first)
 	}
 	s.cl.SetOffsets(rewind)
 	return sleep(ctx, backoffMax)
+}
+
+func setOffset(m map[string]map[int32]kgo.EpochOffset, k tp, at int64) {
+	if m[k.topic] == nil {
+		m[k.topic] = map[int32]kgo.EpochOffset{}
+	}
+	m[k.topic][k.partition] = kgo.EpochOffset{Epoch: -1, Offset: at}
 }
 
 // commit commits offs for the group (with its generation, so a member

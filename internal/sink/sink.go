@@ -42,6 +42,9 @@ const (
 	// maxPollWait is how long a poll waits for records before the loop
 	// looks at --roll-time again.
 	maxPollWait = time.Second
+	// inflightPollWait is how long a poll waits while a batch is in
+	// flight, so that its end is seen soon.
+	inflightPollWait = 10 * time.Millisecond
 	// maxCutsPerCommit caps the sealed cuts of one partition in a flush:
 	// their ends go into the commit metadata (Kafka's default
 	// offset.metadata.max.bytes is 4096; 32 ends take under 700).
@@ -121,7 +124,6 @@ type part struct {
 	openSince time.Time
 	bytes     int64 // buffered: open files' sizes, closed and sealed objects
 	sealed    []*cut
-	rewound   bool  // rewound in this poll: skip its remaining records
 	hw        int64 // high watermark last seen; -1 unknown
 	committed int64 // the group's committed offset; -1 unknown
 }
@@ -143,6 +145,10 @@ type Sink struct {
 	mu       sync.Mutex
 	parts    map[tp]*part
 	buffered int64
+	// inflight is the batch being flushed, if any; its goroutine sends it
+	// on done when it ends, and the loop (holding mu) applies it (finish).
+	inflight *batch
+	done     chan *batch
 
 	// statMu guards what /metrics reads, copied by the loop.
 	statMu       sync.Mutex
@@ -186,7 +192,7 @@ func New(o Options) (*Sink, error) {
 	if _, err := regexp.Compile(expr); err != nil {
 		return nil, fmt.Errorf("sink: --topics %q: %w", o.Topics, err)
 	}
-	s := &Sink{o: o, log: o.Logger, parts: map[tp]*part{}, stats: map[tp]lagStat{}}
+	s := &Sink{o: o, log: o.Logger, parts: map[tp]*part{}, stats: map[tp]lagStat{}, done: make(chan *batch, 1)}
 	s.m = newMetrics(s)
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(o.Brokers...), kgo.ClientID("sluice-sink"), kgo.DialTimeout(o.Timeout),
@@ -240,12 +246,38 @@ func (s *Sink) drop(_ context.Context, _ *kgo.Client, gone map[string][]int32) {
 // Run copies records until ctx is done or a fatal error (a format that
 // cannot encode a record); then, when nothing failed, it flushes what is
 // buffered within the stop timeout, and leaves the group.
+//
+// The loop encodes while one flush (a batch, see flush.go) runs in the
+// background. It lets the group rebalance (AllowRebalance) only while no
+// batch is in flight, so that no commit runs during a rebalance callback
+// and none is made for a partition after it was revoked.
 func (s *Sink) Run(ctx context.Context) error {
-	defer s.cl.Close()
-	wait := min(maxPollWait, max(s.o.RollTime/4, 10*time.Millisecond))
+	defer func() {
+		s.cl.AllowRebalance() // Close leaves the group: a rebalance
+		s.cl.Close()
+	}()
+	idle := min(maxPollWait, max(s.o.RollTime/4, 10*time.Millisecond))
 	for {
 		if ctx.Err() != nil {
 			return s.stop(ctx)
+		}
+		if s.inflight != nil {
+			select {
+			case b := <-s.done:
+				s.mu.Lock()
+				err := s.finish(ctx, b)
+				s.mu.Unlock()
+				if err != nil {
+					continue // ctx is done
+				}
+			default:
+			}
+		}
+		wait := idle
+		if s.inflight == nil {
+			s.cl.AllowRebalance()
+		} else {
+			wait = inflightPollWait
 		}
 		pctx, cancel := context.WithTimeout(ctx, wait)
 		fs := s.cl.PollRecords(pctx, maxPollRecords)
@@ -262,26 +294,30 @@ func (s *Sink) Run(ctx context.Context) error {
 		err := s.process(ctx, fs)
 		s.publishStats()
 		s.mu.Unlock()
-		s.cl.AllowRebalance()
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil // stopped mid-flush: the pending metadata finishes it next time
+				continue // stop: what is pending is finished by the next run
 			}
 			return err
 		}
 	}
 }
 
-// stop flushes what is buffered (partitions replaying pending cuts are
-// left to the next run) and returns.
+// stop waits for the batch in flight (cut short by ctx: its partitions
+// are left to the next run, which replays their pending cuts), flushes
+// what else is buffered (not partitions replaying pending cuts either),
+// and returns.
 func (s *Sink) stop(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight != nil {
+		s.finish(ctx, <-s.done)
+	}
 	if s.o.StopTimeout < 0 {
 		return nil
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.StopTimeout)
 	defer cancel()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, p := range s.parts {
 		if len(p.cuts) == 0 && p.openFirst >= 0 {
 			if err := s.seal(p); err != nil {
@@ -289,20 +325,20 @@ func (s *Sink) stop(ctx context.Context) error {
 			}
 		}
 	}
-	if err := s.flush(sctx); err != nil {
-		s.log.Warn("stop: flush not finished; the next run completes it", "err", err)
+	for s.startBatch(sctx) {
+		if err := s.finish(sctx, <-s.done); err != nil {
+			s.log.Warn("stop: flush not finished; the next run completes it", "err", err)
+			break
+		}
 	}
 	return nil
 }
 
 // process takes one poll's records, makes the cuts that are due, and
-// flushes them.
+// starts a batch when none is in flight.
 func (s *Sink) process(ctx context.Context, fs kgo.Fetches) error {
 	if err := s.load(ctx, fs); err != nil {
 		return err
-	}
-	for _, p := range s.parts {
-		p.rewound = false
 	}
 	var err error
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
@@ -314,16 +350,8 @@ func (s *Sink) process(ctx context.Context, fs kgo.Fetches) error {
 			p.hw = fp.HighWatermark
 		}
 		for _, r := range fp.Records {
-			if p.rewound {
-				return
-			}
 			if err = s.add(ctx, p, r); err != nil {
 				return
-			}
-			if len(p.sealed) >= maxCutsPerCommit {
-				if err = s.flush(ctx); err != nil {
-					return
-				}
 			}
 		}
 	})
@@ -352,7 +380,22 @@ func (s *Sink) process(ctx context.Context, fs kgo.Fetches) error {
 			return err
 		}
 	}
-	return s.flush(ctx)
+	// Over the limit with a batch in flight: wait for it (backpressure:
+	// no poll meanwhile) before taking more.
+	if s.inflight != nil && s.buffered > s.o.MaxBufferedBytes {
+		select {
+		case b := <-s.done:
+			if err := s.finish(ctx, b); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if s.inflight == nil {
+		s.startBatch(ctx)
+	}
+	return nil
 }
 
 func (s *Sink) sealedBytes() int64 {

@@ -108,17 +108,28 @@ func TestCommandRuns(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{`sluice_sink_records_total{topic="clicks"} 100`, "sluice_sink_objects_total", "sluice_sink_last_flush_timestamp_seconds",
-		"sluice_sink_upload_errors_total 0", `sluice_sink_lag_records{partition="1",topic="clicks"} 0`} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics has no %s:\n%s", want, body)
+	wants := []string{`sluice_sink_records_total{topic="clicks"} 100`, "sluice_sink_objects_total", "sluice_sink_last_flush_timestamp_seconds",
+		"sluice_sink_upload_errors_total 0", `sluice_sink_lag_records{partition="1",topic="clicks"} 0`}
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing := ""
+		for _, want := range wants {
+			if !strings.Contains(string(body), want) {
+				missing = want
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics has no %s:\n%s", missing, body)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
 	if err := <-done; err != nil {
