@@ -22,7 +22,11 @@
 // Cuts are made by --roll-size (a file reached it), --roll-time (the oldest
 // open record was taken that long ago), the memory limit (over
 // --max-buffered-bytes, the partition with the most buffered bytes is cut
-// early), or a replay (below). Sealed cuts are flushed together:
+// early), or a replay (below). Sealed cuts are flushed together, as a
+// batch (up to 32 cuts per partition, whose ends fit the commit metadata)
+// run by a goroutine of its own while the loop goes on reading and
+// encoding; one batch is in flight at a time, so a partition's batches
+// commit in order:
 //
 //  1. Pending commit: for each partition, the group's committed offset is
 //     set to the first sealed offset a (where it already is, or past
@@ -50,14 +54,20 @@
 // made is recorded before any object of it exists.
 //
 // A failed commit (1 or 3) rewinds the partition to a (kgo SetOffsets)
-// with the cuts it tried kept as pending, and drops its buffered files:
-// the records are read again and cut the same way. Revoked or lost
-// partitions are dropped without a commit; their next owner reads the
-// metadata. Commits carry the group generation, and rebalances wait for
-// the loop (BlockRebalanceOnPoll), so a sink that lost a partition cannot
-// commit for it: a member that was kicked out commits with a stale
-// generation, which the coordinator refuses. A zombie's late upload
-// writes a name that its successor writes with the same content.
+// with the cuts it tried, and those sealed after them, kept as pending,
+// and drops its buffered files: the records are read again and cut the
+// same way. Revoked or lost partitions are dropped without a commit; their
+// next owner reads the metadata. The loop lets the group rebalance
+// (BlockRebalanceOnPoll, AllowRebalance) only while no batch is in flight,
+// so no commit runs during a rebalance and none is made for a partition
+// after its revocation; a member that was kicked out instead (a batch
+// stuck on a failing store past the rebalance timeout) commits with a
+// stale generation, which the coordinator refuses. Its late uploads write
+// names that its successor writes with the same content.
+//
+// Replays assume the same --format, --partition-by and format options as
+// the run that made the cuts (roll settings may change): with others, the
+// replayed files differ and the first attempt's objects stay beside them.
 //
 // What is not covered: if records inside a pending range disappear before
 // the replay (retention or compaction deleting them after a crash), the
@@ -67,8 +77,10 @@
 //
 // # Memory
 //
-// Encoded, not yet uploaded bytes are bounded by MaxBufferedBytes (over it
-// the largest partition is cut and flushed), except while replaying
-// pending cuts, which were each under the limit when first made. kgo's own
-// fetch buffer (FetchMaxBytes per broker) comes on top.
+// Encoded bytes not yet in open files are kept under MaxBufferedBytes by
+// cutting the largest partition early; with the batch in flight and the
+// cuts waiting for the next, the total is at most about twice that: over
+// MaxBufferedBytes in all, the loop stops polling until the batch in
+// flight ends. Replays of pending cuts ignore the limit (each cut was
+// under it when first made). kgo's own fetch buffer comes on top.
 package sink
