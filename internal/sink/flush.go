@@ -137,6 +137,7 @@ func (s *Sink) finish(ctx context.Context, b *batch) error {
 		p.bytes = 0
 		p.sealed, p.closed, p.openFirst = nil, nil, -1
 		clear(p.open)
+		p.rewound = true
 		setOffset(rewind, p.tp, bp.cuts[0].first)
 	}
 	s.cl.SetOffsets(rewind)

@@ -42,6 +42,9 @@ const (
 	// maxPollWait is how long a poll waits for records before the loop
 	// looks at --roll-time again.
 	maxPollWait = time.Second
+	// memoryCheckRecords is how often (in records) the loop compares the
+	// buffered bytes with the limit while it takes a poll's records.
+	memoryCheckRecords = 256
 	// inflightPollWait is how long a poll waits while a batch is in
 	// flight, so that its end is seen soon.
 	inflightPollWait = 10 * time.Millisecond
@@ -124,6 +127,7 @@ type part struct {
 	openSince time.Time
 	bytes     int64 // buffered: open files' sizes, closed and sealed objects
 	sealed    []*cut
+	rewound   bool  // rewound in this poll: its remaining records are skipped
 	hw        int64 // high watermark last seen; -1 unknown
 	committed int64 // the group's committed offset; -1 unknown
 }
@@ -149,6 +153,10 @@ type Sink struct {
 	// on done when it ends, and the loop (holding mu) applies it (finish).
 	inflight *batch
 	done     chan *batch
+	// fctx is the batches' context: Run's, until the stop timeout after
+	// Run's ends (fcancel).
+	fctx    context.Context
+	fcancel context.CancelFunc
 
 	// statMu guards what /metrics reads, copied by the loop.
 	statMu       sync.Mutex
@@ -252,7 +260,10 @@ func (s *Sink) drop(_ context.Context, _ *kgo.Client, gone map[string][]int32) {
 // batch is in flight, so that no commit runs during a rebalance callback
 // and none is made for a partition after it was revoked.
 func (s *Sink) Run(ctx context.Context) error {
+	// Batches outlive ctx by the stop timeout (stop cancels them).
+	s.fctx, s.fcancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
+		s.fcancel()
 		s.cl.AllowRebalance() // Close leaves the group: a rebalance
 		s.cl.Close()
 	}()
@@ -265,11 +276,8 @@ func (s *Sink) Run(ctx context.Context) error {
 			select {
 			case b := <-s.done:
 				s.mu.Lock()
-				err := s.finish(ctx, b)
+				s.finish(s.fctx, b)
 				s.mu.Unlock()
-				if err != nil {
-					continue // ctx is done
-				}
 			default:
 			}
 		}
@@ -303,21 +311,27 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 }
 
-// stop waits for the batch in flight (cut short by ctx: its partitions
-// are left to the next run, which replays their pending cuts), flushes
-// what else is buffered (not partitions replaying pending cuts either),
-// and returns.
-func (s *Sink) stop(ctx context.Context) error {
+// stop waits for the batch in flight and flushes what else is buffered
+// (not partitions replaying pending cuts), all within the stop timeout;
+// what it cuts short is left to the next run, which replays the pending
+// cuts.
+func (s *Sink) stop(context.Context) error {
+	if s.o.StopTimeout < 0 {
+		s.fcancel()
+	} else {
+		t := time.AfterFunc(s.o.StopTimeout, s.fcancel)
+		defer t.Stop()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inflight != nil {
-		s.finish(ctx, <-s.done)
+		if err := s.finish(s.fctx, <-s.done); err != nil {
+			return nil
+		}
 	}
-	if s.o.StopTimeout < 0 {
+	if s.fctx.Err() != nil {
 		return nil
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.StopTimeout)
-	defer cancel()
 	for _, p := range s.parts {
 		if len(p.cuts) == 0 && p.openFirst >= 0 {
 			if err := s.seal(p); err != nil {
@@ -325,8 +339,8 @@ func (s *Sink) stop(ctx context.Context) error {
 			}
 		}
 	}
-	for s.startBatch(sctx) {
-		if err := s.finish(sctx, <-s.done); err != nil {
+	for s.startBatch(s.fctx) {
+		if err := s.finish(s.fctx, <-s.done); err != nil {
 			s.log.Warn("stop: flush not finished; the next run completes it", "err", err)
 			break
 		}
@@ -340,7 +354,11 @@ func (s *Sink) process(ctx context.Context, fs kgo.Fetches) error {
 	if err := s.load(ctx, fs); err != nil {
 		return err
 	}
+	for _, p := range s.parts {
+		p.rewound = false
+	}
 	var err error
+	taken := 0
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 		p := s.parts[tp{fp.Topic, fp.Partition}]
 		if p == nil || err != nil {
@@ -350,8 +368,16 @@ func (s *Sink) process(ctx context.Context, fs kgo.Fetches) error {
 			p.hw = fp.HighWatermark
 		}
 		for _, r := range fp.Records {
+			if p.rewound || s.parts[p.tp] != p {
+				return // read again from where it was rewound
+			}
 			if err = s.add(ctx, p, r); err != nil {
 				return
+			}
+			if taken++; taken%memoryCheckRecords == 0 && s.buffered > s.o.MaxBufferedBytes {
+				if err = s.relieve(ctx); err != nil {
+					return
+				}
 			}
 		}
 	})
@@ -366,6 +392,20 @@ func (s *Sink) process(ctx context.Context, fs kgo.Fetches) error {
 			}
 		}
 	}
+	if err := s.relieve(ctx); err != nil {
+		return err
+	}
+	if s.inflight == nil {
+		s.startBatch(s.fctx)
+	}
+	return nil
+}
+
+// relieve keeps the buffered bytes near the limit: it cuts the largest
+// partitions until their open files are under it, and, when the total is
+// still over it, waits for the batch in flight (no poll meanwhile) and
+// starts the next.
+func (s *Sink) relieve(ctx context.Context) error {
 	for s.buffered-s.sealedBytes() > s.o.MaxBufferedBytes {
 		var big *part
 		for _, p := range s.parts {
@@ -380,21 +420,18 @@ func (s *Sink) process(ctx context.Context, fs kgo.Fetches) error {
 			return err
 		}
 	}
-	// Over the limit with a batch in flight: wait for it (backpressure:
-	// no poll meanwhile) before taking more.
-	if s.inflight != nil && s.buffered > s.o.MaxBufferedBytes {
+	if s.buffered <= s.o.MaxBufferedBytes {
+		return nil
+	}
+	if s.inflight != nil {
 		select {
 		case b := <-s.done:
-			if err := s.finish(ctx, b); err != nil {
-				return err
-			}
+			s.finish(s.fctx, b)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	if s.inflight == nil {
-		s.startBatch(ctx)
-	}
+	s.startBatch(s.fctx)
 	return nil
 }
 

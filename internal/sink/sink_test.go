@@ -294,3 +294,55 @@ func TestZombieFenced(t *testing.T) {
 	zombie.stop()
 	check(t, readDir(t, root), topic, partitions, testTemplate, ends)
 }
+
+// TestMemoryLimitCuts: with files that never roll by size or time, only
+// the limit on buffered bytes cuts them (the largest partition first), the
+// buffered bytes stay near it, and a clean stop flushes the rest.
+func TestMemoryLimitCuts(t *testing.T) {
+	c := startCluster(t)
+	const topic, partitions, n, limit = "memory", 3, 3000, 16 << 10
+	c.create(t, topic, partitions)
+	root := t.TempDir()
+	dir, err := sink.OpenStore(context.Background(), "file://"+root, backup.S3Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := options(t, c, topic, dir)
+	o.RollBytes, o.RollTime, o.MaxBufferedBytes = 1<<30, time.Hour, limit
+	r := runSink(t, o)
+	c.produce(t, topic, partitions, 0, n)
+	var most float64
+	deadline := time.Now().Add(20 * time.Second)
+	for metricValue(t, r.s, "sluice_sink_records_total") < n*3/4 {
+		most = max(most, metricValue(t, r.s, "sluice_sink_buffered_bytes"))
+		if time.Now().After(deadline) {
+			t.Fatalf("%v records stored in 20 s%s", metricValue(t, r.s, "sluice_sink_records_total"), r.status())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Open files, the batch in flight, and up to 256 records more.
+	if most > 2*limit+256*300 {
+		t.Fatalf("%.0f bytes buffered at most, with a limit of %d", most, limit)
+	}
+	stored := metricValue(t, r.s, "sluice_sink_records_total")
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The clean stop flushed what it had taken (maybe not all).
+	com := c.committed(t, "g-"+topic, topic)
+	covered(t, readDir(t, root), com)
+	t.Logf("%.0f records stored before the stop, %d committed after it", stored, sumAt(com))
+	if sumAt(com) < int64(stored) {
+		t.Fatalf("the clean stop committed %d records, fewer than the %.0f stored before it", sumAt(com), stored)
+	}
+	o.RollTime = 50 * time.Millisecond
+	r = runSink(t, o)
+	c.waitCommitted(t, "g-"+topic, topic, 20*time.Second, r.status)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	ends := c.ends(t, topic)
+	objs := readDir(t, root)
+	check(t, objs, topic, partitions, testTemplate, ends)
+	t.Logf("%d objects; at most %.0f bytes buffered (limit %d)", len(objs), most, limit)
+}
