@@ -84,7 +84,9 @@ stored. A restarted sink finds that metadata and cuts the same records at
 the same offsets again, which rewrites the same objects under the same names.
 Uploads are atomic: a directory gets a temporary file, fsynced and renamed;
 S3 a multipart upload, visible once complete. A failing store is retried
-with backoff while consumption waits: nothing is dropped.
+with backoff while consumption waits: nothing is dropped. Roll settings may
+change between runs; --format and --partition-by may not while a cut is
+pending (after a crash), or its objects are written again under other names.
 
 Formats: jsonl (one {"topic","partition","offset","timestamp","key","value",
 "headers"} object per line), and the others listed by --format. --registry
