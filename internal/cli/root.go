@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-io/sluice/internal/cli/produce"
 	"github.com/sluice-io/sluice/internal/cli/schema"
 	"github.com/sluice-io/sluice/internal/cli/serve"
+	"github.com/sluice-io/sluice/internal/cli/sinkcmd"
 	"github.com/sluice-io/sluice/internal/cli/topic"
 	"github.com/sluice-io/sluice/internal/cli/txn"
 	versioncmd "github.com/sluice-io/sluice/internal/cli/version"
@@ -59,6 +60,7 @@ reach the brokers in --brokers (-b), or $SLUICE_BROKERS, or 127.0.0.1:9092.`,
 	root.AddCommand(collectcmd.Command())
 	root.AddCommand(mirrorcmd.Command())
 	root.AddCommand(auditcmd.Command())
+	root.AddCommand(sinkcmd.Command())
 	root.AddCommand(dev.Command())
 	root.InitDefaultCompletionCmd() // now rather than at Execute, so that the walk below sees it
 	refuseUnknownSubcommands(root)

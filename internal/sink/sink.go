@@ -1,0 +1,658 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-io/sluice/internal/sink/format"
+)
+
+const (
+	// DefaultGroup is the sink's consumer group.
+	DefaultGroup = "sluice-sink"
+	// DefaultRollBytes is --roll-size: a partition is cut when one of its
+	// files reaches it (estimated encoded bytes).
+	DefaultRollBytes = 64 << 20
+	// DefaultRollTime is --roll-time: a partition is cut when its oldest
+	// open record was taken this long ago.
+	DefaultRollTime = 5 * time.Minute
+	// DefaultMaxBufferedBytes is --max-buffered-bytes: encoded bytes held
+	// in memory across all files before the largest partition is cut early.
+	DefaultMaxBufferedBytes = 256 << 20
+	// DefaultTimeout bounds connecting and admin requests.
+	DefaultTimeout = 10 * time.Second
+	// DefaultStopTimeout is how long a clean stop may spend flushing.
+	DefaultStopTimeout = 30 * time.Second
+
+	// maxPollRecords is how many records one poll returns at most.
+	maxPollRecords = 10000
+	// maxPollWait is how long a poll waits for records before the loop
+	// looks at --roll-time again.
+	maxPollWait = time.Second
+	// memoryCheckRecords is how often (in records) the loop compares the
+	// buffered bytes with the limit while it takes a poll's records.
+	memoryCheckRecords = 256
+	// inflightPollWait is how long a poll waits while a batch is in
+	// flight, so that its end is seen soon.
+	inflightPollWait = 10 * time.Millisecond
+	// maxCutsPerCommit caps the sealed cuts of one partition in a flush:
+	// their ends go into the commit metadata (Kafka's default
+	// offset.metadata.max.bytes is 4096; 32 ends take under 700).
+	maxCutsPerCommit = 32
+	// maxParallelUploads is how many objects a flush uploads at once.
+	maxParallelUploads = 8
+	// backoffMin and backoffMax bound the wait between retries of an
+	// upload or after a failed commit.
+	backoffMin = 100 * time.Millisecond
+	backoffMax = 5 * time.Second
+	// metaPrefix starts the commit metadata of a pending flush.
+	metaPrefix = "sluice-sink/1 cuts="
+)
+
+// Options configure a Sink.
+type Options struct {
+	Brokers    []string
+	Topics     string // regexp a topic's whole name matches
+	Group      string // "" is DefaultGroup
+	InstanceID string // static group membership (a restart takes over at once); "" is none
+	Store      Store
+	Format     format.Format
+	// PartitionBy is the directory template below the topic's; nil is none.
+	PartitionBy      *Template
+	RollBytes        int64         // 0: DefaultRollBytes
+	RollTime         time.Duration // 0: DefaultRollTime
+	MaxBufferedBytes int64         // 0: DefaultMaxBufferedBytes
+	SessionTimeout   time.Duration // 0: kgo's (45 s)
+	// RebalanceTimeout is how long the group waits for this sink to
+	// rejoin in a rebalance (it rejoins between flushes, so a flush stuck
+	// on a failing store longer than this loses its partitions); 0: kgo's
+	// (60 s).
+	RebalanceTimeout time.Duration
+	Timeout          time.Duration // 0: DefaultTimeout
+	StopTimeout      time.Duration // 0: DefaultStopTimeout; <0: no final flush
+	Logger           *slog.Logger
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// object is a closed file waiting for its upload.
+type object struct {
+	dir, name   string
+	data        []byte
+	first, last int64
+	records     int
+}
+
+// openFile is a file taking records.
+type openFile struct {
+	dir         string
+	f           format.File
+	buf         *bytes.Buffer
+	size        int64 // f.Size() when last looked at
+	first, last int64
+}
+
+// cut is a sealed range of a partition: its files cover [first, end].
+type cut struct {
+	first, end int64
+	objects    []*object
+	records    int
+}
+
+// part is the state of one partition the sink owns; the loop owns it.
+type part struct {
+	tp
+	loaded    bool    // the committed offset and metadata were read
+	cuts      []int64 // ends of pending cuts to make again, ascending
+	open      map[string]*openFile
+	closed    []*object // files of the open range closed by ErrNewFile
+	openFirst int64     // -1: nothing open
+	openLast  int64
+	openSince time.Time
+	bytes     int64 // buffered: open files' sizes, closed and sealed objects
+	sealed    []*cut
+	rewound   bool  // rewound in this poll: its remaining records are skipped
+	hw        int64 // high watermark last seen; -1 unknown
+	committed int64 // the group's committed offset; -1 unknown
+}
+
+type lagStat struct{ hw, committed int64 }
+
+// Sink copies records to the store. Run owns it; Registry is safe to use
+// concurrently.
+type Sink struct {
+	o   Options
+	log *slog.Logger
+	cl  *kgo.Client
+	adm *kadm.Client
+	m   *metrics
+
+	// mu guards parts and buffered: the loop holds it while it works on a
+	// poll's records, the group's revoke and lost callbacks while they
+	// drop partitions (BlockRebalanceOnPoll already keeps them apart).
+	mu       sync.Mutex
+	parts    map[tp]*part
+	buffered int64
+	// inflight is the batch being flushed, if any; its goroutine sends it
+	// on done when it ends, and the loop (holding mu) applies it (finish).
+	inflight *batch
+	done     chan *batch
+	// fctx is the batches' context: Run's, until the stop timeout after
+	// Run's ends (fcancel).
+	fctx    context.Context
+	fcancel context.CancelFunc
+
+	// statMu guards what /metrics reads, copied by the loop.
+	statMu       sync.Mutex
+	stats        map[tp]lagStat
+	statBuffered int64
+}
+
+// New connects the consumer (it joins the group on the first poll).
+func New(o Options) (*Sink, error) {
+	if o.Store == nil || o.Format == nil {
+		return nil, errors.New("BUG: sink: no store or format")
+	}
+	if o.Group == "" {
+		o.Group = DefaultGroup
+	}
+	if o.RollBytes <= 0 {
+		o.RollBytes = DefaultRollBytes
+	}
+	if o.RollTime <= 0 {
+		o.RollTime = DefaultRollTime
+	}
+	if o.MaxBufferedBytes <= 0 {
+		o.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.StopTimeout == 0 {
+		o.StopTimeout = DefaultStopTimeout
+	}
+	if o.PartitionBy == nil {
+		o.PartitionBy = &Template{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Topics == "" {
+		return nil, errors.New(`sink: no topics; give a regexp (".*" for all)`)
+	}
+	expr := "^(?:" + o.Topics + ")$"
+	if _, err := regexp.Compile(expr); err != nil {
+		return nil, fmt.Errorf("sink: --topics %q: %w", o.Topics, err)
+	}
+	s := &Sink{o: o, log: o.Logger, parts: map[tp]*part{}, stats: map[tp]lagStat{}, done: make(chan *batch, 1)}
+	s.m = newMetrics(s)
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(o.Brokers...), kgo.ClientID("sluice-sink"), kgo.DialTimeout(o.Timeout),
+		kgo.ConsumerGroup(o.Group), kgo.ConsumeRegex(), kgo.ConsumeTopics(expr), kgo.ConsumeExcludeTopics("__.*"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(s.drop), kgo.OnPartitionsLost(s.drop),
+		kgo.MetadataMaxAge(30 * time.Second),
+	}
+	if o.RebalanceTimeout > 0 {
+		opts = append(opts, kgo.RebalanceTimeout(o.RebalanceTimeout))
+	}
+	if o.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(o.InstanceID))
+	}
+	if o.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(o.SessionTimeout), kgo.HeartbeatInterval(min(o.SessionTimeout/10, 3*time.Second)))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("sink: client: %w", err)
+	}
+	s.cl, s.adm = cl, kadm.NewClient(cl)
+	s.adm.SetTimeoutMillis(int32(o.Timeout.Milliseconds()))
+	return s, nil
+}
+
+// Registry is the sink's metrics.
+func (s *Sink) Registry() *prometheus.Registry { return s.m.reg }
+
+// drop forgets partitions the group took away, without committing: their
+// next owner reads them again from the committed offset and its metadata.
+func (s *Sink) drop(_ context.Context, _ *kgo.Client, gone map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.statMu.Lock()
+	defer s.statMu.Unlock()
+	for t, ps := range gone {
+		for _, p := range ps {
+			k := tp{t, p}
+			if st := s.parts[k]; st != nil {
+				s.buffered -= st.bytes
+				delete(s.parts, k)
+			}
+			delete(s.stats, k)
+		}
+	}
+}
+
+// Run copies records until ctx is done or a fatal error (a format that
+// cannot encode a record); then, when nothing failed, it flushes what is
+// buffered within the stop timeout, and leaves the group.
+//
+// The loop encodes while one flush (a batch, see flush.go) runs in the
+// background. It lets the group rebalance (AllowRebalance) only while no
+// batch is in flight, so that no commit runs during a rebalance callback
+// and none is made for a partition after it was revoked.
+func (s *Sink) Run(ctx context.Context) error {
+	// Batches outlive ctx by the stop timeout (stop cancels them).
+	s.fctx, s.fcancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		s.fcancel()
+		s.cl.AllowRebalance() // Close leaves the group: a rebalance
+		s.cl.Close()
+	}()
+	idle := min(maxPollWait, max(s.o.RollTime/4, 10*time.Millisecond))
+	for {
+		if ctx.Err() != nil {
+			return s.stop(ctx)
+		}
+		if s.inflight != nil {
+			select {
+			case b := <-s.done:
+				s.mu.Lock()
+				s.finish(s.fctx, b)
+				s.mu.Unlock()
+			default:
+			}
+		}
+		wait := idle
+		if s.inflight == nil {
+			s.cl.AllowRebalance()
+		} else {
+			wait = inflightPollWait
+		}
+		pctx, cancel := context.WithTimeout(ctx, wait)
+		fs := s.cl.PollRecords(pctx, maxPollRecords)
+		cancel()
+		if fs.IsClientClosed() {
+			return errors.New("sink: client closed")
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				s.log.Warn("fetch", "topic", t, "partition", p, "err", err)
+			}
+		})
+		s.mu.Lock()
+		err := s.process(ctx, fs)
+		s.publishStats()
+		s.mu.Unlock()
+		if err != nil {
+			if ctx.Err() != nil {
+				continue // stop: what is pending is finished by the next run
+			}
+			return err
+		}
+	}
+}
+
+// stop waits for the batch in flight and flushes what else is buffered
+// (not partitions replaying pending cuts), all within the stop timeout;
+// what it cuts short is left to the next run, which replays the pending
+// cuts.
+func (s *Sink) stop(context.Context) error {
+	if s.o.StopTimeout < 0 {
+		s.fcancel()
+	} else {
+		t := time.AfterFunc(s.o.StopTimeout, s.fcancel)
+		defer t.Stop()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight != nil {
+		if err := s.finish(s.fctx, <-s.done); err != nil {
+			return nil
+		}
+	}
+	if s.fctx.Err() != nil {
+		return nil
+	}
+	for _, p := range s.parts {
+		if len(p.cuts) == 0 && p.openFirst >= 0 {
+			if err := s.seal(p); err != nil {
+				return err
+			}
+		}
+	}
+	for s.startBatch(s.fctx) {
+		if err := s.finish(s.fctx, <-s.done); err != nil {
+			s.log.Warn("stop: flush not finished; the next run completes it", "err", err)
+			break
+		}
+	}
+	return nil
+}
+
+// process takes one poll's records, makes the cuts that are due, and
+// starts a batch when none is in flight.
+func (s *Sink) process(ctx context.Context, fs kgo.Fetches) error {
+	if err := s.load(ctx, fs); err != nil {
+		return err
+	}
+	for _, p := range s.parts {
+		p.rewound = false
+	}
+	var err error
+	taken := 0
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		p := s.parts[tp{fp.Topic, fp.Partition}]
+		if p == nil || err != nil {
+			return
+		}
+		if fp.HighWatermark >= 0 {
+			p.hw = fp.HighWatermark
+		}
+		for _, r := range fp.Records {
+			if p.rewound || s.parts[p.tp] != p {
+				return // read again from where it was rewound
+			}
+			if err = s.add(ctx, p, r); err != nil {
+				return
+			}
+			if taken++; taken%memoryCheckRecords == 0 && s.buffered > s.o.MaxBufferedBytes {
+				if err = s.relieve(ctx); err != nil {
+					return
+				}
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, p := range s.parts {
+		if len(p.cuts) == 0 && p.openFirst >= 0 && now.Sub(p.openSince) >= s.o.RollTime {
+			if err := s.seal(p); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.relieve(ctx); err != nil {
+		return err
+	}
+	if s.inflight == nil {
+		s.startBatch(s.fctx)
+	}
+	return nil
+}
+
+// relieve keeps the buffered bytes near the limit: it cuts the largest
+// partitions until their open files are under it, and, when the total is
+// still over it, waits for the batch in flight (no poll meanwhile) and
+// starts the next.
+func (s *Sink) relieve(ctx context.Context) error {
+	for s.buffered-s.sealedBytes() > s.o.MaxBufferedBytes {
+		var big *part
+		for _, p := range s.parts {
+			if len(p.cuts) == 0 && p.openFirst >= 0 && (big == nil || p.bytes > big.bytes) {
+				big = p
+			}
+		}
+		if big == nil {
+			break // only replays: they were under the limit when first cut
+		}
+		if err := s.seal(big); err != nil {
+			return err
+		}
+	}
+	if s.buffered <= s.o.MaxBufferedBytes {
+		return nil
+	}
+	if s.inflight != nil {
+		select {
+		case b := <-s.done:
+			s.finish(s.fctx, b)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s.startBatch(s.fctx)
+	return nil
+}
+
+func (s *Sink) sealedBytes() int64 {
+	var n int64
+	for _, p := range s.parts {
+		for _, c := range p.sealed {
+			for _, o := range c.objects {
+				n += int64(len(o.data))
+			}
+		}
+	}
+	return n
+}
+
+// load reads the committed offset and metadata of the partitions in fs
+// that the sink has no state for (newly assigned), retrying until it can.
+func (s *Sink) load(ctx context.Context, fs kgo.Fetches) error {
+	var need []tp
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		k := tp{fp.Topic, fp.Partition}
+		if s.parts[k] == nil && len(fp.Records) > 0 {
+			need = append(need, k)
+		}
+	})
+	if len(need) == 0 {
+		return nil
+	}
+	topics := map[string]bool{}
+	for _, k := range need {
+		topics[k.topic] = true
+	}
+	var names []string
+	for t := range topics {
+		names = append(names, t)
+	}
+	for backoff := backoffMin; ; backoff = min(2*backoff, backoffMax) {
+		resps, err := s.adm.FetchOffsetsForTopics(ctx, s.o.Group, names...)
+		if err == nil {
+			err = resps.Error()
+		}
+		if err == nil {
+			for _, k := range need {
+				p := &part{tp: k, loaded: true, openFirst: -1, hw: -1, committed: -1, open: map[string]*openFile{}}
+				if o, ok := resps.Lookup(k.topic, k.partition); ok && o.At >= 0 {
+					p.committed = o.At
+					p.cuts = parseCuts(o.Metadata)
+					if len(p.cuts) > 0 {
+						s.log.Info("replaying a pending flush", "topic", k.topic, "partition", k.partition, "from", o.At, "cuts", p.cuts)
+					}
+				}
+				s.parts[k] = p
+			}
+			return nil
+		}
+		s.log.Warn("read committed offsets; retrying", "group", s.o.Group, "err", err)
+		if err := sleep(ctx, backoff); err != nil {
+			return err
+		}
+	}
+}
+
+// parseCuts reads the ends of a pending flush from commit metadata; other
+// metadata (none, or another tool's) has none.
+func parseCuts(meta string) []int64 {
+	rest, ok := strings.CutPrefix(meta, metaPrefix)
+	if !ok || rest == "" {
+		return nil
+	}
+	var ends []int64
+	for _, f := range strings.Split(rest, ",") {
+		e, err := strconv.ParseInt(f, 10, 64)
+		if err != nil || len(ends) > 0 && e <= ends[len(ends)-1] {
+			return nil
+		}
+		ends = append(ends, e)
+	}
+	return ends
+}
+
+func formatCuts(cuts []*cut) string {
+	b := []byte(metaPrefix)
+	for i, c := range cuts {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, c.end, 10)
+	}
+	return string(b)
+}
+
+// add puts r into p's open files, making the cuts it calls for.
+func (s *Sink) add(ctx context.Context, p *part, r *kgo.Record) error {
+	// A pending cut whose end record is gone (or was a marker): cut there.
+	for len(p.cuts) > 0 && r.Offset > p.cuts[0] {
+		if p.openFirst >= 0 {
+			if err := s.seal(p); err != nil {
+				return err
+			}
+		}
+		p.cuts = p.cuts[1:]
+	}
+	rec := format.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp, Key: r.Key, Value: r.Value}
+	if len(r.Headers) > 0 {
+		rec.Headers = make([]format.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			rec.Headers[i] = format.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	dir := r.Topic
+	if sub := s.o.PartitionBy.Render(&rec); sub != "" {
+		dir += "/" + sub
+	}
+	f := p.open[dir]
+	if f == nil {
+		var err error
+		if f, err = s.newFile(dir, r.Offset); err != nil {
+			return err
+		}
+		p.open[dir] = f
+	}
+	err := f.f.Append(ctx, &rec)
+	if errors.Is(err, format.ErrNewFile) && f.f.Records() > 0 {
+		if err = s.closeFile(p, f); err != nil {
+			return err
+		}
+		if f, err = s.newFile(dir, r.Offset); err != nil {
+			return err
+		}
+		p.open[dir] = f
+		err = f.f.Append(ctx, &rec)
+	}
+	if err != nil {
+		return fmt.Errorf("sink: %s: encode %s[%d] offset %d: %w", s.o.Format.Name(), r.Topic, r.Partition, r.Offset, err)
+	}
+	if f.f.Records() == 1 {
+		f.first = r.Offset
+	}
+	f.last = r.Offset
+	size := f.f.Size()
+	p.bytes += size - f.size
+	s.buffered += size - f.size
+	f.size = size
+	if p.openFirst < 0 {
+		p.openFirst, p.openSince = r.Offset, time.Now()
+	}
+	p.openLast = r.Offset
+	switch {
+	case len(p.cuts) > 0:
+		if r.Offset == p.cuts[0] {
+			p.cuts = p.cuts[1:]
+			return s.seal(p)
+		}
+	case size >= s.o.RollBytes:
+		return s.seal(p)
+	}
+	return nil
+}
+
+func (s *Sink) newFile(dir string, first int64) (*openFile, error) {
+	buf := new(bytes.Buffer)
+	f, err := s.o.Format.NewFile(buf)
+	if err != nil {
+		return nil, fmt.Errorf("sink: %s: new file: %w", s.o.Format.Name(), err)
+	}
+	return &openFile{dir: dir, f: f, buf: buf, first: first}, nil
+}
+
+// closeFile closes f into an object of p's open range.
+func (s *Sink) closeFile(p *part, f *openFile) error {
+	if err := f.f.Close(); err != nil {
+		return fmt.Errorf("sink: %s: close file: %w", s.o.Format.Name(), err)
+	}
+	data := f.buf.Bytes()
+	p.bytes += int64(len(data)) - f.size
+	s.buffered += int64(len(data)) - f.size
+	p.closed = append(p.closed, &object{dir: f.dir, data: data, first: f.first, last: f.last, records: f.f.Records(),
+		name: fmt.Sprintf("%s+%d+%020d+%020d%s", p.topic, p.partition, f.first, f.last, s.o.Format.Ext())})
+	delete(p.open, f.dir)
+	return nil
+}
+
+// seal cuts p's open range: all its files are closed into a cut.
+func (s *Sink) seal(p *part) error {
+	dirs := make([]string, 0, len(p.open))
+	for d := range p.open {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	for _, d := range dirs {
+		if err := s.closeFile(p, p.open[d]); err != nil {
+			return err
+		}
+	}
+	c := &cut{first: p.openFirst, end: p.openLast, objects: p.closed}
+	for _, o := range c.objects {
+		c.records += o.records
+	}
+	p.sealed = append(p.sealed, c)
+	p.closed = nil
+	p.openFirst = -1
+	return nil
+}
+
+// publishStats copies what /metrics reads.
+func (s *Sink) publishStats() {
+	s.statMu.Lock()
+	defer s.statMu.Unlock()
+	for k, p := range s.parts {
+		s.stats[k] = lagStat{hw: p.hw, committed: p.committed}
+	}
+	s.statBuffered = s.buffered
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
