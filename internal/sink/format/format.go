@@ -75,13 +75,22 @@ type Options struct {
 }
 
 // Names are the formats New knows.
-var Names = []string{"jsonl"}
+var Names = []string{"jsonl", "parquet", "avro"}
 
-// New returns the format called name.
+// New returns the format called name. Its schemas fetched from the
+// registry are kept for the Format's life, shared by its files.
 func New(name string, o Options) (Format, error) {
+	reg, err := newRegistry(o)
+	if err != nil {
+		return nil, err
+	}
 	switch name {
 	case "jsonl":
-		return JSONL{}, nil
+		return JSONL{reg: reg}, nil
+	case "parquet":
+		return Parquet{reg: reg}, nil
+	case "avro":
+		return Avro{reg: reg}, nil
 	}
 	return nil, fmt.Errorf("format %q: want one of %v", name, Names)
 }

@@ -15,7 +15,9 @@ import (
 // "headers":[{"key","value"}]}. A value or key that is valid JSON is
 // written as it is, other UTF-8 text as "key_text"/"value_text", other
 // bytes as "key_base64"/"value_base64"; null stays null.
-type JSONL struct{}
+type JSONL struct {
+	reg *registry
+}
 
 // Name is "jsonl".
 func (JSONL) Name() string { return "jsonl" }

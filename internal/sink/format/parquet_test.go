@@ -1,0 +1,207 @@
+package format
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/sluice-io/sluice/internal/cli/clitest"
+)
+
+// i32 and i64 are the plain integers as Arrow names them.
+const (
+	i32 = "INT32 Int(bitWidth=32, isSigned=true)"
+	i64 = "INT64 Int(bitWidth=64, isSigned=true)"
+)
+
+// metadataColumns are the leaf columns every Parquet file starts with.
+var metadataColumns = []pqColumn{
+	{"topic", "BYTE_ARRAY String", 0, 0},
+	{"partition", i32, 0, 0},
+	{"offset", i64, 0, 0},
+	{"timestamp", "INT64 Timestamp(isAdjustedToUTC=true, timeUnit=milliseconds, is_from_converted_type=false, force_set_converted_type=false)", 0, 0},
+	{"key", "BYTE_ARRAY", 1, 0},
+	{"headers.list.element.key", "BYTE_ARRAY String", 1, 1},
+	{"headers.list.element.value", "BYTE_ARRAY", 2, 1},
+}
+
+// wantMetadata is what Arrow reads of r's metadata columns.
+func wantMetadata(r *Record) map[string]any {
+	var key any
+	if r.Key != nil {
+		key = string(r.Key)
+	}
+	headers := []any{}
+	for _, h := range r.Headers {
+		var v any
+		if h.Value != nil {
+			v = string(h.Value)
+		}
+		headers = append(headers, map[string]any{"key": h.Key, "value": v})
+	}
+	return map[string]any{"topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
+		"timestamp": r.Timestamp.UnixMilli(), "key": key, "headers": headers}
+}
+
+// checkRow compares one row with want, naming the columns that differ.
+func checkRow(t *testing.T, i int, got, want map[string]any) {
+	t.Helper()
+	if reflect.DeepEqual(got, want) {
+		return
+	}
+	for k, w := range want {
+		if g := got[k]; !reflect.DeepEqual(g, w) {
+			t.Errorf("row %d: %s = %#v, want %#v", i, k, g, w)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("row %d: unexpected column %s", i, k)
+		}
+	}
+}
+
+// TestParquetAvro: values in the registry's wire format with a rich Avro
+// schema become typed columns that Apache Arrow reads back as they went
+// in; a tombstone is a null value; a record with another schema id needs
+// a new file, which the next schema's records fill.
+func TestParquetAvro(t *testing.T) {
+	url, cl := startRegistry(t)
+	id := register(t, cl, "orders-value", orderSchema)
+	id2 := register(t, cl, "orders-value", orderV2)
+	f, err := New("parquet", Options{Registry: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := clitest.Ctx(t)
+	orders := testOrders()
+	ts := time.UnixMilli(1700000000000).UTC()
+	recs := []*Record{
+		{Topic: "orders", Partition: 3, Offset: 10, Timestamp: ts, Key: []byte("k1"),
+			Value:   frame(id, orders[0].payload(t, orderSchema)),
+			Headers: []Header{{"h", []byte("1")}, {"h", nil}, {"trace", []byte{0xff}}}},
+		{Topic: "orders", Partition: 3, Offset: 11, Timestamp: ts.Add(time.Second), Key: []byte("k1")},
+		{Topic: "orders", Partition: 3, Offset: 12, Timestamp: ts.Add(2 * time.Second),
+			Value: frame(id, orders[1].payload(t, orderSchema))},
+	}
+	v2 := &Record{Topic: "orders", Partition: 3, Offset: 13, Timestamp: ts.Add(3 * time.Second),
+		Value: frame(id2, mustMarshal(t, orderV2, map[string]any{"id": int64(5), "extra": "e"}))}
+
+	var buf bytes.Buffer
+	file, err := f.NewFile(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if err := file.Append(ctx, r); err != nil {
+			t.Fatalf("append offset %d: %v", r.Offset, err)
+		}
+	}
+	if err := file.Append(ctx, v2); !errors.Is(err, ErrNewFile) {
+		t.Fatalf("append with another schema: %v, want ErrNewFile", err)
+	}
+	if file.Records() != 3 {
+		t.Fatalf("Records = %d, want 3", file.Records())
+	}
+	if err := file.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s := file.Size(); s < int64(buf.Len()) {
+		t.Errorf("Size after Close = %d, below the file's %d bytes", s, buf.Len())
+	}
+
+	cols, rows := readParquet(t, buf.Bytes())
+	wantCols := append(append([]pqColumn{}, metadataColumns...), []pqColumn{
+		{"value.id", i64, 1, 0},
+		{"value.flag", "BOOLEAN", 1, 0},
+		{"value.qty", i32, 1, 0},
+		{"value.ratio", "FLOAT", 1, 0},
+		{"value.price", "DOUBLE", 1, 0},
+		{"value.name", "BYTE_ARRAY String", 1, 0},
+		{"value.blob", "BYTE_ARRAY", 1, 0},
+		{"value.hash", "FIXED_LEN_BYTE_ARRAY", 1, 0},
+		{"value.status", "BYTE_ARRAY String", 1, 0},
+		{"value.customer.name", "BYTE_ARRAY String", 1, 0},
+		{"value.customer.email", "BYTE_ARRAY String", 2, 0},
+		{"value.tags.list.element", "BYTE_ARRAY String", 2, 1},
+		{"value.lines.list.element.sku", "BYTE_ARRAY String", 2, 1},
+		{"value.lines.list.element.n", i32, 2, 1},
+		{"value.attrs.key_value.key", "BYTE_ARRAY String", 2, 1},
+		{"value.attrs.key_value.value", i64, 3, 1},
+		{"value.note", "BYTE_ARRAY String", 2, 0},
+		{"value.choice.string", "BYTE_ARRAY String", 3, 0},
+		{"value.choice.long", i64, 3, 0},
+		{"value.day", "INT32 Date", 1, 0},
+		{"value.at", "INT32 Time(isAdjustedToUTC=true, timeUnit=milliseconds)", 1, 0},
+		{"value.created", "INT64 Timestamp(isAdjustedToUTC=true, timeUnit=milliseconds, is_from_converted_type=false, force_set_converted_type=false)", 1, 0},
+		{"value.updated", "INT64 Timestamp(isAdjustedToUTC=true, timeUnit=microseconds, is_from_converted_type=false, force_set_converted_type=false)", 1, 0},
+		{"value.amount", "BYTE_ARRAY Decimal(precision=10, scale=2)", 1, 0},
+		{"value.big", "FIXED_LEN_BYTE_ARRAY Decimal(precision=18, scale=3)", 1, 0},
+		{"value.uid", "FIXED_LEN_BYTE_ARRAY UUID", 1, 0},
+	}...)
+	if !reflect.DeepEqual(cols, wantCols) {
+		for i := range max(len(cols), len(wantCols)) {
+			var g, w pqColumn
+			if i < len(cols) {
+				g = cols[i]
+			}
+			if i < len(wantCols) {
+				w = wantCols[i]
+			}
+			if g != w {
+				t.Errorf("column %d: %+v, want %+v", i, g, w)
+			}
+		}
+		t.FailNow()
+	}
+	if len(rows) != 3 {
+		t.Fatalf("%d rows, want 3", len(rows))
+	}
+	wantValues := []any{orders[0].arrowRow(), nil, orders[1].arrowRow()}
+	for i, row := range rows {
+		want := wantMetadata(recs[i])
+		want["value"] = wantValues[i]
+		sortMapColumn(row, "attrs")
+		checkRow(t, i, row, want)
+	}
+
+	// The next file takes the record that needed it.
+	buf.Reset()
+	file, err = f.NewFile(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := file.Append(ctx, v2); err != nil {
+		t.Fatal(err)
+	}
+	if err := file.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, rows = readParquet(t, buf.Bytes())
+	want := wantMetadata(v2)
+	want["value"] = map[string]any{"id": int64(5), "extra": "e"}
+	if len(rows) != 1 {
+		t.Fatalf("second file: %d rows, want 1", len(rows))
+	}
+	checkRow(t, 0, rows[0], want)
+}
+
+// sortMapColumn sorts value.<name>, a map read as [key, value] pairs: Avro
+// maps have no order, hamba's encoder writes them in Go's map order.
+func sortMapColumn(row map[string]any, name string) {
+	v, ok := row["value"].(map[string]any)
+	if !ok {
+		return
+	}
+	pairs, ok := v[name].([]any)
+	if !ok {
+		return
+	}
+	sort.Slice(pairs, func(i, j int) bool {
+		return fmt.Sprint(pairs[i].([2]any)[0]) < fmt.Sprint(pairs[j].([2]any)[0])
+	})
+}
