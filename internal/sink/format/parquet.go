@@ -1,6 +1,7 @@
 package format
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -47,6 +48,10 @@ const rowGroupBytes = 64 << 20
 // first value.
 const pendingMax = 1024
 
+// writeBufferBytes is the buffer between parquet-go, which writes pages
+// in small pieces, and the file's writer.
+const writeBufferBytes = 64 << 10
+
 // footerBytesEstimate is what Size adds for the footer before it is
 // written.
 const footerBytesEstimate = 4 << 10
@@ -59,12 +64,14 @@ func (Parquet) Ext() string { return ".parquet" }
 
 // NewFile starts a file.
 func (p Parquet) NewFile(w io.Writer) (File, error) {
-	return &pqFile{reg: p.reg, out: &countWriter{w: w}}, nil
+	bw := bufio.NewWriterSize(w, writeBufferBytes)
+	return &pqFile{reg: p.reg, bw: bw, out: &countWriter{w: bw}, groupRowsMax: rowGroupRows}, nil
 }
 
 type pqFile struct {
 	reg *registry
-	out *countWriter
+	bw  *bufio.Writer // to w
+	out *countWriter  // to bw: what parquet-go has written
 
 	class  valueClass // of the file; classNull until the first value
 	schema *regSchema // classAvro
@@ -75,10 +82,11 @@ type pqFile struct {
 	sh      shredder
 	reader  *avro.Reader
 
-	records    int
-	groupRows  int
-	groupBytes int64
-	closed     bool
+	records      int
+	groupRowsMax int // rowGroupRows; tests make row groups small
+	groupRows    int
+	groupBytes   int64
+	closed       bool
 }
 
 type countWriter struct {
@@ -161,7 +169,7 @@ func (f *pqFile) start(v value) error {
 		f.plan = binaryPlan
 	}
 	f.class = v.class
-	f.w = parquet.NewWriter(f.out, f.plan.schema, parquet.Compression(&parquet.Snappy),
+	f.w = parquet.NewWriter(f.out, f.plan.schema, parquet.Compression(&parquet.Snappy), parquet.WriteBufferSize(0),
 		parquet.CreatedBy("sluice sink", "", ""))
 	for i := range f.pending {
 		if err := f.write(&f.pending[i], value{class: classNull}); err != nil {
@@ -205,7 +213,7 @@ func (f *pqFile) write(r *Record, v value) error {
 	}
 	f.groupRows++
 	f.groupBytes += s.size
-	if f.groupRows >= rowGroupRows || f.groupBytes >= rowGroupBytes {
+	if f.groupRows >= f.groupRowsMax || f.groupBytes >= rowGroupBytes {
 		if err := f.w.Flush(); err != nil {
 			return fmt.Errorf("parquet row group: %w", err)
 		}
@@ -238,6 +246,9 @@ func (f *pqFile) Close() error {
 		}
 	}
 	if err := f.w.Close(); err != nil {
+		return fmt.Errorf("sink/format: parquet close: %w", err)
+	}
+	if err := f.bw.Flush(); err != nil {
 		return fmt.Errorf("sink/format: parquet close: %w", err)
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/parquet/file"
+
 	"github.com/sluice-io/sluice/internal/cli/clitest"
 )
 
@@ -204,4 +206,139 @@ func sortMapColumn(row map[string]any, name string) {
 	sort.Slice(pairs, func(i, j int) bool {
 		return fmt.Sprint(pairs[i].([2]any)[0]) < fmt.Sprint(pairs[j].([2]any)[0])
 	})
+}
+
+// writeFile appends recs to a new file of f until one needs a new file,
+// and returns the closed file's bytes and how many records it took.
+func writeFile(t *testing.T, f Format, recs []*Record, setup func(File)) ([]byte, int) {
+	t.Helper()
+	var buf bytes.Buffer
+	file, err := f.NewFile(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(file)
+	}
+	n := 0
+	for _, r := range recs {
+		err := file.Append(clitest.Ctx(t), r)
+		if errors.Is(err, ErrNewFile) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("append offset %d: %v", r.Offset, err)
+		}
+		n++
+	}
+	if file.Records() != n {
+		t.Errorf("Records = %d, want %d", file.Records(), n)
+	}
+	before := file.Size()
+	if err := file.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if before < int64(buf.Len())/2 {
+		t.Errorf("Size before Close = %d, the file has %d bytes", before, buf.Len())
+	}
+	return buf.Bytes(), n
+}
+
+// TestParquetPlain: JSON values go into a JSON column, other bytes into a
+// binary one, tombstones are null in either; keys, null keys and headers
+// (a key twice, a null value) read back as they went in; a file of JSON
+// ends at the first value that is not JSON. Small row groups: a file of
+// several reads back whole.
+func TestParquetPlain(t *testing.T) {
+	f, err := New("parquet", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
+	var recs []*Record
+	for i := range 25 {
+		r := &Record{Topic: "events", Partition: int32(i % 3), Offset: int64(100 + i), Timestamp: ts.Add(time.Duration(i) * time.Minute)}
+		switch i % 5 {
+		case 0:
+			r.Value = []byte(fmt.Sprintf(`{"n": %d, "s": "x\ny"}`, i))
+			r.Key = []byte(fmt.Sprint("key-", i))
+		case 1:
+			r.Value = nil // tombstone
+			r.Key = []byte{0, 0xff}
+		case 2:
+			r.Value = []byte(`[1,2,3]`)
+			r.Headers = []Header{{"a", []byte("1")}, {"a", []byte("2")}, {"empty", []byte{}}, {"null", nil}}
+		case 3:
+			r.Value = []byte(`"just a string"`)
+		case 4:
+			r.Value = []byte(fmt.Sprint(i))
+		}
+		recs = append(recs, r)
+	}
+	binaries := []*Record{
+		{Topic: "events", Offset: 200, Timestamp: ts, Value: []byte("not json")},
+		{Topic: "events", Offset: 201, Timestamp: ts, Value: []byte{0, 0, 0, 0, 1, 2}},
+		{Topic: "events", Offset: 202, Timestamp: ts, Value: nil},
+		{Topic: "events", Offset: 203, Timestamp: ts, Value: []byte("{}")},
+	}
+	small := func(fl File) { fl.(*pqFile).groupRowsMax = 4 }
+	b, n := writeFile(t, f, append(recs, binaries...), small)
+	if n != len(recs) {
+		t.Fatalf("JSON file took %d records, want %d", n, len(recs))
+	}
+	cols, rows := readParquet(t, b)
+	want := append(append([]pqColumn{}, metadataColumns...), pqColumn{"value", "BYTE_ARRAY JSON", 1, 0})
+	if !reflect.DeepEqual(cols, want) {
+		t.Fatalf("columns %+v, want %+v", cols, want)
+	}
+	if groups := rowGroups(t, b); groups < 6 {
+		t.Errorf("%d row groups, want 7 of at most 4 rows", groups)
+	}
+	checkRows(t, rows, recs)
+
+	b, n = writeFile(t, f, binaries, nil)
+	if n != 3 {
+		t.Fatalf("binary file took %d records, want 3 (then JSON needs a new file)", n)
+	}
+	cols, rows = readParquet(t, b)
+	want[len(want)-1] = pqColumn{"value", "BYTE_ARRAY", 1, 0}
+	if !reflect.DeepEqual(cols, want) {
+		t.Fatalf("columns %+v, want %+v", cols, want)
+	}
+	checkRows(t, rows, binaries[:3])
+
+	// Only tombstones: a binary value column, all null.
+	b, n = writeFile(t, f, []*Record{binaries[2], binaries[2]}, nil)
+	cols, rows = readParquet(t, b)
+	if n != 2 || !reflect.DeepEqual(cols, want) {
+		t.Fatalf("tombstones: %d records, columns %+v", n, cols)
+	}
+	checkRows(t, rows, []*Record{binaries[2], binaries[2]})
+}
+
+// checkRows compares rows read back with the records: metadata, and the
+// value as its bytes (JSON and binary columns read as binary in Arrow).
+func checkRows(t *testing.T, rows []map[string]any, recs []*Record) {
+	t.Helper()
+	if len(rows) != len(recs) {
+		t.Fatalf("%d rows, want %d", len(rows), len(recs))
+	}
+	for i, r := range recs {
+		want := wantMetadata(r)
+		want["value"] = nil
+		if r.Value != nil {
+			want["value"] = string(r.Value)
+		}
+		checkRow(t, i, rows[i], want)
+	}
+}
+
+func rowGroups(t *testing.T, b []byte) int {
+	t.Helper()
+	pf, err := file.NewParquetReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	return pf.NumRowGroups()
 }
