@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -175,7 +176,7 @@ func TestRegistryFailures(t *testing.T) {
 }
 
 // FuzzAvroValue: any bytes as an orderSchema value give an error or a row,
-// never a panic or a hang, in both formats; a payload that the Parquet walk
+// never a panic or a hang, in all formats; a payload that the Parquet walk
 // takes, the Avro check takes too.
 func FuzzAvroValue(f *testing.F) {
 	for _, o := range testOrders() {
@@ -206,6 +207,10 @@ func FuzzAvroValue(f *testing.F) {
 		}
 		if err := af.Close(); err != nil {
 			t.Fatal(err)
+		}
+		jf, _ := JSONL{reg: reg}.NewFile(io.Discard)
+		if err := jf.Append(context.Background(), r); err != nil && !errors.Is(err, ErrUndecodable) {
+			t.Fatalf("jsonl: %v, want ErrUndecodable", err)
 		}
 	})
 }
