@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -341,4 +342,72 @@ func rowGroups(t *testing.T, b []byte) int {
 	}
 	defer pf.Close()
 	return pf.NumRowGroups()
+}
+
+// TestParquetTopLevelSchemas: a value schema that is not a record maps to
+// a value column of its own: a primitive, null-or-T (null and tombstones
+// alike read back null), another union (a group with a field per branch).
+// Schemas Parquet cannot hold fail the record with an error naming why.
+func TestParquetTopLevelSchemas(t *testing.T) {
+	reg := cachedRegistry(t, map[int]string{
+		1: `"string"`,
+		2: `["null","long"]`,
+		3: `["string",{"type":"record","name":"P","namespace":"x","fields":[{"name":"a","type":"int"}]},"null"]`,
+		4: `{"type":"record","name":"Node","fields":[{"name":"next","type":["null","Node"]}]}`,
+		5: `{"type":"record","name":"E","fields":[]}`,
+	})
+	f := Parquet{reg: reg}
+	ts := time.UnixMilli(1).UTC()
+	rec := func(id int, schema string, v any) *Record {
+		return &Record{Topic: "t", Timestamp: ts, Value: frame(id, mustMarshal(t, schema, v))}
+	}
+	cases := []struct {
+		recs   []*Record
+		cols   []pqColumn
+		values []any
+	}{{
+		recs:   []*Record{rec(1, `"string"`, "s"), {Topic: "t", Timestamp: ts}},
+		cols:   []pqColumn{{"value", "BYTE_ARRAY String", 1, 0}},
+		values: []any{"s", nil},
+	}, {
+		recs:   []*Record{rec(2, `["null","long"]`, map[string]any{"long": int64(9)}), rec(2, `["null","long"]`, nil), {Topic: "t", Timestamp: ts}},
+		cols:   []pqColumn{{"value", i64, 1, 0}},
+		values: []any{int64(9), nil, nil},
+	}, {
+		recs: []*Record{
+			rec(3, reg.schemas[3].text, map[string]any{"string": "s"}),
+			rec(3, reg.schemas[3].text, map[string]any{"x.P": map[string]any{"a": 4}}),
+			rec(3, reg.schemas[3].text, nil),
+		},
+		cols: []pqColumn{{"value.string", "BYTE_ARRAY String", 2, 0}, {"value.P.a", i32, 2, 0}},
+		values: []any{
+			map[string]any{"string": "s", "P": nil},
+			map[string]any{"string": nil, "P": map[string]any{"a": int32(4)}},
+			nil,
+		},
+	}}
+	for i, c := range cases {
+		b, n := writeFile(t, f, c.recs, nil)
+		if n != len(c.recs) {
+			t.Fatalf("case %d: took %d records", i, n)
+		}
+		cols, rows := readParquet(t, b)
+		if want := append(append([]pqColumn{}, metadataColumns...), c.cols...); !reflect.DeepEqual(cols, want) {
+			t.Errorf("case %d: columns %+v, want %+v", i, cols[len(metadataColumns):], c.cols)
+			continue
+		}
+		for j, row := range rows {
+			if !reflect.DeepEqual(row["value"], c.values[j]) {
+				t.Errorf("case %d row %d: value %#v, want %#v", i, j, row["value"], c.values[j])
+			}
+		}
+	}
+
+	for id, want := range map[int]string{4: "recursive record Node", 5: "record E has no fields"} {
+		file, _ := f.NewFile(&bytes.Buffer{})
+		err := file.Append(clitest.Ctx(t), &Record{Topic: "t", Value: frame(id, []byte{0})})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("schema %d: %v, want an error saying %q", id, err, want)
+		}
+	}
 }
