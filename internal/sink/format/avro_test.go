@@ -9,6 +9,9 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/hamba/avro/v2/ocf"
 	"github.com/linkedin/goavro/v2"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/sluice-io/sluice/internal/cli/clitest"
 )
 
 // readOCF reads an object container file with hamba's decoder, and again
@@ -175,4 +178,44 @@ func TestAvroOCF(t *testing.T) {
 	}
 	_, got = readOCF(t, b)
 	checkEnvelopes(t, got, plain[:3], []any{recs[3].Value, []byte{1, 2, 3}, nil})
+}
+
+// TestReferences: a schema that uses a type from another subject (a
+// schema reference) is resolved through the registry: its Parquet columns
+// include the referenced record's, and its Avro file's header has the
+// referenced type inlined.
+func TestReferences(t *testing.T) {
+	url, cl := startRegistry(t)
+	const address = `{"type":"record","name":"Address","namespace":"com.example","fields":[{"name":"city","type":"string"}]}`
+	const customer = `{"type":"record","name":"Customer","namespace":"com.example","fields":[{"name":"id","type":"long"},{"name":"home","type":"com.example.Address"}]}`
+	register(t, cl, "address", address)
+	s, err := cl.CreateSchema(clitest.Ctx(t), "customer-value", sr.Schema{Schema: customer,
+		References: []sr.SchemaReference{{Name: "com.example.Address", Subject: "address", Version: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := `{"type":"record","name":"Customer","namespace":"com.example","fields":[{"name":"id","type":"long"},{"name":"home","type":` + address + `}]}`
+	payload := mustMarshal(t, whole, map[string]any{"id": int64(3), "home": map[string]any{"city": "Lund"}})
+	recs := []*Record{{Topic: "c", Offset: 1, Timestamp: time.UnixMilli(5).UTC(), Value: frame(s.ID, payload)}}
+
+	pf, err := New("parquet", Options{Registry: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := writeFile(t, pf, recs, nil)
+	_, rows := readParquet(t, b)
+	if want := map[string]any{"id": int64(3), "home": map[string]any{"city": "Lund"}}; !reflect.DeepEqual(rows[0]["value"], want) {
+		t.Errorf("parquet value %#v, want %#v", rows[0]["value"], want)
+	}
+
+	af, err := New("avro", Options{Registry: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = writeFile(t, af, recs, nil)
+	_, got := readOCF(t, b)
+	want := map[string]any{"com.example.Customer": map[string]any{"id": int64(3), "home": map[string]any{"city": "Lund"}}}
+	if !reflect.DeepEqual(got[0]["value"], want) {
+		t.Errorf("avro value %#v, want %#v", got[0]["value"], want)
+	}
 }

@@ -49,7 +49,7 @@ const (
 type regSchema struct {
 	id   int
 	kind schemaKind
-	text string      // as the registry has it
+	text string      // Avro: the schema whole, its references inlined
 	avro avro.Schema // schemaAvro
 	plan *anode      // schemaAvro
 
@@ -105,40 +105,52 @@ func (g *registry) schema(ctx context.Context, id int) (*regSchema, error) {
 	return s, nil
 }
 
-func (g *registry) fetch(ctx context.Context, id int) (*regSchema, error) {
-	var (
-		got sr.Schema
-		err error
-	)
+// maxReferenceDepth bounds how deep schema references nest (a schema
+// referring to one that refers to another ...), against a cycle.
+const maxReferenceDepth = 16
+
+// retry calls fetch up to registryAttempts times, waiting between them; a
+// 4xx answer is final.
+func retry[T any](ctx context.Context, what string, fetch func(context.Context) (T, error)) (T, error) {
 	wait := registryBackoff
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, registryTimeout)
-		got, err = g.cl.SchemaByID(actx, id)
+		got, err := fetch(actx)
 		cancel()
 		if err == nil {
-			break
+			return got, nil
 		}
 		var re *sr.ResponseError
 		if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 {
-			return nil, fmt.Errorf("sink/format: schema %d from the registry: %w", id, err)
+			return got, fmt.Errorf("sink/format: %s from the registry: %w", what, err)
 		}
 		if attempt == registryAttempts || ctx.Err() != nil {
-			return nil, fmt.Errorf("sink/format: schema %d from the registry, %d attempts: %w (is the registry up?)", id, attempt, err)
+			return got, fmt.Errorf("sink/format: %s from the registry, %d attempts: %w (is the registry up?)", what, attempt, err)
 		}
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
-			return nil, fmt.Errorf("sink/format: schema %d from the registry: %w", id, ctx.Err())
+			return got, fmt.Errorf("sink/format: %s from the registry: %w", what, ctx.Err())
 		}
 		wait *= 2
+	}
+}
+
+func (g *registry) fetch(ctx context.Context, id int) (*regSchema, error) {
+	got, err := retry(ctx, fmt.Sprintf("schema %d", id), func(ctx context.Context) (sr.Schema, error) {
+		return g.cl.SchemaByID(ctx, id)
+	})
+	if err != nil {
+		return nil, err
 	}
 	s := &regSchema{id: id, text: got.Schema}
 	switch got.Type {
 	case sr.TypeAvro:
-		if len(got.References) > 0 {
-			return nil, fmt.Errorf("sink/format: schema %d references other schemas, which the sink does not resolve yet", id)
+		cache := &avro.SchemaCache{}
+		if err := g.references(ctx, got.References, cache, map[string]bool{}, 0); err != nil {
+			return nil, fmt.Errorf("sink/format: schema %d: %w", id, err)
 		}
-		parsed, err := avro.ParseWithCache(got.Schema, "", &avro.SchemaCache{})
+		parsed, err := avro.ParseWithCache(got.Schema, "", cache)
 		if err != nil {
 			return nil, fmt.Errorf("sink/format: schema %d: %w", id, err)
 		}
@@ -146,13 +158,49 @@ func (g *registry) fetch(ctx context.Context, id int) (*regSchema, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sink/format: schema %d: %w", id, err)
 		}
-		s.kind, s.avro, s.plan = schemaAvro, parsed, plan
+		// The schema whole, its references' types inlined: what an Avro
+		// file's header needs.
+		full, err := json.Marshal(parsed)
+		if err != nil {
+			return nil, fmt.Errorf("sink/format: schema %d: %w", id, err)
+		}
+		s.kind, s.avro, s.plan, s.text = schemaAvro, parsed, plan, string(full)
 	case sr.TypeJSON:
 		s.kind = schemaJSON
 	default:
 		s.kind = schemaOther
 	}
 	return s, nil
+}
+
+// references parses the schemas refs name into cache, theirs first.
+func (g *registry) references(ctx context.Context, refs []sr.SchemaReference, cache *avro.SchemaCache, done map[string]bool, depth int) error {
+	if len(refs) > 0 && depth >= maxReferenceDepth {
+		return fmt.Errorf("references nest deeper than %d", maxReferenceDepth)
+	}
+	for _, ref := range refs {
+		key := fmt.Sprintf("%s/%d", ref.Subject, ref.Version)
+		if done[key] {
+			continue
+		}
+		done[key] = true
+		ss, err := retry(ctx, fmt.Sprintf("reference %s version %d", ref.Subject, ref.Version), func(ctx context.Context) (sr.SubjectSchema, error) {
+			return g.cl.SchemaByVersion(ctx, ref.Subject, ref.Version)
+		})
+		if err != nil {
+			return err
+		}
+		if ss.Type != sr.TypeAvro {
+			return fmt.Errorf("reference %s is %s, not Avro", ref.Name, ss.Type)
+		}
+		if err := g.references(ctx, ss.References, cache, done, depth+1); err != nil {
+			return err
+		}
+		if _, err := avro.ParseWithCache(ss.Schema.Schema, "", cache); err != nil {
+			return fmt.Errorf("reference %s (%s version %d): %w", ref.Name, ref.Subject, ref.Version, err)
+		}
+	}
+	return nil
 }
 
 // errorSchemaNotFound is the registry's error code for an unknown id.
