@@ -50,10 +50,12 @@ func benchFormat(b *testing.B, f Format, values [][]byte) {
 	b.SetBytes(in / int64(len(recs)))
 	out := &countWriter{w: io.Discard}
 	var file File
+	var estimated int64 // the files' Size just before Close
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if file == nil || file.Records() == benchFileRecords {
 			if file != nil {
+				estimated += file.Size()
 				if err := file.Close(); err != nil {
 					b.Fatal(err)
 				}
@@ -69,8 +71,11 @@ func benchFormat(b *testing.B, f Format, values [][]byte) {
 			b.Fatal(err)
 		}
 	}
+	estimated += file.Size()
 	if err := file.Close(); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(out.n)/float64(b.N), "out-B/rec")
+	// size-est is Size just before Close over the bytes the files have.
+	b.ReportMetric(float64(estimated)/float64(out.n), "size-est")
 }

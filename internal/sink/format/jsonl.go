@@ -21,9 +21,9 @@ import (
 // (Options.Registry), a value in its wire format is written as the JSON of
 // what it encodes: an Avro value decoded with its schema (unions as their
 // branch's value, bytes as base64, timestamps as RFC 3339 text, decimals
-// as "num/den" fractions: Go's JSON of hamba/avro's generic values), a JSON
-// Schema one as its JSON; a value its schema does not decode fails its
-// Append with ErrUndecodable. A file takes any mix of values.
+// as exact decimal strings: appendJSON has the table), a JSON Schema one as
+// its JSON; a value its schema does not decode fails its Append with
+// ErrUndecodable. A file takes any mix of values.
 type JSONL struct {
 	reg *registry
 }
@@ -95,24 +95,15 @@ func (f *jsonlFile) Close() error {
 	return err
 }
 
-// avroJSON is the JSON of an Avro value, checked by the bounded walk
-// before hamba's generic decoder reads it (which does not bound what
-// hostile bytes make it loop over).
+// avroJSON is the JSON of an Avro value (see appendJSON).
 func avroJSON(v value) ([]byte, error) {
 	w := avroWalk{r: avro.NewReader(nil, 0, avro.WithReaderConfig(avroConfig)).Reset(v.payload)}
-	if err := w.skip(v.schema.plan); err != nil {
+	b, err := w.appendJSON(nil, v.schema.plan)
+	if err != nil {
 		return nil, err
 	}
 	if err := w.end(); err != nil {
 		return nil, err
-	}
-	var out any
-	if err := avroConfig.Unmarshal(v.schema.avro, v.payload, &out); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUndecodable, err)
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return nil, fmt.Errorf("%w: as JSON: %v", ErrUndecodable, err)
 	}
 	return b, nil
 }

@@ -222,11 +222,14 @@ func (f *pqFile) write(r *Record, v value) error {
 	return nil
 }
 
-// Size is the bytes written so far, plus the buffered row group's value
-// bytes as they are before encoding and compression (an overestimate for
-// most data), plus a footer.
+// Size is parquet-go's estimate (the bytes written, plus the row group
+// being filled: its encoded pages, and its last page before compression),
+// plus a footer.
 func (f *pqFile) Size() int64 {
-	n := f.out.n + f.groupBytes + footerBytesEstimate
+	n := int64(footerBytesEstimate)
+	if f.w != nil {
+		n += f.w.Size()
+	}
 	for _, r := range f.pending {
 		n += int64(len(r.Topic) + len(r.Key) + 24)
 	}
