@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -208,9 +208,16 @@ func FuzzAvroValue(f *testing.F) {
 		if err := af.Close(); err != nil {
 			t.Fatal(err)
 		}
-		jf, _ := JSONL{reg: reg}.NewFile(io.Discard)
+		var lines bytes.Buffer
+		jf, _ := JSONL{reg: reg}.NewFile(&lines)
 		if err := jf.Append(context.Background(), r); err != nil && !errors.Is(err, ErrUndecodable) {
 			t.Fatalf("jsonl: %v, want ErrUndecodable", err)
+		}
+		if err := jf.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if lines.Len() > 0 && !json.Valid(lines.Bytes()) {
+			t.Fatalf("jsonl wrote invalid JSON: %s", lines.Bytes())
 		}
 	})
 }

@@ -38,14 +38,15 @@ func (JSONL) Ext() string { return ".jsonl" }
 func (j JSONL) NewFile(w io.Writer) (File, error) { return &jsonlFile{reg: j.reg, w: w}, nil }
 
 type jsonlFile struct {
-	reg *registry
-	w   io.Writer
-	buf []byte
-	n   int
+	reg     *registry
+	w       io.Writer
+	buf     []byte // lines not yet written
+	written int64
+	n       int
 }
 
 func (f *jsonlFile) Append(ctx context.Context, r *Record) error {
-	value := r.Value
+	value, decoded := r.Value, false // decoded: compact JSON we made
 	if _, ok := wireID(value); ok && f.reg != nil {
 		v, err := f.reg.classify(ctx, value)
 		if err != nil {
@@ -56,6 +57,7 @@ func (f *jsonlFile) Append(ctx context.Context, r *Record) error {
 			if value, err = avroJSON(v); err != nil {
 				return fmt.Errorf("sink/format: %s/%d offset %d: schema %d: %w", r.Topic, r.Partition, r.Offset, v.schema.id, err)
 			}
+			decoded = true
 		case classJSON:
 			value = v.payload
 		}
@@ -70,7 +72,12 @@ func (f *jsonlFile) Append(ctx context.Context, r *Record) error {
 	b = append(b, `,"timestamp":`...)
 	b = strconv.AppendInt(b, r.Timestamp.UnixMilli(), 10)
 	b = appendField(b, "key", r.Key)
-	b = appendField(b, "value", value)
+	if decoded {
+		b = append(b, `,"value":`...)
+		b = append(b, value...)
+	} else {
+		b = appendField(b, "value", value)
+	}
 	b = append(b, `,"headers":[`...)
 	for i, h := range r.Headers {
 		if i > 0 {
@@ -83,14 +90,27 @@ func (f *jsonlFile) Append(ctx context.Context, r *Record) error {
 	}
 	f.buf = append(b, "]}\n"...)
 	f.n++
+	if len(f.buf) >= jsonlWriteBytes {
+		n, err := f.w.Write(f.buf)
+		f.written += int64(n)
+		f.buf = f.buf[:0]
+		if err != nil {
+			return fmt.Errorf("sink/format: jsonl write: %w", err)
+		}
+	}
 	return nil
 }
 
-func (f *jsonlFile) Size() int64  { return int64(len(f.buf)) }
+// jsonlWriteBytes is how many bytes of lines a file buffers before writing
+// them: its memory.
+const jsonlWriteBytes = 1 << 20
+
+func (f *jsonlFile) Size() int64  { return f.written + int64(len(f.buf)) }
 func (f *jsonlFile) Records() int { return f.n }
 
 func (f *jsonlFile) Close() error {
-	_, err := f.w.Write(f.buf)
+	n, err := f.w.Write(f.buf)
+	f.written += int64(n)
 	f.buf = nil
 	return err
 }
@@ -137,6 +157,16 @@ func appendCompact(b, v []byte) []byte {
 }
 
 func appendString(b []byte, s string) []byte {
+	plain := true // printable ASCII without quotes or backslashes: as it is
+	for i := 0; i < len(s) && plain; i++ {
+		c := s[i]
+		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\'
+	}
+	if plain {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
