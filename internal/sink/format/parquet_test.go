@@ -278,6 +278,7 @@ func TestParquetPlain(t *testing.T) {
 	}
 	binaries := []*Record{
 		{Topic: "events", Offset: 200, Timestamp: ts, Value: []byte("not json")},
+		{Topic: "events", Offset: 204, Timestamp: ts, Value: []byte("\"\xff\"")}, // JSON, not UTF-8
 		{Topic: "events", Offset: 201, Timestamp: ts, Value: []byte{0, 0, 0, 0, 1, 2}},
 		{Topic: "events", Offset: 202, Timestamp: ts, Value: nil},
 		{Topic: "events", Offset: 203, Timestamp: ts, Value: []byte("{}")},
@@ -298,23 +299,23 @@ func TestParquetPlain(t *testing.T) {
 	checkRows(t, rows, recs)
 
 	b, n = writeFile(t, f, binaries, nil)
-	if n != 3 {
-		t.Fatalf("binary file took %d records, want 3 (then JSON needs a new file)", n)
+	if n != 4 {
+		t.Fatalf("binary file took %d records, want 4 (then JSON needs a new file)", n)
 	}
 	cols, rows = readParquet(t, b)
 	want[len(want)-1] = pqColumn{"value", "BYTE_ARRAY", 1, 0}
 	if !reflect.DeepEqual(cols, want) {
 		t.Fatalf("columns %+v, want %+v", cols, want)
 	}
-	checkRows(t, rows, binaries[:3])
+	checkRows(t, rows, binaries[:4])
 
 	// Only tombstones: a binary value column, all null.
-	b, n = writeFile(t, f, []*Record{binaries[2], binaries[2]}, nil)
+	b, n = writeFile(t, f, []*Record{binaries[3], binaries[3]}, nil)
 	cols, rows = readParquet(t, b)
 	if n != 2 || !reflect.DeepEqual(cols, want) {
 		t.Fatalf("tombstones: %d records, columns %+v", n, cols)
 	}
-	checkRows(t, rows, []*Record{binaries[2], binaries[2]})
+	checkRows(t, rows, []*Record{binaries[3], binaries[3]})
 }
 
 // checkRows compares rows read back with the records: metadata, and the

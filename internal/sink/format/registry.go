@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -240,12 +241,16 @@ func (g *registry) classify(ctx context.Context, v []byte) (value, error) {
 			return value{}, err
 		case s.kind == schemaAvro:
 			return value{class: classAvro, schema: s, payload: v[wireHeaderBytes:]}, nil
-		case s.kind == schemaJSON && json.Valid(v[wireHeaderBytes:]):
+		case s.kind == schemaJSON && isJSON(v[wireHeaderBytes:]):
 			return value{class: classJSON, payload: v[wireHeaderBytes:]}, nil
 		}
 	}
-	if json.Valid(v) {
+	if isJSON(v) {
 		return value{class: classJSON, payload: v}, nil
 	}
 	return value{class: classBinary, payload: v}, nil
 }
+
+// isJSON is whether v is JSON in UTF-8, as Parquet's JSON type wants
+// (json.Valid lets invalid UTF-8 in strings through).
+func isJSON(v []byte) bool { return utf8.Valid(v) && json.Valid(v) }
