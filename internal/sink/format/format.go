@@ -2,10 +2,25 @@
 // lines, Parquet, Avro object container files.
 //
 // A Format makes Files; a File takes records in offset order and writes
-// them to an io.Writer when it is closed (Parquet and Avro need a footer or
-// blocks, so they buffer). Whether a record needs a new file (ErrNewFile)
-// depends only on the records, never on the clock, so that a sink that
-// re-reads the same offsets after a crash writes the same files.
+// them to an io.Writer. JSON lines buffer the whole file until Close;
+// Parquet writes each row group, and Avro each block, to the writer as it
+// fills (so a file's memory is one row group or block), and Close writes
+// the rest and the footer: the writer holds a whole file only after Close.
+// Whether a record needs a new file (ErrNewFile) depends only on the
+// records, never on the clock, so that a sink that re-reads the same
+// offsets after a crash writes the same files.
+//
+// Values in the schema registry's wire format (byte 0, a 4-byte schema
+// id, the payload) are decoded when Options.Registry is set: the schema is
+// fetched once per id (GET /schemas/ids/{id}, its references resolved,
+// registryAttempts tries), and kept for the Format's life. An Avro
+// payload is read with hamba/avro's Reader along a plan compiled from the
+// schema, bounded against hostile bytes (maxValueItems, maxFieldBytes,
+// maxValueDepth); one its schema does not decode fails its Append with
+// ErrUndecodable. An id the registry does not know (40403) leaves the
+// value as bytes. Parquet maps Avro types to typed columns (pqschema.go
+// has the table), Avro files envelope the value with the record's
+// metadata (avro.go), JSON lines write the datum as JSON.
 package format
 
 import (
@@ -75,13 +90,22 @@ type Options struct {
 }
 
 // Names are the formats New knows.
-var Names = []string{"jsonl"}
+var Names = []string{"jsonl", "parquet", "avro"}
 
-// New returns the format called name.
+// New returns the format called name. Its schemas fetched from the
+// registry are kept for the Format's life, shared by its files.
 func New(name string, o Options) (Format, error) {
+	reg, err := newRegistry(o)
+	if err != nil {
+		return nil, err
+	}
 	switch name {
 	case "jsonl":
-		return JSONL{}, nil
+		return JSONL{reg: reg}, nil
+	case "parquet":
+		return Parquet{reg: reg}, nil
+	case "avro":
+		return Avro{reg: reg}, nil
 	}
 	return nil, fmt.Errorf("format %q: want one of %v", name, Names)
 }

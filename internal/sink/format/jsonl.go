@@ -5,17 +5,28 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/hamba/avro/v2"
 )
 
 // JSONL writes one JSON object per record and line:
 // {"topic","partition","offset","timestamp" (unix ms),"key","value",
 // "headers":[{"key","value"}]}. A value or key that is valid JSON is
 // written as it is, other UTF-8 text as "key_text"/"value_text", other
-// bytes as "key_base64"/"value_base64"; null stays null.
-type JSONL struct{}
+// bytes as "key_base64"/"value_base64"; null stays null. With a registry
+// (Options.Registry), a value in its wire format is written as the JSON of
+// what it encodes: an Avro value decoded with its schema (unions as their
+// branch's value, bytes as base64, timestamps as RFC 3339 text, decimals
+// as exact decimal strings: appendJSON has the table), a JSON Schema one as
+// its JSON; a value its schema does not decode fails its Append with
+// ErrUndecodable. A file takes any mix of values.
+type JSONL struct {
+	reg *registry
+}
 
 // Name is "jsonl".
 func (JSONL) Name() string { return "jsonl" }
@@ -24,15 +35,33 @@ func (JSONL) Name() string { return "jsonl" }
 func (JSONL) Ext() string { return ".jsonl" }
 
 // NewFile starts a file.
-func (JSONL) NewFile(w io.Writer) (File, error) { return &jsonlFile{w: w}, nil }
+func (j JSONL) NewFile(w io.Writer) (File, error) { return &jsonlFile{reg: j.reg, w: w}, nil }
 
 type jsonlFile struct {
-	w   io.Writer
-	buf []byte
-	n   int
+	reg     *registry
+	w       io.Writer
+	buf     []byte // lines not yet written
+	written int64
+	n       int
 }
 
-func (f *jsonlFile) Append(_ context.Context, r *Record) error {
+func (f *jsonlFile) Append(ctx context.Context, r *Record) error {
+	value, decoded := r.Value, false // decoded: compact JSON we made
+	if _, ok := wireID(value); ok && f.reg != nil {
+		v, err := f.reg.classify(ctx, value)
+		if err != nil {
+			return err
+		}
+		switch v.class {
+		case classAvro:
+			if value, err = avroJSON(v); err != nil {
+				return fmt.Errorf("sink/format: %s/%d offset %d: schema %d: %w", r.Topic, r.Partition, r.Offset, v.schema.id, err)
+			}
+			decoded = true
+		case classJSON:
+			value = v.payload
+		}
+	}
 	b := f.buf
 	b = append(b, `{"topic":`...)
 	b = appendString(b, r.Topic)
@@ -43,7 +72,12 @@ func (f *jsonlFile) Append(_ context.Context, r *Record) error {
 	b = append(b, `,"timestamp":`...)
 	b = strconv.AppendInt(b, r.Timestamp.UnixMilli(), 10)
 	b = appendField(b, "key", r.Key)
-	b = appendField(b, "value", r.Value)
+	if decoded {
+		b = append(b, `,"value":`...)
+		b = append(b, value...)
+	} else {
+		b = appendField(b, "value", value)
+	}
 	b = append(b, `,"headers":[`...)
 	for i, h := range r.Headers {
 		if i > 0 {
@@ -56,16 +90,42 @@ func (f *jsonlFile) Append(_ context.Context, r *Record) error {
 	}
 	f.buf = append(b, "]}\n"...)
 	f.n++
+	if len(f.buf) >= jsonlWriteBytes {
+		n, err := f.w.Write(f.buf)
+		f.written += int64(n)
+		f.buf = f.buf[:0]
+		if err != nil {
+			return fmt.Errorf("sink/format: jsonl write: %w", err)
+		}
+	}
 	return nil
 }
 
-func (f *jsonlFile) Size() int64  { return int64(len(f.buf)) }
+// jsonlWriteBytes is how many bytes of lines a file buffers before writing
+// them: its memory.
+const jsonlWriteBytes = 1 << 20
+
+func (f *jsonlFile) Size() int64  { return f.written + int64(len(f.buf)) }
 func (f *jsonlFile) Records() int { return f.n }
 
 func (f *jsonlFile) Close() error {
-	_, err := f.w.Write(f.buf)
+	n, err := f.w.Write(f.buf)
+	f.written += int64(n)
 	f.buf = nil
 	return err
+}
+
+// avroJSON is the JSON of an Avro value (see appendJSON).
+func avroJSON(v value) ([]byte, error) {
+	w := avroWalk{r: avro.NewReader(nil, 0, avro.WithReaderConfig(avroConfig)).Reset(v.payload)}
+	b, err := w.appendJSON(nil, v.schema.plan)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.end(); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // appendField appends ,"name":v in the form JSONL's doc says.
@@ -97,6 +157,16 @@ func appendCompact(b, v []byte) []byte {
 }
 
 func appendString(b []byte, s string) []byte {
+	plain := true // printable ASCII without quotes or backslashes: as it is
+	for i := 0; i < len(s) && plain; i++ {
+		c := s[i]
+		plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\'
+	}
+	if plain {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
