@@ -553,7 +553,7 @@ func (s *Sink) add(ctx context.Context, p *part, r *kgo.Record) error {
 		}
 		p.open[dir] = f
 	}
-	err := f.f.Append(ctx, &rec)
+	err := s.appendRecord(ctx, f.f, &rec)
 	if errors.Is(err, format.ErrNewFile) && f.f.Records() > 0 {
 		if err = s.closeFile(p, f); err != nil {
 			return err
@@ -562,7 +562,7 @@ func (s *Sink) add(ctx context.Context, p *part, r *kgo.Record) error {
 			return err
 		}
 		p.open[dir] = f
-		err = f.f.Append(ctx, &rec)
+		err = s.appendRecord(ctx, f.f, &rec)
 	}
 	if err != nil {
 		return fmt.Errorf("sink: %s: encode %s[%d] offset %d: %w", s.o.Format.Name(), r.Topic, r.Partition, r.Offset, err)
@@ -589,6 +589,29 @@ func (s *Sink) add(ctx context.Context, p *part, r *kgo.Record) error {
 		return s.seal(p)
 	}
 	return nil
+}
+
+// appendRecord appends rec to f, waiting out a schema registry that does
+// not answer: consumption stops meanwhile (backpressure, as for a slow
+// store), and nothing is skipped. Any other error is final: a value that
+// never decodes (format.ErrUndecodable) stops the sink at its offset, as
+// Kafka Connect does by default, rather than drop it.
+func (s *Sink) appendRecord(ctx context.Context, f format.File, rec *format.Record) error {
+	wait := backoffMin
+	for {
+		err := f.Append(ctx, rec)
+		if !errors.Is(err, format.ErrRegistryUnavailable) || ctx.Err() != nil {
+			return err
+		}
+		s.log.Warn("schema registry unavailable; retrying", "topic", rec.Topic, "partition", rec.Partition,
+			"offset", rec.Offset, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, backoffMax)
+	}
 }
 
 func (s *Sink) newFile(dir string, first int64) (*openFile, error) {

@@ -106,6 +106,11 @@ func (g *registry) schema(ctx context.Context, id int) (*regSchema, error) {
 	return s, nil
 }
 
+// ErrRegistryUnavailable says the schema registry did not answer (or
+// answered 5xx) for all attempts: the record may encode later, and
+// Append took nothing.
+var ErrRegistryUnavailable = errors.New("sink/format: schema registry unavailable")
+
 // maxReferenceDepth bounds how deep schema references nest (a schema
 // referring to one that refers to another ...), against a cycle.
 const maxReferenceDepth = 16
@@ -126,7 +131,7 @@ func retry[T any](ctx context.Context, what string, fetch func(context.Context) 
 			return got, fmt.Errorf("sink/format: %s from the registry: %w", what, err)
 		}
 		if attempt == registryAttempts || ctx.Err() != nil {
-			return got, fmt.Errorf("sink/format: %s from the registry, %d attempts: %w (is the registry up?)", what, attempt, err)
+			return got, fmt.Errorf("%w: %s, %d attempts: %w (is the registry up?)", ErrRegistryUnavailable, what, attempt, err)
 		}
 		select {
 		case <-time.After(wait):
