@@ -40,7 +40,9 @@ import (
 // record after plain ones, returns ErrNewFile. Blocks are written to w as
 // they fill (ocfBlockRecords or ocfBlockBytes); the sync marker is derived
 // from the first record's topic, partition and offset, so that the same
-// records make the same bytes.
+// records make the same blocks. (The header's metadata map, avro.schema
+// and avro.codec, comes in the order hamba's encoder iterates a Go map:
+// the same records may make headers of the same bytes in either order.)
 type Avro struct {
 	reg *registry
 }

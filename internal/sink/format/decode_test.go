@@ -167,7 +167,7 @@ func TestRegistryFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = file.Append(clitest.Ctx(t), &Record{Topic: "t", Value: v})
-	if err == nil || !strings.Contains(err.Error(), "schema 4242 from the registry, 3 attempts") {
+	if !errors.Is(err, ErrRegistryUnavailable) || !strings.Contains(err.Error(), "schema 4242, 3 attempts") {
 		t.Fatalf("dead registry: %v", err)
 	}
 	if file.Records() != 0 {
