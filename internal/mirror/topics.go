@@ -70,12 +70,19 @@ func (m *Mirror) syncTopics(ctx context.Context) error {
 		tt := m.opts.TopicPrefix + t
 		n := count[t]
 		d, ok := dst[tt]
+		if m.pres != nil && ok && d.Err == nil && !m.checked[tt] {
+			if err := m.checkMirrorTopic(ctx, tt); err != nil {
+				return err // not a copy to write to: the mirror stops
+			}
+			m.checked[tt] = true
+		}
 		switch {
 		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
 			if err := m.createTopic(ctx, t, tt, n); err != nil {
 				errs = append(errs, err)
 				continue
 			}
+			m.checked[tt] = true
 		case d.Err != nil:
 			errs = append(errs, fmt.Errorf("mirror: target topic %s: %w", tt, d.Err))
 			continue
@@ -98,7 +105,13 @@ func (m *Mirror) syncTopics(ctx context.Context) error {
 	}
 	if len(added) > 0 {
 		m.log.Info("mirroring topics", "topics", strings.Join(added, ","))
-		m.src.AddConsumeTopics(added...)
+		if m.pres != nil {
+			m.startPartitions()
+		} else {
+			m.src.AddConsumeTopics(added...)
+		}
+	} else if m.pres != nil {
+		m.startPartitions() // partitions added to known topics
 	}
 	return errors.Join(errs...)
 }
@@ -124,12 +137,22 @@ func (m *Mirror) createTopic(ctx context.Context, t, tt string, n int) error {
 			names = append(names, c.Key)
 		}
 	}
+	if m.pres != nil {
+		// The source's own mark, when it is a mirror itself, is replaced.
+		configs[MirrorSourceConfig] = &m.sourceID
+	}
 	resp, err := m.dstAdm.CreateTopic(ctx, int32(n), m.opts.ReplicationFactor, configs, tt)
 	if err == nil {
 		err = resp.Err
 	}
 	if errors.Is(err, kerr.TopicAlreadyExists) {
+		if m.pres != nil {
+			return m.checkMirrorTopic(ctx, tt)
+		}
 		return nil // another mirror, or a sync that raced us
+	}
+	if m.pres != nil && errors.Is(err, kerr.InvalidConfig) {
+		return fmt.Errorf("mirror: create target topic %s: %w; keeping the source's offsets needs a Sluice target (the %s config)", tt, kadmErr(err, resp), MirrorSourceConfig)
 	}
 	if err != nil {
 		return fmt.Errorf("mirror: create target topic %s (%d partitions, replication factor %d): %w", tt, n, m.opts.ReplicationFactor, kadmErr(err, resp))

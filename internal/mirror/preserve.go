@@ -1,0 +1,444 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/internal/record"
+)
+
+// The offset-preserving mode (Options.PreserveOffsets): see the package doc.
+
+const (
+	// MirrorSourceConfig is the target topic config that makes a Sluice
+	// topic an offset-preserving mirror of the source cluster it names
+	// (internal/config.MirrorSourceConfig on the broker).
+	MirrorSourceConfig = "sluice.mirror.source"
+	// preserveFetchBytes is the most a source fetch returns per
+	// partition (a larger first batch still comes whole): what a
+	// partition's copy holds in memory, and the most one produce sends.
+	preserveFetchBytes = 1 << 20
+	// preserveFetchWaitMs is a source fetch's long-poll wait, in ms.
+	preserveFetchWaitMs = 500
+	// preserveProduceTimeoutMs is the target's acks=all wait, in ms.
+	preserveProduceTimeoutMs = 30000
+	// preserveRetryBackoff is the pause before a failed fetch or produce
+	// is tried again (leader moves, brokers away).
+	preserveRetryBackoff = 250 * time.Millisecond
+)
+
+// preserver runs one copy goroutine per source partition; its fields are
+// guarded by Mirror.topicMu (started) or set once by Run (ctx, wg).
+type preserver struct {
+	ctx     context.Context
+	wg      sync.WaitGroup
+	started map[string]int32 // partitions of a source topic with a goroutine
+}
+
+// startPartitions starts the copy of every partition of the topics synced
+// that has none yet. Called with topicMu held.
+func (m *Mirror) startPartitions() {
+	pr := m.pres
+	if pr == nil || pr.ctx == nil {
+		return
+	}
+	for t, n := range m.topics {
+		for p := pr.started[t]; p < n; p++ {
+			pr.wg.Add(1)
+			go func() {
+				defer pr.wg.Done()
+				if err := m.copyPartition(pr.ctx, t, p); err != nil && pr.ctx.Err() == nil {
+					m.fail(err)
+				}
+			}()
+		}
+		pr.started[t] = max(pr.started[t], n)
+	}
+}
+
+// fail records the first error that stops the mirror and ends Run.
+func (m *Mirror) fail(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err == nil {
+		m.err = err
+		if m.abort != nil {
+			m.abort()
+		}
+	}
+}
+
+// runPreserve is Run in the offset-preserving mode.
+func (m *Mirror) runPreserve(ctx context.Context) error {
+	defer m.close()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m.mu.Lock()
+	m.abort = cancel
+	m.mu.Unlock()
+	m.topicMu.Lock()
+	m.pres.ctx = runCtx
+	m.topicMu.Unlock()
+	err := m.syncTopics(runCtx)
+	if err == nil {
+		m.background(runCtx)
+	}
+	cancel()
+	m.pres.wg.Wait()
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return errors.Join(err, m.failed())
+}
+
+// checkMirrorTopic makes sure an existing target topic is an
+// offset-preserving mirror of this source: one that is not (an ordinary
+// topic, a mirror of another cluster) would get the source's records at
+// offsets that mean something else there.
+func (m *Mirror) checkMirrorTopic(ctx context.Context, tt string) error {
+	rcs, err := m.dstAdm.DescribeTopicConfigs(ctx, tt)
+	if err == nil {
+		var rc kadm.ResourceConfig
+		if rc, err = rcs.On(tt, nil); err == nil {
+			err = rc.Err
+		}
+		if err == nil {
+			for _, c := range rc.Configs {
+				if c.Key == MirrorSourceConfig && c.MaybeValue() == m.sourceID {
+					return nil
+				}
+				if c.Key == MirrorSourceConfig {
+					return fmt.Errorf("mirror: target topic %s exists and is not an offset-preserving mirror of cluster %s (%s=%q); delete it, or mirror without preserving offsets",
+						tt, m.sourceID, MirrorSourceConfig, c.MaybeValue())
+				}
+			}
+			return fmt.Errorf("mirror: target topic %s has no %s config: the target is not Sluice, or too old to keep the source's offsets; mirror without preserving offsets", tt, MirrorSourceConfig)
+		}
+	}
+	return fmt.Errorf("mirror: describe configs of target topic %s: %w", tt, err)
+}
+
+// leader returns the broker leading partition p of topic, with the
+// topic's id, through a metadata request to adm's cluster.
+func leader(ctx context.Context, adm *kadm.Client, cl *kgo.Client, topic string, p int32) (*kgo.Broker, [16]byte, error) {
+	md, err := adm.Metadata(ctx, topic)
+	if err != nil {
+		return nil, [16]byte{}, err
+	}
+	td, ok := md.Topics[topic]
+	if !ok || td.Err != nil {
+		return nil, [16]byte{}, fmt.Errorf("topic %s: %v", topic, td.Err)
+	}
+	pd, ok := td.Partitions[p]
+	if !ok || pd.Err != nil || pd.Leader < 0 {
+		return nil, [16]byte{}, fmt.Errorf("%s[%d] has no leader (%v)", topic, p, pd.Err)
+	}
+	return cl.Broker(int(pd.Leader)), [16]byte(td.ID), nil
+}
+
+// copyPartition copies source partition p of topic t to the target until
+// ctx ends: it starts at the target's high watermark (the copy's end: what
+// a crash left is the next run's start) or the source's log start when
+// that is later, fetches batches as they are (read_uncommitted, so aborted
+// records and markers come too) and produces them with their offsets, one
+// request at a time, again until the target took them. It returns an error
+// only for what retrying cannot mend.
+func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
+	tt := m.opts.TopicPrefix + t
+	next, err := m.startOffset(ctx, t, tt, p)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	st := m.part(t, p)
+	st.next = next
+	m.mu.Unlock()
+	m.log.Info("copying with the source's offsets", "topic", t, "partition", p, "from", next)
+	var src, dst *kgo.Broker
+	var srcID, dstID [16]byte
+	retry := func(what string, err error) error {
+		m.log.Warn("retried", "what", what, "topic", t, "partition", p, "offset", next, "err", err)
+		src, dst = nil, nil
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(preserveRetryBackoff):
+			return nil
+		}
+	}
+	for ctx.Err() == nil {
+		if src == nil {
+			if src, srcID, err = leader(ctx, m.srcAdm, m.src, t, p); err != nil {
+				if retry("find the source leader", err) != nil {
+					return nil
+				}
+				continue
+			}
+		}
+		batches, hw, err := m.fetchBatches(ctx, src, t, srcID, p, next)
+		if err != nil {
+			if errors.Is(err, kerr.OffsetOutOfRange) {
+				moved, err := m.outOfRange(ctx, t, p, next)
+				if err != nil {
+					return err
+				}
+				if moved != next {
+					next = moved
+					continue
+				}
+			}
+			if retry("fetch from the source", err) != nil {
+				return nil
+			}
+			continue
+		}
+		m.setHighWater(t, p, hw)
+		if batches.raw == nil {
+			continue
+		}
+		for {
+			if dst == nil {
+				if dst, dstID, err = leader(ctx, m.dstAdm, m.dst, tt, p); err != nil {
+					if retry("find the target leader", err) != nil {
+						return nil
+					}
+					continue
+				}
+			}
+			if err = produceBatches(ctx, dst, tt, dstID, p, batches.raw); err == nil {
+				break
+			}
+			var ke *kerr.Error
+			if errors.As(err, &ke) && !ke.Retriable && !errors.Is(err, kerr.NotLeaderForPartition) && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+				return fmt.Errorf("mirror: produce to %s[%d] at offset %d failed (the mirror stops; the next run starts at the target's end): %w", tt, p, batches.base, err)
+			}
+			if retry("produce to the target", err) != nil {
+				return nil
+			}
+		}
+		if batches.base < next {
+			// The copy starts inside a batch: at the source's log start,
+			// past records deleted there before they were copied. The
+			// target deletes them too, so that both logs start alike.
+			m.trimTarget(ctx, tt, p, next)
+		}
+		next = batches.last + 1
+		m.mu.Lock()
+		st.next, st.lastTime = next, batches.lastTime
+		m.mu.Unlock()
+		m.metrics.records.WithLabelValues(t).Add(float64(batches.records))
+		m.metrics.bytes.WithLabelValues(t).Add(float64(len(batches.raw)))
+		select {
+		case m.acked <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// startOffset is where the copy of a partition starts: the target's high
+// watermark, or the source's log start offset when that is later (records
+// deleted on the source before they were copied: a gap on the target too).
+func (m *Mirror) startOffset(ctx context.Context, t, tt string, p int32) (int64, error) {
+	for {
+		ctx2, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+		ends, err := m.dstAdm.ListEndOffsets(ctx2, tt)
+		var starts kadm.ListedOffsets
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			starts, err = m.srcAdm.ListStartOffsets(ctx2, t)
+			if err == nil {
+				err = starts.Error()
+			}
+		}
+		cancel()
+		if err == nil {
+			e, ok1 := ends.Lookup(tt, p)
+			s, ok2 := starts.Lookup(t, p)
+			if ok1 && ok2 {
+				return max(e.Offset, s.Offset), nil
+			}
+			err = fmt.Errorf("%s[%d] or %s[%d] not listed", tt, p, t, p)
+		}
+		m.log.Warn("cannot list the start of a partition's copy; retried", "topic", t, "partition", p, "err", err)
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(preserveRetryBackoff):
+		}
+	}
+}
+
+// outOfRange handles the source's OFFSET_OUT_OF_RANGE for next: below the
+// source's log start (retention or DeleteRecords went past it), the copy
+// goes on from the log start; above the source's end, the target has
+// records the source does not (an unclean election on the source, or a
+// target topic mirrored from elsewhere), which the mirror cannot mend.
+func (m *Mirror) outOfRange(ctx context.Context, t string, p int32, next int64) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	starts, err := m.srcAdm.ListStartOffsets(ctx, t)
+	if err != nil {
+		return next, nil // retried
+	}
+	ends, err := m.srcAdm.ListEndOffsets(ctx, t)
+	if err != nil {
+		return next, nil
+	}
+	s, ok1 := starts.Lookup(t, p)
+	e, ok2 := ends.Lookup(t, p)
+	switch {
+	case !ok1 || !ok2 || s.Err != nil || e.Err != nil:
+		return next, nil
+	case next < s.Offset:
+		m.log.Warn("source records deleted before they were copied: the target has a gap", "topic", t, "partition", p, "from", next, "to", s.Offset)
+		return s.Offset, nil
+	case next > e.Offset:
+		return next, fmt.Errorf("mirror: the target's copy of %s[%d] ends at %d, past the source's end %d: the source lost records (unclean leader election?) or the target topic holds another copy; the mirror cannot keep offsets equal", t, p, next, e.Offset)
+	}
+	return next, nil
+}
+
+// fetched is whole batches from one fetch.
+type fetched struct {
+	raw        []byte
+	base, last int64 // first batch's base offset, last batch's last offset
+	records    int   // records in data batches
+	lastTime   time.Time
+}
+
+// fetchBatches fetches source partition p of topic from offset, and
+// returns the whole batches ending at or after it, and the high watermark.
+func (m *Mirror) fetchBatches(ctx context.Context, b *kgo.Broker, topic string, id [16]byte, p int32, offset int64) (fetched, int64, error) {
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = -1
+	req.MaxWaitMillis = preserveFetchWaitMs
+	req.MinBytes = 1
+	req.MaxBytes = preserveFetchBytes
+	req.IsolationLevel = 0 // read_uncommitted: aborted records and markers are copied too
+	req.SessionEpoch = -1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = topic, id
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = p, offset, preserveFetchBytes
+	rp.CurrentLeaderEpoch, rp.LogStartOffset = -1, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	kresp, err := b.Request(ctx, req)
+	if err != nil {
+		return fetched{}, -1, err
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return fetched{}, -1, err
+	}
+	for _, t := range resp.Topics {
+		for _, fp := range t.Partitions {
+			if fp.Partition != p {
+				continue
+			}
+			if err := kerr.ErrorForCode(fp.ErrorCode); err != nil {
+				return fetched{}, -1, err
+			}
+			f, err := wholeBatches(fp.RecordBatches, offset)
+			return f, fp.HighWatermark, err
+		}
+	}
+	return fetched{}, -1, fmt.Errorf("the fetch response has no %s[%d]", topic, p)
+}
+
+// wholeBatches keeps the whole batches of b that end at or after offset,
+// dropping a partial last one (cut by the fetch's size limit).
+func wholeBatches(b []byte, offset int64) (fetched, error) {
+	f := fetched{base: -1, last: -1}
+	start := -1
+	pos := 0
+	for pos < len(b) {
+		size, ok := record.PeekSize(b[pos:])
+		if !ok || size > len(b)-pos {
+			break
+		}
+		h, err := record.ParseHeader(b[pos : pos+size])
+		if err != nil {
+			return fetched{}, fmt.Errorf("mirror: a source batch at byte %d: %w (only magic 2 batches can be copied with their offsets)", pos, err)
+		}
+		if h.LastOffset() < offset {
+			pos += size
+			continue
+		}
+		if start < 0 {
+			start, f.base = pos, h.BaseOffset
+		}
+		f.last = h.LastOffset()
+		if !h.IsControl() {
+			f.records += int(h.RecordCount)
+			f.lastTime = time.UnixMilli(h.MaxTimestamp)
+		}
+		pos += size
+	}
+	if start >= 0 {
+		f.raw = b[start:pos]
+	}
+	return f, nil
+}
+
+// produceBatches sends whole batches, with their offsets, to the target
+// leader b (acks=all; the client's RequiredAcks is all too).
+func produceBatches(ctx context.Context, b *kgo.Broker, topic string, id [16]byte, p int32, batches []byte) error {
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks = -1
+	req.TimeoutMillis = preserveProduceTimeoutMs
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic, rt.TopicID = topic, id
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Partition, rp.Records = p, batches
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	kresp, err := b.Request(ctx, req)
+	if err != nil {
+		return err
+	}
+	resp := kresp.(*kmsg.ProduceResponse)
+	for _, t := range resp.Topics {
+		for _, sp := range t.Partitions {
+			if sp.Partition != p {
+				continue
+			}
+			if err := kerr.ErrorForCode(sp.ErrorCode); err != nil {
+				if sp.ErrorMessage != nil {
+					return fmt.Errorf("%w: %s", err, *sp.ErrorMessage)
+				}
+				return err
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("the produce response has no %s[%d]", topic, p)
+}
+
+// trimTarget moves the log start offset of the target partition up to
+// offset (DeleteRecords). A failure is only logged: the records below are
+// ones the source deleted, still readable on the target.
+func (m *Mirror) trimTarget(ctx context.Context, tt string, p int32, offset int64) {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	o := kadm.Offsets{}
+	o.Add(kadm.Offset{Topic: tt, Partition: p, At: offset, LeaderEpoch: -1})
+	resp, err := m.dstAdm.DeleteRecords(ctx, o)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		m.log.Warn("cannot delete on the target the records the source deleted before they were copied", "topic", tt, "partition", p, "below", offset, "err", err)
+	}
+}
