@@ -41,6 +41,7 @@ type Options struct {
 	SessionTimeout     time.Duration
 	StopTimeout        time.Duration
 	Timeout            time.Duration
+	PreserveOffsets    bool
 	Listen             string // "" serves no /metrics
 	LogLevel           string
 	Err                io.Writer // logs; nil: stderr
@@ -105,6 +106,17 @@ target. --topic-prefix (say "a." on the A -> B mirror, as MirrorMaker 2 names
 remote topics "A.topic") keeps copies in topics of their own; then pick a
 --topics regexp that does not match the other direction's prefixed topics.
 
+With --preserve-offsets (a Sluice target only), each partition is copied with
+its source offsets instead: the source's record batches are fetched as they
+are (compression, producer ids, transaction markers, gaps left by compaction
+and deleted records included) and appended on the target at the same offsets,
+so committed consumer offsets are copied without translation and a consumer
+moves from one cluster to the other at exactly its record. The target topics
+are created with sluice.mirror.source = the source's cluster id and take no
+other producer; the copy's own end is the mirror's progress (no source group),
+and a restart after a crash resumes there, with no duplicate and no gap. An
+existing target topic must be such a copy of the same source.
+
 With --listen, /metrics serves sluice_mirror_lag_records and
 sluice_mirror_seconds_behind per partition, sluice_mirror_records_total and
 sluice_mirror_bytes_total per topic, and the in-flight bytes.`,
@@ -114,6 +126,9 @@ sluice_mirror_bytes_total per topic, and the in-flight bytes.`,
   # both ways, each cluster's copies in prefixed topics
   sluice mirror --from a:9092 --to b:9092 --topics 'orders' --topic-prefix a. --group mirror-a-to-b
   sluice mirror --from b:9092 --to a:9092 --topics 'orders' --topic-prefix b. --group mirror-b-to-a
+
+  # a disaster-recovery copy with the same offsets, to a Sluice cluster
+  sluice mirror --from kafka-a:9092 --to sluice-b:9092 --topics 'orders' --preserve-offsets
 
   # how far behind is it?
   sluice mirror status --from kafka-a:9092 --to kafka-b:9092 --topics 'orders|payments\..*'`,
@@ -133,6 +148,7 @@ sluice_mirror_bytes_total per topic, and the in-flight bytes.`,
 	fs.DurationVar(&o.SessionTimeout, "session-timeout", 45*time.Second, "session timeout in the source group: how long a crashed mirror's partitions wait for another")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", mirror.DefaultStopTimeout, "on SIGTERM, how long to wait for the target to acknowledge what was sent")
 	fs.DurationVar(&o.Timeout, "timeout", mirror.DefaultTimeout, "how long to wait for either cluster (connection, admin requests)")
+	fs.BoolVar(&o.PreserveOffsets, "preserve-offsets", false, "copy with the source's offsets (Sluice targets only; see above); --group, --commit-interval, --max-in-flight-bytes and --session-timeout then do not apply")
 	fs.StringVar(&o.Listen, "listen", "", "host:port to serve /metrics on (none by default)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.AddCommand(statusCommand())
@@ -185,7 +201,8 @@ func Run(ctx context.Context, o Options) error {
 	m, err := mirror.New(ctx, mirror.Options{Source: o.From, Target: o.To, Topics: o.Topics, Group: o.Group,
 		TopicPrefix: o.TopicPrefix, ReplicationFactor: o.ReplicationFactor, MaxInFlightBytes: o.MaxInFlightBytes,
 		TopicSyncInterval: o.TopicSyncInterval, CommitInterval: o.CommitInterval, CheckpointInterval: checkpoints,
-		SessionTimeout: o.SessionTimeout, StopTimeout: o.StopTimeout, Timeout: o.Timeout, Logger: log})
+		SessionTimeout: o.SessionTimeout, StopTimeout: o.StopTimeout, Timeout: o.Timeout, Logger: log,
+		PreserveOffsets: o.PreserveOffsets})
 	if err != nil {
 		return err
 	}
@@ -204,12 +221,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("mirroring", "from", strings.Join(o.From, ","), "source_cluster", m.SourceClusterID(),
 		"to", strings.Join(o.To, ","), "target_cluster", m.TargetClusterID(), "topics", o.Topics,
-		"group", o.Group, "topic_prefix", o.TopicPrefix, "metrics", metricsAddr)
+		"group", o.Group, "topic_prefix", o.TopicPrefix, "preserve_offsets", o.PreserveOffsets, "metrics", metricsAddr)
 	if o.Started != nil {
 		o.Started(metricsAddr)
 	}
 	err = m.Run(ctx)
-	if err == nil {
+	if err == nil && o.PreserveOffsets {
+		log.Info("stopped: copied batches acknowledged by the target")
+	} else if err == nil {
 		log.Info("stopped: copied records acknowledged and their source offsets committed")
 	}
 	return err
