@@ -2,8 +2,11 @@ package mirror
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -403,4 +406,77 @@ func readToEndCount(t testing.TB, addr, topic string, n int) []*kgo.Record {
 	t.Helper()
 	c := &cluster{addr: addr}
 	return c.read(t, topic, n)[0]
+}
+
+// childPreserveEnv makes TestMirrorProcess keep offsets.
+const childPreserveEnv = "SLUICE_MIRROR_TEST_PRESERVE"
+
+// TestMirrorPreserveProcess is the offset-preserving mirror that
+// TestMirrorPreserveCrashRestart kills; it runs only as that test's child.
+func TestMirrorPreserveProcess(t *testing.T) {
+	if os.Getenv(childPreserveEnv) == "" {
+		t.Skip("the child process of TestMirrorPreserveCrashRestart")
+	}
+	m, err := New(context.Background(), Options{Source: []string{os.Getenv(childSourceEnv)},
+		Target: []string{os.Getenv(childTargetEnv)}, Topics: "stream", CheckpointInterval: -1, PreserveOffsets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil { // until SIGKILL
+		t.Fatal(err)
+	}
+}
+
+// TestMirrorPreserveCrashRestart SIGKILLs an offset-preserving mirror
+// process mid-stream and runs another: the copy ends as the source does,
+// every record at its offset, none twice (the broker passes over the
+// batches the dead mirror had sent and the new one sends again).
+func TestMirrorPreserveCrashRestart(t *testing.T) {
+	a, b := connect(t, startBroker(t)), connect(t, startBroker(t))
+	a.create(t, "stream", 3, nil)
+	more := make(chan struct{}) // records go on until after the restart
+	wait := streamRecords(t, a, "stream", 3, 3000, 5*time.Millisecond, more)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMirrorPreserveProcess$", "-test.v")
+	cmd.Env = append(os.Environ(), childPreserveEnv+"=1", childSourceEnv+"="+a.addr, childTargetEnv+"="+b.addr)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	t.Cleanup(func() {
+		if !killed {
+			cmd.Process.Kill() // by its PID
+			cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for sum(b.ends(t, "stream")) < 1500 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the mirror process did not copy 1500 records within 30 s:\n%s", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd.Process.Kill() // SIGKILL, by PID
+	cmd.Wait()
+	killed = true
+	atKill := b.ends(t, "stream")
+
+	m, _ := start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "stream", PreserveOffsets: true})
+	for metric(t, m, "sluice_mirror_records_total", "topic=stream") < 100 && time.Now().Before(deadline.Add(30*time.Second)) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(more)
+	produced := wait()
+	total := 0
+	for _, rs := range produced {
+		total += len(rs)
+	}
+	ends := waitEnds(t, a, b, "stream")
+	if n := sum(ends); n != int64(total) {
+		t.Fatalf("the target ends at %v (%d records), %d produced: duplicates or gaps", ends, n, total)
+	}
+	sameAtSameOffsets(t, "stream", a.read(t, "stream", total), b.read(t, "stream", total))
+	t.Logf("SIGKILL mid-stream of %d records (target ends at the kill %v): the copy is the source, offset for offset", total, atKill)
 }
