@@ -153,9 +153,17 @@ func leader(ctx context.Context, adm *kadm.Client, cl *kgo.Client, topic string,
 // only for what retrying cannot mend.
 func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
 	tt := m.opts.TopicPrefix + t
-	next, err := m.startOffset(ctx, t, tt, p)
+	next, fromSource, err := m.startOffset(ctx, t, tt, p)
 	if err != nil {
 		return err
+	}
+	// trimTo is where the target's log should start once the next batch
+	// is there (-1: nothing to trim): the source's log start, when the copy
+	// starts there, past records deleted on the source before they were
+	// copied, so that both logs start alike.
+	trimTo := int64(-1)
+	if fromSource {
+		trimTo = next
 	}
 	m.mu.Lock()
 	st := m.part(t, p)
@@ -165,6 +173,9 @@ func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
 	var src, dst *kgo.Broker
 	var srcID, dstID [16]byte
 	retry := func(what string, err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err() // stopping
+		}
 		m.log.Warn("retried", "what", what, "topic", t, "partition", p, "offset", next, "err", err)
 		src, dst = nil, nil
 		select {
@@ -191,7 +202,7 @@ func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
 					return err
 				}
 				if moved != next {
-					next = moved
+					next, trimTo = moved, moved
 					continue
 				}
 			}
@@ -225,10 +236,14 @@ func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
 			}
 		}
 		if batches.base < next {
-			// The copy starts inside a batch: at the source's log start,
-			// past records deleted there before they were copied. The
-			// target deletes them too, so that both logs start alike.
-			m.trimTarget(ctx, tt, p, next)
+			// The copy went on from inside a batch: the source's log
+			// start moved into it (only a copy's first batch starts
+			// below its end otherwise).
+			trimTo = next
+		}
+		if trimTo >= 0 {
+			m.trimTarget(ctx, tt, p, trimTo)
+			trimTo = -1
 		}
 		next = batches.last + 1
 		m.mu.Lock()
@@ -247,11 +262,11 @@ func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
 // startOffset is where the copy of a partition starts: the target's high
 // watermark, or the source's log start offset when that is later (records
 // deleted on the source before they were copied: a gap on the target too).
-func (m *Mirror) startOffset(ctx context.Context, t, tt string, p int32) (int64, error) {
+func (m *Mirror) startOffset(ctx context.Context, t, tt string, p int32) (offset int64, fromSource bool, err error) {
 	for {
 		ctx2, cancel := context.WithTimeout(ctx, m.opts.Timeout)
-		ends, err := m.dstAdm.ListEndOffsets(ctx2, tt)
-		var starts kadm.ListedOffsets
+		var ends, starts kadm.ListedOffsets
+		ends, err = m.dstAdm.ListEndOffsets(ctx2, tt)
 		if err == nil {
 			err = ends.Error()
 		}
@@ -266,14 +281,14 @@ func (m *Mirror) startOffset(ctx context.Context, t, tt string, p int32) (int64,
 			e, ok1 := ends.Lookup(tt, p)
 			s, ok2 := starts.Lookup(t, p)
 			if ok1 && ok2 {
-				return max(e.Offset, s.Offset), nil
+				return max(e.Offset, s.Offset), s.Offset > e.Offset, nil
 			}
 			err = fmt.Errorf("%s[%d] or %s[%d] not listed", tt, p, t, p)
 		}
 		m.log.Warn("cannot list the start of a partition's copy; retried", "topic", t, "partition", p, "err", err)
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, false, ctx.Err()
 		case <-time.After(preserveRetryBackoff):
 		}
 	}
