@@ -96,6 +96,10 @@ func (h *Handler) produceFrom(ctx context.Context, r *kmsg.ProduceRequest, clien
 		} else if t = img.Topics[rt.Topic]; t == nil {
 			t, topicErr = h.autoCreate(ctx, rt.Topic)
 		}
+		mirrorOf := "" // the source cluster of an offset-preserving mirror topic
+		if t != nil {
+			mirrorOf = t.Configs[config.MirrorSourceConfig]
+		}
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for i, rp := range rt.Partitions {
 			sp := &st.Partitions[i]
@@ -114,12 +118,11 @@ func (h *Handler) produceFrom(ctx context.Context, r *kmsg.ProduceRequest, clien
 				}
 				continue
 			}
-			mirrored := t.Configs[config.MirrorSourceConfig] != ""
-			if mirrored {
+			if mirrorOf != "" {
 				if clientID == nil || *clientID != config.MirrorClientID {
 					sp.ErrorCode = kerr.PolicyViolation.Code
 					msg := fmt.Sprintf("%s is a read-only mirror of a topic of cluster %s (%s); produce to the source cluster",
-						t.Name, t.Configs[config.MirrorSourceConfig], config.MirrorSourceConfig)
+						t.Name, mirrorOf, config.MirrorSourceConfig)
 					sp.ErrorMessage = &msg
 					continue
 				}
@@ -138,7 +141,7 @@ func (h *Handler) produceFrom(ctx context.Context, r *kmsg.ProduceRequest, clien
 			}
 			var res partition.AppendResult
 			var err error
-			if mirrored {
+			if mirrorOf != "" {
 				res, err = p.AppendMirrored(rp.Records)
 			} else {
 				res, err = h.appendOne(p, rp.Records)
