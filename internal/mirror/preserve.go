@@ -30,6 +30,10 @@ const (
 	preserveFetchWaitMs = 500
 	// preserveProduceTimeoutMs is the target's acks=all wait, in ms.
 	preserveProduceTimeoutMs = 30000
+	// preserveDivergedFor is how long the source may end below the copy's
+	// end (a new source leader whose high watermark has not caught up yet)
+	// before the mirror stops: the source then lost records the copy has.
+	preserveDivergedFor = 30 * time.Second
 	// preserveRetryBackoff is the pause before a failed fetch or produce
 	// is tried again (leader moves, brokers away).
 	preserveRetryBackoff = 250 * time.Millisecond
@@ -170,6 +174,9 @@ func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
 	st.next = next
 	m.mu.Unlock()
 	m.log.Info("copying with the source's offsets", "topic", t, "partition", p, "from", next)
+	// divergedSince is when the source was first seen to end below the
+	// copy (zero: it does not).
+	var divergedSince time.Time
 	var src, dst *kgo.Broker
 	var srcID, dstID [16]byte
 	retry := func(what string, err error) error {
@@ -197,9 +204,17 @@ func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
 		batches, hw, err := m.fetchBatches(ctx, src, t, srcID, p, next)
 		if err != nil {
 			if errors.Is(err, kerr.OffsetOutOfRange) {
-				moved, err := m.outOfRange(ctx, t, p, next)
-				if err != nil {
-					return err
+				moved, diverged := m.outOfRange(ctx, t, p, next)
+				if diverged != nil {
+					if divergedSince.IsZero() {
+						divergedSince = time.Now()
+					}
+					if time.Since(divergedSince) >= preserveDivergedFor {
+						return diverged
+					}
+					err = diverged
+				} else {
+					divergedSince = time.Time{}
 				}
 				if moved != next {
 					next, trimTo = moved, moved
@@ -211,6 +226,7 @@ func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
 			}
 			continue
 		}
+		divergedSince = time.Time{}
 		m.setHighWater(t, p, hw)
 		if batches.raw == nil {
 			continue
@@ -297,8 +313,10 @@ func (m *Mirror) startOffset(ctx context.Context, t, tt string, p int32) (offset
 // outOfRange handles the source's OFFSET_OUT_OF_RANGE for next: below the
 // source's log start (retention or DeleteRecords went past it), the copy
 // goes on from the log start; above the source's end, the target has
-// records the source does not (an unclean election on the source, or a
-// target topic mirrored from elsewhere), which the mirror cannot mend.
+// records the source does not: for a moment after a source leader change,
+// or for good after an unclean election on the source, which the mirror
+// cannot mend (the error; copyPartition retries it for
+// preserveDivergedFor).
 func (m *Mirror) outOfRange(ctx context.Context, t string, p int32, next int64) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
