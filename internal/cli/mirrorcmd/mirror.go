@@ -57,8 +57,11 @@ type StatusOptions struct {
 	Group       string
 	TopicPrefix string
 	Timeout     time.Duration
-	Output      string
-	Out         io.Writer
+	// PreserveOffsets: the copies keep the source's offsets; COMMITTED is
+	// the target's end.
+	PreserveOffsets bool
+	Output          string
+	Out             io.Writer
 }
 
 // Command returns `sluice mirror` and its status subcommand.
@@ -245,7 +248,8 @@ group has committed on the source, and the lag (source end minus committed).
 The committed offset trails what is copied by up to --commit-interval.
 Target offsets are the target's own: they equal the source's only when the
 target topic was empty when mirroring began and nothing else writes to it.
-No mirror needs to run.`,
+No mirror needs to run. With --preserve-offsets (for a mirror that keeps
+offsets) COMMITTED is the target's end: the copy is the mirror's progress.`,
 		Example: `  sluice mirror status --from kafka-a:9092 --to kafka-b:9092 --topics 'orders|payments\..*'
   sluice mirror status --from a:9092 --to b:9092 --topics orders --topic-prefix a. -o json`,
 		Args: cobra.NoArgs,
@@ -257,6 +261,7 @@ No mirror needs to run.`,
 	fs := cmd.Flags()
 	addSides(fs, &o.From, &o.To, &o.Topics, &o.Group, &o.TopicPrefix)
 	fs.DurationVar(&o.Timeout, "timeout", mirror.DefaultTimeout, "how long to wait for either cluster")
+	fs.BoolVar(&o.PreserveOffsets, "preserve-offsets", false, "the mirror keeps offsets (sluice mirror --preserve-offsets): COMMITTED is the target's end, the copy's own progress")
 	clientopts.AddOutputFlag(fs, &o.Output)
 	return cmd
 }
@@ -274,7 +279,7 @@ func RunStatus(ctx context.Context, o StatusOptions) error {
 		out = io.Discard
 	}
 	st, err := mirror.Status(ctx, mirror.StatusOptions{Source: o.From, Target: o.To, Topics: o.Topics,
-		Group: o.Group, TopicPrefix: o.TopicPrefix, Timeout: o.Timeout})
+		Group: o.Group, TopicPrefix: o.TopicPrefix, Timeout: o.Timeout, PreserveOffsets: o.PreserveOffsets})
 	if err != nil {
 		return err
 	}

@@ -220,4 +220,14 @@ func TestRunPreserveOffsets(t *testing.T) {
 	if !strings.Contains(logs.String(), "copied batches acknowledged") {
 		t.Fatalf("no clean-stop line in the log:\n%s", logs.String())
 	}
+	var out bytes.Buffer
+	err = RunStatus(context.Background(), StatusOptions{From: []string{a}, To: []string{b}, Topics: "logs", PreserveOffsets: true, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "TOPIC  TARGET TOPIC  PARTITION  SOURCE END  TARGET END  COMMITTED  LAG\n" +
+		"logs   logs          0          10          10          10         0\n"
+	if out.String() != want {
+		t.Fatalf("status:\n%s\nwant:\n%s", out.String(), want)
+	}
 }
