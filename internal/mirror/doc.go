@@ -167,7 +167,8 @@
 // aborted by hand, and a producer id the target hands out may be one the
 // copy holds from the source (two Sluice clusters count from the same
 // start), whose sequence state then refuses that producer's first batch
-// (OUT_OF_ORDER_SEQUENCE).
+// (OUT_OF_ORDER_SEQUENCE; franz-go recovers by bumping its epoch, see
+// TestMirrorPreserveFailover; a client that treats it as fatal fails).
 //
 // Ownership: Run owns the source consumer and the copy path; the producer's
 // promise goroutine updates the per-partition state under Mirror.mu (the
