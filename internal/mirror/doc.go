@@ -135,13 +135,14 @@
 // transaction coordinator takes no part: these are the source's
 // transactions, and it never writes markers on a copy.
 //
-// The copy runs one goroutine per source partition: a raw Fetch to the
-// source partition's leader (read_uncommitted, so aborted records and
-// markers come too; at most preserveFetchBytes per fetch, which bounds the
-// memory to that per partition plus one oversized batch), then a raw
-// Produce (acks=all) of the whole batches to the target partition's
-// leader, retried with the same batches until the target takes them, then
-// the next fetch. There is no source group: the target's high watermark
+// The copy runs two goroutines per source partition: a fetcher sending
+// raw Fetch requests to the source partition's leader (read_uncommitted,
+// so aborted records and markers come too; at most preserveFetchBytes per
+// fetch, or one larger batch), at most preserveFetchAhead fetches ahead,
+// and a producer sending each fetch's whole batches to the target
+// partition's leader in one raw Produce (acks=all), again with the same
+// batches until the target takes them, one request at a time, in order.
+// A partition thus holds at most preserveFetchAhead+2 fetches in memory. There is no source group: the target's high watermark
 // is the copy's progress. A run starts each partition there, or at the
 // source's log start offset when that is later (records the source
 // deleted before they were copied); then it deletes on the target, with

@@ -26,6 +26,11 @@ const (
 	// partition (a larger first batch still comes whole): what a
 	// partition's copy holds in memory, and the most one produce sends.
 	preserveFetchBytes = 1 << 20
+	// preserveFetchAhead is how many fetches of a partition may wait for
+	// the target while the next one is fetched: a partition holds at most
+	// preserveFetchAhead+2 fetches in memory (one being produced, these,
+	// one being fetched).
+	preserveFetchAhead = 1
 	// preserveFetchWaitMs is a source fetch's long-poll wait, in ms.
 	preserveFetchWaitMs = 500
 	// preserveProduceTimeoutMs is the target's acks=all wait, in ms.
@@ -151,57 +156,118 @@ func leader(ctx context.Context, adm *kadm.Client, cl *kgo.Client, topic string,
 // copyPartition copies source partition p of topic t to the target until
 // ctx ends: it starts at the target's high watermark (the copy's end: what
 // a crash left is the next run's start) or the source's log start when
-// that is later, fetches batches as they are (read_uncommitted, so aborted
-// records and markers come too) and produces them with their offsets, one
-// request at a time, again until the target took them. It returns an error
-// only for what retrying cannot mend.
+// that is later. A fetcher goroutine (fetchAhead) reads the source's
+// batches as they are, at most preserveFetchAhead fetches ahead; this one
+// produces each fetch's batches with their offsets, one request at a time,
+// again until the target takes them. It returns an error only for what
+// retrying cannot mend, after the fetcher has stopped.
 func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
 	tt := m.opts.TopicPrefix + t
 	next, fromSource, err := m.startOffset(ctx, t, tt, p)
 	if err != nil {
 		return err
 	}
-	// trimTo is where the target's log should start once the next batch
-	// is there (-1: nothing to trim): the source's log start, when the copy
-	// starts there, past records deleted on the source before they were
-	// copied, so that both logs start alike.
-	trimTo := int64(-1)
-	if fromSource {
-		trimTo = next
-	}
 	m.mu.Lock()
 	st := m.part(t, p)
 	st.next = next
 	m.mu.Unlock()
 	m.log.Info("copying with the source's offsets", "topic", t, "partition", p, "from", next)
+	trimTo := int64(-1)
+	if fromSource {
+		trimTo = next
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	fetches := make(chan fetched, preserveFetchAhead)
+	fetchErr := make(chan error, 1)
+	go func() {
+		defer close(fetches)
+		fetchErr <- m.fetchAhead(ctx, t, p, next, trimTo, fetches)
+	}()
+	defer func() {
+		cancel()
+		for range fetches { // until the fetcher has returned
+		}
+	}()
+	var dst *kgo.Broker
+	var dstID [16]byte
+	for f := range fetches {
+		for {
+			if dst == nil {
+				if dst, dstID, err = leader(ctx, m.dstAdm, m.dst, tt, p); err != nil {
+					if m.retry(ctx, "find the target leader", t, p, f.base, err) != nil {
+						return nil
+					}
+					continue
+				}
+			}
+			if err = produceBatches(ctx, dst, tt, dstID, p, f.raw); err == nil {
+				break
+			}
+			var ke *kerr.Error
+			if errors.As(err, &ke) && !ke.Retriable && !errors.Is(err, kerr.NotLeaderForPartition) && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+				return fmt.Errorf("mirror: produce to %s[%d] at offset %d failed (the mirror stops; the next run starts at the target's end): %w", tt, p, f.base, err)
+			}
+			dst = nil
+			if m.retry(ctx, "produce to the target", t, p, f.base, err) != nil {
+				return nil
+			}
+		}
+		if f.trimTo >= 0 {
+			m.trimTarget(ctx, tt, p, f.trimTo)
+		}
+		m.mu.Lock()
+		st.next, st.lastTime = f.last+1, f.lastTime
+		m.mu.Unlock()
+		m.metrics.records.WithLabelValues(t).Add(float64(f.records))
+		m.metrics.bytes.WithLabelValues(t).Add(float64(len(f.raw)))
+		select {
+		case m.acked <- struct{}{}:
+		default:
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return <-fetchErr
+}
+
+// retry logs a failure and waits preserveRetryBackoff; it returns ctx's
+// error, without a log line, when the copy is stopping.
+func (m *Mirror) retry(ctx context.Context, what, t string, p int32, offset int64, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	m.log.Warn("retried", "what", what, "topic", t, "partition", p, "offset", offset, "err", err)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(preserveRetryBackoff):
+		return nil
+	}
+}
+
+// fetchAhead fetches source partition p of topic t from offset next on
+// and sends each fetch's whole batches to out, until ctx ends (nil) or the
+// source is found to end below the copy for preserveDivergedFor (the
+// error). trimTo (-1: none) is where the target's log should start once
+// the first batch sent is there.
+func (m *Mirror) fetchAhead(ctx context.Context, t string, p int32, next, trimTo int64, out chan<- fetched) error {
 	// divergedSince is when the source was first seen to end below the
 	// copy (zero: it does not).
 	var divergedSince time.Time
-	var src, dst *kgo.Broker
-	var srcID, dstID [16]byte
-	retry := func(what string, err error) error {
-		if ctx.Err() != nil {
-			return ctx.Err() // stopping
-		}
-		m.log.Warn("retried", "what", what, "topic", t, "partition", p, "offset", next, "err", err)
-		src, dst = nil, nil
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(preserveRetryBackoff):
-			return nil
-		}
-	}
+	var src *kgo.Broker
+	var srcID [16]byte
+	var err error
 	for ctx.Err() == nil {
 		if src == nil {
 			if src, srcID, err = leader(ctx, m.srcAdm, m.src, t, p); err != nil {
-				if retry("find the source leader", err) != nil {
+				if m.retry(ctx, "find the source leader", t, p, next, err) != nil {
 					return nil
 				}
 				continue
 			}
 		}
-		batches, hw, err := m.fetchBatches(ctx, src, t, srcID, p, next)
+		f, hw, err := m.fetchBatches(ctx, src, t, srcID, p, next)
 		if err != nil {
 			if errors.Is(err, kerr.OffsetOutOfRange) {
 				moved, diverged := m.outOfRange(ctx, t, p, next)
@@ -221,56 +287,30 @@ func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
 					continue
 				}
 			}
-			if retry("fetch from the source", err) != nil {
+			src = nil
+			if m.retry(ctx, "fetch from the source", t, p, next, err) != nil {
 				return nil
 			}
 			continue
 		}
 		divergedSince = time.Time{}
 		m.setHighWater(t, p, hw)
-		if batches.raw == nil {
+		if f.raw == nil {
 			continue
 		}
-		for {
-			if dst == nil {
-				if dst, dstID, err = leader(ctx, m.dstAdm, m.dst, tt, p); err != nil {
-					if retry("find the target leader", err) != nil {
-						return nil
-					}
-					continue
-				}
-			}
-			if err = produceBatches(ctx, dst, tt, dstID, p, batches.raw); err == nil {
-				break
-			}
-			var ke *kerr.Error
-			if errors.As(err, &ke) && !ke.Retriable && !errors.Is(err, kerr.NotLeaderForPartition) && !errors.Is(err, kerr.UnknownTopicOrPartition) {
-				return fmt.Errorf("mirror: produce to %s[%d] at offset %d failed (the mirror stops; the next run starts at the target's end): %w", tt, p, batches.base, err)
-			}
-			if retry("produce to the target", err) != nil {
-				return nil
-			}
-		}
-		if batches.base < next {
+		if f.base < next {
 			// The copy went on from inside a batch: the source's log
-			// start moved into it (only a copy's first batch starts
-			// below its end otherwise).
+			// start moved into it (a copy's batches otherwise start at
+			// or past its end).
 			trimTo = next
 		}
-		if trimTo >= 0 {
-			m.trimTarget(ctx, tt, p, trimTo)
-			trimTo = -1
-		}
-		next = batches.last + 1
-		m.mu.Lock()
-		st.next, st.lastTime = next, batches.lastTime
-		m.mu.Unlock()
-		m.metrics.records.WithLabelValues(t).Add(float64(batches.records))
-		m.metrics.bytes.WithLabelValues(t).Add(float64(len(batches.raw)))
+		f.trimTo, trimTo = trimTo, -1
 		select {
-		case m.acked <- struct{}{}:
-		default:
+		case out <- f:
+		case <-ctx.Done():
+			return nil
 		}
+		next = f.last + 1
 	}
 	return nil
 }
@@ -348,6 +388,10 @@ type fetched struct {
 	base, last int64 // first batch's base offset, last batch's last offset
 	records    int   // records in data batches
 	lastTime   time.Time
+	// trimTo, when not -1, is where the target's log should start once
+	// these batches are there (records the source deleted before they
+	// were copied).
+	trimTo int64
 }
 
 // fetchBatches fetches source partition p of topic from offset, and
@@ -393,7 +437,7 @@ func (m *Mirror) fetchBatches(ctx context.Context, b *kgo.Broker, topic string, 
 // wholeBatches keeps the whole batches of b that end at or after offset,
 // dropping a partial last one (cut by the fetch's size limit).
 func wholeBatches(b []byte, offset int64) (fetched, error) {
-	f := fetched{base: -1, last: -1}
+	f := fetched{base: -1, last: -1, trimTo: -1}
 	start := -1
 	pos := 0
 	for pos < len(b) {
