@@ -324,28 +324,32 @@ func (m *Mirror) startOffset(ctx context.Context, t, tt string, p int32) (offset
 		var ends, starts kadm.ListedOffsets
 		ends, err = m.dstAdm.ListEndOffsets(ctx2, tt)
 		if err == nil {
-			err = ends.Error()
-		}
-		if err == nil {
 			starts, err = m.srcAdm.ListStartOffsets(ctx2, t)
-			if err == nil {
-				err = starts.Error()
-			}
 		}
 		cancel()
 		if err == nil {
+			// Only this partition's answers matter: another's leader
+			// may be away.
 			e, ok1 := ends.Lookup(tt, p)
 			s, ok2 := starts.Lookup(t, p)
-			if ok1 && ok2 {
+			switch {
+			case !ok1 || !ok2:
+				err = fmt.Errorf("%s[%d] or %s[%d] not listed", tt, p, t, p)
+			case e.Err != nil:
+				err = fmt.Errorf("target %s[%d]: %w", tt, p, e.Err)
+			case s.Err != nil:
+				err = fmt.Errorf("source %s[%d]: %w", t, p, s.Err)
+			default:
 				return max(e.Offset, s.Offset), s.Offset > e.Offset, nil
 			}
-			err = fmt.Errorf("%s[%d] or %s[%d] not listed", tt, p, t, p)
 		}
-		m.log.Warn("cannot list the start of a partition's copy; retried", "topic", t, "partition", p, "err", err)
+		// Often a target topic just created, not yet in the metadata
+		// the client has: a short wait.
+		m.log.Info("cannot list the start of a partition's copy yet; retried", "topic", t, "partition", p, "err", err)
 		select {
 		case <-ctx.Done():
 			return 0, false, ctx.Err()
-		case <-time.After(preserveRetryBackoff):
+		case <-time.After(partitionPoll):
 		}
 	}
 }
