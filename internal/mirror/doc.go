@@ -103,9 +103,13 @@
 // record on both clusters and is copied as it is.
 //
 // The target topic is created with the topic config sluice.mirror.source
-// set to the source's cluster id (MirrorSourceConfig); a target that does
-// not know the config (not Sluice) refuses the creation and the mirror
-// stops, saying so. An existing target topic must carry the config with
+// set to the source's cluster id (MirrorSourceConfig). A target that does
+// not know the config (not Sluice) stops the mirror, which says so: it
+// refuses the creation (Kafka), or takes the config without knowing it
+// (kfake), which the mirror sees because the broker does not document it
+// (DescribeConfigs with documentation); and should a produce answer
+// still name another base offset than the batch's own, the mirror stops
+// there. An existing target topic must carry the config with
 // the same cluster id, or the mirror stops: records of another origin
 // there would make equal offsets mean different records. On such a
 // topic the broker takes produce requests only from client id

@@ -108,31 +108,69 @@ func (m *Mirror) runPreserve(ctx context.Context) error {
 	return errors.Join(err, m.failed())
 }
 
-// checkMirrorTopic makes sure an existing target topic is an
-// offset-preserving mirror of this source: one that is not (an ordinary
-// topic, a mirror of another cluster) would get the source's records at
-// offsets that mean something else there.
+// checkMirrorTopic makes sure a target topic is an offset-preserving
+// mirror of this source, on a target that keeps offsets: one that is not
+// (an ordinary topic, a mirror of another cluster) would get the source's
+// records at offsets that mean something else there. A broker that stores
+// configs it does not know (kfake does) would take the config and assign
+// its own offsets: the config must come with the broker's documentation of
+// it, which only a broker that knows it has.
 func (m *Mirror) checkMirrorTopic(ctx context.Context, tt string) error {
-	rcs, err := m.dstAdm.DescribeTopicConfigs(ctx, tt)
-	if err == nil {
-		var rc kadm.ResourceConfig
-		if rc, err = rcs.On(tt, nil); err == nil {
-			err = rc.Err
+	// A topic just created may not have reached the broker asked yet.
+	deadline := time.Now().Add(partitionWait)
+	for {
+		err := m.checkMirrorTopicOnce(ctx, tt)
+		if !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().After(deadline) {
+			return err
 		}
-		if err == nil {
-			for _, c := range rc.Configs {
-				if c.Key == MirrorSourceConfig && c.MaybeValue() == m.sourceID {
-					return nil
-				}
-				if c.Key == MirrorSourceConfig {
-					return fmt.Errorf("mirror: target topic %s exists and is not an offset-preserving mirror of cluster %s (%s=%q); delete it, or mirror without preserving offsets",
-						tt, m.sourceID, MirrorSourceConfig, c.MaybeValue())
-				}
-			}
-			return fmt.Errorf("mirror: target topic %s has no %s config: the target is not Sluice, or too old to keep the source's offsets; mirror without preserving offsets", tt, MirrorSourceConfig)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(partitionPoll):
 		}
 	}
-	return fmt.Errorf("mirror: describe configs of target topic %s: %w", tt, err)
+}
+
+func (m *Mirror) checkMirrorTopicOnce(ctx context.Context, tt string) error {
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	req.IncludeDocumentation = true
+	rr := kmsg.NewDescribeConfigsRequestResource()
+	rr.ResourceType, rr.ResourceName = kmsg.ConfigResourceTypeTopic, tt
+	req.Resources = append(req.Resources, rr)
+	resp, err := req.RequestWith(ctx, m.dst)
+	if err != nil {
+		return fmt.Errorf("mirror: describe configs of target topic %s: %w", tt, err)
+	}
+	for _, r := range resp.Resources {
+		if r.ResourceName != tt {
+			continue
+		}
+		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
+			return fmt.Errorf("mirror: describe configs of target topic %s: %w", tt, err)
+		}
+		for _, c := range r.Configs {
+			if c.Name != MirrorSourceConfig {
+				continue
+			}
+			v := ""
+			if c.Value != nil {
+				v = *c.Value
+			}
+			switch {
+			case c.Documentation == nil || *c.Documentation == "":
+				// Stored, not known: see above.
+			case v == m.sourceID:
+				return nil
+			case v == "":
+				return fmt.Errorf("mirror: target topic %s exists as an ordinary topic (no %s): its offsets are its own; delete it, or mirror without preserving offsets",
+					tt, MirrorSourceConfig)
+			default:
+				return fmt.Errorf("mirror: target topic %s is an offset-preserving mirror of cluster %s, not of this source %s; delete it, or mirror without preserving offsets",
+					tt, v, m.sourceID)
+			}
+		}
+	}
+	return fmt.Errorf("mirror: the target does not know the topic config %s (of %s): keeping the source's offsets needs a Sluice target; mirror without preserving offsets", MirrorSourceConfig, tt)
 }
 
 // leader returns the broker leading partition p of topic, with the
@@ -200,7 +238,11 @@ func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
 					continue
 				}
 			}
-			if err = produceBatches(ctx, dst, tt, dstID, p, f.raw); err == nil {
+			var base int64
+			if base, err = produceBatches(ctx, dst, tt, dstID, p, f.raw); err == nil {
+				if base != f.base {
+					return fmt.Errorf("mirror: the target put the batch of source offset %d of %s[%d] at %d: it does not keep offsets (is it Sluice?); the mirror stops", f.base, t, p, base)
+				}
 				break
 			}
 			var ke *kerr.Error
@@ -474,8 +516,10 @@ func wholeBatches(b []byte, offset int64) (fetched, error) {
 }
 
 // produceBatches sends whole batches, with their offsets, to the target
-// leader b (acks=all; the client's RequiredAcks is all too).
-func produceBatches(ctx context.Context, b *kgo.Broker, topic string, id [16]byte, p int32, batches []byte) error {
+// leader b (acks=all; the client's RequiredAcks is all too), and returns
+// the base offset the target answers: the first batch's own on a target
+// that keeps offsets.
+func produceBatches(ctx context.Context, b *kgo.Broker, topic string, id [16]byte, p int32, batches []byte) (int64, error) {
 	req := kmsg.NewPtrProduceRequest()
 	req.Acks = -1
 	req.TimeoutMillis = preserveProduceTimeoutMs
@@ -487,7 +531,7 @@ func produceBatches(ctx context.Context, b *kgo.Broker, topic string, id [16]byt
 	req.Topics = append(req.Topics, rt)
 	kresp, err := b.Request(ctx, req)
 	if err != nil {
-		return err
+		return -1, err
 	}
 	resp := kresp.(*kmsg.ProduceResponse)
 	for _, t := range resp.Topics {
@@ -497,14 +541,14 @@ func produceBatches(ctx context.Context, b *kgo.Broker, topic string, id [16]byt
 			}
 			if err := kerr.ErrorForCode(sp.ErrorCode); err != nil {
 				if sp.ErrorMessage != nil {
-					return fmt.Errorf("%w: %s", err, *sp.ErrorMessage)
+					return -1, fmt.Errorf("%w: %s", err, *sp.ErrorMessage)
 				}
-				return err
+				return -1, err
 			}
-			return nil
+			return sp.BaseOffset, nil
 		}
 	}
-	return fmt.Errorf("the produce response has no %s[%d]", topic, p)
+	return -1, fmt.Errorf("the produce response has no %s[%d]", topic, p)
 }
 
 // trimTarget moves the log start offset of the target partition up to

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-io/sluice/internal/benchref"
 	"github.com/sluice-io/sluice/internal/cli/clitest"
 	"github.com/sluice-io/sluice/internal/config"
 )
@@ -533,5 +535,47 @@ func TestMirrorPreserveFailover(t *testing.T) {
 			t.Fatalf("produce after the failover: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond) // the config change reaching the broker
+	}
+}
+
+// TestMirrorPreserveRefuses: the offset-preserving mirror stops, saying
+// why, rather than write into a target topic that is not this source's
+// copy (an ordinary topic, another cluster's copy) or into a target that
+// cannot keep offsets (kfake, standing for any non-Sluice Kafka).
+func TestMirrorPreserveRefuses(t *testing.T) {
+	a := connect(t, startBroker(t))
+	a.create(t, "orders", 1, nil)
+	a.produce(t, &kgo.Record{Topic: "orders", Value: []byte("x")})
+	run := func(target string) error {
+		m, err := New(clitest.Ctx(t), Options{Source: []string{a.addr}, Target: []string{target}, Topics: "orders",
+			PreserveOffsets: true, CheckpointInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Run(clitest.Ctx(t))
+	}
+	b := connect(t, startBroker(t))
+	b.create(t, "orders", 1, nil)
+	if err := run(b.addr); err == nil || !strings.Contains(err.Error(), "exists as an ordinary topic") {
+		t.Fatalf("into an ordinary topic: %v", err)
+	}
+	c := connect(t, startBroker(t))
+	other := "another-cluster"
+	c.create(t, "orders", 1, map[string]*string{MirrorSourceConfig: &other})
+	if err := run(c.addr); err == nil || !strings.Contains(err.Error(), "is an offset-preserving mirror of cluster another-cluster, not of this source") {
+		t.Fatalf("into another cluster's copy: %v", err)
+	}
+	addr, stopKfake, err := benchref.Start(clitest.Ctx(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopKfake)
+	if err := run(addr); err == nil || !strings.Contains(err.Error(), "does not know the topic config") {
+		t.Fatalf("into kfake: %v", err)
+	}
+	for _, c := range []*cluster{b, c} {
+		if n := sum(c.ends(t, "orders")); n != 0 {
+			t.Fatalf("%d records written on %s", n, c.addr)
+		}
 	}
 }

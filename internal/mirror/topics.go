@@ -82,7 +82,12 @@ func (m *Mirror) syncTopics(ctx context.Context) error {
 				errs = append(errs, err)
 				continue
 			}
-			m.checked[tt] = true
+			if m.pres != nil {
+				if err := m.checkMirrorTopic(ctx, tt); err != nil {
+					return err // not a copy to write to: the mirror stops
+				}
+				m.checked[tt] = true
+			}
 		case d.Err != nil:
 			errs = append(errs, fmt.Errorf("mirror: target topic %s: %w", tt, d.Err))
 			continue
@@ -146,10 +151,7 @@ func (m *Mirror) createTopic(ctx context.Context, t, tt string, n int) error {
 		err = resp.Err
 	}
 	if errors.Is(err, kerr.TopicAlreadyExists) {
-		if m.pres != nil {
-			return m.checkMirrorTopic(ctx, tt)
-		}
-		return nil // another mirror, or a sync that raced us
+		return nil // another mirror, or a sync that raced us (checked by the caller)
 	}
 	if m.pres != nil && errors.Is(err, kerr.InvalidConfig) {
 		return fmt.Errorf("mirror: create target topic %s: %w; keeping the source's offsets needs a Sluice target (the %s config)", tt, kadmErr(err, resp), MirrorSourceConfig)
