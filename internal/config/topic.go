@@ -14,11 +14,12 @@ import (
 // offset-preserving mirror of a topic of the source cluster it names.
 const MirrorSourceConfig = "sluice.mirror.source"
 
-// MirrorClientID is the client id of sluice mirror's producer: the only
-// one a mirror topic (MirrorSourceConfig) takes produce requests from. It
-// keeps other producers off a copy by mistake; it is not authentication
-// (ACLs are).
-const MirrorClientID = "sluice-mirror"
+// MirrorClientID is the client id of sluice mirror's producer in its
+// offset-preserving mode: the only one a mirror topic (MirrorSourceConfig)
+// takes produce requests from. It keeps other producers off a copy by
+// mistake, the translating mirror's ("sluice-mirror") too, whose batches
+// carry no offsets to keep; it is not authentication (ACLs are).
+const MirrorClientID = "sluice-mirror-offsets"
 
 // Values of cleanup.policy items.
 const (
@@ -232,7 +233,7 @@ var topicDefs = []Def{
 		// Sluice's own: set by sluice mirror's offset-preserving mode on
 		// the topics it creates (internal/mirror).
 		Name: MirrorSourceConfig, Type: TypeString, Default: "",
-		Doc: "Sluice only. The cluster id of the source cluster this topic is an offset-preserving mirror of (sluice mirror --preserve-offsets sets it when it creates the topic); empty for an ordinary topic. On a mirror topic, produce requests are taken only from the mirror (client id sluice-mirror) and keep the source's offsets; other producers are refused with POLICY_VIOLATION.",
+		Doc: "Sluice only. The cluster id of the source cluster this topic is an offset-preserving mirror of (sluice mirror --preserve-offsets sets it when it creates the topic); empty for an ordinary topic. On a mirror topic, produce requests are taken only from the mirror (client id sluice-mirror-offsets) and keep the source's offsets; other producers are refused with POLICY_VIOLATION.",
 	},
 	{
 		Name: "unclean.leader.election.enable", Type: TypeBoolean, Default: "false", BrokerSynonym: "unclean.leader.election.enable",

@@ -113,7 +113,8 @@
 // the same cluster id, or the mirror stops: records of another origin
 // there would make equal offsets mean different records. On such a
 // topic the broker takes produce requests only from client id
-// sluice-mirror (every other producer gets POLICY_VIOLATION: the copy is
+// sluice-mirror-offsets (every other producer gets POLICY_VIOLATION, a
+// translating mirror's too, whose batches carry no offsets: the copy is
 // read-only) and appends the batches at their own base offsets, as a
 // follower appends its leader's (partition.AppendMirrored):
 //

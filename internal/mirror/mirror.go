@@ -55,6 +55,9 @@ const (
 	// partitionPoll is how often the metadata is read during partitionWait.
 	partitionPoll = 100 * time.Millisecond
 	clientID      = "sluice-mirror"
+	// preserveClientID is the target client's id under PreserveOffsets:
+	// the only producer a copy takes (internal/config.MirrorClientID).
+	preserveClientID = "sluice-mirror-offsets"
 )
 
 // Options configure a Mirror. Source, Target and Topics are required.
@@ -207,8 +210,12 @@ func New(ctx context.Context, o Options) (*Mirror, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mirror: source client: %w", err)
 	}
+	dstID := clientID
+	if o.PreserveOffsets {
+		dstID = preserveClientID
+	}
 	m.dst, err = kgo.NewClient(
-		kgo.SeedBrokers(o.Target...), kgo.ClientID(clientID), kgo.DialTimeout(o.Timeout),
+		kgo.SeedBrokers(o.Target...), kgo.ClientID(dstID), kgo.DialTimeout(o.Timeout),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.MetadataMaxAge(o.TopicSyncInterval), kgo.MetadataMinAge(min(o.TopicSyncInterval, time.Second)),

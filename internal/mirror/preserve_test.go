@@ -352,8 +352,8 @@ func withBase(batch []byte, base int64) []byte {
 // and so is any producer but the mirror.
 func TestMirrorTopicProduce(t *testing.T) {
 	a, b := connect(t, startBroker(t)), connect(t, startBroker(t))
-	if clientID != config.MirrorClientID {
-		t.Fatalf("the mirror's client id %q is not the one the broker takes on copies, %q", clientID, config.MirrorClientID)
+	if preserveClientID != config.MirrorClientID {
+		t.Fatalf("the mirror's client id %q is not the one the broker takes on copies, %q", preserveClientID, config.MirrorClientID)
 	}
 	a.create(t, "src", 1, nil)
 	var recs []*kgo.Record
@@ -382,13 +382,14 @@ func TestMirrorTopicProduce(t *testing.T) {
 		at    int64
 		check bool
 	}{
-		{"first", clientID, 0, nil, 0, true},
-		{"the same again", clientID, 0, nil, 0, false},
-		{"next", clientID, 5, nil, 5, true},
-		{"past a gap", clientID, 100, nil, 100, true},
-		{"below the end", clientID, 7, nil, 7, false},
-		{"overlapping the end", clientID, 102, kerr.InvalidRecord, -1, false},
+		{"first", preserveClientID, 0, nil, 0, true},
+		{"the same again", preserveClientID, 0, nil, 0, false},
+		{"next", preserveClientID, 5, nil, 5, true},
+		{"past a gap", preserveClientID, 100, nil, 100, true},
+		{"below the end", preserveClientID, 7, nil, 7, false},
+		{"overlapping the end", preserveClientID, 102, kerr.InvalidRecord, -1, false},
 		{"not the mirror", "someone", 105, kerr.PolicyViolation, -1, false},
+		{"the translating mirror", clientID, 105, kerr.PolicyViolation, -1, false},
 		{"no client id", "", 105, kerr.PolicyViolation, -1, false},
 	} {
 		got, err := rawProduce(t, b.addr, step.id, "copy", withBase(batch, step.base))
@@ -576,6 +577,52 @@ func TestMirrorPreserveRefuses(t *testing.T) {
 	for _, c := range []*cluster{b, c} {
 		if n := sum(c.ends(t, "orders")); n != 0 {
 			t.Fatalf("%d records written on %s", n, c.addr)
+		}
+	}
+}
+
+// TestMirrorChainFromACopy: A -> B keeping offsets, then B -> C
+// translating: C's topic is an ordinary one (B's mirror mark is not
+// copied), and it holds every record once. Copied, the mark made C's
+// broker take the translating mirror's batches at their own base offset,
+// the producer's 0, passing over all but the first as copies already
+// there: acknowledged, and lost.
+func TestMirrorChainFromACopy(t *testing.T) {
+	a, b, c := connect(t, startBroker(t)), connect(t, startBroker(t)), connect(t, startBroker(t))
+	a.create(t, "orders", 1, nil)
+	base := time.UnixMilli(1_700_000_000_000)
+	for i := range 20 { // 20 batches
+		a.produce(t, rec("orders", 0, i, base))
+	}
+	start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "orders", PreserveOffsets: true})
+	waitEnds(t, a, b, "orders")
+	m, _ := start(t, Options{Source: []string{b.addr}, Target: []string{c.addr}, Topics: "orders"})
+	waitMetric(t, m, "sluice_mirror_records_total", "topic=orders", 20)
+	for i := 20; i < 40; i++ { // while both mirrors run: batches one by one
+		a.produce(t, rec("orders", 0, i, base))
+		waitMetric(t, m, "sluice_mirror_records_total", "topic=orders", float64(i+1))
+	}
+	if n := sum(c.ends(t, "orders")); n != 40 {
+		t.Fatalf("C ends at %d, want 40", n)
+	}
+	compare(t, b.read(t, "orders", 40), c.read(t, "orders", 40), m.SourceClusterID())
+
+	// A translating mirror into the copy itself is refused, loudly.
+	tm, err := New(clitest.Ctx(t), Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "orders", CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tm.Run(clitest.Ctx(t)); !errors.Is(err, kerr.PolicyViolation) {
+		t.Fatalf("a translating mirror into a copy: %v", err)
+	}
+	rcs, err := c.adm.DescribeTopicConfigs(clitest.Ctx(t), "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := rcs.On("orders", nil)
+	for _, cfg := range rc.Configs {
+		if cfg.Key == MirrorSourceConfig && cfg.MaybeValue() != "" {
+			t.Fatalf("C's topic is marked a copy of %s", cfg.MaybeValue())
 		}
 	}
 }

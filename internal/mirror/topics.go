@@ -13,7 +13,7 @@ import (
 )
 
 // uncopiedConfigs are the dynamic topic configs not copied to the target:
-// MM2's DefaultConfigPropertyFilter's list. They describe the source
+// MM2's DefaultConfigPropertyFilter's list, and Sluice's mirror mark. They describe the source
 // cluster's operation (throttles, durability), not the data, and
 // message.timestamp.type=LogAppendTime would replace the copied timestamps.
 var uncopiedConfigs = map[string]bool{
@@ -25,6 +25,12 @@ var uncopiedConfigs = map[string]bool{
 	"message.timestamp.type":                  true,
 	"unclean.leader.election.enable":          true,
 	"min.insync.replicas":                     true,
+	// A source topic that is itself an offset-preserving copy: the mark
+	// says where that cluster's copy comes from, not this one's. Copied,
+	// it would make the target topic read-only to all but the mirror and
+	// pass over every batch a translating mirror sends (their offsets are
+	// the producer's zeros); the offset-preserving mode sets its own.
+	MirrorSourceConfig: true,
 }
 
 // Matches says whether the mirror copies source topic t.

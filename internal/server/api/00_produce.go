@@ -42,7 +42,7 @@ const maxProduceWait = 30 * time.Second
 //
 // A topic with sluice.mirror.source set is an offset-preserving mirror
 // (internal/mirror): it takes produce requests only from client id
-// sluice-mirror, and others get POLICY_VIOLATION. The mirror's partition
+// sluice-mirror-offsets, and others get POLICY_VIOLATION. The mirror's partition
 // records may be several whole batches with the source's offsets, which
 // are kept (partition.AppendMirrored): a batch already in the log is
 // answered as a success, one overlapping the log end as INVALID_RECORD.
