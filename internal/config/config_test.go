@@ -61,6 +61,7 @@ func TestTopicDefsCatalogue(t *testing.T) {
 		"remote.log.delete.on.disable", "remote.storage.enable",
 		"retention.bytes", "retention.ms", "segment.bytes",
 		"segment.index.bytes", "segment.jitter.ms", "segment.ms",
+		"sluice.mirror.source", // Sluice's own (offset-preserving mirrors)
 		"unclean.leader.election.enable",
 	}
 	defs := TopicDefs()

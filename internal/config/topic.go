@@ -10,6 +10,17 @@ import (
 	"strings"
 )
 
+// MirrorSourceConfig is the topic config that makes a topic an
+// offset-preserving mirror of a topic of the source cluster it names.
+const MirrorSourceConfig = "sluice.mirror.source"
+
+// MirrorClientID is the client id of sluice mirror's producer in its
+// offset-preserving mode: the only one a mirror topic (MirrorSourceConfig)
+// takes produce requests from. It keeps other producers off a copy by
+// mistake, the translating mirror's ("sluice-mirror") too, whose batches
+// carry no offsets to keep; it is not authentication (ACLs are).
+const MirrorClientID = "sluice-mirror-offsets"
+
 // Values of cleanup.policy items.
 const (
 	CleanupPolicyDelete  = "delete"
@@ -217,6 +228,12 @@ var topicDefs = []Def{
 		Name: "segment.ms", Type: TypeLong, Default: "604800000", BrokerSynonym: "log.roll.ms",
 		Doc:      "Time after which the active segment is rolled even if not full, so retention can delete or compact it.",
 		Validate: atLeast(1),
+	},
+	{
+		// Sluice's own: set by sluice mirror's offset-preserving mode on
+		// the topics it creates (internal/mirror).
+		Name: MirrorSourceConfig, Type: TypeString, Default: "",
+		Doc: "Sluice only. The cluster id of the source cluster this topic is an offset-preserving mirror of (sluice mirror --preserve-offsets sets it when it creates the topic); empty for an ordinary topic. On a mirror topic, produce requests are taken only from the mirror (client id sluice-mirror-offsets) and keep the source's offsets; other producers are refused with POLICY_VIOLATION.",
 	},
 	{
 		Name: "unclean.leader.election.enable", Type: TypeBoolean, Default: "false", BrokerSynonym: "unclean.leader.election.enable",

@@ -18,7 +18,8 @@ import (
 // TestBenchMirror (only with SLUICE_BENCH_MIRROR set) copies the same
 // records between two in-process brokers with the mirror and with a plain
 // kgo loop (a direct consumer feeding an idempotent acks=all producer, same
-// partitions, no group, no commits), three times each, alternating, and reports
+// partitions, no group, no commits), and with the mirror keeping offsets
+// (PreserveOffsets), three times each, alternating, and reports
 // records/s and MB/s of each. A figure, not an assertion.
 // SLUICE_BENCH_MIRROR_RECORDS sets the record count (default 1000000, of a
 // 16-byte key and a 200-byte value).
@@ -102,9 +103,10 @@ func TestBenchMirror(t *testing.T) {
 		}
 		return time.Since(began)
 	}
-	mirrored := func(prefix string) time.Duration {
+	mirrored := func(prefix string, preserve bool) time.Duration {
 		began := time.Now()
-		m, stop := start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "bench", TopicPrefix: prefix, Group: "bench-" + prefix})
+		m, stop := start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "bench", TopicPrefix: prefix, Group: "bench-" + prefix,
+			PreserveOffsets: preserve})
 		first := copied(m)
 		d := time.Since(began)
 		t.Logf("  (of which %.2fs before the first record was acknowledged: group join, topic creation)", first.Sub(began).Seconds())
@@ -118,6 +120,7 @@ func TestBenchMirror(t *testing.T) {
 	}
 	for round := 1; round <= 3; round++ {
 		report(fmt.Sprintf("plain kgo consume+produce, run %d", round), plain(fmt.Sprintf("plain%d", round)))
-		report(fmt.Sprintf("sluice mirror, run %d", round), mirrored(fmt.Sprintf("m%d.", round)))
+		report(fmt.Sprintf("sluice mirror, run %d", round), mirrored(fmt.Sprintf("m%d.", round), false))
+		report(fmt.Sprintf("sluice mirror --preserve-offsets, run %d", round), mirrored(fmt.Sprintf("p%d.", round), true))
 	}
 }

@@ -46,6 +46,11 @@ func (m *Mirror) Checkpoint(ctx context.Context) (int, error) {
 				return
 			}
 			at, ok := st.translate(o.At)
+			if m.pres != nil {
+				// The same offsets: written once the copy has reached
+				// them, so that a consumer moving over finds its record.
+				at, ok = o.At, st.next >= o.At
+			}
 			if !ok {
 				return
 			}

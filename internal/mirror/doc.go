@@ -94,6 +94,88 @@
 // partition. Syncs live in memory: after a restart translation resumes with
 // the first records the new run copies.
 //
+// # Offset-preserving mode (PreserveOffsets; Sluice targets only)
+//
+// Translation costs consumers a replay of up to offsetSyncEvery records
+// and needs the mirror's in-memory syncs. With PreserveOffsets the copy
+// has the source's offsets instead, as Confluent's cluster linking and
+// Redpanda's shadow topics do, so that a committed offset means the same
+// record on both clusters and is copied as it is.
+//
+// The target topic is created with the topic config sluice.mirror.source
+// set to the source's cluster id (MirrorSourceConfig). A target that does
+// not know the config (not Sluice) stops the mirror, which says so: it
+// refuses the creation (Kafka), or takes the config without knowing it
+// (kfake), which the mirror sees because the broker does not document it
+// (DescribeConfigs with documentation); and should a produce answer
+// still name another base offset than the batch's own, the mirror stops
+// there. An existing target topic must carry the config with
+// the same cluster id, or the mirror stops: records of another origin
+// there would make equal offsets mean different records. On such a
+// topic the broker takes produce requests only from client id
+// sluice-mirror-offsets (every other producer gets POLICY_VIOLATION, a
+// translating mirror's too, whose batches carry no offsets: the copy is
+// read-only) and appends the batches at their own base offsets, as a
+// follower appends its leader's (partition.AppendMirrored):
+//
+//   - a batch at or past the log end offset is appended there, the log end
+//     jumping over the gap (compaction, deleted records, a first batch
+//     past an empty log's start);
+//   - a batch wholly below the log end is a copy already there and is
+//     answered as a success: the mirror resends freely after a lost answer
+//     or a crash;
+//   - a batch straddling the log end is refused with INVALID_RECORD (the
+//     source's batches changed since they were copied; the mirror stops).
+//
+// Batches are copied byte for byte (compression, producer ids and
+// sequences, transactional flags, control batches), but for the partition
+// leader epoch, which the target's leader sets to its own: the target's
+// followers replicate the copy with the target's epochs like any other
+// batch, and truncate by them after a leader change. Its leader notes the
+// copied producers and transaction markers exactly as a follower does, so
+// read_committed consumers of the copy see the source's transactions
+// decided the same way: aborted records filtered (through the copy's own
+// aborted-transaction index), the last stable offset held by a
+// transaction open on the source until its marker is copied. The target's
+// transaction coordinator takes no part: these are the source's
+// transactions, and it never writes markers on a copy.
+//
+// The copy runs two goroutines per source partition: a fetcher sending
+// raw Fetch requests to the source partition's leader (read_uncommitted,
+// so aborted records and markers come too; at most preserveFetchBytes per
+// fetch, or one larger batch), at most preserveFetchAhead fetches ahead,
+// and a producer sending each fetch's whole batches to the target
+// partition's leader in one raw Produce (acks=all), again with the same
+// batches until the target takes them, one request at a time, in order.
+// A partition thus holds at most preserveFetchAhead+2 fetches in memory. There is no source group: the target's high watermark
+// is the copy's progress. A run starts each partition there, or at the
+// source's log start offset when that is later (records the source
+// deleted before they were copied); then it deletes on the target, with
+// DeleteRecords, what lies below the source's log start, so both logs
+// start at the same offset. A crash (kill -9) therefore loses and
+// duplicates nothing: the next run resends from the target's high
+// watermark and the broker passes over what it already had. Two mirrors
+// running at once write the same batches and do no harm either.
+//
+// Consumer groups' committed offsets are copied unchanged every
+// CheckpointInterval, under the rules above (no members on the target, not
+// below the target's offset), and only once the copy has reached them.
+//
+// Limits: the source's batches must be magic 2 (Kafka 0.11 on); no
+// loop-prevention header is added (the bytes are the source's), and a copy
+// takes no other producer, so this mode goes one way. Later changes of the
+// source's log start (retention, DeleteRecords) are not followed; the
+// copy's own retention applies. To fail over, stop the mirror and delete
+// the config from the target topic (sluice config, or kafka-configs
+// --delete-config sluice.mirror.source): the topic then takes producers,
+// from its end offset on. Left for later: a transaction still open on the
+// source at that moment keeps the copy's last stable offset until it is
+// aborted by hand, and a producer id the target hands out may be one the
+// copy holds from the source (two Sluice clusters count from the same
+// start), whose sequence state then refuses that producer's first batch
+// (OUT_OF_ORDER_SEQUENCE; franz-go recovers by bumping its epoch, see
+// TestMirrorPreserveFailover; a client that treats it as fatal fails).
+//
 // Ownership: Run owns the source consumer and the copy path; the producer's
 // promise goroutine updates the per-partition state under Mirror.mu (the
 // only lock taken by the mirror; kgo's own locks are taken inside it when

@@ -55,6 +55,9 @@ const (
 	// partitionPoll is how often the metadata is read during partitionWait.
 	partitionPoll = 100 * time.Millisecond
 	clientID      = "sluice-mirror"
+	// preserveClientID is the target client's id under PreserveOffsets:
+	// the only producer a copy takes (internal/config.MirrorClientID).
+	preserveClientID = "sluice-mirror-offsets"
 )
 
 // Options configure a Mirror. Source, Target and Topics are required.
@@ -72,6 +75,10 @@ type Options struct {
 	StopTimeout        time.Duration // 0: DefaultStopTimeout
 	SessionTimeout     time.Duration // of the source group member; 0: kgo's default (45 s). A crashed mirror's partitions wait this long for the next
 	Logger             *slog.Logger  // nil: discard
+	// PreserveOffsets copies each source partition with its offsets, to a
+	// Sluice target only (see the package doc); Group, MaxInFlightBytes,
+	// CommitInterval and SessionTimeout then do not apply.
+	PreserveOffsets bool
 }
 
 // Mirror copies topics from a source cluster to a target cluster. Make one
@@ -95,6 +102,9 @@ type Mirror struct {
 	// target. Lock order: topicMu, then mu.
 	topicMu sync.Mutex
 	topics  map[string]int32
+	// checked: target topics known to be this source's offset-preserving
+	// mirrors (PreserveOffsets).
+	checked map[string]bool
 	// ready is what the producer is known to see: partitions of a topic
 	// (by source name) below it can be produced to. Owned by Run's goroutine.
 	ready map[string]int32
@@ -104,6 +114,8 @@ type Mirror struct {
 	inFlightBytes int64
 	err           error // first produce error: nothing is marked after it
 	abort         context.CancelFunc
+
+	pres *preserver // the copy goroutines, under PreserveOffsets; nil otherwise
 }
 
 type tp struct {
@@ -170,28 +182,40 @@ func New(ctx context.Context, o Options) (*Mirror, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Mirror{opts: o, re: re, log: o.Logger, acked: make(chan struct{}, 1),
-		topics: map[string]int32{}, ready: map[string]int32{}, parts: map[tp]*partState{}}
+		topics: map[string]int32{}, checked: map[string]bool{}, ready: map[string]int32{}, parts: map[tp]*partState{}}
 	m.metrics = newMetrics(m)
 
 	srcOpts := []kgo.Opt{
 		kgo.SeedBrokers(o.Source...), kgo.ClientID(clientID), kgo.DialTimeout(o.Timeout),
-		kgo.ConsumerGroup(o.Group),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.AutoCommitMarks(), kgo.AutoCommitInterval(o.CommitInterval),
 		kgo.MetadataMaxAge(o.TopicSyncInterval), kgo.MetadataMinAge(min(o.TopicSyncInterval, time.Second)),
-		// What the consumer buffers ahead is bounded like what is in flight.
-		kgo.FetchMaxBytes(int32(min(o.MaxInFlightBytes, maxFetchBytes))),
 	}
-	if o.SessionTimeout > 0 {
+	if o.PreserveOffsets {
+		// The copy goroutines fetch with raw requests; the target's log
+		// end is their progress, so there is no source group.
+		m.pres = &preserver{started: map[string]int32{}}
+	} else {
+		srcOpts = append(srcOpts,
+			kgo.ConsumerGroup(o.Group),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.AutoCommitMarks(), kgo.AutoCommitInterval(o.CommitInterval),
+			// What the consumer buffers ahead is bounded like what is in flight.
+			kgo.FetchMaxBytes(int32(min(o.MaxInFlightBytes, maxFetchBytes))),
+		)
+	}
+	if o.SessionTimeout > 0 && !o.PreserveOffsets {
 		srcOpts = append(srcOpts, kgo.SessionTimeout(o.SessionTimeout), kgo.HeartbeatInterval(min(o.SessionTimeout/10, 3*time.Second)))
 	}
 	m.src, err = kgo.NewClient(srcOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("mirror: source client: %w", err)
 	}
+	dstID := clientID
+	if o.PreserveOffsets {
+		dstID = preserveClientID
+	}
 	m.dst, err = kgo.NewClient(
-		kgo.SeedBrokers(o.Target...), kgo.ClientID(clientID), kgo.DialTimeout(o.Timeout),
+		kgo.SeedBrokers(o.Target...), kgo.ClientID(dstID), kgo.DialTimeout(o.Timeout),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.MetadataMaxAge(o.TopicSyncInterval), kgo.MetadataMinAge(min(o.TopicSyncInterval, time.Second)),
@@ -262,6 +286,9 @@ func (m *Mirror) close() {
 // produced, commits the acknowledged source offsets, leaves the group and
 // closes both clients. It returns nil after a stop by ctx.
 func (m *Mirror) Run(ctx context.Context) error {
+	if m.pres != nil {
+		return m.runPreserve(ctx)
+	}
 	defer m.close()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

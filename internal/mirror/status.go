@@ -29,6 +29,10 @@ type StatusOptions struct {
 	Group          string // "" is DefaultGroup
 	TopicPrefix    string
 	Timeout        time.Duration // 0: DefaultTimeout
+	// PreserveOffsets: the copies keep the source's offsets, so the
+	// target's end is how far the mirror has copied (Committed) and no
+	// group is read.
+	PreserveOffsets bool
 }
 
 // Status lists, for every source topic that matches, each partition's end
@@ -92,9 +96,11 @@ func Status(ctx context.Context, o StatusOptions) ([]PartitionStatus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mirror: cannot list the target's end offsets at %s: %w", strings.Join(o.Target, ","), err)
 	}
-	committed, err := src.FetchOffsets(ctx, o.Group)
-	if err != nil {
-		return nil, fmt.Errorf("mirror: offsets of group %s on the source: %w", o.Group, err)
+	var committed kadm.OffsetResponses
+	if !o.PreserveOffsets {
+		if committed, err = src.FetchOffsets(ctx, o.Group); err != nil {
+			return nil, fmt.Errorf("mirror: offsets of group %s on the source: %w", o.Group, err)
+		}
 	}
 	var out []PartitionStatus
 	srcEnds.Each(func(l kadm.ListedOffset) {
@@ -105,6 +111,9 @@ func Status(ctx context.Context, o StatusOptions) ([]PartitionStatus, error) {
 		}
 		if c, ok := committed.Lookup(l.Topic, l.Partition); ok && c.Err == nil && c.At >= 0 {
 			s.Committed = c.At
+		}
+		if o.PreserveOffsets {
+			s.Committed = s.TargetEnd
 		}
 		s.Lag = s.SourceEnd - max(s.Committed, 0)
 		out = append(out, s)

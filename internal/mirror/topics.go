@@ -13,7 +13,7 @@ import (
 )
 
 // uncopiedConfigs are the dynamic topic configs not copied to the target:
-// MM2's DefaultConfigPropertyFilter's list. They describe the source
+// MM2's DefaultConfigPropertyFilter's list, and Sluice's mirror mark. They describe the source
 // cluster's operation (throttles, durability), not the data, and
 // message.timestamp.type=LogAppendTime would replace the copied timestamps.
 var uncopiedConfigs = map[string]bool{
@@ -25,6 +25,12 @@ var uncopiedConfigs = map[string]bool{
 	"message.timestamp.type":                  true,
 	"unclean.leader.election.enable":          true,
 	"min.insync.replicas":                     true,
+	// A source topic that is itself an offset-preserving copy: the mark
+	// says where that cluster's copy comes from, not this one's. Copied,
+	// it would make the target topic read-only to all but the mirror and
+	// pass over every batch a translating mirror sends (their offsets are
+	// the producer's zeros); the offset-preserving mode sets its own.
+	MirrorSourceConfig: true,
 }
 
 // Matches says whether the mirror copies source topic t.
@@ -70,11 +76,23 @@ func (m *Mirror) syncTopics(ctx context.Context) error {
 		tt := m.opts.TopicPrefix + t
 		n := count[t]
 		d, ok := dst[tt]
+		if m.pres != nil && ok && d.Err == nil && !m.checked[tt] {
+			if err := m.checkMirrorTopic(ctx, tt); err != nil {
+				return err // not a copy to write to: the mirror stops
+			}
+			m.checked[tt] = true
+		}
 		switch {
 		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
 			if err := m.createTopic(ctx, t, tt, n); err != nil {
 				errs = append(errs, err)
 				continue
+			}
+			if m.pres != nil {
+				if err := m.checkMirrorTopic(ctx, tt); err != nil {
+					return err // not a copy to write to: the mirror stops
+				}
+				m.checked[tt] = true
 			}
 		case d.Err != nil:
 			errs = append(errs, fmt.Errorf("mirror: target topic %s: %w", tt, d.Err))
@@ -98,7 +116,13 @@ func (m *Mirror) syncTopics(ctx context.Context) error {
 	}
 	if len(added) > 0 {
 		m.log.Info("mirroring topics", "topics", strings.Join(added, ","))
-		m.src.AddConsumeTopics(added...)
+		if m.pres != nil {
+			m.startPartitions()
+		} else {
+			m.src.AddConsumeTopics(added...)
+		}
+	} else if m.pres != nil {
+		m.startPartitions() // partitions added to known topics
 	}
 	return errors.Join(errs...)
 }
@@ -124,12 +148,19 @@ func (m *Mirror) createTopic(ctx context.Context, t, tt string, n int) error {
 			names = append(names, c.Key)
 		}
 	}
+	if m.pres != nil {
+		// The source's own mark, when it is a mirror itself, is replaced.
+		configs[MirrorSourceConfig] = &m.sourceID
+	}
 	resp, err := m.dstAdm.CreateTopic(ctx, int32(n), m.opts.ReplicationFactor, configs, tt)
 	if err == nil {
 		err = resp.Err
 	}
 	if errors.Is(err, kerr.TopicAlreadyExists) {
-		return nil // another mirror, or a sync that raced us
+		return nil // another mirror, or a sync that raced us (checked by the caller)
+	}
+	if m.pres != nil && errors.Is(err, kerr.InvalidConfig) {
+		return fmt.Errorf("mirror: create target topic %s: %w; keeping the source's offsets needs a Sluice target (the %s config)", tt, kadmErr(err, resp), MirrorSourceConfig)
 	}
 	if err != nil {
 		return fmt.Errorf("mirror: create target topic %s (%d partitions, replication factor %d): %w", tt, n, m.opts.ReplicationFactor, kadmErr(err, resp))

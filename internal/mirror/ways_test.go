@@ -188,3 +188,60 @@ func TestMirrorStopsOnProduceError(t *testing.T) {
 		}
 	}
 }
+
+// TestMirrorFromKfake mirrors franz-go's kfake to Sluice: every record is
+// on Sluice in its partition, in order, with its key, value, headers and
+// timestamp, and the topic's configs came along. With PreserveOffsets the
+// copy has kfake's offsets too.
+func TestMirrorFromKfake(t *testing.T) {
+	for _, preserve := range []bool{false, true} {
+		t.Run(fmt.Sprintf("preserve=%v", preserve), func(t *testing.T) {
+			addr, stopKfake, err := benchref.Start(clitest.Ctx(t), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(stopKfake)
+			k, b := connect(t, addr), connect(t, startBroker(t))
+			retention := "7200000"
+			k.create(t, "views", 3, map[string]*string{"retention.ms": &retention})
+			base := time.UnixMilli(1_700_000_000_000)
+			var before, after []*kgo.Record
+			for i := range 60 {
+				for p := range int32(3) {
+					if i < 30 {
+						before = append(before, rec("views", p, i, base))
+					} else {
+						after = append(after, rec("views", p, i, base))
+					}
+				}
+			}
+			k.produce(t, before...)
+			m, stop := start(t, Options{Source: []string{addr}, Target: []string{b.addr}, Topics: "views", PreserveOffsets: preserve})
+			k.produce(t, after...)
+			src, dst := k.read(t, "views", 180), b.read(t, "views", 180)
+			if preserve {
+				sameAtSameOffsets(t, "views", src, dst)
+			} else {
+				compare(t, src, dst, m.SourceClusterID())
+			}
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			if n := sum(b.ends(t, "views")); n != 180 {
+				t.Fatalf("Sluice holds %d records, want 180 (none twice)", n)
+			}
+			rcs, err := b.adm.DescribeTopicConfigs(clitest.Ctx(t), "views")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, _ := rcs.On("views", nil)
+			found := false
+			for _, c := range rc.Configs {
+				found = found || c.Key == "retention.ms" && c.MaybeValue() == retention
+			}
+			if !found {
+				t.Fatalf("retention.ms=%s not on Sluice's copy: %+v", retention, rc.Configs)
+			}
+		})
+	}
+}

@@ -41,6 +41,7 @@ type Options struct {
 	SessionTimeout     time.Duration
 	StopTimeout        time.Duration
 	Timeout            time.Duration
+	PreserveOffsets    bool
 	Listen             string // "" serves no /metrics
 	LogLevel           string
 	Err                io.Writer // logs; nil: stderr
@@ -56,8 +57,11 @@ type StatusOptions struct {
 	Group       string
 	TopicPrefix string
 	Timeout     time.Duration
-	Output      string
-	Out         io.Writer
+	// PreserveOffsets: the copies keep the source's offsets; COMMITTED is
+	// the target's end.
+	PreserveOffsets bool
+	Output          string
+	Out             io.Writer
 }
 
 // Command returns `sluice mirror` and its status subcommand.
@@ -105,6 +109,17 @@ target. --topic-prefix (say "a." on the A -> B mirror, as MirrorMaker 2 names
 remote topics "A.topic") keeps copies in topics of their own; then pick a
 --topics regexp that does not match the other direction's prefixed topics.
 
+With --preserve-offsets (a Sluice target only), each partition is copied with
+its source offsets instead: the source's record batches are fetched as they
+are (compression, producer ids, transaction markers, gaps left by compaction
+and deleted records included) and appended on the target at the same offsets,
+so committed consumer offsets are copied without translation and a consumer
+moves from one cluster to the other at exactly its record. The target topics
+are created with sluice.mirror.source = the source's cluster id and take no
+other producer; the copy's own end is the mirror's progress (no source group),
+and a restart after a crash resumes there, with no duplicate and no gap. An
+existing target topic must be such a copy of the same source.
+
 With --listen, /metrics serves sluice_mirror_lag_records and
 sluice_mirror_seconds_behind per partition, sluice_mirror_records_total and
 sluice_mirror_bytes_total per topic, and the in-flight bytes.`,
@@ -114,6 +129,9 @@ sluice_mirror_bytes_total per topic, and the in-flight bytes.`,
   # both ways, each cluster's copies in prefixed topics
   sluice mirror --from a:9092 --to b:9092 --topics 'orders' --topic-prefix a. --group mirror-a-to-b
   sluice mirror --from b:9092 --to a:9092 --topics 'orders' --topic-prefix b. --group mirror-b-to-a
+
+  # a disaster-recovery copy with the same offsets, to a Sluice cluster
+  sluice mirror --from kafka-a:9092 --to sluice-b:9092 --topics 'orders' --preserve-offsets
 
   # how far behind is it?
   sluice mirror status --from kafka-a:9092 --to kafka-b:9092 --topics 'orders|payments\..*'`,
@@ -133,6 +151,7 @@ sluice_mirror_bytes_total per topic, and the in-flight bytes.`,
 	fs.DurationVar(&o.SessionTimeout, "session-timeout", 45*time.Second, "session timeout in the source group: how long a crashed mirror's partitions wait for another")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", mirror.DefaultStopTimeout, "on SIGTERM, how long to wait for the target to acknowledge what was sent")
 	fs.DurationVar(&o.Timeout, "timeout", mirror.DefaultTimeout, "how long to wait for either cluster (connection, admin requests)")
+	fs.BoolVar(&o.PreserveOffsets, "preserve-offsets", false, "copy with the source's offsets (Sluice targets only; see above); --group, --commit-interval, --max-in-flight-bytes and --session-timeout then do not apply")
 	fs.StringVar(&o.Listen, "listen", "", "host:port to serve /metrics on (none by default)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.AddCommand(statusCommand())
@@ -185,7 +204,8 @@ func Run(ctx context.Context, o Options) error {
 	m, err := mirror.New(ctx, mirror.Options{Source: o.From, Target: o.To, Topics: o.Topics, Group: o.Group,
 		TopicPrefix: o.TopicPrefix, ReplicationFactor: o.ReplicationFactor, MaxInFlightBytes: o.MaxInFlightBytes,
 		TopicSyncInterval: o.TopicSyncInterval, CommitInterval: o.CommitInterval, CheckpointInterval: checkpoints,
-		SessionTimeout: o.SessionTimeout, StopTimeout: o.StopTimeout, Timeout: o.Timeout, Logger: log})
+		SessionTimeout: o.SessionTimeout, StopTimeout: o.StopTimeout, Timeout: o.Timeout, Logger: log,
+		PreserveOffsets: o.PreserveOffsets})
 	if err != nil {
 		return err
 	}
@@ -204,12 +224,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("mirroring", "from", strings.Join(o.From, ","), "source_cluster", m.SourceClusterID(),
 		"to", strings.Join(o.To, ","), "target_cluster", m.TargetClusterID(), "topics", o.Topics,
-		"group", o.Group, "topic_prefix", o.TopicPrefix, "metrics", metricsAddr)
+		"group", o.Group, "topic_prefix", o.TopicPrefix, "preserve_offsets", o.PreserveOffsets, "metrics", metricsAddr)
 	if o.Started != nil {
 		o.Started(metricsAddr)
 	}
 	err = m.Run(ctx)
-	if err == nil {
+	if err == nil && o.PreserveOffsets {
+		log.Info("stopped: copied batches acknowledged by the target")
+	} else if err == nil {
 		log.Info("stopped: copied records acknowledged and their source offsets committed")
 	}
 	return err
@@ -226,7 +248,8 @@ group has committed on the source, and the lag (source end minus committed).
 The committed offset trails what is copied by up to --commit-interval.
 Target offsets are the target's own: they equal the source's only when the
 target topic was empty when mirroring began and nothing else writes to it.
-No mirror needs to run.`,
+No mirror needs to run. With --preserve-offsets (for a mirror that keeps
+offsets) COMMITTED is the target's end: the copy is the mirror's progress.`,
 		Example: `  sluice mirror status --from kafka-a:9092 --to kafka-b:9092 --topics 'orders|payments\..*'
   sluice mirror status --from a:9092 --to b:9092 --topics orders --topic-prefix a. -o json`,
 		Args: cobra.NoArgs,
@@ -238,6 +261,7 @@ No mirror needs to run.`,
 	fs := cmd.Flags()
 	addSides(fs, &o.From, &o.To, &o.Topics, &o.Group, &o.TopicPrefix)
 	fs.DurationVar(&o.Timeout, "timeout", mirror.DefaultTimeout, "how long to wait for either cluster")
+	fs.BoolVar(&o.PreserveOffsets, "preserve-offsets", false, "the mirror keeps offsets (sluice mirror --preserve-offsets): COMMITTED is the target's end, the copy's own progress")
 	clientopts.AddOutputFlag(fs, &o.Output)
 	return cmd
 }
@@ -255,7 +279,7 @@ func RunStatus(ctx context.Context, o StatusOptions) error {
 		out = io.Discard
 	}
 	st, err := mirror.Status(ctx, mirror.StatusOptions{Source: o.From, Target: o.To, Topics: o.Topics,
-		Group: o.Group, TopicPrefix: o.TopicPrefix, Timeout: o.Timeout})
+		Group: o.Group, TopicPrefix: o.TopicPrefix, Timeout: o.Timeout, PreserveOffsets: o.PreserveOffsets})
 	if err != nil {
 		return err
 	}

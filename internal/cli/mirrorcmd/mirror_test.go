@@ -27,7 +27,7 @@ func TestHelpTeaches(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"--from", "--to", "--topics", "--topic-prefix", "--group", "--listen", "at least once",
-		"sluice-mirror-source", "SAME", "sluice mirror status", "--max-in-flight-bytes"} {
+		"sluice-mirror-source", "SAME", "sluice mirror status", "--max-in-flight-bytes", "--preserve-offsets", "sluice.mirror.source"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help does not say %q", want)
 		}
@@ -146,5 +146,88 @@ func TestRunMetricsStatus(t *testing.T) {
 	var st []mirror.PartitionStatus
 	if err := json.Unmarshal(out.Bytes(), &st); err != nil || len(st) != 2 || st[0].TargetEnd != -1 || st[0].Lag != 15 {
 		t.Fatalf("status -o json of an unmirrored name and group: %v %+v\n%s", err, st, out.String())
+	}
+}
+
+// With --preserve-offsets the copy has the source's offsets (the first
+// records deleted on the source, so they differ from the target's own),
+// its topic names the source cluster, and the clean stop says so.
+func TestRunPreserveOffsets(t *testing.T) {
+	a, b := clitest.Start(t, nil).Addr, clitest.Start(t, nil).Addr
+	cl, err := kgo.NewClient(kgo.SeedBrokers(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(clitest.Ctx(t), 1, -1, nil, "logs"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 { // ten batches
+		if err := cl.ProduceSync(clitest.Ctx(t), &kgo.Record{Topic: "logs", Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del := kadm.Offsets{}
+	del.Add(kadm.Offset{Topic: "logs", Partition: 0, At: 4})
+	if _, err := adm.DeleteRecords(clitest.Ctx(t), del); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	var logs bytes.Buffer
+	go func() {
+		done <- Run(ctx, Options{From: []string{a}, To: []string{b}, Topics: "logs", PreserveOffsets: true,
+			TopicSyncInterval: 100 * time.Millisecond, Timeout: 10 * time.Second, StopTimeout: 10 * time.Second,
+			LogLevel: "info", Err: &logs})
+	}()
+	bc, err := kgo.NewClient(kgo.SeedBrokers(b), kgo.ConsumeTopics("logs"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.MetadataMaxAge(200*time.Millisecond), kgo.MetadataMinAge(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	var got []string
+	for len(got) < 6 {
+		fs := bc.PollFetches(clitest.Ctx(t))
+		if clitest.Ctx(t).Err() != nil {
+			t.Fatalf("copied %v:\n%s", got, logs.String())
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, fmt.Sprintf("%d=%s", r.Offset, r.Value)) })
+	}
+	if want := "[4=4 5=5 6=6 7=7 8=8 9=9]"; fmt.Sprint(got) != want {
+		t.Fatalf("the copy holds %v, want %s", got, want)
+	}
+	rcs, err := kadm.NewClient(bc).DescribeTopicConfigs(clitest.Ctx(t), "logs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := rcs.On("logs", nil)
+	source := ""
+	for _, c := range rc.Configs {
+		if c.Key == mirror.MirrorSourceConfig {
+			source = c.MaybeValue()
+		}
+	}
+	if source == "" {
+		t.Fatalf("no %s on the copy: %+v", mirror.MirrorSourceConfig, rc.Configs)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "copied batches acknowledged") {
+		t.Fatalf("no clean-stop line in the log:\n%s", logs.String())
+	}
+	var out bytes.Buffer
+	err = RunStatus(context.Background(), StatusOptions{From: []string{a}, To: []string{b}, Topics: "logs", PreserveOffsets: true, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "TOPIC  TARGET TOPIC  PARTITION  SOURCE END  TARGET END  COMMITTED  LAG\n" +
+		"logs   logs          0          10          10          10         0\n"
+	if out.String() != want {
+		t.Fatalf("status:\n%s\nwant:\n%s", out.String(), want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/broker"
+	"github.com/sluice-io/sluice/internal/config"
 	"github.com/sluice-io/sluice/internal/group"
 	"github.com/sluice-io/sluice/internal/metadata"
 	"github.com/sluice-io/sluice/internal/partition"
@@ -38,7 +39,21 @@ const maxProduceWait = 30 * time.Second
 // concurrent producers (group commit), or REQUEST_TIMED_OUT when that takes
 // longer than the request's timeout_ms. v13 names topics by id. Unknown
 // topics are created when auto.create.topics.enable allows.
+//
+// A topic with sluice.mirror.source set is an offset-preserving mirror
+// (internal/mirror): it takes produce requests only from client id
+// sluice-mirror-offsets, and others get POLICY_VIOLATION. The mirror's partition
+// records may be several whole batches with the source's offsets, which
+// are kept (partition.AppendMirrored): a batch already in the log is
+// answered as a success, one overlapping the log end as INVALID_RECORD.
+// No transaction checks apply: the source's transactions are copied with
+// their markers, not run on this cluster.
 func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply func(server.Reply)) {
+	h.produceFrom(ctx, r, nil, reply)
+}
+
+// produceFrom is produce from the client named clientID (nil: none).
+func (h *Handler) produceFrom(ctx context.Context, r *kmsg.ProduceRequest, clientID *string, reply func(server.Reply)) {
 	resp := r.ResponseKind().(*kmsg.ProduceResponse)
 	if code := int16(0); r.Version < 3 || r.Acks != 0 && r.Acks != 1 && r.Acks != -1 {
 		code = kerr.InvalidRequiredAcks.Code
@@ -81,6 +96,10 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 		} else if t = img.Topics[rt.Topic]; t == nil {
 			t, topicErr = h.autoCreate(ctx, rt.Topic)
 		}
+		mirrorOf := "" // the source cluster of an offset-preserving mirror topic
+		if t != nil {
+			mirrorOf = t.Configs[config.MirrorSourceConfig]
+		}
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for i, rp := range rt.Partitions {
 			sp := &st.Partitions[i]
@@ -99,7 +118,15 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 				}
 				continue
 			}
-			if err := h.checkTxn(ctx, r, t.Name, rp.Partition, rp.Records, txnErrs); err != nil {
+			if mirrorOf != "" {
+				if clientID == nil || *clientID != config.MirrorClientID {
+					sp.ErrorCode = kerr.PolicyViolation.Code
+					msg := fmt.Sprintf("%s is a read-only mirror of a topic of cluster %s (%s); produce to the source cluster",
+						t.Name, mirrorOf, config.MirrorSourceConfig)
+					sp.ErrorMessage = &msg
+					continue
+				}
+			} else if err := h.checkTxn(ctx, r, t.Name, rp.Partition, rp.Records, txnErrs); err != nil {
 				sp.ErrorCode = errorCode(err)
 				sp.ErrorMessage = errorMessage(err)
 				continue
@@ -112,7 +139,13 @@ func (h *Handler) produce(ctx context.Context, r *kmsg.ProduceRequest, reply fun
 					continue
 				}
 			}
-			res, err := h.appendOne(p, rp.Records)
+			var res partition.AppendResult
+			var err error
+			if mirrorOf != "" {
+				res, err = p.AppendMirrored(rp.Records)
+			} else {
+				res, err = h.appendOne(p, rp.Records)
+			}
 			if err != nil {
 				sp.ErrorCode = errorCode(err)
 				sp.ErrorMessage = errorMessage(err)

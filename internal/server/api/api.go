@@ -146,7 +146,7 @@ func (h *Handler) Handle(ctx context.Context, req *server.Request, reply func(se
 	}
 	switch m := req.Msg.(type) {
 	case *kmsg.ProduceRequest:
-		h.produce(ctx, m, reply)
+		h.produceFrom(ctx, m, req.ClientID, reply)
 	case *kmsg.FetchRequest:
 		h.fetch(ctx, m, reply)
 	case *kmsg.ListOffsetsRequest:
@@ -272,6 +272,7 @@ var errorCodes = []struct {
 	{partition.ErrUnsupportedMagic, kerr.UnsupportedForMessageFormat},
 	{partition.ErrInvalidRecord, kerr.InvalidRecord},
 	{partition.ErrCompactedNoKey, kerr.InvalidRecord},
+	{partition.ErrMirrorOverlap, kerr.InvalidRecord},
 	{partition.ErrCorruptMessage, kerr.CorruptMessage},
 	{partition.ErrMessageTooLarge, kerr.MessageTooLarge},
 	{partition.ErrInvalidTimestamp, kerr.InvalidTimestamp},

@@ -1,0 +1,107 @@
+package partition
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/sluice-io/sluice/internal/record"
+)
+
+// batchesOf splits a log's bytes into its batches.
+func batchesOf(t *testing.T, b []byte) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for len(b) > 0 {
+		n, ok := record.PeekSize(b)
+		if !ok || n > len(b) {
+			t.Fatalf("a partial batch of %d bytes", len(b))
+		}
+		out = append(out, b[:n:n])
+		b = b[n:]
+	}
+	return out
+}
+
+// rebased is a copy of batch at base offset base (not covered by the CRC).
+func rebased(batch []byte, base int64) []byte {
+	out := bytes.Clone(batch)
+	record.SetBaseOffset(out, base)
+	return out
+}
+
+// TestAppendMirrored: a leader taking a source partition's batches with
+// their offsets (several per call) has the source's log but for the
+// leader epochs, which are its own, and the source's producer state, open
+// and aborted transactions and last stable offset; batches sent again are
+// passed over, one straddling the log end is refused, one past it leaves a
+// gap; and a follower of the copy replicates it, gap included.
+func TestAppendMirrored(t *testing.T) {
+	source := newReplica(t, false, 1)
+	defer func() { source.p.Close() }()
+	leaderWorkload(t, source)
+	src := batchesOf(t, logBytes(t, source.p, 0))
+
+	copy := newReplica(t, false, 7)
+	defer func() { copy.p.Close() }()
+	for i := 0; i < len(src); i += 3 {
+		chunk := bytes.Join(src[i:min(i+3, len(src))], nil)
+		res, err := copy.p.AppendMirrored(bytes.Clone(chunk))
+		if err != nil || res.Duplicate {
+			t.Fatalf("batches %d-%d: %+v %v", i, i+2, res, err)
+		}
+	}
+	got := batchesOf(t, logBytes(t, copy.p, 0))
+	if len(got) != len(src) {
+		t.Fatalf("%d batches on the copy, %d on the source", len(got), len(src))
+	}
+	for i := range src {
+		h, _ := record.ParseHeader(got[i])
+		want := bytes.Clone(src[i])
+		record.SetLeaderEpoch(want, 7)
+		if h.LeaderEpoch != 7 || !bytes.Equal(got[i], want) {
+			t.Fatalf("batch %d: epoch %d, bytes equal to the source's but the epoch: %v", i, h.LeaderEpoch, bytes.Equal(got[i], want))
+		}
+	}
+	s, c := stateOf(t, source.p), stateOf(t, copy.p)
+	if !bytes.Equal(s.producers, c.producers) {
+		t.Fatalf("producer state differs:\n%+v\n%+v", source.p.Producers(), copy.p.Producers())
+	}
+	s.producers, c.producers, s.epochs, c.epochs = nil, nil, nil, nil
+	if !reflect.DeepEqual(s, c) {
+		t.Fatalf("state differs:\n%+v\n%+v", s, c)
+	}
+	if source.p.LastStableOffset() != copy.p.LastStableOffset() {
+		t.Fatalf("last stable offsets: source %d, copy %d", source.p.LastStableOffset(), copy.p.LastStableOffset())
+	}
+
+	end := copy.p.Log().EndOffset()
+	res, err := copy.p.AppendMirrored(bytes.Join(src, nil))
+	if err != nil || !res.Duplicate || copy.p.Log().EndOffset() != end {
+		t.Fatalf("everything again: %+v %v, end %d (was %d)", res, err, copy.p.Log().EndOffset(), end)
+	}
+	multi := src[0] // producer 1's first batch: 3 records
+	if _, err := copy.p.AppendMirrored(rebased(multi, end-1)); !errors.Is(err, ErrMirrorOverlap) {
+		t.Fatalf("a batch straddling the end %d: %v", end, err)
+	}
+	if _, err := copy.p.AppendMirrored(multi[:len(multi)-1]); !errors.Is(err, ErrCorruptMessage) {
+		t.Fatalf("a partial batch: %v", err)
+	}
+	plain := src[1] // no producer: 2 records
+	res, err = copy.p.AppendMirrored(rebased(plain, end+10))
+	if err != nil || res.BaseOffset != end+10 || copy.p.Log().EndOffset() != end+12 {
+		t.Fatalf("past a gap: %+v %v, end %d", res, err, copy.p.Log().EndOffset())
+	}
+
+	follower := newReplica(t, true, 7)
+	defer func() { follower.p.Close() }()
+	replicate(t, copy.p, follower.p, nil)
+	sameReplicas(t, copy.p, follower.p, "the copy's follower")
+	if err := follower.p.BecomeFollower(8); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := follower.p.AppendMirrored(rebased(plain, end+20)); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("AppendMirrored on a follower: %v", err)
+	}
+}
