@@ -117,8 +117,8 @@ func mergeCounts(recs []CountRecord) map[stageKey]StageCount {
 
 // compare builds the report's windows from the merged counts: for every
 // topic, the stages that counted any of it, in pipeline order; each
-// judged window (ended Settle before now) compares every stage with the
-// one before it.
+// judged window (ended settle before now; every window when settle is 0)
+// compares every stage with the one before it.
 func compare(counts map[stageKey]StageCount, since, now time.Time, settle time.Duration) CountReport {
 	r := CountReport{Since: since, Settle: settle.String(), Windows: []WindowCounts{}, Stages: []string{}}
 	stagesOf := map[string][]string{}
@@ -134,7 +134,7 @@ func compare(counts map[stageKey]StageCount, since, now time.Time, settle time.D
 		if row == nil {
 			start := time.UnixMilli(k.window).UTC()
 			row = &WindowCounts{Window: start, Topic: k.topic, Stages: map[string]StageCount{},
-				Open: start.Add(CountWindow).After(now.Add(-settle))}
+				Open: settle > 0 && start.Add(CountWindow).After(now.Add(-settle))}
 			rows[wk] = row
 		}
 		row.Stages[k.stage] = c
@@ -188,7 +188,10 @@ type ReportOptions struct {
 	CountsTopic string   // "": DefaultCountsTopic
 	Topics      []string // only these topics; none: every topic counted
 	Since       time.Time
-	Settle      time.Duration // negative: 0 (judge every window); 0: DefaultSettle
+	// Settle: a window is judged once it ended Settle ago; 0:
+	// DefaultSettle; negative: every window is judged, the current one
+	// too (for a pipeline whose stages are all stopped and flushed).
+	Settle time.Duration
 	// CountTopics adds the topic stage: the records of each topic, read
 	// from the first offset at or after Since up to its end offsets as of
 	// the start of the report, counted by the window of their timestamp.

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-io/sluice/internal/audit"
 )
 
 const (
@@ -72,6 +74,12 @@ type Options struct {
 	StopTimeout        time.Duration // 0: DefaultStopTimeout
 	SessionTimeout     time.Duration // of the source group member; 0: kgo's default (45 s). A crashed mirror's partitions wait this long for the next
 	Logger             *slog.Logger  // nil: discard
+	// Audit counts every record whose copy the target acknowledged, as the
+	// audit stage "mirror", under its SOURCE topic name, partition and
+	// offset (so that a run that copies the same offsets again is
+	// deduplicated by the report); nil: no counting. The caller closes it
+	// after Run returns.
+	Audit *audit.Counter
 }
 
 // Mirror copies topics from a source cluster to a target cluster. Make one
@@ -507,6 +515,9 @@ func (m *Mirror) skip(r *kgo.Record) {
 // ack is the producer's promise for src, copied as out. Promises of one
 // partition come in produce order, from kgo's promise goroutine.
 func (m *Mirror) ack(st *partState, src, out *kgo.Record, size int64, err error) {
+	if err == nil {
+		m.opts.Audit.Count(src.Topic, src.Partition, src.Offset, src.Timestamp)
+	}
 	m.mu.Lock()
 	defer func() {
 		m.mu.Unlock()

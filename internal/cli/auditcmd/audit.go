@@ -92,7 +92,7 @@ func Command() *cobra.Command {
   sluice audit run --listen 0.0.0.0:9645 -b kafka1:9092,kafka2:9092`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(runCommand(), checkCommand())
+	cmd.AddCommand(runCommand(), checkCommand(), reportCommand())
 	return cmd
 }
 
