@@ -51,7 +51,7 @@ type Options struct {
 	Audit        bool
 	AuditTopic   string
 	AuditBrokers []string
-	Err                io.Writer // logs; nil: stderr
+	Err          io.Writer // logs; nil: stderr
 	// Started, when not nil, is called with the /metrics address once the
 	// mirror runs (tests).
 	Started func(metricsAddr string)
