@@ -32,12 +32,12 @@ const (
 	// countsTopicPartitions of a counts topic a Counter creates: a few
 	// records per stage every few seconds need no more than one.
 	countsTopicPartitions = 1
-	// entryIdle is how long after its last count a published entry is
-	// kept in memory: records of its window that come later (a retry, a
+	// entryIdle is how long after the last flush that found it changed a
+	// published entry is kept in memory: records of its window that come later (a retry, a
 	// spool replayed) start a new entry (a new gen), which a report adds.
 	entryIdle = 2 * time.Minute
 	// maxOpenEntries bounds a Counter's entries in memory (topics times
-	// windows being counted); over it, the entry counted least recently
+	// windows being counted); over it, the entry idle longest
 	// is published one last time and dropped.
 	maxOpenEntries = 10000
 	// countsDeliveryTimeout bounds a count record's delivery: a failed one
@@ -87,6 +87,7 @@ type Counter struct {
 
 	mu      sync.Mutex // guards what follows; never held across a call into the client
 	entries map[windowKey]*entry
+	last    *entry   // the entry counted last, in entries: records come in runs of one topic and window
 	retired []*entry // dropped from entries, to publish one last time
 	nextGen uint64
 	stats   CounterStats
@@ -108,15 +109,17 @@ type windowKey struct {
 }
 
 type entry struct {
-	key       windowKey
-	gen       uint64
-	count     int64
-	unranged  int64
-	ranges    offsetSet
-	nranges   int
-	dirty     bool // changed since its last publish was handed to the client
-	inFlight  int  // publishes handed to the client and not settled
-	lastCount time.Time
+	key      windowKey
+	gen      uint64
+	count    int64
+	unranged int64
+	ranges   map[int32]*[]span // the distinct offsets, per partition
+	nranges  int
+	dirty    bool // changed since its last publish was handed to the client
+	inFlight int  // publishes handed to the client and not settled
+	// lastChange is when a flush last found the entry changed (the entry
+	// is idle since then): set at flushes, so that Count reads no clock.
+	lastChange time.Time
 }
 
 // NewCounter makes sure the counts topic exists (creating it compacted,
@@ -217,9 +220,8 @@ func (c *Counter) Count(topic string, partition int32, offset int64, recordTime 
 	if c == nil {
 		return
 	}
-	now := time.Now()
 	c.mu.Lock()
-	c.countLocked(topic, partition, offset, recordTime, now)
+	c.countLocked(topic, partition, offset, recordTime)
 	c.mu.Unlock()
 }
 
@@ -230,17 +232,20 @@ func (c *Counter) CountRecords(recs []*kgo.Record) {
 	if c == nil {
 		return
 	}
-	now := time.Now()
 	c.mu.Lock()
 	for _, r := range recs {
-		c.countLocked(r.Topic, r.Partition, r.Offset, r.Timestamp, now)
+		c.countLocked(r.Topic, r.Partition, r.Offset, r.Timestamp)
 	}
 	c.mu.Unlock()
 }
 
-func (c *Counter) countLocked(topic string, partition int32, offset int64, recordTime, now time.Time) {
-	k := windowKey{topic, windowOf(recordTime)}
-	e := c.entries[k]
+func (c *Counter) countLocked(topic string, partition int32, offset int64, recordTime time.Time) {
+	w := windowOf(recordTime)
+	e := c.last
+	if e == nil || e.key.window != w || e.key.topic != topic {
+		e = c.entries[windowKey{topic, w}]
+	}
+	k := windowKey{topic, w}
 	if e == nil || (offset >= 0 && e.nranges >= maxRangesPerRecord) {
 		if e != nil { // full: publish it one last time and go on in a new entry
 			c.retired = append(c.retired, e)
@@ -248,34 +253,40 @@ func (c *Counter) countLocked(topic string, partition int32, offset int64, recor
 			c.retireOldestLocked()
 		}
 		c.nextGen++
-		e = &entry{key: k, gen: c.nextGen, ranges: offsetSet{}}
+		e = &entry{key: k, gen: c.nextGen, ranges: map[int32]*[]span{}, lastChange: time.Now()}
 		c.entries[k] = e
 	}
+	c.last = e
 	e.count++
 	e.dirty = true
-	e.lastCount = now
 	c.stats.Counted++
 	if offset < 0 {
 		e.unranged++
 	} else {
 		spans := e.ranges[partition]
-		before := len(spans)
-		spans = addSpan(spans, offset, offset)
-		e.nranges += len(spans) - before
-		e.ranges[partition] = spans
+		if spans == nil {
+			spans = new([]span)
+			e.ranges[partition] = spans
+		}
+		before := len(*spans)
+		*spans = addSpan(*spans, offset, offset)
+		e.nranges += len(*spans) - before
 	}
 }
 
-// retireOldestLocked moves the entry counted least recently to retired.
+// retireOldestLocked moves the entry idle longest to retired.
 func (c *Counter) retireOldestLocked() {
 	var old *entry
 	for _, e := range c.entries {
-		if old == nil || e.lastCount.Before(old.lastCount) {
+		if old == nil || e.lastChange.Before(old.lastChange) {
 			old = e
 		}
 	}
 	delete(c.entries, old.key)
 	c.retired = append(c.retired, old)
+	if c.last == old {
+		c.last = nil
+	}
 }
 
 func (c *Counter) loop() {
@@ -297,7 +308,7 @@ func (c *Counter) recordLocked(e *entry, now time.Time) *kgo.Record {
 	cr := CountRecord{Version: CountFormatVersion, Stage: c.o.Stage, Instance: c.instance, Gen: e.gen, Topic: e.key.topic,
 		Window: e.key.window, Count: e.count, Unranged: e.unranged, Published: now.UnixMilli(), Ranges: make([]OffsetRange, 0, e.nranges)}
 	for p, spans := range e.ranges {
-		for _, s := range spans {
+		for _, s := range *spans {
 			cr.Ranges = append(cr.Ranges, OffsetRange{Partition: p, First: s.first, Last: s.last})
 		}
 	}
@@ -326,9 +337,12 @@ func (c *Counter) Flush() {
 	for k, e := range c.entries {
 		if e.dirty {
 			pubs = append(pubs, pub{e, c.recordLocked(e, now)})
-			e.dirty, e.inFlight = false, e.inFlight+1
-		} else if e.inFlight == 0 && now.Sub(e.lastCount) > entryIdle {
+			e.dirty, e.inFlight, e.lastChange = false, e.inFlight+1, now
+		} else if e.inFlight == 0 && now.Sub(e.lastChange) > entryIdle {
 			delete(c.entries, k)
+			if c.last == e {
+				c.last = nil
+			}
 		}
 	}
 	for _, e := range c.retired {

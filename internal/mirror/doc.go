@@ -94,6 +94,17 @@
 // partition. Syncs live in memory: after a restart translation resumes with
 // the first records the new run copies.
 //
+// # Audit counts
+//
+// With Options.Audit (sluice mirror --audit), every record whose copy the
+// target acknowledged is counted as the audit stage "mirror"
+// (internal/audit.Counter) under its source topic, partition, offset and
+// timestamp, in the producer's promise before Mirror.mu is taken (the
+// counter's lock is never held with it). A record skipped by loop
+// prevention is not counted. A run that copies offsets again (after a
+// crash, or in a new group) counts them again; the audit report dedupes
+// them by offset.
+//
 // Ownership: Run owns the source consumer and the copy path; the producer's
 // promise goroutine updates the per-partition state under Mirror.mu (the
 // only lock taken by the mirror; kgo's own locks are taken inside it when
