@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -239,6 +240,9 @@ func BuildCountReport(ctx context.Context, o ReportOptions) (CountReport, error)
 			recs = append(recs, c)
 		}
 	})
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return CountReport{}, fmt.Errorf("audit: no counts topic %s on this cluster: run the stages with --audit (sluice collect --audit, sluice mirror --audit) and --audit-brokers here, or name the topic with --counts-topic: %w", o.CountsTopic, err)
+	}
 	if err != nil {
 		return CountReport{}, fmt.Errorf("audit: reading the counts topic %s: %w", o.CountsTopic, err)
 	}

@@ -299,3 +299,25 @@ func TestReportSettle(t *testing.T) {
 		t.Fatal("--since 0 taken")
 	}
 }
+
+// No counts topic: the error says how to get one. --help names the stages.
+func TestReportNoCountsTopicAndHelp(t *testing.T) {
+	b := clitest.Start(t, nil)
+	o, _ := clitest.Common(b.Addr, nil)
+	err := Report(clitest.Ctx(t), ReportOptions{Common: o, Since: time.Hour, CountsTopic: "nothing-here"})
+	if err == nil || !strings.Contains(err.Error(), "--audit") || errors.Is(err, ErrRecordsMissing) {
+		t.Fatalf("%v", err)
+	}
+	var out strings.Builder
+	cmd := Command()
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"report", "--help"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"collect", "topic", "mirror", "sink", "Dedupe", "--settle", "--since", "--count-topics", "non-zero"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report --help does not say %q", want)
+		}
+	}
+}
