@@ -240,39 +240,134 @@ func (c *Counter) CountRecords(recs []*kgo.Record) {
 }
 
 func (c *Counter) countLocked(topic string, partition int32, offset int64, recordTime time.Time) {
-	w := windowOf(recordTime)
+	e := c.entryLocked(topic, windowOf(recordTime), offset >= 0)
+	e.count++
+	c.stats.Counted++
+	if offset < 0 {
+		e.unranged++
+	} else {
+		e.addRange(partition, offset, offset)
+	}
+}
+
+// entryLocked returns the open entry of (topic, window), making one when
+// there is none, or when it is full and ranged offsets are to be added;
+// it marks it changed.
+func (c *Counter) entryLocked(topic string, w int64, ranged bool) *entry {
 	e := c.last
 	if e == nil || e.key.window != w || e.key.topic != topic {
 		e = c.entries[windowKey{topic, w}]
 	}
-	k := windowKey{topic, w}
-	if e == nil || (offset >= 0 && e.nranges >= maxRangesPerRecord) {
+	if e == nil || (ranged && e.nranges >= maxRangesPerRecord) {
 		if e != nil { // full: publish it one last time and go on in a new entry
 			c.retired = append(c.retired, e)
 		} else if len(c.entries) >= maxOpenEntries {
 			c.retireOldestLocked()
 		}
 		c.nextGen++
+		k := windowKey{topic, w}
 		e = &entry{key: k, gen: c.nextGen, ranges: map[int32]*[]span{}, lastChange: time.Now()}
 		c.entries[k] = e
 	}
 	c.last = e
-	e.count++
 	e.dirty = true
-	c.stats.Counted++
+	return e
+}
+
+// addRange adds the offsets first..last of partition to e's ranges.
+func (e *entry) addRange(partition int32, first, last int64) {
+	spans := e.ranges[partition]
+	if spans == nil {
+		spans = new([]span)
+		e.ranges[partition] = spans
+	}
+	before := len(*spans)
+	*spans = addSpan(*spans, first, last)
+	e.nranges += len(*spans) - before
+}
+
+// Tally holds counts not yet to be counted: a stage that delivers records
+// in batches that may fail (a sink's object: written record by record,
+// then uploaded and committed) adds each record to a Tally as it goes and
+// hands the Tally to Counter.CountTally once the batch is committed, or
+// drops it when the batch fails. It keeps the distinct offsets as ranges,
+// not the records. Not safe for concurrent use; the zero Tally is empty
+// and ready.
+type Tally struct {
+	m    map[windowKey]*tallyEntry
+	last *tallyEntry
+	n    int64
+}
+
+type tallyEntry struct {
+	key      windowKey
+	count    int64
+	unranged int64
+	ranges   map[int32][]span
+}
+
+// Count adds one record, as Counter.Count does.
+func (t *Tally) Count(topic string, partition int32, offset int64, recordTime time.Time) {
+	w := windowOf(recordTime)
+	e := t.last
+	if e == nil || e.key.window != w || e.key.topic != topic {
+		if t.m == nil {
+			t.m = map[windowKey]*tallyEntry{}
+		}
+		k := windowKey{topic, w}
+		if e = t.m[k]; e == nil {
+			e = &tallyEntry{key: k, ranges: map[int32][]span{}}
+			t.m[k] = e
+		}
+		t.last = e
+	}
+	e.count++
+	t.n++
 	if offset < 0 {
 		e.unranged++
-	} else {
-		spans := e.ranges[partition]
-		if spans == nil {
-			spans = new([]span)
-			e.ranges[partition] = spans
+		return
+	}
+	e.ranges[partition] = addSpan(e.ranges[partition], offset, offset)
+}
+
+// Len is the number of records counted into the tally.
+func (t *Tally) Len() int64 { return t.n }
+
+// CountTally counts everything in t, as if each record had been given to
+// Count now. t may be reused after Reset. A nil Counter does nothing.
+func (c *Counter) CountTally(t *Tally) {
+	if c == nil || t == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, te := range t.m {
+		var distinct int64
+		for _, spans := range te.ranges {
+			for _, s := range spans {
+				distinct += s.last - s.first + 1
+			}
 		}
-		before := len(*spans)
-		*spans = addSpan(*spans, offset, offset)
-		e.nranges += len(*spans) - before
+		// Each entry's count covers its own ranges (a record's check):
+		// the unranged and the tally's own duplicates go to the first.
+		e := c.entryLocked(te.key.topic, te.key.window, false)
+		e.count += te.count - distinct
+		e.unranged += te.unranged
+		c.stats.Counted += te.count
+		for p, spans := range te.ranges {
+			for _, s := range spans {
+				if e.nranges >= maxRangesPerRecord {
+					e = c.entryLocked(te.key.topic, te.key.window, true)
+				}
+				e.addRange(p, s.first, s.last)
+				e.count += s.last - s.first + 1
+			}
+		}
 	}
 }
+
+// Reset empties t.
+func (t *Tally) Reset() { *t = Tally{} }
 
 // retireOldestLocked moves the entry idle longest to retired.
 func (c *Counter) retireOldestLocked() {

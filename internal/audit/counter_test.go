@@ -217,3 +217,45 @@ func BenchmarkCounterCount(b *testing.B) {
 type atomicInt32 struct{ v atomic.Int32 }
 
 func (a *atomicInt32) next() int32 { return a.v.Add(1) }
+
+// A sink's tallies: one per object, counted when the object is
+// committed, dropped when its upload fails; a tally with more ranges than
+// a record holds is split over entries that each decode.
+func TestCounterTally(t *testing.T) {
+	b := clitest.Start(t, nil)
+	ctx := clitest.Ctx(t)
+	now := time.Now()
+	c := newCounter(t, b.Addr, StageSink)
+	var committed, failed, big Tally
+	for off := int64(0); off < 10; off++ {
+		committed.Count("t", 0, off, now)
+	}
+	committed.Count("t", 0, 5, now)  // written twice into one object
+	committed.Count("t", 0, -1, now) // no offset known
+	for off := int64(10); off < 20; off++ {
+		failed.Count("t", 0, off, now)
+	}
+	n := maxRangesPerRecord + 10
+	for i := 0; i < n; i++ {
+		big.Count("t", 1, int64(2*i), now)
+	}
+	if committed.Len() != 12 || failed.Len() != 10 || big.Len() != int64(n) {
+		t.Fatalf("lens %d %d %d", committed.Len(), failed.Len(), big.Len())
+	}
+	c.CountTally(&committed)
+	c.CountTally(&big)
+	failed.Reset() // the upload failed: never counted
+	if failed.Len() != 0 {
+		t.Fatal("Reset kept records")
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := BuildCountReport(ctx, ReportOptions{NewClient: newClientFunc(b.Addr), Since: now.Add(-time.Minute), Settle: -1})
+	if err != nil || len(r.Windows) != 1 || r.Undecodable != 0 {
+		t.Fatalf("%+v, %v", r, err)
+	}
+	if got := r.Windows[0].Stages[StageSink]; got.Count != int64(11+n) || got.Raw != int64(12+n) {
+		t.Fatalf("%+v, want %d distinct of %d", got, 11+n, 12+n)
+	}
+}

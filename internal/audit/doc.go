@@ -70,9 +70,12 @@
 //     (transaction markers not counted).
 //   - mirror: a record, when the target acknowledged its copy; under its
 //     SOURCE topic name, with its source partition and offset.
-//   - sink: a record, when the object holding it is uploaded and committed
-//     (Counter.CountRecords with the records of the object); with the
-//     partition and offset it was read at.
+//   - sink: a record, when the object holding it is uploaded and committed;
+//     with the partition and offset it was read at. The sink adds each
+//     record to a Tally as it writes it into an object (ranges, not the
+//     records), then calls Counter.CountTally once the object is committed,
+//     or drops the Tally when the upload fails (Counter.CountRecords does
+//     the same for records it still holds).
 //
 // A Counter publishes every DefaultCountFlushInterval (5 s), and at Close,
 // one CountRecord per changed entry to the counts topic
