@@ -274,6 +274,16 @@ func BuildCountReport(ctx context.Context, o ReportOptions) (CountReport, error)
 			for w, n := range perWindow {
 				counts[stageKey{StageTopic, t, w}] = StageCount{Count: n, Raw: n}
 			}
+			// The topic is read: where it has nothing, it counts 0 (and
+			// is compared), not absent.
+			for k := range counts {
+				if k.topic == t && k.stage != StageTopic {
+					tk := stageKey{StageTopic, t, k.window}
+					if _, ok := counts[tk]; !ok {
+						counts[tk] = StageCount{}
+					}
+				}
+			}
 		}
 	}
 	r := compare(counts, time.UnixMilli(sinceWindow).UTC(), o.Now, o.Settle)
