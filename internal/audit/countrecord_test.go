@@ -207,3 +207,17 @@ func TestWindowOf(t *testing.T) {
 		}
 	}
 }
+
+// A stage silent all along is compared only when expected.
+func TestExpectStages(t *testing.T) {
+	const w = 60_000
+	counts := map[stageKey]StageCount{{StageCollect, "a", w}: {Count: 10, Raw: 10}, {StageTopic, "a", w}: {Count: 10, Raw: 10}}
+	if r := compare(counts, time.UnixMilli(0), time.UnixMilli(10*w), time.Minute); r.Missing != 0 {
+		t.Fatalf("%+v", r)
+	}
+	expectStages(counts, []string{StageMirror, StageTopic})
+	r := compare(counts, time.UnixMilli(0), time.UnixMilli(10*w), time.Minute)
+	if r.Missing != 10 || !reflect.DeepEqual(r.Windows[0].Missing, []Gap{{StageMirror, StageTopic, 10}}) || counts[stageKey{StageTopic, "a", w}].Count != 10 {
+		t.Fatalf("%+v", r)
+	}
+}

@@ -197,7 +197,31 @@ type ReportOptions struct {
 	// from the first offset at or after Since up to its end offsets as of
 	// the start of the report, counted by the window of their timestamp.
 	CountTopics bool
-	Now         time.Time // the report's time; zero: time.Now()
+	// Expect names stages every topic must have: one silent since Since
+	// (a stage stopped all along) counts 0 in every window, where
+	// otherwise it would not be compared at all.
+	Expect []string
+	Now    time.Time // the report's time; zero: time.Now()
+}
+
+// expectStages adds a zero count of each expected stage to every (topic,
+// window) that has counts and none of it.
+func expectStages(counts map[stageKey]StageCount, expect []string) {
+	if len(expect) == 0 {
+		return
+	}
+	windows := map[windowKey]bool{}
+	for k := range counts {
+		windows[windowKey{k.topic, k.window}] = true
+	}
+	for w := range windows {
+		for _, s := range expect {
+			k := stageKey{s, w.topic, w.window}
+			if _, ok := counts[k]; !ok {
+				counts[k] = StageCount{}
+			}
+		}
+	}
 }
 
 // BuildCountReport reads the counts topic (from countsLookback before
@@ -286,6 +310,7 @@ func BuildCountReport(ctx context.Context, o ReportOptions) (CountReport, error)
 			}
 		}
 	}
+	expectStages(counts, o.Expect)
 	r := compare(counts, time.UnixMilli(sinceWindow).UTC(), o.Now, o.Settle)
 	r.Undecodable = undecodable
 	return r, nil

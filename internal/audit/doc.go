@@ -107,8 +107,10 @@
 // the same topic name on two clusters must not share a stage name.
 //
 // Comparison (BuildCountReport): per topic, the stages that counted some
-// of it since --since, in the order collect, topic, mirror, sink, then
-// other names. In every window that ended Settle ago (DefaultSettle, 2
+// of it since --since and those expected (ReportOptions.Expect, --expect:
+// without it a stage stopped for the whole period is left out, not
+// missing), in the order collect, topic, mirror, sink, then other names;
+// the topic stage counts 0 where it has no records. In every window that ended Settle ago (DefaultSettle, 2
 // minutes; every window with Settle < 0), each stage is compared with the
 // one before it: lower is missing at that stage (lost, or not yet there),
 // higher is extra (records no earlier stage counted, or counted without an

@@ -29,6 +29,7 @@ type ReportOptions struct {
 	Since       time.Duration
 	Settle      time.Duration
 	CountTopics bool
+	Expect      []string
 	Output      string
 	// Now is the report's time; zero: time.Now (tests).
 	Now time.Time
@@ -49,7 +50,10 @@ Stages, in the order compared:
            under its source topic, with its source partition and offset
   sink     a record counted when the object holding it is uploaded and
            committed, with the offset it was read at
-A topic compares only the stages that counted some of it since --since.
+A topic compares only the stages that counted some of it since --since, and
+those named with --expect: name every stage your pipeline has, so that one
+stopped for the whole period shows its records missing instead of being
+left out.
 
 Dedupe: a stage run more than once over the same records (a mirror restarted
 from its last commit, a sink retrying an upload) counts the same source offsets
@@ -91,6 +95,7 @@ func reportCommand() *cobra.Command {
 	fs.StringSliceVar(&o.Topics, "topic", nil, "only these topics (repeat or comma-separate; default: every topic counted)")
 	fs.DurationVar(&o.Since, "since", DefaultSince, "how far back to compare")
 	fs.DurationVar(&o.Settle, "settle", audit.DefaultSettle, "how long after its end a minute is judged (the stages may still be counting it before); 0: judge every minute, the current one too (once every stage is stopped)")
+	fs.StringSliceVar(&o.Expect, "expect", nil, "stages every topic must have (collect,mirror,sink): one that counted nothing since --since is then missing, not left out")
 	fs.BoolVar(&o.CountTopics, "count-topics", true, "count the topics themselves (stage topic); reads every record since --since")
 	clientopts.AddOutputFlag(fs, &o.Output)
 	return cmd
@@ -130,7 +135,7 @@ func Report(ctx context.Context, o ReportOptions) error {
 			return o.NewClient(append(opts, kgo.ClientID(clientID))...)
 		},
 		CountsTopic: o.CountsTopic, Topics: o.Topics, Since: now.Add(-o.Since), Settle: settle,
-		CountTopics: o.CountTopics, Now: now,
+		CountTopics: o.CountTopics, Expect: o.Expect, Now: now,
 	})
 	if err != nil {
 		return err

@@ -43,11 +43,13 @@ func (r reportJSON) totals() map[string]audit.StageCount {
 	return out
 }
 
-// runReport runs `sluice audit report --settle 0 -o json` against addr.
-func runReport(t *testing.T, addr string) (reportJSON, error) {
+// runReport runs `sluice audit report --settle 0 -o json [--expect ...]`
+// against addr.
+func runReport(t *testing.T, addr string, expect ...string) (reportJSON, error) {
 	t.Helper()
 	c, bufs := clitest.Common(addr, nil)
-	err := Report(clitest.Ctx(t), ReportOptions{Common: c, CountsTopic: audit.DefaultCountsTopic, Since: time.Hour, CountTopics: true, Output: "json"})
+	err := Report(clitest.Ctx(t), ReportOptions{Common: c, CountsTopic: audit.DefaultCountsTopic, Since: time.Hour, CountTopics: true, Output: "json",
+		Expect: expect})
 	var out reportJSON
 	if jerr := json.Unmarshal(bufs.Out.Bytes(), &out); jerr != nil {
 		t.Fatalf("report: %v, %v\n%s%s", err, jerr, bufs.Out, bufs.Err)
@@ -177,6 +179,14 @@ func TestReportPipeline(t *testing.T) {
 	}
 	const n = 300
 	collectEvents(t, a, n)
+	// No mirror has run: without --expect only collect and topic compare
+	// (equal); with --expect mirror, every record is missing there.
+	if r, err := runReport(t, a); err != nil || !r.OK || !equalStages(r.Stages, audit.StageCollect, audit.StageTopic) {
+		t.Fatalf("before the mirror: %v\n%+v", err, r)
+	}
+	if r, err := runReport(t, a, audit.StageMirror); !errors.Is(err, ErrRecordsMissing) || r.Missing != n {
+		t.Fatalf("before the mirror, expecting it: %v\n%+v", err, r)
+	}
 	mirrorAll(t, a, b, "mirror-1", n)
 
 	r, err := runReport(t, a)
