@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-io/sluice/internal/audit"
 )
 
 // recordOverheadBytes is counted against the buffer for every record on
@@ -34,6 +36,7 @@ type buffer struct {
 	spool *Spool // nil: none
 	m     *metrics
 	log   *slog.Logger
+	audit *audit.Counter // nil: no counting
 }
 
 // recordBytes is what a record counts against the buffer.
@@ -102,6 +105,7 @@ func (b *buffer) produce(stream string, recs []*kgo.Record) error {
 			b.release(size)
 			if err == nil {
 				b.m.produceSeconds.Observe(time.Since(received).Seconds())
+				b.audit.Count(r.Topic, r.Partition, r.Offset, r.Timestamp)
 				return
 			}
 			if b.spool != nil {
@@ -163,6 +167,7 @@ func (b *buffer) produceWait(cl *kgo.Client, stop <-chan struct{}, recs []spoole
 				return
 			}
 			b.m.replayed.WithLabelValues(sr.stream).Inc()
+			b.audit.Count(r.Topic, r.Partition, r.Offset, r.Timestamp)
 		})
 	}
 	wg.Wait()

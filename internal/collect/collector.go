@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/sluice-io/sluice/internal/audit"
 	"github.com/sluice-io/sluice/internal/vfs"
 )
 
@@ -28,6 +29,11 @@ type Options struct {
 	Now func() time.Time
 	// FS holds the spool (Config.Spool.Dir); nil: the operating system's.
 	FS vfs.FS
+	// Audit counts every record the cluster acknowledged (from the buffer
+	// or the spool's replay), as the audit stage "collect", with its
+	// produced partition and offset; nil: no counting. The caller closes
+	// it after Close (which waits for every acknowledgement).
+	Audit *audit.Counter
 }
 
 // Collector is the state of `sluice collect`: streams with their current
@@ -96,7 +102,7 @@ func New(o Options) (*Collector, error) {
 	if c.producer, err = newProducer(o.Brokers, o.Config.Limits, false, o.ClientOpts); err != nil {
 		return nil, fmt.Errorf("collect: producer: %w", err)
 	}
-	c.buf = &buffer{cl: c.producer, limit: o.Config.Limits.BufferBytes, m: c.m, log: c.log}
+	c.buf = &buffer{cl: c.producer, limit: o.Config.Limits.BufferBytes, m: c.m, log: c.log, audit: o.Audit}
 	if dir := o.Config.Spool.Dir; dir != "" {
 		fsys := o.FS
 		if fsys == nil {

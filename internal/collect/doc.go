@@ -64,4 +64,13 @@
 // idempotent producer dedupes its own retries within one run, not across
 // runs). Events answered 202 from the in-memory buffer and not yet
 // acknowledged are lost; a clean stop spools what it cannot flush.
+//
+// # Audit counts
+//
+// With Options.Audit (sluice collect --audit), every record the cluster
+// acknowledged, from the buffer or the spool's replay, is counted as the
+// audit stage "collect" (internal/audit.Counter) with its topic,
+// partition, offset and timestamp (the receive time), in the produce
+// promise: a lock and no allocation per record. A record dropped or
+// spooled is not counted until the cluster acknowledges it.
 package collect

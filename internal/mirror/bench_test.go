@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-io/sluice/internal/audit"
 	"github.com/sluice-io/sluice/internal/cli/clitest"
 )
 
@@ -122,5 +123,77 @@ func TestBenchMirror(t *testing.T) {
 		report(fmt.Sprintf("plain kgo consume+produce, run %d", round), plain(fmt.Sprintf("plain%d", round)))
 		report(fmt.Sprintf("sluice mirror, run %d", round), mirrored(fmt.Sprintf("m%d.", round), false))
 		report(fmt.Sprintf("sluice mirror --preserve-offsets, run %d", round), mirrored(fmt.Sprintf("p%d.", round), true))
+	}
+}
+
+// TestBenchMirrorAudit (only with SLUICE_BENCH_MIRROR_AUDIT set) copies the
+// same records with the mirror, with and without an audit Counter (counts
+// published to the source cluster every 5 s), three times each,
+// alternating, and reports records/s of each: the cost of --audit. A
+// figure, not an assertion. SLUICE_BENCH_MIRROR_RECORDS sets the record
+// count (default 300000, of a 16-byte key and a 200-byte value).
+func TestBenchMirrorAudit(t *testing.T) {
+	if os.Getenv("SLUICE_BENCH_MIRROR_AUDIT") == "" {
+		t.Skip("a benchmark: set SLUICE_BENCH_MIRROR_AUDIT=1")
+	}
+	n := 300_000
+	if s := os.Getenv("SLUICE_BENCH_MIRROR_RECORDS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	const valueBytes, partitions = 200, 3
+	a, b := connect(t, startBroker(t)), connect(t, startBroker(t))
+	a.create(t, "bench", partitions, nil)
+	ctx := context.Background()
+	base := time.Now().Add(-30 * time.Minute)
+	for i := 0; i < n; i++ {
+		value := make([]byte, valueBytes)
+		rand.Read(value)
+		// Timestamps over 30 minutes: the counter keeps 30 windows.
+		ts := base.Add(time.Duration(i) * 30 * time.Minute / time.Duration(n))
+		a.cl.Produce(ctx, &kgo.Record{Topic: "bench", Partition: int32(i % partitions), Key: []byte(fmt.Sprintf("key-%012d", i)), Value: value, Timestamp: ts}, nil)
+	}
+	if err := a.cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run := func(prefix string, counting bool) time.Duration {
+		var counter *audit.Counter
+		if counting {
+			var err error
+			counter, err = audit.NewCounter(clitest.Ctx(t), audit.CounterOptions{Stage: audit.StageMirror,
+				NewClient: func(opts ...kgo.Opt) (*kgo.Client, error) {
+					return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(a.addr)}, opts...)...)
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		began := time.Now()
+		m, stop := start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "bench", TopicPrefix: prefix, Group: "bench-" + prefix, Audit: counter})
+		deadline := time.Now().Add(5 * time.Minute)
+		for metric(t, m, "sluice_mirror_records_total", "topic=bench") < float64(n) {
+			if time.Now().After(deadline) {
+				t.Fatal("not all copied in 5 minutes")
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		d := time.Since(began)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := counter.Close(clitest.Ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+		if counting {
+			if s := counter.Stats(); s.Counted != int64(n) {
+				t.Fatalf("counted %d of %d", s.Counted, n)
+			}
+		}
+		return d
+	}
+	for round := 1; round <= 3; round++ {
+		for _, counting := range []bool{false, true} {
+			d := run(fmt.Sprintf("r%d-%v.", round, counting), counting)
+			t.Logf("mirror, audit counting %-5v run %d: %d records in %5.2fs: %8.0f records/s", counting, round, n, d.Seconds(), float64(n)/d.Seconds())
+		}
 	}
 }

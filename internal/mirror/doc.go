@@ -176,6 +176,18 @@
 // (OUT_OF_ORDER_SEQUENCE; franz-go recovers by bumping its epoch, see
 // TestMirrorPreserveFailover; a client that treats it as fatal fails).
 //
+// # Audit counts
+//
+// With Options.Audit (sluice mirror --audit), every record whose copy the
+// target acknowledged is counted as the audit stage "mirror"
+// (internal/audit.Counter) under its source topic, partition, offset and
+// timestamp, in the producer's promise before Mirror.mu is taken (the
+// counter's lock is never held with it). A record skipped by loop
+// prevention is not counted. The offset-preserving mode, which moves
+// whole batches undecoded, does not count (New refuses both together). A run that copies offsets again (after a
+// crash, or in a new group) counts them again; the audit report dedupes
+// them by offset.
+//
 // Ownership: Run owns the source consumer and the copy path; the producer's
 // promise goroutine updates the per-partition state under Mirror.mu (the
 // only lock taken by the mirror; kgo's own locks are taken inside it when

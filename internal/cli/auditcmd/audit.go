@@ -86,13 +86,16 @@ func addFlags(fs *pflag.FlagSet, o *Options) {
 func Command() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
-		Short: "Tell whether a Kafka cluster loses, duplicates or delays records, broker by broker",
-		Long:  "A canary: heartbeats produced to every partition and consumed back.\n\n" + measures,
+		Short: "Tell whether a Kafka cluster or a pipeline loses, duplicates or delays records",
+		Long: "A canary (run, check): heartbeats produced to every partition and consumed back.\n\n" + measures +
+			"\n\nA pipeline audit (report): the counts the stages publish with --audit (collect,\n" +
+			"mirror, sink) and the topics themselves, compared minute by minute; see\n`sluice audit report --help`.",
 		Example: `  sluice audit check --duration 30s -b kafka1:9092
-  sluice audit run --listen 0.0.0.0:9645 -b kafka1:9092,kafka2:9092`,
+  sluice audit run --listen 0.0.0.0:9645 -b kafka1:9092,kafka2:9092
+  sluice audit report --since 3h -b kafka1:9092`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(runCommand(), checkCommand())
+	cmd.AddCommand(runCommand(), checkCommand(), reportCommand())
 	return cmd
 }
 

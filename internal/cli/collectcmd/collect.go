@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-io/sluice/internal/audit"
 	"github.com/sluice-io/sluice/internal/cli/clientopts"
 	"github.com/sluice-io/sluice/internal/collect"
 )
@@ -31,6 +33,9 @@ const (
 	readTimeout       = 30 * time.Second
 	// idleTimeout closes keep-alive connections nobody uses.
 	idleTimeout = 2 * time.Minute
+	// auditConnectTimeout bounds reaching the counts cluster at the start
+	// (with --audit): creating the counts topic.
+	auditConnectTimeout = 10 * time.Second
 )
 
 // Options are the flags of `sluice collect`.
@@ -43,7 +48,12 @@ type Options struct {
 	SpoolDir        string // overrides the config's spool.dir when set
 	ShutdownTimeout time.Duration
 	LogLevel        string
-	Err             io.Writer // logs; nil: stderr
+	// Audit turns on audit counting (stage "collect") to AuditTopic on
+	// AuditBrokers (none: Brokers).
+	Audit        bool
+	AuditTopic   string
+	AuditBrokers []string
+	Err          io.Writer // logs; nil: stderr
 }
 
 const exampleConfig = `  # collect.yaml
@@ -117,6 +127,12 @@ run only). Events answered 202 from the in-memory buffer and not yet
 acknowledged by the cluster are lost on a kill -9; a clean stop (SIGTERM)
 spools what it cannot flush.
 
+With --audit, every event the cluster acknowledged is counted, per topic and
+minute of its receive time (the record's timestamp), with its partition and
+offset, and the counts go every 5 s to --audit-topic on --audit-brokers
+(default: --brokers), for ` + "`sluice audit report`" + ` to compare with the topic and the
+later stages (mirror, sink). Off by default: it creates and writes a topic.
+
 Example config:
 ` + exampleConfig,
 		Example: `  sluice collect --config collect.yaml --listen 0.0.0.0:8090 -b kafka1:9092,kafka2:9092
@@ -145,6 +161,9 @@ Example config:
 	fs.StringVar(&o.SpoolDir, "spool-dir", "", "directory of the disk spool, overriding the config's spool.dir (one collector per dir)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "on SIGTERM, how long to finish requests and flush buffered events")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&o.Audit, "audit", false, "count acknowledged events for `sluice audit report` (stage collect)")
+	fs.StringVar(&o.AuditTopic, "audit-topic", audit.DefaultCountsTopic, "with --audit, the counts topic")
+	fs.StringSliceVar(&o.AuditBrokers, "audit-brokers", nil, "with --audit, the cluster of the counts topic (default: --brokers)")
 	cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -176,7 +195,31 @@ func Run(ctx context.Context, o Options) error {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = DefaultShutdownTimeout
 	}
-	c, err := collect.New(collect.Options{Brokers: o.Brokers, Config: cfg, Logger: log})
+	var counter *audit.Counter
+	if o.Audit {
+		brokers := o.AuditBrokers
+		if len(brokers) == 0 {
+			brokers = o.Brokers
+		}
+		cctx, cancel := context.WithTimeout(ctx, auditConnectTimeout)
+		counter, err = audit.NewCounter(cctx, audit.CounterOptions{Stage: audit.StageCollect, Topic: o.AuditTopic, Logger: log,
+			NewClient: func(opts ...kgo.Opt) (*kgo.Client, error) {
+				return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID("sluice-collect-audit")}, opts...)...)
+			}})
+		cancel()
+		if err != nil {
+			return err
+		}
+		// After the collector's Close: every acknowledgement is counted.
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
+			defer cancel()
+			if err := counter.Close(cctx); err != nil {
+				log.Warn("audit counts", "err", err)
+			}
+		}()
+	}
+	c, err := collect.New(collect.Options{Brokers: o.Brokers, Config: cfg, Logger: log, Audit: counter})
 	if err != nil {
 		return err
 	}

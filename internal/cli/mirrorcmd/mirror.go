@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,7 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-io/sluice/internal/audit"
 	"github.com/sluice-io/sluice/internal/cli/clientopts"
 	"github.com/sluice-io/sluice/internal/mirror"
 )
@@ -44,7 +47,12 @@ type Options struct {
 	PreserveOffsets    bool
 	Listen             string // "" serves no /metrics
 	LogLevel           string
-	Err                io.Writer // logs; nil: stderr
+	// Audit turns on audit counting (stage "mirror") to AuditTopic on
+	// AuditBrokers (none: the source cluster, --from).
+	Audit        bool
+	AuditTopic   string
+	AuditBrokers []string
+	Err          io.Writer // logs; nil: stderr
 	// Started, when not nil, is called with the /metrics address once the
 	// mirror runs (tests).
 	Started func(metricsAddr string)
@@ -122,7 +130,13 @@ existing target topic must be such a copy of the same source.
 
 With --listen, /metrics serves sluice_mirror_lag_records and
 sluice_mirror_seconds_behind per partition, sluice_mirror_records_total and
-sluice_mirror_bytes_total per topic, and the in-flight bytes.`,
+sluice_mirror_bytes_total per topic, and the in-flight bytes.
+
+With --audit, every record whose copy the target acknowledged is counted, per
+source topic and minute of record time, with its source partition and offset,
+and the counts go every 5 s to --audit-topic on --audit-brokers (default: the
+source cluster, where the collector's counts are), for ` + "`sluice audit report`" + `
+to compare with the other stages. Off by default: it creates and writes a topic.`,
 		Example: `  # copy orders and every payments.* topic from the primary to the DR cluster
   sluice mirror --from kafka-a:9092 --to kafka-b:9092 --topics 'orders|payments\..*' --listen 127.0.0.1:9646
 
@@ -154,6 +168,9 @@ sluice_mirror_bytes_total per topic, and the in-flight bytes.`,
 	fs.BoolVar(&o.PreserveOffsets, "preserve-offsets", false, "copy with the source's offsets (Sluice targets only; see above); --group, --commit-interval, --max-in-flight-bytes and --session-timeout then do not apply")
 	fs.StringVar(&o.Listen, "listen", "", "host:port to serve /metrics on (none by default)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&o.Audit, "audit", false, "count copied records for `sluice audit report` (stage mirror)")
+	fs.StringVar(&o.AuditTopic, "audit-topic", audit.DefaultCountsTopic, "with --audit, the counts topic")
+	fs.StringSliceVar(&o.AuditBrokers, "audit-brokers", nil, "with --audit, the cluster of the counts topic (default: --from)")
 	cmd.AddCommand(statusCommand())
 	return cmd
 }
@@ -184,6 +201,24 @@ func checkSides(from, to []string, topics string) error {
 	return nil
 }
 
+// newCounter starts the audit counter of o.
+func newCounter(ctx context.Context, o Options, log *slog.Logger) (*audit.Counter, error) {
+	brokers := o.AuditBrokers
+	if len(brokers) == 0 {
+		brokers = o.From
+	}
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = mirror.DefaultTimeout
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return audit.NewCounter(cctx, audit.CounterOptions{Stage: audit.StageMirror, Topic: o.AuditTopic, Logger: log,
+		NewClient: func(opts ...kgo.Opt) (*kgo.Client, error) {
+			return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID("sluice-mirror-audit"), kgo.DialTimeout(timeout)}, opts...)...)
+		}})
+}
+
 // Run mirrors until ctx is done, then stops cleanly (see mirror.Mirror.Run).
 func Run(ctx context.Context, o Options) error {
 	if err := checkSides(o.From, o.To, o.Topics); err != nil {
@@ -201,11 +236,24 @@ func Run(ctx context.Context, o Options) error {
 	if checkpoints == 0 {
 		checkpoints = -1 // the flag's 0 is never; the package's is its default
 	}
+	var counter *audit.Counter
+	if o.Audit {
+		if counter, err = newCounter(ctx, o, log); err != nil {
+			return err
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), o.StopTimeout)
+			defer cancel()
+			if err := counter.Close(cctx); err != nil {
+				log.Warn("audit counts", "err", err)
+			}
+		}()
+	}
 	m, err := mirror.New(ctx, mirror.Options{Source: o.From, Target: o.To, Topics: o.Topics, Group: o.Group,
 		TopicPrefix: o.TopicPrefix, ReplicationFactor: o.ReplicationFactor, MaxInFlightBytes: o.MaxInFlightBytes,
 		TopicSyncInterval: o.TopicSyncInterval, CommitInterval: o.CommitInterval, CheckpointInterval: checkpoints,
 		SessionTimeout: o.SessionTimeout, StopTimeout: o.StopTimeout, Timeout: o.Timeout, Logger: log,
-		PreserveOffsets: o.PreserveOffsets})
+		PreserveOffsets: o.PreserveOffsets, Audit: counter})
 	if err != nil {
 		return err
 	}
