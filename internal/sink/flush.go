@@ -96,6 +96,7 @@ func (s *Sink) finish(ctx context.Context, b *batch) error {
 				s.m.records.WithLabelValues(bp.p.topic).Add(float64(c.records))
 				for _, o := range c.objects {
 					n += int64(len(o.data))
+					s.o.Audit.CountTally(o.tally) // a nil Counter counts nothing
 				}
 			}
 			s.m.bytes.WithLabelValues(bp.p.topic).Add(float64(n))

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-io/sluice/internal/audit"
 	"github.com/sluice-io/sluice/internal/sink/format"
 )
 
@@ -84,6 +85,11 @@ type Options struct {
 	Timeout          time.Duration // 0: DefaultTimeout
 	StopTimeout      time.Duration // 0: DefaultStopTimeout; <0: no final flush
 	Logger           *slog.Logger
+	// Audit counts each record as the audit stage "sink" once the object
+	// holding it is uploaded and its offset committed (a replay after a
+	// crash counts it again: the audit report dedupes by offset); nil: no
+	// counting. The caller closes it after Run returns.
+	Audit *audit.Counter
 }
 
 type tp struct {
@@ -97,6 +103,7 @@ type object struct {
 	data        []byte
 	first, last int64
 	records     int
+	tally       *audit.Tally // its records, for Options.Audit
 }
 
 // openFile is a file taking records.
@@ -106,6 +113,7 @@ type openFile struct {
 	buf         *bytes.Buffer
 	size        int64 // f.Size() when last looked at
 	first, last int64
+	tally       audit.Tally // with Options.Audit
 }
 
 // cut is a sealed range of a partition: its files cover [first, end].
@@ -567,6 +575,9 @@ func (s *Sink) add(ctx context.Context, p *part, r *kgo.Record) error {
 	if err != nil {
 		return fmt.Errorf("sink: %s: encode %s[%d] offset %d: %w", s.o.Format.Name(), r.Topic, r.Partition, r.Offset, err)
 	}
+	if s.o.Audit != nil {
+		f.tally.Count(r.Topic, r.Partition, r.Offset, r.Timestamp)
+	}
 	if f.f.Records() == 1 {
 		f.first = r.Offset
 	}
@@ -631,7 +642,7 @@ func (s *Sink) closeFile(p *part, f *openFile) error {
 	data := f.buf.Bytes()
 	p.bytes += int64(len(data)) - f.size
 	s.buffered += int64(len(data)) - f.size
-	p.closed = append(p.closed, &object{dir: f.dir, data: data, first: f.first, last: f.last, records: f.f.Records(),
+	p.closed = append(p.closed, &object{dir: f.dir, data: data, first: f.first, last: f.last, records: f.f.Records(), tally: &f.tally,
 		name: fmt.Sprintf("%s+%d+%020d+%020d%s", p.topic, p.partition, f.first, f.last, s.o.Format.Ext())})
 	delete(p.open, f.dir)
 	return nil

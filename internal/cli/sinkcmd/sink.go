@@ -13,7 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-io/sluice/internal/audit"
 	"github.com/sluice-io/sluice/internal/backup"
 	"github.com/sluice-io/sluice/internal/cli/clientopts"
 	"github.com/sluice-io/sluice/internal/sink"
@@ -40,8 +42,13 @@ type Options struct {
 	Registry         string
 	SessionTimeout   time.Duration
 	StopTimeout      time.Duration
-	Listen           string // "" serves no /metrics
-	LogLevel         string
+	// Audit turns on audit counting (stage "sink") to AuditTopic on
+	// AuditBrokers (none: the sink's own cluster, --brokers).
+	Audit        bool
+	AuditTopic   string
+	AuditBrokers []string
+	Listen       string // "" serves no /metrics
+	LogLevel     string
 	// Started, when not nil, is called with the /metrics address once the
 	// sink runs (tests).
 	Started func(metricsAddr string)
@@ -102,7 +109,13 @@ With --listen, /metrics serves sluice_sink_records_total and
 sluice_sink_bytes_total per topic, sluice_sink_objects_total,
 sluice_sink_upload_errors_total, sluice_sink_lag_records per partition (high
 watermark minus the committed offset), sluice_sink_buffered_bytes and
-sluice_sink_last_flush_timestamp_seconds.`,
+sluice_sink_last_flush_timestamp_seconds.
+
+With --audit, every record is counted, per topic and minute of its timestamp,
+once the object holding it is stored and its offset committed (stage sink),
+and the counts go every 5 s to --audit-topic on --audit-brokers (default: the
+cluster read), for ` + "`sluice audit report`" + ` to compare with the collector's and
+the mirror's.`,
 		Example: `  # hourly directories of JSON lines in a bucket of a local MinIO
   sluice sink --brokers kafka:9092 --topics 'orders|payments\..*' \
     --to s3://lake/raw --endpoint http://127.0.0.1:9000 \
@@ -133,6 +146,9 @@ sluice_sink_last_flush_timestamp_seconds.`,
 	fs.StringVar(&o.Region, "region", firstEnv("AWS_REGION", "AWS_DEFAULT_REGION"),
 		"region of the bucket; empty asks AWS, or us-east-1 with --endpoint (env AWS_REGION, AWS_DEFAULT_REGION)")
 	fs.StringVar(&o.Registry, "registry", "", "schema registry URL, for values in its wire format")
+	fs.BoolVar(&o.Audit, "audit", false, "count stored records for `sluice audit report` (stage sink)")
+	fs.StringVar(&o.AuditTopic, "audit-topic", audit.DefaultCountsTopic, "with --audit, the counts topic")
+	fs.StringSliceVar(&o.AuditBrokers, "audit-brokers", nil, "with --audit, the cluster of the counts topic (default: --brokers)")
 	fs.DurationVar(&o.SessionTimeout, "session-timeout", 45*time.Second, "session timeout in the group: how long a crashed sink's partitions wait for another")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", sink.DefaultStopTimeout, "on SIGTERM, how long to spend uploading what is buffered (what is left is read again by the next run)")
 	fs.StringVar(&o.Listen, "listen", "", "host:port to serve /metrics on (none by default)")
@@ -211,9 +227,32 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	brokers := seeds(o.Brokers)
+	var counter *audit.Counter
+	if o.Audit {
+		ab := o.AuditBrokers
+		if len(ab) == 0 {
+			ab = brokers
+		}
+		cctx, cancel := context.WithTimeout(ctx, o.Wait())
+		counter, err = audit.NewCounter(cctx, audit.CounterOptions{Stage: audit.StageSink, Topic: o.AuditTopic, Logger: log,
+			NewClient: func(opts ...kgo.Opt) (*kgo.Client, error) {
+				return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(ab...), kgo.ClientID("sluice-sink-audit")}, opts...)...)
+			}})
+		cancel()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), o.Wait())
+			defer cancel()
+			if err := counter.Close(cctx); err != nil {
+				log.Warn("audit counts", "err", err)
+			}
+		}()
+	}
 	s, err := sink.New(sink.Options{Brokers: brokers, Topics: o.Topics, Group: o.Group, InstanceID: o.InstanceID,
 		Store: store, Format: f, PartitionBy: tmpl, RollBytes: rollBytes, RollTime: o.RollTime, MaxBufferedBytes: maxBuffered,
-		SessionTimeout: o.SessionTimeout, Timeout: o.Wait(), StopTimeout: o.StopTimeout, Logger: log})
+		SessionTimeout: o.SessionTimeout, Timeout: o.Wait(), StopTimeout: o.StopTimeout, Logger: log, Audit: counter})
 	if err != nil {
 		return err
 	}
