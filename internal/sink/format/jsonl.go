@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hamba/avro/v2"
+	fastjson "github.com/segmentio/encoding/json"
 )
 
 // JSONL writes one JSON object per record and line:
@@ -135,7 +136,7 @@ func appendField(b []byte, name string, v []byte) []byte {
 	switch {
 	case v == nil:
 		return append(b, `":null`...)
-	case json.Valid(v):
+	case fastjson.Valid(v):
 		b = append(b, `":`...)
 		return appendCompact(b, v)
 	case utf8.Valid(v):
@@ -149,11 +150,15 @@ func appendField(b []byte, name string, v []byte) []byte {
 }
 
 // appendCompact appends valid JSON without its insignificant spaces, so
-// that a value with newlines stays on its line.
+// that a value with newlines stays on its line. JSON with no space, tab or
+// line break anywhere (what programs usually write) is compact already.
 func appendCompact(b, v []byte) []byte {
-	var buf bytes.Buffer
-	json.Compact(&buf, v) // v is valid
-	return append(b, buf.Bytes()...)
+	if bytes.IndexAny(v, " \t\r\n") < 0 {
+		return append(b, v...)
+	}
+	buf := bytes.NewBuffer(b)
+	fastjson.Compact(buf, v) // v is valid
+	return buf.Bytes()
 }
 
 func appendString(b []byte, s string) []byte {
