@@ -2,11 +2,8 @@ package mirror
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -420,22 +417,6 @@ func readToEndCount(t testing.TB, addr, topic string, n int) []*kgo.Record {
 // childPreserveEnv makes TestMirrorProcess keep offsets.
 const childPreserveEnv = "SLUICE_MIRROR_TEST_PRESERVE"
 
-// TestMirrorPreserveProcess is the offset-preserving mirror that
-// TestMirrorPreserveCrashRestart kills; it runs only as that test's child.
-func TestMirrorPreserveProcess(t *testing.T) {
-	if os.Getenv(childPreserveEnv) == "" {
-		t.Skip("the child process of TestMirrorPreserveCrashRestart")
-	}
-	m, err := New(context.Background(), Options{Source: []string{os.Getenv(childSourceEnv)},
-		Target: []string{os.Getenv(childTargetEnv)}, Topics: "stream", CheckpointInterval: -1, PreserveOffsets: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Run(context.Background()); err != nil { // until SIGKILL
-		t.Fatal(err)
-	}
-}
-
 // TestMirrorPreserveCrashRestart SIGKILLs an offset-preserving mirror
 // process mid-stream and runs another: the copy ends as the source does,
 // every record at its offset, none twice (the broker passes over the
@@ -446,30 +427,15 @@ func TestMirrorPreserveCrashRestart(t *testing.T) {
 	more := make(chan struct{}) // records go on until after the restart
 	wait := streamRecords(t, a, "stream", 3, 3000, 5*time.Millisecond, more)
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMirrorPreserveProcess$", "-test.v")
-	cmd.Env = append(os.Environ(), childPreserveEnv+"=1", childSourceEnv+"="+a.addr, childTargetEnv+"="+b.addr)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killed := false
-	t.Cleanup(func() {
-		if !killed {
-			cmd.Process.Kill() // by its PID
-			cmd.Wait()
-		}
-	})
+	child := startMirrorChild(t, a, b, childPreserveEnv+"=1")
 	deadline := time.Now().Add(30 * time.Second)
 	for sum(b.ends(t, "stream")) < 1500 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the mirror process did not copy 1500 records within 30 s:\n%s", out.String())
+			t.Fatalf("the mirror process did not copy 1500 records within 30 s:\n%s", child.out.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	cmd.Process.Kill() // SIGKILL, by PID
-	cmd.Wait()
-	killed = true
+	child.kill()
 	atKill := b.ends(t, "stream")
 
 	m, _ := start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "stream", PreserveOffsets: true})

@@ -129,19 +129,52 @@ const (
 	childTargetEnv      = "SLUICE_MIRROR_TEST_TARGET"
 )
 
-// TestMirrorProcess is the mirror that TestMirrorCrashRestart kills; it
-// runs only as that test's child.
+// TestMirrorProcess is the mirror that TestMirrorCrashRestart and
+// TestMirrorPreserveCrashRestart kill; it runs only as their child.
 func TestMirrorProcess(t *testing.T) {
 	if os.Getenv(childEnv) == "" {
-		t.Skip("the child process of TestMirrorCrashRestart")
+		t.Skip("the child process of TestMirrorCrashRestart and TestMirrorPreserveCrashRestart")
 	}
-	m, err := New(context.Background(), Options{Source: []string{os.Getenv(childSourceEnv)},
-		Target: []string{os.Getenv(childTargetEnv)}, Topics: "stream", CheckpointInterval: -1, SessionTimeout: childSessionTimeout})
+	o := Options{Source: []string{os.Getenv(childSourceEnv)}, Target: []string{os.Getenv(childTargetEnv)},
+		Topics: "stream", CheckpointInterval: -1, SessionTimeout: childSessionTimeout}
+	if os.Getenv(childPreserveEnv) != "" {
+		o.PreserveOffsets, o.SessionTimeout = true, 0
+	}
+	m, err := New(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Run(context.Background()); err != nil { // until SIGKILL
 		t.Fatal(err)
+	}
+}
+
+// mirrorChild is a TestMirrorProcess process between the brokers a and
+// b; extra env (childPreserveEnv=1) chooses its mode.
+type mirrorChild struct {
+	cmd    *exec.Cmd
+	out    bytes.Buffer
+	killed bool
+}
+
+func startMirrorChild(t *testing.T, a, b *cluster, env ...string) *mirrorChild {
+	t.Helper()
+	c := &mirrorChild{cmd: exec.Command(os.Args[0], "-test.run=^TestMirrorProcess$", "-test.v")}
+	c.cmd.Env = append(append(os.Environ(), childEnv+"=1", childSourceEnv+"="+a.addr, childTargetEnv+"="+b.addr), env...)
+	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.kill)
+	return c
+}
+
+// kill SIGKILLs the process, by its PID, and waits for it.
+func (c *mirrorChild) kill() {
+	if !c.killed {
+		c.cmd.Process.Kill()
+		c.cmd.Wait()
+		c.killed = true
 	}
 }
 
@@ -155,20 +188,7 @@ func TestMirrorCrashRestart(t *testing.T) {
 	more := make(chan struct{}) // records go on until after the restart
 	wait := streamRecords(t, a, "stream", 3, 3000, 5*time.Millisecond, more)
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMirrorProcess$", "-test.v")
-	cmd.Env = append(os.Environ(), childEnv+"=1", childSourceEnv+"="+a.addr, childTargetEnv+"="+b.addr)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killed := false
-	t.Cleanup(func() {
-		if !killed {
-			cmd.Process.Kill() // by its PID
-			cmd.Wait()
-		}
-	})
+	child := startMirrorChild(t, a, b)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		committed, _ := a.adm.FetchOffsets(clitest.Ctx(t), DefaultGroup)
@@ -178,13 +198,11 @@ func TestMirrorCrashRestart(t *testing.T) {
 			break // a commit happened, and copying goes on
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the mirror process did not copy and commit within 30 s:\n%s", out.String())
+			t.Fatalf("the mirror process did not copy and commit within 30 s:\n%s", child.out.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	cmd.Process.Kill() // SIGKILL, by PID
-	cmd.Wait()
-	killed = true
+	child.kill()
 	atKill := b.ends(t, "stream")
 	t.Logf("at the kill: source ends %v, target ends %v", a.ends(t, "stream"), atKill)
 	committed, err := a.adm.FetchOffsets(clitest.Ctx(t), DefaultGroup)
