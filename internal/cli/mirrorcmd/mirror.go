@@ -8,14 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,11 +20,6 @@ import (
 	"github.com/sluice-io/sluice/internal/audit"
 	"github.com/sluice-io/sluice/internal/cli/clientopts"
 	"github.com/sluice-io/sluice/internal/mirror"
-)
-
-const (
-	// readHeaderTimeout bounds a slow /metrics client.
-	readHeaderTimeout = 10 * time.Second
 )
 
 // Options are the flags of `sluice mirror`.
@@ -259,16 +251,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	metricsAddr := ""
 	if o.Listen != "" {
-		ln, err := net.Listen("tcp", o.Listen)
+		addr, stop, err := clientopts.ServeMetrics("mirror", o.Listen, m.Registry())
 		if err != nil {
-			return fmt.Errorf("mirror: listen on %s: %w (another process there? pick one with --listen)", o.Listen, err)
+			return err
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{}))
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
-		go hs.Serve(ln)
-		defer hs.Close()
-		metricsAddr = ln.Addr().String()
+		defer stop()
+		metricsAddr = addr
 	}
 	log.Info("mirroring", "from", strings.Join(o.From, ","), "source_cluster", m.SourceClusterID(),
 		"to", strings.Join(o.To, ","), "target_cluster", m.TargetClusterID(), "topics", o.Topics,

@@ -4,14 +4,11 @@ package sinkcmd
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -21,9 +18,6 @@ import (
 	"github.com/sluice-io/sluice/internal/sink"
 	"github.com/sluice-io/sluice/internal/sink/format"
 )
-
-// readHeaderTimeout bounds a slow /metrics client.
-const readHeaderTimeout = 10 * time.Second
 
 // Options are the flags of `sluice sink`.
 type Options struct {
@@ -258,16 +252,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	metricsAddr := ""
 	if o.Listen != "" {
-		ln, err := net.Listen("tcp", o.Listen)
+		addr, stop, err := clientopts.ServeMetrics("sink", o.Listen, s.Registry())
 		if err != nil {
-			return fmt.Errorf("sink: listen on %s: %w (another process there? pick one with --listen)", o.Listen, err)
+			return err
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(s.Registry(), promhttp.HandlerOpts{}))
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
-		go hs.Serve(ln)
-		defer hs.Close()
-		metricsAddr = ln.Addr().String()
+		defer stop()
+		metricsAddr = addr
 	}
 	log.Info("sinking", "brokers", strings.Join(brokers, ","), "topics", o.Topics, "group", o.Group, "to", store.String(),
 		"format", f.Name(), "partition_by", o.PartitionBy, "roll_size", rollBytes, "roll_time", o.RollTime, "metrics", metricsAddr)
