@@ -33,7 +33,7 @@ type buffer struct {
 	cl    *kgo.Client
 	limit int64
 	used  atomic.Int64
-	spool *Spool // nil: none
+	spool *diskSpool // nil: none
 	m     *metrics
 	log   *slog.Logger
 	audit *audit.Counter // nil: no counting

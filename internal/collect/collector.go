@@ -51,7 +51,7 @@ type Collector struct {
 	producer *kgo.Client
 	replayer *kgo.Client // nil without a spool
 	buf      *buffer
-	spool    *Spool // nil without one
+	spool    *diskSpool // nil without one
 	m        *metrics
 
 	refreshMu sync.Mutex  // serializes Refresh; guards schemas

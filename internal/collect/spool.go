@@ -55,7 +55,7 @@ var errSpoolFull = errors.New("collect: disk spool full")
 var errSpoolClosed = errors.New("collect: spool closed")
 
 // spoolSegment is one segment file as the writer and the replayer share
-// it (guarded by Spool.mu).
+// it (guarded by diskSpool.mu).
 type spoolSegment struct {
 	seq    uint64
 	size   int64 // bytes synced: replay reads up to here
@@ -68,7 +68,7 @@ type spoolPut struct {
 	done  chan error
 }
 
-// Spool is a collector's disk spool: records the in-memory buffer cannot
+// diskSpool is a collector's disk spool: records the in-memory buffer cannot
 // take while the cluster is slow or down are appended to segment files,
 // fsynced before the request is answered, and replayed to the cluster in
 // the order they were spooled once it takes them again.
@@ -83,7 +83,7 @@ type spoolPut struct {
 // one replays (a window of entries, produced and acknowledged, then the
 // position saved in replay.checkpoint). Entries are read only up to what
 // was fsynced, so no record is sent before it is durable here.
-type Spool struct {
+type diskSpool struct {
 	fs    vfs.FS
 	dir   string
 	limit int64
@@ -114,7 +114,7 @@ type Spool struct {
 // openSpool opens (creating) the spool in dir on fsys and recovers it: a
 // torn tail is cut from each segment, segments the checkpoint says were
 // replayed are removed. It starts neither goroutine: start does.
-func openSpool(fsys vfs.FS, dir string, limit int64, log *slog.Logger, m *metrics) (*Spool, error) {
+func openSpool(fsys vfs.FS, dir string, limit int64, log *slog.Logger, m *metrics) (*diskSpool, error) {
 	if limit <= 0 {
 		limit = DefaultSpoolBytes
 	}
@@ -125,7 +125,7 @@ func openSpool(fsys vfs.FS, dir string, limit int64, log *slog.Logger, m *metric
 	if err != nil {
 		return nil, fmt.Errorf("collect: spool: %w", err)
 	}
-	s := &Spool{fs: fsys, dir: dir, limit: limit, segmentBytes: spoolSegmentBytes, log: log, m: m, lock: lock,
+	s := &diskSpool{fs: fsys, dir: dir, limit: limit, segmentBytes: spoolSegmentBytes, log: log, m: m, lock: lock,
 		puts: make(chan *spoolPut, spoolQueueLen), sealReq: make(chan struct{}, 1),
 		stop: make(chan struct{}), stopW: make(chan struct{}), wDone: make(chan struct{}), rDone: make(chan struct{}),
 		changed: make(chan struct{}), nextSeq: 1}
@@ -137,7 +137,7 @@ func openSpool(fsys vfs.FS, dir string, limit int64, log *slog.Logger, m *metric
 }
 
 // recover lists the segments, cuts torn tails and applies the checkpoint.
-func (s *Spool) recover() error {
+func (s *diskSpool) recover() error {
 	names, err := s.fs.List(s.dir)
 	if err != nil {
 		return fmt.Errorf("collect: list spool dir: %w", err)
@@ -213,7 +213,7 @@ func parseSegmentName(name string) (uint64, bool) {
 
 // cutTornTail truncates the segment at path after its last intact entry
 // (a write a crash tore), durably, and returns its length.
-func (s *Spool) cutTornTail(path string) (int64, error) {
+func (s *diskSpool) cutTornTail(path string) (int64, error) {
 	data, err := vfs.ReadFile(s.fs, path, spoolSegmentBytes+maxSpoolEntryBytes+spoolEntryHeaderBytes)
 	if err != nil {
 		return 0, fmt.Errorf("collect: read spool segment: %w", err)
@@ -244,21 +244,21 @@ func (s *Spool) cutTornTail(path string) (int64, error) {
 
 // start runs the writer and the replayer, producing with cl under buf's
 // accounting.
-func (s *Spool) start(buf *buffer, cl *kgo.Client) {
+func (s *diskSpool) start(buf *buffer, cl *kgo.Client) {
 	s.buf, s.cl = buf, cl
 	go s.writeLoop()
 	go s.replayLoop()
 }
 
 // notifyLocked wakes whoever waits on a change. Caller holds mu.
-func (s *Spool) notifyLocked() {
+func (s *diskSpool) notifyLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
 
 // unacked is the bytes spooled and not yet acknowledged by the cluster.
 // Caller holds mu (or owns s).
-func (s *Spool) unacked() int64 {
+func (s *diskSpool) unacked() int64 {
 	var n int64
 	for _, seg := range s.segs {
 		n += seg.size
@@ -268,14 +268,14 @@ func (s *Spool) unacked() int64 {
 
 // pending reports whether anything is spooled and not yet acknowledged,
 // or on its way to the spool: new requests must then follow it there.
-func (s *Spool) pending() bool {
+func (s *diskSpool) pending() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.inflight > 0 || s.unacked() > 0
 }
 
 // full reports whether the spool is nearly full (for /readyz).
-func (s *Spool) full() bool {
+func (s *diskSpool) full() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.bytes+min(spoolReadyHeadroomBytes, s.limit/16) > s.limit
@@ -284,7 +284,7 @@ func (s *Spool) full() bool {
 // put appends recs (of one request of stream) to the spool and returns
 // once they are fsynced, or returns errSpoolFull without taking any. It
 // waits for the disk, never for the cluster.
-func (s *Spool) put(stream string, recs []*kgo.Record) error {
+func (s *diskSpool) put(stream string, recs []*kgo.Record) error {
 	entry := appendEntry(nil, stream, recs)
 	if len(entry)-spoolEntryHeaderBytes > maxSpoolEntryBytes {
 		return fmt.Errorf("collect: %d bytes of records is more than a spool entry holds", len(entry))
@@ -331,7 +331,7 @@ func (s *Spool) put(stream string, recs []*kgo.Record) error {
 
 // writeLoop appends the queued puts to the active segment, a batch at a
 // time with one fsync, until stopW is closed.
-func (s *Spool) writeLoop() {
+func (s *diskSpool) writeLoop() {
 	defer close(s.wDone)
 	var (
 		f       vfs.File // the active segment; nil until a put needs one
@@ -430,7 +430,7 @@ func (s *Spool) writeLoop() {
 }
 
 // syncActive fsyncs the active segment and publishes its new size.
-func (s *Spool) syncActive(f vfs.File, cur *spoolSegment, written int64) error {
+func (s *diskSpool) syncActive(f vfs.File, cur *spoolSegment, written int64) error {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("collect: sync spool segment: %w", err)
 	}
@@ -442,7 +442,7 @@ func (s *Spool) syncActive(f vfs.File, cur *spoolSegment, written int64) error {
 }
 
 // newSegment creates the next segment file durably and lists it.
-func (s *Spool) newSegment() (vfs.File, *spoolSegment, error) {
+func (s *diskSpool) newSegment() (vfs.File, *spoolSegment, error) {
 	s.mu.Lock()
 	seq := s.nextSeq
 	s.nextSeq++
@@ -464,7 +464,7 @@ func (s *Spool) newSegment() (vfs.File, *spoolSegment, error) {
 }
 
 // replayLoop produces the spooled records in order until stop is closed.
-func (s *Spool) replayLoop() {
+func (s *diskSpool) replayLoop() {
 	defer close(s.rDone)
 	var (
 		rf    vfs.File // segs[0], opened for reading
@@ -550,7 +550,7 @@ func (s *Spool) replayLoop() {
 
 // skipDamaged returns how many bytes from off on, in the segment read by
 // rf (size bytes long), come before its next intact entry (or its end).
-func (s *Spool) skipDamaged(rf vfs.File, off, size int64) (int64, bool) {
+func (s *diskSpool) skipDamaged(rf vfs.File, off, size int64) (int64, bool) {
 	rest, err := readAt(rf, off, size-off)
 	if err != nil {
 		s.log.Error("spool: read segment; replay stops", "err", err)
@@ -563,7 +563,7 @@ func (s *Spool) skipDamaged(rf vfs.File, off, size int64) (int64, bool) {
 }
 
 // waitFor waits for ch to close; false when the spool stops first.
-func (s *Spool) waitFor(ch chan struct{}) bool {
+func (s *diskSpool) waitFor(ch chan struct{}) bool {
 	select {
 	case <-ch:
 		return true
@@ -576,7 +576,7 @@ func (s *Spool) waitFor(ch chan struct{}) bool {
 // one entry, never past size) and produces their records until the cluster
 // has acknowledged every one. It returns the offset after them, or false
 // when the spool stopped first.
-func (s *Spool) replayWindow(rf vfs.File, seg *spoolSegment, off, size int64) (int64, bool) {
+func (s *diskSpool) replayWindow(rf vfs.File, seg *spoolSegment, off, size int64) (int64, bool) {
 	window := min(int64(spoolReplayWindowBytes), max(s.buf.limit/2, 1), size-off)
 	data, err := readAt(rf, off, window)
 	if err == nil && len(data) >= spoolEntryHeaderBytes {
@@ -683,7 +683,7 @@ type spooledRecord struct {
 
 // removeSegment deletes a replayed, sealed segment durably and gives its
 // bytes back.
-func (s *Spool) removeSegment(seg *spoolSegment) error {
+func (s *diskSpool) removeSegment(seg *spoolSegment) error {
 	if err := vfs.Remove(s.fs, filepath.Join(s.dir, segmentName(seg.seq))); err != nil {
 		return err
 	}
@@ -701,7 +701,7 @@ func (s *Spool) removeSegment(seg *spoolSegment) error {
 // it has in flight; closeWriter stops the writer. The collector closes
 // the producer between the two, so that records the producer fails on
 // its way down are still spooled.
-func (s *Spool) Close(ctx context.Context) {
+func (s *diskSpool) Close(ctx context.Context) {
 	close(s.stop)
 	select {
 	case <-s.rDone:
@@ -710,7 +710,7 @@ func (s *Spool) Close(ctx context.Context) {
 }
 
 // closeWriter stops the writer (after Close) and releases the directory.
-func (s *Spool) closeWriter() error {
+func (s *diskSpool) closeWriter() error {
 	close(s.stopW)
 	<-s.wDone
 	return s.lock.Release()

@@ -59,7 +59,7 @@ func TestSpoolEntryRoundTrip(t *testing.T) {
 }
 
 // spoolOn opens a spool on fsys with only its writer running (no cluster).
-func spoolOn(t *testing.T, fsys vfs.FS, limit int64) *Spool {
+func spoolOn(t *testing.T, fsys vfs.FS, limit int64) *diskSpool {
 	t.Helper()
 	s, err := openSpool(fsys, "/spool", limit, slog.New(slog.DiscardHandler), newMetrics())
 	if err != nil {
@@ -70,14 +70,14 @@ func spoolOn(t *testing.T, fsys vfs.FS, limit int64) *Spool {
 }
 
 // stopWriter stops a spoolOn spool's writer.
-func (s *Spool) stopWriter() {
+func (s *diskSpool) stopWriter() {
 	close(s.stop)
 	s.closeWriter()
 }
 
 // spooledValues reads back every record a spool holds after its replay
 // position, in order.
-func spooledValues(t *testing.T, s *Spool) []string {
+func spooledValues(t *testing.T, s *diskSpool) []string {
 	t.Helper()
 	var out []string
 	for i, seg := range s.segs {
