@@ -14,9 +14,28 @@
 // DefaultConfigPropertyFilter leaves out too (replication throttles,
 // min.insync.replicas, unclean.leader.election.enable,
 // message.timestamp.type and the timestamp difference bounds), which
-// describe the target cluster rather than the data. Configs are copied once,
-// at creation; later changes on the source are not followed. When a source
-// topic gains partitions the target gets them too (the check runs every
+// describe the target cluster rather than the data, and sluice.mirror.source
+// (the offset-preserving mode's mark, which only the mirror of that mode
+// sets, to its own source).
+//
+// Configs are then followed at every topic sync (TopicSyncInterval), as
+// MM2's sync.topic.configs does with IncrementalAlterConfigs: a copied
+// config whose value on the target topic (its DYNAMIC_TOPIC_CONFIG) is not
+// the source's is SET to it, and a config the mirror set (at creation or
+// in a sync of this run) that the source no longer sets is DELETEd, when
+// the target still holds the value the mirror left. Unlike MM2, which
+// replaces the target topic's configs with the source's (deleting every
+// other override), the mirror leaves alone what an operator set on the
+// target only (a config the source does not set, or an excluded one): the
+// source wins only for the configs it sets. What the mirror set is kept in
+// memory, so a config removed from the source while no mirror ran stays on
+// the target (delete it there by hand). A config the target refuses (one
+// it does not know) is logged, counted
+// (sluice_mirror_topic_config_refused_total) and tried again only when
+// its source value changes; it holds back none of the others. Each change
+// is logged and counted (sluice_mirror_topic_config_changes_total{op}).
+//
+// When a source topic gains partitions the target gets them too (the check runs every
 // TopicSyncInterval, and before the first record of a partition the target
 // does not have yet). A topic deleted on the source is left on the target.
 //

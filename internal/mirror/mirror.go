@@ -113,6 +113,11 @@ type Mirror struct {
 	// checked: target topics known to be this source's offset-preserving
 	// mirrors (PreserveOffsets).
 	checked map[string]bool
+	// synced: per target topic, the configs the mirror set there (or
+	// found equal to the source's) and their values; refused: the
+	// values the target refused, not tried again until the source's
+	// value changes (configsync.go).
+	synced, refused map[string]map[string]string
 	// ready is what the producer is known to see: partitions of a topic
 	// (by source name) below it can be produced to. Owned by Run's goroutine.
 	ready map[string]int32
@@ -195,7 +200,8 @@ func New(ctx context.Context, o Options) (*Mirror, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Mirror{opts: o, re: re, log: o.Logger, acked: make(chan struct{}, 1),
-		topics: map[string]int32{}, checked: map[string]bool{}, ready: map[string]int32{}, parts: map[tp]*partState{}}
+		topics: map[string]int32{}, checked: map[string]bool{},
+		synced: map[string]map[string]string{}, refused: map[string]map[string]string{}, ready: map[string]int32{}, parts: map[tp]*partState{}}
 	m.metrics = newMetrics(m)
 
 	srcOpts := []kgo.Opt{
@@ -308,7 +314,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	m.mu.Lock()
 	m.abort = cancel // a produce error ends the copy loop's poll
 	m.mu.Unlock()
-	if err := m.syncTopics(runCtx); err != nil {
+	if err := m.syncTopics(runCtx, true); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -341,7 +347,7 @@ func (m *Mirror) background(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-topics.C:
-			if err := m.syncTopics(ctx); err != nil && ctx.Err() == nil {
+			if err := m.syncTopics(ctx, true); err != nil && ctx.Err() == nil {
 				m.log.Warn("topic sync failed; retried at the next one", "err", err)
 			}
 		case <-checkpoints:

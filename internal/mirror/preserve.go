@@ -96,7 +96,7 @@ func (m *Mirror) runPreserve(ctx context.Context) error {
 	m.topicMu.Lock()
 	m.pres.ctx = runCtx
 	m.topicMu.Unlock()
-	err := m.syncTopics(runCtx)
+	err := m.syncTopics(runCtx, true)
 	if err == nil {
 		m.background(runCtx)
 	}
