@@ -202,10 +202,23 @@
 // (internal/audit.Counter) under its source topic, partition, offset and
 // timestamp, in the producer's promise before Mirror.mu is taken (the
 // counter's lock is never held with it). A record skipped by loop
-// prevention is not counted. The offset-preserving mode, which moves
-// whole batches undecoded, does not count (New refuses both together). A run that copies offsets again (after a
+// prevention is not counted. A run that copies offsets again (after a
 // crash, or in a new group) counts them again; the audit report dedupes
 // them by offset.
+//
+// The offset-preserving mode counts too, though it moves whole batches
+// undecoded: once the target has taken a produce, its batches are read
+// again for each record's offset and timestamp (the record's length, and
+// its two deltas; a compressed batch is decompressed once, at most
+// auditMaxBatchBytes; nothing is allocated per record) and each record at
+// or after the offset fetched is counted, under the source topic. Control
+// batches (transaction markers) are not records and are not counted; the
+// records of aborted transactions are, as they are copied and the audit's
+// topic stage (which reads read_uncommitted) counts them too, so that the
+// mirror and topic stages agree. (The translating mode copies and counts
+// committed records only: a topic with aborted transactions shows them
+// as missing between the topic and mirror stages there.) A batch that
+// cannot be read is logged and its records not counted; the copy goes on.
 //
 // Ownership: Run owns the source consumer and the copy path; the producer's
 // promise goroutine updates the per-partition state under Mirror.mu (the

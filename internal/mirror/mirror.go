@@ -84,8 +84,9 @@ type Options struct {
 	// Audit counts every record whose copy the target acknowledged, as the
 	// audit stage "mirror", under its SOURCE topic name, partition and
 	// offset (so that a run that copies the same offsets again is
-	// deduplicated by the report); nil: no counting. The caller closes it
-	// after Run returns.
+	// deduplicated by the report); nil: no counting. Under
+	// PreserveOffsets the records of aborted transactions are counted too
+	// (they are copied). The caller closes it after Run returns.
 	Audit *audit.Counter
 }
 
@@ -162,11 +163,6 @@ func New(ctx context.Context, o Options) (*Mirror, error) {
 	}
 	if o.Topics == "" {
 		return nil, errors.New("mirror: no topics regexp; give one (\".*\" for all topics)")
-	}
-	if o.PreserveOffsets && o.Audit != nil {
-		// The copy path moves whole batches without decoding their
-		// records, so it has no per-record timestamps to count by.
-		return nil, errors.New("mirror: --audit counts are not kept in the offset-preserving mode yet; mirror with one of --audit and --preserve-offsets")
 	}
 	re, err := regexpFull(o.Topics)
 	if err != nil {

@@ -137,7 +137,11 @@ With --audit, every record whose copy the target acknowledged is counted, per
 source topic and minute of record time, with its source partition and offset,
 and the counts go every 5 s to --audit-topic on --audit-brokers (default: the
 source cluster, where the collector's counts are), for ` + "`sluice audit report`" + `
-to compare with the other stages. Off by default: it creates and writes a topic.`,
+to compare with the other stages. Off by default: it creates and writes a topic.
+With --preserve-offsets too, the copied batches are read again after the target
+took them (decompressed when compressed: a CPU cost the copy otherwise has not)
+and every record in them is counted, those of aborted transactions included, as
+the topic stage of the report counts them; transaction markers are not records.`,
 		Example: `  # copy orders and every payments.* topic from the primary to the DR cluster
   sluice mirror --from kafka-a:9092 --to kafka-b:9092 --topics 'orders|payments\..*' --listen 127.0.0.1:9646
 

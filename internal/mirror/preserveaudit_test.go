@@ -1,0 +1,92 @@
+package mirror
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-io/sluice/internal/audit"
+	"github.com/sluice-io/sluice/internal/cli/clitest"
+)
+
+// TestMirrorPreserveAuditCounts: an offset-preserving mirror with Audit
+// counts, from the batches it copied, exactly what the audit's topic stage
+// counts in the source topics: records of committed and aborted
+// transactions but not their markers (payments), the records a compacted
+// topic kept and not its gaps (ledger), records stamped with the log's
+// append time (stamped), with compressed and uncompressed batches, and
+// records written while the mirror runs.
+func TestMirrorPreserveAuditCounts(t *testing.T) {
+	a := connect(t, clitest.Start(t, map[string]string{"group.initial.rebalance.delay.ms": "0", "log.cleaner.backoff.ms": "50"}).Addr)
+	b := connect(t, startBroker(t))
+	compactedWithGaps(t, a, "ledger")
+	a.create(t, "payments", 2, nil)
+	transactions(t, a, "payments", 2, "tx1", false)
+	s := func(v string) *string { return &v }
+	a.create(t, "stamped", 1, map[string]*string{"message.timestamp.type": s("LogAppendTime")})
+	plain, err := kgo.NewClient(kgo.SeedBrokers(a.addr), kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	for i := range 40 { // uncompressed batches, a record each, with gaps in time
+		r := &kgo.Record{Topic: "stamped", Value: []byte(fmt.Sprint(i))}
+		if err := plain.ProduceSync(clitest.Ctx(t), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.produce(t, &kgo.Record{Topic: "stamped", Value: []byte(endValue)})
+
+	counter, err := audit.NewCounter(clitest.Ctx(t), audit.CounterOptions{Stage: audit.StageMirror, FlushInterval: 100 * time.Millisecond,
+		NewClient: func(opts ...kgo.Opt) (*kgo.Client, error) {
+			return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(a.addr)}, opts...)...)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stop := start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "ledger|payments|stamped",
+		PreserveOffsets: true, Audit: counter})
+	transactions(t, a, "payments", 2, "tx2", true) // while the mirror runs
+	for _, topic := range []string{"ledger", "payments", "stamped"} {
+		waitEnds(t, a, b, topic)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := counter.Close(clitest.Ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	// Since: before every record of the test.
+	r, err := audit.BuildCountReport(clitest.Ctx(t), audit.ReportOptions{Since: time.UnixMilli(1_600_000_000_000), Settle: -1,
+		CountTopics: true, Expect: []string{audit.StageMirror},
+		NewClient: func(opts ...kgo.Opt) (*kgo.Client, error) {
+			return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(a.addr)}, opts...)...)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := map[string]int64{}
+	for _, w := range r.Windows {
+		m, tp := w.Stages[audit.StageMirror], w.Stages[audit.StageTopic]
+		if m.Count != tp.Count {
+			t.Errorf("%s %s: mirror counted %d, the topic holds %d", w.Topic, w.Window, m.Count, tp.Count)
+		}
+		total[w.Topic] += tp.Count
+	}
+	if r.Missing != 0 || r.Extra != 0 {
+		t.Errorf("report: %d missing, %d extra: %+v", r.Missing, r.Extra, r.Windows)
+	}
+	// payments: per partition, twice 5 plain records and 3 transactions
+	// of 5 (one aborted: its records are in the topic, counted), and the
+	// end record.
+	if total["payments"] != 2*(20+20+1) || total["stamped"] != 41 || total["ledger"] == 0 {
+		t.Errorf("records counted by the topic stage: %v", total)
+	}
+	if s := counter.Stats(); s.Counted == 0 {
+		t.Errorf("counter stats %+v", s)
+	}
+	t.Logf("windows %d, records %v", len(r.Windows), total)
+}
