@@ -198,6 +198,13 @@ func (m *Mirror) alterConfigs(ctx context.Context, diffs []*configDiff) error {
 			}
 			for _, b := range bad {
 				m.metrics.configRefused.WithLabelValues(d.topic).Inc()
+				if !refusesValue(b.err) {
+					// Not the value (authorization, a topic being
+					// deleted): tried again at the next sync.
+					m.log.Warn("the target refused a topic config change; retried at the next topic sync",
+						"topic", d.target, "config", op.Name, "op", opName(op.Op), "value", strOrNil(op.Value), "err", b.err)
+					continue
+				}
 				if op.Op == kmsg.IncrementalAlterConfigOpSet {
 					if m.refused[d.target] == nil {
 						m.refused[d.target] = map[string]string{}
@@ -275,6 +282,13 @@ func (m *Mirror) alterOnce(ctx context.Context, diffs []*configDiff) ([]failedDi
 		errs = append(errs, fmt.Errorf("mirror: alter configs: no answer for target topic %s", name))
 	}
 	return failed, errors.Join(errs...)
+}
+
+// refusesValue says whether a target's answer refuses the config or its
+// value itself (a config it does not know, a value out of its range, its
+// policy), which asking again does not change.
+func refusesValue(err error) bool {
+	return errors.Is(err, kerr.InvalidConfig) || errors.Is(err, kerr.PolicyViolation) || errors.Is(err, kerr.InvalidRequest)
 }
 
 func opName(op kmsg.IncrementalAlterConfigOp) string {
