@@ -152,3 +152,34 @@ func TestMirrorFollowsTopicConfigs(t *testing.T) {
 		})
 	}
 }
+
+// TestMirrorConfigRefusedByTarget: a source config the target does not
+// know (kfake stores any name; Sluice refuses an unknown one) is refused
+// once, counted, not asked again while its value stays, and holds back
+// none of the topic's other config changes.
+func TestMirrorConfigRefusedByTarget(t *testing.T) {
+	addr, stopKfake, err := benchref.Start(clitest.Ctx(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopKfake)
+	k, b := connect(t, addr), connect(t, startBroker(t))
+	s := func(v string) *string { return &v }
+	k.create(t, "orders", 1, map[string]*string{"retention.ms": s("1000000")})
+	m, stop := start(t, Options{Source: []string{addr}, Target: []string{b.addr}, Topics: "orders", TopicSyncInterval: 100 * time.Millisecond})
+	b.waitConfigs(t, "orders", "retention.ms=1000000", func(c map[string]string) bool { return c["retention.ms"] == "1000000" })
+	k.alterConfigs(t, "orders", map[string]*string{"no.such.config": s("1"), "retention.ms": s("2000000")})
+	b.waitConfigs(t, "orders", "retention.ms=2000000", func(c map[string]string) bool { return c["retention.ms"] == "2000000" })
+	// Syncs go on: a later change is applied, the refused one not asked again.
+	k.alterConfigs(t, "orders", map[string]*string{"retention.ms": s("3000000")})
+	got := b.waitConfigs(t, "orders", "retention.ms=3000000", func(c map[string]string) bool { return c["retention.ms"] == "3000000" })
+	if _, ok := got["no.such.config"]; ok {
+		t.Fatalf("the target took no.such.config: %v", got)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := metric(t, m, "sluice_mirror_topic_config_refused_total", "topic=orders"); n != 1 {
+		t.Fatalf("sluice_mirror_topic_config_refused_total = %v, want 1 (refused once, not asked again)", n)
+	}
+}
