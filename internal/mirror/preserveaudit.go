@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sluice-io/sluice/internal/audit"
 	"github.com/sluice-io/sluice/internal/record"
 )
 
@@ -27,10 +28,15 @@ var errAuditRecord = errors.New("malformed record")
 // included (as the audit's topic stage, which reads read_uncommitted,
 // counts them); control batches (transaction markers) are not records.
 // Uncompressed batches are read in place and compressed ones decompressed
-// once each; nothing is allocated per record. It returns the first batch
+// once each; nothing is allocated per record (the tally allocates per
+// window of record time). It returns the first batch
 // it could not read, after counting every other.
 func (m *Mirror) countBatches(t string, p int32, raw []byte, from int64) error {
-	c := m.opts.Audit
+	// The fetch's records go to a tally first, handed to the counter
+	// under one lock: the partitions' copies do not contend on it per
+	// record.
+	var c audit.Tally
+	defer m.opts.Audit.CountTally(&c)
 	var errs []error
 	for pos := 0; pos < len(raw); {
 		size, ok := record.PeekSize(raw[pos:])
