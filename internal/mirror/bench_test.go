@@ -127,7 +127,7 @@ func TestBenchMirror(t *testing.T) {
 }
 
 // TestBenchMirrorAudit (only with SLUICE_BENCH_MIRROR_AUDIT set) copies the
-// same records with the mirror, with and without an audit Counter (counts
+// same records with the mirror (translating, and keeping offsets), with and without an audit Counter (counts
 // published to the source cluster every 5 s), three times each,
 // alternating, and reports records/s of each: the cost of --audit. A
 // figure, not an assertion. SLUICE_BENCH_MIRROR_RECORDS sets the record
@@ -155,7 +155,7 @@ func TestBenchMirrorAudit(t *testing.T) {
 	if err := a.cl.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	run := func(prefix string, counting bool) time.Duration {
+	run := func(prefix string, preserve, counting bool) time.Duration {
 		var counter *audit.Counter
 		if counting {
 			var err error
@@ -168,7 +168,8 @@ func TestBenchMirrorAudit(t *testing.T) {
 			}
 		}
 		began := time.Now()
-		m, stop := start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "bench", TopicPrefix: prefix, Group: "bench-" + prefix, Audit: counter})
+		m, stop := start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "bench", TopicPrefix: prefix, Group: "bench-" + prefix, Audit: counter,
+			PreserveOffsets: preserve})
 		deadline := time.Now().Add(5 * time.Minute)
 		for metric(t, m, "sluice_mirror_records_total", "topic=bench") < float64(n) {
 			if time.Now().After(deadline) {
@@ -191,9 +192,12 @@ func TestBenchMirrorAudit(t *testing.T) {
 		return d
 	}
 	for round := 1; round <= 3; round++ {
-		for _, counting := range []bool{false, true} {
-			d := run(fmt.Sprintf("r%d-%v.", round, counting), counting)
-			t.Logf("mirror, audit counting %-5v run %d: %d records in %5.2fs: %8.0f records/s", counting, round, n, d.Seconds(), float64(n)/d.Seconds())
+		for _, preserve := range []bool{false, true} {
+			for _, counting := range []bool{false, true} {
+				d := run(fmt.Sprintf("r%d-%v-%v.", round, preserve, counting), preserve, counting)
+				t.Logf("mirror, preserving offsets %-5v, audit counting %-5v run %d: %d records in %5.2fs: %8.0f records/s",
+					preserve, counting, round, n, d.Seconds(), float64(n)/d.Seconds())
+			}
 		}
 	}
 }

@@ -14,9 +14,28 @@
 // DefaultConfigPropertyFilter leaves out too (replication throttles,
 // min.insync.replicas, unclean.leader.election.enable,
 // message.timestamp.type and the timestamp difference bounds), which
-// describe the target cluster rather than the data. Configs are copied once,
-// at creation; later changes on the source are not followed. When a source
-// topic gains partitions the target gets them too (the check runs every
+// describe the target cluster rather than the data, and sluice.mirror.source
+// (the offset-preserving mode's mark, which only the mirror of that mode
+// sets, to its own source).
+//
+// Configs are then followed at every topic sync (TopicSyncInterval), as
+// MM2's sync.topic.configs does with IncrementalAlterConfigs: a copied
+// config whose value on the target topic (its DYNAMIC_TOPIC_CONFIG) is not
+// the source's is SET to it, and a config the mirror set (at creation or
+// in a sync of this run) that the source no longer sets is DELETEd, when
+// the target still holds the value the mirror left. Unlike MM2, which
+// replaces the target topic's configs with the source's (deleting every
+// other override), the mirror leaves alone what an operator set on the
+// target only (a config the source does not set, or an excluded one): the
+// source wins only for the configs it sets. What the mirror set is kept in
+// memory, so a config removed from the source while no mirror ran stays on
+// the target (delete it there by hand). A config the target refuses (one
+// it does not know) is logged, counted
+// (sluice_mirror_topic_config_refused_total) and tried again only when
+// its source value changes; it holds back none of the others. Each change
+// is logged and counted (sluice_mirror_topic_config_changes_total{op}).
+//
+// When a source topic gains partitions the target gets them too (the check runs every
 // TopicSyncInterval, and before the first record of a partition the target
 // does not have yet). A topic deleted on the source is left on the target.
 //
@@ -183,10 +202,23 @@
 // (internal/audit.Counter) under its source topic, partition, offset and
 // timestamp, in the producer's promise before Mirror.mu is taken (the
 // counter's lock is never held with it). A record skipped by loop
-// prevention is not counted. The offset-preserving mode, which moves
-// whole batches undecoded, does not count (New refuses both together). A run that copies offsets again (after a
+// prevention is not counted. A run that copies offsets again (after a
 // crash, or in a new group) counts them again; the audit report dedupes
 // them by offset.
+//
+// The offset-preserving mode counts too, though it moves whole batches
+// undecoded: once the target has taken a produce, its batches are read
+// again for each record's offset and timestamp (the record's length, and
+// its two deltas; a compressed batch is decompressed once, at most
+// auditMaxBatchBytes; nothing is allocated per record) and each record at
+// or after the offset fetched is counted, under the source topic. Control
+// batches (transaction markers) are not records and are not counted; the
+// records of aborted transactions are, as they are copied and the audit's
+// topic stage (which reads read_uncommitted) counts them too, so that the
+// mirror and topic stages agree. (The translating mode copies and counts
+// committed records only: a topic with aborted transactions shows them
+// as missing between the topic and mirror stages there.) A batch that
+// cannot be read is logged and its records not counted; the copy goes on.
 //
 // Ownership: Run owns the source consumer and the copy path; the producer's
 // promise goroutine updates the per-partition state under Mirror.mu (the

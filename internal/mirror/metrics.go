@@ -15,6 +15,10 @@ type metrics struct {
 	skipped    *prometheus.CounterVec // by source topic: records that came from the target
 	pauses     prometheus.Counter
 	translated *prometheus.CounterVec // by group
+	// configChanges: target topic configs set or deleted to follow the
+	// source, by source topic and op; configRefused: those the target
+	// refused.
+	configChanges, configRefused *prometheus.CounterVec
 }
 
 var (
@@ -39,6 +43,10 @@ func newMetrics(m *Mirror) *metrics {
 			Help: "Times source fetching paused because the bytes in flight to the target reached the limit."}),
 		translated: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_mirror_offsets_translated_total",
 			Help: "Partition offsets of consumer groups committed on the target by offset translation, by group."}, []string{"group"}),
+		configChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_mirror_topic_config_changes_total",
+			Help: "Configs of target topics set (op=set) or deleted (op=delete) to follow their source topic's, by source topic."}, []string{"topic", "op"}),
+		configRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_mirror_topic_config_refused_total",
+			Help: "Config changes of target topics the target refused (tried again when the source's value changes), by source topic."}, []string{"topic"}),
 	}
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_mirror_in_flight_bytes",
 		Help: "Bytes produced to the target and not yet acknowledged."}, func() float64 {
@@ -46,7 +54,7 @@ func newMetrics(m *Mirror) *metrics {
 		defer m.mu.Unlock()
 		return float64(m.inFlightBytes)
 	})
-	x.reg.MustRegister(x.records, x.bytes, x.skipped, x.pauses, x.translated, inFlight, partCollector{m})
+	x.reg.MustRegister(x.records, x.bytes, x.skipped, x.pauses, x.translated, x.configChanges, x.configRefused, inFlight, partCollector{m})
 	return x
 }
 

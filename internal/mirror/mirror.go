@@ -84,8 +84,9 @@ type Options struct {
 	// Audit counts every record whose copy the target acknowledged, as the
 	// audit stage "mirror", under its SOURCE topic name, partition and
 	// offset (so that a run that copies the same offsets again is
-	// deduplicated by the report); nil: no counting. The caller closes it
-	// after Run returns.
+	// deduplicated by the report); nil: no counting. Under
+	// PreserveOffsets the records of aborted transactions are counted too
+	// (they are copied). The caller closes it after Run returns.
 	Audit *audit.Counter
 }
 
@@ -113,6 +114,11 @@ type Mirror struct {
 	// checked: target topics known to be this source's offset-preserving
 	// mirrors (PreserveOffsets).
 	checked map[string]bool
+	// synced: per target topic, the configs the mirror set there (or
+	// found equal to the source's) and their values; refused: the
+	// values the target refused, not tried again until the source's
+	// value changes (configsync.go).
+	synced, refused map[string]map[string]string
 	// ready is what the producer is known to see: partitions of a topic
 	// (by source name) below it can be produced to. Owned by Run's goroutine.
 	ready map[string]int32
@@ -158,11 +164,6 @@ func New(ctx context.Context, o Options) (*Mirror, error) {
 	if o.Topics == "" {
 		return nil, errors.New("mirror: no topics regexp; give one (\".*\" for all topics)")
 	}
-	if o.PreserveOffsets && o.Audit != nil {
-		// The copy path moves whole batches without decoding their
-		// records, so it has no per-record timestamps to count by.
-		return nil, errors.New("mirror: --audit counts are not kept in the offset-preserving mode yet; mirror with one of --audit and --preserve-offsets")
-	}
 	re, err := regexpFull(o.Topics)
 	if err != nil {
 		return nil, err
@@ -195,7 +196,8 @@ func New(ctx context.Context, o Options) (*Mirror, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Mirror{opts: o, re: re, log: o.Logger, acked: make(chan struct{}, 1),
-		topics: map[string]int32{}, checked: map[string]bool{}, ready: map[string]int32{}, parts: map[tp]*partState{}}
+		topics: map[string]int32{}, checked: map[string]bool{},
+		synced: map[string]map[string]string{}, refused: map[string]map[string]string{}, ready: map[string]int32{}, parts: map[tp]*partState{}}
 	m.metrics = newMetrics(m)
 
 	srcOpts := []kgo.Opt{
@@ -308,7 +310,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	m.mu.Lock()
 	m.abort = cancel // a produce error ends the copy loop's poll
 	m.mu.Unlock()
-	if err := m.syncTopics(runCtx); err != nil {
+	if err := m.syncTopics(runCtx, true); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -341,7 +343,7 @@ func (m *Mirror) background(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-topics.C:
-			if err := m.syncTopics(ctx); err != nil && ctx.Err() == nil {
+			if err := m.syncTopics(ctx, true); err != nil && ctx.Err() == nil {
 				m.log.Warn("topic sync failed; retried at the next one", "err", err)
 			}
 		case <-checkpoints:

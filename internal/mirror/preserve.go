@@ -96,7 +96,7 @@ func (m *Mirror) runPreserve(ctx context.Context) error {
 	m.topicMu.Lock()
 	m.pres.ctx = runCtx
 	m.topicMu.Unlock()
-	err := m.syncTopics(runCtx)
+	err := m.syncTopics(runCtx, true)
 	if err == nil {
 		m.background(runCtx)
 	}
@@ -252,6 +252,11 @@ func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
 			dst = nil
 			if m.retry(ctx, "produce to the target", t, p, f.base, err) != nil {
 				return nil
+			}
+		}
+		if m.opts.Audit != nil {
+			if err := m.countBatches(t, p, f.raw, f.from); err != nil {
+				m.log.Warn("records copied and not all counted for the audit", "topic", t, "partition", p, "offset", f.base, "err", err)
 			}
 		}
 		if f.trimTo >= 0 {
@@ -431,6 +436,7 @@ func (m *Mirror) outOfRange(ctx context.Context, t string, p int32, next int64) 
 // fetched is whole batches from one fetch.
 type fetched struct {
 	raw        []byte
+	from       int64 // the offset fetched: the batches' records before it were copied before
 	base, last int64 // first batch's base offset, last batch's last offset
 	records    int   // records in data batches
 	lastTime   time.Time
@@ -483,7 +489,7 @@ func (m *Mirror) fetchBatches(ctx context.Context, b *kgo.Broker, topic string, 
 // wholeBatches keeps the whole batches of b that end at or after offset,
 // dropping a partial last one (cut by the fetch's size limit).
 func wholeBatches(b []byte, offset int64) (fetched, error) {
-	f := fetched{base: -1, last: -1, trimTo: -1}
+	f := fetched{from: offset, base: -1, last: -1, trimTo: -1}
 	start := -1
 	pos := 0
 	for pos < len(b) {

@@ -12,9 +12,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-// uncopiedConfigs are the dynamic topic configs not copied to the target:
-// MM2's DefaultConfigPropertyFilter's list, and Sluice's mirror mark. They describe the source
-// cluster's operation (throttles, durability), not the data, and
+// uncopiedConfigs are the dynamic topic configs never copied to the target,
+// at creation or in a later sync (and never deleted there): MM2's
+// DefaultConfigPropertyFilter's default config.properties.exclude, the two
+// bounds that replaced message.timestamp.difference.max.ms (KIP-937), and
+// Sluice's mirror mark. They describe the source cluster's operation
+// (throttles, durability), not the data, and
 // message.timestamp.type=LogAppendTime would replace the copied timestamps.
 var uncopiedConfigs = map[string]bool{
 	"follower.replication.throttled.replicas": true,
@@ -39,9 +42,11 @@ func (m *Mirror) Matches(t string) bool {
 }
 
 // syncTopics makes sure every matching source topic exists on the target
-// with at least its partitions, and consumes the new ones. One sync runs at
-// a time.
-func (m *Mirror) syncTopics(ctx context.Context) error {
+// with at least its partitions, and consumes the new ones; with configs,
+// the target topics that existed before it follow their source's configs
+// (configsync.go; a failure there is only logged). One sync runs at a
+// time.
+func (m *Mirror) syncTopics(ctx context.Context, configs bool) error {
 	m.topicMu.Lock()
 	defer m.topicMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
@@ -70,7 +75,7 @@ func (m *Mirror) syncTopics(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mirror: list target topics: %w", err)
 	}
-	var added []string
+	var added, existed []string
 	var errs []error
 	for _, t := range want {
 		tt := m.opts.TopicPrefix + t
@@ -108,11 +113,19 @@ func (m *Mirror) syncTopics(ctx context.Context) error {
 			}
 			m.log.Info("added partitions to the target topic", "topic", tt, "from", len(d.Partitions), "to", n)
 			m.dst.ForceMetadataRefresh()
+			existed = append(existed, t)
+		default:
+			existed = append(existed, t)
 		}
 		if _, seen := m.topics[t]; !seen {
 			added = append(added, t)
 		}
 		m.topics[t] = int32(n)
+	}
+	if configs {
+		if err := m.syncConfigs(ctx, existed); err != nil {
+			m.log.Warn("following the source's topic configs failed; retried at the next topic sync", "err", err)
+		}
 	}
 	if len(added) > 0 {
 		m.log.Info("mirroring topics", "topics", strings.Join(added, ","))
@@ -165,6 +178,9 @@ func (m *Mirror) createTopic(ctx context.Context, t, tt string, n int) error {
 	if err != nil {
 		return fmt.Errorf("mirror: create target topic %s (%d partitions, replication factor %d): %w", tt, n, m.opts.ReplicationFactor, kadmErr(err, resp))
 	}
+	for _, k := range names {
+		m.setSynced(tt, k, *configs[k])
+	}
 	slices.Sort(names)
 	m.log.Info("created the target topic", "topic", tt, "partitions", n, "configs", strings.Join(names, ","))
 	return nil
@@ -188,7 +204,7 @@ func (m *Mirror) ensurePartition(ctx context.Context, t string, p int32) error {
 	n := m.topics[t]
 	m.topicMu.Unlock()
 	if n <= p {
-		if err := m.syncTopics(ctx); err != nil {
+		if err := m.syncTopics(ctx, false); err != nil {
 			return err
 		}
 		m.topicMu.Lock()

@@ -80,6 +80,13 @@ What it does:
     non-default (dynamic) configs, and --replication-factor (by default the
     target's); adds partitions to it when the source topic grows; new
     topics matching --topics are picked up every --topic-sync-interval;
+  - every --topic-sync-interval, applies to the target topics the source's
+    config changes (IncrementalAlterConfigs: a changed or new config is set,
+    one the mirror had set and the source dropped is deleted); configs set
+    on the target only are left alone, and these are never copied:
+    min.insync.replicas, unclean.leader.election.enable,
+    message.timestamp.type and the timestamp bounds, the replication
+    throttles (as MirrorMaker 2), and sluice.mirror.source;
   - copies each record with its key, value, headers and timestamp to the SAME
     partition number, in order, with an idempotent acks=all producer; the
     target topic is --topic-prefix + the source name;
@@ -122,13 +129,19 @@ existing target topic must be such a copy of the same source.
 
 With --listen, /metrics serves sluice_mirror_lag_records and
 sluice_mirror_seconds_behind per partition, sluice_mirror_records_total and
-sluice_mirror_bytes_total per topic, and the in-flight bytes.
+sluice_mirror_bytes_total per topic, the in-flight bytes, and
+sluice_mirror_topic_config_changes_total (configs set and deleted to follow
+the source) and sluice_mirror_topic_config_refused_total per topic.
 
 With --audit, every record whose copy the target acknowledged is counted, per
 source topic and minute of record time, with its source partition and offset,
 and the counts go every 5 s to --audit-topic on --audit-brokers (default: the
 source cluster, where the collector's counts are), for ` + "`sluice audit report`" + `
-to compare with the other stages. Off by default: it creates and writes a topic.`,
+to compare with the other stages. Off by default: it creates and writes a topic.
+With --preserve-offsets too, the copied batches are read again after the target
+took them (decompressed when compressed: a CPU cost the copy otherwise has not)
+and every record in them is counted, those of aborted transactions included, as
+the topic stage of the report counts them; transaction markers are not records.`,
 		Example: `  # copy orders and every payments.* topic from the primary to the DR cluster
   sluice mirror --from kafka-a:9092 --to kafka-b:9092 --topics 'orders|payments\..*' --listen 127.0.0.1:9646
 

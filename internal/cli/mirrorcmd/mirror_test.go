@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-io/sluice/internal/audit"
 	"github.com/sluice-io/sluice/internal/cli/clitest"
 	"github.com/sluice-io/sluice/internal/mirror"
 )
@@ -27,7 +28,8 @@ func TestHelpTeaches(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"--from", "--to", "--topics", "--topic-prefix", "--group", "--listen", "at least once",
-		"sluice-mirror-source", "SAME", "sluice mirror status", "--max-in-flight-bytes", "--preserve-offsets", "sluice.mirror.source"} {
+		"sluice-mirror-source", "SAME", "sluice mirror status", "--max-in-flight-bytes", "--preserve-offsets", "sluice.mirror.source",
+		"IncrementalAlterConfigs", "min.insync.replicas", "aborted transactions included"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help does not say %q", want)
 		}
@@ -180,7 +182,7 @@ func TestRunPreserveOffsets(t *testing.T) {
 	go func() {
 		done <- Run(ctx, Options{From: []string{a}, To: []string{b}, Topics: "logs", PreserveOffsets: true,
 			TopicSyncInterval: 100 * time.Millisecond, Timeout: 10 * time.Second, StopTimeout: 10 * time.Second,
-			LogLevel: "info", Err: &logs})
+			LogLevel: "info", Err: &logs, Audit: true, AuditTopic: audit.DefaultCountsTopic})
 	}()
 	bc, err := kgo.NewClient(kgo.SeedBrokers(b), kgo.ConsumeTopics("logs"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.MetadataMaxAge(200*time.Millisecond), kgo.MetadataMinAge(100*time.Millisecond))
@@ -219,6 +221,21 @@ func TestRunPreserveOffsets(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "copied batches acknowledged") {
 		t.Fatalf("no clean-stop line in the log:\n%s", logs.String())
+	}
+	// --audit counted the six records copied, as the topic holds them.
+	r, err := audit.BuildCountReport(clitest.Ctx(t), audit.ReportOptions{Since: time.Now().Add(-time.Hour), Settle: -1, CountTopics: true,
+		NewClient: func(opts ...kgo.Opt) (*kgo.Client, error) {
+			return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(a)}, opts...)...)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counted int64
+	for _, w := range r.Windows {
+		counted += w.Stages[audit.StageMirror].Count
+	}
+	if counted != 6 || r.Missing != 0 || r.Extra != 0 {
+		t.Fatalf("audit report: mirror counted %d, want 6; %d missing, %d extra: %+v", counted, r.Missing, r.Extra, r.Windows)
 	}
 	var out bytes.Buffer
 	err = RunStatus(context.Background(), StatusOptions{From: []string{a}, To: []string{b}, Topics: "logs", PreserveOffsets: true, Out: &out})
