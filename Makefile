@@ -50,7 +50,7 @@ kafka-go:
 	CLUSTER_NODES=3 ./scripts/kafkago-suite.sh
 
 # Packages with fuzz targets (every decoder of network or disk bytes).
-FUZZPKGS ?= record log server txn partition metadata broker group backup schemareg collect audit sink/format
+FUZZPKGS ?= record log server txn partition metadata broker group backup schemareg collect audit mirror sink/format
 
 fuzz-short:
 	@for p in $(FUZZPKGS); do \
