@@ -90,9 +90,16 @@ change between runs; --format and --partition-by may not while a cut is
 pending (after a crash), or its objects are written again under other names.
 
 Formats: jsonl (one {"topic","partition","offset","timestamp","key","value",
-"headers"} object per line), and the others listed by --format. --registry
-is the schema registry whose wire format (magic byte, schema id) the values
-are in, for the formats that decode them.
+"headers"} object per line; JSON values as they are, Avro values decoded);
+parquet (columns topic, partition, offset, timestamp, key, headers, value:
+Avro values as typed columns, JSON values a JSON column, other bytes binary);
+avro (container files of an envelope record holding the metadata and the
+value with its writer schema). --registry is the schema registry whose wire
+format (magic byte, schema id) the values are in. A file holds one schema: a
+record of another starts the next file. A registry that does not answer is
+waited for (consumption waits too); a value that never decodes with its
+schema stops the sink with an error naming its offset, as Kafka Connect does
+by default: nothing is skipped.
 
 Object storage: s3://bucket/prefix of AWS S3 or an S3-compatible store
 (--endpoint http://host:port, path-style; --region), with credentials from
