@@ -136,12 +136,12 @@ func appendField(b []byte, name string, v []byte) []byte {
 	switch {
 	case v == nil:
 		return append(b, `":null`...)
-	case fastjson.Valid(v):
+	case validJSON(v):
 		b = append(b, `":`...)
 		return appendCompact(b, v)
 	case utf8.Valid(v):
 		b = append(b, `_text":`...)
-		return appendString(b, string(v))
+		return appendString(b, v)
 	default:
 		b = append(b, `_base64":"`...)
 		b = base64.StdEncoding.AppendEncode(b, v)
@@ -161,7 +161,9 @@ func appendCompact(b, v []byte) []byte {
 	return buf.Bytes()
 }
 
-func appendString(b []byte, s string) []byte {
+// appendString appends s as a JSON string; it takes bytes too, so that a
+// key or value is not copied into a string first.
+func appendString[T string | []byte](b []byte, s T) []byte {
 	plain := true // printable ASCII without quotes or backslashes: as it is
 	for i := 0; i < len(s) && plain; i++ {
 		c := s[i]
@@ -175,6 +177,6 @@ func appendString(b []byte, s string) []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	enc.Encode(s) // a string always encodes
+	enc.Encode(string(s)) // a string always encodes
 	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
 }
