@@ -95,8 +95,9 @@ func (s *Sink) finish(ctx context.Context, b *batch) error {
 			for _, c := range bp.cuts {
 				s.m.records.WithLabelValues(bp.p.topic).Add(float64(c.records))
 				for _, o := range c.objects {
-					n += int64(len(o.data))
+					n += o.data.Len()
 					s.o.Audit.CountTally(o.tally) // a nil Counter counts nothing
+					o.data.release()              // uploaded: nothing reads it again
 				}
 			}
 			s.m.bytes.WithLabelValues(bp.p.topic).Add(float64(n))
@@ -247,7 +248,7 @@ func (s *Sink) write(o *object) error {
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write(o.data); err != nil {
+	if _, err := o.data.WriteTo(w); err != nil {
 		return errors.Join(err, backup.Abort(w))
 	}
 	return w.Close()

@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -100,7 +99,7 @@ type tp struct {
 // object is a closed file waiting for its upload.
 type object struct {
 	dir, name   string
-	data        []byte
+	data        *chunks
 	first, last int64
 	records     int
 	tally       *audit.Tally // its records, for Options.Audit
@@ -110,7 +109,7 @@ type object struct {
 type openFile struct {
 	dir         string
 	f           format.File
-	buf         *bytes.Buffer
+	buf         *chunks
 	size        int64 // f.Size() when last looked at
 	first, last int64
 	tally       audit.Tally // with Options.Audit
@@ -165,6 +164,9 @@ type Sink struct {
 	// Run's ends (fcancel).
 	fctx    context.Context
 	fcancel context.CancelFunc
+	// chunks are the full-size pieces of files' bytes, reused once their
+	// objects are uploaded (see chunks).
+	chunks *sync.Pool
 
 	// statMu guards what /metrics reads, copied by the loop.
 	statMu       sync.Mutex
@@ -208,7 +210,7 @@ func New(o Options) (*Sink, error) {
 	if _, err := regexp.Compile(expr); err != nil {
 		return nil, fmt.Errorf("sink: --topics %q: %w", o.Topics, err)
 	}
-	s := &Sink{o: o, log: o.Logger, parts: map[tp]*part{}, stats: map[tp]lagStat{}, done: make(chan *batch, 1)}
+	s := &Sink{o: o, log: o.Logger, parts: map[tp]*part{}, stats: map[tp]lagStat{}, done: make(chan *batch, 1), chunks: newChunkPool()}
 	s.m = newMetrics(s)
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(o.Brokers...), kgo.ClientID("sluice-sink"), kgo.DialTimeout(o.Timeout),
@@ -448,7 +450,7 @@ func (s *Sink) sealedBytes() int64 {
 	for _, p := range s.parts {
 		for _, c := range p.sealed {
 			for _, o := range c.objects {
-				n += int64(len(o.data))
+				n += o.data.Len()
 			}
 		}
 	}
@@ -626,7 +628,7 @@ func (s *Sink) appendRecord(ctx context.Context, f format.File, rec *format.Reco
 }
 
 func (s *Sink) newFile(dir string, first int64) (*openFile, error) {
-	buf := new(bytes.Buffer)
+	buf := &chunks{pool: s.chunks}
 	f, err := s.o.Format.NewFile(buf)
 	if err != nil {
 		return nil, fmt.Errorf("sink: %s: new file: %w", s.o.Format.Name(), err)
@@ -639,10 +641,9 @@ func (s *Sink) closeFile(p *part, f *openFile) error {
 	if err := f.f.Close(); err != nil {
 		return fmt.Errorf("sink: %s: close file: %w", s.o.Format.Name(), err)
 	}
-	data := f.buf.Bytes()
-	p.bytes += int64(len(data)) - f.size
-	s.buffered += int64(len(data)) - f.size
-	p.closed = append(p.closed, &object{dir: f.dir, data: data, first: f.first, last: f.last, records: f.f.Records(), tally: &f.tally,
+	p.bytes += f.buf.Len() - f.size
+	s.buffered += f.buf.Len() - f.size
+	p.closed = append(p.closed, &object{dir: f.dir, data: f.buf, first: f.first, last: f.last, records: f.f.Records(), tally: &f.tally,
 		name: fmt.Sprintf("%s+%d+%020d+%020d%s", p.topic, p.partition, f.first, f.last, s.o.Format.Ext())})
 	delete(p.open, f.dir)
 	return nil

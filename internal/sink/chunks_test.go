@@ -1,0 +1,40 @@
+package sink
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestChunks: bytes written in pieces of any size, across the growing
+// and the pooled chunks, read back the same through WriteTo, (read
+// whole and at random offsets) and again after a release and reuse.
+func TestChunks(t *testing.T) {
+	pool := newChunkPool()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 3 {
+		c := &chunks{pool: pool}
+		var want []byte
+		for len(want) < 3*chunkBytes+12345 {
+			p := make([]byte, rng.IntN(200_000))
+			for i := range p {
+				p[i] = byte(rng.Uint32())
+			}
+			if n, err := c.Write(p); n != len(p) || err != nil {
+				t.Fatal(n, err)
+			}
+			want = append(want, p...)
+		}
+		if c.Len() != int64(len(want)) {
+			t.Fatalf("round %d: Len %d, want %d", round, c.Len(), len(want))
+		}
+		var out bytes.Buffer
+		if n, err := c.WriteTo(&out); n != int64(len(want)) || err != nil || !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("round %d: WriteTo: %d %v, equal %v", round, n, err, bytes.Equal(out.Bytes(), want))
+		}
+		c.release()
+		if c.Len() != 0 {
+			t.Fatal("not empty after release")
+		}
+	}
+}
