@@ -77,6 +77,28 @@ func (c *chunks) WriteTo(w io.Writer) (int64, error) {
 	return n, nil
 }
 
+// ReadAt reads the bytes at off, for reader.
+func (c *chunks) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for _, b := range c.bufs {
+		if off >= int64(len(b)) {
+			off -= int64(len(b))
+			continue
+		}
+		k := copy(p[n:], b[off:])
+		n, off = n+k, 0
+		if n == len(p) {
+			return n, nil
+		}
+	}
+	return n, io.EOF
+}
+
+// reader reads the bytes from the start; it seeks and reads at offsets,
+// so that an S3 upload of it can retry, and send parts in parallel,
+// without a copy into buffers of its own.
+func (c *chunks) reader() *io.SectionReader { return io.NewSectionReader(c, 0, c.n) }
+
 // release gives the full-size pieces back to the pool; c is empty after.
 // Only for bytes nothing reads any more.
 func (c *chunks) release() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -239,10 +240,19 @@ func (s *Sink) put(ctx context.Context, o *object) error {
 	}
 }
 
+// putter is a Target that writes a file of known size in one call
+// (backup.S3: one PUT, without Create's pipe and part buffer).
+type putter interface {
+	Put(name string, r io.Reader, size int64) error
+}
+
 func (s *Sink) write(o *object) error {
 	t, err := s.o.Store.Dir(o.dir)
 	if err != nil {
 		return err
+	}
+	if p, ok := t.(putter); ok {
+		return p.Put(o.name, o.data.reader(), o.data.Len())
 	}
 	w, err := t.Create(o.name)
 	if err != nil {
