@@ -103,8 +103,10 @@ func (f *jsonlFile) Append(ctx context.Context, r *Record) error {
 }
 
 // jsonlWriteBytes is how many bytes of lines a file buffers before writing
-// them: its memory.
-const jsonlWriteBytes = 1 << 20
+// them: its memory. Small enough to stay in the CPU's cache and to grow
+// cheaply once per file (with 1 MiB, BenchmarkFormats jsonl/json-values
+// took 1.7 times as long), large enough that the writes are few.
+const jsonlWriteBytes = 64 << 10
 
 func (f *jsonlFile) Size() int64  { return f.written + int64(len(f.buf)) }
 func (f *jsonlFile) Records() int { return f.n }
@@ -153,7 +155,8 @@ func appendField(b []byte, name string, v []byte) []byte {
 // that a value with newlines stays on its line. JSON with no space, tab or
 // line break anywhere (what programs usually write) is compact already.
 func appendCompact(b, v []byte) []byte {
-	if bytes.IndexAny(v, " \t\r\n") < 0 {
+	// Four IndexByte scans (vectorized) take a fraction of one IndexAny.
+	if bytes.IndexByte(v, ' ') < 0 && bytes.IndexByte(v, '\n') < 0 && bytes.IndexByte(v, '\t') < 0 && bytes.IndexByte(v, '\r') < 0 {
 		return append(b, v...)
 	}
 	buf := bytes.NewBuffer(b)
