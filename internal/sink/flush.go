@@ -104,7 +104,7 @@ func (s *Sink) finish(ctx context.Context, b *batch) error {
 			s.m.bytes.WithLabelValues(bp.p.topic).Add(float64(n))
 			bp.p.bytes -= n
 			if s.parts[bp.p.tp] == bp.p {
-				s.buffered -= n
+				s.buffered.Add(-n)
 				bp.p.committed = bp.cuts[len(bp.cuts)-1].end + 1
 			}
 		}
@@ -114,7 +114,7 @@ func (s *Sink) finish(ctx context.Context, b *batch) error {
 	if ctx.Err() != nil {
 		for _, bp := range b.parts {
 			if s.parts[bp.p.tp] == bp.p {
-				s.buffered -= bp.p.bytes
+				s.buffered.Add(-bp.p.bytes)
 				delete(s.parts, bp.p.tp)
 			}
 		}
@@ -136,7 +136,7 @@ func (s *Sink) finish(ctx context.Context, b *batch) error {
 			cuts = append(cuts, c.end)
 		}
 		p.cuts = append(cuts, p.cuts...)
-		s.buffered -= p.bytes
+		s.buffered.Add(-p.bytes)
 		p.bytes = 0
 		p.sealed, p.closed, p.openFirst = nil, nil, -1
 		clear(p.open)
