@@ -40,8 +40,14 @@ const (
 	// DefaultStopTimeout is how long a clean stop may spend flushing.
 	DefaultStopTimeout = 30 * time.Second
 
-	// maxPollRecords is how many records one poll returns at most.
-	maxPollRecords = 10000
+	// maxPollRecords is how many records one poll returns at most: more
+	// than a fetch holds (kgo's FetchMaxBytes, 50 MB, bounds it), so that
+	// a poll drains the fetch buffered from a broker. kgo sends that
+	// broker the next fetch only once the last is drained: then the
+	// broker serves it while the sink encodes (with 10000, a fetch of
+	// more records waited for a second poll, and fetching and encoding
+	// took turns).
+	maxPollRecords = 1_000_000
 	// maxPollWait is how long a poll waits for records before the loop
 	// looks at --roll-time again.
 	maxPollWait = time.Second
