@@ -214,6 +214,25 @@ func (s *S3) Create(name string) (io.WriteCloser, error) {
 	return w, nil
 }
 
+// Put writes the file name from r, which has size bytes: one PUT up to
+// s3PartBytes (atomic, as a multipart upload: the object appears whole or
+// not at all), a multipart upload above. Without Create's pipe, and, for
+// an r that reads at offsets and seeks (io.SectionReader), without a part
+// buffer: the sink's uploads of files it already holds in memory.
+func (s *S3) Put(name string, r io.Reader, size int64) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	_, err := s.client.PutObject(s.ctx, s.bucket, s.key(name), r, size, minio.PutObjectOptions{
+		PartSize:    s3PartBytes,
+		ContentType: "application/octet-stream",
+	})
+	if err != nil {
+		return fmt.Errorf("write %s/%s: %w", s.loc, name, s.explain(err))
+	}
+	return nil
+}
+
 // errAborted ends the pipe of an aborted upload.
 var errAborted = errors.New("backup: upload aborted")
 

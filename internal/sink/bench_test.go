@@ -20,11 +20,15 @@ import (
 
 // TestBenchSink (only with SLUICE_BENCH_SINK set) reads the same topic
 // with a plain kgo consumer (direct, no group, no commits, records
-// dropped) and sinks it as JSON lines to a directory and to a local
-// versitygw, alternating, twice each, and reports MB/s of keys and values
-// and each sink's ratio to the plain consumer of its round. A figure, not
-// an assertion. SLUICE_BENCH_SINK_RECORDS sets the record count (default
-// 500000, of a 16-byte key and a JSON value of about 200 bytes).
+// dropped) and sinks it in each format of SLUICE_BENCH_SINK_FORMATS
+// (default "jsonl,parquet": JSON values in both; "raw" adds values
+// written one after the other, the sink's own cost) to a directory and to
+// a local versitygw, alternating, SLUICE_BENCH_SINK_ROUNDS times (default
+// 2), and reports MB/s of keys and values and each sink's ratio to the
+// plain consumer of its round (the ratios, not the MB/s, compare across a
+// busy machine). A figure, not an assertion. SLUICE_BENCH_SINK_RECORDS
+// sets the record count (default 500000, of a 16-byte key and a JSON
+// value of about 200 bytes).
 func TestBenchSink(t *testing.T) {
 	if os.Getenv("SLUICE_BENCH_SINK") == "" {
 		t.Skip("a benchmark: set SLUICE_BENCH_SINK=1")
@@ -68,7 +72,14 @@ func TestBenchSink(t *testing.T) {
 		}
 		return time.Since(began)
 	}
-	f, _ := format.New("jsonl", format.Options{})
+	formats := []string{"jsonl", "parquet"}
+	if v := os.Getenv("SLUICE_BENCH_SINK_FORMATS"); v != "" {
+		formats = strings.Split(v, ",")
+	}
+	rounds := 2
+	if v := os.Getenv("SLUICE_BENCH_SINK_ROUNDS"); v != "" {
+		rounds, _ = strconv.Atoi(v)
+	}
 	tm, _ := sink.ParseTemplate("dt={{date}}")
 	// sunk returns the time from the start to every offset committed, and
 	// from the first record taken (the group joined) to then.
@@ -89,24 +100,31 @@ func TestBenchSink(t *testing.T) {
 		return d, time.Since(joined)
 	}
 	srv := s3test.Start(t)
-	for round := 1; round <= 2; round++ {
+	for round := 1; round <= rounds; round++ {
 		p := plain()
 		t.Logf("%-30s round %d: %6.2fs, %6.1f MB/s", "plain kgo consumer", round, p.Seconds(), mbs(p))
-		root := t.TempDir()
-		dir, _ := sink.OpenStore(ctx, "file://"+root, backup.S3Config{})
 		report := func(what string, d, j time.Duration) {
 			t.Logf("%-30s round %d: %6.2fs, %6.1f MB/s, %.2fx the plain consumer; after the join %6.2fs, %6.1f MB/s, %.2fx",
 				what, round, d.Seconds(), mbs(d), p.Seconds()/d.Seconds(), j.Seconds(), mbs(j), p.Seconds()/j.Seconds())
 		}
-		d, j := sunk(dir, fmt.Sprintf("dir%d", round), f)
-		report("sink jsonl to a directory", d, j)
-		s3, _ := sink.OpenStore(ctx, fmt.Sprintf("s3://%s/r%d", srv.Bucket, round), backup.S3Config{Endpoint: srv.Endpoint, Creds: srv.Creds()})
-		d, j = sunk(s3, fmt.Sprintf("s3%d", round), f)
-		report("sink jsonl to versitygw", d, j)
-		root = t.TempDir()
-		dir, _ = sink.OpenStore(ctx, "file://"+root, backup.S3Config{})
-		d, j = sunk(dir, fmt.Sprintf("raw%d", round), rawFormat{})
-		report("sink raw values to a directory", d, j)
+		for _, name := range formats {
+			var f format.Format = rawFormat{}
+			if name != "raw" {
+				var err error
+				if f, err = format.New(name, format.Options{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dir, _ := sink.OpenStore(ctx, "file://"+t.TempDir(), backup.S3Config{})
+			d, j := sunk(dir, fmt.Sprintf("dir-%s-%d", name, round), f)
+			report("sink "+name+" to a directory", d, j)
+			if name == "raw" {
+				continue
+			}
+			s3, _ := sink.OpenStore(ctx, fmt.Sprintf("s3://%s/%s%d", srv.Bucket, name, round), backup.S3Config{Endpoint: srv.Endpoint, Creds: srv.Creds()})
+			d, j = sunk(s3, fmt.Sprintf("s3-%s-%d", name, round), f)
+			report("sink "+name+" to versitygw", d, j)
+		}
 	}
 }
 

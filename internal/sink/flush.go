@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -95,14 +96,15 @@ func (s *Sink) finish(ctx context.Context, b *batch) error {
 			for _, c := range bp.cuts {
 				s.m.records.WithLabelValues(bp.p.topic).Add(float64(c.records))
 				for _, o := range c.objects {
-					n += int64(len(o.data))
+					n += o.data.Len()
 					s.o.Audit.CountTally(o.tally) // a nil Counter counts nothing
+					o.data.release()              // uploaded: nothing reads it again
 				}
 			}
 			s.m.bytes.WithLabelValues(bp.p.topic).Add(float64(n))
 			bp.p.bytes -= n
 			if s.parts[bp.p.tp] == bp.p {
-				s.buffered -= n
+				s.buffered.Add(-n)
 				bp.p.committed = bp.cuts[len(bp.cuts)-1].end + 1
 			}
 		}
@@ -112,7 +114,7 @@ func (s *Sink) finish(ctx context.Context, b *batch) error {
 	if ctx.Err() != nil {
 		for _, bp := range b.parts {
 			if s.parts[bp.p.tp] == bp.p {
-				s.buffered -= bp.p.bytes
+				s.buffered.Add(-bp.p.bytes)
 				delete(s.parts, bp.p.tp)
 			}
 		}
@@ -134,7 +136,7 @@ func (s *Sink) finish(ctx context.Context, b *batch) error {
 			cuts = append(cuts, c.end)
 		}
 		p.cuts = append(cuts, p.cuts...)
-		s.buffered -= p.bytes
+		s.buffered.Add(-p.bytes)
 		p.bytes = 0
 		p.sealed, p.closed, p.openFirst = nil, nil, -1
 		clear(p.open)
@@ -238,16 +240,25 @@ func (s *Sink) put(ctx context.Context, o *object) error {
 	}
 }
 
+// putter is a Target that writes a file of known size in one call
+// (backup.S3: one PUT, without Create's pipe and part buffer).
+type putter interface {
+	Put(name string, r io.Reader, size int64) error
+}
+
 func (s *Sink) write(o *object) error {
 	t, err := s.o.Store.Dir(o.dir)
 	if err != nil {
 		return err
 	}
+	if p, ok := t.(putter); ok {
+		return p.Put(o.name, o.data.reader(), o.data.Len())
+	}
 	w, err := t.Create(o.name)
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write(o.data); err != nil {
+	if _, err := o.data.WriteTo(w); err != nil {
 		return errors.Join(err, backup.Abort(w))
 	}
 	return w.Close()

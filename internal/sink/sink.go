@@ -1,16 +1,18 @@
 package sink
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
+	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,8 +40,14 @@ const (
 	// DefaultStopTimeout is how long a clean stop may spend flushing.
 	DefaultStopTimeout = 30 * time.Second
 
-	// maxPollRecords is how many records one poll returns at most.
-	maxPollRecords = 10000
+	// maxPollRecords is how many records one poll returns at most: more
+	// than a fetch holds (kgo's FetchMaxBytes, 50 MB, bounds it), so that
+	// a poll drains the fetch buffered from a broker. kgo sends that
+	// broker the next fetch only once the last is drained: then the
+	// broker serves it while the sink encodes (with 10000, a fetch of
+	// more records waited for a second poll, and fetching and encoding
+	// took turns).
+	maxPollRecords = 1_000_000
 	// maxPollWait is how long a poll waits for records before the loop
 	// looks at --roll-time again.
 	maxPollWait = time.Second
@@ -100,7 +108,7 @@ type tp struct {
 // object is a closed file waiting for its upload.
 type object struct {
 	dir, name   string
-	data        []byte
+	data        *chunks
 	first, last int64
 	records     int
 	tally       *audit.Tally // its records, for Options.Audit
@@ -110,7 +118,7 @@ type object struct {
 type openFile struct {
 	dir         string
 	f           format.File
-	buf         *bytes.Buffer
+	buf         *chunks
 	size        int64 // f.Size() when last looked at
 	first, last int64
 	tally       audit.Tally // with Options.Audit
@@ -138,6 +146,11 @@ type part struct {
 	rewound   bool  // rewound in this poll: its remaining records are skipped
 	hw        int64 // high watermark last seen; -1 unknown
 	committed int64 // the group's committed offset; -1 unknown
+	// dir is the directory of the minute dirMinute (unix seconds), kept
+	// when PartitionBy is byMinute: rendering it for each record was 9%
+	// of the sink's CPU.
+	dir       string
+	dirMinute int64
 }
 
 type lagStat struct{ hw, committed int64 }
@@ -154,9 +167,11 @@ type Sink struct {
 	// mu guards parts and buffered: the loop holds it while it works on a
 	// poll's records, the group's revoke and lost callbacks while they
 	// drop partitions (BlockRebalanceOnPoll already keeps them apart).
-	mu       sync.Mutex
-	parts    map[tp]*part
-	buffered int64
+	mu    sync.Mutex
+	parts map[tp]*part
+	// buffered is the bytes of all parts; atomic, as encode's goroutines
+	// add to it and read it, each for its own part.
+	buffered atomic.Int64
 	// inflight is the batch being flushed, if any; its goroutine sends it
 	// on done when it ends, and the loop (holding mu) applies it (finish).
 	inflight *batch
@@ -165,6 +180,9 @@ type Sink struct {
 	// Run's ends (fcancel).
 	fctx    context.Context
 	fcancel context.CancelFunc
+	// chunks are the full-size pieces of files' bytes, reused once their
+	// objects are uploaded (see chunks).
+	chunks *sync.Pool
 
 	// statMu guards what /metrics reads, copied by the loop.
 	statMu       sync.Mutex
@@ -208,7 +226,7 @@ func New(o Options) (*Sink, error) {
 	if _, err := regexp.Compile(expr); err != nil {
 		return nil, fmt.Errorf("sink: --topics %q: %w", o.Topics, err)
 	}
-	s := &Sink{o: o, log: o.Logger, parts: map[tp]*part{}, stats: map[tp]lagStat{}, done: make(chan *batch, 1)}
+	s := &Sink{o: o, log: o.Logger, parts: map[tp]*part{}, stats: map[tp]lagStat{}, done: make(chan *batch, 1), chunks: newChunkPool()}
 	s.m = newMetrics(s)
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(o.Brokers...), kgo.ClientID("sluice-sink"), kgo.DialTimeout(o.Timeout),
@@ -251,7 +269,7 @@ func (s *Sink) drop(_ context.Context, _ *kgo.Client, gone map[string][]int32) {
 		for _, p := range ps {
 			k := tp{t, p}
 			if st := s.parts[k]; st != nil {
-				s.buffered -= st.bytes
+				s.buffered.Add(-st.bytes)
 				delete(s.parts, k)
 			}
 			delete(s.stats, k)
@@ -365,32 +383,35 @@ func (s *Sink) process(ctx context.Context, fs kgo.Fetches) error {
 	for _, p := range s.parts {
 		p.rewound = false
 	}
-	var err error
-	taken := 0
+	var ws []*work
+	byPart := map[*part]*work{}
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 		p := s.parts[tp{fp.Topic, fp.Partition}]
-		if p == nil || err != nil {
+		if p == nil {
 			return
 		}
 		if fp.HighWatermark >= 0 {
 			p.hw = fp.HighWatermark
 		}
-		for _, r := range fp.Records {
-			if p.rewound || s.parts[p.tp] != p {
-				return // read again from where it was rewound
-			}
-			if err = s.add(ctx, p, r); err != nil {
-				return
-			}
-			if taken++; taken%memoryCheckRecords == 0 && s.buffered > s.o.MaxBufferedBytes {
-				if err = s.relieve(ctx); err != nil {
-					return
-				}
-			}
+		if w := byPart[p]; w != nil {
+			w.recs = append(w.recs, fp.Records...)
+		} else if len(fp.Records) > 0 {
+			byPart[p] = &work{p: p, recs: fp.Records}
+			ws = append(ws, byPart[p])
 		}
 	})
-	if err != nil {
-		return err
+	for len(ws) > 0 {
+		if err := s.encode(ctx, ws); err != nil {
+			return err
+		}
+		if s.buffered.Load() > s.o.MaxBufferedBytes {
+			if err := s.relieve(ctx); err != nil {
+				return err
+			}
+		}
+		// What is left: records not taken, of partitions neither revoked
+		// nor rewound (read again from where they were rewound).
+		ws = slices.DeleteFunc(ws, func(w *work) bool { return len(w.recs) == 0 || w.p.rewound || s.parts[w.p.tp] != w.p })
 	}
 	now := time.Now()
 	for _, p := range s.parts {
@@ -409,12 +430,70 @@ func (s *Sink) process(ctx context.Context, fs kgo.Fetches) error {
 	return nil
 }
 
+// work is a partition's records of a poll not yet taken.
+type work struct {
+	p    *part
+	recs []*kgo.Record
+}
+
+// encode adds the records of ws, partitions in parallel, up to GOMAXPROCS
+// at a time: files of different partitions are independent, and encoding
+// was most of the sink's CPU. A partition's records go in order by one
+// goroutine, so its files and cuts are what a sequential loop makes. The
+// goroutines compare the buffered bytes with the limit every
+// memoryCheckRecords records between them (each every n-th of that, for n
+// goroutines) and, over it, stop all, leaving each work's rest in it for
+// the caller to take after relieving memory; an error stops them too, and
+// the first is returned.
+func (s *Sink) encode(ctx context.Context, ws []*work) error {
+	var (
+		next atomic.Int64 // index of the next work to take
+		stop atomic.Bool
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		err  error
+	)
+	n := min(len(ws), runtime.GOMAXPROCS(0))
+	every := max(memoryCheckRecords/n, 1)
+	run := func() {
+		defer wg.Done()
+		taken := 0
+		for i := next.Add(1) - 1; i < int64(len(ws)) && !stop.Load(); i = next.Add(1) - 1 {
+			w := ws[i]
+			for j, r := range w.recs {
+				if e := s.add(ctx, w.p, r); e != nil {
+					mu.Lock()
+					if err == nil {
+						err = e
+					}
+					mu.Unlock()
+					stop.Store(true)
+					return
+				}
+				if taken++; taken%every == 0 && (stop.Load() || s.buffered.Load() > s.o.MaxBufferedBytes) {
+					stop.Store(true)
+					w.recs = w.recs[j+1:]
+					return
+				}
+			}
+			w.recs = nil
+		}
+	}
+	wg.Add(n)
+	for range n - 1 {
+		go run()
+	}
+	run()
+	wg.Wait()
+	return err
+}
+
 // relieve keeps the buffered bytes near the limit: it cuts the largest
 // partitions until their open files are under it, and, when the total is
 // still over it, waits for the batch in flight (no poll meanwhile) and
 // starts the next.
 func (s *Sink) relieve(ctx context.Context) error {
-	for s.buffered-s.sealedBytes() > s.o.MaxBufferedBytes {
+	for s.buffered.Load()-s.sealedBytes() > s.o.MaxBufferedBytes {
 		var big *part
 		for _, p := range s.parts {
 			if len(p.cuts) == 0 && p.openFirst >= 0 && (big == nil || p.bytes > big.bytes) {
@@ -428,7 +507,7 @@ func (s *Sink) relieve(ctx context.Context) error {
 			return err
 		}
 	}
-	if s.buffered <= s.o.MaxBufferedBytes {
+	if s.buffered.Load() <= s.o.MaxBufferedBytes {
 		return nil
 	}
 	if s.inflight != nil {
@@ -448,7 +527,7 @@ func (s *Sink) sealedBytes() int64 {
 	for _, p := range s.parts {
 		for _, c := range p.sealed {
 			for _, o := range c.objects {
-				n += int64(len(o.data))
+				n += o.data.Len()
 			}
 		}
 	}
@@ -549,9 +628,14 @@ func (s *Sink) add(ctx context.Context, p *part, r *kgo.Record) error {
 			rec.Headers[i] = format.Header{Key: h.Key, Value: h.Value}
 		}
 	}
-	dir := r.Topic
-	if sub := s.o.PartitionBy.Render(&rec); sub != "" {
-		dir += "/" + sub
+	dir := p.dir
+	minute := r.Timestamp.Truncate(time.Minute).Unix()
+	if dir == "" || minute != p.dirMinute || !s.o.PartitionBy.byMinute() {
+		dir = r.Topic
+		if sub := s.o.PartitionBy.Render(&rec); sub != "" {
+			dir += "/" + sub
+		}
+		p.dir, p.dirMinute = dir, minute
 	}
 	f := p.open[dir]
 	if f == nil {
@@ -584,7 +668,7 @@ func (s *Sink) add(ctx context.Context, p *part, r *kgo.Record) error {
 	f.last = r.Offset
 	size := f.f.Size()
 	p.bytes += size - f.size
-	s.buffered += size - f.size
+	s.buffered.Add(size - f.size)
 	f.size = size
 	if p.openFirst < 0 {
 		p.openFirst, p.openSince = r.Offset, time.Now()
@@ -626,7 +710,7 @@ func (s *Sink) appendRecord(ctx context.Context, f format.File, rec *format.Reco
 }
 
 func (s *Sink) newFile(dir string, first int64) (*openFile, error) {
-	buf := new(bytes.Buffer)
+	buf := &chunks{pool: s.chunks}
 	f, err := s.o.Format.NewFile(buf)
 	if err != nil {
 		return nil, fmt.Errorf("sink: %s: new file: %w", s.o.Format.Name(), err)
@@ -639,10 +723,9 @@ func (s *Sink) closeFile(p *part, f *openFile) error {
 	if err := f.f.Close(); err != nil {
 		return fmt.Errorf("sink: %s: close file: %w", s.o.Format.Name(), err)
 	}
-	data := f.buf.Bytes()
-	p.bytes += int64(len(data)) - f.size
-	s.buffered += int64(len(data)) - f.size
-	p.closed = append(p.closed, &object{dir: f.dir, data: data, first: f.first, last: f.last, records: f.f.Records(), tally: &f.tally,
+	p.bytes += f.buf.Len() - f.size
+	s.buffered.Add(f.buf.Len() - f.size)
+	p.closed = append(p.closed, &object{dir: f.dir, data: f.buf, first: f.first, last: f.last, records: f.f.Records(), tally: &f.tally,
 		name: fmt.Sprintf("%s+%d+%020d+%020d%s", p.topic, p.partition, f.first, f.last, s.o.Format.Ext())})
 	delete(p.open, f.dir)
 	return nil
@@ -677,7 +760,7 @@ func (s *Sink) publishStats() {
 	for k, p := range s.parts {
 		s.stats[k] = lagStat{hw: p.hw, committed: p.committed}
 	}
-	s.statBuffered = s.buffered
+	s.statBuffered = s.buffered.Load()
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -110,6 +110,11 @@ func ParseTemplate(s string) (*Template, error) {
 	return t, nil
 }
 
+// byMinute says that Render depends only on a record's topic, partition
+// and the minute of its timestamp (no {{field:}}), so that a partition's
+// directory can be kept while the minute stays the same.
+func (t *Template) byMinute() bool { return !t.fields }
+
 // Render returns r's directory below its topic's ("" when the template
 // is empty): elements joined by "/", each safe as a path element.
 func (t *Template) Render(r *format.Record) string {

@@ -103,8 +103,10 @@ func (f *jsonlFile) Append(ctx context.Context, r *Record) error {
 }
 
 // jsonlWriteBytes is how many bytes of lines a file buffers before writing
-// them: its memory.
-const jsonlWriteBytes = 1 << 20
+// them: its memory. Small enough to stay in the CPU's cache and to grow
+// cheaply once per file (with 1 MiB, BenchmarkFormats jsonl/json-values
+// took 1.7 times as long), large enough that the writes are few.
+const jsonlWriteBytes = 64 << 10
 
 func (f *jsonlFile) Size() int64  { return f.written + int64(len(f.buf)) }
 func (f *jsonlFile) Records() int { return f.n }
@@ -136,12 +138,12 @@ func appendField(b []byte, name string, v []byte) []byte {
 	switch {
 	case v == nil:
 		return append(b, `":null`...)
-	case fastjson.Valid(v):
+	case validJSON(v):
 		b = append(b, `":`...)
 		return appendCompact(b, v)
 	case utf8.Valid(v):
 		b = append(b, `_text":`...)
-		return appendString(b, string(v))
+		return appendString(b, v)
 	default:
 		b = append(b, `_base64":"`...)
 		b = base64.StdEncoding.AppendEncode(b, v)
@@ -153,7 +155,8 @@ func appendField(b []byte, name string, v []byte) []byte {
 // that a value with newlines stays on its line. JSON with no space, tab or
 // line break anywhere (what programs usually write) is compact already.
 func appendCompact(b, v []byte) []byte {
-	if bytes.IndexAny(v, " \t\r\n") < 0 {
+	// Four IndexByte scans (vectorized) take a fraction of one IndexAny.
+	if bytes.IndexByte(v, ' ') < 0 && bytes.IndexByte(v, '\n') < 0 && bytes.IndexByte(v, '\t') < 0 && bytes.IndexByte(v, '\r') < 0 {
 		return append(b, v...)
 	}
 	buf := bytes.NewBuffer(b)
@@ -161,7 +164,9 @@ func appendCompact(b, v []byte) []byte {
 	return buf.Bytes()
 }
 
-func appendString(b []byte, s string) []byte {
+// appendString appends s as a JSON string; it takes bytes too, so that a
+// key or value is not copied into a string first.
+func appendString[T string | []byte](b []byte, s T) []byte {
 	plain := true // printable ASCII without quotes or backslashes: as it is
 	for i := 0; i < len(s) && plain; i++ {
 		c := s[i]
@@ -175,6 +180,6 @@ func appendString(b []byte, s string) []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	enc.Encode(s) // a string always encodes
+	enc.Encode(string(s)) // a string always encodes
 	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
 }

@@ -92,3 +92,17 @@ func sameJSON(t *testing.T, a, b string) bool {
 	}
 	return reflect.DeepEqual(x, y)
 }
+
+// FuzzValidJSON: validJSON, with its look at the first byte, says what
+// encoding/json.Valid says.
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range []string{``, ` `, `{}`, ` {"a":[1,2.5e3,true,false,null,"x"]}`, "\n[]", `"s"`, `-1`, `01`, `nul`,
+		`null`, `true `, `fals`, `key-1`, `user-42`, `{"a":1}x`, "\t\"\xff\"", `+1`, `.5`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		if got, want := validJSON(v), json.Valid(v); got != want {
+			t.Fatalf("validJSON(%q) = %v, encoding/json.Valid says %v", v, got, want)
+		}
+	})
+}

@@ -1,0 +1,55 @@
+package sink
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestChunks: bytes written in pieces of any size, across the growing
+// and the pooled chunks, read back the same through WriteTo, reader (read
+// whole and at random offsets) and again after a release and reuse.
+func TestChunks(t *testing.T) {
+	pool := newChunkPool()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 3 {
+		c := &chunks{pool: pool}
+		var want []byte
+		for len(want) < 3*chunkBytes+12345 {
+			p := make([]byte, rng.IntN(200_000))
+			for i := range p {
+				p[i] = byte(rng.Uint32())
+			}
+			if n, err := c.Write(p); n != len(p) || err != nil {
+				t.Fatal(n, err)
+			}
+			want = append(want, p...)
+		}
+		if c.Len() != int64(len(want)) {
+			t.Fatalf("round %d: Len %d, want %d", round, c.Len(), len(want))
+		}
+		var out bytes.Buffer
+		if n, err := c.WriteTo(&out); n != int64(len(want)) || err != nil || !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("round %d: WriteTo: %d %v, equal %v", round, n, err, bytes.Equal(out.Bytes(), want))
+		}
+		got, err := io.ReadAll(c.reader())
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("round %d: reader: %d bytes, %v", round, len(got), err)
+		}
+		for range 100 {
+			off := rng.Int64N(int64(len(want)) + 10)
+			p := make([]byte, rng.IntN(3*chunkBytes))
+			n, err := c.ReadAt(p, off)
+			lo := min(off, int64(len(want)))
+			end := min(off+int64(len(p)), int64(len(want)))
+			if int64(n) != max(end-lo, 0) || !bytes.Equal(p[:n], want[lo:max(end, lo)]) || (n < len(p)) != (err == io.EOF) {
+				t.Fatalf("round %d: ReadAt(%d bytes, %d): %d %v", round, len(p), off, n, err)
+			}
+		}
+		c.release()
+		if c.Len() != 0 {
+			t.Fatal("not empty after release")
+		}
+	}
+}
