@@ -230,7 +230,11 @@ func New(o Options) (*Sink, error) {
 	s.m = newMetrics(s)
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(o.Brokers...), kgo.ClientID("sluice-sink"), kgo.DialTimeout(o.Timeout),
-		kgo.ConsumerGroup(o.Group), kgo.ConsumeRegex(), kgo.ConsumeTopics(expr), kgo.ConsumeExcludeTopics("__.*"),
+		kgo.ConsumerGroup(o.Group), kgo.ConsumeRegex(), kgo.ConsumeTopics(expr),
+		// Internal topics never; nor topics named ".x": their objects
+		// would be hidden files, which a directory store refuses and
+		// query engines pass over.
+		kgo.ConsumeExcludeTopics("__.*", `\..*`),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),

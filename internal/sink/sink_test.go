@@ -346,3 +346,31 @@ func TestMemoryLimitCuts(t *testing.T) {
 	check(t, objs, topic, partitions, testTemplate, ends)
 	t.Logf("%d objects; at most %.0f bytes buffered (limit %d)", len(objs), most, limit)
 }
+
+// A topic whose name starts with "." matches --topics but is not sunk: its
+// objects would be hidden files (which a directory store refuses and query
+// engines pass over). Before, its uploads were retried for ever and held
+// back every other topic's commits.
+func TestDotTopicNotSunk(t *testing.T) {
+	c := startCluster(t)
+	c.create(t, ".hidden", 1)
+	c.create(t, "shown", 1)
+	c.produce(t, ".hidden", 1, 0, 50)
+	c.produce(t, "shown", 1, 0, 50)
+	root := t.TempDir()
+	store, err := sink.OpenStore(context.Background(), "file://"+root, backup.S3Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := options(t, c, "shown", store)
+	o.Topics, o.Group = `\.hidden|shown`, "g-dot"
+	r := runSink(t, o)
+	c.waitCommitted(t, "g-dot", "shown", 20*time.Second, r.status)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if com := c.committed(t, "g-dot", ".hidden"); len(com) != 0 {
+		t.Fatalf("offsets committed for .hidden: %v", com)
+	}
+	check(t, readDir(t, root), "shown", 1, testTemplate, c.ends(t, "shown"))
+}

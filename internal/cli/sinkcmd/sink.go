@@ -55,7 +55,8 @@ func Command() *cobra.Command {
 		Use:   "sink --topics REGEX --to s3://bucket/prefix|file://DIR",
 		Short: "Write topics to object storage (S3 or a directory) as JSON lines, Parquet or Avro, exactly once",
 		Long: `Read every topic whose whole name matches --topics (Go regexp syntax; "__"
-internal topics never) with consumer group --group, and write its records to
+internal topics never, nor topics whose name starts with ".", whose objects
+would be hidden files) with consumer group --group, and write its records to
 --to as files of --format, until SIGTERM or Ctrl-C. Several sinks with the
 same --group share the partitions.
 
