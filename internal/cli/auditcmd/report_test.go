@@ -75,22 +75,7 @@ func collectEvents(t *testing.T, addr string, n int) {
 		done <- collectcmd.Run(runCtx, collectcmd.Options{Brokers: []string{addr}, Listen: listen, ConfigPath: path, LogLevel: "error",
 			Audit: true, AuditTopic: audit.DefaultCountsTopic})
 	}()
-	for {
-		res, err := http.Get("http://" + listen + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("collect returned before serving: %v", err)
-		case <-ctx.Done():
-			t.Fatal("collect not ready in time")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	clitest.WaitReady(t, ctx, "http://"+listen+"/readyz", done)
 	const perRequest = 50
 	for sent := 0; sent < n; sent += perRequest {
 		var body strings.Builder

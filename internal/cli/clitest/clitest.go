@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -116,4 +117,26 @@ func Ctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// WaitReady waits until GET url answers 200 (a /readyz), failing the test
+// when done delivers first (the server's Run returned) or ctx ends.
+func WaitReady(t testing.TB, ctx context.Context, url string, done <-chan error) {
+	t.Helper()
+	for {
+		res, err := http.Get(url)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("returned before serving %s: %v", url, err)
+		case <-ctx.Done():
+			t.Fatalf("%s not ready in time", url)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -63,22 +62,7 @@ func TestRunServesAndFlushes(t *testing.T) {
 		done <- Run(runCtx, Options{Brokers: []string{b.Addr}, Listen: addr, ConfigPath: path, CollectorID: "cli-1", LogLevel: "error"})
 	}()
 	// Wait for the listener (Run returns early on an error).
-	for {
-		res, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("Run returned before serving: %v", err)
-		case <-ctx.Done():
-			t.Fatal("not ready in time")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	clitest.WaitReady(t, ctx, "http://"+addr+"/readyz", done)
 	res, err := http.Post("http://"+addr+"/v1/streams/events", "application/json", strings.NewReader(`[{"a":1},{"a":2}]`))
 	if err != nil || res.StatusCode != http.StatusAccepted {
 		t.Fatalf("post: %v %v", res, err)
