@@ -1,16 +1,13 @@
 package sink_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-io/sluice/internal/audit"
-	"github.com/sluice-io/sluice/internal/backup"
 	"github.com/sluice-io/sluice/internal/cli/clitest"
-	"github.com/sluice-io/sluice/internal/sink"
 )
 
 // With Options.Audit, the sink counts every record it stored once its
@@ -29,10 +26,7 @@ func TestSinkAuditCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := sink.OpenStore(context.Background(), "file://"+t.TempDir(), backup.S3Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, store := dirStore(t)
 	o := options(t, c, topic, store)
 	o.Audit = counter
 	r := runSink(t, o)

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-io/sluice/internal/backup"
 	"github.com/sluice-io/sluice/internal/cli/clitest"
 	"github.com/sluice-io/sluice/internal/sink"
 	"github.com/sluice-io/sluice/internal/sink/format"
@@ -352,4 +353,16 @@ func (r *running) status() string {
 	default:
 		return " (the sink runs)"
 	}
+}
+
+// dirStore is a file:// store in a temporary directory, and that
+// directory.
+func dirStore(t *testing.T) (string, sink.Store) {
+	t.Helper()
+	root := t.TempDir()
+	store, err := sink.OpenStore(context.Background(), "file://"+root, backup.S3Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, store
 }

@@ -23,7 +23,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/sluice-io/sluice/internal/backup"
 	"github.com/sluice-io/sluice/internal/cli/clitest"
 	"github.com/sluice-io/sluice/internal/schemareg"
 	"github.com/sluice-io/sluice/internal/sink"
@@ -94,11 +93,7 @@ func TestParquetWithRegistry(t *testing.T) {
 	}
 
 	regAddr := clitest.FreeAddr(t)
-	root := t.TempDir()
-	store, err := sink.OpenStore(context.Background(), "file://"+root, backup.S3Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, store := dirStore(t)
 	f, err := format.New("parquet", format.Options{Registry: "http://" + regAddr})
 	if err != nil {
 		t.Fatal(err)

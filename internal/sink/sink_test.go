@@ -60,11 +60,7 @@ func roundTrip(t *testing.T, store sink.Store, read func() map[string]*object) {
 }
 
 func TestRoundTripDir(t *testing.T) {
-	root := t.TempDir()
-	store, err := sink.OpenStore(context.Background(), "file://"+root, backup.S3Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, store := dirStore(t)
 	roundTrip(t, store, func() map[string]*object { return readDir(t, root) })
 }
 
@@ -122,11 +118,7 @@ func TestPendingReplay(t *testing.T) {
 	const topic, partitions, n = "replay", 3, 3000
 	c.create(t, topic, partitions)
 	c.produce(t, topic, partitions, 0, n)
-	root := t.TempDir()
-	dir, err := sink.OpenStore(context.Background(), "file://"+root, backup.S3Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, dir := dirStore(t)
 	fs := &failingStore{Store: dir, allow: 5}
 	r := runSink(t, options(t, c, topic, fs))
 	deadline := time.Now().Add(20 * time.Second)
@@ -252,11 +244,7 @@ func TestZombieFenced(t *testing.T) {
 	const topic, partitions, n = "zombie", 3, 3000
 	c.create(t, topic, partitions)
 	c.produce(t, topic, partitions, 0, n)
-	root := t.TempDir()
-	dir, err := sink.OpenStore(context.Background(), "file://"+root, backup.S3Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, dir := dirStore(t)
 	fs := &failingStore{Store: dir, allow: 5}
 	o := options(t, c, topic, fs)
 	o.RebalanceTimeout = 2 * time.Second
@@ -302,11 +290,7 @@ func TestMemoryLimitCuts(t *testing.T) {
 	c := startCluster(t)
 	const topic, partitions, n, limit = "memory", 3, 3000, 16 << 10
 	c.create(t, topic, partitions)
-	root := t.TempDir()
-	dir, err := sink.OpenStore(context.Background(), "file://"+root, backup.S3Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, dir := dirStore(t)
 	o := options(t, c, topic, dir)
 	o.RollBytes, o.RollTime, o.MaxBufferedBytes = 1<<30, time.Hour, limit
 	r := runSink(t, o)
@@ -357,11 +341,7 @@ func TestDotTopicNotSunk(t *testing.T) {
 	c.create(t, "shown", 1)
 	c.produce(t, ".hidden", 1, 0, 50)
 	c.produce(t, "shown", 1, 0, 50)
-	root := t.TempDir()
-	store, err := sink.OpenStore(context.Background(), "file://"+root, backup.S3Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, store := dirStore(t)
 	o := options(t, c, "shown", store)
 	o.Topics, o.Group = `\.hidden|shown`, "g-dot"
 	r := runSink(t, o)
