@@ -93,6 +93,14 @@ func sendLogDirs(ctx context.Context, adm *kadm.Client, plan Plan) (int, error) 
 	return sent, nil
 }
 
+// placement is a replica in a log dir.
+type placement struct {
+	broker    int32
+	topic     string
+	partition int32
+	dir       string
+}
+
 // finishLogDirs sends the log dirs again and waits until no replica of the
 // plan is still copied between log dirs, printing the bytes copied.
 func finishLogDirs(ctx context.Context, w io.Writer, adm *kadm.Client, plan Plan) error {
@@ -107,6 +115,14 @@ func finishLogDirs(ctx context.Context, w io.Writer, adm *kadm.Client, plan Plan
 	for _, e := range plan.Partitions {
 		set.Add(e.Topic, e.Partition)
 	}
+	var wanted []placement
+	for _, e := range plan.Partitions {
+		for i, d := range e.LogDirs {
+			if d != anyLogDir {
+				wanted = append(wanted, placement{e.Replicas[i], e.Topic, e.Partition, filepath.Clean(d)})
+			}
+		}
+	}
 	last := ""
 	for {
 		dirs, err := adm.DescribeAllLogDirs(ctx, set)
@@ -114,14 +130,25 @@ func finishLogDirs(ctx context.Context, w io.Writer, adm *kadm.Client, plan Plan
 			return fmt.Errorf("log dirs: %w", err)
 		}
 		moving, copied := 0, int64(0)
+		placed := map[placement]bool{}
 		dirs.Each(func(d kadm.DescribedLogDir) {
 			d.Topics.Each(func(p kadm.DescribedLogDirPartition) {
 				if p.IsFuture {
 					moving++
 					copied += p.Size
+					return
 				}
+				placed[placement{d.Broker, p.Topic, p.Partition, filepath.Clean(d.Dir)}] = true
 			})
 		})
+		// No future replica is not enough: a broker that has not started
+		// a move yet lists none either. Every replica the plan names a dir
+		// for must be listed there.
+		for _, want := range wanted {
+			if !placed[want] {
+				moving++
+			}
+		}
 		if moving == 0 {
 			fmt.Fprintln(w, "Every replica is in the log dir the plan names.")
 			return nil
