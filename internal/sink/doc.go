@@ -36,8 +36,9 @@
 //  2. Every sealed file is uploaded, in parallel, each retried with backoff
 //     until it succeeds: a slow or failing store stops the loop (and so
 //     consumption), never drops anything. Uploads are atomic (backup.Dir:
-//     temp file, fsync, rename, directory fsync; backup.S3: a multipart
-//     upload completed on Close), so a name exists whole or not at all.
+//     temp file, fsync, rename, directory fsync; backup.S3: one sized PUT,
+//     a multipart upload above 16 MiB), so a name exists whole or not at
+//     all.
 //  3. End commit: the committed offset becomes the last end + 1, with empty
 //     metadata.
 //

@@ -20,7 +20,7 @@ const maxCachedDirs = 4096
 
 // Store is where a sink's objects go: a tree of directories, each a
 // backup.Target with its atomic create (Dir: temp file, fsync, rename,
-// directory fsync; S3: a multipart upload completed on Close).
+// directory fsync; S3: one PUT of the object's known size, backup.S3.Put).
 type Store interface {
 	// Dir returns the Target for the directory dir (a relative path of
 	// plain elements separated by "/").

@@ -85,7 +85,7 @@ ends; it commits past the records only once every object of the cut is
 stored. A restarted sink finds that metadata and cuts the same records at
 the same offsets again, which rewrites the same objects under the same names.
 Uploads are atomic: a directory gets a temporary file, fsynced and renamed;
-S3 a multipart upload, visible once complete. A failing store is retried
+S3 one PUT (a multipart upload above 16 MiB), visible once complete. A failing store is retried
 with backoff while consumption waits: nothing is dropped. Roll settings may
 change between runs; --format and --partition-by may not while a cut is
 pending (after a crash), or its objects are written again under other names.
