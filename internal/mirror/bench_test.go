@@ -32,19 +32,9 @@ func TestBenchMirror(t *testing.T) {
 	if s := os.Getenv("SLUICE_BENCH_MIRROR_RECORDS"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
-	const valueBytes, partitions = 200, 3
-	a, b := connect(t, startBroker(t)), connect(t, startBroker(t))
-	a.create(t, "bench", partitions, nil)
+	a, b := benchSource(t, n, func(int) time.Time { return time.Time{} })
 	ctx := context.Background()
-	for i := 0; i < n; i++ {
-		value := make([]byte, valueBytes) // random: kgo's default compression does not shrink it
-		rand.Read(value)
-		a.cl.Produce(ctx, &kgo.Record{Topic: "bench", Partition: int32(i % partitions), Key: []byte(fmt.Sprintf("key-%012d", i)), Value: value}, nil)
-	}
-	if err := a.cl.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	bytesTotal := float64(n * (16 + valueBytes))
+	bytesTotal := float64(n * (16 + benchValueBytes))
 	report := func(what string, d time.Duration) {
 		t.Logf("%-34s %d records in %6.2fs: %8.0f records/s, %6.1f MB/s", what, n, d.Seconds(), float64(n)/d.Seconds(), bytesTotal/d.Seconds()/1e6)
 	}
@@ -66,7 +56,7 @@ func TestBenchMirror(t *testing.T) {
 		return first
 	}
 	plain := func(target string) time.Duration {
-		b.create(t, target, partitions, nil)
+		b.create(t, target, benchPartitions, nil)
 		began := time.Now()
 		src, err := kgo.NewClient(kgo.SeedBrokers(a.addr), kgo.ConsumeTopics("bench"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()))
@@ -140,21 +130,9 @@ func TestBenchMirrorAudit(t *testing.T) {
 	if s := os.Getenv("SLUICE_BENCH_MIRROR_RECORDS"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
-	const valueBytes, partitions = 200, 3
-	a, b := connect(t, startBroker(t)), connect(t, startBroker(t))
-	a.create(t, "bench", partitions, nil)
-	ctx := context.Background()
+	// Timestamps over 30 minutes: the counter keeps 30 windows.
 	base := time.Now().Add(-30 * time.Minute)
-	for i := 0; i < n; i++ {
-		value := make([]byte, valueBytes)
-		rand.Read(value)
-		// Timestamps over 30 minutes: the counter keeps 30 windows.
-		ts := base.Add(time.Duration(i) * 30 * time.Minute / time.Duration(n))
-		a.cl.Produce(ctx, &kgo.Record{Topic: "bench", Partition: int32(i % partitions), Key: []byte(fmt.Sprintf("key-%012d", i)), Value: value, Timestamp: ts}, nil)
-	}
-	if err := a.cl.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a, b := benchSource(t, n, func(i int) time.Time { return base.Add(time.Duration(i) * 30 * time.Minute / time.Duration(n)) })
 	run := func(prefix string, preserve, counting bool) time.Duration {
 		var counter *audit.Counter
 		if counting {
@@ -200,4 +178,28 @@ func TestBenchMirrorAudit(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Records of the benchmarks: a 16-byte key and a benchValueBytes random
+// value (kgo's default compression does not shrink it).
+const benchValueBytes, benchPartitions = 200, 3
+
+// benchSource starts two brokers and produces n records to topic bench on
+// the first, round robin over its partitions, record i with timestamp
+// ts(i) (zero: the produce time).
+func benchSource(t *testing.T, n int, ts func(i int) time.Time) (a, b *cluster) {
+	t.Helper()
+	a, b = connect(t, startBroker(t)), connect(t, startBroker(t))
+	a.create(t, "bench", benchPartitions, nil)
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		value := make([]byte, benchValueBytes)
+		rand.Read(value)
+		a.cl.Produce(ctx, &kgo.Record{Topic: "bench", Partition: int32(i % benchPartitions), Key: []byte(fmt.Sprintf("key-%012d", i)),
+			Value: value, Timestamp: ts(i)}, nil)
+	}
+	if err := a.cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return a, b
 }
