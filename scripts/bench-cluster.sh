@@ -110,19 +110,7 @@ for tool in go jq python3; do
 	command -v "$tool" >/dev/null || fail "needs $tool"
 done
 
-# free_port: a port below the ephemeral range (32768 and up here: a client's
-# connection may hold a port there) that nothing on 127.0.0.1 listens on.
-free_port() {
-	local p
-	for _ in $(seq 1 100); do
-		p=$((20000 + RANDOM % 12000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	fail "no free port found"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib/broker.sh" # free_port
 
 log "building sluice and benchcluster into $BIN (results in $OUT, data in $DATA)"
 mkdir -p "$BIN"

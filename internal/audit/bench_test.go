@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-io/sluice/internal/freeport"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -52,15 +52,6 @@ func procCPU(t *testing.T, pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestBenchAuditOverhead measures what the auditor costs at the default
 // interval against `sluice serve` (a separate process, so that this
 // process's CPU is the auditor's): its CPU, the broker's extra CPU, and the
@@ -83,8 +74,8 @@ func TestBenchAuditOverhead(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sluice-io/sluice/cmd/sluice").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	addr := freePort(t)
-	serve := exec.Command(bin, "serve", "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--http-listen", freePort(t))
+	addr := freeport.ForTest(t, "127.0.0.1")
+	serve := exec.Command(bin, "serve", "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--http-listen", freeport.ForTest(t, "127.0.0.1"))
 	serveLog, err := os.Create(filepath.Join(dir, "serve.log"))
 	if err != nil {
 		t.Fatal(err)

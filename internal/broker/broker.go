@@ -214,7 +214,14 @@ type hosted struct {
 
 // Open starts the broker: metadata quorum, broker registration, and every
 // partition it leads, recovered.
-func Open(cfg Config) (*Broker, error) {
+func Open(cfg Config) (*Broker, error) { return OpenContext(context.Background(), cfg) }
+
+// OpenContext is Open that gives up waiting for the metadata quorum, the
+// registration and the unfencing when start ends: a node stopped while the
+// other voters are not up yet stops at once instead of after
+// clusterStartTimeout. start only bounds the start; the broker runs on
+// after it ends, until Close.
+func OpenContext(start context.Context, cfg Config) (*Broker, error) {
 	if cfg.FS == nil {
 		cfg.FS = vfs.OS()
 	}
@@ -292,7 +299,10 @@ func Open(cfg Config) (*Broker, error) {
 		closeMuxes()
 		return nil, fmt.Errorf("broker: open metadata: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, metadataTimeout)
+	startCtx, startCancel := context.WithCancel(b.ctx)
+	defer startCancel()
+	defer context.AfterFunc(start, startCancel)()
+	ctx, cancel := context.WithTimeout(startCtx, metadataTimeout)
 	defer cancel()
 	fail := func(err error) (*Broker, error) {
 		b.cancel()
@@ -319,7 +329,7 @@ func Open(cfg Config) (*Broker, error) {
 		b.fwd = &forwarder{opts: kclient.Options{ClientID: fmt.Sprintf("sluice-broker-%d", cfg.NodeID), LocalAddr: cfg.LocalAddr},
 			conns: map[string]*kclient.Conn{}}
 		b.incarnation = newIncarnation()
-		qctx, qcancel := context.WithTimeout(b.ctx, clusterStartTimeout)
+		qctx, qcancel := context.WithTimeout(startCtx, clusterStartTimeout)
 		if !b.roles.controller {
 			// An observer is sent the metadata log only once it has
 			// registered: register first, with the cluster id its data
@@ -361,6 +371,9 @@ func Open(cfg Config) (*Broker, error) {
 			b.isrLoop(b.ctx)
 		}()
 		b.waitUnfenced(ctx)
+	}
+	if err := start.Err(); err != nil {
+		return fail(fmt.Errorf("broker: stopped while starting: %w", err))
 	}
 	b.cleaner = newCleaner(b)
 	b.producerIDs = &producerIDs{meta: b.meta}

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-io/sluice/internal/freeport"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -127,7 +128,7 @@ func TestCrashCompaction(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatalf("round %d: test budget of %v used up", round, budget)
 		}
-		b := startBrokerAt(ctx, t, bin, dataDir, logPath, round, freePort(t), args...)
+		b := startBrokerAt(ctx, t, bin, dataDir, logPath, round, freeport.ForTest(t, "127.0.0.1"), args...)
 		if round == 0 {
 			compactCreateTopic(ctx, t, b)
 		} else {
@@ -157,7 +158,7 @@ func TestCrashCompaction(t *testing.T) {
 				round, kind, n, cleanerPasses(logPath), left, lastMarker(logPath))
 		}
 	}
-	b := startBrokerAt(ctx, t, bin, dataDir, logPath, rounds, freePort(t), args...)
+	b := startBrokerAt(ctx, t, bin, dataDir, logPath, rounds, freeport.ForTest(t, "127.0.0.1"), args...)
 	last = verifyCompacted(ctx, t, b, st, pad, rounds)
 	if err := b.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: broker did not exit cleanly: %v\n%s", err, tail(logPath))

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-io/sluice/internal/freeport"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -137,17 +137,6 @@ type broker struct {
 	err  error
 }
 
-// freePort returns a port that was free a moment ago on 127.0.0.1.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startBroker starts the broker on fresh random ports and waits until it
 // accepts connections. A port taken between picking and binding is retried.
 func startBroker(ctx context.Context, t *testing.T, bin, dataDir, logPath string, round int) *broker {
@@ -166,7 +155,7 @@ func startBroker(ctx context.Context, t *testing.T, bin, dataDir, logPath string
 
 // tryStart starts the broker on a new port (tryStartAt, txn_test.go).
 func tryStart(ctx context.Context, t *testing.T, bin, dataDir, logPath string, round int) (*broker, error) {
-	return tryStartAt(ctx, t, bin, dataDir, logPath, round, freePort(t), nil)
+	return tryStartAt(ctx, t, bin, dataDir, logPath, round, freeport.ForTest(t, "127.0.0.1"), nil)
 }
 
 // stop sends sig and waits for the process to exit.

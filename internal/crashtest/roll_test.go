@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/sluice-io/sluice/internal/freeport"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -102,7 +103,7 @@ func TestCrashSegmentRolls(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatalf("round %d: test budget of %v used up", round, budget)
 		}
-		b := startBrokerAt(ctx, t, bin, dataDir, logPath, round, freePort(t), args...)
+		b := startBrokerAt(ctx, t, bin, dataDir, logPath, round, freeport.ForTest(t, "127.0.0.1"), args...)
 		opened := time.Now()
 		if round == 0 {
 			createTopic(ctx, t, b)
@@ -148,7 +149,7 @@ func TestCrashSegmentRolls(t *testing.T) {
 				round, kind, n, len(ackedAt), active, why)
 		}
 	}
-	b := startBrokerAt(ctx, t, bin, dataDir, logPath, total, freePort(t), args...)
+	b := startBrokerAt(ctx, t, bin, dataDir, logPath, total, freeport.ForTest(t, "127.0.0.1"), args...)
 	held := verify(ctx, t, b, ackedAt, total)
 	if err := b.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: broker did not exit cleanly: %v\n%s", err, tail(logPath))

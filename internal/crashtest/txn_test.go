@@ -47,6 +47,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluice-io/sluice/internal/config"
+	"github.com/sluice-io/sluice/internal/freeport"
 )
 
 const (
@@ -120,7 +121,7 @@ func tryStartAt(ctx context.Context, t *testing.T, bin, dataDir, logPath string,
 	defer lf.Close()
 	fmt.Fprintf(lf, "==== round %d: start on %s ====\n", round, addr)
 	mark, _ := lf.Seek(0, 1)
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", addr, "--http-listen", freePort(t), "--data-dir", dataDir, "--schema-registry-listen", ""}, args...)...)
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", addr, "--http-listen", freeport.ForTest(t, "127.0.0.1"), "--data-dir", dataDir, "--schema-registry-listen", ""}, args...)...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -521,7 +522,7 @@ func TestTxnCrashETL(t *testing.T) {
 	bin := buildSluice(ctx, t, dir)
 	dataDir := filepath.Join(dir, "data")
 	logPath := filepath.Join(dir, "broker.log")
-	addr := freePort(t)
+	addr := freeport.ForTest(t, "127.0.0.1")
 	args := txnBrokerArgs()
 	const in, out = "etl-in", "etl-out"
 
@@ -861,7 +862,7 @@ func TestTxnCrashAbortVisibility(t *testing.T) {
 	args := txnBrokerArgs()
 	const topic, txnID, parts = "txn-vis", "crash-vis", int32(2)
 
-	b := startBrokerAt(ctx, t, bin, dataDir, logPath, 0, freePort(t), args...)
+	b := startBrokerAt(ctx, t, bin, dataDir, logPath, 0, freeport.ForTest(t, "127.0.0.1"), args...)
 	txnCreateTopics(ctx, t, b, parts, topic)
 
 	produce := func(cl *kgo.Client, tag string) {
@@ -981,7 +982,7 @@ func TestTxnCrashAbortVisibility(t *testing.T) {
 	p1.Close()
 	pT.Close()
 
-	b = startBrokerAt(ctx, t, bin, dataDir, logPath, 1, freePort(t), args...)
+	b = startBrokerAt(ctx, t, bin, dataDir, logPath, 1, freeport.ForTest(t, "127.0.0.1"), args...)
 	hwm, lso = txnOffsetsOf(t, b, topic)
 	for p := int32(0); p < parts; p++ {
 		if lso[p] != hwm0[p] || hwm[p] < hwm0[p]+6 {
@@ -1012,7 +1013,7 @@ func TestTxnCrashAbortVisibility(t *testing.T) {
 	checkOffset("after the restart, C aborted, D committed", 200, false)
 
 	b.killMarked(t, 1, "after transaction D")
-	b = startBrokerAt(ctx, t, bin, dataDir, logPath, 2, freePort(t), args...)
+	b = startBrokerAt(ctx, t, bin, dataDir, logPath, 2, freeport.ForTest(t, "127.0.0.1"), args...)
 	check("after a second SIGKILL and restart", []string{"B", "D"}, []string{"A", "B", "C", "T", "D"})
 	checkOffset("after a second SIGKILL and restart", 200, false)
 	if err := b.stop(syscall.SIGTERM); err != nil {
@@ -1037,7 +1038,7 @@ func TestIdempotentCrashRetry(t *testing.T) {
 	bin := buildSluice(ctx, t, dir)
 	dataDir := filepath.Join(dir, "data")
 	logPath := filepath.Join(dir, "broker.log")
-	addr := freePort(t)
+	addr := freeport.ForTest(t, "127.0.0.1")
 	const topic, parts = "idem", int32(3)
 
 	b := startBrokerAt(ctx, t, bin, dataDir, logPath, 0, addr)

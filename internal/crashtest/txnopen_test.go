@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-io/sluice/internal/freeport"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -158,7 +159,7 @@ func TestCrashTransactions(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatalf("round %d: test budget of %v used up", round, budget)
 		}
-		b := startBrokerAt(ctx, t, bin, dataDir, logPath, round, freePort(t), args...)
+		b := startBrokerAt(ctx, t, bin, dataDir, logPath, round, freeport.ForTest(t, "127.0.0.1"), args...)
 		if round == 0 {
 			txnOpenCreateTopics(ctx, t, b)
 		} else {
@@ -191,7 +192,7 @@ func TestCrashTransactions(t *testing.T) {
 			t.Logf("round %d (%s): transactions %v (before: %v); %s", round, kind, l.counts(), before, lastMarker(logPath))
 		}
 	}
-	b := startBrokerAt(ctx, t, bin, dataDir, logPath, rounds, freePort(t), args...)
+	b := startBrokerAt(ctx, t, bin, dataDir, logPath, rounds, freeport.ForTest(t, "127.0.0.1"), args...)
 	txnCheckHeld(ctx, t, b, l, rounds)
 	txnOpenClients(ctx, t, b, pad)
 	txnOpenVerify(ctx, t, b, l, rounds)

@@ -8,10 +8,16 @@
 # has read _schemas); SR_URL (exported) is its http:// address. Otherwise
 # the registry is off (--schema-registry-listen "").
 
+# free_port: a port below the kernel's ephemeral range that nothing on
+# 127.0.0.1 listens on. A port in that range may be handed to an outgoing
+# connection (a cluster's nodes dial each other while the next one starts)
+# between picking it and binding it.
 free_port() {
-	local p
-	for _ in $(seq 1 50); do
-		p=$((20000 + RANDOM % 40000))
+	local p low
+	low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	[ "${low:-0}" -gt 10100 ] 2>/dev/null || low=32768
+	for _ in $(seq 1 100); do
+		p=$((10000 + RANDOM % (low - 10000)))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sluice-io/sluice/internal/chaos/nemesis"
 	"github.com/sluice-io/sluice/internal/chaos/proxy"
+	"github.com/sluice-io/sluice/internal/freeport"
 )
 
 // The cluster and its topic.
@@ -127,16 +128,6 @@ type cluster struct {
 // ipv4 is 127.0.0.last.
 func ipv4(last int) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, byte(last)}) }
 
-// freeAddr returns a port on ip that was free a moment ago, as host:port.
-func freeAddr(ip netip.Addr) (string, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
-	if err != nil {
-		return "", fmt.Errorf("finding a free port on %v: %w", ip, err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // startCluster starts the proxies and nodeCount nodes (data in
 // dir/node-N): the first voterCount voters of the metadata quorum and
 // brokers, the others broker-only. It waits until every node says it is
@@ -155,7 +146,7 @@ func startCluster(ctx context.Context, t *testing.T, dir string, elog *eventLog,
 			addrs = append(addrs, &n.controller)
 		}
 		for _, a := range addrs {
-			addr, err := freeAddr(n.ip)
+			addr, err := freeport.Addr(n.ip.String())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluice-io/sluice/internal/broker"
 	"github.com/sluice-io/sluice/internal/cli/clientopts"
+	"github.com/sluice-io/sluice/internal/freeport"
 	"github.com/sluice-io/sluice/internal/server"
 	"github.com/sluice-io/sluice/internal/server/api"
 )
@@ -103,13 +104,7 @@ func DeadAddr(t testing.TB) string {
 // a server under test to listen on.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return freeport.ForTest(t, "127.0.0.1")
 }
 
 // Ctx is a context that ends with the test or after 30 seconds.

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-io/sluice/internal/freeport"
 	"github.com/spf13/cobra"
 )
 
@@ -347,7 +347,7 @@ func loadOrPlan(dir string, n, controllers int, host string) (Layout, error) {
 	for i := 1; i <= n+controllers; i++ {
 		var addrs [3]string
 		for j := range addrs {
-			a, err := freeAddr(host)
+			a, err := freeport.Addr(host)
 			if err != nil {
 				return l, err
 			}
@@ -366,7 +366,7 @@ func loadOrPlan(dir string, n, controllers int, host string) (Layout, error) {
 	}
 	for i := range l.Nodes {
 		if l.Nodes[i].Kafka != "" {
-			a, err := freeAddr(host)
+			a, err := freeport.Addr(host)
 			if err != nil {
 				return l, err
 			}
@@ -382,16 +382,4 @@ func loadOrPlan(dir string, n, controllers int, host string) (Layout, error) {
 		return l, fmt.Errorf("write %s: %w", name, err)
 	}
 	return l, nil
-}
-
-// freeAddr asks the kernel for a free port on host. Another process may
-// take it before the node binds it; the node then fails to start with a
-// message naming the address.
-func freeAddr(host string) (string, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return "", fmt.Errorf("find a free port on %s: %w", host, err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }

@@ -3,7 +3,6 @@ package schema_test
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,24 +10,16 @@ import (
 
 	"github.com/sluice-io/sluice/internal/cli"
 	"github.com/sluice-io/sluice/internal/cli/serve"
+	"github.com/sluice-io/sluice/internal/freeport"
 )
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // startServe runs sluice serve with its registry and returns the
 // registry's URL once it answers.
 func startServe(t *testing.T) string {
-	reg := freeAddr(t)
+	reg := freeport.ForTest(t, "127.0.0.1")
 	// Options before the cleanup below, so that the data dir outlives
 	// the broker.
-	o := serve.Options{Listen: freeAddr(t), HTTPListen: freeAddr(t), DataDir: t.TempDir(), NodeID: 1,
+	o := serve.Options{Listen: freeport.ForTest(t, "127.0.0.1"), HTTPListen: freeport.ForTest(t, "127.0.0.1"), DataDir: t.TempDir(), NodeID: 1,
 		LogLevel: "error", SchemaRegistryListen: reg}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -91,7 +82,7 @@ func TestSchemaCommands(t *testing.T) {
 		{"", []string{"schema", "list", "u", "--registry", url}, "2\n", false},
 		{"", []string{"schema", "list", "u", "--deleted", "--registry", url}, "1\n2\n", false},
 		{"{}", []string{"schema", "register", "u", "--type", "XML", "--registry", url}, "--type", true},
-		{"", []string{"schema", "get", "u", "--registry", "http://" + freeAddr(t)}, "is it running?", true},
+		{"", []string{"schema", "get", "u", "--registry", "http://" + freeport.ForTest(t, "127.0.0.1")}, "is it running?", true},
 	}
 	for _, s := range steps {
 		out, err := run(t, s.stdin, s.args...)

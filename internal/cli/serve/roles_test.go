@@ -2,10 +2,12 @@ package serve
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-io/sluice/internal/freeport"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -15,7 +17,7 @@ import (
 // forward) and a broker-only node that follows its quorum, used by a
 // client through the broker alone.
 func TestRunDedicatedRoles(t *testing.T) {
-	ctrlAddr, brokerAddr := freeAddr(t), freeAddr(t)
+	ctrlAddr, brokerAddr := freeport.ForTest(t, "127.0.0.1"), freeport.ForTest(t, "127.0.0.1")
 	voters := "1@" + ctrlAddr
 	run := func(o Options) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -28,9 +30,9 @@ func TestRunDedicatedRoles(t *testing.T) {
 			}
 		})
 	}
-	run(Options{NodeID: 1, HTTPListen: freeAddr(t), DataDir: t.TempDir(), LogLevel: "error",
+	run(Options{NodeID: 1, HTTPListen: freeport.ForTest(t, "127.0.0.1"), DataDir: t.TempDir(), LogLevel: "error",
 		ControllerListen: ctrlAddr, Voters: voters, Configs: []string{"process.roles=controller"}})
-	run(Options{NodeID: 2, Listen: brokerAddr, HTTPListen: freeAddr(t), DataDir: t.TempDir(), LogLevel: "error",
+	run(Options{NodeID: 2, Listen: brokerAddr, HTTPListen: freeport.ForTest(t, "127.0.0.1"), DataDir: t.TempDir(), LogLevel: "error",
 		Voters: voters, Configs: []string{"process.roles=broker", "offsets.topic.replication.factor=1"}})
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokerAddr), kgo.DefaultProduceTopic("r"),
@@ -68,7 +70,7 @@ func TestRunDedicatedRoles(t *testing.T) {
 
 // process.roles that cannot work stop sluice serve with what to do.
 func TestRunRolesErrors(t *testing.T) {
-	voters := "1@" + freeAddr(t)
+	voters := "1@" + freeport.ForTest(t, "127.0.0.1")
 	for name, c := range map[string]struct {
 		o    Options
 		want string
@@ -76,9 +78,9 @@ func TestRunRolesErrors(t *testing.T) {
 		"one role alone": {Options{NodeID: 1, Configs: []string{"process.roles=controller"}}, "needs --controller-quorum-voters"},
 		"voter as broker": {Options{NodeID: 1, Voters: voters, Configs: []string{"process.roles=broker"}},
 			"a voter needs the controller role"},
-		"controller not a voter": {Options{NodeID: 2, Voters: voters, ControllerListen: freeAddr(t), Configs: []string{"process.roles=controller"}},
+		"controller not a voter": {Options{NodeID: 2, Voters: voters, ControllerListen: freeport.ForTest(t, "127.0.0.1"), Configs: []string{"process.roles=controller"}},
 			"not in --controller-quorum-voters"},
-		"broker with a controller listener": {Options{NodeID: 2, Voters: voters, ControllerListen: freeAddr(t), Configs: []string{"process.roles=broker"}},
+		"broker with a controller listener": {Options{NodeID: 2, Voters: voters, ControllerListen: freeport.ForTest(t, "127.0.0.1"), Configs: []string{"process.roles=broker"}},
 			"has no controller listener"},
 		"controller advertised": {Options{NodeID: 1, Voters: voters, AdvertisedAddress: "h:1", Configs: []string{"process.roles=controller"}},
 			"no client listener"},
@@ -91,5 +93,43 @@ func TestRunRolesErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
+	}
+}
+
+// A node stopped (SIGTERM, Ctrl-C) while it waits for a metadata quorum
+// stops at once and without an error, rather than after the two minutes it
+// would wait for the other voters.
+func TestRunStopsWhileWaitingForQuorum(t *testing.T) {
+	ctrl := freeport.ForTest(t, "127.0.0.1")
+	voters := "1@" + ctrl + ",2@" + freeport.ForTest(t, "127.0.0.1") + ",3@" + freeport.ForTest(t, "127.0.0.1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{NodeID: 1, Listen: freeport.ForTest(t, "127.0.0.1"), HTTPListen: freeport.ForTest(t, "127.0.0.1"),
+			DataDir: t.TempDir(), LogLevel: "error", ControllerListen: ctrl, Voters: voters})
+	}()
+	// Waiting: its controller listener answers, no quorum can form.
+	for {
+		c, err := net.DialTimeout("tcp", ctrl, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve returned before it was stopped: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stopped while waiting for the quorum: %v; want a clean stop", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve still waiting for the quorum 30 s after it was stopped")
 	}
 }

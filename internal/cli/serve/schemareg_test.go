@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-io/sluice/internal/freeport"
 	"github.com/twmb/franz-go/pkg/sr"
 )
 
@@ -15,9 +16,9 @@ import (
 // its own broker; its state survives a restart of the node.
 func TestRunServesSchemaRegistry(t *testing.T) {
 	dataDir := t.TempDir()
-	regAddr := freeAddr(t)
+	regAddr := freeport.ForTest(t, "127.0.0.1")
 	run := func() (stop func()) {
-		o := Options{Listen: freeAddr(t), HTTPListen: freeAddr(t), DataDir: dataDir, NodeID: 1, LogLevel: "error",
+		o := Options{Listen: freeport.ForTest(t, "127.0.0.1"), HTTPListen: freeport.ForTest(t, "127.0.0.1"), DataDir: dataDir, NodeID: 1, LogLevel: "error",
 			SchemaRegistryListen: regAddr}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)

@@ -212,8 +212,14 @@ func Run(ctx context.Context, o Options) error {
 	} else if o.ControllerListen != "" {
 		return fmt.Errorf("--controller-listen needs --controller-quorum-voters (without both, the node is a single-node cluster)")
 	}
-	b, err = broker.Open(bcfg)
+	b, err = broker.OpenContext(ctx, bcfg)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			// Stopped while starting (waiting for the other voters,
+			// say): what was asked for, not a failure.
+			logger.Info("stopped while starting", "reason", err)
+			return nil
+		}
 		return err
 	}
 	metrics.SetBroker(b)

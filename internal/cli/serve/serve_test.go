@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-io/sluice/internal/config"
+	"github.com/sluice-io/sluice/internal/freeport"
 	"github.com/sluice-io/sluice/internal/server"
 )
 
@@ -269,23 +270,12 @@ func TestResolveChecks(t *testing.T) {
 	}
 }
 
-// freeAddr is a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startRun runs sluice serve with configs and returns its Kafka address
 // once it accepts connections; the broker stops when the test ends.
 func startRun(t *testing.T, configs ...string) string {
 	t.Helper()
-	addr := freeAddr(t)
-	o := Options{Listen: addr, HTTPListen: freeAddr(t), DataDir: t.TempDir(), NodeID: 1, Configs: configs, LogLevel: "error"}
+	addr := freeport.ForTest(t, "127.0.0.1")
+	o := Options{Listen: addr, HTTPListen: freeport.ForTest(t, "127.0.0.1"), DataDir: t.TempDir(), NodeID: 1, Configs: configs, LogLevel: "error"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, o) }()
