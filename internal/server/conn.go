@@ -165,6 +165,13 @@ func (c *conn) readLoop() error {
 			release()
 			return err
 		}
+		// A frame read from the buffer after the server or the
+		// connection began closing is not handled: a produce would be
+		// appended with no one to tell.
+		if err := c.ctx.Err(); err != nil {
+			release()
+			return err
+		}
 		req.Remote = c.nc.RemoteAddr()
 		sl := &slot{key: req.Key, correlationID: req.CorrelationID, done: make(chan struct{})}
 		c.pending.Add(1)

@@ -368,11 +368,13 @@ func (s *Server) Close() error {
 	if s.ln != nil {
 		err = s.ln.Close()
 	}
+	// The context first: a reader that finds its connection closed
+	// finds the server closing too, and handles no frame it buffered.
+	s.cancel()
 	for c := range s.conns {
 		c.nc.Close()
 	}
 	s.mu.Unlock()
-	s.cancel()
 	s.wg.Wait()
 	if err != nil {
 		return fmt.Errorf("server: close listener: %w", err)
