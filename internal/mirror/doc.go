@@ -146,9 +146,10 @@
 //   - a batch straddling the log end is refused with INVALID_RECORD (the
 //     source's batches changed since they were copied; the mirror stops).
 //
-// Batches are copied byte for byte (compression, producer ids and
-// sequences, transactional flags, control batches), but for the partition
-// leader epoch, which the target's leader sets to its own: the target's
+// Batches are copied byte for byte (compression, sequences, transactional
+// flags, control batches), but for the partition leader epoch, which the
+// target's leader sets to its own, and the producer id (moved out of the
+// target's own, see the failover below; the CRC recomputed): the target's
 // followers replicate the copy with the target's epochs like any other
 // batch, and truncate by them after a leader change. Its leader notes the
 // copied producers and transaction markers exactly as a follower does, so
@@ -187,13 +188,13 @@
 // copy's own retention applies. To fail over, stop the mirror and delete
 // the config from the target topic (sluice config, or kafka-configs
 // --delete-config sluice.mirror.source): the topic then takes producers,
-// from its end offset on. Left for later: a transaction still open on the
-// source at that moment keeps the copy's last stable offset until it is
-// aborted by hand, and a producer id the target hands out may be one the
-// copy holds from the source (two Sluice clusters count from the same
-// start), whose sequence state then refuses that producer's first batch
-// (OUT_OF_ORDER_SEQUENCE; franz-go recovers by bumping its epoch, see
-// TestMirrorPreserveFailover; a client that treats it as fatal fails).
+// from its end offset on. The copy holds the source's producer ids moved
+// out of the ids a cluster hands out (partition.MirroredProducerID), so the
+// target's new producers are never taken for the source's (both clusters
+// count producer ids from 0: a new producer's first record was answered as
+// a resend of the source's and never written, TestMirrorFailoverProducerIDs).
+// Left for later: a transaction still open on the source at that moment
+// keeps the copy's last stable offset until it is aborted by hand.
 //
 // # Audit counts
 //

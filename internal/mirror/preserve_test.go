@@ -459,13 +459,7 @@ func TestMirrorPreserveCrashRestart(t *testing.T) {
 // TestMirrorPreserveFailover: once the mirror is stopped and the config
 // deleted from the copy (the documented failover), the topic takes
 // producers again, from the copy's end.
-//
-// Known gap (package doc, "Left for later"): both clusters hand out
-// producer id 0 first, and the copy holds the source's producer 0 with its
-// sequences, so this producer's first batch is refused with
-// OUT_OF_ORDER_SEQUENCE; franz-go recovers by bumping its epoch (about 5 s
-// here), which is why the produce below succeeds. A client that treats
-// the error as fatal would fail.
+// (The producer ids both clusters hand out: TestMirrorFailoverProducerIDs.)
 func TestMirrorPreserveFailover(t *testing.T) {
 	a, b := connect(t, startBroker(t)), connect(t, startBroker(t))
 	a.create(t, "orders", 1, nil)

@@ -3,6 +3,7 @@ package partition
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 
 	"github.com/sluice-io/sluice/internal/log"
 	"github.com/sluice-io/sluice/internal/record"
@@ -34,17 +35,21 @@ var ErrMirrorOverlap = errors.New("partition: mirrored batch overlaps the log en
 //   - a batch at or past the log end is appended at its own offset (the log
 //     end jumps over the gap), its leader epoch rewritten to this leader's
 //     (the source's epochs mean nothing here, and followers truncate by
-//     this partition's epochs), bytes otherwise unchanged: no offset
-//     assignment, recompression, timestamp, key or idempotence checks.
-//     Producer and transaction state are noted as a follower notes them,
-//     control batches included, so read_committed fetches of the copy see
-//     the source's transactions decided the same way.
+//     this partition's epochs), and its producer id moved out of the ids
+//     this cluster hands out (MirroredProducerID; the CRC recomputed),
+//     bytes otherwise unchanged: no offset assignment, recompression,
+//     timestamp, key or idempotence checks. Producer and transaction state
+//     are noted as a follower notes them, control batches included, so
+//     read_committed fetches of the copy see the source's transactions
+//     decided the same way.
+//
+// source names the source cluster (the topic's sluice.mirror.source).
 //
 // The result's BaseOffset and LastOffset are the first and last batch's;
 // Duplicate says that every batch was already here. A storage failure
 // stops at its batch: the ones before it stay appended, and a retry passes
 // over them.
-func (p *Partition) AppendMirrored(batches []byte) (AppendResult, error) {
+func (p *Partition) AppendMirrored(batches []byte, source string) (AppendResult, error) {
 	bs, err := parseReplicated(batches)
 	if err != nil {
 		return AppendResult{}, err
@@ -57,7 +62,7 @@ func (p *Partition) AppendMirrored(batches []byte) (AppendResult, error) {
 		return AppendResult{}, fmt.Errorf("%w: %d of %d bytes are whole record batches", ErrCorruptMessage, n, len(batches))
 	}
 	p.mu.Lock()
-	res, published, err := p.appendMirroredLocked(bs)
+	res, published, err := p.appendMirroredLocked(bs, sourceTag(source))
 	p.mu.Unlock()
 	if published {
 		p.afterPublish()
@@ -65,7 +70,7 @@ func (p *Partition) AppendMirrored(batches []byte) (AppendResult, error) {
 	return res, err
 }
 
-func (p *Partition) appendMirroredLocked(bs []replicatedBatch) (res AppendResult, published bool, err error) {
+func (p *Partition) appendMirroredLocked(bs []replicatedBatch, tag int64) (res AppendResult, published bool, err error) {
 	if !p.leader.Load() {
 		return AppendResult{}, false, fmt.Errorf("%w: leader epoch %d", ErrNotLeader, p.leaderEpoch.Load())
 	}
@@ -95,6 +100,10 @@ func (p *Partition) appendMirroredLocked(bs []replicatedBatch) (res AppendResult
 		b := &bs[j]
 		record.SetLeaderEpoch(b.raw, epoch)
 		b.h.LeaderEpoch = epoch
+		if id := MirroredProducerID(tag, b.h.ProducerID); id != b.h.ProducerID {
+			record.SetProducerID(b.raw, id)
+			b.h.ProducerID = id
+		}
 		r, err := p.log.AppendAsFollower(b.raw)
 		if err != nil {
 			if errors.Is(err, log.ErrStorage) {
@@ -115,4 +124,40 @@ func (p *Partition) appendMirroredLocked(bs []replicatedBatch) (res AppendResult
 	}
 	res.LogStartOffset = p.log.StartOffset()
 	return res, false, nil
+}
+
+// Producer ids in a copy. Every cluster hands out producer ids counting up
+// from 0, so the source's producers in a copy have the ids the target
+// gives its own producers. After a failover (the topic takes producers),
+// the first producer on the copy would be taken for the source's producer
+// of the same id: its first batch refused as out of order, or, when the
+// source's producer had written a batch with the same sequences, answered
+// as a resend of it and never written. So a copy holds the source's ids
+// moved into a space no cluster hands out: bit 62 set, a 16-bit tag of the
+// source cluster in bits 40-55 (so that a copy of a copy that failed over,
+// whose own producers came after the first source's, keeps the two apart),
+// and the source's id in the low 40 bits (a cluster would need to hand out
+// 2^40 producer ids, 1,000 at a time, to reach them). An id already in that
+// space (the source is itself a copy) is kept.
+const (
+	mirroredIDBit   = int64(1) << 62
+	mirroredTagBits = 16
+	mirroredIDBits  = 40
+)
+
+// sourceTag is the source cluster's tag for MirroredProducerID.
+func sourceTag(source string) int64 {
+	h := fnv.New32a()
+	h.Write([]byte(source))
+	return int64(h.Sum32() & (1<<mirroredTagBits - 1))
+}
+
+// MirroredProducerID is the producer id a copy holds for the source's
+// producer id (tag: sourceTag of the source cluster). No producer (-1)
+// stays none.
+func MirroredProducerID(tag, id int64) int64 {
+	if id < 0 || id&mirroredIDBit != 0 {
+		return id
+	}
+	return mirroredIDBit | tag<<mirroredIDBits | id&(1<<mirroredIDBits-1)
 }

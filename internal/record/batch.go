@@ -237,6 +237,13 @@ func SetLogAppendTime(b []byte, ts int64) {
 	binary.BigEndian.PutUint32(b[offCRC:], Checksum(b))
 }
 
+// SetProducerID rewrites the batch's producer id and recomputes the CRC
+// (the field is inside it).
+func SetProducerID(b []byte, id int64) {
+	binary.BigEndian.PutUint64(b[offProducerID:], uint64(id))
+	binary.BigEndian.PutUint32(b[offCRC:], Checksum(b))
+}
+
 // Iter walks the batches of a buffer that holds whole batches back to back
 // (a produce request's records, a segment read). It stops at the first
 // incomplete or invalid batch and reports why in Err.

@@ -142,7 +142,7 @@ func (h *Handler) produceFrom(ctx context.Context, r *kmsg.ProduceRequest, clien
 			var res partition.AppendResult
 			var err error
 			if mirrorOf != "" {
-				res, err = p.AppendMirrored(rp.Records)
+				res, err = p.AppendMirrored(rp.Records, mirrorOf)
 			} else {
 				res, err = h.appendOne(p, rp.Records)
 			}
