@@ -642,6 +642,7 @@ func (b *Broker) Reconcile() error {
 				if err := b.applyRole(r, tp, t, part); err != nil {
 					addErr(err)
 				}
+				b.abortCopiedTxns(r, t)
 				continue
 			}
 			sem <- struct{}{}
@@ -665,6 +666,7 @@ func (b *Broker) Reconcile() error {
 				// Once the partition is findable: a coordinator loads it
 				// through Broker.Partition.
 				b.applyCoordinatorRole(tp, len(t.Partitions), part, r.leader.Load())
+				b.abortCopiedTxns(r, t)
 			}()
 		}
 	}
@@ -675,6 +677,24 @@ func (b *Broker) Reconcile() error {
 	}
 	b.reconciled = img
 	return nil
+}
+
+// abortCopiedTxns aborts, on a leader of a topic that is not an
+// offset-preserving copy (or no longer: a failover deleted
+// sluice.mirror.source), the source's transactions the copy left open
+// (partition.AbortMirroredTransactions). A failure is logged; the next
+// reconcile of the topic, or the next leader, tries again.
+func (b *Broker) abortCopiedTxns(r *hosted, t *metadata.Topic) {
+	if t.Configs[config.MirrorSourceConfig] != "" {
+		return
+	}
+	n, err := r.p.AbortMirroredTransactions()
+	if n > 0 {
+		b.logger.Info("aborted the transactions a copy's source left open", "topic", t.Name, "transactions", n)
+	}
+	if err != nil {
+		b.logger.Warn("abort the transactions a copy's source left open", "topic", t.Name, "err", err)
+	}
 }
 
 func (b *Broker) openPartition(tp TopicPartition, t *metadata.Topic, pc partition.Config, follower bool) (*partition.Partition, error) {

@@ -193,8 +193,11 @@
 // target's new producers are never taken for the source's (both clusters
 // count producer ids from 0: a new producer's first record was answered as
 // a resend of the source's and never written, TestMirrorFailoverProducerIDs).
-// Left for later: a transaction still open on the source at that moment
-// keeps the copy's last stable offset until it is aborted by hand.
+// A transaction still open on the source at that moment would hold the
+// copy's last stable offset for good (its marker would have come through
+// the mirror): once the config is gone the copy's leaders abort the
+// source's open transactions (partition.AbortMirroredTransactions,
+// TestMirrorFailoverAbortsOpenTransactions).
 //
 // # Audit counts
 //

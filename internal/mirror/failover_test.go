@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -51,5 +52,62 @@ func TestMirrorFailoverProducerIDs(t *testing.T) {
 	recs := b.read(t, "orders", int(end)+1)[0]
 	if last := recs[len(recs)-1]; string(last.Value) != "after the failover" {
 		t.Errorf("the copy ends with %q at %d, want the record produced after the failover", last.Value, last.Offset)
+	}
+}
+
+// TestMirrorFailoverAbortsOpenTransactions: a transaction open on the source
+// when the mirror stopped is open in the copy too, and nothing will ever
+// decide it there: after the failover the copy's leader aborts it, so that
+// read_committed consumers of the copy go past it (before, they stopped at
+// its first record for good).
+func TestMirrorFailoverAbortsOpenTransactions(t *testing.T) {
+	a, b := connect(t, startBroker(t)), connect(t, startBroker(t))
+	a.create(t, "orders", 1, nil)
+	a.produce(t, &kgo.Record{Topic: "orders", Partition: 0, Value: []byte("before")})
+	tx, err := kgo.NewClient(kgo.SeedBrokers(a.addr), kgo.TransactionalID("left-open"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := tx.ProduceSync(clitest.Ctx(t), &kgo.Record{Topic: "orders", Partition: 0, Value: []byte("open")}).FirstErr(); err != nil {
+			t.Fatalf("transactional record %d: %v", i, err)
+		}
+	}
+	_, stop := start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "orders", PreserveOffsets: true})
+	waitEnds(t, a, b, "orders")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := b.adm.AlterTopicConfigs(clitest.Ctx(t), []kadm.AlterConfig{{Op: kadm.DeleteConfig, Name: MirrorSourceConfig}}, "orders")
+	if err == nil {
+		_, err = resp.On("orders", nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cl.ProduceSync(clitest.Ctx(t), &kgo.Record{Topic: "orders", Partition: 0, Value: []byte(endValue)}).FirstErr()
+		cl.Close()
+		if err == nil {
+			break
+		}
+		if clitest.Ctx(t).Err() != nil {
+			t.Fatalf("produce after the failover: %v", err)
+		}
+	}
+	var values []string
+	for _, r := range readToEnd(t, b.addr, "orders", 1, true)[0] {
+		values = append(values, string(r.Value))
+	}
+	if want := []string{"before", endValue}; !slices.Equal(values, want) {
+		t.Fatalf("read_committed on the copy after the failover: %q, want %q", values, want)
 	}
 }

@@ -161,3 +161,40 @@ func MirroredProducerID(tag, id int64) int64 {
 	}
 	return mirroredIDBit | tag<<mirroredIDBits | id&(1<<mirroredIDBits-1)
 }
+
+// AbortMirroredTransactions writes an abort marker, on the leader, for each
+// transaction open here of a producer of a copy's source (an id in
+// MirroredProducerID's space), and returns how many. The broker calls it
+// for a topic that is not, or no longer, a copy: after a failover nothing
+// will ever decide the source's transactions here (their markers would
+// have come from the source through the mirror), and an open one would
+// hold the last stable offset, and every read_committed consumer, for ever.
+// Aborting is what the source's coordinator does with a transaction whose
+// producer went away. A follower does nothing.
+func (p *Partition) AbortMirroredTransactions() (int, error) {
+	if !p.leader.Load() {
+		return 0, nil
+	}
+	p.mu.Lock()
+	var n int
+	var err error
+	for pid := range p.ongoing {
+		if pid < 0 || pid&mirroredIDBit == 0 {
+			continue
+		}
+		s := p.producers[pid]
+		if s == nil {
+			continue
+		}
+		if _, err = p.writeMarkerLocked(pid, s.epoch, false, s.coordinatorEpoch, controlKey(false), markerValue(s.coordinatorEpoch)); err != nil {
+			err = fmt.Errorf("partition: abort the copied transaction of producer %d: %w", pid, err)
+			break
+		}
+		n++
+	}
+	p.mu.Unlock()
+	if n > 0 {
+		p.afterPublish()
+	}
+	return n, err
+}

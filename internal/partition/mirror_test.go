@@ -116,6 +116,22 @@ func TestAppendMirrored(t *testing.T) {
 		t.Fatalf("past a gap: %+v %v, end %d", res, err, copy.p.Log().EndOffset())
 	}
 
+	// The source's producer 7 left a transaction open: the source's own
+	// ids are not a copy's and are left alone; the copy's is aborted (what
+	// the broker does once the topic is no longer a copy).
+	if n, err := source.p.AbortMirroredTransactions(); n != 0 || err != nil {
+		t.Fatalf("AbortMirroredTransactions on the source: %d %v", n, err)
+	}
+	if copy.p.LastStableOffset() >= copy.p.Log().EndOffset() {
+		t.Fatal("the workload left no transaction open on the copy")
+	}
+	if n, err := copy.p.AbortMirroredTransactions(); n != 1 || err != nil {
+		t.Fatalf("AbortMirroredTransactions on the copy: %d %v, want 1 aborted", n, err)
+	}
+	if lso, end := copy.p.LastStableOffset(), copy.p.Log().EndOffset(); lso != end {
+		t.Fatalf("the copy's last stable offset %d, its end %d", lso, end)
+	}
+
 	follower := newReplica(t, true, 7)
 	defer func() { follower.p.Close() }()
 	replicate(t, copy.p, follower.p, nil)

@@ -125,22 +125,31 @@ func (p *Partition) abortEntryLocked(pid int64, commit bool, offset int64) (log.
 // (ErrCoordinatorFenced): a newer producer or coordinator has moved on. A
 // follower answers ErrNotLeader.
 func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, coordinatorEpoch int32) (AppendResult, error) {
-	typ := record.ControlAbort
-	if commit {
-		typ = record.ControlCommit
-	}
-	key := binary.BigEndian.AppendUint16(nil, 0)
-	key = binary.BigEndian.AppendUint16(key, uint16(typ))
-	// The value: version int16 (0) and the coordinator epoch int32.
-	value := binary.BigEndian.AppendUint16(nil, 0)
-	value = binary.BigEndian.AppendUint32(value, uint32(coordinatorEpoch))
 	p.mu.Lock()
-	res, err := p.writeMarkerLocked(pid, epoch, commit, coordinatorEpoch, key, value)
+	res, err := p.writeMarkerLocked(pid, epoch, commit, coordinatorEpoch, controlKey(commit), markerValue(coordinatorEpoch))
 	p.mu.Unlock()
 	if err == nil {
 		p.afterPublish()
 	}
 	return res, err
+}
+
+// controlKey is a transaction marker's key: version int16 (0) and the
+// control type int16.
+func controlKey(commit bool) []byte {
+	typ := record.ControlAbort
+	if commit {
+		typ = record.ControlCommit
+	}
+	key := binary.BigEndian.AppendUint16(nil, 0)
+	return binary.BigEndian.AppendUint16(key, uint16(typ))
+}
+
+// markerValue is a transaction marker's value: version int16 (0) and the
+// coordinator epoch int32.
+func markerValue(coordinatorEpoch int32) []byte {
+	value := binary.BigEndian.AppendUint16(nil, 0)
+	return binary.BigEndian.AppendUint32(value, uint32(coordinatorEpoch))
 }
 
 // writeMarkerLocked is WriteMarker's part under mu.
