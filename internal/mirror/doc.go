@@ -172,7 +172,10 @@
 // source's log start offset when that is later (records the source
 // deleted before they were copied); then it deletes on the target, with
 // DeleteRecords, what lies below the source's log start, so both logs
-// start at the same offset. A crash (kill -9) therefore loses and
+// start at the same offset. So it goes on: each fetch answer names the
+// source's log start, and when it moves (DeleteRecords, retention) the copy
+// deletes up to it, as far as it holds records
+// (TestMirrorPreserveFollowsDeletes). A crash (kill -9) therefore loses and
 // duplicates nothing: the next run resends from the target's high
 // watermark and the broker passes over what it already had. Two mirrors
 // running at once write the same batches and do no harm either.

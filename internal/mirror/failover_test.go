@@ -3,6 +3,7 @@ package mirror
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,26 +33,37 @@ func TestMirrorFailoverProducerIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got *kgo.Record
-	for got == nil {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := cl.ProduceSync(clitest.Ctx(t), &kgo.Record{Topic: "orders", Partition: 0, Value: []byte("after the failover")}).First()
-		cl.Close()
-		if err == nil {
-			got = r
-		} else if clitest.Ctx(t).Err() != nil {
-			t.Fatalf("produce after the failover: %v", err)
-		}
-	}
+	got := produceAfterFailover(t, b.addr, "after the failover")
 	if got.Offset != end {
 		t.Errorf("the first record after the failover acknowledged at offset %d, want %d (the copy's end)", got.Offset, end)
 	}
 	recs := b.read(t, "orders", int(end)+1)[0]
 	if last := recs[len(recs)-1]; string(last.Value) != "after the failover" {
 		t.Errorf("the copy ends with %q at %d, want the record produced after the failover", last.Value, last.Offset)
+	}
+}
+
+// produceAfterFailover produces value to orders[0] on the failed-over copy
+// at addr, with a new idempotent producer each try: the config deletion
+// reaches the broker a moment after it was made (POLICY_VIOLATION until
+// then), and kgo gives up on a record after that error.
+func produceAfterFailover(t *testing.T, addr, value string) *kgo.Record {
+	t.Helper()
+	ctx := clitest.Ctx(t)
+	for {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := cl.ProduceSync(ctx, &kgo.Record{Topic: "orders", Partition: 0, Value: []byte(value)}).First()
+		cl.Close()
+		if err == nil {
+			return r
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("produce after the failover: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -89,20 +101,7 @@ func TestMirrorFailoverAbortsOpenTransactions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = cl.ProduceSync(clitest.Ctx(t), &kgo.Record{Topic: "orders", Partition: 0, Value: []byte(endValue)}).FirstErr()
-		cl.Close()
-		if err == nil {
-			break
-		}
-		if clitest.Ctx(t).Err() != nil {
-			t.Fatalf("produce after the failover: %v", err)
-		}
-	}
+	produceAfterFailover(t, b.addr, endValue)
 	var values []string
 	for _, r := range readToEnd(t, b.addr, "orders", 1, true)[0] {
 		values = append(values, string(r.Value))
@@ -110,4 +109,57 @@ func TestMirrorFailoverAbortsOpenTransactions(t *testing.T) {
 	if want := []string{"before", endValue}; !slices.Equal(values, want) {
 		t.Fatalf("read_committed on the copy after the failover: %q, want %q", values, want)
 	}
+}
+
+// TestMirrorPreserveFollowsDeletes: records the source deletes after they
+// were copied (DeleteRecords, retention) are deleted from the copy too, up
+// to what it holds, while the copy goes on: an idle partition included.
+// Before, only records deleted before they were copied left the copy.
+func TestMirrorPreserveFollowsDeletes(t *testing.T) {
+	a, b := connect(t, startBroker(t)), connect(t, startBroker(t))
+	a.create(t, "orders", 2, nil)
+	for p := range int32(2) {
+		for i := range 10 {
+			a.produce(t, rec("orders", p, i, time.Now()))
+		}
+	}
+	start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "orders", PreserveOffsets: true})
+	waitEnds(t, a, b, "orders")
+	del := func(p int32, at int64) {
+		o := kadm.Offsets{}
+		o.Add(kadm.Offset{Topic: "orders", Partition: p, At: at, LeaderEpoch: -1})
+		resp, err := a.adm.DeleteRecords(clitest.Ctx(t), o)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			t.Fatalf("delete records of orders[%d] below %d on the source: %v", p, at, err)
+		}
+	}
+	waitStart := func(p int32, want int64) {
+		t.Helper()
+		ctx := clitest.Ctx(t)
+		for {
+			l, err := b.adm.ListStartOffsets(ctx, "orders")
+			o, _ := l.Lookup("orders", p)
+			if err == nil && o.Err == nil && o.Offset == want {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the copy's orders[%d] starts at %d (%v %v), want %d", p, o.Offset, err, o.Err, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	del(0, 6) // partition 0 idle afterwards
+	waitStart(0, 6)
+	del(1, 4)
+	for i := 10; i < 15; i++ {
+		a.produce(t, rec("orders", 1, i, time.Now()))
+	}
+	waitStart(1, 4)
+	if ends := waitEnds(t, a, b, "orders"); ends[1] != 15 {
+		t.Fatalf("the copy's orders[1] ends at %d, want 15", ends[1])
+	}
+	waitStart(0, 6)
 }

@@ -229,6 +229,11 @@ func (m *Mirror) copyPartition(ctx context.Context, t string, p int32) error {
 	var dst *kgo.Broker
 	var dstID [16]byte
 	for f := range fetches {
+		if f.raw == nil {
+			// Only records to delete.
+			m.trimTarget(ctx, tt, p, f.trimTo)
+			continue
+		}
 		for {
 			if dst == nil {
 				if dst, dstID, err = leader(ctx, m.dstAdm, m.dst, tt, p); err != nil {
@@ -302,6 +307,9 @@ func (m *Mirror) fetchAhead(ctx context.Context, t string, p int32, next, trimTo
 	// divergedSince is when the source was first seen to end below the
 	// copy (zero: it does not).
 	var divergedSince time.Time
+	// trimmed is the highest log start offset asked of the target (or, at
+	// first, the copy's start: nothing below it to delete).
+	trimmed := int64(0)
 	var src *kgo.Broker
 	var srcID [16]byte
 	var err error
@@ -314,7 +322,7 @@ func (m *Mirror) fetchAhead(ctx context.Context, t string, p int32, next, trimTo
 				continue
 			}
 		}
-		f, hw, err := m.fetchBatches(ctx, src, t, srcID, p, next)
+		f, hw, logStart, err := m.fetchBatches(ctx, src, t, srcID, p, next)
 		if err != nil {
 			if errors.Is(err, kerr.OffsetOutOfRange) {
 				moved, diverged := m.outOfRange(ctx, t, p, next)
@@ -342,14 +350,24 @@ func (m *Mirror) fetchAhead(ctx context.Context, t string, p int32, next, trimTo
 		}
 		divergedSince = time.Time{}
 		m.setHighWater(t, p, hw)
-		if f.raw == nil {
-			continue
-		}
-		if f.base < next {
+		if f.raw != nil && f.base < next {
 			// The copy went on from inside a batch: the source's log
 			// start moved into it (a copy's batches otherwise start at
 			// or past its end).
-			trimTo = next
+			trimTo = max(trimTo, next)
+		}
+		// Records the source deleted after they were copied (DeleteRecords,
+		// retention): the copy deletes them too, up to what it holds.
+		if logStart > trimmed {
+			trimTo = max(trimTo, min(logStart, next))
+		}
+		if f.raw == nil && trimTo <= trimmed {
+			continue
+		}
+		if trimTo <= trimmed {
+			trimTo = -1
+		} else {
+			trimmed = trimTo
 		}
 		f.trimTo, trimTo = trimTo, -1
 		select {
@@ -357,7 +375,9 @@ func (m *Mirror) fetchAhead(ctx context.Context, t string, p int32, next, trimTo
 		case <-ctx.Done():
 			return nil
 		}
-		next = f.last + 1
+		if f.raw != nil {
+			next = f.last + 1
+		}
 	}
 	return nil
 }
@@ -441,14 +461,15 @@ type fetched struct {
 	records    int   // records in data batches
 	lastTime   time.Time
 	// trimTo, when not -1, is where the target's log should start once
-	// these batches are there (records the source deleted before they
-	// were copied).
+	// these batches (none when raw is nil) are there: records the source
+	// deleted, before or after they were copied.
 	trimTo int64
 }
 
 // fetchBatches fetches source partition p of topic from offset, and
-// returns the whole batches ending at or after it, and the high watermark.
-func (m *Mirror) fetchBatches(ctx context.Context, b *kgo.Broker, topic string, id [16]byte, p int32, offset int64) (fetched, int64, error) {
+// returns the whole batches ending at or after it, the high watermark and
+// the log start offset.
+func (m *Mirror) fetchBatches(ctx context.Context, b *kgo.Broker, topic string, id [16]byte, p int32, offset int64) (f fetched, hw, logStart int64, err error) {
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = -1
 	req.MaxWaitMillis = preserveFetchWaitMs
@@ -465,11 +486,11 @@ func (m *Mirror) fetchBatches(ctx context.Context, b *kgo.Broker, topic string, 
 	req.Topics = append(req.Topics, rt)
 	kresp, err := b.Request(ctx, req)
 	if err != nil {
-		return fetched{}, -1, err
+		return fetched{}, -1, -1, err
 	}
 	resp := kresp.(*kmsg.FetchResponse)
 	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-		return fetched{}, -1, err
+		return fetched{}, -1, -1, err
 	}
 	for _, t := range resp.Topics {
 		for _, fp := range t.Partitions {
@@ -477,13 +498,13 @@ func (m *Mirror) fetchBatches(ctx context.Context, b *kgo.Broker, topic string, 
 				continue
 			}
 			if err := kerr.ErrorForCode(fp.ErrorCode); err != nil {
-				return fetched{}, -1, err
+				return fetched{}, -1, -1, err
 			}
 			f, err := wholeBatches(fp.RecordBatches, offset)
-			return f, fp.HighWatermark, err
+			return f, fp.HighWatermark, fp.LogStartOffset, err
 		}
 	}
-	return fetched{}, -1, fmt.Errorf("the fetch response has no %s[%d]", topic, p)
+	return fetched{}, -1, -1, fmt.Errorf("the fetch response has no %s[%d]", topic, p)
 }
 
 // wholeBatches keeps the whole batches of b that end at or after offset,

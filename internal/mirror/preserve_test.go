@@ -363,7 +363,7 @@ func TestMirrorTopicProduce(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := &Mirror{}
-	f, _, err := m.fetchBatches(clitest.Ctx(t), srcBroker, "src", srcID, 0, 0)
+	f, _, _, err := m.fetchBatches(clitest.Ctx(t), srcBroker, "src", srcID, 0, 0)
 	if err != nil || f.base != 0 || f.last != 4 {
 		t.Fatalf("fetch: %+v %v", f, err)
 	}
