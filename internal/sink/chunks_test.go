@@ -7,17 +7,24 @@ import (
 	"testing"
 )
 
-// TestChunks: bytes written in pieces of any size, across the growing
-// and the pooled chunks, read back the same through WriteTo, reader (read
+// TestChunks: bytes written in pieces of any size (some appended to
+// AvailableBuffer, fitting it or not), across the growing and the pooled
+// chunks, read back the same through WriteTo, reader (read
 // whole and at random offsets) and again after a release and reuse.
 func TestChunks(t *testing.T) {
-	pool := newChunkPool()
+	pool := newChunkPool(2 * chunkBytes)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 3 {
 		c := &chunks{pool: pool}
 		var want []byte
 		for len(want) < 3*chunkBytes+12345 {
 			p := make([]byte, rng.IntN(200_000))
+			if rng.IntN(2) == 0 { // appended to AvailableBuffer, in place when it fits
+				p = c.AvailableBuffer()
+				for range rng.IntN(2 * cap(p)) {
+					p = append(p, 0)
+				}
+			}
 			for i := range p {
 				p[i] = byte(rng.Uint32())
 			}
