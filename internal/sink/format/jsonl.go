@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/hamba/avro/v2"
 	fastjson "github.com/segmentio/encoding/json"
@@ -170,7 +169,7 @@ func appendField(b []byte, name string, v []byte) []byte {
 	case validJSON(v):
 		b = append(b, `":`...)
 		return appendCompact(b, v)
-	case utf8.Valid(v):
+	case validUTF8(v):
 		b = append(b, `_text":`...)
 		return appendString(b, v)
 	default:
