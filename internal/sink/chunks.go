@@ -18,51 +18,77 @@ const (
 // chunks holds a file's encoded bytes in pieces: growing it never copies
 // what it holds, where a bytes.Buffer doubles, copies and has the runtime
 // clear each new array (with 4 MiB files that was a quarter of the
-// sink's CPU). Full-size pieces come from, and go back to, a chunkPool,
-// once the object holding them is uploaded. It is used by one goroutine
-// at a time.
+// sink's CPU). Its pieces come from, and go back to, a chunkPool, once
+// the object holding them is uploaded. It is used by one goroutine at a
+// time.
 type chunks struct {
 	pool *chunkPool
 	bufs [][]byte
 	n    int64
 }
 
-// chunkPool keeps full-size pieces for reuse, up to max of them. Not a
-// sync.Pool: that one empties at every other GC, and with a sink's
-// steady churn of MiBs most pieces were then new memory, which the
-// runtime clears and the kernel faults in page by page (writing into
-// them was 40 % of the JSON lines sink's encoding CPU). Safe for
-// concurrent use (partitions encode in parallel).
+// chunkSizes is how many sizes of piece there are: firstChunkBytes,
+// doubling up to chunkBytes.
+const chunkSizes = 7 // 16 KiB .. 1 MiB
+
+// chunkPool keeps pieces of every size for reuse, up to maxBytes of them
+// in all. Not a sync.Pool, and not only the full-size pieces: new memory
+// is cleared by the runtime and faulted in by the kernel page by page,
+// which cost several times the writing of the bytes into it; a sync.Pool
+// empties at every other GC, and each file's growing first pieces (1 MiB
+// of every 4 MiB file) were new memory each time. Safe for concurrent
+// use (partitions encode in parallel).
 type chunkPool struct {
-	mu   sync.Mutex
-	free [][]byte
-	max  int
+	mu        sync.Mutex
+	free      [chunkSizes][][]byte // by size: firstChunkBytes<<i
+	freeBytes int64
+	maxBytes  int64
 }
 
 // newChunkPool is the pool a Sink shares between its files; it keeps at
-// most maxBytes of free pieces (at least one piece).
+// most maxBytes of free pieces.
 func newChunkPool(maxBytes int64) *chunkPool {
-	return &chunkPool{max: int(max(maxBytes/chunkBytes, 1))}
+	return &chunkPool{maxBytes: maxBytes}
 }
 
-// get is an empty piece of cap chunkBytes.
-func (p *chunkPool) get() []byte {
+// sizeClass is the index in free of a piece of cap size, or -1.
+func sizeClass(size int) int {
+	for i := range chunkSizes {
+		if firstChunkBytes<<i == size {
+			return i
+		}
+	}
+	return -1
+}
+
+// get is an empty piece of cap size, one of the chunkSizes.
+func (p *chunkPool) get(size int) []byte {
+	i := sizeClass(size)
+	if i < 0 {
+		panic("BUG: sink: a piece of a size the pool does not keep")
+	}
 	p.mu.Lock()
-	if n := len(p.free); n > 0 {
-		b := p.free[n-1]
-		p.free = p.free[:n-1]
+	if n := len(p.free[i]); n > 0 {
+		b := p.free[i][n-1]
+		p.free[i] = p.free[i][:n-1]
+		p.freeBytes -= int64(size)
 		p.mu.Unlock()
 		return b
 	}
 	p.mu.Unlock()
-	return make([]byte, 0, chunkBytes)
+	return make([]byte, 0, size)
 }
 
 // put keeps b for reuse, or leaves it to the GC when the pool is full.
 func (p *chunkPool) put(b []byte) {
+	i := sizeClass(cap(b))
+	if i < 0 {
+		return
+	}
 	p.mu.Lock()
-	if len(p.free) < p.max {
-		p.free = append(p.free, b[:0])
+	if p.freeBytes+int64(cap(b)) <= p.maxBytes {
+		p.free[i] = append(p.free[i], b[:0])
+		p.freeBytes += int64(cap(b))
 	}
 	p.mu.Unlock()
 }
@@ -107,16 +133,13 @@ func (c *chunks) AvailableBuffer() []byte {
 	return b[len(b):len(b):cap(b)]
 }
 
-// next is an empty piece: twice the last one, or a pooled full one.
+// next is an empty piece: twice the last one, up to chunkBytes.
 func (c *chunks) next() []byte {
 	size := firstChunkBytes
 	if len(c.bufs) > 0 {
-		size = 2 * cap(c.bufs[len(c.bufs)-1])
+		size = min(2*cap(c.bufs[len(c.bufs)-1]), chunkBytes)
 	}
-	if size < chunkBytes {
-		return make([]byte, 0, size)
-	}
-	return c.pool.get()
+	return c.pool.get(size)
 }
 
 // Len is the bytes written.
@@ -157,13 +180,11 @@ func (c *chunks) ReadAt(p []byte, off int64) (int, error) {
 // without a copy into buffers of its own.
 func (c *chunks) reader() *io.SectionReader { return io.NewSectionReader(c, 0, c.n) }
 
-// release gives the full-size pieces back to the pool; c is empty after.
-// Only for bytes nothing reads any more.
+// release gives the pieces back to the pool; c is empty after. Only for
+// bytes nothing reads any more.
 func (c *chunks) release() {
 	for _, b := range c.bufs {
-		if cap(b) == chunkBytes {
-			c.pool.put(b)
-		}
+		c.pool.put(b)
 	}
 	c.bufs, c.n = nil, 0
 }

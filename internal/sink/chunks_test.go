@@ -60,3 +60,40 @@ func TestChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestChunkPool: every size of piece a file grows through is reused (the
+// same memory comes back), and the pool keeps no more than its bytes.
+func TestChunkPool(t *testing.T) {
+	if sizeClass(chunkBytes) != chunkSizes-1 {
+		t.Fatalf("chunkSizes %d does not reach chunkBytes", chunkSizes)
+	}
+	pool := newChunkPool(3 * chunkBytes)
+	c := &chunks{pool: pool}
+	c.Write(make([]byte, 3*chunkBytes))
+	var first []*byte
+	for _, b := range c.bufs {
+		first = append(first, &b[:1][0])
+	}
+	c.release()
+	c.Write(make([]byte, 3*chunkBytes))
+	for i, b := range c.bufs {
+		if i < len(first) && &b[:1][0] != first[i] && cap(b) < chunkBytes {
+			t.Fatalf("piece %d of %d bytes is new memory, not the one released", i, cap(b))
+		}
+	}
+	c.release()
+	for range 10 {
+		pool.put(make([]byte, 0, chunkBytes))
+	}
+	if pool.freeBytes > pool.maxBytes {
+		t.Fatalf("pool keeps %d bytes, more than its %d", pool.freeBytes, pool.maxBytes)
+	}
+	pool.put(make([]byte, 0, 1000)) // not a piece's size: not kept
+	for i := range chunkSizes {
+		for _, b := range pool.free[i] {
+			if cap(b) != firstChunkBytes<<i {
+				t.Fatalf("size %d kept with size %d", cap(b), firstChunkBytes<<i)
+			}
+		}
+	}
+}
