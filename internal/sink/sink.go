@@ -54,6 +54,9 @@ const (
 	// memoryCheckRecords is how often (in records) the loop compares the
 	// buffered bytes with the limit while it takes a poll's records.
 	memoryCheckRecords = 256
+	// minPollWait is the shortest wait of a poll, so that a partition
+	// due to be cut never makes the loop spin.
+	minPollWait = time.Millisecond
 	// inflightPollWait is how long a poll waits while a batch is in
 	// flight, so that its end is seen soon.
 	inflightPollWait = 10 * time.Millisecond
@@ -318,6 +321,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		} else {
 			wait = inflightPollWait
 		}
+		wait = s.pollWait(wait)
 		pctx, cancel := context.WithTimeout(ctx, wait)
 		fs := s.cl.PollRecords(pctx, maxPollRecords)
 		cancel()
@@ -340,6 +344,28 @@ func (s *Sink) Run(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// pollWait is how long the loop may poll: wait, or less when a
+// partition's open range is due to be cut by --roll-time before then, so
+// that it is cut on time, not up to a poll's wait late (a quarter of
+// --roll-time, up to maxPollWait); or minPollWait when no batch is in
+// flight and sealed cuts wait for one: the batch starts after the poll
+// (not before: the poll is when the group may rebalance), and a poll
+// that waited for records left the store idle that long between batches.
+func (s *Sink) pollWait(wait time.Duration) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	for _, p := range s.parts {
+		if len(p.sealed) > 0 && s.inflight == nil {
+			return minPollWait
+		}
+		if len(p.cuts) == 0 && p.openFirst >= 0 {
+			wait = min(wait, max(p.openSince.Add(s.o.RollTime).Sub(now), minPollWait))
+		}
+	}
+	return wait
 }
 
 // stop waits for the batch in flight and flushes what else is buffered
