@@ -75,12 +75,19 @@ func BenchmarkEncode(b *testing.B) {
 					}
 					ws[i] = &work{p: p, recs: byPart[i]}
 				}
-				if err := s.encode(ctx, ws); err != nil {
-					b.Fatal(err)
+				for _, w := range ws {
+					for len(w.recs) > 0 {
+						if err := s.encode(ctx, ws); err != nil {
+							b.Fatal(err)
+						}
+					}
 				}
 				for _, p := range parts {
 					for _, c := range p.sealed {
 						for _, o := range c.objects {
+							// Uploaded: as finish does.
+							p.bytes -= o.data.Len()
+							s.buffered.Add(-o.data.Len())
 							o.data.release()
 						}
 					}
