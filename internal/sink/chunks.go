@@ -46,7 +46,8 @@ type chunkPool struct {
 }
 
 // newChunkPool is the pool a Sink shares between its files; it keeps at
-// most maxBytes of free pieces.
+// most maxBytes of free pieces (the sink's --max-buffered-bytes: the
+// memory it may hold anyway), until trim (the sink is idle).
 func newChunkPool(maxBytes int64) *chunkPool {
 	return &chunkPool{maxBytes: maxBytes}
 }
@@ -77,6 +78,14 @@ func (p *chunkPool) get(size int) []byte {
 	}
 	p.mu.Unlock()
 	return make([]byte, 0, size)
+}
+
+// trim lets every free piece go to the GC.
+func (p *chunkPool) trim() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.free[:])
+	p.freeBytes = 0
 }
 
 // put keeps b for reuse, or leaves it to the GC when the pool is full.

@@ -97,3 +97,18 @@ func TestChunkPool(t *testing.T) {
 		}
 	}
 }
+
+// TestChunkPoolTrim: after trim the pool holds nothing, and a piece got
+// after it is new memory.
+func TestChunkPoolTrim(t *testing.T) {
+	pool := newChunkPool(4 * chunkBytes)
+	b := pool.get(chunkBytes)
+	pool.put(b)
+	pool.trim()
+	if pool.freeBytes != 0 {
+		t.Fatalf("%d bytes kept after trim", pool.freeBytes)
+	}
+	if c := pool.get(chunkBytes); &c[:1][0] == &b[:1][0] {
+		t.Fatal("a piece trimmed came back")
+	}
+}

@@ -66,6 +66,9 @@ const (
 	maxCutsPerCommit = 32
 	// maxParallelUploads is how many objects a flush uploads at once.
 	maxParallelUploads = 8
+	// poolIdleTrim is how long without records the sink keeps its free
+	// pieces of file memory (see chunkPool) before it lets them go.
+	poolIdleTrim = 30 * time.Second
 	// backoffMin and backoffMax bound the wait between retries of an
 	// upload or after a failed commit.
 	backoffMin = 100 * time.Millisecond
@@ -302,6 +305,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		s.cl.Close()
 	}()
 	idle := min(maxPollWait, max(s.o.RollTime/4, 10*time.Millisecond))
+	lastRecords := time.Now() // when a poll last had records
 	for {
 		if ctx.Err() != nil {
 			return s.stop(ctx)
@@ -333,6 +337,13 @@ func (s *Sink) Run(ctx context.Context) error {
 				s.log.Warn("fetch", "topic", t, "partition", p, "err", err)
 			}
 		})
+		now := time.Now()
+		if fs.NumRecords() > 0 {
+			lastRecords = now
+		} else if now.Sub(lastRecords) >= poolIdleTrim {
+			s.chunks.trim() // idle: the memory goes back to the runtime
+			lastRecords = now
+		}
 		s.mu.Lock()
 		err := s.process(ctx, fs)
 		s.publishStats()
