@@ -303,6 +303,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		s.fcancel()
 		s.cl.AllowRebalance() // Close leaves the group: a rebalance
 		s.cl.Close()
+		s.chunks.trim() // for the rest of the process to reuse
 	}()
 	idle := min(maxPollWait, max(s.o.RollTime/4, 10*time.Millisecond))
 	lastRecords := time.Now() // when a poll last had records
