@@ -83,5 +83,8 @@
 // cuts waiting for the next, the total is at most about twice that: over
 // MaxBufferedBytes in all, the loop stops polling until the batch in
 // flight ends. Replays of pending cuts ignore the limit (each cut was
-// under it when first made). kgo's own fetch buffer comes on top.
+// under it when first made). kgo's own fetch buffer comes on top, and so
+// does the memory of uploaded files kept for the next ones (chunkPool):
+// up to MaxBufferedBytes more while records flow, given back after
+// poolIdleTrim without records and when Run returns.
 package sink

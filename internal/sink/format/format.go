@@ -62,7 +62,8 @@ type Format interface {
 // File is one output file being written; its methods are not safe for
 // concurrent use.
 type File interface {
-	// Append adds r. It returns ErrNewFile, having taken nothing, when r
+	// Append adds r. It keeps neither r nor r.Headers (the caller reuses
+	// them for the next record), only the bytes they point to. It returns ErrNewFile, having taken nothing, when r
 	// cannot go into this file (its schema differs from the records
 	// before it): the caller closes this file and appends r to a new one.
 	Append(ctx context.Context, r *Record) error

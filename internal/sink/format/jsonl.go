@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/hamba/avro/v2"
 	fastjson "github.com/segmentio/encoding/json"
@@ -36,12 +35,27 @@ func (JSONL) Name() string { return "jsonl" }
 func (JSONL) Ext() string { return ".jsonl" }
 
 // NewFile starts a file.
-func (j JSONL) NewFile(w io.Writer) (File, error) { return &jsonlFile{reg: j.reg, w: w}, nil }
+func (j JSONL) NewFile(w io.Writer) (File, error) {
+	f := &jsonlFile{reg: j.reg, w: w}
+	if a, ok := w.(availableBuffer); ok {
+		f.avail = a
+	}
+	return f, nil
+}
+
+// availableBuffer is a writer that lends the free end of its buffer to be
+// appended to (bufio.Writer's AvailableBuffer): a line appended there and
+// then written is not copied again, when the writer takes it in place
+// (the sink's in-memory file does).
+type availableBuffer interface {
+	AvailableBuffer() []byte
+}
 
 type jsonlFile struct {
 	reg     *registry
 	w       io.Writer
-	buf     []byte // lines not yet written
+	avail   availableBuffer // w's, if it has one: lines go straight to w
+	buf     []byte          // lines not yet written (without avail)
 	written int64
 	n       int
 }
@@ -63,7 +77,31 @@ func (f *jsonlFile) Append(ctx context.Context, r *Record) error {
 			value = v.payload
 		}
 	}
-	b := f.buf
+	if f.avail != nil {
+		n, err := f.w.Write(appendLine(f.avail.AvailableBuffer(), r, value, decoded))
+		f.written += int64(n)
+		f.n++
+		if err != nil {
+			return fmt.Errorf("sink/format: jsonl write: %w", err)
+		}
+		return nil
+	}
+	f.buf = appendLine(f.buf, r, value, decoded)
+	f.n++
+	if len(f.buf) >= jsonlWriteBytes {
+		n, err := f.w.Write(f.buf)
+		f.written += int64(n)
+		f.buf = f.buf[:0]
+		if err != nil {
+			return fmt.Errorf("sink/format: jsonl write: %w", err)
+		}
+	}
+	return nil
+}
+
+// appendLine appends r's line, with value in place of r.Value (written
+// as it is when decoded, compact JSON we made).
+func appendLine(b []byte, r *Record, value []byte, decoded bool) []byte {
 	b = append(b, `{"topic":`...)
 	b = appendString(b, r.Topic)
 	b = append(b, `,"partition":`...)
@@ -89,17 +127,7 @@ func (f *jsonlFile) Append(ctx context.Context, r *Record) error {
 		b = appendField(b, "value", h.Value)
 		b = append(b, '}')
 	}
-	f.buf = append(b, "]}\n"...)
-	f.n++
-	if len(f.buf) >= jsonlWriteBytes {
-		n, err := f.w.Write(f.buf)
-		f.written += int64(n)
-		f.buf = f.buf[:0]
-		if err != nil {
-			return fmt.Errorf("sink/format: jsonl write: %w", err)
-		}
-	}
-	return nil
+	return append(b, "]}\n"...)
 }
 
 // jsonlWriteBytes is how many bytes of lines a file buffers before writing
@@ -141,7 +169,7 @@ func appendField(b []byte, name string, v []byte) []byte {
 	case validJSON(v):
 		b = append(b, `":`...)
 		return appendCompact(b, v)
-	case utf8.Valid(v):
+	case validUTF8(v):
 		b = append(b, `_text":`...)
 		return appendString(b, v)
 	default:

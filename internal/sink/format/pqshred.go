@@ -15,6 +15,10 @@ type shredder struct {
 	row  parquet.Row
 	w    avroWalk
 	size int64 // the row's value bytes, for Size
+	// topic is the last record's topic as bytes, made again only when
+	// the topic changes (a conversion per row was 6 % of the CPU); rows
+	// held by the file point to it, so it is replaced, never written to.
+	topic []byte
 }
 
 func (s *shredder) reset(ncols int) {
@@ -63,7 +67,10 @@ func (s *shredder) finish() parquet.Row {
 
 // metadata shreds a record's metadata columns.
 func (s *shredder) metadata(r *Record) {
-	s.emitBytes(colTopic, []byte(r.Topic), 0, 0)
+	if string(s.topic) != r.Topic {
+		s.topic = []byte(r.Topic)
+	}
+	s.emitBytes(colTopic, s.topic, 0, 0)
 	s.emit(colPartition, parquet.Int32Value(r.Partition), 0, 0)
 	s.emit(colOffset, parquet.Int64Value(r.Offset), 0, 0)
 	s.emit(colTimestamp, parquet.Int64Value(r.Timestamp.UnixMilli()), 0, 0)

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hamba/avro/v2"
+	"github.com/segmentio/encoding/ascii"
 	fastjson "github.com/segmentio/encoding/json"
 	"github.com/twmb/franz-go/pkg/sr"
 )
@@ -259,7 +260,11 @@ func (g *registry) classify(ctx context.Context, v []byte) (value, error) {
 
 // isJSON is whether v is JSON in UTF-8, as Parquet's JSON type wants
 // (validJSON lets invalid UTF-8 in strings through).
-func isJSON(v []byte) bool { return utf8.Valid(v) && validJSON(v) }
+func isJSON(v []byte) bool { return validUTF8(v) && validJSON(v) }
+
+// validUTF8 is utf8.Valid, with segmentio's vectorized ASCII check first:
+// most values are ASCII, and utf8.Valid on them was 40 % of isJSON.
+func validUTF8(v []byte) bool { return ascii.Valid(v) || utf8.Valid(v) }
 
 // validJSON is json.Valid, faster: segmentio/encoding's Valid (several
 // times encoding/json's), after a look at the first byte that rejects most
