@@ -63,9 +63,10 @@ type Format interface {
 // concurrent use.
 type File interface {
 	// Append adds r. It keeps neither r nor r.Headers (the caller reuses
-	// them for the next record), only the bytes they point to. It returns ErrNewFile, having taken nothing, when r
-	// cannot go into this file (its schema differs from the records
-	// before it): the caller closes this file and appends r to a new one.
+	// them for the next record), only the bytes they point to. It returns
+	// ErrNewFile, having taken nothing, when r cannot go into this file
+	// (its schema differs from the records before it): the caller closes
+	// this file and appends r to a new one.
 	Append(ctx context.Context, r *Record) error
 	// Size estimates the bytes the file will have when closed, for
 	// rolling by size.
