@@ -233,7 +233,7 @@ var topicDefs = []Def{
 		// Sluice's own: set by sluice mirror's offset-preserving mode on
 		// the topics it creates (internal/mirror).
 		Name: MirrorSourceConfig, Type: TypeString, Default: "",
-		Doc: "Sluice only. The cluster id of the source cluster this topic is an offset-preserving mirror of (sluice mirror --preserve-offsets sets it when it creates the topic); empty for an ordinary topic. On a mirror topic, produce requests are taken only from the mirror (client id sluice-mirror-offsets) and keep the source's offsets; other producers are refused with POLICY_VIOLATION.",
+		Doc: "Sluice only. The cluster id of the source cluster this topic is an offset-preserving mirror of (sluice mirror --preserve-offsets sets it when it creates the topic); empty for an ordinary topic. On a mirror topic, produce requests are taken only from the mirror (client id sluice-mirror-offsets) and keep the source's offsets; other producers are refused with POLICY_VIOLATION. It can be set only when the topic is created, and deleted (a failover: the topic takes producers again, and its leaders abort the source's transactions left open).",
 	},
 	{
 		Name: "unclean.leader.election.enable", Type: TypeBoolean, Default: "false", BrokerSynonym: "unclean.leader.election.enable",

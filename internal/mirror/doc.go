@@ -130,7 +130,10 @@
 // still name another base offset than the batch's own, the mirror stops
 // there. An existing target topic must carry the config with
 // the same cluster id, or the mirror stops: records of another origin
-// there would make equal offsets mean different records. On such a
+// there would make equal offsets mean different records. For the same
+// reason the broker takes the config only at creation: setting it on an
+// existing topic, or changing it, is INVALID_CONFIG (deleting it is the
+// failover; TestMirrorSourceConfigOnlyAtCreation). On such a
 // topic the broker takes produce requests only from client id
 // sluice-mirror-offsets (every other producer gets POLICY_VIOLATION, a
 // translating mirror's too, whose batches carry no offsets: the copy is

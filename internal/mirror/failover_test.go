@@ -1,11 +1,13 @@
 package mirror
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-io/sluice/internal/cli/clitest"
@@ -26,13 +28,7 @@ func TestMirrorFailoverProducerIDs(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := b.adm.AlterTopicConfigs(clitest.Ctx(t), []kadm.AlterConfig{{Op: kadm.DeleteConfig, Name: MirrorSourceConfig}}, "orders")
-	if err == nil {
-		_, err = resp.On("orders", nil)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	failover(t, b, "orders")
 	got := produceAfterFailover(t, b.addr, "after the failover")
 	if got.Offset != end {
 		t.Errorf("the first record after the failover acknowledged at offset %d, want %d (the copy's end)", got.Offset, end)
@@ -40,6 +36,22 @@ func TestMirrorFailoverProducerIDs(t *testing.T) {
 	recs := b.read(t, "orders", int(end)+1)[0]
 	if last := recs[len(recs)-1]; string(last.Value) != "after the failover" {
 		t.Errorf("the copy ends with %q at %d, want the record produced after the failover", last.Value, last.Offset)
+	}
+}
+
+// failover deletes sluice.mirror.source from topic on c: the copy takes
+// producers again.
+func failover(t *testing.T, c *cluster, topic string) {
+	t.Helper()
+	resp, err := c.adm.AlterTopicConfigs(clitest.Ctx(t), []kadm.AlterConfig{{Op: kadm.DeleteConfig, Name: MirrorSourceConfig}}, topic)
+	if err == nil {
+		var r kadm.AlterConfigsResponse
+		if r, err = resp.On(topic, nil); err == nil {
+			err = r.Err
+		}
+	}
+	if err != nil {
+		t.Fatalf("delete %s of %s: %v", MirrorSourceConfig, topic, err)
 	}
 }
 
@@ -94,13 +106,7 @@ func TestMirrorFailoverAbortsOpenTransactions(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := b.adm.AlterTopicConfigs(clitest.Ctx(t), []kadm.AlterConfig{{Op: kadm.DeleteConfig, Name: MirrorSourceConfig}}, "orders")
-	if err == nil {
-		_, err = resp.On("orders", nil)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	failover(t, b, "orders")
 	produceAfterFailover(t, b.addr, endValue)
 	var values []string
 	for _, r := range readToEnd(t, b.addr, "orders", 1, true)[0] {
@@ -162,4 +168,62 @@ func TestMirrorPreserveFollowsDeletes(t *testing.T) {
 		t.Fatalf("the copy's orders[1] ends at %d, want 15", ends[1])
 	}
 	waitStart(0, 6)
+}
+
+// TestMirrorSourceConfigOnlyAtCreation: sluice.mirror.source cannot be set
+// on an existing topic (its own records would sit at offsets the mirror
+// takes for the source's, and it would pass over the source's records
+// there as copied) nor changed on a copy; deleting it (the failover) is
+// allowed. Before, a hand-set config made an ordinary topic with 10 records
+// a "copy" missing the source's first 10.
+func TestMirrorSourceConfigOnlyAtCreation(t *testing.T) {
+	a, b := connect(t, startBroker(t)), connect(t, startBroker(t))
+	a.create(t, "orders", 1, nil)
+	b.create(t, "orders", 1, nil)
+	for i := range 10 {
+		a.produce(t, rec("orders", 0, i, time.Now()))
+		b.produce(t, rec("orders", 0, 100+i, time.Now()))
+	}
+	alter := func(c *cluster, topic string, op kadm.IncrementalOp, value string) error {
+		resp, err := c.adm.AlterTopicConfigs(clitest.Ctx(t), []kadm.AlterConfig{{Op: op, Name: MirrorSourceConfig, Value: &value}}, topic)
+		if err != nil {
+			return err
+		}
+		r, err := resp.On(topic, nil)
+		if err != nil {
+			return err
+		}
+		return r.Err
+	}
+	id := describeClusterID(t, a)
+	if err := alter(b, "orders", kadm.SetConfig, id); !errors.Is(err, kerr.InvalidConfig) {
+		t.Fatalf("set %s on a topic with records of its own: %v, want INVALID_CONFIG", MirrorSourceConfig, err)
+	}
+	// A copy made by the mirror: its source cannot be changed.
+	a.create(t, "payments", 1, nil)
+	a.produce(t, rec("payments", 0, 0, time.Now()))
+	_, stop := start(t, Options{Source: []string{a.addr}, Target: []string{b.addr}, Topics: "payments", PreserveOffsets: true})
+	waitEnds(t, a, b, "payments")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := alter(b, "payments", kadm.SetConfig, "another-cluster"); !errors.Is(err, kerr.InvalidConfig) {
+		t.Fatalf("change %s of a copy: %v, want INVALID_CONFIG", MirrorSourceConfig, err)
+	}
+	if err := alter(b, "payments", kadm.SetConfig, id); err != nil {
+		t.Fatalf("set %s of a copy to its own value: %v", MirrorSourceConfig, err)
+	}
+	if err := alter(b, "payments", kadm.DeleteConfig, ""); err != nil {
+		t.Fatalf("delete %s (the failover): %v", MirrorSourceConfig, err)
+	}
+}
+
+// describeClusterID is c's cluster id.
+func describeClusterID(t *testing.T, c *cluster) string {
+	t.Helper()
+	m, err := c.adm.BrokerMetadata(clitest.Ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Cluster
 }

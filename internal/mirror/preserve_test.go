@@ -469,13 +469,7 @@ func TestMirrorPreserveFailover(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := b.adm.AlterTopicConfigs(clitest.Ctx(t), []kadm.AlterConfig{{Op: kadm.DeleteConfig, Name: MirrorSourceConfig}}, "orders")
-	if err == nil {
-		_, err = resp.On("orders", nil)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	failover(t, b, "orders")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// A fresh producer each try: kgo gives up on a record after a

@@ -160,6 +160,22 @@ func (h *Handler) writeConfigs(ctx context.Context, typ kmsg.ConfigResourceType,
 		if err := config.ValidateTopicConfigs(configs); err != nil {
 			return err
 		}
+		// A copy is born a copy: an offset-preserving mirror creates
+		// its topics with sluice.mirror.source. Set later on a topic,
+		// the topic's own records would sit at offsets the mirror
+		// takes for the source's (it passes over batches below the
+		// log end as already copied), and a change of source would
+		// mix two clusters' offsets. Deleting it is the failover.
+		if v := configs[config.MirrorSourceConfig]; v != "" {
+			cur, err := h.dynamicConfigs(typ, name)
+			if err != nil {
+				return err
+			}
+			if cur[config.MirrorSourceConfig] != v {
+				return codeErr(kerr.InvalidConfig, "%s can be set only when a topic is created (`sluice mirror --preserve-offsets` creates its copies with it): a topic's own records cannot become a copy's, nor a copy another cluster's; mirror into a new topic instead",
+					config.MirrorSourceConfig)
+			}
+		}
 	case kmsg.ConfigResourceTypeBroker:
 		var readOnly []string
 		for k := range configs {
