@@ -175,7 +175,7 @@ trap 'exit 143' TERM
 
 # The expected skips: "NAME reason..." a line (NAME as go test prints it
 # in "--- SKIP: NAME"), '#' comments and blank lines ignored.
-declare -A EXPECT=()
+declare -A EXPECT=() EXPECT_FILE=()
 [ -f "$SKIPS_FILE" ] || fail "no expected-skips file $SKIPS_FILE"
 while read -r name why || [ -n "$name" ]; do
 	case $name in '' | '#'*) continue ;; esac
@@ -315,7 +315,7 @@ say "waiting for the group coordinators"
 	-test.run '^TestSluiceGroupCoordinators$') >"$TMP/coordinators.log" 2>&1 ||
 	{ cat "$TMP/coordinators.log"; fail "the group coordinators did not all answer within 60s"; }
 
-mkdir -p "$TMP/logs"
+. scripts/lib/gosuite.sh
 run_one() {
 	local name=$1 rc=0
 	(cd "$TMP/kafka-go" && KAFKA_VERSION=$KAFKA_VERSION \
@@ -325,118 +325,5 @@ run_one() {
 }
 
 say "kafka-go $KAFKA_GO_VERSION: $(echo "$TESTS" | wc -l) tests, $JOBS at a time, each with -timeout $TIMEOUT, KAFKA_VERSION=$KAFKA_VERSION, broker $B"
-T_TEST=$SECONDS
-running=0
-for name in $TESTS; do
-	if [ "$running" -ge "$JOBS" ]; then
-		wait -n || true
-		running=$((running - 1))
-	fi
-	run_one "$name" &
-	running=$((running + 1))
-done
-while [ "$running" -gt 0 ]; do
-	wait -n || true
-	running=$((running - 1))
-done
-T_TEST=$((SECONDS - T_TEST))
-
-# On a cluster every node must have lived through the tests and must stop
-# cleanly on SIGTERM (all at once; each moves its leaderships away first).
-nodes_bad=0
-if [ "$NODES" != 1 ]; then
-	for i in "${!NODE_PIDS[@]}"; do
-		kill -0 "${NODE_PIDS[i]}" 2>/dev/null || {
-			say "FAIL     node $i (pid ${NODE_PIDS[i]}) died during the tests; its log: \$TMP/node-$i.log"
-			nodes_bad=$((nodes_bad + 1))
-		}
-	done
-	t0=$SECONDS
-	stop_cluster 60
-	for i in "${!NODE_RC[@]}"; do
-		if [ "${NODE_RC[i]}" != 0 ] || ! grep -q "stopped cleanly" "$TMP/node-$i.log"; then
-			say "FAIL     node $i exited ${NODE_RC[i]} after SIGTERM$(grep -q "stopped cleanly" "$TMP/node-$i.log" || echo ", without logging \"stopped cleanly\"") (137: killed 60s after it)"
-			nodes_bad=$((nodes_bad + 1))
-		fi
-	done
-	[ "$nodes_bad" != 0 ] || say "ok   the $NODES nodes lived through the tests and exited 0 on SIGTERM, within $((SECONDS - t0))s"
-fi
-
-# One line per test: its own result line ("--- PASS: TestX (1.2s)",
-# unindented; subtests are indented), TIMEOUT when -timeout ended it,
-# PANIC, or FAIL when the process failed without saying. Every "--- SKIP"
-# (the test's own or a subtest's) must be listed in SKIPS_FILE.
-say "---- kafka-go tests (${T_TEST}s; logs in \$TMP/logs) ----"
-npass=0 nfail=0 nskip=0 nexpected=0
-failed=""
-declare -A RES=() SKIPPED=()
-expectation() {
-	if [ -n "${EXPECT[$1]:-}" ]; then
-		printf 'expected: %s' "${EXPECT[$1]}"
-	else
-		printf 'NOT EXPECTED (not in %s)' "$SKIPS_FILE"
-	fi
-}
-for name in $TESTS; do
-	log=$TMP/logs/$name.log
-	line=$(grep -E "^--- (PASS|FAIL|SKIP): $name " "$log" | tail -n 1 || true)
-	res=$(printf '%s' "$line" | awk '{print $2}' | tr -d :)
-	dur=$(printf '%s' "$line" | awk '{print $4}')
-	rc=$(cat "$TMP/logs/$name.rc" 2>/dev/null || echo 1)
-	if grep -q '^panic: test timed out' "$log"; then
-		res=TIMEOUT dur="($TIMEOUT)"
-	elif [ -z "$res" ] || { [ "$rc" != 0 ] && [ "$res" != FAIL ]; }; then
-		if grep -q '^panic: ' "$log"; then res=PANIC; else res=FAIL; fi
-	fi
-	RES[$name]=$res
-	case $res in
-	PASS) npass=$((npass + 1)) ;;
-	SKIP) ;;
-	*) nfail=$((nfail + 1)) failed="$failed $name" ;;
-	esac
-	note=""
-	[ "$res" != SKIP ] || note=$(expectation "$name")
-	printf '%-8s %-56s %s%s\n' "$res" "$name" "$dur" "${note:+  $note}"
-	for s in $(grep -E '^[[:space:]]*--- SKIP: ' "$log" | awk '{print $3}' | sort -u); do
-		SKIPPED[$s]=1
-		nskip=$((nskip + 1))
-		[ "$s" = "$name" ] || printf '%-8s %-56s %s\n' SKIP "$s" "$(expectation "$s")"
-		if [ -n "${EXPECT[$s]:-}" ]; then
-			nexpected=$((nexpected + 1))
-		else
-			nfail=$((nfail + 1))
-			case " $failed " in *" $name "*) ;; *) failed="$failed $name" ;; esac
-			say "FAIL     $s skipped, and $SKIPS_FILE does not list it: make it run, or list it with the reason"
-		fi
-	done
-done
-# A listed test that ran and did not skip, or (all tests selected) that
-# kafka-go does not have: the list is out of date.
-stale=0
-for s in $(printf '%s\n' "${!EXPECT[@]}" | sort); do
-	top=${s%%/*}
-	if [ -z "${RES[$top]:-}" ]; then
-		[ "$RUN" = "$DEFAULT_RUN" ] || continue # not selected by KAFKA_GO_RUN
-		say "FAIL     $s: listed in $SKIPS_FILE, but kafka-go $KAFKA_GO_VERSION runs no such test here; remove it"
-		stale=$((stale + 1))
-	elif [ -z "${SKIPPED[$s]:-}" ] && [ "${RES[$top]}" = PASS ]; then
-		say "FAIL     $s: listed in $SKIPS_FILE, but it ran and did not skip; remove it from the list"
-		stale=$((stale + 1))
-	fi
-done
-nfail=$((nfail + stale + nodes_bad))
-say "passed $npass, failed $nfail, skipped $nskip ($nexpected of them expected, in $SKIPS_FILE)"
-
-if [ "$nfail" != 0 ]; then
-	for name in $failed; do
-		say "---- $name: errors ----"
-		grep -E '^ *--- FAIL|^panic|_test\.go:[0-9]+:|^\s+Test' "$TMP/logs/$name.log" |
-			grep -vE 'createTopic\(|waitForTopic|retrying after' | head -n 25 || true
-	done
-	msg=""
-	[ -z "$failed" ] || msg="kafka-go's tests failed or skipped unexpectedly against sluice:$failed (logs: KEEP_TMP=1)"
-	[ "$stale" = 0 ] || msg="${msg:+$msg; }$SKIPS_FILE is out of date: $stale listed tests did not skip or do not exist"
-	[ "$nodes_bad" = 0 ] || msg="${msg:+$msg; }$nodes_bad of the $NODES nodes died or did not stop cleanly (above)"
-	fail "$msg"
-fi
-say "ok   kafka-go suite$([ "$NODES" = 1 ] || echo " against $NODES nodes") ($((SECONDS - T_START))s)"
+suite_run_all
+suite_judge kafka-go "$KAFKA_GO_VERSION" KAFKA_GO_RUN '^ *--- FAIL|^panic|_test\.go:[0-9]+:|^\s+Test' 'createTopic\(|waitForTopic|retrying after'
