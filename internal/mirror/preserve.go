@@ -307,8 +307,10 @@ func (m *Mirror) fetchAhead(ctx context.Context, t string, p int32, next, trimTo
 	// divergedSince is when the source was first seen to end below the
 	// copy (zero: it does not).
 	var divergedSince time.Time
-	// trimmed is the highest log start offset asked of the target (or, at
-	// first, the copy's start: nothing below it to delete).
+	// trimmed is the highest log start offset asked of the target (0 at
+	// first: a restart asks once more, which changes nothing there). A
+	// request that failed is only logged: the next move of the source's
+	// log start asks again.
 	trimmed := int64(0)
 	var src *kgo.Broker
 	var srcID [16]byte
