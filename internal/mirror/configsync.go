@@ -69,10 +69,7 @@ func (m *Mirror) syncConfigs(ctx context.Context, topics []string) error {
 	if len(topics) == 0 {
 		return nil
 	}
-	targets := make([]string, len(topics))
-	for i, t := range topics {
-		targets[i] = m.opts.TopicPrefix + t
-	}
+	targets := m.targetNames(topics)
 	src, err := m.srcAdm.DescribeTopicConfigs(ctx, topics...)
 	if err != nil {
 		return fmt.Errorf("mirror: describe configs of the source topics: %w", err)
@@ -85,18 +82,12 @@ func (m *Mirror) syncConfigs(ctx context.Context, topics []string) error {
 	var errs []error
 	for i, t := range topics {
 		tt := targets[i]
-		s, err := src.On(t, nil)
-		if err == nil {
-			err = s.Err
-		}
+		s, err := configsOn(src, t)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("mirror: describe configs of source topic %s: %w", t, err))
 			continue
 		}
-		d, err := dst.On(tt, nil)
-		if err == nil {
-			err = d.Err
-		}
+		d, err := configsOn(dst, tt)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("mirror: describe configs of target topic %s: %w", tt, err))
 			continue
@@ -111,6 +102,15 @@ func (m *Mirror) syncConfigs(ctx context.Context, topics []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// configsOn is topic's configs in rs, or why they are not there.
+func configsOn(rs kadm.ResourceConfigs, topic string) (kadm.ResourceConfig, error) {
+	rc, err := rs.On(topic, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	return rc, err
 }
 
 // diffConfigs compares source topic t's copied configs want with target

@@ -67,10 +67,7 @@ func (m *Mirror) syncTopics(ctx context.Context, configs bool) error {
 	if len(want) == 0 {
 		return nil
 	}
-	targets := make([]string, len(want))
-	for i, t := range want {
-		targets[i] = m.opts.TopicPrefix + t
-	}
+	targets := m.targetNames(want)
 	dst, err := m.dstAdm.ListTopics(ctx, targets...)
 	if err != nil {
 		return fmt.Errorf("mirror: list target topics: %w", err)
@@ -239,4 +236,13 @@ func (m *Mirror) ensurePartition(ctx context.Context, t string, p int32) error {
 	// record, with the partitions created above.
 	m.ready[t] = n
 	return nil
+}
+
+// targetNames is the target topic of each of the source topics.
+func (m *Mirror) targetNames(topics []string) []string {
+	out := make([]string, len(topics))
+	for i, t := range topics {
+		out[i] = m.opts.TopicPrefix + t
+	}
+	return out
 }

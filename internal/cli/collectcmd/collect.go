@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-io/sluice/internal/audit"
 	"github.com/sluice-io/sluice/internal/cli/clientopts"
@@ -201,12 +200,7 @@ func Run(ctx context.Context, o Options) error {
 		if len(brokers) == 0 {
 			brokers = o.Brokers
 		}
-		cctx, cancel := context.WithTimeout(ctx, auditConnectTimeout)
-		counter, err = audit.NewCounter(cctx, audit.CounterOptions{Stage: audit.StageCollect, Topic: o.AuditTopic, Logger: log,
-			NewClient: func(opts ...kgo.Opt) (*kgo.Client, error) {
-				return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID("sluice-collect-audit")}, opts...)...)
-			}})
-		cancel()
+		counter, err = clientopts.OpenCounter(ctx, audit.StageCollect, o.AuditTopic, brokers, "sluice-collect-audit", auditConnectTimeout, log)
 		if err != nil {
 			return err
 		}

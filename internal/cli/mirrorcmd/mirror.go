@@ -15,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-io/sluice/internal/audit"
 	"github.com/sluice-io/sluice/internal/cli/clientopts"
@@ -216,12 +215,7 @@ func newCounter(ctx context.Context, o Options, log *slog.Logger) (*audit.Counte
 	if timeout <= 0 {
 		timeout = mirror.DefaultTimeout
 	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return audit.NewCounter(cctx, audit.CounterOptions{Stage: audit.StageMirror, Topic: o.AuditTopic, Logger: log,
-		NewClient: func(opts ...kgo.Opt) (*kgo.Client, error) {
-			return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID("sluice-mirror-audit"), kgo.DialTimeout(timeout)}, opts...)...)
-		}})
+	return clientopts.OpenCounter(ctx, audit.StageMirror, o.AuditTopic, brokers, "sluice-mirror-audit", timeout, log)
 }
 
 // Run mirrors until ctx is done, then stops cleanly (see mirror.Mirror.Run).

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-io/sluice/internal/audit"
 	"github.com/sluice-io/sluice/internal/backup"
@@ -235,12 +234,7 @@ func Run(ctx context.Context, o Options) error {
 		if len(ab) == 0 {
 			ab = brokers
 		}
-		cctx, cancel := context.WithTimeout(ctx, o.Wait())
-		counter, err = audit.NewCounter(cctx, audit.CounterOptions{Stage: audit.StageSink, Topic: o.AuditTopic, Logger: log,
-			NewClient: func(opts ...kgo.Opt) (*kgo.Client, error) {
-				return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(ab...), kgo.ClientID("sluice-sink-audit")}, opts...)...)
-			}})
-		cancel()
+		counter, err = clientopts.OpenCounter(ctx, audit.StageSink, o.AuditTopic, ab, "sluice-sink-audit", o.Wait(), log)
 		if err != nil {
 			return err
 		}
