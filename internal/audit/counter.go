@@ -122,6 +122,19 @@ type entry struct {
 	lastChange time.Time
 }
 
+// DialCounter is NewCounter for a pipeline tool's `--audit` (collect,
+// mirror, sink): the counts go to topic ("" the default) on brokers, as
+// client id clientID, and creating or finding the counts topic may take
+// timeout.
+func DialCounter(ctx context.Context, stage, topic string, brokers []string, clientID string, timeout time.Duration, log *slog.Logger) (*Counter, error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return NewCounter(cctx, CounterOptions{Stage: stage, Topic: topic, Logger: log,
+		NewClient: func(opts ...kgo.Opt) (*kgo.Client, error) {
+			return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID(clientID), kgo.DialTimeout(timeout)}, opts...)...)
+		}})
+}
+
 // NewCounter makes sure the counts topic exists (creating it compacted,
 // with a replication factor of min(3, brokers) and a week's retention) and
 // starts publishing every FlushInterval. The caller calls Close.

@@ -200,7 +200,7 @@ func Run(ctx context.Context, o Options) error {
 		if len(brokers) == 0 {
 			brokers = o.Brokers
 		}
-		counter, err = clientopts.OpenCounter(ctx, audit.StageCollect, o.AuditTopic, brokers, "sluice-collect-audit", auditConnectTimeout, log)
+		counter, err = audit.DialCounter(ctx, audit.StageCollect, o.AuditTopic, brokers, "sluice-collect-audit", auditConnectTimeout, log)
 		if err != nil {
 			return err
 		}

@@ -215,7 +215,7 @@ func newCounter(ctx context.Context, o Options, log *slog.Logger) (*audit.Counte
 	if timeout <= 0 {
 		timeout = mirror.DefaultTimeout
 	}
-	return clientopts.OpenCounter(ctx, audit.StageMirror, o.AuditTopic, brokers, "sluice-mirror-audit", timeout, log)
+	return audit.DialCounter(ctx, audit.StageMirror, o.AuditTopic, brokers, "sluice-mirror-audit", timeout, log)
 }
 
 // Run mirrors until ctx is done, then stops cleanly (see mirror.Mirror.Run).

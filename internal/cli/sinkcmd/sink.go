@@ -234,7 +234,7 @@ func Run(ctx context.Context, o Options) error {
 		if len(ab) == 0 {
 			ab = brokers
 		}
-		counter, err = clientopts.OpenCounter(ctx, audit.StageSink, o.AuditTopic, ab, "sluice-sink-audit", o.Wait(), log)
+		counter, err = audit.DialCounter(ctx, audit.StageSink, o.AuditTopic, ab, "sluice-sink-audit", o.Wait(), log)
 		if err != nil {
 			return err
 		}
